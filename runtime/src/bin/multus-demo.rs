@@ -1,0 +1,132 @@
+//! A guided run of multus on an embedded default: a throwaway node and pod
+//! netns, ADD with a cluster network and two extra networks through the
+//! built `multus` binary, the pod's interfaces, then DEL and proof that
+//! nothing is left.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use multus::testbed::{confs, exec_cni, files_under, reference_plugin_dir, Netns};
+
+#[derive(Parser)]
+#[command(about = "Demo: a pod with three networks through multus, then torn down")]
+struct Args {
+    /// The multus binary (default: next to this one).
+    #[arg(long)]
+    multus: Option<PathBuf>,
+}
+
+fn sibling(name: &str) -> Result<PathBuf> {
+    let me = std::env::current_exe()?;
+    Ok(me.parent().context("binary has no directory")?.join(name))
+}
+
+fn section(title: &str) {
+    println!("\n== {title}");
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let multus = match args.multus {
+        Some(p) => p,
+        None => sibling("multus")?,
+    };
+    let plugins = reference_plugin_dir();
+    for p in ["bridge", "macvlan", "host-local", "static", "tuning"] {
+        if !plugins.join(p).is_file() {
+            bail!(
+                "reference plugin {p} missing in {} (apt-get install containernetworking-plugins)",
+                plugins.display()
+            );
+        }
+    }
+    let node = Netns::new("demo-node").context("creating the node netns (needs root)")?;
+    let pod = Netns::new("demo-pod")?;
+    node.ip(&[
+        "link", "add", "uplink0", "type", "veth", "peer", "name", "uplink0p",
+    ])?;
+    node.ip(&["link", "set", "uplink0", "up"])?;
+    node.ip(&["link", "set", "uplink0p", "up"])?;
+    let work = tempfile::tempdir()?;
+    let data = work.path().join("ipam");
+    let cni_dir = work.path().join("multus");
+    let conf = confs::multus_delegates(
+        &[
+            confs::bridge_host_local("cluster", "cni0", "10.88.0.0/24", &data),
+            confs::macvlan_host_local("macvlan-net", "uplink0", "10.89.0.0/24", &data),
+            confs::bridge_static_tuning("storage-net", "stor0", "10.90.0.10/24", "net2"),
+        ],
+        &cni_dir,
+        &plugins,
+    );
+    let conf = serde_json::to_vec_pretty(&conf)?;
+    section("multus conf (stdin)");
+    println!("{}", String::from_utf8_lossy(&conf));
+
+    let netns = pod.path();
+    let env = |cmd: &'static str| {
+        vec![
+            ("CNI_COMMAND", cmd),
+            ("CNI_CONTAINERID", "demo-container"),
+            ("CNI_NETNS", netns.to_str().unwrap_or_default()),
+            ("CNI_IFNAME", "eth0"),
+            (
+                "CNI_ARGS",
+                "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=demo",
+            ),
+            ("CNI_PATH", "/opt/cni/bin"),
+        ]
+    };
+    let run = |cmd: &'static str| -> Result<()> {
+        let out = exec_cni(&multus, Some(&node), &env(cmd), &conf)?;
+        println!("{cmd}: exit {:?}", out.status);
+        if !out.stdout.is_empty() {
+            println!("{}", serde_json::to_string_pretty(&out.json())?);
+        }
+        if !out.ok() {
+            bail!("multus {cmd} failed: {} {}", out.stdout, out.stderr);
+        }
+        Ok(())
+    };
+
+    section("ADD (result printed by multus: the cluster network's, as the conf's cniVersion)");
+    run("ADD")?;
+    section(&format!(
+        "pod netns {}: interfaces and addresses",
+        pod.name()
+    ));
+    print!("{}", pod.ip(&["-br", "addr"])?);
+    section("pod routes");
+    print!("{}", pod.ip(&["route"])?);
+    section("state on the node");
+    show(&data, &cni_dir);
+
+    section("CHECK");
+    run("CHECK")?;
+    section("DEL");
+    run("DEL")?;
+    section("after DEL");
+    print!("pod links: {}\n", pod.links()?.join(", "));
+    show(&data, &cni_dir);
+    section("DEL again (idempotent)");
+    run("DEL")?;
+
+    let leftovers: Vec<String> = files_under(&data)
+        .into_iter()
+        .filter(|f| !f.ends_with("/lock") && !f.contains("last_reserved_ip"))
+        .collect();
+    if pod.links()? != ["lo"] || !leftovers.is_empty() || !files_under(&cni_dir).is_empty() {
+        bail!(
+            "something was left behind: links {:?}, files {leftovers:?}",
+            pod.links()?
+        );
+    }
+    println!("\nnothing left: the pod has only lo, no IP reservations, no cache.");
+    Ok(())
+}
+
+fn show(data: &Path, cni_dir: &Path) {
+    println!("host-local files: {:?}", files_under(data));
+    println!("multus cache:     {:?}", files_under(cni_dir));
+}

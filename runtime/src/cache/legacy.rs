@@ -1,0 +1,129 @@
+//! Reading what Go multus left behind, so DEL still works after an upgrade:
+//! its scratch file (a JSON array of `DelegateNetConf`, full delegate JSON in
+//! base64 under `Bytes`) and libcni's per-delegate result cache
+//! `<cniDir>/results/<network>-<containerID>-<ifname>` (`cniCacheV1`).
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::{CacheFile, CachedDelegate, KIND};
+use crate::config::NetworkConfig;
+
+#[derive(Deserialize)]
+struct GoDelegate {
+    #[serde(rename = "Bytes")]
+    bytes: String,
+    #[serde(rename = "ifnameRequest", default)]
+    ifname_request: String,
+}
+
+#[derive(Deserialize, Default)]
+struct LibcniCache {
+    #[serde(rename = "cniArgs", default)]
+    cni_args: Vec<(String, String)>,
+    #[serde(rename = "capabilityArgs", default)]
+    capability_args: Map<String, Value>,
+    #[serde(default)]
+    result: Option<Value>,
+}
+
+pub fn libcni_cache_path(
+    cni_dir: &Path,
+    network: &str,
+    container_id: &str,
+    ifname: &str,
+) -> PathBuf {
+    cni_dir
+        .join("results")
+        .join(format!("{network}-{container_id}-{ifname}"))
+}
+
+/// Converts a Go scratch list. Returns the cache and the libcni files used.
+pub fn convert(
+    cni_dir: &Path,
+    list: &Value,
+    container_id: &str,
+    multus_ifname: &str,
+) -> Result<(CacheFile, Vec<PathBuf>), String> {
+    let go: Vec<GoDelegate> = serde_json::from_value(list.clone())
+        .map_err(|e| format!("Go multus delegate list: {e}"))?;
+    let mut delegates = Vec::with_capacity(go.len());
+    let mut extra = Vec::new();
+    for (i, d) in go.iter().enumerate() {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&d.bytes)
+            .map_err(|e| format!("delegate {i}: Bytes is not base64: {e}"))?;
+        let net = NetworkConfig::from_bytes(&bytes, &format!("Go multus delegate {i}"))
+            .map_err(|e| e.msg)?;
+        let ifname = match (d.ifname_request.as_str(), i) {
+            ("", 0) => multus_ifname.to_string(),
+            ("", i) => format!("net{i}"),
+            (req, _) => req.to_string(),
+        };
+        let lib_path = libcni_cache_path(cni_dir, &net.name, container_id, &ifname);
+        let lib: LibcniCache = match std::fs::read(&lib_path) {
+            Ok(b) => {
+                extra.push(lib_path);
+                serde_json::from_slice(&b).unwrap_or_default()
+            }
+            Err(_) => LibcniCache::default(),
+        };
+        let cni_args = lib
+            .cni_args
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(";");
+        let mut c = CachedDelegate::new(&net, &ifname, i == 0, &cni_args, &lib.capability_args);
+        c.result = lib.result;
+        delegates.push(c);
+    }
+    Ok((
+        CacheFile {
+            kind: KIND.into(),
+            container_id: container_id.to_string(),
+            netns: String::new(),
+            ifname: multus_ifname.to_string(),
+            cni_version: String::new(),
+            complete: true,
+            delegates,
+        },
+        extra,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn go_scratch_and_libcni_cache() {
+        let d = tempfile::tempdir().unwrap();
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let master = r#"{"cniVersion":"0.4.0","name":"k8s","plugins":[{"type":"bridge","kubeconfig":"/k"}]}"#;
+        let extra = r#"{"cniVersion":"0.3.1","name":"mv","type":"macvlan"}"#;
+        let list = json!([
+            {"Conf":{},"ConfList":{},"Name":"","ifnameRequest":"","Bytes": b64(master)},
+            {"Conf":{},"Name":"default/mv","ifnameRequest":"","Bytes": b64(extra)},
+            {"Conf":{},"Name":"default/mv2","ifnameRequest":"sriov1","Bytes": b64(extra)}
+        ]);
+        std::fs::create_dir(d.path().join("results")).unwrap();
+        let lib = libcni_cache_path(d.path(), "k8s", "cid", "eth0");
+        std::fs::write(&lib, json!({"kind":"cniCacheV1","cniArgs":[["K8S_POD_NAME","p"]],"capabilityArgs":{"mac":"m"},"result":{"cniVersion":"0.4.0","ips":[]}}).to_string()).unwrap();
+        let (f, files) = convert(d.path(), &list, "cid", "eth0").unwrap();
+        assert_eq!(files, vec![lib]);
+        let names: Vec<_> = f.delegates.iter().map(|d| d.ifname.as_str()).collect();
+        assert_eq!(names, vec!["eth0", "net1", "sriov1"]);
+        assert!(f.delegates[0].cluster_network);
+        assert_eq!(f.delegates[0].cni_args, "K8S_POD_NAME=p");
+        assert_eq!(f.delegates[0].capability_args["mac"], "m");
+        assert!(f.delegates[0].result.is_some());
+        assert!(f.delegates[1].result.is_none());
+        let net = f.delegates[0].network(Path::new("x")).unwrap();
+        assert_eq!(net.bytes, master.as_bytes());
+    }
+}

@@ -1,0 +1,9 @@
+//! Configuration: the multus conf, delegate network configs and their lookup.
+
+pub mod keys;
+pub mod multus;
+pub mod netconf;
+pub mod resolve;
+
+pub use multus::{Attachment, ClusterNetwork, LogLevel, MultusConf};
+pub use netconf::NetworkConfig;

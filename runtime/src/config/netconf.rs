@@ -1,0 +1,179 @@
+//! A delegate network: one conflist (a single `.conf` is lifted into a list of
+//! one, as libcni does), with the exact bytes it was read from.
+
+use serde_json::{Map, Value};
+
+use super::keys::FoldedObject;
+use crate::cni::env::validate_id;
+use crate::cni::{version, CniError, Code};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkConfig {
+    pub name: String,
+    /// The negotiated version injected into every plugin.
+    pub cni_version: String,
+    pub disable_check: bool,
+    pub disable_gc: bool,
+    /// Each plugin's config object, unknown keys and their order intact.
+    pub plugins: Vec<Map<String, Value>>,
+    /// The config exactly as read: what the DEL cache stores.
+    pub bytes: Vec<u8>,
+}
+
+impl NetworkConfig {
+    /// Parses a conf or conflist. `origin` names where it came from in errors.
+    pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<Self, CniError> {
+        let top = FoldedObject::parse(bytes, origin)?;
+        let name: String = top.get("name")?.unwrap_or_default();
+        if name.is_empty() {
+            return Err(CniError::new(
+                Code::InvalidConfig,
+                format!("{origin}: missing network \"name\""),
+            ));
+        }
+        validate_id(
+            &name,
+            &format!("{origin}: network name"),
+            Code::InvalidConfig,
+        )?;
+        let declared: Option<String> = top.get("cniVersion")?;
+        let declared = version::or_legacy(declared.as_deref()).to_string();
+        let versions: Vec<String> = top.get("cniVersions")?.unwrap_or_default();
+        let cni_version = version::negotiate(&declared, &versions, origin)?;
+
+        let object = |raw: &str, what: &str| -> Result<Map<String, Value>, CniError> {
+            match serde_json::from_str::<Value>(raw) {
+                Ok(Value::Object(m)) => Ok(m),
+                _ => Err(CniError::new(
+                    Code::InvalidConfig,
+                    format!("{origin}: {what} is not a JSON object"),
+                )),
+            }
+        };
+        let plugins = match top.raw("plugins") {
+            Some(list) => {
+                let items: Vec<&serde_json::value::RawValue> = serde_json::from_str(list.get())
+                    .map_err(|e| {
+                        CniError::new(
+                            Code::InvalidConfig,
+                            format!("{origin}: \"plugins\" is not a list: {e}"),
+                        )
+                    })?;
+                if items.is_empty() {
+                    return Err(CniError::new(
+                        Code::InvalidConfig,
+                        format!("{origin}: \"plugins\" is empty"),
+                    ));
+                }
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| object(p.get(), &format!("plugins[{i}]")))
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+            None => vec![object(
+                std::str::from_utf8(bytes).unwrap_or_default(),
+                "the config",
+            )?],
+        };
+        for (i, p) in plugins.iter().enumerate() {
+            let ty = p.get("type").and_then(Value::as_str).unwrap_or_default();
+            validate_type(ty).map_err(|m| {
+                CniError::new(
+                    Code::InvalidConfig,
+                    format!("{origin}: plugins[{i}] \"type\": {m}"),
+                )
+            })?;
+        }
+        Ok(Self {
+            name,
+            cni_version,
+            disable_check: top.get_bool("disableCheck")?.unwrap_or(false),
+            disable_gc: top.get_bool("disableGC")?.unwrap_or(false),
+            plugins,
+            bytes: bytes.to_vec(),
+        })
+    }
+
+    pub fn version(&self) -> version::Version {
+        version::Version::parse(&self.cni_version).expect("negotiated versions are supported")
+    }
+
+    /// The plugin types in order, for logs.
+    pub fn types(&self) -> Vec<&str> {
+        self.plugins
+            .iter()
+            .map(|p| p.get("type").and_then(Value::as_str).unwrap_or_default())
+            .collect()
+    }
+}
+
+/// A plugin type becomes a file name looked up in the plugin dirs, so it must
+/// not be able to point anywhere else.
+pub fn validate_type(ty: &str) -> Result<(), String> {
+    if ty.is_empty() {
+        return Err("missing".into());
+    }
+    if ty.contains('/') || ty == "." || ty == ".." || ty.contains('\0') {
+        return Err(format!("{ty:?} is not a plugin name"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conf_becomes_list_of_one() {
+        let b = br#"{"cniVersion":"0.3.1","name":"n","type":"bridge","custom":{"z":1.50}}"#;
+        let n = NetworkConfig::from_bytes(b, "x").unwrap();
+        assert_eq!(n.name, "n");
+        assert_eq!(n.cni_version, "0.3.1");
+        assert_eq!(n.plugins.len(), 1);
+        assert_eq!(n.types(), vec!["bridge"]);
+        assert_eq!(
+            serde_json::to_string(&n.plugins[0]["custom"]).unwrap(),
+            r#"{"z":1.50}"#
+        );
+        assert_eq!(n.bytes, b.to_vec());
+    }
+
+    #[test]
+    fn conflist_with_negotiation_and_flags() {
+        let b = br#"{"cniVersion":"0.4.0","cniVersions":["1.1.0"],"name":"n","disableCheck":"true",
+                    "plugins":[{"type":"bridge"},{"type":"tuning"}]}"#;
+        let n = NetworkConfig::from_bytes(b, "x").unwrap();
+        assert_eq!(n.cni_version, "1.1.0");
+        assert!(n.disable_check);
+        assert!(!n.disable_gc);
+        assert_eq!(n.types(), vec!["bridge", "tuning"]);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = NetworkConfig::from_bytes(br#"{"cniVersion":"1.0.0","type":"bridge"}"#, "d")
+            .unwrap_err();
+        assert!(e.msg.contains("name"), "{}", e.msg);
+        let e = NetworkConfig::from_bytes(
+            br#"{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"../sh"}]}"#,
+            "d",
+        )
+        .unwrap_err();
+        assert_eq!(e.code, 7);
+        assert!(e.msg.contains("plugins[0] \"type\""), "{}", e.msg);
+        let e = NetworkConfig::from_bytes(br#"{"cniVersion":"3.0.0","name":"n","type":"a"}"#, "d")
+            .unwrap_err();
+        assert_eq!(e.code, 1);
+        let e =
+            NetworkConfig::from_bytes(br#"{"cniVersion":"1.0.0","name":"n","plugins":[]}"#, "d")
+                .unwrap_err();
+        assert_eq!(e.code, 7);
+        let e = NetworkConfig::from_bytes(
+            br#"{"cniVersion":"1.0.0","name":"bad name","type":"a"}"#,
+            "d",
+        )
+        .unwrap_err();
+        assert_eq!(e.code, 7);
+    }
+}

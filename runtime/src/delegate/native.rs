@@ -1,0 +1,81 @@
+//! Exec of native plugin binaries with the CNI exec protocol, as libcni does.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command as Process, Stdio};
+
+use super::{PluginCall, PluginError, PluginRunner};
+use crate::cni::CniError;
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NativeRunner;
+
+impl NativeRunner {
+    fn find(call: &PluginCall<'_>) -> Result<PathBuf, PluginError> {
+        call.path
+            .iter()
+            .map(|d| d.join(call.plugin_type))
+            .find(|p| p.is_file())
+            .ok_or_else(|| PluginError::NotFound {
+                plugin_type: call.plugin_type.to_string(),
+                dirs: call.path.to_vec(),
+            })
+    }
+}
+
+impl PluginRunner for NativeRunner {
+    fn run(&self, call: &PluginCall<'_>) -> Result<Vec<u8>, PluginError> {
+        let plugin = Self::find(call)?;
+        let cni_path = std::env::join_paths(call.path).unwrap_or_default();
+        let mut child = Process::new(&plugin)
+            .env("CNI_COMMAND", call.command.as_str())
+            .env("CNI_CONTAINERID", call.container_id)
+            .env("CNI_NETNS", call.netns)
+            .env("CNI_IFNAME", call.ifname)
+            .env("CNI_ARGS", call.cni_args)
+            .env("CNI_PATH", cni_path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| PluginError::Spawn {
+                plugin: plugin.clone(),
+                source,
+            })?;
+        // A plugin that exits without reading stdin closes the pipe; its exit
+        // status and output tell what happened, so a write error is not fatal.
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(call.stdin);
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|source| PluginError::Spawn {
+                plugin: plugin.clone(),
+                source,
+            })?;
+        if out.status.success() {
+            return Ok(out.stdout);
+        }
+        if let Ok(err) = serde_json::from_slice::<CniErrorWire>(&out.stdout) {
+            return Err(PluginError::Cni(CniError {
+                code: err.code,
+                msg: err.msg,
+                details: err.details,
+            }));
+        }
+        Err(PluginError::Failed {
+            plugin,
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        })
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct CniErrorWire {
+    code: u32,
+    #[serde(default)]
+    msg: String,
+    #[serde(default)]
+    details: String,
+}

@@ -1,0 +1,666 @@
+//! ADD, DEL, CHECK, STATUS and GC over all of a pod's attachments.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde_json::{Map, Value};
+
+use crate::cache::{self, CacheFile, CachedDelegate, Loaded};
+use crate::cni::result;
+use crate::cni::{CniEnv, CniError, Code, Command};
+use crate::config::{resolve::resolve, Attachment, ClusterNetwork, MultusConf, NetworkConfig};
+use crate::delegate::chain::{self, ChainError, Target};
+use crate::delegate::PluginRunner;
+use crate::{naming, readiness};
+
+/// One CNI invocation of multus.
+pub struct Invocation<'a> {
+    pub env: &'a CniEnv,
+    pub conf: &'a MultusConf,
+    pub runner: &'a dyn PluginRunner,
+}
+
+/// An attachment ready to run: its network, interface and arguments.
+struct Planned {
+    net: NetworkConfig,
+    cached: CachedDelegate,
+}
+
+impl<'a> Invocation<'a> {
+    /// `binDir` first, then `CNI_PATH`, as upstream.
+    fn search_path(&self) -> Vec<PathBuf> {
+        let mut dirs = vec![self.conf.bin_dir.clone()];
+        for d in &self.env.path {
+            if !dirs.contains(d) {
+                dirs.push(d.clone());
+            }
+        }
+        dirs
+    }
+
+    fn pod(&self) -> String {
+        let a = &self.env.args;
+        match (a.get("K8S_POD_NAMESPACE"), a.get("K8S_POD_NAME")) {
+            (Some(ns), Some(name)) => format!("{ns}/{name}"),
+            _ => format!("container {}", self.env.container_id),
+        }
+    }
+
+    /// The networks of this pod from the conf: the cluster network, then
+    /// `defaultNetworks` unless the pod lives in a system namespace.
+    fn plan(&self) -> Result<Vec<Planned>, CniError> {
+        let mut nets = match &self.conf.cluster {
+            ClusterNetwork::Reference(r) => {
+                vec![resolve(r, &self.conf.conf_dir, "clusterNetwork")?]
+            }
+            ClusterNetwork::Delegates(d) => d.clone(),
+        };
+        let ns = self.env.args.get("K8S_POD_NAMESPACE");
+        if !ns.is_some_and(|ns| self.conf.system_namespaces.iter().any(|s| s == ns)) {
+            for (i, r) in self.conf.default_networks.iter().enumerate() {
+                nets.push(resolve(
+                    r,
+                    &self.conf.conf_dir,
+                    &format!("defaultNetworks[{i}]"),
+                )?);
+            }
+        }
+        let ifnames = naming::assign(&vec![None; nets.len()], &self.env.ifname)?;
+        let cni_args = self.env.args.for_delegate();
+        // Runtime capability args belong to the cluster default network only
+        // (multi-net spec); secondary networks get per-selection args.
+        let none = Map::new();
+        Ok(nets
+            .into_iter()
+            .zip(ifnames)
+            .enumerate()
+            .map(|(i, (net, ifname))| {
+                let caps = if i == 0 {
+                    &self.conf.runtime_config
+                } else {
+                    &none
+                };
+                let cached = CachedDelegate::new(&net, &ifname, i == 0, &cni_args, caps);
+                Planned { net, cached }
+            })
+            .collect())
+    }
+
+    fn target<'b>(
+        &'b self,
+        d: &'b CachedDelegate,
+        path: &'b [PathBuf],
+        netns: &'b str,
+    ) -> Target<'b> {
+        Target {
+            container_id: &self.env.container_id,
+            netns,
+            ifname: &d.ifname,
+            cni_args: &d.cni_args,
+            capability_args: &d.capability_args,
+            path,
+        }
+    }
+
+    fn run_logged<T>(
+        &self,
+        command: Command,
+        d: &CachedDelegate,
+        f: impl FnOnce() -> Result<T, ChainError>,
+    ) -> Result<T, CniError> {
+        let started = Instant::now();
+        let out = f();
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        match &out {
+            Ok(_) => {
+                tracing::info!(pod = %self.pod(), network = %d.network_name, ifname = %d.ifname, command = %command, duration_ms = format!("{ms:.2}"), "delegate ok")
+            }
+            Err(e) => {
+                tracing::error!(pod = %self.pod(), network = %d.network_name, ifname = %d.ifname, command = %command, duration_ms = format!("{ms:.2}"), error = %e, "delegate failed")
+            }
+        }
+        out.map_err(|e| e.into_cni().context(format!("interface {}", d.ifname)))
+    }
+
+    fn new_cache(&self, delegates: Vec<CachedDelegate>) -> CacheFile {
+        CacheFile {
+            kind: cache::KIND.into(),
+            container_id: self.env.container_id.clone(),
+            netns: self.env.netns.clone(),
+            ifname: self.env.ifname.clone(),
+            cni_version: self.conf.cni_version.clone(),
+            complete: false,
+            delegates,
+        }
+    }
+
+    /// ADD every attachment in order; on any failure, DEL what was added (in
+    /// reverse, the failing one included) and leave no cache behind.
+    pub fn add(&self) -> Result<Value, CniError> {
+        if let Some(f) = &self.conf.readiness_indicator_file {
+            readiness::wait(f, readiness::WAIT)?;
+        }
+        let cni_dir = &self.conf.cni_dir;
+        if let Some(stale) = cache::read(cni_dir, &self.env.container_id, &self.env.ifname)? {
+            // A previous ADD died half-way (the runtime must DEL before a new
+            // ADD): undo what it recorded instead of leaking it.
+            tracing::warn!(pod = %self.pod(), "found the cache of an earlier ADD; deleting its attachments first");
+            self.del_cached(stale)?;
+        }
+        let planned = self.plan()?;
+        let mut file = self.new_cache(planned.iter().map(|p| p.cached.clone()).collect());
+        cache::write(cni_dir, &file)?;
+        let path = self.search_path();
+        for (i, p) in planned.iter().enumerate() {
+            let target = self.target(&p.cached, &path, &self.env.netns);
+            match self.run_logged(Command::Add, &p.cached, || {
+                chain::add(self.runner, &p.net, &target)
+            }) {
+                Ok(r) => file.delegates[i].result = Some(r),
+                Err(e) => return Err(self.rollback(&planned, &file, i, e)),
+            }
+        }
+        file.complete = true;
+        if let Err(e) = cache::write(cni_dir, &file) {
+            return Err(self.rollback(&planned, &file, planned.len() - 1, e));
+        }
+        let master = &planned[0];
+        let raw = file.delegates[0]
+            .result
+            .as_ref()
+            .expect("every delegate has a result");
+        result::convert(raw, &master.net.cni_version, &self.conf.cni_version).map_err(|e| {
+            e.context(format!(
+                "converting the result of network {:?}",
+                master.net.name
+            ))
+        })
+    }
+
+    fn rollback(
+        &self,
+        planned: &[Planned],
+        file: &CacheFile,
+        failed: usize,
+        err: CniError,
+    ) -> CniError {
+        let path = self.search_path();
+        let mut leftovers = Vec::new();
+        for i in (0..=failed).rev() {
+            let (p, d) = (&planned[i], &file.delegates[i]);
+            let target = self.target(d, &path, &self.env.netns);
+            if let Err(e) = self.run_logged(Command::Del, d, || {
+                chain::del(self.runner, &p.net, &target, d.result.as_ref())
+            }) {
+                leftovers.push(e.msg);
+            }
+        }
+        if leftovers.is_empty() {
+            if let Err(e) = cache::remove(&self.conf.cni_dir, &self.env.container_id) {
+                leftovers.push(e.msg);
+            }
+        }
+        let err = err.context(format!("[{}]", self.pod()));
+        if leftovers.is_empty() {
+            err
+        } else {
+            // The cache stays so the runtime's DEL can retry the cleanup.
+            err.with_details(format!("rollback incomplete: {}", leftovers.join("; ")))
+        }
+    }
+
+    /// DEL from the cache (or, without one, from the conf), every attachment
+    /// in reverse, past failures; the cache goes only when all succeeded.
+    pub fn del(&self) -> Result<(), CniError> {
+        if let Some(f) = &self.conf.readiness_indicator_file {
+            if !f.exists() {
+                tracing::warn!(file = %f.display(), "readinessindicatorfile is missing; deleting anyway");
+            }
+        }
+        match cache::read(&self.conf.cni_dir, &self.env.container_id, &self.env.ifname)? {
+            Some(loaded) => self.del_cached(loaded),
+            None => {
+                tracing::info!(pod = %self.pod(), "no cache; deleting the networks of the conf");
+                let planned = self.plan()?;
+                let file = self.new_cache(planned.into_iter().map(|p| p.cached).collect());
+                self.del_cached(Loaded::Current(file))
+            }
+        }
+    }
+
+    fn del_cached(&self, loaded: Loaded) -> Result<(), CniError> {
+        let cache_path = cache::path(&self.conf.cni_dir, &self.env.container_id);
+        let path = self.search_path();
+        let mut errors = Vec::new();
+        for d in loaded.file().delegates.iter().rev() {
+            let outcome = d.network(&cache_path).and_then(|net| {
+                let target = self.target(d, &path, &self.env.netns);
+                self.run_logged(Command::Del, d, || {
+                    chain::del(self.runner, &net, &target, d.result.as_ref())
+                })
+            });
+            if let Err(e) = outcome {
+                errors.push(e);
+            }
+        }
+        if errors.is_empty() {
+            cache::remove(&self.conf.cni_dir, &self.env.container_id)?;
+            if let Loaded::Legacy(_, files) = &loaded {
+                for f in files {
+                    let _ = std::fs::remove_file(f);
+                }
+            }
+            return Ok(());
+        }
+        Err(combine(errors).context(format!("[{}]: DEL", self.pod())))
+    }
+
+    /// CHECK every attachment the cache lists, in order.
+    pub fn check(&self) -> Result<(), CniError> {
+        let cache_path = cache::path(&self.conf.cni_dir, &self.env.container_id);
+        let loaded = cache::read(&self.conf.cni_dir, &self.env.container_id, &self.env.ifname)?;
+        let file = match loaded {
+            Some(l) if l.file().complete => l,
+            _ => {
+                return Err(CniError::new(
+                    Code::UnknownContainer,
+                    format!(
+                        "CHECK: container {} has no completed ADD (no cache at {})",
+                        self.env.container_id,
+                        cache_path.display()
+                    ),
+                ))
+            }
+        };
+        let path = self.search_path();
+        for d in &file.file().delegates {
+            let net = d.network(&cache_path)?;
+            if !chain::checks(&net) {
+                tracing::debug!(network = %net.name, version = %net.cni_version, "CHECK skipped: before 0.4.0 or disableCheck");
+                continue;
+            }
+            let prev = d.result.as_ref().ok_or_else(|| {
+                CniError::new(
+                    Code::InvalidConfig,
+                    format!(
+                        "CHECK: cache {} has no result for network {:?}",
+                        cache_path.display(),
+                        d.network_name
+                    ),
+                )
+            })?;
+            let target = self.target(d, &path, &self.env.netns);
+            self.run_logged(Command::Check, d, || {
+                chain::check(self.runner, &net, &target, prev)
+            })?;
+        }
+        Ok(())
+    }
+
+    /// STATUS of every network of the conf; the worst answer wins.
+    pub fn status(&self) -> Result<(), CniError> {
+        if let Some(f) = &self.conf.readiness_indicator_file {
+            if !f.exists() {
+                return Err(CniError::new(
+                    Code::NotAvailable,
+                    format!(
+                        "readinessindicatorfile {} is missing: the cluster network is not ready",
+                        f.display()
+                    ),
+                ));
+            }
+        }
+        let path = self.search_path();
+        let mut errors = Vec::new();
+        for p in self.plan()? {
+            if !chain::has_status_and_gc(&p.net) {
+                continue;
+            }
+            let target = self.target(&p.cached, &path, "");
+            if let Err(e) = self.run_logged(Command::Status, &p.cached, || {
+                chain::status(self.runner, &p.net, &target)
+            }) {
+                errors.push(e);
+            }
+        }
+        if errors.is_empty() {
+            return Ok(());
+        }
+        errors.sort_by_key(|e| std::cmp::Reverse(status_severity(e.code)));
+        Err(combine(errors))
+    }
+
+    /// GC: DEL the cached attachments the runtime no longer lists, then send
+    /// every network the attachments that stay valid.
+    pub fn gc(&self) -> Result<(), CniError> {
+        let valid = self.conf.valid_attachments.as_ref().ok_or_else(|| {
+            CniError::new(
+                Code::InvalidConfig,
+                "GC: the conf has no \"cni.dev/valid-attachments\" list",
+            )
+        })?;
+        let cni_dir = &self.conf.cni_dir;
+        let path = self.search_path();
+        let mut errors = Vec::new();
+        let mut kept: Vec<CacheFile> = Vec::new();
+        for id in cache::list(cni_dir)? {
+            let loaded = match cache::read(cni_dir, &id, "eth0") {
+                Ok(Some(l)) => l,
+                Ok(None) => continue,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
+            let f = loaded.file();
+            if valid
+                .iter()
+                .any(|a| a.container_id == f.container_id && a.ifname == f.ifname)
+            {
+                kept.push(f.clone());
+                continue;
+            }
+            tracing::info!(container = %id, "GC: deleting attachments no longer valid");
+            let env = CniEnv {
+                container_id: id.clone(),
+                netns: f.netns.clone(),
+                ifname: f.ifname.clone(),
+                ..self.env.clone()
+            };
+            let stale = Invocation { env: &env, ..*self };
+            if let Err(e) = stale.del_cached(loaded) {
+                errors.push(e);
+            }
+        }
+        let mut nets: Vec<NetworkConfig> = self.plan()?.into_iter().map(|p| p.net).collect();
+        for f in &kept {
+            for d in &f.delegates {
+                if let Ok(net) = d.network(&cache::path(cni_dir, &f.container_id)) {
+                    if !nets
+                        .iter()
+                        .any(|n| n.name == net.name && n.bytes == net.bytes)
+                    {
+                        nets.push(net);
+                    }
+                }
+            }
+        }
+        let none = Map::new();
+        for net in nets.iter().filter(|n| chain::has_status_and_gc(n)) {
+            let still: Vec<Attachment> = kept
+                .iter()
+                .flat_map(|f| {
+                    f.delegates
+                        .iter()
+                        .filter(|d| d.network_name == net.name)
+                        .map(|d| Attachment {
+                            container_id: f.container_id.clone(),
+                            ifname: d.ifname.clone(),
+                        })
+                })
+                .collect();
+            let target = Target {
+                container_id: "",
+                netns: "",
+                ifname: "",
+                cni_args: "",
+                capability_args: &none,
+                path: &path,
+            };
+            errors.extend(
+                chain::gc(self.runner, net, &target, &still)
+                    .into_iter()
+                    .map(ChainError::into_cni),
+            );
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(combine(errors).context("GC"))
+        }
+    }
+}
+
+/// STATUS's order of badness: 51 (existing pods affected) over 50 over the rest.
+fn status_severity(code: u32) -> u8 {
+    match code {
+        51 => 2,
+        50 => 1,
+        _ => 0,
+    }
+}
+
+/// Several failures as one CNI error: the first one's code, every message.
+fn combine(mut errors: Vec<CniError>) -> CniError {
+    if errors.len() == 1 {
+        return errors.remove(0);
+    }
+    let code = errors[0].code;
+    let msg = errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ");
+    CniError {
+        code,
+        msg: format!("{} failures: {msg}", errors.len()),
+        details: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delegate::recording::Recording;
+
+    struct Setup {
+        _dir: tempfile::TempDir,
+        conf: MultusConf,
+        env: CniEnv,
+    }
+
+    fn setup(delegates: &[&str], command: &str) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = format!(
+            r#"{{"cniVersion":"1.0.0","name":"multus","cniDir":"{}","delegates":[{}]}}"#,
+            dir.path().join("cache").display(),
+            delegates.join(",")
+        );
+        let conf = MultusConf::parse(conf.as_bytes()).unwrap();
+        let vars = [
+            ("CNI_COMMAND", command),
+            ("CNI_CONTAINERID", "cid"),
+            ("CNI_NETNS", "/run/netns/p"),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_ARGS", "K8S_POD_NAMESPACE=ns;K8S_POD_NAME=pod"),
+        ];
+        let env = CniEnv::from_vars(|k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        })
+        .unwrap();
+        Setup {
+            _dir: dir,
+            conf,
+            env,
+        }
+    }
+
+    const A: &str = r#"{"cniVersion":"0.4.0","name":"a","type":"pa"}"#;
+    const B: &str = r#"{"cniVersion":"1.0.0","name":"b","type":"pb"}"#;
+    const C: &str = r#"{"cniVersion":"1.0.0","name":"c","type":"pc"}"#;
+
+    #[test]
+    fn add_converts_master_result_and_caches_everything() {
+        let s = setup(&[A, B], "ADD");
+        let r = Recording::default();
+        r.respond(
+            "pa",
+            r#"{"cniVersion":"0.4.0","ips":[{"version":"4","address":"10.0.0.2/24"}]}"#,
+        );
+        let inv = Invocation {
+            env: &s.env,
+            conf: &s.conf,
+            runner: &r,
+        };
+        let out = inv.add().unwrap();
+        assert_eq!(out["cniVersion"], "1.0.0");
+        assert!(out["ips"][0].get("version").is_none());
+        let calls = r.calls();
+        assert_eq!(
+            calls.iter().map(|c| c.ifname.as_str()).collect::<Vec<_>>(),
+            vec!["eth0", "net1"]
+        );
+        let f = cache::read(&s.conf.cni_dir, "cid", "eth0")
+            .unwrap()
+            .unwrap();
+        let f = f.file();
+        assert!(f.complete);
+        assert_eq!(f.delegates.len(), 2);
+        assert_eq!(
+            f.delegates[0].result.as_ref().unwrap()["ips"][0]["address"],
+            "10.0.0.2/24"
+        );
+        assert_eq!(
+            f.delegates[1].cni_args,
+            "IgnoreUnknown=1;K8S_POD_NAMESPACE=ns;K8S_POD_NAME=pod"
+        );
+    }
+
+    #[test]
+    fn failed_add_rolls_back_in_reverse_and_removes_cache() {
+        let s = setup(&[A, B, C], "ADD");
+        let r = Recording::default();
+        r.fail_on("pc", Command::Add, 7, "boom");
+        let inv = Invocation {
+            env: &s.env,
+            conf: &s.conf,
+            runner: &r,
+        };
+        let e = inv.add().unwrap_err();
+        assert_eq!(e.code, 7);
+        assert!(
+            e.msg.contains("ns/pod") && e.msg.contains("net2") && e.msg.contains("boom"),
+            "{}",
+            e.msg
+        );
+        let seq: Vec<_> = r
+            .calls()
+            .iter()
+            .map(|c| format!("{} {}", c.command, c.plugin_type))
+            .collect();
+        assert_eq!(
+            seq,
+            vec!["ADD pa", "ADD pb", "ADD pc", "DEL pc", "DEL pb", "DEL pa"]
+        );
+        assert!(cache::read(&s.conf.cni_dir, "cid", "eth0")
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn del_uses_cache_keeps_going_and_reports_all() {
+        let s = setup(&[A, B, C], "ADD");
+        let r = Recording::default();
+        Invocation {
+            env: &s.env,
+            conf: &s.conf,
+            runner: &r,
+        }
+        .add()
+        .unwrap();
+        // DEL must use the cached list even when the conf changed.
+        let changed = setup(&[A], "DEL");
+        let conf = MultusConf {
+            cni_dir: s.conf.cni_dir.clone(),
+            ..changed.conf
+        };
+        let r = Recording::default();
+        r.fail("pb", 11, "b down");
+        r.fail("pa", 999, "a down");
+        let e = Invocation {
+            env: &changed.env,
+            conf: &conf,
+            runner: &r,
+        }
+        .del()
+        .unwrap_err();
+        let seq: Vec<_> = r.calls().iter().map(|c| c.plugin_type.clone()).collect();
+        assert_eq!(seq, vec!["pc", "pb", "pa"]);
+        assert!(
+            e.msg.contains("b down") && e.msg.contains("a down"),
+            "{}",
+            e.msg
+        );
+        assert_eq!(e.code, 11);
+        assert!(
+            cache::read(&conf.cni_dir, "cid", "eth0").unwrap().is_some(),
+            "cache kept for retry"
+        );
+        let r = Recording::default();
+        let inv = Invocation {
+            env: &changed.env,
+            conf: &conf,
+            runner: &r,
+        };
+        inv.del().unwrap();
+        assert!(cache::read(&conf.cni_dir, "cid", "eth0").unwrap().is_none());
+        // Second DEL: no cache, falls back to the conf, still succeeds.
+        inv.del().unwrap();
+        assert_eq!(r.calls().last().unwrap().plugin_type, "pa");
+    }
+
+    #[test]
+    fn check_needs_cache_and_skips_old_versions() {
+        let s = setup(
+            &[r#"{"cniVersion":"0.3.1","name":"old","type":"po"}"#, B],
+            "CHECK",
+        );
+        let r = Recording::default();
+        let inv = Invocation {
+            env: &s.env,
+            conf: &s.conf,
+            runner: &r,
+        };
+        assert_eq!(inv.check().unwrap_err().code, 3);
+        inv.add().unwrap();
+        let r2 = Recording::default();
+        Invocation {
+            env: &s.env,
+            conf: &s.conf,
+            runner: &r2,
+        }
+        .check()
+        .unwrap();
+        let seq: Vec<_> = r2
+            .calls()
+            .iter()
+            .map(|c| format!("{} {}", c.command, c.plugin_type))
+            .collect();
+        assert_eq!(seq, vec!["CHECK pb"]);
+    }
+
+    #[test]
+    fn status_reports_worst() {
+        let s = setup(
+            &[
+                r#"{"cniVersion":"1.1.0","name":"a","type":"pa"}"#,
+                r#"{"cniVersion":"1.1.0","name":"b","type":"pb"}"#,
+            ],
+            "STATUS",
+        );
+        let r = Recording::default();
+        r.fail("pa", 50, "a not ready");
+        r.fail("pb", 51, "b degraded");
+        let e = Invocation {
+            env: &s.env,
+            conf: &s.conf,
+            runner: &r,
+        }
+        .status()
+        .unwrap_err();
+        assert_eq!(e.code, 51);
+        assert!(e.msg.contains("a not ready"));
+    }
+}

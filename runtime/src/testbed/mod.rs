@@ -1,0 +1,230 @@
+//! Throwaway nodes and pods in network namespaces, shared by the demo, the
+//! bench and the integration tests. A "node" netns stands in for the host so
+//! nothing (bridges, host veths) touches the real host's network.
+
+pub mod confs;
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use serde_json::Value;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Runs `ip` and returns its stdout, or an error carrying its stderr.
+pub fn ip(args: &[&str]) -> io::Result<String> {
+    let out = Command::new("ip").args(args).output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A named network namespace under /run/netns, deleted on drop.
+pub struct Netns {
+    name: String,
+}
+
+impl Netns {
+    pub fn new(prefix: &str) -> io::Result<Self> {
+        let name = format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        ip(&["netns", "add", &name])?;
+        let ns = Self { name };
+        ns.ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn path(&self) -> PathBuf {
+        Path::new("/run/netns").join(&self.name)
+    }
+
+    /// `ip -n <ns> ...`
+    pub fn ip(&self, args: &[&str]) -> io::Result<String> {
+        let mut all = vec!["-n", self.name.as_str()];
+        all.extend_from_slice(args);
+        ip(&all)
+    }
+
+    fn json(&self, args: &[&str]) -> io::Result<Value> {
+        let mut all = vec!["-j"];
+        all.extend_from_slice(args);
+        let out = self.ip(&all)?;
+        serde_json::from_str(if out.trim().is_empty() { "[]" } else { &out })
+            .map_err(io::Error::other)
+    }
+
+    /// Interface names, in kernel order.
+    pub fn links(&self) -> io::Result<Vec<String>> {
+        Ok(self
+            .json(&["link", "show"])?
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l["ifname"].as_str().map(String::from))
+            .collect())
+    }
+
+    /// The global addresses of `ifname` as `addr/prefix`.
+    pub fn addrs(&self, ifname: &str) -> io::Result<Vec<String>> {
+        Ok(self
+            .json(&["addr", "show", "dev", ifname, "scope", "global"])?
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|l| l["addr_info"].as_array().cloned().unwrap_or_default())
+            .filter_map(|a| {
+                Some(format!(
+                    "{}/{}",
+                    a["local"].as_str()?,
+                    a["prefixlen"].as_u64()?
+                ))
+            })
+            .collect())
+    }
+
+    /// The main table's IPv4 routes, as `ip -j route` objects.
+    pub fn routes(&self) -> io::Result<Vec<Value>> {
+        Ok(self
+            .json(&["route", "show"])?
+            .as_array()
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// A link's attributes (`ip -j -d link show dev`).
+    pub fn link(&self, ifname: &str) -> io::Result<Value> {
+        Ok(self.json(&["-d", "link", "show", "dev", ifname])?[0].clone())
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = ip(&["netns", "del", &self.name]);
+    }
+}
+
+/// What a CNI plugin run printed and returned.
+#[derive(Debug)]
+pub struct CniOutput {
+    pub status: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CniOutput {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or(Value::Null)
+    }
+
+    pub fn ok(&self) -> bool {
+        self.status == Some(0)
+    }
+}
+
+impl From<Output> for CniOutput {
+    fn from(o: Output) -> Self {
+        Self {
+            status: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// Execs `program` as a container runtime does (CNI_* env + stdin), inside
+/// `node`'s netns when given. `env` replaces the CNI variables entirely.
+pub fn exec_cni(
+    program: &Path,
+    node: Option<&Netns>,
+    env: &[(&str, &str)],
+    stdin: &[u8],
+) -> io::Result<CniOutput> {
+    let mut cmd = Command::new(program);
+    for k in [
+        "CNI_COMMAND",
+        "CNI_CONTAINERID",
+        "CNI_NETNS",
+        "CNI_IFNAME",
+        "CNI_ARGS",
+        "CNI_PATH",
+    ] {
+        cmd.env_remove(k);
+    }
+    cmd.envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let ns_file = node.map(|n| File::open(n.path())).transpose()?;
+    if let Some(f) = &ns_file {
+        let fd = f.as_raw_fd();
+        // SAFETY: setns is async-signal-safe and only touches the child.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = cmd.spawn()?;
+    drop(ns_file);
+    if let Some(mut s) = child.stdin.take() {
+        s.write_all(stdin)?;
+    }
+    Ok(child.wait_with_output()?.into())
+}
+
+/// Enters `ns` for the rest of this thread's life (children inherit it).
+pub fn enter(ns: &Netns) -> io::Result<()> {
+    let f = File::open(ns.path())?;
+    // SAFETY: plain syscall on a valid fd.
+    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Files in `dir` (recursively), as paths relative to it; empty if missing.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    fn walk(base: &Path, d: &Path, out: &mut Vec<String>) {
+        let Ok(rd) = std::fs::read_dir(d) else { return };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                out.push(p.strip_prefix(base).unwrap_or(&p).display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// The directory with the reference plugins: `CNI_REFERENCE_DIR`, else
+/// Debian's /usr/lib/cni.
+pub fn reference_plugin_dir() -> PathBuf {
+    std::env::var_os("CNI_REFERENCE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/usr/lib/cni".into())
+}
