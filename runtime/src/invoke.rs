@@ -65,7 +65,13 @@ impl<'a> Invocation<'a> {
                 )?);
             }
         }
-        let ifnames = naming::assign(&vec![None; nets.len()], &self.env.ifname)?;
+        // STATUS and GC carry no CNI_IFNAME; names do not matter to them.
+        let master = if self.env.ifname.is_empty() {
+            "eth0"
+        } else {
+            &self.env.ifname
+        };
+        let ifnames = naming::assign(&vec![None; nets.len()], master)?;
         let cni_args = self.env.args.for_delegate();
         // Runtime capability args belong to the cluster default network only
         // (multi-net spec); secondary networks get per-selection args.
@@ -189,10 +195,15 @@ impl<'a> Invocation<'a> {
         for i in (0..=failed).rev() {
             let (p, d) = (&planned[i], &file.delegates[i]);
             let target = self.target(d, &path, &self.env.netns);
-            if let Err(e) = self.run_logged(Command::Del, d, || {
+            let del = self.run_logged(Command::Del, d, || {
                 chain::del(self.runner, &p.net, &target, d.result.as_ref())
-            }) {
-                leftovers.push(e.msg);
+            });
+            // The failed delegate's DEL only sweeps up after it (its plugin
+            // may not even exist); delegates that succeeded hold resources,
+            // and if they cannot be deleted the cache stays for the runtime.
+            match del {
+                Err(e) if d.result.is_some() => leftovers.push(e.msg),
+                _ => {}
             }
         }
         if leftovers.is_empty() {

@@ -187,7 +187,11 @@ pub fn exec_cni(
     let mut child = cmd.spawn()?;
     drop(ns_file);
     if let Some(mut s) = child.stdin.take() {
-        s.write_all(stdin)?;
+        // A plugin that rejects its env exits before reading stdin.
+        match s.write_all(stdin) {
+            Err(e) if e.kind() != io::ErrorKind::BrokenPipe => return Err(e),
+            _ => {}
+        }
     }
     Ok(child.wait_with_output()?.into())
 }

@@ -1,0 +1,107 @@
+//! A node netns, pod netns and scratch dirs per test, and the built binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use multus::testbed::{exec_cni, files_under, reference_plugin_dir, CniOutput, Netns};
+use serde_json::Value;
+
+pub const MULTUS: &str = env!("CARGO_BIN_EXE_multus");
+
+pub struct Node {
+    pub ns: Netns,
+    pub dir: tempfile::TempDir,
+}
+
+impl Node {
+    /// A node with a veth `uplink0` to act as macvlan master.
+    pub fn new() -> Self {
+        let ns = Netns::new("t-node").expect("creating a netns (tests need root and iproute2)");
+        ns.ip(&[
+            "link", "add", "uplink0", "type", "veth", "peer", "name", "uplink0p",
+        ])
+        .unwrap();
+        ns.ip(&["link", "set", "uplink0", "up"]).unwrap();
+        ns.ip(&["link", "set", "uplink0p", "up"]).unwrap();
+        Self {
+            ns,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("ipam")
+    }
+
+    pub fn cni_dir(&self) -> PathBuf {
+        self.dir.path().join("multus")
+    }
+
+    pub fn conf_dir(&self) -> PathBuf {
+        self.dir.path().join("net.d")
+    }
+
+    /// IP reservation files host-local holds for `network`.
+    pub fn reservations(&self, network: &str) -> Vec<String> {
+        files_under(&self.data_dir().join(network))
+            .into_iter()
+            .filter(|f| f != "lock" && !f.starts_with("last_reserved_ip"))
+            .collect()
+    }
+
+    pub fn cache_files(&self) -> Vec<String> {
+        files_under(&self.cni_dir())
+    }
+
+    /// Host-side veths left on the node (the plugins' `veth*` names).
+    pub fn veths(&self) -> Vec<String> {
+        self.ns
+            .links()
+            .unwrap()
+            .into_iter()
+            .filter(|l| l.starts_with("veth"))
+            .collect()
+    }
+
+    pub fn multus(&self, env: &[(&str, &str)], stdin: &[u8]) -> CniOutput {
+        exec_cni(Path::new(MULTUS), Some(&self.ns), env, stdin).unwrap()
+    }
+}
+
+pub fn plugins() -> PathBuf {
+    reference_plugin_dir()
+}
+
+/// The env a container runtime sets for `cmd` on pod `pod`.
+pub fn pod_env<'a>(cmd: &'a str, cid: &'a str, netns: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("CNI_COMMAND", cmd),
+        ("CNI_CONTAINERID", cid),
+        ("CNI_NETNS", netns),
+        ("CNI_IFNAME", "eth0"),
+        (
+            "CNI_ARGS",
+            "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web",
+        ),
+        ("CNI_PATH", "/opt/cni/bin"),
+    ]
+}
+
+pub fn bytes(v: &Value) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap()
+}
+
+/// Asserts a failed run: exit status 1 and a CNI error of `code` on stdout.
+pub fn assert_cni_error(out: &CniOutput, code: u64) -> String {
+    assert_eq!(
+        out.status,
+        Some(1),
+        "stdout {} stderr {}",
+        out.stdout,
+        out.stderr
+    );
+    let e = out.json();
+    assert_eq!(e["code"], code, "{}", out.stdout);
+    assert!(e["cniVersion"].is_string(), "{}", out.stdout);
+    e["msg"].as_str().unwrap_or_default().to_string()
+}

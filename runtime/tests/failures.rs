@@ -1,0 +1,219 @@
+//! Failed ADDs roll back completely; bad input gets a clear CNI error and
+//! leaves nothing behind.
+
+mod common;
+
+use common::*;
+use multus::testbed::{confs, Netns};
+use serde_json::{json, Value};
+
+fn first_two(node: &Node) -> Vec<Value> {
+    vec![
+        confs::bridge_host_local("cluster", "cni0", "10.1.0.0/24", &node.data_dir()),
+        confs::macvlan_host_local("mv", "uplink0", "10.2.0.0/24", &node.data_dir()),
+    ]
+}
+
+fn assert_rolled_back(node: &Node, pod: &Netns) {
+    assert_eq!(pod.links().unwrap(), vec!["lo"]);
+    assert!(
+        node.reservations("cluster").is_empty(),
+        "{:?}",
+        node.reservations("cluster")
+    );
+    assert!(
+        node.reservations("mv").is_empty(),
+        "{:?}",
+        node.reservations("mv")
+    );
+    assert!(node.cache_files().is_empty(), "{:?}", node.cache_files());
+    assert!(node.veths().is_empty(), "{:?}", node.veths());
+}
+
+#[test]
+fn third_delegate_missing_binary_rolls_back_the_first_two() {
+    let node = Node::new();
+    let pod = Netns::new("t-pod").unwrap();
+    let netns = pod.path();
+    let mut delegates = first_two(&node);
+    delegates.push(json!({"cniVersion": "1.0.0", "name": "ghost", "type": "no-such-plugin"}));
+    let conf = confs::multus_delegates(&delegates, &node.cni_dir(), &plugins());
+    let out = node.multus(
+        &pod_env("ADD", "r1", netns.to_str().unwrap()),
+        &bytes(&conf),
+    );
+    let msg = assert_cni_error(&out, 7);
+    assert!(
+        msg.contains("no-such-plugin") && msg.contains("net2") && msg.contains("default/web"),
+        "{msg}"
+    );
+    assert_rolled_back(&node, &pod);
+}
+
+#[test]
+fn third_delegate_range_exhausted_rolls_back_the_first_two() {
+    let node = Node::new();
+    let pod = Netns::new("t-pod").unwrap();
+    let netns = pod.path();
+    let mut delegates = first_two(&node);
+    // A /30 has one usable address besides the gateway; another pod holds it.
+    let full = node.data_dir().join("full");
+    std::fs::create_dir_all(&full).unwrap();
+    std::fs::write(full.join("10.9.0.2"), "other\r\neth0").unwrap();
+    let mut third = confs::bridge_host_local("full", "full0", "10.9.0.0/30", &node.data_dir());
+    third["plugins"][0]["isDefaultGateway"] = json!(false);
+    delegates.push(third);
+    let conf = confs::multus_delegates(&delegates, &node.cni_dir(), &plugins());
+    let out = node.multus(
+        &pod_env("ADD", "r2", netns.to_str().unwrap()),
+        &bytes(&conf),
+    );
+    assert_eq!(out.status, Some(1), "{}", out.stdout);
+    let msg = out.json()["msg"].as_str().unwrap().to_string();
+    assert!(
+        msg.contains("network \"full\"") && msg.contains("no IP addresses available"),
+        "{msg}"
+    );
+    assert_rolled_back(&node, &pod);
+    assert_eq!(
+        node.reservations("full"),
+        vec!["10.9.0.2"],
+        "the other pod's reservation is untouched"
+    );
+}
+
+/// One bad input: the env and stdin, the code, and a word the message must hold.
+struct Case {
+    what: &'static str,
+    drop_var: Option<&'static str>,
+    set: Option<(&'static str, &'static str)>,
+    conf: Value,
+    code: u64,
+    names: &'static str,
+}
+
+#[test]
+fn bad_input_gets_clear_errors_and_leaves_nothing() {
+    let node = Node::new();
+    let pod = Netns::new("t-pod").unwrap();
+    let netns = pod.path();
+    let good = confs::multus_delegates(&first_two(&node), &node.cni_dir(), &plugins());
+    let with = |k: &str, v: Value| {
+        let mut c = good.clone();
+        c[k] = v;
+        c
+    };
+    let cases = vec![
+        Case {
+            what: "malformed JSON",
+            drop_var: None,
+            set: None,
+            conf: Value::String("{\"cniVersion\":".into()),
+            code: 6,
+            names: "decode",
+        },
+        Case {
+            what: "no CNI_COMMAND",
+            drop_var: Some("CNI_COMMAND"),
+            set: None,
+            conf: good.clone(),
+            code: 4,
+            names: "CNI_COMMAND",
+        },
+        Case {
+            what: "no CNI_CONTAINERID",
+            drop_var: Some("CNI_CONTAINERID"),
+            set: None,
+            conf: good.clone(),
+            code: 4,
+            names: "CNI_CONTAINERID",
+        },
+        Case {
+            what: "no CNI_NETNS",
+            drop_var: Some("CNI_NETNS"),
+            set: None,
+            conf: good.clone(),
+            code: 4,
+            names: "CNI_NETNS",
+        },
+        Case {
+            what: "no CNI_IFNAME",
+            drop_var: Some("CNI_IFNAME"),
+            set: None,
+            conf: good.clone(),
+            code: 4,
+            names: "CNI_IFNAME",
+        },
+        Case {
+            what: "ifname of 16 bytes",
+            drop_var: None,
+            set: Some(("CNI_IFNAME", "abcdefghijklmnop")),
+            conf: good.clone(),
+            code: 4,
+            names: "CNI_IFNAME",
+        },
+        Case {
+            what: "unsupported cniVersion",
+            drop_var: None,
+            set: None,
+            conf: with("cniVersion", json!("0.9.9")),
+            code: 1,
+            names: "0.9.9",
+        },
+        Case {
+            what: "delegate type with no binary",
+            drop_var: None,
+            set: None,
+            conf: confs::multus_delegates(
+                &[json!({"cniVersion":"1.0.0","name":"x","type":"nope-plugin"})],
+                &node.cni_dir(),
+                &plugins(),
+            ),
+            code: 7,
+            names: "nope-plugin",
+        },
+        Case {
+            what: "unreadable clusterNetwork",
+            drop_var: None,
+            set: None,
+            conf: with("clusterNetwork", json!("/nonexistent/dir/net.conflist")),
+            code: 7,
+            names: "clusterNetwork",
+        },
+        Case {
+            what: "delegate type escaping binDir",
+            drop_var: None,
+            set: None,
+            conf: confs::multus_delegates(
+                &[json!({"cniVersion":"1.0.0","name":"x","type":"../../bin/sh"})],
+                &node.cni_dir(),
+                &plugins(),
+            ),
+            code: 7,
+            names: "type",
+        },
+    ];
+    for c in cases {
+        let mut env = pod_env("ADD", "bad", netns.to_str().unwrap());
+        env.retain(|(k, _)| Some(*k) != c.drop_var);
+        if let Some((k, v)) = c.set {
+            env.iter_mut().find(|(n, _)| *n == k).unwrap().1 = v;
+        }
+        let stdin = match &c.conf {
+            Value::String(raw) => raw.as_bytes().to_vec(),
+            v => bytes(v),
+        };
+        let out = node.multus(&env, &stdin);
+        assert_eq!(out.status, Some(1), "{}: {}", c.what, out.stdout);
+        let e = out.json();
+        assert_eq!(e["code"], c.code, "{}: {}", c.what, out.stdout);
+        let msg = e["msg"].as_str().unwrap_or_default();
+        assert!(
+            msg.contains(c.names),
+            "{}: message {msg:?} should name {:?}",
+            c.what,
+            c.names
+        );
+        assert_rolled_back(&node, &pod);
+    }
+}
