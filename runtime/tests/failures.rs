@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use multus::testbed::{confs, Netns};
+use multus::testbed::confs;
 use serde_json::{json, Value};
 
 fn first_two(node: &Node) -> Vec<Value> {
@@ -14,8 +14,8 @@ fn first_two(node: &Node) -> Vec<Value> {
     ]
 }
 
-fn assert_rolled_back(node: &Node, pod: &Netns) {
-    assert_eq!(pod.links().unwrap(), vec!["lo"]);
+fn assert_rolled_back(node: &Node, pod: &Pod) {
+    assert_eq!(pod.ns.links().unwrap(), vec!["lo"]);
     assert!(
         node.reservations("cluster").is_empty(),
         "{:?}",
@@ -33,15 +33,11 @@ fn assert_rolled_back(node: &Node, pod: &Netns) {
 #[test]
 fn third_delegate_missing_binary_rolls_back_the_first_two() {
     let node = Node::new();
-    let pod = Netns::new("t-pod").unwrap();
-    let netns = pod.path();
+    let pod = Pod::new();
     let mut delegates = first_two(&node);
     delegates.push(json!({"cniVersion": "1.0.0", "name": "ghost", "type": "no-such-plugin"}));
     let conf = confs::multus_delegates(&delegates, &node.cni_dir(), &plugins());
-    let out = node.multus(
-        &pod_env("ADD", "r1", netns.to_str().unwrap()),
-        &bytes(&conf),
-    );
+    let out = node.run("ADD", "r1", &pod, &bytes(&conf));
     let msg = assert_cni_error(&out, 7);
     assert!(
         msg.contains("no-such-plugin") && msg.contains("net2") && msg.contains("default/web"),
@@ -53,8 +49,7 @@ fn third_delegate_missing_binary_rolls_back_the_first_two() {
 #[test]
 fn third_delegate_range_exhausted_rolls_back_the_first_two() {
     let node = Node::new();
-    let pod = Netns::new("t-pod").unwrap();
-    let netns = pod.path();
+    let pod = Pod::new();
     let mut delegates = first_two(&node);
     // A /30 has one usable address besides the gateway; another pod holds it.
     let full = node.data_dir().join("full");
@@ -64,10 +59,7 @@ fn third_delegate_range_exhausted_rolls_back_the_first_two() {
     third["plugins"][0]["isDefaultGateway"] = json!(false);
     delegates.push(third);
     let conf = confs::multus_delegates(&delegates, &node.cni_dir(), &plugins());
-    let out = node.multus(
-        &pod_env("ADD", "r2", netns.to_str().unwrap()),
-        &bytes(&conf),
-    );
+    let out = node.run("ADD", "r2", &pod, &bytes(&conf));
     assert_eq!(out.status, Some(1), "{}", out.stdout);
     let msg = out.json()["msg"].as_str().unwrap().to_string();
     assert!(
@@ -95,8 +87,7 @@ struct Case {
 #[test]
 fn bad_input_gets_clear_errors_and_leaves_nothing() {
     let node = Node::new();
-    let pod = Netns::new("t-pod").unwrap();
-    let netns = pod.path();
+    let pod = Pod::new();
     let good = confs::multus_delegates(&first_two(&node), &node.cni_dir(), &plugins());
     let with = |k: &str, v: Value| {
         let mut c = good.clone();
@@ -194,7 +185,7 @@ fn bad_input_gets_clear_errors_and_leaves_nothing() {
         },
     ];
     for c in cases {
-        let mut env = pod_env("ADD", "bad", netns.to_str().unwrap());
+        let mut env = pod_env("ADD", "bad", &pod.path);
         env.retain(|(k, _)| Some(*k) != c.drop_var);
         if let Some((k, v)) = c.set {
             env.iter_mut().find(|(n, _)| *n == k).unwrap().1 = v;

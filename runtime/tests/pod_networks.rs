@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use multus::testbed::{confs, Netns};
+use multus::testbed::confs;
 use serde_json::{json, Value};
 
 fn three_networks(node: &Node) -> Value {
@@ -22,12 +22,11 @@ fn three_networks(node: &Node) -> Value {
 #[test]
 fn add_check_del_three_networks() {
     let node = Node::new();
-    let pod = Netns::new("t-pod").unwrap();
-    let netns = pod.path();
-    let netns = netns.to_str().unwrap();
+    let pod = Pod::new();
+    let netns = pod.path.as_str();
     let conf = bytes(&three_networks(&node));
 
-    let out = node.multus(&pod_env("ADD", "c1", netns), &conf);
+    let out = node.run("ADD", "c1", &pod, &conf);
     assert!(out.ok(), "{} {}", out.stdout, out.stderr);
     let r = out.json();
     assert_eq!(r["cniVersion"], "1.0.0");
@@ -41,22 +40,22 @@ fn add_check_del_three_networks() {
         .expect("eth0 in result");
     assert_eq!(eth0["sandbox"], netns);
 
-    let mut links = pod.links().unwrap();
+    let mut links = pod.ns.links().unwrap();
     links.sort();
     assert_eq!(links, vec!["eth0", "lo", "net1", "net2"]);
-    assert_eq!(pod.addrs("eth0").unwrap(), vec!["10.1.0.2/24"]);
-    assert_eq!(pod.addrs("net1").unwrap(), vec!["10.2.0.2/24"]);
-    assert_eq!(pod.addrs("net2").unwrap(), vec!["10.3.0.10/24"]);
-    let routes = pod.routes().unwrap();
+    assert_eq!(pod.ns.addrs("eth0").unwrap(), vec!["10.1.0.2/24"]);
+    assert_eq!(pod.ns.addrs("net1").unwrap(), vec!["10.2.0.2/24"]);
+    assert_eq!(pod.ns.addrs("net2").unwrap(), vec!["10.3.0.10/24"]);
+    let routes = pod.ns.routes().unwrap();
     let default: Vec<&Value> = routes.iter().filter(|r| r["dst"] == "default").collect();
     assert_eq!(default.len(), 1, "{routes:?}");
     assert_eq!(default[0]["gateway"], "10.1.0.1");
     assert_eq!(default[0]["dev"], "eth0");
     assert_eq!(
-        pod.link("net1").unwrap()["linkinfo"]["info_kind"],
+        pod.ns.link("net1").unwrap()["linkinfo"]["info_kind"],
         "macvlan"
     );
-    let net2 = pod.link("net2").unwrap();
+    let net2 = pod.ns.link("net2").unwrap();
     assert_eq!(net2["mtu"], 1400);
     assert!(
         net2["flags"]
@@ -69,7 +68,7 @@ fn add_check_del_three_networks() {
         .args([
             "netns",
             "exec",
-            pod.name(),
+            pod.ns.name(),
             "cat",
             "/proc/sys/net/ipv4/conf/net2/arp_ignore",
         ])
@@ -88,28 +87,27 @@ fn add_check_del_three_networks() {
     assert_eq!(cache["delegates"].as_array().unwrap().len(), 3);
     assert_eq!(node.veths().len(), 2, "one host veth per bridge network");
 
-    let out = node.multus(&pod_env("CHECK", "c1", netns), &conf);
+    let out = node.run("CHECK", "c1", &pod, &conf);
     assert!(out.ok(), "{} {}", out.stdout, out.stderr);
     assert!(out.stdout.is_empty());
 
-    let out = node.multus(&pod_env("DEL", "c1", netns), &conf);
+    let out = node.run("DEL", "c1", &pod, &conf);
     assert!(out.ok(), "{} {}", out.stdout, out.stderr);
-    assert_eq!(pod.links().unwrap(), vec!["lo"]);
+    assert_eq!(pod.ns.links().unwrap(), vec!["lo"]);
     assert!(node.reservations("cluster").is_empty());
     assert!(node.reservations("mv").is_empty());
     assert!(node.cache_files().is_empty(), "{:?}", node.cache_files());
     assert!(node.veths().is_empty(), "{:?}", node.veths());
 
-    let out = node.multus(&pod_env("DEL", "c1", netns), &conf);
+    let out = node.run("DEL", "c1", &pod, &conf);
     assert!(out.ok(), "second DEL: {} {}", out.stdout, out.stderr);
 }
 
 #[test]
 fn cluster_network_by_name_default_networks_and_result_version() {
     let node = Node::new();
-    let pod = Netns::new("t-pod").unwrap();
-    let netns = pod.path();
-    let netns = netns.to_str().unwrap();
+    let pod = Pod::new();
+    let netns = pod.path.as_str();
     std::fs::create_dir_all(node.conf_dir()).unwrap();
     let cluster =
         confs::bridge_host_local("k8s-pod-network", "cni0", "10.4.0.0/24", &node.data_dir());
@@ -123,7 +121,7 @@ fn cluster_network_by_name_default_networks_and_result_version() {
         "LogLevel": "verbose", "LogFile": node.dir.path().join("multus.log"), "logToStderr": false
     });
 
-    let out = node.multus(&pod_env("ADD", "c2", netns), &bytes(&conf));
+    let out = node.run("ADD", "c2", &pod, &bytes(&conf));
     assert!(out.ok(), "{} {}", out.stdout, out.stderr);
     let r = out.json();
     assert_eq!(
@@ -132,7 +130,7 @@ fn cluster_network_by_name_default_networks_and_result_version() {
     );
     assert_eq!(r["ips"][0]["version"], "4");
     assert_eq!(r["ips"][0]["address"], "10.4.0.2/24");
-    assert_eq!(pod.addrs("net1").unwrap(), vec!["10.5.0.2/24"]);
+    assert_eq!(pod.ns.addrs("net1").unwrap(), vec!["10.5.0.2/24"]);
     assert!(out.stderr.is_empty(), "logToStderr false: {}", out.stderr);
     let log = std::fs::read_to_string(node.dir.path().join("multus.log")).unwrap();
     assert!(
@@ -147,22 +145,21 @@ fn cluster_network_by_name_default_networks_and_result_version() {
     );
 
     // kube-system pods get no defaultNetworks.
-    let pod2 = Netns::new("t-pod").unwrap();
-    let netns2 = pod2.path();
-    let mut env = pod_env("ADD", "c3", netns2.to_str().unwrap());
+    let pod2 = Pod::new();
+    let mut env = pod_env("ADD", "c3", &pod2.path);
     env[4] = (
         "CNI_ARGS",
         "IgnoreUnknown=1;K8S_POD_NAMESPACE=kube-system;K8S_POD_NAME=dns",
     );
     let out = node.multus(&env, &bytes(&conf));
     assert!(out.ok(), "{} {}", out.stdout, out.stderr);
-    let mut links = pod2.links().unwrap();
+    let mut links = pod2.ns.links().unwrap();
     links.sort();
     assert_eq!(links, vec!["eth0", "lo"]);
 
     for (cid, ns, e) in [
         ("c2", netns, pod_env("DEL", "c2", netns)),
-        ("c3", netns2.to_str().unwrap(), env.clone()),
+        ("c3", pod2.path.as_str(), env.clone()),
     ] {
         let mut e = e;
         e[0] = ("CNI_COMMAND", "DEL");
@@ -177,15 +174,13 @@ fn cluster_network_by_name_default_networks_and_result_version() {
 #[test]
 fn del_without_cache_falls_back_to_conf() {
     let node = Node::new();
-    let pod = Netns::new("t-pod").unwrap();
-    let netns = pod.path();
-    let netns = netns.to_str().unwrap();
+    let pod = Pod::new();
     let conf = bytes(&three_networks(&node));
-    assert!(node.multus(&pod_env("ADD", "c4", netns), &conf).ok());
+    assert!(node.run("ADD", "c4", &pod, &conf).ok());
     std::fs::remove_file(node.cni_dir().join("c4")).unwrap();
-    let out = node.multus(&pod_env("DEL", "c4", netns), &conf);
+    let out = node.run("DEL", "c4", &pod, &conf);
     assert!(out.ok(), "{} {}", out.stdout, out.stderr);
-    assert_eq!(pod.links().unwrap(), vec!["lo"]);
+    assert_eq!(pod.ns.links().unwrap(), vec!["lo"]);
     assert!(node.reservations("cluster").is_empty());
     assert!(node.reservations("mv").is_empty());
 }
@@ -193,14 +188,12 @@ fn del_without_cache_falls_back_to_conf() {
 #[test]
 fn corrupt_cache_is_an_error_naming_the_file() {
     let node = Node::new();
-    let pod = Netns::new("t-pod").unwrap();
-    let netns = pod.path();
-    let netns = netns.to_str().unwrap();
+    let pod = Pod::new();
     let conf = bytes(&three_networks(&node));
-    assert!(node.multus(&pod_env("ADD", "c5", netns), &conf).ok());
+    assert!(node.run("ADD", "c5", &pod, &conf).ok());
     let cache = node.cni_dir().join("c5");
     std::fs::write(&cache, b"{\"kind\":\"multusCacheV1\",\"deleg").unwrap();
-    let out = node.multus(&pod_env("DEL", "c5", netns), &conf);
+    let out = node.run("DEL", "c5", &pod, &conf);
     let msg = assert_cni_error(&out, 6);
     assert!(msg.contains(cache.to_str().unwrap()), "{msg}");
     assert_eq!(
@@ -209,7 +202,7 @@ fn corrupt_cache_is_an_error_naming_the_file() {
         "nothing deleted behind a corrupt cache"
     );
     std::fs::remove_file(&cache).unwrap();
-    assert!(node.multus(&pod_env("DEL", "c5", netns), &conf).ok());
+    assert!(node.run("DEL", "c5", &pod, &conf).ok());
     assert!(node.reservations("cluster").is_empty());
 }
 
@@ -217,13 +210,9 @@ fn corrupt_cache_is_an_error_naming_the_file() {
 fn del_reads_go_multus_scratch_cache() {
     use base64::Engine as _;
     let node = Node::new();
-    let pod = Netns::new("t-pod").unwrap();
-    let netns = pod.path();
-    let netns = netns.to_str().unwrap();
+    let pod = Pod::new();
     let conf = three_networks(&node);
-    assert!(node
-        .multus(&pod_env("ADD", "c6", netns), &bytes(&conf))
-        .ok());
+    assert!(node.run("ADD", "c6", &pod, &bytes(&conf)).ok());
     // What Go multus leaves: a JSON array of delegates, full conf in base64.
     let go: Vec<Value> = conf["delegates"]
         .as_array()
@@ -235,9 +224,9 @@ fn del_reads_go_multus_scratch_cache() {
         })
         .collect();
     std::fs::write(node.cni_dir().join("c6"), bytes(&Value::Array(go))).unwrap();
-    let out = node.multus(&pod_env("DEL", "c6", netns), &bytes(&conf));
+    let out = node.run("DEL", "c6", &pod, &bytes(&conf));
     assert!(out.ok(), "{} {}", out.stdout, out.stderr);
-    assert_eq!(pod.links().unwrap(), vec!["lo"]);
+    assert_eq!(pod.ns.links().unwrap(), vec!["lo"]);
     assert!(node.reservations("cluster").is_empty() && node.reservations("mv").is_empty());
     assert!(node.cache_files().is_empty());
 }
@@ -246,13 +235,10 @@ fn del_reads_go_multus_scratch_cache() {
 fn gc_deletes_attachments_not_listed() {
     let node = Node::new();
     let conf = three_networks(&node);
-    let keep = Netns::new("t-pod").unwrap();
-    let stale = Netns::new("t-pod").unwrap();
+    let keep = Pod::new();
+    let stale = Pod::new();
     for (cid, pod) in [("keep", &keep), ("stale", &stale)] {
-        let out = node.multus(
-            &pod_env("ADD", cid, pod.path().to_str().unwrap()),
-            &bytes(&conf),
-        );
+        let out = node.run("ADD", cid, pod, &bytes(&conf));
         assert!(out.ok(), "{} {}", out.stdout, out.stderr);
     }
     assert_eq!(node.reservations("cluster").len(), 2);
@@ -263,8 +249,8 @@ fn gc_deletes_attachments_not_listed() {
         &bytes(&gc),
     );
     assert!(out.ok(), "{} {}", out.stdout, out.stderr);
-    assert_eq!(stale.links().unwrap(), vec!["lo"]);
-    assert_eq!(keep.links().unwrap().len(), 4);
+    assert_eq!(stale.ns.links().unwrap(), vec!["lo"]);
+    assert_eq!(keep.ns.links().unwrap().len(), 4);
     assert_eq!(node.reservations("cluster"), vec!["10.1.0.2"]);
     assert_eq!(node.cache_files(), vec!["keep"]);
     let out = node.multus(&[("CNI_COMMAND", "GC")], &bytes(&three_networks(&node)));

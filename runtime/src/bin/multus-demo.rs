@@ -107,7 +107,7 @@ fn main() -> Result<()> {
     section("DEL");
     run("DEL")?;
     section("after DEL");
-    print!("pod links: {}\n", pod.links()?.join(", "));
+    println!("pod links: {}", pod.links()?.join(", "));
     show(&data, &cni_dir);
     section("DEL again (idempotent)");
     run("DEL")?;

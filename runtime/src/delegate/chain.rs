@@ -30,7 +30,7 @@ pub struct ChainError {
     pub plugin: String,
     pub command: Command,
     #[source]
-    pub source: PluginError,
+    pub source: Box<PluginError>,
 }
 
 impl ChainError {
@@ -39,7 +39,7 @@ impl ChainError {
             "network {:?}: plugin {:?} {}",
             self.network, self.plugin, self.command
         );
-        self.source.into_cni().context(ctx)
+        (*self.source).into_cni().context(ctx)
     }
 }
 
@@ -100,7 +100,7 @@ fn call(
         network: net.name.clone(),
         plugin: ty.to_string(),
         command,
-        source,
+        source: Box::new(source),
     })
 }
 
@@ -109,10 +109,10 @@ fn parse_result(net: &NetworkConfig, ty: &str, stdout: &[u8]) -> Result<Value, C
         network: net.name.clone(),
         plugin: ty.to_string(),
         command: Command::Add,
-        source: PluginError::BadOutput {
+        source: Box::new(PluginError::BadOutput {
             plugin: ty.into(),
             reason,
-        },
+        }),
     };
     if stdout.iter().all(u8::is_ascii_whitespace) {
         return Ok(CniResult::default().to_value(&net.cni_version));

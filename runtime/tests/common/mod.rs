@@ -66,6 +66,25 @@ impl Node {
     pub fn multus(&self, env: &[(&str, &str)], stdin: &[u8]) -> CniOutput {
         exec_cni(Path::new(MULTUS), Some(&self.ns), env, stdin).unwrap()
     }
+
+    /// `cmd` for container `cid` in `pod`, as the runtime sends it.
+    pub fn run(&self, cmd: &str, cid: &str, pod: &Pod, conf: &[u8]) -> CniOutput {
+        self.multus(&pod_env(cmd, cid, &pod.path), conf)
+    }
+}
+
+/// A pod sandbox: its netns and the path the runtime passes as CNI_NETNS.
+pub struct Pod {
+    pub ns: Netns,
+    pub path: String,
+}
+
+impl Pod {
+    pub fn new() -> Self {
+        let ns = Netns::new("t-pod").unwrap();
+        let path = ns.path().to_str().unwrap().to_string();
+        Self { ns, path }
+    }
 }
 
 pub fn plugins() -> PathBuf {
