@@ -1,0 +1,116 @@
+//! What one invocation of one plugin may touch, computed by the runtime from
+//! the admin's config and the CNI request, never from the guest.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use regex::Regex;
+
+/// The default sysctl allowlist when `/etc/cni/tuning/allowlist.conf` is
+/// absent: the per-interface keys, with `IFNAME` standing for a granted link.
+/// (Reference tuning allows everything then; a sandbox must not.)
+pub const DEFAULT_SYSCTL_ALLOWLIST: &[&str] = &[
+    r"^net\.ipv4\.conf\.IFNAME\.[a-z_]+$",
+    r"^net\.ipv4\.neigh\.IFNAME\.[a-z_]+$",
+    r"^net\.ipv6\.conf\.IFNAME\.[a-z_]+$",
+    r"^net\.ipv6\.neigh\.IFNAME\.[a-z_]+$",
+];
+
+#[derive(Debug, Clone)]
+pub struct Grant {
+    /// The plugin type, for messages.
+    pub plugin: String,
+    pub network: String,
+    /// The store's directory; `None` denies the store.
+    pub store_root: Option<PathBuf>,
+    /// The pod netns path (CNI_NETNS); `None` denies container netlink/sysctl.
+    pub netns: Option<PathBuf>,
+    /// Links of the pod netns this call may touch.
+    pub links: Vec<String>,
+    /// The admin's `hostNetns` grant for this plugin.
+    pub host_netns: bool,
+    /// Sysctl key patterns; `IFNAME` in a pattern matches only granted links.
+    pub sysctl_allowlist: Vec<String>,
+    /// Budget of every single host call.
+    pub call_timeout: Duration,
+}
+
+impl Grant {
+    pub fn link_granted(&self, name: &str) -> bool {
+        self.links.iter().any(|l| l == name)
+    }
+
+    /// True if the full sysctl key matches an allowlist pattern, with
+    /// `IFNAME` replaced by each granted link in turn.
+    pub fn sysctl_allowed(&self, key: &str) -> bool {
+        self.sysctl_allowlist.iter().any(|pat| {
+            let candidates: Vec<String> = if pat.contains("IFNAME") {
+                self.links
+                    .iter()
+                    .map(|l| pat.replace("IFNAME", &regex::escape(l)))
+                    .collect()
+            } else {
+                vec![pat.clone()]
+            };
+            candidates
+                .iter()
+                .any(|p| Regex::new(p).is_ok_and(|re| re.is_match(key)))
+        })
+    }
+}
+
+/// Reads an allowlist file (one regex per line, `#` comments), as the
+/// reference tuning plugin does; `None` when the file does not exist.
+pub fn read_allowlist(path: &std::path::Path) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(path).ok()?;
+    Some(
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(String::from)
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant() -> Grant {
+        Grant {
+            plugin: "tuning".into(),
+            network: "n".into(),
+            store_root: None,
+            netns: None,
+            links: vec!["net1".into()],
+            host_netns: false,
+            sysctl_allowlist: DEFAULT_SYSCTL_ALLOWLIST
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            call_timeout: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn allowlist_binds_ifname_to_granted_links() {
+        let g = grant();
+        assert!(g.sysctl_allowed("net.ipv4.conf.net1.arp_ignore"));
+        assert!(g.sysctl_allowed("net.ipv6.neigh.net1.base_reachable_time_ms"));
+        assert!(!g.sysctl_allowed("net.ipv4.conf.eth0.arp_ignore"));
+        assert!(!g.sysctl_allowed("net.ipv4.ip_forward"));
+        assert!(!g.sysctl_allowed("net.ipv4.conf.all.forwarding"));
+    }
+
+    #[test]
+    fn allowlist_file() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("allowlist.conf");
+        assert!(read_allowlist(&f).is_none());
+        std::fs::write(&f, "# comment\n^net\\.core\\.somaxconn$\n\n").unwrap();
+        let mut g = grant();
+        g.sysctl_allowlist = read_allowlist(&f).unwrap();
+        assert!(g.sysctl_allowed("net.core.somaxconn"));
+        assert!(!g.sysctl_allowed("net.ipv4.conf.net1.arp_ignore"));
+    }
+}

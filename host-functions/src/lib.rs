@@ -1,0 +1,53 @@
+//! The host side of the `multus:plugin` WIT imports. Each capability sits
+//! behind a trait with a real backend (the kernel, the disk) and a
+//! recording backend that records the operations and changes nothing.
+//! What a guest may touch is decided per invocation by a [`grant::Grant`].
+
+pub mod bindings;
+pub mod grant;
+pub mod log;
+pub mod netlink;
+pub mod netns;
+pub mod state;
+pub mod store;
+pub mod sysctl;
+
+use std::time::Duration;
+
+pub use bindings::multus::plugin::types::CniError as WitError;
+
+/// Why a host call failed. Denials are the sandbox saying no.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    #[error("denied: {0}")]
+    Denied(String),
+    #[error("invalid argument: {0}")]
+    Invalid(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("{call} timed out after {}ms", after.as_millis())]
+    Timeout { call: String, after: Duration },
+    #[error("netns: {0}")]
+    Netns(String),
+    #[error("netlink: {0}")]
+    Netlink(String),
+    #[error("I/O: {0}")]
+    Io(String),
+}
+
+impl HostError {
+    /// The CNI code a guest sees: 11 for timeouts (retry may help), 7 for
+    /// what the config asked wrongly, 999 for the rest.
+    pub fn to_wit(&self, call: &str) -> WitError {
+        let code = match self {
+            HostError::Timeout { .. } => 11,
+            HostError::Denied(_) | HostError::Invalid(_) | HostError::NotFound(_) => 7,
+            _ => 999,
+        };
+        WitError {
+            code,
+            msg: format!("host call {call}: {self}"),
+            details: String::new(),
+        }
+    }
+}

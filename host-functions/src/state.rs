@@ -1,0 +1,379 @@
+//! The per-invocation store data: WASI context, grant, backends, and the
+//! implementations of the generated host traits, each checking the grant.
+
+use std::str::FromStr;
+
+use ipnet::IpNet;
+use wasmtime::component::{Resource, ResourceTable};
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::multus::plugin::{log, netlink, store, sysctl, types};
+use crate::grant::Grant;
+use crate::log::{Level, LogSink};
+use crate::netlink::{self as nl, LinkChange, NetlinkBackend, Ns, RecordingNetlink, Route};
+use crate::store::{StoreBackend, Transaction};
+use crate::sysctl::{RecordingSysctl, SysctlBackend, SysctlKey};
+use crate::{HostError, WitError};
+
+/// Netlink and sysctl together: the real `Kernel` shares one worker thread
+/// per namespace between them.
+pub trait KernelBackend: NetlinkBackend + SysctlBackend {}
+impl<T: NetlinkBackend + SysctlBackend> KernelBackend for T {}
+
+/// Records netlink and sysctl calls, changes nothing.
+#[derive(Clone, Default)]
+pub struct RecordingKernel {
+    pub netlink: RecordingNetlink,
+    pub sysctl: RecordingSysctl,
+}
+
+impl NetlinkBackend for RecordingKernel {
+    fn link_get(&mut self, ns: Ns, name: &str) -> Result<nl::LinkInfo, HostError> {
+        self.netlink.link_get(ns, name)
+    }
+    fn link_set(&mut self, ns: Ns, name: &str, change: &LinkChange) -> Result<(), HostError> {
+        self.netlink.link_set(ns, name, change)
+    }
+    fn addr_list(&mut self, ns: Ns, name: &str) -> Result<Vec<IpNet>, HostError> {
+        self.netlink.addr_list(ns, name)
+    }
+    fn addr_add(&mut self, ns: Ns, name: &str, addr: IpNet) -> Result<(), HostError> {
+        self.netlink.addr_add(ns, name, addr)
+    }
+    fn addr_del(&mut self, ns: Ns, name: &str, addr: IpNet) -> Result<(), HostError> {
+        self.netlink.addr_del(ns, name, addr)
+    }
+    fn route_list(&mut self, ns: Ns, name: &str) -> Result<Vec<Route>, HostError> {
+        self.netlink.route_list(ns, name)
+    }
+    fn route_add(&mut self, ns: Ns, name: &str, route: &Route) -> Result<(), HostError> {
+        self.netlink.route_add(ns, name, route)
+    }
+    fn route_del(&mut self, ns: Ns, name: &str, route: &Route) -> Result<(), HostError> {
+        self.netlink.route_del(ns, name, route)
+    }
+}
+
+impl SysctlBackend for RecordingKernel {
+    fn get(&mut self, key: &SysctlKey) -> Result<String, HostError> {
+        self.sysctl.get(key)
+    }
+    fn set(&mut self, key: &SysctlKey, value: &str) -> Result<(), HostError> {
+        self.sysctl.set(key, value)
+    }
+}
+
+pub struct HostState {
+    pub grant: Grant,
+    pub wasi: WasiCtx,
+    pub table: ResourceTable,
+    pub limits: StoreLimits,
+    pub store: Option<Box<dyn StoreBackend>>,
+    pub kernel: Box<dyn KernelBackend>,
+    pub log: LogSink,
+    /// Every refusal, so the runtime can name it even if the guest hides it.
+    pub denials: Vec<String>,
+}
+
+impl HostState {
+    pub fn new(
+        grant: Grant,
+        wasi: WasiCtx,
+        memory_limit: usize,
+        store: Option<Box<dyn StoreBackend>>,
+        kernel: Box<dyn KernelBackend>,
+        container_id: &str,
+    ) -> Self {
+        let log = LogSink::new(&grant.plugin, container_id);
+        Self {
+            grant,
+            wasi,
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(memory_limit)
+                .instances(16)
+                .tables(64)
+                .build(),
+            store,
+            kernel,
+            log,
+            denials: Vec::new(),
+        }
+    }
+
+    fn fail(&mut self, call: &str, e: HostError) -> WitError {
+        if matches!(e, HostError::Denied(_)) {
+            self.denials.push(format!("{call}: {e}"));
+        }
+        e.to_wit(call)
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for HostState {}
+
+impl log::Host for HostState {
+    fn log(&mut self, level: log::Level, message: String) {
+        let level = match level {
+            log::Level::Trace => Level::Trace,
+            log::Level::Debug => Level::Debug,
+            log::Level::Info => Level::Info,
+            log::Level::Warn => Level::Warn,
+            log::Level::Error => Level::Error,
+        };
+        self.log.log(level, &message);
+    }
+}
+
+impl store::Host for HostState {
+    fn open(&mut self) -> Result<Resource<Transaction>, WitError> {
+        let Some(backend) = &self.store else {
+            let e = HostError::Denied(format!(
+                "plugin {:?} was granted no store",
+                self.grant.plugin
+            ));
+            return Err(self.fail("store.open", e));
+        };
+        let txn = backend.open().map_err(|e| e.to_wit("store.open"))?;
+        self.table
+            .push(Transaction(txn))
+            .map_err(|e| HostError::Io(e.to_string()).to_wit("store.open"))
+    }
+}
+
+impl HostState {
+    fn txn<T>(
+        &mut self,
+        r: &Resource<Transaction>,
+        call: &str,
+        f: impl FnOnce(&mut dyn crate::store::Txn) -> Result<T, HostError>,
+    ) -> Result<T, WitError> {
+        let t = self
+            .table
+            .get_mut(r)
+            .map_err(|e| HostError::Invalid(e.to_string()).to_wit(call))?;
+        let out = f(t.0.as_mut());
+        out.map_err(|e| self.fail(call, e))
+    }
+}
+
+impl store::HostTransaction for HostState {
+    fn get(&mut self, r: Resource<Transaction>, key: String) -> Result<Option<String>, WitError> {
+        self.txn(&r, "store.get", |t| t.get(&key))
+    }
+    fn insert(
+        &mut self,
+        r: Resource<Transaction>,
+        key: String,
+        value: String,
+    ) -> Result<bool, WitError> {
+        self.txn(&r, "store.insert", |t| t.insert(&key, &value))
+    }
+    fn put(
+        &mut self,
+        r: Resource<Transaction>,
+        key: String,
+        value: String,
+    ) -> Result<(), WitError> {
+        self.txn(&r, "store.put", |t| t.put(&key, &value))
+    }
+    fn remove(&mut self, r: Resource<Transaction>, key: String) -> Result<bool, WitError> {
+        self.txn(&r, "store.remove", |t| t.remove(&key))
+    }
+    fn keys(&mut self, r: Resource<Transaction>) -> Result<Vec<String>, WitError> {
+        self.txn(&r, "store.keys", |t| t.keys())
+    }
+    fn drop(&mut self, r: Resource<Transaction>) -> wasmtime::Result<()> {
+        self.table.delete(r)?;
+        Ok(())
+    }
+}
+
+fn ns(n: netlink::Namespace) -> Ns {
+    match n {
+        netlink::Namespace::Container => Ns::Container,
+        netlink::Namespace::Host => Ns::Host,
+    }
+}
+
+fn parse_net(s: &str, what: &str) -> Result<IpNet, HostError> {
+    IpNet::from_str(s).map_err(|e| HostError::Invalid(format!("{what} {s:?}: {e}")))
+}
+
+fn to_route(r: &types::Route) -> Result<Route, HostError> {
+    Ok(Route {
+        dst: parse_net(&r.dst, "route dst")?,
+        gw: r
+            .gw
+            .as_deref()
+            .map(|g| {
+                g.parse()
+                    .map_err(|e| HostError::Invalid(format!("route gw {g:?}: {e}")))
+            })
+            .transpose()?,
+        priority: r.priority,
+        table: r.table,
+        scope: r.scope.map(|s| s.min(255) as u8),
+    })
+}
+
+fn from_route(r: Route) -> types::Route {
+    types::Route {
+        dst: r.dst.to_string(),
+        gw: r.gw.map(|g| g.to_string()),
+        mtu: None,
+        advmss: None,
+        priority: r.priority,
+        table: r.table,
+        scope: r.scope.map(u32::from),
+    }
+}
+
+impl HostState {
+    /// Checks the grant, then runs one netlink call on the kernel backend.
+    fn netlink<T>(
+        &mut self,
+        call: &str,
+        n: netlink::Namespace,
+        name: &str,
+        f: impl FnOnce(&mut dyn KernelBackend, Ns) -> Result<T, HostError>,
+    ) -> Result<T, WitError> {
+        let n = ns(n);
+        let out = nl::check(&self.grant, n, name).and_then(|()| f(self.kernel.as_mut(), n));
+        out.map_err(|e| self.fail(&format!("netlink.{call}({name})"), e))
+    }
+}
+
+impl netlink::Host for HostState {
+    fn link_get(
+        &mut self,
+        n: netlink::Namespace,
+        name: String,
+    ) -> Result<netlink::LinkInfo, WitError> {
+        self.netlink("link-get", n, &name, |k, n| k.link_get(n, &name))
+            .map(|l| netlink::LinkInfo {
+                name: l.name,
+                index: l.index,
+                mac: l.mac,
+                mtu: l.mtu,
+                up: l.up,
+                promisc: l.promisc,
+                allmulti: l.allmulti,
+                txqlen: l.txqlen,
+                kind: l.kind,
+            })
+    }
+
+    fn link_set(
+        &mut self,
+        n: netlink::Namespace,
+        name: String,
+        c: netlink::LinkChange,
+    ) -> Result<(), WitError> {
+        self.netlink("link-set", n, &name, |k, n| {
+            let change = LinkChange {
+                up: c.up,
+                mtu: c.mtu,
+                mac: c.mac.as_deref().map(nl::parse_mac).transpose()?,
+                promisc: c.promisc,
+                allmulti: c.allmulti,
+                txqlen: c.txqlen,
+            };
+            k.link_set(n, &name, &change)
+        })
+    }
+
+    fn addr_list(&mut self, n: netlink::Namespace, name: String) -> Result<Vec<String>, WitError> {
+        self.netlink("addr-list", n, &name, |k, n| k.addr_list(n, &name))
+            .map(|v| v.into_iter().map(|a| a.to_string()).collect())
+    }
+
+    fn addr_add(
+        &mut self,
+        n: netlink::Namespace,
+        name: String,
+        cidr: String,
+    ) -> Result<(), WitError> {
+        self.netlink("addr-add", n, &name, |k, n| {
+            k.addr_add(n, &name, parse_net(&cidr, "address")?)
+        })
+    }
+
+    fn addr_del(
+        &mut self,
+        n: netlink::Namespace,
+        name: String,
+        cidr: String,
+    ) -> Result<(), WitError> {
+        self.netlink("addr-del", n, &name, |k, n| {
+            k.addr_del(n, &name, parse_net(&cidr, "address")?)
+        })
+    }
+
+    fn route_list(
+        &mut self,
+        n: netlink::Namespace,
+        name: String,
+    ) -> Result<Vec<types::Route>, WitError> {
+        self.netlink("route-list", n, &name, |k, n| k.route_list(n, &name))
+            .map(|v| v.into_iter().map(from_route).collect())
+    }
+
+    fn route_add(
+        &mut self,
+        n: netlink::Namespace,
+        name: String,
+        r: types::Route,
+    ) -> Result<(), WitError> {
+        self.netlink("route-add", n, &name, |k, n| {
+            k.route_add(n, &name, &to_route(&r)?)
+        })
+    }
+
+    fn route_del(
+        &mut self,
+        n: netlink::Namespace,
+        name: String,
+        r: types::Route,
+    ) -> Result<(), WitError> {
+        self.netlink("route-del", n, &name, |k, n| {
+            k.route_del(n, &name, &to_route(&r)?)
+        })
+    }
+}
+
+impl sysctl::Host for HostState {
+    fn get(&mut self, key: sysctl::Key) -> Result<String, WitError> {
+        let built = self.sysctl_key(&key);
+        let out = built.and_then(|k| self.kernel.get(&k));
+        out.map_err(|e| self.fail("sysctl.get", e))
+    }
+
+    fn set(&mut self, key: sysctl::Key, value: String) -> Result<(), WitError> {
+        let built = self.sysctl_key(&key);
+        let out = built.and_then(|k| self.kernel.set(&k, &value));
+        out.map_err(|e| self.fail("sysctl.set", e))
+    }
+}
+
+impl HostState {
+    fn sysctl_key(&self, key: &sysctl::Key) -> Result<SysctlKey, HostError> {
+        if self.grant.netns.is_none() {
+            return Err(HostError::Denied("no container netns in this call".into()));
+        }
+        let link = key
+            .link
+            .as_ref()
+            .map(|l| (l.group.as_str(), l.link.as_str()));
+        crate::sysctl::build(&self.grant, &key.section, link, &key.name)
+    }
+}

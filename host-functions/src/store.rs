@@ -1,0 +1,308 @@
+//! The store: one directory per (plugin, network), one file per key, every
+//! transaction under an flock of the directory's `lock` file. For IPAM this
+//! is reference host-local's on-disk format, so a network migrated from it
+//! keeps its reservations, and both can even run side by side.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use cap_std::ambient_authority;
+use cap_std::fs::{Dir, File, OpenOptions, OpenOptionsExt};
+
+use crate::HostError;
+
+/// One open, locked store.
+pub trait Txn: Send {
+    fn get(&mut self, key: &str) -> Result<Option<String>, HostError>;
+    fn insert(&mut self, key: &str, value: &str) -> Result<bool, HostError>;
+    fn put(&mut self, key: &str, value: &str) -> Result<(), HostError>;
+    fn remove(&mut self, key: &str) -> Result<bool, HostError>;
+    fn keys(&mut self) -> Result<Vec<String>, HostError>;
+}
+
+/// Opens transactions on one store.
+pub trait StoreBackend: Send {
+    fn open(&self) -> Result<Box<dyn Txn>, HostError>;
+}
+
+/// The WIT `transaction` resource.
+pub struct Transaction(pub Box<dyn Txn>);
+
+const LOCK: &str = "lock";
+
+/// Keys become file names: they must stay plain names in the store's dir.
+pub fn validate_key(key: &str) -> Result<(), HostError> {
+    let bad = key.is_empty()
+        || key.len() > 255
+        || key.contains('/')
+        || key.contains('\0')
+        || key.starts_with('.')
+        || key == LOCK;
+    if bad {
+        return Err(HostError::Invalid(format!(
+            "store key {key:?} is not a plain name"
+        )));
+    }
+    Ok(())
+}
+
+fn io(what: &str, e: std::io::Error) -> HostError {
+    HostError::Io(format!("{what}: {e}"))
+}
+
+/// The on-disk store rooted at `<dataDir>/<network>`.
+pub struct FsStore {
+    pub root: PathBuf,
+}
+
+impl StoreBackend for FsStore {
+    fn open(&self) -> Result<Box<dyn Txn>, HostError> {
+        Dir::create_ambient_dir_all(&self.root, ambient_authority())
+            .map_err(|e| io(&format!("creating {}", self.root.display()), e))?;
+        let dir = Dir::open_ambient_dir(&self.root, ambient_authority())
+            .map_err(|e| io(&format!("opening {}", self.root.display()), e))?;
+        let lock = dir
+            .open_with(
+                LOCK,
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .mode(0o600),
+            )
+            .map_err(|e| io("opening the lock file", e))?;
+        // SAFETY: flock on an fd we own; released when `lock` is closed.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(io("locking the store", std::io::Error::last_os_error()));
+        }
+        Ok(Box::new(FsTxn {
+            dir,
+            _lock: lock,
+            root: self.root.clone(),
+        }))
+    }
+}
+
+struct FsTxn {
+    dir: Dir,
+    _lock: File,
+    root: PathBuf,
+}
+
+impl FsTxn {
+    fn what(&self, key: &str) -> String {
+        self.root.join(key).display().to_string()
+    }
+}
+
+impl Txn for FsTxn {
+    fn get(&mut self, key: &str) -> Result<Option<String>, HostError> {
+        validate_key(key)?;
+        match self.dir.open(key) {
+            Ok(mut f) => {
+                let mut s = String::new();
+                f.read_to_string(&mut s)
+                    .map_err(|e| io(&self.what(key), e))?;
+                Ok(Some(s))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&self.what(key), e)),
+        }
+    }
+
+    fn insert(&mut self, key: &str, value: &str) -> Result<bool, HostError> {
+        validate_key(key)?;
+        let f = self.dir.open_with(
+            key,
+            OpenOptions::new().write(true).create_new(true).mode(0o600),
+        );
+        let mut f = match f {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+            Err(e) => return Err(io(&self.what(key), e)),
+        };
+        if let Err(e) = f.write_all(value.as_bytes()) {
+            let _ = self.dir.remove_file(key);
+            return Err(io(&self.what(key), e));
+        }
+        Ok(true)
+    }
+
+    fn put(&mut self, key: &str, value: &str) -> Result<(), HostError> {
+        validate_key(key)?;
+        let tmp = format!(".{key}.tmp");
+        let mut f = self
+            .dir
+            .open_with(
+                &tmp,
+                OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600),
+            )
+            .map_err(|e| io(&self.what(&tmp), e))?;
+        f.write_all(value.as_bytes())
+            .map_err(|e| io(&self.what(&tmp), e))?;
+        self.dir
+            .rename(&tmp, &self.dir, key)
+            .map_err(|e| io(&self.what(key), e))
+    }
+
+    fn remove(&mut self, key: &str) -> Result<bool, HostError> {
+        validate_key(key)?;
+        match self.dir.remove_file(key) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io(&self.what(key), e)),
+        }
+    }
+
+    fn keys(&mut self) -> Result<Vec<String>, HostError> {
+        let mut keys = Vec::new();
+        for entry in self
+            .dir
+            .entries()
+            .map_err(|e| io(&self.root.display().to_string(), e))?
+        {
+            let entry = entry.map_err(|e| io(&self.root.display().to_string(), e))?;
+            if !entry.file_type().map_err(|e| io("file type", e))?.is_file() {
+                continue;
+            }
+            if let Ok(name) = entry.file_name().into_string() {
+                if validate_key(&name).is_ok() {
+                    keys.push(name);
+                }
+            }
+        }
+        keys.sort();
+        Ok(keys)
+    }
+}
+
+/// An in-memory store that records every operation.
+#[derive(Clone, Default)]
+pub struct RecordingStore {
+    pub data: Arc<Mutex<BTreeMap<String, String>>>,
+    pub ops: Arc<Mutex<Vec<String>>>,
+}
+
+impl StoreBackend for RecordingStore {
+    fn open(&self) -> Result<Box<dyn Txn>, HostError> {
+        self.ops.lock().expect("ops").push("open".into());
+        Ok(Box::new(self.clone()))
+    }
+}
+
+impl RecordingStore {
+    fn record(&self, op: String) {
+        self.ops.lock().expect("ops").push(op);
+    }
+}
+
+impl Txn for RecordingStore {
+    fn get(&mut self, key: &str) -> Result<Option<String>, HostError> {
+        validate_key(key)?;
+        self.record(format!("get {key}"));
+        Ok(self.data.lock().expect("data").get(key).cloned())
+    }
+
+    fn insert(&mut self, key: &str, value: &str) -> Result<bool, HostError> {
+        validate_key(key)?;
+        self.record(format!("insert {key}"));
+        let mut d = self.data.lock().expect("data");
+        if d.contains_key(key) {
+            return Ok(false);
+        }
+        d.insert(key.into(), value.into());
+        Ok(true)
+    }
+
+    fn put(&mut self, key: &str, value: &str) -> Result<(), HostError> {
+        validate_key(key)?;
+        self.record(format!("put {key}"));
+        self.data
+            .lock()
+            .expect("data")
+            .insert(key.into(), value.into());
+        Ok(())
+    }
+
+    fn remove(&mut self, key: &str) -> Result<bool, HostError> {
+        validate_key(key)?;
+        self.record(format!("remove {key}"));
+        Ok(self.data.lock().expect("data").remove(key).is_some())
+    }
+
+    fn keys(&mut self) -> Result<Vec<String>, HostError> {
+        self.record("keys".into());
+        Ok(self.data.lock().expect("data").keys().cloned().collect())
+    }
+}
+
+/// `<dataDir>/<network>`: where a network's store lives.
+pub fn root(data_dir: &Path, network: &str) -> PathBuf {
+    data_dir.join(network)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fs_store_is_host_local_layout() {
+        let d = tempfile::tempdir().unwrap();
+        let s = FsStore {
+            root: root(d.path(), "net"),
+        };
+        let mut t = s.open().unwrap();
+        assert!(t.insert("10.0.0.2", "cid\r\neth0").unwrap());
+        assert!(!t.insert("10.0.0.2", "other\r\neth0").unwrap());
+        t.put("last_reserved_ip.0", "10.0.0.2").unwrap();
+        t.put("last_reserved_ip.0", "10.0.0.3").unwrap();
+        assert_eq!(
+            t.get("last_reserved_ip.0").unwrap().as_deref(),
+            Some("10.0.0.3")
+        );
+        assert_eq!(t.keys().unwrap(), vec!["10.0.0.2", "last_reserved_ip.0"]);
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("net/10.0.0.2")).unwrap(),
+            "cid\r\neth0"
+        );
+        assert!(d.path().join("net/lock").exists());
+        assert!(t.remove("10.0.0.2").unwrap());
+        assert!(!t.remove("10.0.0.2").unwrap());
+        assert!(t.get("nope").unwrap().is_none());
+    }
+
+    #[test]
+    fn keys_cannot_escape() {
+        for k in ["", "../x", "a/b", ".", "..", "lock", ".hidden", "a\0b"] {
+            assert!(validate_key(k).is_err(), "{k:?}");
+        }
+        assert!(validate_key("fd00::2").is_ok());
+    }
+
+    #[test]
+    fn lock_serializes_transactions() {
+        let d = tempfile::tempdir().unwrap();
+        let root = root(d.path(), "net");
+        let t1 = FsStore { root: root.clone() }.open().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let h = std::thread::spawn(move || {
+            let _t2 = FsStore { root }.open().unwrap();
+            tx.send(()).unwrap();
+        });
+        assert!(
+            rx.recv_timeout(std::time::Duration::from_millis(200))
+                .is_err(),
+            "second open must wait"
+        );
+        drop(t1);
+        rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
+        h.join().unwrap();
+    }
+}
