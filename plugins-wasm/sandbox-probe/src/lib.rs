@@ -1,0 +1,106 @@
+//! Test-only: a chained plugin that, on ADD, tries one thing its grant does
+//! not allow (chosen by the config's `probe` key). The sandbox tests expect
+//! each attempt to be refused with a CNI error naming the plugin and call.
+
+use multus_plugin_sdk::conf::NetConf;
+use multus_plugin_sdk::netlink::{self, Namespace};
+use multus_plugin_sdk::sysctl::{self, Key, LinkKey};
+use multus_plugin_sdk::{invalid, Attachment, CniError, CniResult, Plugin, Request};
+
+struct Probe;
+
+impl Plugin for Probe {
+    fn add(req: Request) -> Result<CniResult, CniError> {
+        let conf = NetConf::parse(&req)?;
+        let probe: String = conf.get("probe")?.unwrap_or_default();
+        match probe.as_str() {
+            "host-netns" => {
+                netlink::link_get(Namespace::Host, "lo")?;
+            }
+            "ungranted-link" => {
+                netlink::link_set(
+                    Namespace::Container,
+                    "lo",
+                    &netlink::LinkChange {
+                        up: Some(false),
+                        mtu: None,
+                        mac: None,
+                        promisc: None,
+                        allmulti: None,
+                        txqlen: None,
+                    },
+                )?;
+            }
+            "sysctl-outside-net" => {
+                sysctl::set(
+                    &Key {
+                        section: "..".into(),
+                        link: None,
+                        name: "kernel.hostname".into(),
+                    },
+                    "pwned",
+                )?;
+            }
+            "sysctl-unlisted" => {
+                sysctl::set(
+                    &Key {
+                        section: "ipv4".into(),
+                        link: None,
+                        name: "ip_forward".into(),
+                    },
+                    "1",
+                )?;
+            }
+            "sysctl-other-link" => {
+                sysctl::set(
+                    &Key {
+                        section: "ipv4".into(),
+                        link: Some(LinkKey {
+                            group: "conf".into(),
+                            link: "lo".into(),
+                        }),
+                        name: "arp_ignore".into(),
+                    },
+                    "1",
+                )?;
+            }
+            "swallow-denial" => {
+                // A plugin that ignores the refusal must still fail.
+                let _ = netlink::link_get(Namespace::Host, "lo");
+            }
+            "loop" => {
+                let mut x: u64 = 0;
+                loop {
+                    x = std::hint::black_box(x.wrapping_add(1));
+                }
+            }
+            "memory" => {
+                let mut hog: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hog.push(vec![1u8; 8 << 20]);
+                    std::hint::black_box(&hog);
+                }
+            }
+            other => return Err(invalid(format!("unknown probe {other:?}"))),
+        }
+        Ok(conf.prev_result()?.unwrap_or_else(CniResult::empty))
+    }
+
+    fn del(_req: Request) -> Result<(), CniError> {
+        Ok(())
+    }
+
+    fn check(_req: Request) -> Result<(), CniError> {
+        Ok(())
+    }
+
+    fn status(_req: Request) -> Result<(), CniError> {
+        Ok(())
+    }
+
+    fn gc(_req: Request, _valid: Vec<Attachment>) -> Result<(), CniError> {
+        Ok(())
+    }
+}
+
+multus_plugin_sdk::export!(Probe);

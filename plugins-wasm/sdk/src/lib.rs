@@ -1,0 +1,99 @@
+//! The SDK for multus wasm plugins (`multus:plugin@0.1.0`).
+//!
+//! A plugin is one `lib.rs`: implement [`Plugin`] and call [`export!`].
+//!
+//! ```ignore
+//! struct MyIpam;
+//! impl multus_plugin_sdk::Plugin for MyIpam {
+//!     fn add(req: Request) -> Result<CniResult, CniError> { ... }
+//!     ...
+//! }
+//! multus_plugin_sdk::export!(MyIpam);
+//! ```
+
+pub mod conf;
+pub mod ip;
+
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "chained",
+        pub_export_macro: true,
+        export_macro_name: "__export_world",
+        default_bindings_module: "multus_plugin_sdk::bindings",
+    });
+}
+
+pub use bindings::exports::multus::plugin::plugin::Guest as Plugin;
+pub use bindings::multus::plugin::types::{
+    Attachment, CniError, CniRequest as Request, CniResult, Command, Dns, Interface, IpConfig,
+    Route,
+};
+pub use bindings::multus::plugin::{log, netlink, store, sysctl};
+
+/// Exports a type implementing [`Plugin`] as the component's `plugin`.
+#[macro_export]
+macro_rules! export {
+    ($t:ident) => {
+        $crate::bindings::__export_world!($t with_types_in $crate::bindings);
+    };
+}
+
+/// CNI error codes (spec 1.1.0).
+pub mod code {
+    pub const INCOMPATIBLE_VERSION: u32 = 1;
+    pub const UNSUPPORTED_FIELD: u32 = 2;
+    pub const UNKNOWN_CONTAINER: u32 = 3;
+    pub const INVALID_ENV: u32 = 4;
+    pub const IO: u32 = 5;
+    pub const DECODE: u32 = 6;
+    pub const INVALID_CONFIG: u32 = 7;
+    pub const TRY_AGAIN_LATER: u32 = 11;
+    pub const INTERNAL: u32 = 999;
+}
+
+/// A CNI error with `code` and a message.
+pub fn error(code: u32, msg: impl Into<String>) -> CniError {
+    CniError {
+        code,
+        msg: msg.into(),
+        details: String::new(),
+    }
+}
+
+/// Shorthand for an invalid-config error (code 7).
+pub fn invalid(msg: impl Into<String>) -> CniError {
+    error(code::INVALID_CONFIG, msg)
+}
+
+/// Logs at info level into the runtime's log.
+pub fn info(msg: &str) {
+    log::log(log::Level::Info, msg);
+}
+
+/// Logs at debug level into the runtime's log.
+pub fn debug(msg: &str) {
+    log::log(log::Level::Debug, msg);
+}
+
+impl CniResult {
+    pub fn empty() -> Self {
+        CniResult {
+            interfaces: Vec::new(),
+            ips: Vec::new(),
+            routes: Vec::new(),
+            dns: None,
+        }
+    }
+}
+
+impl Request {
+    /// The value of a CNI_ARGS key.
+    pub fn arg(&self, key: &str) -> Option<&str> {
+        self.args
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
