@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::cni::{version, CniEnv, CniError, Code, Command};
 use crate::config::MultusConf;
-use crate::delegate::native::NativeRunner;
+use crate::delegate::dispatch::Dispatch;
 use crate::invoke::Invocation;
 use crate::logging;
 
@@ -68,7 +68,7 @@ pub fn run_with(env: &CniEnv, stdin: &[u8]) -> Outcome {
         }
     };
     logging::init(&conf);
-    let runner = NativeRunner;
+    let runner = Dispatch { wasm: &conf.wasm };
     let inv = Invocation {
         env,
         conf: &conf,

@@ -13,4 +13,5 @@ pub mod invoke;
 pub mod logging;
 pub mod naming;
 pub mod readiness;
+pub mod shim;
 pub mod testbed;

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 
 use super::keys::FoldedObject;
 use super::netconf::NetworkConfig;
+use super::wasm::WasmConf;
 use crate::cni::{version, CniError, Code};
 
 pub const DEFAULT_CONF_DIR: &str = "/etc/cni/multus/net.d";
@@ -65,6 +66,7 @@ pub struct MultusConf {
     pub runtime_config: Map<String, Value>,
     /// GC's `cni.dev/valid-attachments` (or the legacy `cni.dev/attachments`).
     pub valid_attachments: Option<Vec<Attachment>>,
+    pub wasm: WasmConf,
 }
 
 /// One (containerID, ifname) a runtime still uses, as GC lists them.
@@ -166,6 +168,7 @@ impl MultusConf {
             kubeconfig: non_empty(o.get("kubeconfig")?).map(PathBuf::from),
             runtime_config: o.get("runtimeConfig")?.unwrap_or_default(),
             valid_attachments,
+            wasm: WasmConf::parse(&o)?,
         })
     }
 }

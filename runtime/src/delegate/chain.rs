@@ -90,6 +90,7 @@ fn call(
         ifname: target.ifname,
         cni_args: target.cni_args,
         path: target.path,
+        extra_env: &[],
         stdin: &stdin,
     });
     tracing::debug!(

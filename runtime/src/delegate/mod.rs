@@ -2,8 +2,10 @@
 //! request", the native exec behind it, and conflist semantics on top.
 
 pub mod chain;
+pub mod dispatch;
 pub mod native;
 pub mod runtime_config;
+pub mod wasm;
 
 #[cfg(test)]
 pub mod recording;
@@ -23,6 +25,8 @@ pub struct PluginCall<'a> {
     pub cni_args: &'a str,
     /// Directories searched for the plugin, in order; also its CNI_PATH.
     pub path: &'a [PathBuf],
+    /// Further environment for an exec'd plugin.
+    pub extra_env: &'a [(String, String)],
     pub stdin: &'a [u8],
 }
 

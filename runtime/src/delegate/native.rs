@@ -34,6 +34,7 @@ impl PluginRunner for NativeRunner {
             .env("CNI_IFNAME", call.ifname)
             .env("CNI_ARGS", call.cni_args)
             .env("CNI_PATH", cni_path)
+            .envs(call.extra_env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

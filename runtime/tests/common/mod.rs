@@ -124,3 +124,41 @@ pub fn assert_cni_error(out: &CniOutput, code: u64) -> String {
     assert!(e["cniVersion"].is_string(), "{}", out.stdout);
     e["msg"].as_str().unwrap_or_default().to_string()
 }
+
+/// The wasm plugins built by scripts/build-plugins.
+pub fn built_plugins() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins");
+    assert!(
+        dir.join("host-local.wasm").is_file(),
+        "wasm plugins missing in {}: run scripts/build-plugins (scripts/test does)",
+        dir.display()
+    );
+    dir
+}
+
+impl Node {
+    /// A plugin dir holding copies of the named built plugins.
+    pub fn install_wasm(&self, names: &[&str]) -> PathBuf {
+        let dir = self.dir.path().join("plugins");
+        std::fs::create_dir_all(&dir).unwrap();
+        for n in names {
+            std::fs::copy(
+                built_plugins().join(format!("{n}.wasm")),
+                dir.join(format!("{n}.wasm")),
+            )
+            .unwrap();
+        }
+        dir
+    }
+
+    pub fn wasm_cache(&self) -> PathBuf {
+        self.dir.path().join("wasm-cache")
+    }
+
+    /// `conf` with this node's wasm plugin dir and cache.
+    pub fn with_wasm(&self, mut conf: Value) -> Value {
+        conf["wasmPluginDir"] = serde_json::json!(self.dir.path().join("plugins"));
+        conf["wasmCacheDir"] = serde_json::json!(self.wasm_cache());
+        conf
+    }
+}

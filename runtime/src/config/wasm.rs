@@ -1,0 +1,141 @@
+//! Where wasm plugins come from and what each may do: `wasmPluginDir`,
+//! `wasmCacheDir` and the per-plugin `wasmPlugins` settings of the multus conf.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::keys::FoldedObject;
+use crate::cni::CniError;
+
+pub const DEFAULT_PLUGIN_DIR: &str = "/etc/cni/multus/plugins";
+pub const DEFAULT_CACHE_DIR: &str = "/var/lib/cni/multus/wasm-cache";
+
+/// Limits and grants of one plugin (`wasmPlugins.<type>`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PluginSettings {
+    /// Refuse the module unless its sha256 (hex) is this.
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// Linear memory cap.
+    #[serde(default = "default_memory")]
+    pub memory_limit_mib: u32,
+    /// Wall-clock budget of one export call (epoch deadline).
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+    /// Budget of one host call (netlink, sysctl, store).
+    #[serde(default = "default_host_call")]
+    pub host_call_timeout_ms: u64,
+    /// May act in the host network namespace.
+    #[serde(default)]
+    pub host_netns: bool,
+}
+
+fn default_memory() -> u32 {
+    64
+}
+fn default_timeout() -> u64 {
+    5000
+}
+fn default_host_call() -> u64 {
+    2000
+}
+
+impl Default for PluginSettings {
+    fn default() -> Self {
+        Self {
+            sha256: None,
+            memory_limit_mib: default_memory(),
+            timeout_ms: default_timeout(),
+            host_call_timeout_ms: default_host_call(),
+            host_netns: false,
+        }
+    }
+}
+
+impl PluginSettings {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+    pub fn host_call_timeout(&self) -> Duration {
+        Duration::from_millis(self.host_call_timeout_ms)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct WasmConf {
+    pub plugin_dir: PathBuf,
+    pub cache_dir: PathBuf,
+    pub plugins: BTreeMap<String, PluginSettings>,
+}
+
+impl Default for WasmConf {
+    fn default() -> Self {
+        Self {
+            plugin_dir: DEFAULT_PLUGIN_DIR.into(),
+            cache_dir: DEFAULT_CACHE_DIR.into(),
+            plugins: BTreeMap::new(),
+        }
+    }
+}
+
+impl WasmConf {
+    pub fn parse(o: &FoldedObject) -> Result<Self, CniError> {
+        let d = Self::default();
+        Ok(Self {
+            plugin_dir: o
+                .get::<String>("wasmPluginDir")?
+                .filter(|s| !s.is_empty())
+                .map_or(d.plugin_dir, PathBuf::from),
+            cache_dir: o
+                .get::<String>("wasmCacheDir")?
+                .filter(|s| !s.is_empty())
+                .map_or(d.cache_dir, PathBuf::from),
+            plugins: o.get("wasmPlugins")?.unwrap_or_default(),
+        })
+    }
+
+    /// The module for plugin `ty`, if one is installed.
+    pub fn module(&self, ty: &str) -> Option<PathBuf> {
+        let p = self.plugin_dir.join(format!("{ty}.wasm"));
+        p.is_file().then_some(p)
+    }
+
+    pub fn settings(&self, ty: &str) -> PluginSettings {
+        self.plugins.get(ty).cloned().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_settings() {
+        let o = FoldedObject::parse(br#"{"WasmPluginDir":"/p","wasmPlugins":{"tuning":{"sha256":"ab","memoryLimitMib":8,"hostNetns":true}}}"#, "c").unwrap();
+        let w = WasmConf::parse(&o).unwrap();
+        assert_eq!(w.plugin_dir, PathBuf::from("/p"));
+        assert_eq!(w.cache_dir, PathBuf::from(DEFAULT_CACHE_DIR));
+        let t = w.settings("tuning");
+        assert_eq!(t.sha256.as_deref(), Some("ab"));
+        assert_eq!(t.memory_limit_mib, 8);
+        assert!(t.host_netns);
+        assert_eq!(t.timeout_ms, 5000);
+        assert_eq!(w.settings("other"), PluginSettings::default());
+    }
+
+    #[test]
+    fn unknown_setting_is_an_error_naming_it() {
+        let o =
+            FoldedObject::parse(br#"{"wasmPlugins":{"t":{"memLimit":1}}}"#, "multus conf").unwrap();
+        let e = WasmConf::parse(&o).unwrap_err();
+        assert!(
+            e.msg.contains("wasmPlugins") && e.msg.contains("memLimit"),
+            "{}",
+            e.msg
+        );
+    }
+}

@@ -1,0 +1,44 @@
+//! Chooses, per plugin, between wasm (its `<type>.wasm` is installed) and
+//! exec; a native plugin whose `ipam.type` is a wasm module gets the shim
+//! directory first in its CNI_PATH so its IPAM exec re-enters multus.
+
+use serde_json::Value;
+
+use super::native::NativeRunner;
+use super::wasm::{self, Role};
+use super::{PluginCall, PluginError, PluginRunner};
+use crate::config::WasmConf;
+use crate::shim;
+
+pub struct Dispatch<'a> {
+    pub wasm: &'a WasmConf,
+}
+
+impl PluginRunner for Dispatch<'_> {
+    fn run(&self, call: &PluginCall<'_>) -> Result<Vec<u8>, PluginError> {
+        if let Some(module) = self.wasm.module(call.plugin_type) {
+            return wasm::run(self.wasm, Role::Chained, &module, call).map(|(out, _)| out);
+        }
+        let ipam = serde_json::from_slice::<Value>(call.stdin)
+            .ok()
+            .and_then(|c| {
+                c.pointer("/ipam/type")
+                    .and_then(Value::as_str)
+                    .map(String::from)
+            });
+        match ipam.filter(|t| self.wasm.module(t).is_some()) {
+            None => NativeRunner.run(call),
+            Some(ipam) => {
+                let dir = shim::prepare(self.wasm, &ipam).map_err(PluginError::Cni)?;
+                let mut path = vec![dir];
+                path.extend_from_slice(call.path);
+                let env = shim::env(self.wasm);
+                NativeRunner.run(&PluginCall {
+                    path: &path,
+                    extra_env: &env,
+                    ..call.clone()
+                })
+            }
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! Fail-closed import audit: a component may import only what its role's
+//! world offers, plus the WASI interfaces every wasm32-wasip2 guest links
+//! (cli, io, random, clocks). No filesystem, no sockets, no HTTP.
+
+use wasmtime::component::Component;
+use wasmtime::Engine;
+
+/// How a plugin is being run, which decides the imports it may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// An `ipam.type`: log and store only.
+    Ipam,
+    /// A plugin of a conflist (chained): log, store, netlink, sysctl.
+    Chained,
+}
+
+const WASI_ALLOWED: &[&str] = &["wasi:cli/", "wasi:io/", "wasi:random/", "wasi:clocks/"];
+
+fn ours(role: Role) -> &'static [&'static str] {
+    match role {
+        Role::Ipam => &["types", "log", "store"],
+        Role::Chained => &["types", "log", "store", "netlink", "sysctl"],
+    }
+}
+
+fn allowed(role: Role, name: &str) -> bool {
+    if WASI_ALLOWED.iter().any(|p| name.starts_with(p)) {
+        return true;
+    }
+    let Some(rest) = name.strip_prefix("multus:plugin/") else {
+        return false;
+    };
+    let (iface, version) = rest.split_once('@').unwrap_or((rest, ""));
+    version.starts_with("0.1.") && ours(role).contains(&iface)
+}
+
+/// The imports `role` does not allow; empty means the component may run.
+pub fn refused(engine: &Engine, component: &Component, role: Role) -> Vec<String> {
+    component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name.to_string())
+        .filter(|name| !allowed(role, name))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles() {
+        assert!(allowed(Role::Ipam, "multus:plugin/store@0.1.0"));
+        assert!(allowed(Role::Ipam, "wasi:cli/stdout@0.2.6"));
+        assert!(!allowed(Role::Ipam, "multus:plugin/netlink@0.1.0"));
+        assert!(allowed(Role::Chained, "multus:plugin/netlink@0.1.3"));
+        assert!(!allowed(Role::Chained, "multus:plugin/netlink@0.2.0"));
+        assert!(!allowed(Role::Chained, "wasi:filesystem/types@0.2.6"));
+        assert!(!allowed(Role::Chained, "wasi:sockets/tcp@0.2.6"));
+        assert!(!allowed(Role::Chained, "other:pkg/x@1.0.0"));
+    }
+}

@@ -1,0 +1,149 @@
+//! The grant of one wasm call, from the admin's config and the CNI request.
+
+use std::path::{Path, PathBuf};
+
+use multus_host_functions::grant::{read_allowlist, Grant, DEFAULT_SYSCTL_ALLOWLIST};
+use serde_json::Value;
+
+use super::audit::Role;
+use super::PluginCall;
+use crate::config::PluginSettings;
+
+/// host-local's default state dir.
+pub const IPAM_DATA_DIR: &str = "/var/lib/cni/networks";
+/// Chained plugins keep per-pod state in tmpfs, as reference tuning does.
+pub const CHAINED_DATA_DIR: &str = "/run/cni";
+/// The reference tuning plugin's allowlist file.
+pub const SYSCTL_ALLOWLIST: &str = "/etc/cni/tuning/allowlist.conf";
+
+fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    path.iter()
+        .try_fold(v, |v, k| v.get(k))?
+        .as_str()
+        .filter(|s| !s.is_empty())
+}
+
+/// The pod links a chained plugin may touch: CNI_IFNAME and the interfaces
+/// prevResult places in the pod.
+fn links(call: &PluginCall<'_>, config: &Value) -> Vec<String> {
+    let mut links = vec![call.ifname.to_string()];
+    let ifaces = config
+        .pointer("/prevResult/interfaces")
+        .and_then(Value::as_array);
+    for i in ifaces.into_iter().flatten() {
+        let in_pod = i
+            .get("sandbox")
+            .and_then(Value::as_str)
+            .is_some_and(|s| !s.is_empty());
+        if let (true, Some(name)) = (in_pod, i.get("name").and_then(Value::as_str)) {
+            if !links.iter().any(|l| l == name) {
+                links.push(name.to_string());
+            }
+        }
+    }
+    links
+}
+
+pub fn compute(
+    role: Role,
+    call: &PluginCall<'_>,
+    config: &Value,
+    settings: &PluginSettings,
+) -> Grant {
+    let network = config
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let data_dir = match role {
+        Role::Ipam => str_at(config, &["ipam", "dataDir"])
+            .map_or_else(|| PathBuf::from(IPAM_DATA_DIR), PathBuf::from),
+        Role::Chained => str_at(config, &["dataDir"]).map_or_else(
+            || Path::new(CHAINED_DATA_DIR).join(call.plugin_type),
+            PathBuf::from,
+        ),
+    };
+    let store_root =
+        (!network.is_empty()).then(|| multus_host_functions::store::root(&data_dir, &network));
+    let (netns, links) = match role {
+        Role::Ipam => (None, Vec::new()),
+        Role::Chained => (
+            (!call.netns.is_empty()).then(|| PathBuf::from(call.netns)),
+            links(call, config),
+        ),
+    };
+    let sysctl_allowlist = read_allowlist(Path::new(SYSCTL_ALLOWLIST)).unwrap_or_else(|| {
+        DEFAULT_SYSCTL_ALLOWLIST
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    });
+    Grant {
+        plugin: call.plugin_type.to_string(),
+        network,
+        store_root,
+        netns,
+        links,
+        host_netns: settings.host_netns,
+        sysctl_allowlist,
+        call_timeout: settings.host_call_timeout(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cni::Command;
+    use serde_json::json;
+
+    fn call<'a>(stdin: &'a [u8], ty: &'a str) -> PluginCall<'a> {
+        PluginCall {
+            plugin_type: ty,
+            command: Command::Add,
+            container_id: "c",
+            netns: "/run/netns/p",
+            ifname: "net1",
+            cni_args: "",
+            path: &[],
+            extra_env: &[],
+            stdin,
+        }
+    }
+
+    #[test]
+    fn ipam_gets_store_only() {
+        let conf = json!({"name": "n", "ipam": {"type": "host-local", "dataDir": "/d"}});
+        let g = compute(
+            Role::Ipam,
+            &call(b"", "host-local"),
+            &conf,
+            &PluginSettings::default(),
+        );
+        assert_eq!(g.store_root, Some(PathBuf::from("/d/n")));
+        assert!(g.netns.is_none() && g.links.is_empty() && !g.host_netns);
+        let conf = json!({"name": "n", "ipam": {"type": "host-local"}});
+        let g = compute(
+            Role::Ipam,
+            &call(b"", "host-local"),
+            &conf,
+            &PluginSettings::default(),
+        );
+        assert_eq!(g.store_root, Some(PathBuf::from("/var/lib/cni/networks/n")));
+    }
+
+    #[test]
+    fn chained_gets_ifname_and_pod_interfaces() {
+        let conf = json!({"name": "n", "prevResult": {"interfaces": [
+            {"name": "veth1", "mac": "x"}, {"name": "net1", "sandbox": "/run/netns/p"}, {"name": "extra", "sandbox": "/run/netns/p"}
+        ]}});
+        let g = compute(
+            Role::Chained,
+            &call(b"", "tuning"),
+            &conf,
+            &PluginSettings::default(),
+        );
+        assert_eq!(g.links, vec!["net1", "extra"]);
+        assert_eq!(g.netns, Some(PathBuf::from("/run/netns/p")));
+        assert_eq!(g.store_root, Some(PathBuf::from("/run/cni/tuning/n")));
+    }
+}

@@ -1,0 +1,265 @@
+//! Wasm delegates: a plugin whose `<type>.wasm` is in `wasmPluginDir` runs
+//! in-process in wasmtime, sandboxed by a per-call grant, instead of being
+//! exec'd.
+
+pub mod artifact;
+pub mod audit;
+pub mod convert;
+pub mod engine;
+pub mod grant;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use multus_host_functions::bindings::exports::multus::plugin::plugin as wit_plugin;
+use multus_host_functions::bindings::multus::plugin::types as wit;
+use multus_host_functions::bindings::Chained;
+use multus_host_functions::netlink::Kernel;
+use multus_host_functions::netns::PodNetns;
+use multus_host_functions::state::HostState;
+use multus_host_functions::store::{FsStore, StoreBackend};
+use serde_json::Value;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::Store;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::WasiCtxBuilder;
+
+use super::{PluginCall, PluginError};
+use crate::cni::{CniError, Code, Command};
+use crate::config::WasmConf;
+pub use audit::Role;
+
+/// Where the time of one wasm call went.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timings {
+    pub engine: Duration,
+    pub load: Duration,
+    pub compiled: bool,
+    pub instantiate: Duration,
+    pub call: Duration,
+}
+
+const PIPE_CAPACITY: usize = 64 * 1024;
+
+fn cni(code: Code, plugin: &str, msg: impl std::fmt::Display) -> PluginError {
+    PluginError::Cni(CniError::new(
+        code,
+        format!("wasm plugin {plugin:?}: {msg}"),
+    ))
+}
+
+/// Runs `module` for `call` in role `role`. Returns what the plugin would
+/// have printed on stdout (a result JSON for ADD, nothing otherwise).
+pub fn run(
+    conf: &WasmConf,
+    role: Role,
+    module: &Path,
+    call: &PluginCall<'_>,
+) -> Result<(Vec<u8>, Timings), PluginError> {
+    let ty = call.plugin_type;
+    let mut t = Timings::default();
+    let started = Instant::now();
+    let engine = engine::engine().map_err(|e| cni(Code::Internal, ty, format!("engine: {e}")))?;
+    t.engine = started.elapsed();
+    let settings = conf.settings(ty);
+    let loaded = artifact::load(
+        engine,
+        ty,
+        module,
+        &conf.cache_dir,
+        settings.sha256.as_deref(),
+    )
+    .map_err(PluginError::Cni)?;
+    t.load = loaded.load_time;
+    t.compiled = loaded.compiled;
+    let refused = audit::refused(engine, &loaded.component, role);
+    if !refused.is_empty() {
+        return Err(cni(
+            Code::InvalidConfig,
+            ty,
+            format!(
+                "module {} imports {} which a {role:?} plugin may not use; refusing to run it",
+                loaded.sha256,
+                refused.join(", ")
+            ),
+        ));
+    }
+    let config: Value = serde_json::from_slice(call.stdin)
+        .map_err(|e| cni(Code::Decode, ty, format!("config: {e}")))?;
+    let g = grant::compute(role, call, &config, &settings);
+    let pod = match (&g.netns, call.command) {
+        (Some(p), _) => match PodNetns::open(p, settings.host_call_timeout()) {
+            Ok(ns) => Some(ns),
+            Err(e)
+                if matches!(call.command, Command::Del | Command::Gc | Command::Status)
+                    && !p.exists() =>
+            {
+                tracing::debug!(plugin = ty, error = %e, "pod netns gone; container calls will find nothing");
+                None
+            }
+            Err(e) => return Err(cni(Code::InvalidConfig, ty, format!("CNI_NETNS: {e}"))),
+        },
+        (None, _) => None,
+    };
+    let store: Option<Box<dyn StoreBackend>> = g
+        .store_root
+        .clone()
+        .map(|root| Box::new(FsStore { root }) as Box<dyn StoreBackend>);
+    let kernel = Kernel {
+        pod,
+        host: None,
+        timeout: settings.host_call_timeout(),
+    };
+    let (stdout, stderr) = (
+        MemoryOutputPipe::new(PIPE_CAPACITY),
+        MemoryOutputPipe::new(PIPE_CAPACITY),
+    );
+    let wasi = WasiCtxBuilder::new()
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .build();
+    let memory = settings.memory_limit_mib as usize * 1024 * 1024;
+    let state = HostState::new(g, wasi, memory, store, Box::new(kernel), call.container_id);
+
+    let started = Instant::now();
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.limits);
+    store.set_epoch_deadline(engine::ticks(settings.timeout()));
+    store.epoch_deadline_trap();
+    let mut linker: Linker<HostState> = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| cni(Code::Internal, ty, e))?;
+    Chained::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+        .map_err(|e| cni(Code::Internal, ty, e))?;
+    let instance = Chained::instantiate(&mut store, &loaded.component, &linker)
+        .map_err(|e| cni(Code::InvalidConfig, ty, format!("instantiate: {e}")))?;
+    t.instantiate = started.elapsed();
+
+    let req = wit::CniRequest {
+        command: match call.command {
+            Command::Add => wit::Command::Add,
+            Command::Del => wit::Command::Del,
+            Command::Check => wit::Command::Check,
+            Command::Status => wit::Command::Status,
+            Command::Gc | Command::Version => wit::Command::Gc,
+        },
+        container_id: call.container_id.to_string(),
+        ifname: call.ifname.to_string(),
+        config: String::from_utf8_lossy(call.stdin).into_owned(),
+        args: call
+            .cni_args
+            .split(';')
+            .filter_map(|p| p.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    let started = Instant::now();
+    let exports = instance.multus_plugin_plugin();
+    let outcome = call_export(&exports, &mut store, call.command, &req, &config);
+    t.call = started.elapsed();
+
+    for (pipe, what) in [(stdout, "stdout"), (stderr, "stderr")] {
+        let bytes = pipe.contents();
+        if !bytes.is_empty() {
+            tracing::debug!(
+                plugin = ty,
+                "{what}: {}",
+                String::from_utf8_lossy(&bytes).trim_end()
+            );
+        }
+    }
+    let state = store.data();
+    if state.log.dropped() > 0 {
+        tracing::warn!(
+            plugin = ty,
+            dropped_bytes = state.log.dropped(),
+            "plugin log over budget"
+        );
+    }
+    if let Some(denial) = state.denials.first() {
+        return Err(cni(
+            Code::InvalidConfig,
+            ty,
+            format!("sandbox denied {denial}"),
+        ));
+    }
+    let what = call.command.as_str().to_ascii_lowercase();
+    let out = match outcome {
+        Err(trap) => {
+            return Err(cni(
+                Code::Internal,
+                ty,
+                describe_trap(&trap, &what, &settings),
+            ))
+        }
+        Ok(Err(e)) => {
+            return Err(PluginError::Cni(CniError {
+                code: e.code,
+                msg: format!("wasm plugin {ty:?}: {}", e.msg),
+                details: e.details,
+            }))
+        }
+        Ok(Ok(None)) => Vec::new(),
+        Ok(Ok(Some(r))) => {
+            let version = config
+                .get("cniVersion")
+                .and_then(Value::as_str)
+                .unwrap_or("1.1.0");
+            let result = convert::result(&r, call.netns)
+                .map_err(|m| cni(Code::Decode, ty, format!("its result: {m}")))?;
+            serde_json::to_vec(&result.to_value(version)).expect("result serializes")
+        }
+    };
+    tracing::debug!(plugin = ty, ?t, "wasm call");
+    Ok((out, t))
+}
+
+type Outcome = wasmtime::Result<Result<Option<wit::CniResult>, wit::CniError>>;
+
+fn call_export(
+    exports: &wit_plugin::Guest,
+    store: &mut Store<HostState>,
+    command: Command,
+    req: &wit::CniRequest,
+    config: &Value,
+) -> Outcome {
+    Ok(match command {
+        Command::Add => exports.call_add(&mut *store, req)?.map(Some),
+        Command::Del => exports.call_del(&mut *store, req)?.map(|()| None),
+        Command::Check => exports.call_check(&mut *store, req)?.map(|()| None),
+        Command::Status => exports.call_status(&mut *store, req)?.map(|()| None),
+        Command::Gc | Command::Version => {
+            let valid: Vec<wit::Attachment> = config
+                .get("cni.dev/valid-attachments")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|a| {
+                    Some(wit::Attachment {
+                        container_id: a.get("containerID")?.as_str()?.to_string(),
+                        ifname: a.get("ifname")?.as_str()?.to_string(),
+                    })
+                })
+                .collect();
+            exports.call_gc(&mut *store, req, &valid)?.map(|()| None)
+        }
+    })
+}
+
+/// A trap in words: out of time, out of memory, or a crash.
+fn describe_trap(
+    e: &wasmtime::Error,
+    call: &str,
+    settings: &crate::config::PluginSettings,
+) -> String {
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => format!(
+            "{call} timed out after {}ms (epoch deadline)",
+            settings.timeout_ms
+        ),
+        Some(trap) => format!(
+            "{call} trapped: {trap} (memory limit {} MiB)",
+            settings.memory_limit_mib
+        ),
+        None => format!("{call} failed: {e:#}"),
+    }
+}

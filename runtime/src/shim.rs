@@ -1,0 +1,134 @@
+//! Multi-call: a native main plugin (bridge, macvlan, ...) execs its IPAM
+//! from CNI_PATH. For a wasm IPAM, multus puts a directory first in that
+//! CNI_PATH whose entry `<type>` links back to the multus binary; started
+//! under that name, multus runs the component and answers in CNI's exec
+//! protocol. The wasm settings travel in the environment.
+
+use std::io::Read;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use crate::app::Outcome;
+use crate::cni::{version, CniEnv, CniError, Code, Command};
+use crate::config::WasmConf;
+use crate::delegate::wasm::{self, Role};
+use crate::delegate::PluginCall;
+
+const ENV_PLUGIN_DIR: &str = "MULTUS_WASM_PLUGIN_DIR";
+const ENV_CACHE_DIR: &str = "MULTUS_WASM_CACHE_DIR";
+const ENV_PLUGINS: &str = "MULTUS_WASM_PLUGINS";
+
+/// The environment that lets a re-entered multus find its wasm settings.
+pub fn env(conf: &WasmConf) -> Vec<(String, String)> {
+    vec![
+        (ENV_PLUGIN_DIR.into(), conf.plugin_dir.display().to_string()),
+        (ENV_CACHE_DIR.into(), conf.cache_dir.display().to_string()),
+        (
+            ENV_PLUGINS.into(),
+            serde_json::to_string(&conf.plugins).expect("settings serialize"),
+        ),
+    ]
+}
+
+/// Makes `<cacheDir>/bin/<ipam>` a link to this binary; returns the dir.
+pub fn prepare(conf: &WasmConf, ipam: &str) -> Result<PathBuf, CniError> {
+    let dir = conf.cache_dir.join("bin");
+    let io = |what: &str, p: &Path, e: std::io::Error| {
+        CniError::new(
+            Code::Io,
+            format!("wasm IPAM shim: {what} {}: {e}", p.display()),
+        )
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| io("creating", &dir, e))?;
+    let me = std::env::current_exe().map_err(|e| io("locating", Path::new("multus"), e))?;
+    let link = dir.join(ipam);
+    if std::fs::read_link(&link).is_ok_and(|t| t == me) {
+        return Ok(dir);
+    }
+    let tmp = dir.join(format!(".{ipam}.{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(&me, &tmp).map_err(|e| io("linking", &tmp, e))?;
+    std::fs::rename(&tmp, &link).map_err(|e| io("installing", &link, e))?;
+    Ok(dir)
+}
+
+/// The wasm plugin this process was started as, if it was.
+pub fn invoked_as() -> Option<String> {
+    let argv0 = std::env::args_os().next()?;
+    let name = Path::new(&argv0).file_name()?.to_str()?.to_string();
+    (name != "multus" && std::env::var_os(ENV_PLUGIN_DIR).is_some()).then_some(name)
+}
+
+fn conf_from_env() -> Result<WasmConf, CniError> {
+    let var = |k: &str| {
+        std::env::var(k).map_err(|_| CniError::new(Code::InvalidEnv, format!("{k} missing")))
+    };
+    let plugins = serde_json::from_str(&var(ENV_PLUGINS)?)
+        .map_err(|e| CniError::new(Code::InvalidEnv, format!("{ENV_PLUGINS}: {e}")))?;
+    Ok(WasmConf {
+        plugin_dir: var(ENV_PLUGIN_DIR)?.into(),
+        cache_dir: var(ENV_CACHE_DIR)?.into(),
+        plugins,
+    })
+}
+
+/// Runs as the IPAM plugin `plugin`.
+pub fn run(plugin: &str) -> Outcome {
+    let mut stdin = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut stdin);
+    let asked = serde_json::from_slice::<serde_json::Value>(&stdin)
+        .ok()
+        .and_then(|v| {
+            v.get("cniVersion")
+                .and_then(|v| v.as_str())
+                .map(String::from)
+        })
+        .unwrap_or_else(|| version::CURRENT.to_string());
+    let fail = |e: CniError| Outcome {
+        stdout: e.to_json(&asked),
+        status: 1,
+    };
+    let env = match CniEnv::from_vars(|k| std::env::var(k).ok()) {
+        Ok(e) => e,
+        Err(e) => return fail(e),
+    };
+    if env.command == Command::Version {
+        return crate::app::run_with(&env, &stdin);
+    }
+    let conf = match conf_from_env() {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let Some(module) = conf.module(plugin) else {
+        return fail(CniError::new(
+            Code::InvalidConfig,
+            format!(
+                "wasm plugin {plugin:?} not found in {}",
+                conf.plugin_dir.display()
+            ),
+        ));
+    };
+    let cni_args = std::env::var("CNI_ARGS").unwrap_or_default();
+    let call = PluginCall {
+        plugin_type: plugin,
+        command: env.command,
+        container_id: &env.container_id,
+        netns: &env.netns,
+        ifname: &env.ifname,
+        cni_args: &cni_args,
+        path: &[],
+        extra_env: &[],
+        stdin: &stdin,
+    };
+    match wasm::run(&conf, Role::Ipam, &module, &call) {
+        Ok((out, _)) => Outcome {
+            stdout: String::from_utf8_lossy(&out).into_owned(),
+            status: 0,
+        },
+        Err(e) => fail(e.into_cni()),
+    }
+}
