@@ -48,3 +48,239 @@ fn wasm_host_local_as_ipam_of_native_bridge() {
     assert!(node.reservations("cluster").is_empty());
     assert_eq!(pod.ns.links().unwrap(), vec!["lo"]);
 }
+
+/// Runs one IPAM plugin binary directly, as a main plugin would exec it.
+fn ipam(
+    program: &std::path::Path,
+    extra: &[(&str, String)],
+    cmd: &str,
+    cid: &str,
+    ifname: &str,
+    args: &str,
+    conf: &Value,
+) -> multus::testbed::CniOutput {
+    let mut env: Vec<(&str, &str)> = vec![
+        ("CNI_COMMAND", cmd),
+        ("CNI_CONTAINERID", cid),
+        ("CNI_NETNS", "/run/netns/none"),
+        ("CNI_IFNAME", ifname),
+        ("CNI_ARGS", args),
+        ("CNI_PATH", "/usr/lib/cni"),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (*k, v.as_str())));
+    multus::testbed::exec_cni(program, None, &env, &bytes(conf)).unwrap()
+}
+
+fn dual_stack(data: &std::path::Path) -> Value {
+    json!({
+        "cniVersion": "1.0.0", "name": "dual", "type": "bridge",
+        "ipam": {
+            "type": "host-local", "dataDir": data,
+            "ranges": [
+                [{"subnet": "10.5.0.0/24", "rangeStart": "10.5.0.10", "rangeEnd": "10.5.0.13"},
+                 {"subnet": "10.6.0.0/30"}],
+                [{"subnet": "fd00:5::/64", "rangeStart": "fd00:5::a", "rangeEnd": "fd00:5::e"}]
+            ],
+            "routes": [{"dst": "0.0.0.0/0"}, {"dst": "fd00:9::/64", "gw": "fd00:5::1"}]
+        }
+    })
+}
+
+/// The same sequence of ADD/DEL on reference host-local and on the wasm one
+/// (re-entered through its shim, exactly as bridge would exec it) must give
+/// the same addresses, routes and files.
+#[test]
+fn wasm_host_local_matches_reference_host_local() {
+    let node = Node::new();
+    let plugin_dir = node.install_wasm(&["host-local"]);
+    let shim = node.dir.path().join("shim");
+    std::fs::create_dir_all(&shim).unwrap();
+    std::os::unix::fs::symlink(MULTUS, shim.join("host-local")).unwrap();
+    let wasm_env = vec![
+        ("MULTUS_WASM_PLUGIN_DIR", plugin_dir.display().to_string()),
+        (
+            "MULTUS_WASM_CACHE_DIR",
+            node.wasm_cache().display().to_string(),
+        ),
+        ("MULTUS_WASM_PLUGINS", "{}".to_string()),
+    ];
+    let (ref_data, wasm_data) = (node.dir.path().join("ref"), node.dir.path().join("wasm"));
+    let reference = plugins().join("host-local");
+    let wasm = shim.join("host-local");
+    // (command, container, ifname, CNI_ARGS)
+    let steps: &[(&str, &str, &str, &str)] = &[
+        ("ADD", "p1", "eth0", ""),
+        ("ADD", "p2", "eth0", ""),
+        ("ADD", "p3", "net1", "IgnoreUnknown=1;IP=10.5.0.13"),
+        ("ADD", "p4", "eth0", ""),
+        ("DEL", "p2", "eth0", ""),
+        ("ADD", "p5", "eth0", ""),
+        ("ADD", "p6", "eth0", ""),
+        ("ADD", "p7", "eth0", ""),
+        ("ADD", "p8", "eth0", ""),
+        ("ADD", "p1", "eth0", ""),
+        ("CHECK", "p5", "eth0", ""),
+        ("CHECK", "gone", "eth0", ""),
+        ("DEL", "p4", "eth0", ""),
+        ("DEL", "nobody", "eth0", ""),
+    ];
+    for (i, (cmd, cid, ifname, args)) in steps.iter().enumerate() {
+        let r = ipam(
+            &reference,
+            &[],
+            cmd,
+            cid,
+            ifname,
+            args,
+            &dual_stack(&ref_data),
+        );
+        let w = ipam(
+            &wasm,
+            &wasm_env,
+            cmd,
+            cid,
+            ifname,
+            args,
+            &dual_stack(&wasm_data),
+        );
+        assert_eq!(
+            r.ok(),
+            w.ok(),
+            "step {i} {cmd} {cid}: reference {} / wasm {} {}",
+            r.stdout,
+            w.stdout,
+            w.stderr
+        );
+        if r.ok() {
+            assert_eq!(r.json()["ips"], w.json()["ips"], "step {i} {cmd} {cid}");
+            assert_eq!(
+                r.json()["routes"],
+                w.json()["routes"],
+                "step {i} {cmd} {cid}"
+            );
+        } else {
+            assert_eq!(
+                r.json()["code"],
+                w.json()["code"],
+                "step {i}: {} vs {}",
+                r.stdout,
+                w.stdout
+            );
+        }
+        let files = |d: &std::path::Path| -> Vec<(String, String)> {
+            multus::testbed::files_under(&d.join("dual"))
+                .into_iter()
+                .filter(|f| f != "lock")
+                .map(|f| {
+                    (
+                        f.clone(),
+                        std::fs::read_to_string(d.join("dual").join(&f)).unwrap(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(files(&ref_data), files(&wasm_data), "step {i} {cmd} {cid}");
+    }
+}
+
+#[test]
+fn reservations_of_reference_host_local_are_honoured() {
+    let node = Node::new();
+    let (a, b, c) = (Pod::new(), Pod::new(), Pod::new());
+    let reference = bytes(&confs::multus_delegates(
+        &[confs::bridge_host_local(
+            "cluster",
+            "cni0",
+            "10.1.0.0/24",
+            &node.data_dir(),
+        )],
+        &node.cni_dir(),
+        &plugins(),
+    ));
+    assert!(node.run("ADD", "ma", &a, &reference).ok());
+    assert!(node.run("ADD", "mb", &b, &reference).ok());
+    // Upgrade: the wasm host-local takes over the same network.
+    node.install_wasm(&["host-local"]);
+    let wasm = bytes(&bridge_conf(&node, &node.data_dir()));
+    let out = node.run("ADD", "mc", &c, &wasm);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    assert_eq!(
+        out.json()["ips"][0]["address"],
+        "10.1.0.4/24",
+        "continues after the reference's last_reserved_ip"
+    );
+    let out = node.run("DEL", "ma", &a, &wasm);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    assert_eq!(node.reservations("cluster"), vec!["10.1.0.3", "10.1.0.4"]);
+    for (cid, pod) in [("mb", &b), ("mc", &c)] {
+        assert!(node.run("DEL", cid, pod, &wasm).ok());
+    }
+    assert!(node.reservations("cluster").is_empty());
+}
+
+#[test]
+fn fifty_parallel_adds_through_wasm_host_local() {
+    const PODS: usize = 50;
+    let node = Node::new();
+    node.install_wasm(&["host-local"]);
+    let conf = bytes(&bridge_conf(&node, &node.data_dir()));
+    let pods: Vec<Pod> = (0..PODS).map(|_| Pod::new()).collect();
+    let results: Vec<String> = std::thread::scope(|s| {
+        let hs: Vec<_> = pods
+            .iter()
+            .enumerate()
+            .map(|(i, pod)| {
+                let (node, conf) = (&node, &conf);
+                s.spawn(move || {
+                    let out = node.run("ADD", &format!("par{i}"), pod, conf);
+                    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+                    out.json()["ips"][0]["address"]
+                        .as_str()
+                        .unwrap()
+                        .to_string()
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let distinct: std::collections::BTreeSet<_> = results.iter().collect();
+    assert_eq!(distinct.len(), PODS, "{results:?}");
+    assert_eq!(node.reservations("cluster").len(), PODS);
+    for (i, pod) in pods.iter().enumerate() {
+        assert!(node.run("DEL", &format!("par{i}"), pod, &conf).ok());
+    }
+    assert!(node.reservations("cluster").is_empty());
+}
+
+#[test]
+fn changed_module_is_picked_up_and_pins_refuse_it() {
+    let node = Node::new();
+    let dir = node.install_wasm(&["host-local"]);
+    let pod = Pod::new();
+    let conf = bridge_conf(&node, &node.data_dir());
+    assert!(node.run("ADD", "k1", &pod, &bytes(&conf)).ok());
+    assert!(node.run("DEL", "k1", &pod, &bytes(&conf)).ok());
+    let cwasm = || {
+        multus::testbed::files_under(&node.wasm_cache())
+            .into_iter()
+            .filter(|f| f.ends_with(".cwasm"))
+            .count()
+    };
+    assert_eq!(cwasm(), 1);
+    // Same behaviour, different bytes: a custom section appended.
+    let module = dir.join("host-local.wasm");
+    let mut b = std::fs::read(&module).unwrap();
+    b.extend_from_slice(&[0x00, 0x06, 0x04, b't', b'e', b's', b't', 0x01]);
+    std::fs::write(&module, &b).unwrap();
+    assert!(node.run("ADD", "k2", &pod, &bytes(&conf)).ok());
+    assert_eq!(cwasm(), 2, "the changed module was compiled anew");
+    assert!(node.run("DEL", "k2", &pod, &bytes(&conf)).ok());
+
+    let mut pinned = conf.clone();
+    pinned["wasmPlugins"] = json!({"host-local": {"sha256": "00".repeat(32)}});
+    let out = node.run("ADD", "k3", &pod, &bytes(&pinned));
+    let msg = assert_cni_error(&out, 7);
+    assert!(msg.contains("host-local") && msg.contains("pins"), "{msg}");
+    assert_eq!(pod.ns.links().unwrap(), vec!["lo"]);
+    assert!(node.reservations("cluster").is_empty());
+}

@@ -39,7 +39,11 @@ impl Plugin for HostLocal {
                     interface: None,
                 }),
                 Err(msg) => {
-                    res.release_by_id(&req.container_id, &req.ifname)?;
+                    // Release what this call took (as the reference does);
+                    // a failure on the first range set took nothing.
+                    if !ips.is_empty() {
+                        res.release_by_id(&req.container_id, &req.ifname)?;
+                    }
                     return Err(error(
                         code::INTERNAL,
                         format!("failed to allocate for range {idx}: {msg}"),
