@@ -284,3 +284,128 @@ fn changed_module_is_picked_up_and_pins_refuse_it() {
     assert_eq!(pod.ns.links().unwrap(), vec!["lo"]);
     assert!(node.reservations("cluster").is_empty());
 }
+
+/// bridge + static, then tuning (reference, or wasm once installed).
+/// Debian's reference tuning (v1.1.1) predates `txQLen`, so only the wasm
+/// run sets it.
+fn tuning_conf(node: &Node, data: &std::path::Path, txqlen: Option<u32>) -> Value {
+    let mut list = confs::bridge_static_tuning("storage", "stor0", "10.3.0.10/24", "eth0");
+    list["plugins"][1]["mac"] = json!("0a:58:0a:03:00:0a");
+    if let Some(q) = txqlen {
+        list["plugins"][1]["txQLen"] = json!(q);
+    }
+    list["plugins"][1]["allmulti"] = json!(true);
+    list["plugins"][1]["dataDir"] = json!(data);
+    node.with_wasm(confs::multus_delegates(
+        &[list],
+        &node.cni_dir(),
+        &plugins(),
+    ))
+}
+
+fn link_state(pod: &Pod) -> (Value, String) {
+    let l = pod.ns.link("eth0").unwrap();
+    let mut flags: Vec<String> = l["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap().to_string())
+        .collect();
+    flags.sort();
+    let sysctl = std::process::Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            pod.ns.name(),
+            "cat",
+            "/proc/sys/net/ipv4/conf/eth0/arp_ignore",
+        ])
+        .output()
+        .unwrap();
+    (
+        json!({"mtu": l["mtu"], "mac": l["address"], "txqlen": l["txqlen"], "flags": flags}),
+        String::from_utf8_lossy(&sysctl.stdout).trim().to_string(),
+    )
+}
+
+#[test]
+fn wasm_tuning_matches_reference_tuning() {
+    let node = Node::new();
+    let (ref_pod, wasm_pod) = (Pod::new(), Pod::new());
+    let (ref_data, wasm_data) = (
+        node.dir.path().join("tuning-ref"),
+        node.dir.path().join("tuning-wasm"),
+    );
+    let reference = bytes(&tuning_conf(&node, &ref_data, None));
+    let out_ref = node.run("ADD", "t-ref", &ref_pod, &reference);
+    assert!(out_ref.ok(), "{} {}", out_ref.stdout, out_ref.stderr);
+    node.install_wasm(&["tuning"]);
+    let wasm = bytes(&tuning_conf(&node, &wasm_data, Some(500)));
+    let out_wasm = node.run("ADD", "t-wasm", &wasm_pod, &wasm);
+    assert!(out_wasm.ok(), "{} {}", out_wasm.stdout, out_wasm.stderr);
+
+    let (mut want, mut got) = (link_state(&ref_pod), link_state(&wasm_pod));
+    assert_eq!(got.0["txqlen"], 500);
+    want.0["txqlen"] = Value::Null;
+    got.0["txqlen"] = Value::Null;
+    assert_eq!(want, got);
+    assert_eq!(got.0["mtu"], 1400);
+    assert_eq!(got.0["mac"], "0a:58:0a:03:00:0a");
+    assert!(got.0["flags"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("PROMISC")));
+    assert_eq!(got.1, "1");
+    let mac = |r: &Value| {
+        r["interfaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == "eth0")
+            .unwrap()["mac"]
+            .clone()
+    };
+    assert_eq!(mac(&out_ref.json()), mac(&out_wasm.json()));
+    assert_eq!(out_wasm.json()["ips"], out_ref.json()["ips"]);
+    let state = |d: &std::path::Path| -> Vec<String> {
+        multus::testbed::files_under(d)
+            .into_iter()
+            .filter(|f| f != "lock")
+            .collect()
+    };
+    assert_eq!(
+        state(&wasm_data),
+        vec!["t-wasm_eth0.json"],
+        "one backup for DEL"
+    );
+
+    let out = node.run("CHECK", "t-ref", &ref_pod, &reference);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    let out = node.run("CHECK", "t-wasm", &wasm_pod, &wasm);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    // Drift is caught by CHECK, as by the reference.
+    wasm_pod
+        .ns
+        .ip(&["link", "set", "eth0", "mtu", "1300"])
+        .unwrap();
+    let out = node.run("CHECK", "t-wasm", &wasm_pod, &wasm);
+    let msg = assert_cni_error(&out, 999);
+    assert!(msg.contains("MTU") && msg.contains("tuning"), "{msg}");
+
+    // The reference pod is deleted by the wasm tuning now installed: it
+    // finds and restores the reference's backup.
+    for (cid, pod, conf) in [
+        ("t-ref", &ref_pod, &reference),
+        ("t-wasm", &wasm_pod, &wasm),
+    ] {
+        let out = node.run("DEL", cid, pod, conf);
+        assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+        assert_eq!(pod.ns.links().unwrap(), vec!["lo"]);
+    }
+    assert!(state(&wasm_data).is_empty());
+    assert!(
+        state(&ref_data).is_empty(),
+        "{:?}",
+        multus::testbed::files_under(&ref_data)
+    );
+}

@@ -11,7 +11,8 @@ use crate::config::PluginSettings;
 
 /// host-local's default state dir.
 pub const IPAM_DATA_DIR: &str = "/var/lib/cni/networks";
-/// Chained plugins keep per-pod state in tmpfs, as reference tuning does.
+/// Chained plugins keep per-pod state in tmpfs (`/run/cni/<type>`), as
+/// reference tuning does.
 pub const CHAINED_DATA_DIR: &str = "/run/cni";
 /// The reference tuning plugin's allowlist file.
 pub const SYSCTL_ALLOWLIST: &str = "/etc/cni/tuning/allowlist.conf";
@@ -63,8 +64,16 @@ pub fn compute(
             PathBuf::from,
         ),
     };
-    let store_root =
-        (!network.is_empty()).then(|| multus_host_functions::store::root(&data_dir, &network));
+    // IPAM state is per network (host-local's layout); a chained plugin's
+    // per-attachment state sits directly in its dataDir, keyed by container
+    // and interface, exactly where reference tuning keeps its backups, so a
+    // pod added by one is deleted correctly by the other.
+    let store_root = match role {
+        Role::Ipam => {
+            (!network.is_empty()).then(|| multus_host_functions::store::root(&data_dir, &network))
+        }
+        Role::Chained => Some(data_dir),
+    };
     let (netns, links) = match role {
         Role::Ipam => (None, Vec::new()),
         Role::Chained => (
@@ -144,6 +153,6 @@ mod tests {
         );
         assert_eq!(g.links, vec!["net1", "extra"]);
         assert_eq!(g.netns, Some(PathBuf::from("/run/netns/p")));
-        assert_eq!(g.store_root, Some(PathBuf::from("/run/cni/tuning/n")));
+        assert_eq!(g.store_root, Some(PathBuf::from("/run/cni/tuning")));
     }
 }
