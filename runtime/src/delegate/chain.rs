@@ -153,8 +153,12 @@ fn passes_prev_result(net: &NetworkConfig) -> bool {
     net.version() >= Version(0, 4, 0)
 }
 
-/// DEL: every plugin in reverse, halting at the first error as the spec says
-/// for one list; `prev` is the cached ADD result (0.4.0 and later).
+/// DEL: every plugin in reverse; `prev` is the cached ADD result (0.4.0
+/// and later). The spec lets libcni halt at the first error; here every
+/// plugin still gets its DEL and the first error is returned, because one
+/// broken plugin (say, a module the sandbox refuses) must not leave the
+/// interface and IP of the plugins before it behind. DEL is idempotent, so
+/// the extra calls are safe.
 pub fn del(
     runner: &dyn PluginRunner,
     net: &NetworkConfig,
@@ -162,10 +166,14 @@ pub fn del(
     prev: Option<&Value>,
 ) -> Result<(), ChainError> {
     let prev = prev.filter(|_| passes_prev_result(net));
+    let mut first = None;
     for plugin in net.plugins.iter().rev() {
-        call(runner, net, plugin, Command::Del, target, prev, &[])?;
+        if let Err(e) = call(runner, net, plugin, Command::Del, target, prev, &[]) {
+            tracing::warn!(error = %e, "DEL goes on with the next plugin");
+            first.get_or_insert(e);
+        }
     }
-    Ok(())
+    first.map_or(Ok(()), Err)
 }
 
 /// Whether CHECK applies: the list must be 0.4.0+ and not `disableCheck`.
@@ -301,6 +309,16 @@ mod tests {
         del(&r, &net("0.4.0", ""), &target(&Map::new()), Some(&prev)).unwrap();
         let conf: Value = serde_json::from_slice(&r.calls()[0].stdin).unwrap();
         assert!(conf.get("prevResult").is_some());
+    }
+
+    #[test]
+    fn del_goes_past_a_failing_plugin() {
+        let r = Recording::default();
+        r.fail("tuning", 7, "refused");
+        let e = del(&r, &net("1.0.0", ""), &target(&Map::new()), None).unwrap_err();
+        assert_eq!(e.plugin, "tuning");
+        let seq: Vec<_> = r.calls().iter().map(|c| c.plugin_type.clone()).collect();
+        assert_eq!(seq, vec!["tuning", "bridge"]);
     }
 
     #[test]

@@ -1,0 +1,193 @@
+//! Guest modules that try to leave their grant, one each: every attempt is
+//! refused with a CNI error naming the plugin and the call, the ADD is
+//! rolled back, and nothing on the node or in the pod changes.
+
+mod common;
+
+use common::*;
+use multus::testbed::confs;
+use serde_json::{json, Value};
+
+fn probe_conf(node: &Node, plugin: &str, probe: &str, settings: Value) -> Vec<u8> {
+    let mut list = confs::bridge_host_local("probed", "cni0", "10.8.0.0/24", &node.data_dir());
+    list["plugins"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": plugin, "probe": probe}));
+    let mut conf = node.with_wasm(confs::multus_delegates(
+        &[list],
+        &node.cni_dir(),
+        &plugins(),
+    ));
+    conf["wasmPlugins"] = json!({ plugin: settings });
+    bytes(&conf)
+}
+
+fn host_state() -> (String, String) {
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let forward = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap();
+    (hostname, forward)
+}
+
+/// Runs one probe and checks the refusal and that nothing was left behind.
+fn refused(probe: &str, plugin: &str, settings: Value, code: u64, names: &[&str]) {
+    let node = Node::new();
+    node.install_wasm(&[plugin]);
+    let pod = Pod::new();
+    let before_host = host_state();
+    let before_node = node.ns.ip(&["-br", "link"]).unwrap();
+    let out = node.run(
+        "ADD",
+        "probe",
+        &pod,
+        &probe_conf(&node, plugin, probe, settings),
+    );
+    let msg = assert_cni_error(&out, code);
+    for n in names {
+        assert!(msg.contains(n), "probe {probe}: {msg:?} should name {n:?}");
+    }
+    assert_eq!(
+        pod.ns.links().unwrap(),
+        vec!["lo"],
+        "probe {probe}: rolled back"
+    );
+    let lo = pod.ns.link("lo").unwrap();
+    assert!(
+        lo["flags"].as_array().unwrap().contains(&json!("UP")),
+        "probe {probe}: pod lo untouched"
+    );
+    assert!(node.reservations("probed").is_empty(), "probe {probe}");
+    assert!(node.cache_files().is_empty(), "probe {probe}");
+    assert_eq!(
+        host_state(),
+        before_host,
+        "probe {probe}: host sysctls untouched"
+    );
+    let after_node = node.ns.ip(&["-br", "link"]).unwrap();
+    let veths = |s: &str| s.lines().filter(|l| l.starts_with("veth")).count();
+    assert_eq!(
+        veths(&after_node),
+        veths(&before_node),
+        "probe {probe}: no host veth left"
+    );
+}
+
+#[test]
+fn host_netns_without_grant() {
+    refused(
+        "host-netns",
+        "sandbox-probe",
+        json!({}),
+        7,
+        &["sandbox-probe", "netlink.link-get(lo)", "hostNetns"],
+    );
+}
+
+#[test]
+fn link_not_granted() {
+    refused(
+        "ungranted-link",
+        "sandbox-probe",
+        json!({}),
+        7,
+        &["sandbox-probe", "netlink.link-set(lo)", "not granted"],
+    );
+}
+
+#[test]
+fn sysctl_outside_net() {
+    refused(
+        "sysctl-outside-net",
+        "sandbox-probe",
+        json!({}),
+        7,
+        &["sandbox-probe", "sysctl.set", "not a plain name"],
+    );
+}
+
+#[test]
+fn sysctl_off_the_allowlist() {
+    refused(
+        "sysctl-unlisted",
+        "sandbox-probe",
+        json!({}),
+        7,
+        &[
+            "sandbox-probe",
+            "sysctl.set",
+            "net.ipv4.ip_forward",
+            "allowlist",
+        ],
+    );
+}
+
+#[test]
+fn sysctl_on_another_link() {
+    refused(
+        "sysctl-other-link",
+        "sandbox-probe",
+        json!({}),
+        7,
+        &["sandbox-probe", "sysctl.set", "lo"],
+    );
+}
+
+#[test]
+fn a_swallowed_denial_still_fails() {
+    refused(
+        "swallow-denial",
+        "sandbox-probe",
+        json!({}),
+        7,
+        &["sandbox-probe", "sandbox denied", "netlink.link-get(lo)"],
+    );
+}
+
+#[test]
+fn path_via_wasi_refused_at_load() {
+    refused(
+        "any",
+        "sandbox-fs",
+        json!({}),
+        7,
+        &["sandbox-fs", "wasi:filesystem", "refusing"],
+    );
+}
+
+#[test]
+fn endless_loop_hits_the_deadline() {
+    refused(
+        "loop",
+        "sandbox-probe",
+        json!({"timeoutMs": 300}),
+        999,
+        &["sandbox-probe", "add timed out after 300ms"],
+    );
+}
+
+#[test]
+fn memory_bomb_hits_the_cap() {
+    refused(
+        "memory",
+        "sandbox-probe",
+        json!({"memoryLimitMib": 16}),
+        999,
+        &["sandbox-probe", "add trapped", "16 MiB"],
+    );
+}
+
+#[test]
+fn host_netns_with_grant_is_allowed() {
+    let node = Node::new();
+    node.install_wasm(&["sandbox-probe"]);
+    let pod = Pod::new();
+    let conf = probe_conf(
+        &node,
+        "sandbox-probe",
+        "host-netns",
+        json!({"hostNetns": true}),
+    );
+    let out = node.run("ADD", "granted", &pod, &conf);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    assert!(node.run("DEL", "granted", &pod, &conf).ok());
+}
