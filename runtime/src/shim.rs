@@ -30,8 +30,9 @@ pub fn env(conf: &WasmConf) -> Vec<(String, String)> {
     ]
 }
 
-/// Makes `<cacheDir>/bin/<ipam>` a link to this binary; returns the dir.
-pub fn prepare(conf: &WasmConf, ipam: &str) -> Result<PathBuf, CniError> {
+/// Makes `<cacheDir>/bin/<ipam>` a link to the `multus` binary at `me`;
+/// returns the dir.
+pub fn prepare(conf: &WasmConf, ipam: &str, me: &Path) -> Result<PathBuf, CniError> {
     let dir = conf.cache_dir.join("bin");
     let io = |what: &str, p: &Path, e: std::io::Error| {
         CniError::new(
@@ -44,14 +45,13 @@ pub fn prepare(conf: &WasmConf, ipam: &str) -> Result<PathBuf, CniError> {
         .mode(0o700)
         .create(&dir)
         .map_err(|e| io("creating", &dir, e))?;
-    let me = std::env::current_exe().map_err(|e| io("locating", Path::new("multus"), e))?;
     let link = dir.join(ipam);
     if std::fs::read_link(&link).is_ok_and(|t| t == me) {
         return Ok(dir);
     }
     let tmp = dir.join(format!(".{ipam}.{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(&me, &tmp).map_err(|e| io("linking", &tmp, e))?;
+    std::os::unix::fs::symlink(me, &tmp).map_err(|e| io("linking", &tmp, e))?;
     std::fs::rename(&tmp, &link).map_err(|e| io("installing", &link, e))?;
     Ok(dir)
 }

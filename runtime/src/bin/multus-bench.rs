@@ -1,32 +1,47 @@
-//! Latency of pod ADD/DEL: the reference bridge + host-local exec'd directly
-//! (what a runtime without multus does) vs the same network through multus,
-//! and multus with two networks; fresh pod netns every cycle, one table.
+//! Latency and memory of pod ADD/DEL: the reference plugins exec'd directly
+//! (what a runtime without multus does) vs the same networks through multus,
+//! with native and wasm delegates; fresh pod netns every cycle. Then the
+//! wasm IPAM call itself: exec'd reference host-local vs the wasm one, cold
+//! (compile) vs warm (precompiled), and where a warm call's time goes.
 
-use std::path::PathBuf;
+use std::io::{Read, Write};
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use multus::testbed::{confs, enter, exec_cni, reference_plugin_dir, Netns};
-use serde_json::Value;
+use multus::cni::Command as CniCommand;
+use multus::config::WasmConf;
+use multus::delegate::wasm::{self, Role, Timings};
+use multus::delegate::PluginCall;
+use multus::testbed::{confs, enter, reference_plugin_dir, Netns};
+use serde_json::{json, Value};
 
 #[derive(Parser)]
-#[command(about = "ADD/DEL latency: reference plugins direct vs through multus")]
+#[command(about = "ADD/DEL latency and memory: reference plugins direct vs through multus, native and wasm")]
 struct Args {
     /// Cycles (ADD + DEL in a fresh pod netns) per scenario.
     #[arg(long, default_value_t = 50)]
     cycles: usize,
+    /// Calls per IPAM measurement.
+    #[arg(long, default_value_t = 200)]
+    calls: usize,
     /// The multus binary (default: next to this one).
     #[arg(long)]
     multus: Option<PathBuf>,
+    /// Built wasm plugins (default: target/plugins).
+    #[arg(long)]
+    plugins: Option<PathBuf>,
 }
 
 struct Scenario {
     name: &'static str,
     program: PathBuf,
     stdin: Vec<u8>,
-    /// The plugin is exec'd directly: DEL gets the ADD result as `prevResult`,
-    /// as libcni gives it from its cache.
+    /// Exec'd directly: DEL gets the ADD result as `prevResult`, as libcni
+    /// gives it from its cache.
     direct: bool,
 }
 
@@ -34,13 +49,48 @@ struct Scenario {
 struct Samples {
     add: Vec<Duration>,
     del: Vec<Duration>,
+    /// Peak RSS over the process and the children it waited for, in KiB.
+    max_rss_kib: i64,
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
 }
 
 fn quantile(v: &[Duration], q: f64) -> f64 {
-    let mut v: Vec<f64> = v.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    let mut v: Vec<f64> = v.iter().map(|d| ms(*d)).collect();
     v.sort_by(|a, b| a.total_cmp(b));
-    let idx = ((v.len() as f64 - 1.0) * q).round() as usize;
-    v[idx]
+    v[((v.len() as f64 - 1.0) * q).round() as usize]
+}
+
+/// Execs like a runtime and reads the child's rusage with wait4.
+struct Exec {
+    ok: bool,
+    stdout: Vec<u8>,
+    took: Duration,
+    max_rss_kib: i64,
+}
+
+fn exec(program: &Path, env: &[(&str, &str)], stdin: &[u8]) -> Result<Exec> {
+    let started = Instant::now();
+    let mut child = Command::new(program)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("exec {}", program.display()))?;
+    child.stdin.take().context("stdin")?.write_all(stdin)?;
+    let mut stdout = Vec::new();
+    child.stdout.take().context("stdout")?.read_to_end(&mut stdout)?;
+    let mut status = 0;
+    // SAFETY: waiting for our own child; rusage is plain data.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) } < 0 {
+        bail!("wait4: {}", std::io::Error::last_os_error());
+    }
+    let ok = std::process::ExitStatus::from_raw(status).success();
+    Ok(Exec { ok, stdout, took: started.elapsed(), max_rss_kib: ru.ru_maxrss })
 }
 
 /// A single-plugin conflist as the stdin a runtime gives its one plugin.
@@ -51,132 +101,198 @@ fn direct_stdin(list: &Value) -> Vec<u8> {
     serde_json::to_vec(&p).expect("conf serializes")
 }
 
+fn cni_env<'a>(cmd: &'a str, cid: &'a str, netns: &'a str) -> [(&'a str, &'a str); 6] {
+    [
+        ("CNI_COMMAND", cmd),
+        ("CNI_CONTAINERID", cid),
+        ("CNI_NETNS", netns),
+        ("CNI_IFNAME", "eth0"),
+        ("CNI_ARGS", "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=bench"),
+        ("CNI_PATH", "/usr/lib/cni"),
+    ]
+}
+
 fn run(s: &Scenario, cycles: usize) -> Result<Samples> {
     let mut out = Samples::default();
     for i in 0..cycles {
         let pod = Netns::new("bench-pod")?;
-        let netns = pod.path();
+        let netns = pod.path().display().to_string();
         let cid = format!("bench{i}");
-        let env = |cmd| {
-            [
-                ("CNI_COMMAND", cmd),
-                ("CNI_CONTAINERID", cid.as_str()),
-                ("CNI_NETNS", netns.to_str().unwrap_or_default()),
-                ("CNI_IFNAME", "eth0"),
-                (
-                    "CNI_ARGS",
-                    "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=bench",
-                ),
-                ("CNI_PATH", "/usr/lib/cni"),
-            ]
-        };
-        let t = Instant::now();
-        let added = exec_cni(&s.program, None, &env("ADD"), &s.stdin)?;
-        out.add.push(t.elapsed());
-        if !added.ok() {
-            bail!("{} ADD failed: {} {}", s.name, added.stdout, added.stderr);
+        let added = exec(&s.program, &cni_env("ADD", &cid, &netns), &s.stdin)?;
+        if !added.ok {
+            bail!("{} ADD failed: {}", s.name, String::from_utf8_lossy(&added.stdout));
         }
         let del_stdin = if s.direct {
             let mut conf: Value = serde_json::from_slice(&s.stdin)?;
-            conf["prevResult"] = added.json();
+            conf["prevResult"] = serde_json::from_slice(&added.stdout)?;
             serde_json::to_vec(&conf)?
         } else {
             s.stdin.clone()
         };
-        let t = Instant::now();
-        let deleted = exec_cni(&s.program, None, &env("DEL"), &del_stdin)?;
-        out.del.push(t.elapsed());
-        if !deleted.ok() {
-            bail!(
-                "{} DEL failed: {} {}",
-                s.name,
-                deleted.stdout,
-                deleted.stderr
-            );
+        let deleted = exec(&s.program, &cni_env("DEL", &cid, &netns), &del_stdin)?;
+        if !deleted.ok {
+            bail!("{} DEL failed: {}", s.name, String::from_utf8_lossy(&deleted.stdout));
         }
+        out.add.push(added.took);
+        out.del.push(deleted.took);
+        out.max_rss_kib = out.max_rss_kib.max(added.max_rss_kib).max(deleted.max_rss_kib);
     }
     Ok(out)
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let multus = match args.multus {
-        Some(p) => p,
-        None => std::env::current_exe()?
-            .parent()
-            .context("no dir")?
-            .join("multus"),
-    };
+    let here = std::env::current_exe()?.parent().context("no dir")?.to_path_buf();
+    let multus = args.multus.unwrap_or_else(|| here.join("multus"));
+    let built = args.plugins.unwrap_or_else(|| here.join("../plugins"));
     let plugins = reference_plugin_dir();
     let node = Netns::new("bench-node").context("creating the node netns (needs root)")?;
-    node.ip(&[
-        "link", "add", "uplink0", "type", "veth", "peer", "name", "uplink0p",
-    ])?;
+    node.ip(&["link", "add", "uplink0", "type", "veth", "peer", "name", "uplink0p"])?;
     node.ip(&["link", "set", "uplink0", "up"])?;
     enter(&node)?;
     let work = tempfile::tempdir()?;
     let data = work.path().join("ipam");
+    let plugin_dir = work.path().join("plugins");
+    std::fs::create_dir_all(&plugin_dir)?;
+    std::fs::copy(built.join("host-local.wasm"), plugin_dir.join("host-local.wasm"))
+        .with_context(|| format!("no host-local.wasm in {} (scripts/build-plugins)", built.display()))?;
+    let wasm_conf = WasmConf {
+        plugin_dir: plugin_dir.clone(),
+        cache_dir: work.path().join("wasm-cache"),
+        plugins: Default::default(),
+    };
+
     let cluster = confs::bridge_host_local("cluster", "cni0", "10.10.0.0/16", &data);
     let extra = confs::macvlan_host_local("extra", "uplink0", "10.11.0.0/16", &data);
-    let multus_conf = |delegates: &[Value]| -> Result<Vec<u8>> {
-        Ok(serde_json::to_vec(&confs::multus_delegates(
-            delegates,
-            &work.path().join("multus"),
-            &plugins,
-        ))?)
+    let ipam_only = json!({"cniVersion": "1.0.0", "name": "ipam-only", "plugins": [
+        {"type": "host-local", "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.12.0.0/16"}]], "dataDir": data}}
+    ]});
+    let multus_conf = |delegates: &[Value], wasm: bool| -> Result<Vec<u8>> {
+        let mut c = confs::multus_delegates(delegates, &work.path().join("multus"), &plugins);
+        if wasm {
+            c["wasmPluginDir"] = json!(wasm_conf.plugin_dir);
+            c["wasmCacheDir"] = json!(wasm_conf.cache_dir);
+        }
+        Ok(serde_json::to_vec(&c)?)
     };
     let scenarios = [
-        Scenario {
-            name: "(a) bridge+host-local exec'd directly",
-            program: plugins.join("bridge"),
-            stdin: direct_stdin(&cluster),
-            direct: true,
-        },
-        Scenario {
-            name: "(b) same network through multus",
-            program: multus.clone(),
-            stdin: multus_conf(std::slice::from_ref(&cluster))?,
-            direct: false,
-        },
-        Scenario {
-            name: "(c) multus, bridge + macvlan delegates",
-            program: multus,
-            stdin: multus_conf(&[cluster.clone(), extra])?,
-            direct: false,
-        },
+        Scenario { name: "(a) bridge+host-local exec'd directly", program: plugins.join("bridge"), stdin: direct_stdin(&cluster), direct: true },
+        Scenario { name: "(b) same network through multus", program: multus.clone(), stdin: multus_conf(std::slice::from_ref(&cluster), false)?, direct: false },
+        Scenario { name: "(c) multus, bridge + macvlan delegates", program: multus.clone(), stdin: multus_conf(&[cluster.clone(), extra], false)?, direct: false },
+        Scenario { name: "(d) multus, bridge + wasm host-local", program: multus.clone(), stdin: multus_conf(std::slice::from_ref(&cluster), true)?, direct: false },
+        Scenario { name: "(e) multus, wasm host-local only (no exec)", program: multus.clone(), stdin: multus_conf(&[ipam_only], true)?, direct: false },
     ];
-    // One warm-up cycle each so page cache and first-use costs are not counted.
     for s in &scenarios {
-        run(s, 1)?;
+        run(s, 1)?; // warm-up: page cache, first compile of wasm modules
     }
-    let results: Vec<Samples> = scenarios
-        .iter()
-        .map(|s| run(s, args.cycles))
-        .collect::<Result<_>>()?;
+    let results: Vec<Samples> = scenarios.iter().map(|s| run(s, args.cycles)).collect::<Result<_>>()?;
 
-    println!(
-        "\n{} cycles per scenario, fresh pod netns each; times in ms\n",
-        args.cycles
-    );
-    println!("| scenario | ADD median | ADD p95 | DEL median | DEL p95 |");
-    println!("|---|---:|---:|---:|---:|");
+    println!("\n{} cycles per scenario, fresh pod netns each; times in ms; peak RSS of the process tree\n", args.cycles);
+    println!("| scenario | ADD median | ADD p95 | DEL median | DEL p95 | peak RSS MiB |");
+    println!("|---|---:|---:|---:|---:|---:|");
     for (s, r) in scenarios.iter().zip(&results) {
         println!(
-            "| {} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} |",
             s.name,
             quantile(&r.add, 0.5),
             quantile(&r.add, 0.95),
             quantile(&r.del, 0.5),
-            quantile(&r.del, 0.95)
+            quantile(&r.del, 0.95),
+            r.max_rss_kib as f64 / 1024.0
         );
     }
-    let over = |i: usize, f: fn(&Samples) -> &Vec<Duration>| {
-        quantile(f(&results[i]), 0.5) - quantile(f(&results[0]), 0.5)
-    };
+    let med = |i: usize, f: fn(&Samples) -> &Vec<Duration>| quantile(f(&results[i]), 0.5);
     println!(
         "\nmultus overhead over (a), medians: ADD {:+.2} ms, DEL {:+.2} ms (target: ADD < 3 ms)",
-        over(1, |r| &r.add),
-        over(1, |r| &r.del)
+        med(1, |r| &r.add) - med(0, |r| &r.add),
+        med(1, |r| &r.del) - med(0, |r| &r.del)
     );
+    println!("(e) is the multus process alone: its peak RSS is multus's own.");
+
+    ipam_table(&plugins, &multus, &wasm_conf, &data, args.calls)?;
+    Ok(())
+}
+
+/// The IPAM call alone: reference exec vs wasm (exec'd through the shim,
+/// and in-process warm), cold compile vs warm load, and a warm call's split.
+fn ipam_table(plugins: &Path, multus: &Path, wasm_conf: &WasmConf, data: &Path, calls: usize) -> Result<()> {
+    let conf = json!({"cniVersion": "1.0.0", "name": "ipam-bench", "type": "bridge",
+        "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.20.0.0/16"}]], "dataDir": data}});
+    let stdin = serde_json::to_vec(&conf)?;
+    let shim_dir = multus::shim::prepare(wasm_conf, "host-local", multus).map_err(|e| anyhow::anyhow!(e.msg))?;
+    let shim_env = multus::shim::env(wasm_conf);
+    let exec_pair = |program: &Path, extra: &[(String, String)], i: usize| -> Result<(Duration, Duration)> {
+        let cid = format!("ipam{i}");
+        let mut env: Vec<(&str, &str)> = cni_env("ADD", &cid, "/run/netns/none").to_vec();
+        env.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let add = exec(program, &env, &stdin)?;
+        env[0].1 = "DEL";
+        let del = exec(program, &env, &stdin)?;
+        if !add.ok || !del.ok {
+            bail!("{} failed: {}", program.display(), String::from_utf8_lossy(&add.stdout));
+        }
+        Ok((add.took, del.took))
+    };
+    let in_process = |i: usize, cmd: CniCommand| -> Result<Timings> {
+        let cid = format!("inproc{i}");
+        let call = PluginCall {
+            plugin_type: "host-local",
+            command: cmd,
+            container_id: &cid,
+            netns: "",
+            ifname: "eth0",
+            cni_args: "IgnoreUnknown=1",
+            path: &[],
+            extra_env: &[],
+            stdin: &stdin,
+        };
+        let module = wasm_conf.module("host-local").context("module")?;
+        let (_, t) = wasm::run(wasm_conf, Role::Ipam, &module, &call).map_err(|e| anyhow::anyhow!(e.to_string()))?;
+        Ok(t)
+    };
+
+    // Cold: no artifact cached yet in a fresh cache dir.
+    let cold_conf = WasmConf { cache_dir: wasm_conf.cache_dir.join("cold"), ..wasm_conf.clone() };
+    let cold_call = PluginCall {
+        plugin_type: "host-local",
+        command: CniCommand::Status,
+        container_id: "cold",
+        netns: "",
+        ifname: "eth0",
+        cni_args: "",
+        path: &[],
+        extra_env: &[],
+        stdin: &stdin,
+    };
+    let module = wasm_conf.module("host-local").context("module")?;
+    let (_, cold) = wasm::run(&cold_conf, Role::Ipam, &module, &cold_call).map_err(|e| anyhow::anyhow!(e.to_string()))?;
+    let (_, warm) = wasm::run(&cold_conf, Role::Ipam, &module, &cold_call).map_err(|e| anyhow::anyhow!(e.to_string()))?;
+
+    let mut reference = Vec::new();
+    let mut shimmed = Vec::new();
+    let mut inproc: Vec<Timings> = Vec::new();
+    for i in 0..calls {
+        reference.push(exec_pair(&plugins.join("host-local"), &[], i)?.0);
+        shimmed.push(exec_pair(&shim_dir.join("host-local"), &shim_env, i)?.0);
+        inproc.push(in_process(i, CniCommand::Add)?);
+        in_process(i, CniCommand::Del)?;
+    }
+    let total = |t: &Timings| t.engine + t.load + t.instantiate + t.call;
+    let inproc_total: Vec<Duration> = inproc.iter().map(total).collect();
+    let part = |f: fn(&Timings) -> Duration| quantile(&inproc.iter().map(f).collect::<Vec<_>>(), 0.5);
+    println!("\nIPAM ADD alone, {calls} calls each (ms)\n");
+    println!("| path | median | p95 |");
+    println!("|---|---:|---:|");
+    println!("| reference host-local, exec'd | {:.3} | {:.3} |", quantile(&reference, 0.5), quantile(&reference, 0.95));
+    println!("| wasm host-local, exec'd through the multus shim | {:.3} | {:.3} |", quantile(&shimmed, 0.5), quantile(&shimmed, 0.95));
+    println!("| wasm host-local, in-process warm call | {:.3} | {:.3} |", quantile(&inproc_total, 0.5), quantile(&inproc_total, 0.95));
+    println!(
+        "\nwarm in-process call / reference exec: {:.3} (target < 0.1)",
+        quantile(&inproc_total, 0.5) / quantile(&reference, 0.5)
+    );
+    println!("\ncold vs warm (ms): first call compiles {:.1} (load {:.1}), precompiled call {:.3} (load {:.3})",
+        ms(total(&cold)), ms(cold.load), ms(total(&warm)), ms(warm.load));
+    println!("\nwarm call split, medians (ms): engine {:.3}, deserialize {:.3}, instantiate {:.3}, call (incl. store I/O) {:.3}",
+        part(|t| t.engine), part(|t| t.load), part(|t| t.instantiate), part(|t| t.call));
     Ok(())
 }

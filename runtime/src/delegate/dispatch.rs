@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::native::NativeRunner;
 use super::wasm::{self, Role};
 use super::{PluginCall, PluginError, PluginRunner};
+use crate::cni::{CniError, Code};
 use crate::config::WasmConf;
 use crate::shim;
 
@@ -29,7 +30,10 @@ impl PluginRunner for Dispatch<'_> {
         match ipam.filter(|t| self.wasm.module(t).is_some()) {
             None => NativeRunner.run(call),
             Some(ipam) => {
-                let dir = shim::prepare(self.wasm, &ipam).map_err(PluginError::Cni)?;
+                let me = std::env::current_exe().map_err(|e| {
+                    PluginError::Cni(CniError::new(Code::Io, format!("wasm IPAM shim: locating the multus binary: {e}")))
+                })?;
+                let dir = shim::prepare(self.wasm, &ipam, &me).map_err(PluginError::Cni)?;
                 let mut path = vec![dir];
                 path.extend_from_slice(call.path);
                 let env = shim::env(self.wasm);
