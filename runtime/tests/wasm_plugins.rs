@@ -288,8 +288,10 @@ fn changed_module_is_picked_up_and_pins_refuse_it() {
 /// bridge + static, then tuning (reference, or wasm once installed).
 /// Debian's reference tuning (v1.1.1) predates `txQLen`, so only the wasm
 /// run sets it.
-fn tuning_conf(node: &Node, data: &std::path::Path, txqlen: Option<u32>) -> Value {
-    let mut list = confs::bridge_static_tuning("storage", "stor0", "10.3.0.10/24", "eth0");
+/// Each pod gets its own bridge: a Linux bridge takes the lowest MAC of its
+/// ports, and reference bridge's CHECK fails once a second port changes it.
+fn tuning_conf(node: &Node, bridge: &str, data: &std::path::Path, txqlen: Option<u32>) -> Value {
+    let mut list = confs::bridge_static_tuning("storage", bridge, "10.3.0.10/24", "eth0");
     list["plugins"][1]["mac"] = json!("0a:58:0a:03:00:0a");
     if let Some(q) = txqlen {
         list["plugins"][1]["txQLen"] = json!(q);
@@ -336,11 +338,11 @@ fn wasm_tuning_matches_reference_tuning() {
         node.dir.path().join("tuning-ref"),
         node.dir.path().join("tuning-wasm"),
     );
-    let reference = bytes(&tuning_conf(&node, &ref_data, None));
+    let reference = bytes(&tuning_conf(&node, "stor0", &ref_data, None));
     let out_ref = node.run("ADD", "t-ref", &ref_pod, &reference);
     assert!(out_ref.ok(), "{} {}", out_ref.stdout, out_ref.stderr);
     node.install_wasm(&["tuning"]);
-    let wasm = bytes(&tuning_conf(&node, &wasm_data, Some(500)));
+    let wasm = bytes(&tuning_conf(&node, "stor1", &wasm_data, Some(500)));
     let out_wasm = node.run("ADD", "t-wasm", &wasm_pod, &wasm);
     assert!(out_wasm.ok(), "{} {}", out_wasm.stdout, out_wasm.stderr);
 

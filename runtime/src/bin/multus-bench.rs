@@ -20,7 +20,9 @@ use multus::testbed::{confs, enter, reference_plugin_dir, Netns};
 use serde_json::{json, Value};
 
 #[derive(Parser)]
-#[command(about = "ADD/DEL latency and memory: reference plugins direct vs through multus, native and wasm")]
+#[command(
+    about = "ADD/DEL latency and memory: reference plugins direct vs through multus, native and wasm"
+)]
 struct Args {
     /// Cycles (ADD + DEL in a fresh pod netns) per scenario.
     #[arg(long, default_value_t = 50)]
@@ -82,7 +84,11 @@ fn exec(program: &Path, env: &[(&str, &str)], stdin: &[u8]) -> Result<Exec> {
         .with_context(|| format!("exec {}", program.display()))?;
     child.stdin.take().context("stdin")?.write_all(stdin)?;
     let mut stdout = Vec::new();
-    child.stdout.take().context("stdout")?.read_to_end(&mut stdout)?;
+    child
+        .stdout
+        .take()
+        .context("stdout")?
+        .read_to_end(&mut stdout)?;
     let mut status = 0;
     // SAFETY: waiting for our own child; rusage is plain data.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -90,7 +96,12 @@ fn exec(program: &Path, env: &[(&str, &str)], stdin: &[u8]) -> Result<Exec> {
         bail!("wait4: {}", std::io::Error::last_os_error());
     }
     let ok = std::process::ExitStatus::from_raw(status).success();
-    Ok(Exec { ok, stdout, took: started.elapsed(), max_rss_kib: ru.ru_maxrss })
+    Ok(Exec {
+        ok,
+        stdout,
+        took: started.elapsed(),
+        max_rss_kib: ru.ru_maxrss,
+    })
 }
 
 /// A single-plugin conflist as the stdin a runtime gives its one plugin.
@@ -107,7 +118,10 @@ fn cni_env<'a>(cmd: &'a str, cid: &'a str, netns: &'a str) -> [(&'a str, &'a str
         ("CNI_CONTAINERID", cid),
         ("CNI_NETNS", netns),
         ("CNI_IFNAME", "eth0"),
-        ("CNI_ARGS", "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=bench"),
+        (
+            "CNI_ARGS",
+            "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=bench",
+        ),
         ("CNI_PATH", "/usr/lib/cni"),
     ]
 }
@@ -120,7 +134,11 @@ fn run(s: &Scenario, cycles: usize) -> Result<Samples> {
         let cid = format!("bench{i}");
         let added = exec(&s.program, &cni_env("ADD", &cid, &netns), &s.stdin)?;
         if !added.ok {
-            bail!("{} ADD failed: {}", s.name, String::from_utf8_lossy(&added.stdout));
+            bail!(
+                "{} ADD failed: {}",
+                s.name,
+                String::from_utf8_lossy(&added.stdout)
+            );
         }
         let del_stdin = if s.direct {
             let mut conf: Value = serde_json::from_slice(&s.stdin)?;
@@ -131,31 +149,51 @@ fn run(s: &Scenario, cycles: usize) -> Result<Samples> {
         };
         let deleted = exec(&s.program, &cni_env("DEL", &cid, &netns), &del_stdin)?;
         if !deleted.ok {
-            bail!("{} DEL failed: {}", s.name, String::from_utf8_lossy(&deleted.stdout));
+            bail!(
+                "{} DEL failed: {}",
+                s.name,
+                String::from_utf8_lossy(&deleted.stdout)
+            );
         }
         out.add.push(added.took);
         out.del.push(deleted.took);
-        out.max_rss_kib = out.max_rss_kib.max(added.max_rss_kib).max(deleted.max_rss_kib);
+        out.max_rss_kib = out
+            .max_rss_kib
+            .max(added.max_rss_kib)
+            .max(deleted.max_rss_kib);
     }
     Ok(out)
 }
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    let here = std::env::current_exe()?.parent().context("no dir")?.to_path_buf();
+    let here = std::env::current_exe()?
+        .parent()
+        .context("no dir")?
+        .to_path_buf();
     let multus = args.multus.unwrap_or_else(|| here.join("multus"));
     let built = args.plugins.unwrap_or_else(|| here.join("../plugins"));
     let plugins = reference_plugin_dir();
     let node = Netns::new("bench-node").context("creating the node netns (needs root)")?;
-    node.ip(&["link", "add", "uplink0", "type", "veth", "peer", "name", "uplink0p"])?;
+    node.ip(&[
+        "link", "add", "uplink0", "type", "veth", "peer", "name", "uplink0p",
+    ])?;
     node.ip(&["link", "set", "uplink0", "up"])?;
     enter(&node)?;
     let work = tempfile::tempdir()?;
     let data = work.path().join("ipam");
     let plugin_dir = work.path().join("plugins");
     std::fs::create_dir_all(&plugin_dir)?;
-    std::fs::copy(built.join("host-local.wasm"), plugin_dir.join("host-local.wasm"))
-        .with_context(|| format!("no host-local.wasm in {} (scripts/build-plugins)", built.display()))?;
+    std::fs::copy(
+        built.join("host-local.wasm"),
+        plugin_dir.join("host-local.wasm"),
+    )
+    .with_context(|| {
+        format!(
+            "no host-local.wasm in {} (scripts/build-plugins)",
+            built.display()
+        )
+    })?;
     let wasm_conf = WasmConf {
         plugin_dir: plugin_dir.clone(),
         cache_dir: work.path().join("wasm-cache"),
@@ -176,16 +214,44 @@ fn main() -> Result<()> {
         Ok(serde_json::to_vec(&c)?)
     };
     let scenarios = [
-        Scenario { name: "(a) bridge+host-local exec'd directly", program: plugins.join("bridge"), stdin: direct_stdin(&cluster), direct: true },
-        Scenario { name: "(b) same network through multus", program: multus.clone(), stdin: multus_conf(std::slice::from_ref(&cluster), false)?, direct: false },
-        Scenario { name: "(c) multus, bridge + macvlan delegates", program: multus.clone(), stdin: multus_conf(&[cluster.clone(), extra], false)?, direct: false },
-        Scenario { name: "(d) multus, bridge + wasm host-local", program: multus.clone(), stdin: multus_conf(std::slice::from_ref(&cluster), true)?, direct: false },
-        Scenario { name: "(e) multus, wasm host-local only (no exec)", program: multus.clone(), stdin: multus_conf(&[ipam_only], true)?, direct: false },
+        Scenario {
+            name: "(a) bridge+host-local exec'd directly",
+            program: plugins.join("bridge"),
+            stdin: direct_stdin(&cluster),
+            direct: true,
+        },
+        Scenario {
+            name: "(b) same network through multus",
+            program: multus.clone(),
+            stdin: multus_conf(std::slice::from_ref(&cluster), false)?,
+            direct: false,
+        },
+        Scenario {
+            name: "(c) multus, bridge + macvlan delegates",
+            program: multus.clone(),
+            stdin: multus_conf(&[cluster.clone(), extra], false)?,
+            direct: false,
+        },
+        Scenario {
+            name: "(d) multus, bridge + wasm host-local",
+            program: multus.clone(),
+            stdin: multus_conf(std::slice::from_ref(&cluster), true)?,
+            direct: false,
+        },
+        Scenario {
+            name: "(e) multus, wasm host-local only (no exec)",
+            program: multus.clone(),
+            stdin: multus_conf(&[ipam_only], true)?,
+            direct: false,
+        },
     ];
     for s in &scenarios {
         run(s, 1)?; // warm-up: page cache, first compile of wasm modules
     }
-    let results: Vec<Samples> = scenarios.iter().map(|s| run(s, args.cycles)).collect::<Result<_>>()?;
+    let results: Vec<Samples> = scenarios
+        .iter()
+        .map(|s| run(s, args.cycles))
+        .collect::<Result<_>>()?;
 
     println!("\n{} cycles per scenario, fresh pod netns each; times in ms; peak RSS of the process tree\n", args.cycles);
     println!("| scenario | ADD median | ADD p95 | DEL median | DEL p95 | peak RSS MiB |");
@@ -215,24 +281,36 @@ fn main() -> Result<()> {
 
 /// The IPAM call alone: reference exec vs wasm (exec'd through the shim,
 /// and in-process warm), cold compile vs warm load, and a warm call's split.
-fn ipam_table(plugins: &Path, multus: &Path, wasm_conf: &WasmConf, data: &Path, calls: usize) -> Result<()> {
+fn ipam_table(
+    plugins: &Path,
+    multus: &Path,
+    wasm_conf: &WasmConf,
+    data: &Path,
+    calls: usize,
+) -> Result<()> {
     let conf = json!({"cniVersion": "1.0.0", "name": "ipam-bench", "type": "bridge",
         "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.20.0.0/16"}]], "dataDir": data}});
     let stdin = serde_json::to_vec(&conf)?;
-    let shim_dir = multus::shim::prepare(wasm_conf, "host-local", multus).map_err(|e| anyhow::anyhow!(e.msg))?;
+    let shim_dir = multus::shim::prepare(wasm_conf, "host-local", multus)
+        .map_err(|e| anyhow::anyhow!(e.msg))?;
     let shim_env = multus::shim::env(wasm_conf);
-    let exec_pair = |program: &Path, extra: &[(String, String)], i: usize| -> Result<(Duration, Duration)> {
-        let cid = format!("ipam{i}");
-        let mut env: Vec<(&str, &str)> = cni_env("ADD", &cid, "/run/netns/none").to_vec();
-        env.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-        let add = exec(program, &env, &stdin)?;
-        env[0].1 = "DEL";
-        let del = exec(program, &env, &stdin)?;
-        if !add.ok || !del.ok {
-            bail!("{} failed: {}", program.display(), String::from_utf8_lossy(&add.stdout));
-        }
-        Ok((add.took, del.took))
-    };
+    let exec_pair =
+        |program: &Path, extra: &[(String, String)], i: usize| -> Result<(Duration, Duration)> {
+            let cid = format!("ipam{i}");
+            let mut env: Vec<(&str, &str)> = cni_env("ADD", &cid, "/run/netns/none").to_vec();
+            env.extend(extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            let add = exec(program, &env, &stdin)?;
+            env[0].1 = "DEL";
+            let del = exec(program, &env, &stdin)?;
+            if !add.ok || !del.ok {
+                bail!(
+                    "{} failed: {}",
+                    program.display(),
+                    String::from_utf8_lossy(&add.stdout)
+                );
+            }
+            Ok((add.took, del.took))
+        };
     let in_process = |i: usize, cmd: CniCommand| -> Result<Timings> {
         let cid = format!("inproc{i}");
         let call = PluginCall {
@@ -247,12 +325,16 @@ fn ipam_table(plugins: &Path, multus: &Path, wasm_conf: &WasmConf, data: &Path, 
             stdin: &stdin,
         };
         let module = wasm_conf.module("host-local").context("module")?;
-        let (_, t) = wasm::run(wasm_conf, Role::Ipam, &module, &call).map_err(|e| anyhow::anyhow!(e.to_string()))?;
+        let (_, t) = wasm::run(wasm_conf, Role::Ipam, &module, &call)
+            .map_err(|e| anyhow::anyhow!(e.to_string()))?;
         Ok(t)
     };
 
     // Cold: no artifact cached yet in a fresh cache dir.
-    let cold_conf = WasmConf { cache_dir: wasm_conf.cache_dir.join("cold"), ..wasm_conf.clone() };
+    let cold_conf = WasmConf {
+        cache_dir: wasm_conf.cache_dir.join("cold"),
+        ..wasm_conf.clone()
+    };
     let cold_call = PluginCall {
         plugin_type: "host-local",
         command: CniCommand::Status,
@@ -265,9 +347,14 @@ fn ipam_table(plugins: &Path, multus: &Path, wasm_conf: &WasmConf, data: &Path, 
         stdin: &stdin,
     };
     let module = wasm_conf.module("host-local").context("module")?;
-    let (_, cold) = wasm::run(&cold_conf, Role::Ipam, &module, &cold_call).map_err(|e| anyhow::anyhow!(e.to_string()))?;
-    let (_, warm) = wasm::run(&cold_conf, Role::Ipam, &module, &cold_call).map_err(|e| anyhow::anyhow!(e.to_string()))?;
+    let (_, cold) = wasm::run(&cold_conf, Role::Ipam, &module, &cold_call)
+        .map_err(|e| anyhow::anyhow!(e.to_string()))?;
+    let (_, warm) = wasm::run(&cold_conf, Role::Ipam, &module, &cold_call)
+        .map_err(|e| anyhow::anyhow!(e.to_string()))?;
 
+    let status: Vec<Duration> = (0..calls)
+        .map(|i| in_process(i, CniCommand::Status).map(|t| t.call))
+        .collect::<Result<_>>()?;
     let mut reference = Vec::new();
     let mut shimmed = Vec::new();
     let mut inproc: Vec<Timings> = Vec::new();
@@ -279,13 +366,26 @@ fn ipam_table(plugins: &Path, multus: &Path, wasm_conf: &WasmConf, data: &Path, 
     }
     let total = |t: &Timings| t.engine + t.load + t.instantiate + t.call;
     let inproc_total: Vec<Duration> = inproc.iter().map(total).collect();
-    let part = |f: fn(&Timings) -> Duration| quantile(&inproc.iter().map(f).collect::<Vec<_>>(), 0.5);
+    let part =
+        |f: fn(&Timings) -> Duration| quantile(&inproc.iter().map(f).collect::<Vec<_>>(), 0.5);
     println!("\nIPAM ADD alone, {calls} calls each (ms)\n");
     println!("| path | median | p95 |");
     println!("|---|---:|---:|");
-    println!("| reference host-local, exec'd | {:.3} | {:.3} |", quantile(&reference, 0.5), quantile(&reference, 0.95));
-    println!("| wasm host-local, exec'd through the multus shim | {:.3} | {:.3} |", quantile(&shimmed, 0.5), quantile(&shimmed, 0.95));
-    println!("| wasm host-local, in-process warm call | {:.3} | {:.3} |", quantile(&inproc_total, 0.5), quantile(&inproc_total, 0.95));
+    println!(
+        "| reference host-local, exec'd | {:.3} | {:.3} |",
+        quantile(&reference, 0.5),
+        quantile(&reference, 0.95)
+    );
+    println!(
+        "| wasm host-local, exec'd through the multus shim | {:.3} | {:.3} |",
+        quantile(&shimmed, 0.5),
+        quantile(&shimmed, 0.95)
+    );
+    println!(
+        "| wasm host-local, in-process warm call | {:.3} | {:.3} |",
+        quantile(&inproc_total, 0.5),
+        quantile(&inproc_total, 0.95)
+    );
     println!(
         "\nwarm in-process call / reference exec: {:.3} (target < 0.1)",
         quantile(&inproc_total, 0.5) / quantile(&reference, 0.5)
@@ -294,5 +394,9 @@ fn ipam_table(plugins: &Path, multus: &Path, wasm_conf: &WasmConf, data: &Path, 
         ms(total(&cold)), ms(cold.load), ms(total(&warm)), ms(warm.load));
     println!("\nwarm call split, medians (ms): engine {:.3}, deserialize {:.3}, instantiate {:.3}, call (incl. store I/O) {:.3}",
         part(|t| t.engine), part(|t| t.load), part(|t| t.instantiate), part(|t| t.call));
+    println!(
+        "(a STATUS call, which only opens and locks the store: {:.3})",
+        quantile(&status, 0.5)
+    );
     Ok(())
 }

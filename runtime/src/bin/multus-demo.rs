@@ -15,6 +15,13 @@ struct Args {
     /// The multus binary (default: next to this one).
     #[arg(long)]
     multus: Option<PathBuf>,
+    /// Built wasm plugins (default: target/plugins); host-local and tuning
+    /// found there run as sandboxed components instead of being exec'd.
+    #[arg(long)]
+    wasm: Option<PathBuf>,
+    /// Exec every plugin natively, even when wasm builds exist.
+    #[arg(long)]
+    native_only: bool,
 }
 
 fn sibling(name: &str) -> Result<PathBuf> {
@@ -59,6 +66,52 @@ fn main() -> Result<()> {
         ],
         &cni_dir,
         &plugins,
+    );
+    let mut conf = conf;
+    let wasm_dir = match args.wasm {
+        Some(d) => d,
+        None => sibling("../plugins")?,
+    };
+    let wasm: Vec<&str> = ["host-local", "tuning"]
+        .into_iter()
+        .filter(|p| !args.native_only && wasm_dir.join(format!("{p}.wasm")).is_file())
+        .collect();
+    if !wasm.is_empty() {
+        let installed = work.path().join("plugins");
+        std::fs::create_dir_all(&installed)?;
+        for p in &wasm {
+            std::fs::copy(
+                wasm_dir.join(format!("{p}.wasm")),
+                installed.join(format!("{p}.wasm")),
+            )?;
+        }
+        conf["wasmPluginDir"] = serde_json::json!(installed);
+        conf["wasmCacheDir"] = serde_json::json!(work.path().join("wasm-cache"));
+    }
+    section("delegates");
+    println!(
+        "eth0: bridge (exec) + host-local ({})",
+        if wasm.contains(&"host-local") {
+            "wasm"
+        } else {
+            "exec"
+        }
+    );
+    println!(
+        "net1: macvlan (exec) + host-local ({})",
+        if wasm.contains(&"host-local") {
+            "wasm"
+        } else {
+            "exec"
+        }
+    );
+    println!(
+        "net2: bridge (exec) + static (exec), then tuning ({})",
+        if wasm.contains(&"tuning") {
+            "wasm"
+        } else {
+            "exec"
+        }
     );
     let conf = serde_json::to_vec_pretty(&conf)?;
     section("multus conf (stdin)");

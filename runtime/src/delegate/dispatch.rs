@@ -31,7 +31,10 @@ impl PluginRunner for Dispatch<'_> {
             None => NativeRunner.run(call),
             Some(ipam) => {
                 let me = std::env::current_exe().map_err(|e| {
-                    PluginError::Cni(CniError::new(Code::Io, format!("wasm IPAM shim: locating the multus binary: {e}")))
+                    PluginError::Cni(CniError::new(
+                        Code::Io,
+                        format!("wasm IPAM shim: locating the multus binary: {e}"),
+                    ))
                 })?;
                 let dir = shim::prepare(self.wasm, &ipam, &me).map_err(PluginError::Cni)?;
                 let mut path = vec![dir];

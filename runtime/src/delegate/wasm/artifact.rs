@@ -1,10 +1,16 @@
 //! Compile once: precompiled components cached on disk, keyed by the
 //! module's sha256 and the engine's compatibility hash (wasmtime version and
 //! engine config), loaded with `Component::deserialize_file` (mmap).
+//!
+//! Hashing the module on every call would cost more than loading the
+//! artifact, so an index file remembers each module's digest together with
+//! a stamp of its file (device, inode, size, ctime, mtime); the module is
+//! read and hashed again only when the stamp changed, or always when the
+//! conf pins its digest.
 
 use std::hash::{Hash, Hasher};
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -37,6 +43,36 @@ pub fn artifact_path(cache_dir: &Path, sha256: &str, engine: &Engine) -> PathBuf
     cache_dir.join(format!("{sha256}-{}.cwasm", engine_key(engine)))
 }
 
+fn index_path(cache_dir: &Path, module: &Path) -> PathBuf {
+    cache_dir.join(format!(
+        "{}.idx",
+        hex(&Sha256::digest(module.as_os_str().as_encoded_bytes()))
+    ))
+}
+
+/// What changes whenever the module file's content may have (ctime cannot
+/// be set from user space).
+fn stamp(module: &Path) -> std::io::Result<String> {
+    let m = std::fs::metadata(module)?;
+    Ok(format!(
+        "{} {} {} {}.{} {}.{}",
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.ctime(),
+        m.ctime_nsec(),
+        m.mtime(),
+        m.mtime_nsec()
+    ))
+}
+
+/// The module's digest from the index, if its stamp still matches.
+fn indexed_sha(cache_dir: &Path, module: &Path, stamp: &str) -> Option<String> {
+    let idx = std::fs::read_to_string(index_path(cache_dir, module)).ok()?;
+    let (s, sha) = idx.trim_end().rsplit_once(' ')?;
+    (s == stamp).then(|| sha.to_string())
+}
+
 fn err(plugin: &str, msg: String) -> CniError {
     CniError::new(
         Code::InvalidConfig,
@@ -53,9 +89,19 @@ pub fn load(
     pin: Option<&str>,
 ) -> Result<Loaded, CniError> {
     let started = Instant::now();
-    let bytes = std::fs::read(module)
-        .map_err(|e| err(plugin, format!("cannot read {}: {e}", module.display())))?;
-    let sha256 = hex(&Sha256::digest(&bytes));
+    let unreadable =
+        |e: std::io::Error| err(plugin, format!("cannot read {}: {e}", module.display()));
+    let stamp = stamp(module).map_err(unreadable)?;
+    let mut bytes = None;
+    let sha256 = match indexed_sha(cache_dir, module, &stamp).filter(|_| pin.is_none()) {
+        Some(sha) => sha,
+        None => {
+            let b = std::fs::read(module).map_err(unreadable)?;
+            let sha = hex(&Sha256::digest(&b));
+            bytes = Some(b);
+            sha
+        }
+    };
     if let Some(pin) = pin {
         if !pin.eq_ignore_ascii_case(&sha256) {
             return Err(err(
@@ -73,17 +119,33 @@ pub fn load(
         // atomically by this code from modules whose digest names the file.
         match unsafe { Component::deserialize_file(engine, &path) } {
             Ok(component) => {
+                if bytes.is_some() {
+                    remember(cache_dir, module, &stamp, &sha256);
+                }
                 return Ok(Loaded {
                     component,
                     sha256,
                     compiled: false,
                     load_time: started.elapsed(),
-                })
+                });
             }
             Err(e) => {
                 tracing::warn!(artifact = %path.display(), error = %e, "unusable precompiled artifact; recompiling")
             }
         }
+    }
+    let bytes = match bytes {
+        Some(b) => b,
+        None => std::fs::read(module).map_err(unreadable)?,
+    };
+    if hex(&Sha256::digest(&bytes)) != sha256 {
+        return Err(CniError::new(
+            Code::TryAgainLater,
+            format!(
+                "wasm plugin {plugin:?}: {} changed while it was loaded",
+                module.display()
+            ),
+        ));
     }
     let component = Component::new(engine, &bytes).map_err(|e| {
         err(
@@ -91,8 +153,14 @@ pub fn load(
             format!("{} is not a valid component: {e}", module.display()),
         )
     })?;
-    if let Err(e) = store(&component, cache_dir, &path) {
-        tracing::warn!(dir = %cache_dir.display(), error = %e, "cannot cache the precompiled artifact");
+    match component.serialize() {
+        Ok(artifact) => match write_atomic(cache_dir, &path, &artifact) {
+            Ok(()) => remember(cache_dir, module, &stamp, &sha256),
+            Err(e) => {
+                tracing::warn!(dir = %cache_dir.display(), error = %e, "cannot cache the precompiled artifact")
+            }
+        },
+        Err(e) => tracing::warn!(error = %e, "cannot serialize the compiled component"),
     }
     Ok(Loaded {
         component,
@@ -102,18 +170,24 @@ pub fn load(
     })
 }
 
-fn store(component: &Component, cache_dir: &Path, path: &Path) -> Result<(), String> {
+fn remember(cache_dir: &Path, module: &Path, stamp: &str, sha256: &str) {
+    let line = format!("{stamp} {sha256}\n");
+    if let Err(e) = write_atomic(cache_dir, &index_path(cache_dir, module), line.as_bytes()) {
+        tracing::warn!(dir = %cache_dir.display(), error = %e, "cannot index the module digest");
+    }
+}
+
+fn write_atomic(cache_dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), String> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(cache_dir)
         .map_err(|e| e.to_string())?;
-    let bytes = component.serialize().map_err(|e| e.to_string())?;
     let mut tmp = tempfile::Builder::new()
-        .prefix(".cwasm")
+        .prefix(".tmp")
         .tempfile_in(cache_dir)
         .map_err(|e| e.to_string())?;
-    tmp.write_all(&bytes).map_err(|e| e.to_string())?;
+    tmp.write_all(bytes).map_err(|e| e.to_string())?;
     tmp.as_file()
         .set_permissions(std::fs::Permissions::from_mode(0o600))
         .map_err(|e| e.to_string())?;

@@ -9,6 +9,7 @@ pub mod engine;
 pub mod grant;
 
 use std::path::Path;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use multus_host_functions::bindings::exports::multus::plugin::plugin as wit_plugin;
@@ -126,11 +127,8 @@ pub fn run(
     store.limiter(|s| &mut s.limits);
     store.set_epoch_deadline(engine::ticks(settings.timeout()));
     store.epoch_deadline_trap();
-    let mut linker: Linker<HostState> = Linker::new(engine);
-    wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| cni(Code::Internal, ty, e))?;
-    Chained::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
-        .map_err(|e| cni(Code::Internal, ty, e))?;
-    let instance = Chained::instantiate(&mut store, &loaded.component, &linker)
+    let linker = linker(engine).map_err(|e| cni(Code::Internal, ty, e))?;
+    let instance = Chained::instantiate(&mut store, &loaded.component, linker)
         .map_err(|e| cni(Code::InvalidConfig, ty, format!("instantiate: {e}")))?;
     t.instantiate = started.elapsed();
 
@@ -154,7 +152,7 @@ pub fn run(
     };
     let started = Instant::now();
     let exports = instance.multus_plugin_plugin();
-    let outcome = call_export(&exports, &mut store, call.command, &req, &config);
+    let outcome = call_export(exports, &mut store, call.command, &req, &config);
     t.call = started.elapsed();
 
     for (pipe, what) in [(stdout, "stdout"), (stderr, "stderr")] {
@@ -211,6 +209,22 @@ pub fn run(
     };
     tracing::debug!(plugin = ty, ?t, "wasm call");
     Ok((out, t))
+}
+
+/// The linker with WASI and every `multus:plugin` import, built once per
+/// process (it does not depend on the call; the grant lives in the store).
+fn linker(engine: &'static wasmtime::Engine) -> Result<&'static Linker<HostState>, String> {
+    static LINKER: OnceLock<Result<Linker<HostState>, String>> = OnceLock::new();
+    LINKER
+        .get_or_init(|| {
+            let mut linker = Linker::new(engine);
+            wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| e.to_string())?;
+            Chained::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+                .map_err(|e| e.to_string())?;
+            Ok(linker)
+        })
+        .as_ref()
+        .map_err(Clone::clone)
 }
 
 type Outcome = wasmtime::Result<Result<Option<wit::CniResult>, wit::CniError>>;
