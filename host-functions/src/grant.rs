@@ -72,24 +72,30 @@ pub fn read_allowlist(path: &std::path::Path) -> Option<Vec<String>> {
     )
 }
 
+/// A chained-plugin grant on `links` with the default allowlist, for tests.
+#[cfg(test)]
+pub(crate) fn test_grant(links: &[&str]) -> Grant {
+    Grant {
+        plugin: "tuning".into(),
+        network: "n".into(),
+        store_root: None,
+        netns: None,
+        links: links.iter().map(|l| l.to_string()).collect(),
+        host_netns: false,
+        sysctl_allowlist: DEFAULT_SYSCTL_ALLOWLIST
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        call_timeout: Duration::from_secs(1),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn grant() -> Grant {
-        Grant {
-            plugin: "tuning".into(),
-            network: "n".into(),
-            store_root: None,
-            netns: None,
-            links: vec!["net1".into()],
-            host_netns: false,
-            sysctl_allowlist: DEFAULT_SYSCTL_ALLOWLIST
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            call_timeout: Duration::from_secs(1),
-        }
+        test_grant(&["net1"])
     }
 
     #[test]

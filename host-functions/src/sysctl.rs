@@ -112,23 +112,10 @@ impl SysctlBackend for RecordingSysctl {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::grant::DEFAULT_SYSCTL_ALLOWLIST;
-    use std::time::Duration;
+    use crate::grant::test_grant;
 
     fn grant() -> Grant {
-        Grant {
-            plugin: "tuning".into(),
-            network: "n".into(),
-            store_root: None,
-            netns: None,
-            links: vec!["net1".into(), "eth0.100".into()],
-            host_netns: false,
-            sysctl_allowlist: DEFAULT_SYSCTL_ALLOWLIST
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            call_timeout: Duration::from_secs(1),
-        }
+        test_grant(&["net1", "eth0.100"])
     }
 
     #[test]

@@ -64,17 +64,7 @@ fn add_check_del_three_networks() {
             .contains(&json!("PROMISC")),
         "{net2}"
     );
-    let sysctl = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            pod.ns.name(),
-            "cat",
-            "/proc/sys/net/ipv4/conf/net2/arp_ignore",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(String::from_utf8_lossy(&sysctl.stdout).trim(), "1");
+    assert_eq!(pod.sysctl("/proc/sys/net/ipv4/conf/net2/arp_ignore"), "1");
 
     assert_eq!(node.reservations("cluster"), vec!["10.1.0.2"]);
     assert_eq!(node.reservations("mv"), vec!["10.2.0.2"]);

@@ -225,24 +225,11 @@ fn fifty_parallel_adds_through_wasm_host_local() {
     node.install_wasm(&["host-local"]);
     let conf = bytes(&bridge_conf(&node, &node.data_dir()));
     let pods: Vec<Pod> = (0..PODS).map(|_| Pod::new()).collect();
-    let results: Vec<String> = std::thread::scope(|s| {
-        let hs: Vec<_> = pods
-            .iter()
-            .enumerate()
-            .map(|(i, pod)| {
-                let (node, conf) = (&node, &conf);
-                s.spawn(move || {
-                    let out = node.run("ADD", &format!("par{i}"), pod, conf);
-                    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
-                    out.json()["ips"][0]["address"]
-                        .as_str()
-                        .unwrap()
-                        .to_string()
-                })
-            })
-            .collect();
-        hs.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let results: Vec<String> = node
+        .run_parallel("ADD", &pods, &conf)
+        .iter()
+        .map(|o| o.json()["ips"][0]["address"].as_str().unwrap().to_string())
+        .collect();
     let distinct: std::collections::BTreeSet<_> = results.iter().collect();
     assert_eq!(distinct.len(), PODS, "{results:?}");
     assert_eq!(node.reservations("cluster").len(), PODS);
@@ -314,19 +301,10 @@ fn link_state(pod: &Pod) -> (Value, String) {
         .map(|f| f.as_str().unwrap().to_string())
         .collect();
     flags.sort();
-    let sysctl = std::process::Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            pod.ns.name(),
-            "cat",
-            "/proc/sys/net/ipv4/conf/eth0/arp_ignore",
-        ])
-        .output()
-        .unwrap();
+    let sysctl = pod.sysctl("/proc/sys/net/ipv4/conf/eth0/arp_ignore");
     (
         json!({"mtu": l["mtu"], "mac": l["address"], "txqlen": l["txqlen"], "flags": flags}),
-        String::from_utf8_lossy(&sysctl.stdout).trim().to_string(),
+        sysctl,
     )
 }
 

@@ -162,3 +162,34 @@ impl Node {
         conf
     }
 }
+
+impl Pod {
+    /// A sysctl as the pod sees it (`/proc/sys/...` path).
+    pub fn sysctl(&self, path: &str) -> String {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", self.ns.name(), "cat", path])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Node {
+    /// `cmd` for every pod at once, container `par<i>` in `pods[i]`; each must succeed.
+    pub fn run_parallel(&self, cmd: &str, pods: &[Pod], conf: &[u8]) -> Vec<CniOutput> {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = pods
+                .iter()
+                .enumerate()
+                .map(|(i, pod)| {
+                    s.spawn(move || {
+                        let out = self.run(cmd, &format!("par{i}"), pod, conf);
+                        assert!(out.ok(), "{cmd} par{i}: {} {}", out.stdout, out.stderr);
+                        out
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    }
+}
