@@ -164,3 +164,18 @@ impl PodNetns {
         Ok(self.worker.as_ref().expect("just set"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_the_host_netns_and_non_netns_files() {
+        let e = verify_pod_netns(Path::new("/proc/self/ns/net")).unwrap_err();
+        assert!(e.to_string().contains("host's own"), "{e}");
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let e = verify_pod_netns(f.path()).unwrap_err();
+        assert!(e.to_string().contains("not a network namespace"), "{e}");
+        assert!(verify_pod_netns(Path::new("/nonexistent/netns")).is_err());
+    }
+}

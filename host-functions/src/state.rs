@@ -377,3 +377,105 @@ impl HostState {
         crate::sysctl::build(&self.grant, &key.section, link, &key.name)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bindings::multus::plugin::netlink::Host as _;
+    use crate::bindings::multus::plugin::store::{Host as _, HostTransaction as _};
+    use crate::bindings::multus::plugin::sysctl::Host as _;
+    use crate::grant::test_grant;
+    use crate::store::RecordingStore;
+
+    fn state(store: Option<RecordingStore>, kernel: RecordingKernel) -> HostState {
+        let mut g = test_grant(&["net1"]);
+        g.netns = Some("/run/netns/pod".into());
+        let store = store.map(|s| Box::new(s) as Box<dyn StoreBackend>);
+        HostState::new(
+            g,
+            WasiCtx::builder().build(),
+            1 << 20,
+            store,
+            Box::new(kernel),
+            "cid",
+        )
+    }
+
+    fn no_change() -> netlink::LinkChange {
+        netlink::LinkChange {
+            up: Some(true),
+            mtu: None,
+            mac: None,
+            promisc: None,
+            allmulti: None,
+            txqlen: None,
+        }
+    }
+
+    #[test]
+    fn netlink_checks_the_grant_before_the_backend() {
+        let k = RecordingKernel::default();
+        let mut s = state(None, k.clone());
+        s.link_get(netlink::Namespace::Container, "net1".into())
+            .unwrap();
+        let e = s
+            .link_get(netlink::Namespace::Host, "lo".into())
+            .unwrap_err();
+        assert_eq!(e.code, 7);
+        assert!(e.msg.contains("hostNetns"), "{}", e.msg);
+        let e = s
+            .link_set(netlink::Namespace::Container, "eth0".into(), no_change())
+            .unwrap_err();
+        assert!(e.msg.contains("not granted"), "{}", e.msg);
+        let ops = k.netlink.ops.lock().unwrap().clone();
+        assert_eq!(
+            ops,
+            vec!["link-get Container net1"],
+            "denied calls never reach the backend"
+        );
+        assert_eq!(s.denials.len(), 2);
+    }
+
+    #[test]
+    fn sysctl_keys_are_built_and_checked() {
+        let k = RecordingKernel::default();
+        let mut s = state(None, k.clone());
+        let key = |section: &str, link: Option<&str>, name: &str| sysctl::Key {
+            section: section.into(),
+            link: link.map(|l| sysctl::LinkKey {
+                group: "conf".into(),
+                link: l.into(),
+            }),
+            name: name.into(),
+        };
+        s.set(key("ipv4", Some("net1"), "arp_ignore"), "1".into())
+            .unwrap();
+        assert!(s.set(key("ipv4", None, "ip_forward"), "1".into()).is_err());
+        assert!(s.set(key("..", None, "x"), "1".into()).is_err());
+        assert_eq!(
+            k.sysctl.ops.lock().unwrap().clone(),
+            vec!["set net.ipv4.conf.net1.arp_ignore=1"]
+        );
+    }
+
+    #[test]
+    fn store_is_denied_without_a_grant_and_recorded_with_one() {
+        let mut s = state(None, RecordingKernel::default());
+        let e = s.open().unwrap_err();
+        assert!(e.msg.contains("no store"), "{}", e.msg);
+        let rec = RecordingStore::default();
+        let mut s = state(Some(rec.clone()), RecordingKernel::default());
+        let t = s.open().unwrap();
+        let t2 = Resource::new_borrow(t.rep());
+        assert!(s
+            .insert(t2, "10.0.0.2".into(), "cid\r\neth0".into())
+            .unwrap());
+        let t3 = Resource::new_borrow(t.rep());
+        assert!(s.insert(t3, "../x".into(), "v".into()).is_err());
+        crate::bindings::multus::plugin::store::HostTransaction::drop(&mut s, t).unwrap();
+        assert_eq!(
+            rec.ops.lock().unwrap().clone(),
+            vec!["open", "insert 10.0.0.2"]
+        );
+    }
+}
