@@ -623,6 +623,28 @@ mod tests {
     }
 
     #[test]
+    fn add_over_an_interrupted_add_deletes_it_first() {
+        let s = setup(&[A, B], "ADD");
+        let r = Recording::default();
+        let inv = Invocation {
+            env: &s.env,
+            conf: &s.conf,
+            runner: &r,
+        };
+        inv.add().unwrap();
+        inv.add().unwrap();
+        let seq: Vec<_> = r
+            .calls()
+            .iter()
+            .map(|c| format!("{} {}", c.command, c.plugin_type))
+            .collect();
+        assert_eq!(
+            seq,
+            vec!["ADD pa", "ADD pb", "DEL pb", "DEL pa", "ADD pa", "ADD pb"]
+        );
+    }
+
+    #[test]
     fn check_needs_cache_and_skips_old_versions() {
         let s = setup(
             &[r#"{"cniVersion":"0.3.1","name":"old","type":"po"}"#, B],
