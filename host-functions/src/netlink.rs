@@ -219,7 +219,7 @@ impl Kernel {
             Ns::Container => self
                 .pod
                 .as_mut()
-                .ok_or_else(|| HostError::Denied("no container netns in this call".into()))?
+                .ok_or_else(|| HostError::NotFound("the pod's network namespace is gone".into()))?
                 .worker(),
             Ns::Host => {
                 if self.host.is_none() {

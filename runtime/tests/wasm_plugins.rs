@@ -389,3 +389,24 @@ fn wasm_tuning_matches_reference_tuning() {
         multus::testbed::files_under(&ref_data)
     );
 }
+
+#[test]
+fn wasm_tuning_del_after_the_pod_netns_is_gone() {
+    let node = Node::new();
+    node.install_wasm(&["tuning"]);
+    let data = node.dir.path().join("tuning");
+    let conf = bytes(&tuning_conf(&node, "stor0", &data, Some(500)));
+    let pod = Pod::new();
+    let out = node.run("ADD", "gone", &pod, &conf);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    let path = pod.path.clone();
+    drop(pod);
+    let out = node.multus(&pod_env("DEL", "gone", &path), &conf);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    let left: Vec<String> = multus::testbed::files_under(&data)
+        .into_iter()
+        .filter(|f| f != "lock")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(node.cache_files().is_empty());
+}

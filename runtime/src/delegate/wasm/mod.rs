@@ -88,9 +88,11 @@ pub fn run(
     let config: Value = serde_json::from_slice(call.stdin)
         .map_err(|e| cni(Code::Decode, ty, format!("config: {e}")))?;
     let g = grant::compute(role, call, &config, &settings);
-    let pod = match (&g.netns, call.command) {
-        (Some(p), _) => match PodNetns::open(p, settings.host_call_timeout()) {
+    let pod = match &g.netns {
+        Some(p) => match PodNetns::open(p, settings.host_call_timeout()) {
             Ok(ns) => Some(ns),
+            // DEL, GC and STATUS must work after the pod is gone; calls into
+            // its namespace then answer "not found", which plugins tolerate.
             Err(e)
                 if matches!(call.command, Command::Del | Command::Gc | Command::Status)
                     && !p.exists() =>
@@ -100,7 +102,7 @@ pub fn run(
             }
             Err(e) => return Err(cni(Code::InvalidConfig, ty, format!("CNI_NETNS: {e}"))),
         },
-        (None, _) => None,
+        None => None,
     };
     let store: Option<Box<dyn StoreBackend>> = g
         .store_root
