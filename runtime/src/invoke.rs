@@ -556,11 +556,7 @@ mod tests {
             "{}",
             e.msg
         );
-        let seq: Vec<_> = r
-            .calls()
-            .iter()
-            .map(|c| format!("{} {}", c.command, c.plugin_type))
-            .collect();
+        let seq = r.sequence();
         assert_eq!(
             seq,
             vec!["ADD pa", "ADD pb", "ADD pc", "DEL pc", "DEL pb", "DEL pa"]
@@ -633,11 +629,7 @@ mod tests {
         };
         inv.add().unwrap();
         inv.add().unwrap();
-        let seq: Vec<_> = r
-            .calls()
-            .iter()
-            .map(|c| format!("{} {}", c.command, c.plugin_type))
-            .collect();
+        let seq = r.sequence();
         assert_eq!(
             seq,
             vec!["ADD pa", "ADD pb", "DEL pb", "DEL pa", "ADD pa", "ADD pb"]
@@ -666,11 +658,7 @@ mod tests {
         }
         .check()
         .unwrap();
-        let seq: Vec<_> = r2
-            .calls()
-            .iter()
-            .map(|c| format!("{} {}", c.command, c.plugin_type))
-            .collect();
+        let seq = r2.sequence();
         assert_eq!(seq, vec!["CHECK pb"]);
     }
 

@@ -54,6 +54,15 @@ impl Recording {
     pub fn calls(&self) -> Vec<RecordedCall> {
         self.calls.borrow().clone()
     }
+
+    /// The calls as "COMMAND type", in order.
+    pub fn sequence(&self) -> Vec<String> {
+        self.calls
+            .borrow()
+            .iter()
+            .map(|c| format!("{} {}", c.command, c.plugin_type))
+            .collect()
+    }
 }
 
 impl PluginRunner for Recording {
