@@ -411,12 +411,6 @@ impl SysctlBackend for Kernel {
     }
 
     fn set(&mut self, key: &SysctlKey, value: &str) -> Result<(), HostError> {
-        if value.len() > 256 || value.contains('\n') {
-            return Err(HostError::Invalid(format!(
-                "sysctl {} value too long or multi-line",
-                key.dotted
-            )));
-        }
         let (path, dotted, value) = (key.path.clone(), key.dotted.clone(), value.to_string());
         self.worker(Ns::Container)?.run("sysctl set", move |_, _| {
             std::fs::write(&path, value.as_bytes())

@@ -360,7 +360,9 @@ impl sysctl::Host for HostState {
 
     fn set(&mut self, key: sysctl::Key, value: String) -> Result<(), WitError> {
         let built = self.sysctl_key(&key);
-        let out = built.and_then(|k| self.kernel.set(&k, &value));
+        let out = built
+            .and_then(|k| crate::sysctl::check_value(&k, &value).map(|()| k))
+            .and_then(|k| self.kernel.set(&k, &value));
         out.map_err(|e| self.fail("sysctl.set", e))
     }
 }
@@ -452,6 +454,9 @@ mod tests {
             .unwrap();
         assert!(s.set(key("ipv4", None, "ip_forward"), "1".into()).is_err());
         assert!(s.set(key("..", None, "x"), "1".into()).is_err());
+        assert!(s
+            .set(key("ipv4", Some("net1"), "arp_ignore"), "1\n2".into())
+            .is_err());
         assert_eq!(
             k.sysctl.ops.lock().unwrap().clone(),
             vec!["set net.ipv4.conf.net1.arp_ignore=1"]

@@ -69,6 +69,17 @@ pub fn build(
     Ok(SysctlKey { dotted, path })
 }
 
+/// A value the host is willing to write: one short line.
+pub fn check_value(key: &SysctlKey, value: &str) -> Result<(), HostError> {
+    if value.len() > 256 || value.contains('\n') {
+        return Err(HostError::Invalid(format!(
+            "sysctl {} value too long or multi-line",
+            key.dotted
+        )));
+    }
+    Ok(())
+}
+
 pub trait SysctlBackend: Send {
     fn get(&mut self, key: &SysctlKey) -> Result<String, HostError>;
     fn set(&mut self, key: &SysctlKey, value: &str) -> Result<(), HostError>;

@@ -17,11 +17,25 @@ pub struct Outcome {
     pub status: i32,
 }
 
-fn failure(e: &CniError, cni_version: &str) -> Outcome {
+pub(crate) fn failure(e: &CniError, cni_version: &str) -> Outcome {
     Outcome {
         stdout: e.to_json(cni_version),
         status: 1,
     }
+}
+
+/// The version to answer an unparsable request in: the one stdin asks for
+/// when it is readable and supported, else the newest.
+pub(crate) fn error_version(stdin: &[u8]) -> String {
+    serde_json::from_slice::<Value>(stdin)
+        .ok()
+        .and_then(|v| {
+            v.get("cniVersion")
+                .and_then(Value::as_str)
+                .map(String::from)
+        })
+        .filter(|v| version::SUPPORTED.contains(&v.as_str()))
+        .unwrap_or_else(|| version::CURRENT.to_string())
 }
 
 fn version_info() -> String {
@@ -55,16 +69,7 @@ pub fn run_with(env: &CniEnv, stdin: &[u8]) -> Outcome {
     let conf = match MultusConf::parse(stdin) {
         Ok(c) => c,
         Err(e) => {
-            // Answer in the version the caller asked for when it is readable.
-            let asked = serde_json::from_slice::<Value>(stdin)
-                .ok()
-                .and_then(|v| {
-                    v.get("cniVersion")
-                        .and_then(Value::as_str)
-                        .map(String::from)
-                })
-                .filter(|v| version::SUPPORTED.contains(&v.as_str()));
-            return failure(&e, asked.as_deref().unwrap_or(version::CURRENT));
+            return failure(&e, &error_version(stdin));
         }
     };
     logging::init(&conf);

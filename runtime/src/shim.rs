@@ -9,7 +9,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use crate::app::Outcome;
-use crate::cni::{version, CniEnv, CniError, Code, Command};
+use crate::cni::{CniEnv, CniError, Code, Command};
 use crate::config::WasmConf;
 use crate::delegate::wasm::{self, Role};
 use crate::delegate::PluginCall;
@@ -80,18 +80,8 @@ fn conf_from_env() -> Result<WasmConf, CniError> {
 pub fn run(plugin: &str) -> Outcome {
     let mut stdin = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut stdin);
-    let asked = serde_json::from_slice::<serde_json::Value>(&stdin)
-        .ok()
-        .and_then(|v| {
-            v.get("cniVersion")
-                .and_then(|v| v.as_str())
-                .map(String::from)
-        })
-        .unwrap_or_else(|| version::CURRENT.to_string());
-    let fail = |e: CniError| Outcome {
-        stdout: e.to_json(&asked),
-        status: 1,
-    };
+    let asked = crate::app::error_version(&stdin);
+    let fail = |e: CniError| crate::app::failure(&e, &asked);
     let env = match CniEnv::from_vars(|k| std::env::var(k).ok()) {
         Ok(e) => e,
         Err(e) => return fail(e),
