@@ -1,17 +1,24 @@
 //! ADD, DEL, CHECK, STATUS and GC over all of a pod's attachments.
 
-use std::path::PathBuf;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde_json::{Map, Value};
 
 use crate::cache::{self, CacheFile, CachedDelegate, Loaded};
-use crate::cni::result;
+use crate::cni::result::{self, CniResult};
 use crate::cni::{CniEnv, CniError, Code, Command};
 use crate::config::{resolve::resolve, Attachment, ClusterNetwork, MultusConf, NetworkConfig};
 use crate::delegate::chain::{self, ChainError, Target};
 use crate::delegate::PluginRunner;
-use crate::{naming, readiness};
+use crate::k8s::devices::{self, Allocator};
+use crate::k8s::selection::NetworkSelection;
+use crate::k8s::{nad, status, Named, PodContext};
+use crate::{default_route, naming, readiness};
+
+/// The capability arg naming an attachment's device-info file.
+const DEVICE_INFO_KEY: &str = "CNIDeviceInfoFile";
 
 /// One CNI invocation of multus.
 pub struct Invocation<'a> {
@@ -24,6 +31,19 @@ pub struct Invocation<'a> {
 struct Planned {
     net: NetworkConfig,
     cached: CachedDelegate,
+    /// How network-status names it: the conf's name, or `<ns>/<nad>`.
+    status_name: String,
+    default_route: Option<Vec<IpAddr>>,
+    /// The device plugin's device-info file to copy to the attachment's own.
+    device_info_source: Option<PathBuf>,
+}
+
+/// Whether planning may ask the kubelet for device IDs (ADD) or must not
+/// depend on it (teardown without a cache).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Devices {
+    Allocate,
+    Skip,
 }
 
 impl<'a> Invocation<'a> {
@@ -46,50 +66,139 @@ impl<'a> Invocation<'a> {
         }
     }
 
-    /// The networks of this pod from the conf: the cluster network, then
-    /// `defaultNetworks` unless the pod lives in a system namespace.
-    fn plan(&self) -> Result<Vec<Planned>, CniError> {
-        let mut nets = match &self.conf.cluster {
-            ClusterNetwork::Reference(r) => {
-                vec![resolve(r, &self.conf.conf_dir, "clusterNetwork")?]
-            }
-            ClusterNetwork::Delegates(d) => d.clone(),
+    fn network_ref(
+        &self,
+        ctx: Option<&PodContext>,
+        reference: &str,
+        field: &str,
+    ) -> Result<Named, CniError> {
+        match ctx {
+            Some(c) => c.network_by_reference(self.conf, reference, field),
+            None => Ok(Named::file(resolve(reference, &self.conf.conf_dir, field)?)),
+        }
+    }
+
+    /// The pod's networks: the cluster network (or the pod's
+    /// default-network override), `defaultNetworks` unless the pod lives in a
+    /// system namespace, then every network its selection annotations name.
+    fn plan(&self, ctx: Option<&PodContext>, devices: Devices) -> Result<Vec<Planned>, CniError> {
+        let conf = self.conf;
+        let mut named: Vec<(Named, Option<NetworkSelection>)> = Vec::new();
+        let overridden = match ctx {
+            Some(c) => c.default_network_override(conf)?,
+            None => None,
         };
-        let ns = self.env.args.get("K8S_POD_NAMESPACE");
-        if !ns.is_some_and(|ns| self.conf.system_namespaces.iter().any(|s| s == ns)) {
-            for (i, r) in self.conf.default_networks.iter().enumerate() {
-                nets.push(resolve(
-                    r,
-                    &self.conf.conf_dir,
-                    &format!("defaultNetworks[{i}]"),
-                )?);
+        match (&conf.cluster, overridden) {
+            (ClusterNetwork::Delegates(d), over) => {
+                let mut nets = d.iter().cloned().map(Named::file);
+                let first = nets.next().expect("the conf parser requires one delegate");
+                named.push((over.unwrap_or(first), None));
+                named.extend(nets.map(|n| (n, None)));
+            }
+            (ClusterNetwork::Reference(_), Some(over)) => named.push((over, None)),
+            (ClusterNetwork::Reference(r), None) => {
+                named.push((self.network_ref(ctx, r, "clusterNetwork")?, None))
             }
         }
+        let ns = self.env.args.get("K8S_POD_NAMESPACE");
+        if !ns.is_some_and(|ns| conf.system_namespaces.iter().any(|s| s == ns)) {
+            for (i, r) in conf.default_networks.iter().enumerate() {
+                named.push((
+                    self.network_ref(ctx, r, &format!("defaultNetworks[{i}]"))?,
+                    None,
+                ));
+            }
+        }
+        if let Some(c) = ctx {
+            for sel in c.selections(conf)? {
+                c.check_isolation(conf, &sel)?;
+                let n = c.nad(conf, &sel.namespace, &sel.name, "network selection")?;
+                named.push((n, Some(sel)));
+            }
+        }
+        default_route::validate(
+            &named
+                .iter()
+                .map(|(n, s)| {
+                    (
+                        n.status_name.clone(),
+                        s.as_ref().and_then(|s| s.default_route.clone()),
+                    )
+                })
+                .collect::<Vec<_>>(),
+        )?;
         // STATUS and GC carry no CNI_IFNAME; names do not matter to them.
         let master = if self.env.ifname.is_empty() {
             "eth0"
         } else {
             &self.env.ifname
         };
-        let ifnames = naming::assign(&vec![None; nets.len()], master)?;
-        let cni_args = self.env.args.for_delegate();
-        // Runtime capability args belong to the cluster default network only
-        // (multi-net spec); secondary networks get per-selection args.
-        let none = Map::new();
-        Ok(nets
-            .into_iter()
-            .zip(ifnames)
-            .enumerate()
-            .map(|(i, (net, ifname))| {
-                let caps = if i == 0 {
-                    &self.conf.runtime_config
-                } else {
-                    &none
-                };
-                let cached = CachedDelegate::new(&net, &ifname, i == 0, &cni_args, caps);
-                Planned { net, cached }
-            })
-            .collect())
+        let requests: Vec<Option<String>> = named
+            .iter()
+            .map(|(_, s)| s.as_ref().and_then(|s| s.interface.clone()))
+            .collect();
+        let ifnames = naming::assign(&requests, master)?;
+        let mut allocator = match (ctx, devices) {
+            (Some(c), Devices::Allocate) if named.iter().any(|(n, _)| n.resource.is_some()) => {
+                Some(Allocator::new(devices::query(
+                    &conf.kube.pod_resources_socket,
+                    &c.pod_ref.namespace,
+                    &c.pod_ref.name,
+                    conf.kube.request_timeout,
+                )?))
+            }
+            _ => None,
+        };
+        let base_args = self.env.args.for_delegate();
+        let mut planned = Vec::with_capacity(named.len());
+        for (i, ((n, sel), ifname)) in named.into_iter().zip(ifnames).enumerate() {
+            // Runtime capability args belong to the cluster default network
+            // only (multi-net spec §7.5); secondaries get their selection's.
+            let mut caps = match (&sel, i) {
+                (_, 0) => conf.runtime_config.clone(),
+                (Some(s), _) => s.capability_args(),
+                (None, _) => Map::new(),
+            };
+            let mut cni_args = base_args.clone();
+            for (k, v) in sel.iter().flat_map(|s| s.legacy_cni_args()) {
+                cni_args.push_str(&format!(";{k}={v}"));
+            }
+            let mut device_info_source = None;
+            let device = match (&n.resource, allocator.as_mut()) {
+                (Some(res), Some(a)) => {
+                    let id = a.take(res, &n.status_name)?;
+                    let info = devices::info_file(
+                        &conf.kube.device_info_dir,
+                        &n.status_name,
+                        &self.env.container_id,
+                        &ifname,
+                    );
+                    caps.insert("deviceID".into(), id.clone().into());
+                    caps.insert(DEVICE_INFO_KEY.into(), info.display().to_string().into());
+                    device_info_source = Some(devices::plugin_info_file(
+                        &conf.kube.device_info_dir,
+                        res,
+                        &id,
+                    ));
+                    Some(id)
+                }
+                _ => None,
+            };
+            let net = nad::inject(
+                &n.net,
+                sel.as_ref().and_then(|s| s.cni_args.as_ref()),
+                device.as_deref(),
+            )?;
+            let cached = CachedDelegate::new(&net, &ifname, i == 0, &cni_args, &caps);
+            planned.push(Planned {
+                net,
+                cached,
+                status_name: n.status_name,
+                default_route: sel.and_then(|s| s.default_route),
+                device_info_source,
+            });
+        }
+        Ok(planned)
     }
 
     fn target<'b>(
@@ -153,22 +262,40 @@ impl<'a> Invocation<'a> {
             tracing::warn!(pod = %self.pod(), "found the cache of an earlier ADD; deleting its attachments first");
             self.del_cached(stale)?;
         }
-        let planned = self.plan()?;
+        // The pod and its networks are resolved before anything is created:
+        // an API or annotation problem leaves no state behind.
+        let ctx = PodContext::connect(self.conf, self.env)?;
+        let planned = self.plan(ctx.as_ref(), Devices::Allocate)?;
         let mut file = self.new_cache(planned.iter().map(|p| p.cached.clone()).collect());
         cache::write(cni_dir, &file)?;
         let path = self.search_path();
         for (i, p) in planned.iter().enumerate() {
             let target = self.target(&p.cached, &path, &self.env.netns);
-            match self.run_logged(Command::Add, &p.cached, || {
-                chain::add(self.runner, &p.net, &target)
-            }) {
+            let outcome = copy_device_info(p).and_then(|()| {
+                self.run_logged(Command::Add, &p.cached, || {
+                    chain::add(self.runner, &p.net, &target)
+                })
+            });
+            match outcome {
                 Ok(r) => file.delegates[i].result = Some(r),
                 Err(e) => return Err(self.rollback(&planned, &file, i, e)),
             }
         }
+        let last = planned.len() - 1;
+        if let Err(e) = self.move_default_route(&planned, &mut file) {
+            return Err(self.rollback(&planned, &file, last, e));
+        }
         file.complete = true;
         if let Err(e) = cache::write(cni_dir, &file) {
-            return Err(self.rollback(&planned, &file, planned.len() - 1, e));
+            return Err(self.rollback(&planned, &file, last, e));
+        }
+        if let Some(c) = &ctx {
+            if let Err(e) = self.write_network_status(c, &planned, &file) {
+                if self.conf.kube.network_status_required {
+                    return Err(self.rollback(&planned, &file, last, e));
+                }
+                tracing::warn!(pod = %self.pod(), error = %e, "network-status not written (networkStatusRequired is false)");
+            }
         }
         let master = &planned[0];
         let raw = file.delegates[0]
@@ -181,6 +308,74 @@ impl<'a> Invocation<'a> {
                 master.net.name
             ))
         })
+    }
+
+    /// Applies a selection's `default-route` in the pod and in the cached
+    /// results (which DEL and network-status read).
+    fn move_default_route(
+        &self,
+        planned: &[Planned],
+        file: &mut CacheFile,
+    ) -> Result<(), CniError> {
+        if planned.iter().all(|p| p.default_route.is_none()) {
+            return Ok(());
+        }
+        let mut results = planned
+            .iter()
+            .zip(&file.delegates)
+            .map(|(p, d)| parse_result(p, d))
+            .collect::<Result<Vec<_>, _>>()?;
+        let timeout = std::time::Duration::from_secs(5);
+        let pod = multus_host_functions::netns::PodNetns::open(Path::new(&self.env.netns), timeout)
+            .map_err(|e| {
+                CniError::new(
+                    Code::Internal,
+                    format!("default-route: pod netns {}: {e}", self.env.netns),
+                )
+            })?;
+        let mut kernel = multus_host_functions::netlink::Kernel {
+            pod: Some(pod),
+            host: None,
+            timeout,
+        };
+        let mut attachments: Vec<default_route::Attachment> = planned
+            .iter()
+            .zip(results.iter_mut())
+            .map(|(p, r)| default_route::Attachment {
+                ifname: &p.cached.ifname,
+                request: p.default_route.as_deref(),
+                result: r,
+            })
+            .collect();
+        default_route::apply(&mut kernel, &mut attachments)?;
+        for ((p, d), r) in planned.iter().zip(file.delegates.iter_mut()).zip(results) {
+            d.result = Some(r.to_value(&p.net.cni_version));
+        }
+        Ok(())
+    }
+
+    /// One network-status entry per sandbox interface of every attachment,
+    /// written to the pod, except for pods in `systemNamespaces`.
+    fn write_network_status(
+        &self,
+        ctx: &PodContext,
+        planned: &[Planned],
+        file: &CacheFile,
+    ) -> Result<(), CniError> {
+        if self.conf.system_namespaces.contains(&ctx.pod_ref.namespace) {
+            return Ok(());
+        }
+        let mut entries = Vec::new();
+        for (i, (p, d)) in planned.iter().zip(&file.delegates).enumerate() {
+            let r = parse_result(p, d)?;
+            let info = device_info(d);
+            entries.extend(status::entries(&r, &p.status_name, &d.ifname, i == 0, info));
+        }
+        let key = &self.conf.kube.network_status_annotation;
+        if !status::write(&ctx.kube, &ctx.pod_ref, key, &status::render(&entries))? {
+            tracing::warn!(pod = %self.pod(), "the pod was deleted during ADD; network-status not written");
+        }
+        Ok(())
     }
 
     fn rollback(
@@ -203,7 +398,7 @@ impl<'a> Invocation<'a> {
             // and if they cannot be deleted the cache stays for the runtime.
             match del {
                 Err(e) if d.result.is_some() => leftovers.push(e.msg),
-                _ => {}
+                _ => remove_device_info(d),
             }
         }
         if leftovers.is_empty() {
@@ -231,12 +426,26 @@ impl<'a> Invocation<'a> {
         match cache::read(&self.conf.cni_dir, &self.env.container_id, &self.env.ifname)? {
             Some(loaded) => self.del_cached(loaded),
             None => {
-                tracing::info!(pod = %self.pod(), "no cache; deleting the networks of the conf");
-                let planned = self.plan()?;
+                let planned = self.plan_teardown()?;
                 let file = self.new_cache(planned.into_iter().map(|p| p.cached).collect());
                 self.del_cached(Loaded::Current(file))
             }
         }
+    }
+
+    /// The attachments to DEL when ADD left no cache: from the API when it
+    /// answers at once (the pod's annotation networks too), else from the
+    /// conf alone. Teardown never waits on the API server.
+    fn plan_teardown(&self) -> Result<Vec<Planned>, CniError> {
+        let ctx = match PodContext::connect_for_teardown(self.conf, self.env) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(pod = %self.pod(), error = %e, "API server unavailable; deleting the networks of the conf only");
+                None
+            }
+        };
+        tracing::info!(pod = %self.pod(), from_api = ctx.is_some(), "no cache; planning the DEL");
+        self.plan(ctx.as_ref(), Devices::Skip)
     }
 
     fn del_cached(&self, loaded: Loaded) -> Result<(), CniError> {
@@ -250,8 +459,9 @@ impl<'a> Invocation<'a> {
                     chain::del(self.runner, &net, &target, d.result.as_ref())
                 })
             });
-            if let Err(e) = outcome {
-                errors.push(e);
+            match outcome {
+                Ok(()) => remove_device_info(d),
+                Err(e) => errors.push(e),
             }
         }
         if errors.is_empty() {
@@ -323,7 +533,7 @@ impl<'a> Invocation<'a> {
         }
         let path = self.search_path();
         let mut errors = Vec::new();
-        for p in self.plan()? {
+        for p in self.plan(None, Devices::Skip)? {
             if !chain::has_status_and_gc(&p.net) {
                 continue;
             }
@@ -383,7 +593,11 @@ impl<'a> Invocation<'a> {
                 errors.push(e);
             }
         }
-        let mut nets: Vec<NetworkConfig> = self.plan()?.into_iter().map(|p| p.net).collect();
+        let mut nets: Vec<NetworkConfig> = self
+            .plan(None, Devices::Skip)?
+            .into_iter()
+            .map(|p| p.net)
+            .collect();
         for f in &kept {
             for d in &f.delegates {
                 if let Ok(net) = d.network(&cache::path(cni_dir, &f.container_id)) {
@@ -428,6 +642,64 @@ impl<'a> Invocation<'a> {
             Ok(())
         } else {
             Err(combine(errors).context("GC"))
+        }
+    }
+}
+
+fn parse_result(p: &Planned, d: &CachedDelegate) -> Result<CniResult, CniError> {
+    let raw = d.result.as_ref().expect("every delegate has a result");
+    CniResult::parse(raw, &p.net.cni_version)
+        .map_err(|e| e.context(format!("the result of network {:?}", p.status_name)))
+}
+
+/// Seeds the attachment's device-info file from the device plugin's, so the
+/// delegate and network-status see it (upstream's flow).
+fn copy_device_info(p: &Planned) -> Result<(), CniError> {
+    let (Some(src), Some(dst)) = (
+        &p.device_info_source,
+        p.cached
+            .capability_args
+            .get(DEVICE_INFO_KEY)
+            .and_then(Value::as_str),
+    ) else {
+        return Ok(());
+    };
+    if !src.exists() {
+        return Ok(());
+    }
+    let dst = Path::new(dst);
+    let io = |e: std::io::Error| {
+        CniError::new(
+            Code::Io,
+            format!("device-info {} -> {}: {e}", src.display(), dst.display()),
+        )
+    };
+    if let Some(dir) = dst.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    std::fs::copy(src, dst).map_err(io)?;
+    Ok(())
+}
+
+/// The attachment's device-info file, when the device plugin or the
+/// delegate wrote one.
+fn device_info(d: &CachedDelegate) -> Option<Value> {
+    let path = d.capability_args.get(DEVICE_INFO_KEY)?.as_str()?;
+    let bytes = std::fs::read(path).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Removes the attachment's device-info file once it is deleted.
+fn remove_device_info(d: &CachedDelegate) {
+    if let Some(path) = d
+        .capability_args
+        .get(DEVICE_INFO_KEY)
+        .and_then(Value::as_str)
+    {
+        if let Err(e) = std::fs::remove_file(path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(file = path, error = %e, "cannot remove device-info file");
+            }
         }
     }
 }

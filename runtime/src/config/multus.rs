@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use serde_json::{Map, Value};
 
 use super::keys::FoldedObject;
+use super::kube::KubeConf;
 use super::netconf::NetworkConfig;
 use super::wasm::WasmConf;
 use crate::cni::{version, CniError, Code};
@@ -67,6 +68,7 @@ pub struct MultusConf {
     /// GC's `cni.dev/valid-attachments` (or the legacy `cni.dev/attachments`).
     pub valid_attachments: Option<Vec<Attachment>>,
     pub wasm: WasmConf,
+    pub kube: KubeConf,
 }
 
 /// One (containerID, ifname) a runtime still uses, as GC lists them.
@@ -169,6 +171,7 @@ impl MultusConf {
             runtime_config: o.get("runtimeConfig")?.unwrap_or_default(),
             valid_attachments,
             wasm: WasmConf::parse(&o)?,
+            kube: KubeConf::parse(&o)?,
         })
     }
 }

@@ -94,7 +94,10 @@ pub fn resolve(reference: &str, conf_dir: &Path, field: &str) -> Result<NetworkC
         return load_file(path, field);
     }
     if conf_dir.is_dir() {
-        for file in conf_files(conf_dir, field)? {
+        // A `.conflist` of that name wins over a `.conf` (multi-net spec §3.4.1).
+        let mut files = conf_files(conf_dir, field)?;
+        files.sort_by_key(|f| f.extension().and_then(|e| e.to_str()) != Some("conflist"));
+        for file in files {
             let Ok(bytes) = fs::read(&file) else { continue };
             let name = serde_json::from_slice::<Value>(&bytes)
                 .ok()

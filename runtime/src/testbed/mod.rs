@@ -3,6 +3,8 @@
 //! nothing (bridges, host veths) touches the real host's network.
 
 pub mod confs;
+pub mod kube_api;
+pub mod pod_resources;
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -198,7 +200,12 @@ pub fn exec_cni(
 
 /// Enters `ns` for the rest of this thread's life (children inherit it).
 pub fn enter(ns: &Netns) -> io::Result<()> {
-    let f = File::open(ns.path())?;
+    enter_path(&ns.path())
+}
+
+/// Enters the netns at `path` for the rest of this thread's life.
+pub fn enter_path(path: &Path) -> io::Result<()> {
+    let f = File::open(path)?;
     // SAFETY: plain syscall on a valid fd.
     if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
         return Err(io::Error::last_os_error());

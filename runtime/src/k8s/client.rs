@@ -1,0 +1,200 @@
+//! The few API calls multus makes, blocking, each with its own timeout.
+//!
+//! The client is built from the conf's kubeconfig (token, token file, client
+//! certificate, CA: whatever kube-rs reads). A 401 rebuilds it once from the
+//! kubeconfig, so a service-account token rotated since the last read is
+//! picked up instead of failing the pod.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ApiResource, DynamicObject, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+/// How a call failed, for the caller's retry decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    NotFound,
+    Conflict,
+    Unauthorized,
+    Forbidden,
+    /// Timeouts, refused or reset connections, 429 and 5xx: worth retrying.
+    Transient,
+    Other,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{call}: {msg}")]
+pub struct KubeError {
+    pub call: String,
+    pub kind: Kind,
+    pub msg: String,
+}
+
+/// A NetworkAttachmentDefinition, as far as multus reads it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Nad {
+    pub annotations: BTreeMap<String, String>,
+    /// `spec.config`; `None` when absent or empty.
+    pub config: Option<String>,
+}
+
+pub struct Kube {
+    rt: tokio::runtime::Runtime,
+    kubeconfig: PathBuf,
+    client: RefCell<kube::Client>,
+    timeout: Duration,
+}
+
+fn nad_resource() -> ApiResource {
+    ApiResource {
+        group: "k8s.cni.cncf.io".into(),
+        version: "v1".into(),
+        api_version: "k8s.cni.cncf.io/v1".into(),
+        kind: "NetworkAttachmentDefinition".into(),
+        plural: "network-attachment-definitions".into(),
+    }
+}
+
+fn classify(call: &str, e: kube::Error) -> KubeError {
+    let kind = match &e {
+        kube::Error::Api(s) => match s.code {
+            404 => Kind::NotFound,
+            409 => Kind::Conflict,
+            401 => Kind::Unauthorized,
+            403 => Kind::Forbidden,
+            429 | 500..=599 => Kind::Transient,
+            _ => Kind::Other,
+        },
+        kube::Error::HyperError(_) | kube::Error::Service(_) => Kind::Transient,
+        _ => Kind::Other,
+    };
+    KubeError {
+        call: call.to_string(),
+        kind,
+        msg: e.to_string(),
+    }
+}
+
+impl Kube {
+    /// Reads `kubeconfig`; `timeout` bounds each request (connect included).
+    pub fn new(kubeconfig: &Path, timeout: Duration) -> Result<Self, KubeError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| KubeError {
+                call: "starting the API client".into(),
+                kind: Kind::Other,
+                msg: e.to_string(),
+            })?;
+        let client = build(&rt, kubeconfig, timeout)?;
+        Ok(Self {
+            rt,
+            kubeconfig: kubeconfig.to_path_buf(),
+            client: RefCell::new(client),
+            timeout,
+        })
+    }
+
+    /// Runs one request with the timeout; on 401, re-reads the kubeconfig and
+    /// its token file and tries once more.
+    fn call<T, F, Fut>(&self, call: &str, f: F) -> Result<T, KubeError>
+    where
+        F: Fn(kube::Client) -> Fut,
+        Fut: Future<Output = Result<T, kube::Error>>,
+    {
+        let once = || {
+            let client = self.client.borrow().clone();
+            self.rt
+                .block_on(async { tokio::time::timeout(self.timeout, f(client)).await })
+                .map_err(|_| KubeError {
+                    call: call.to_string(),
+                    kind: Kind::Transient,
+                    msg: format!("no answer within {} ms", self.timeout.as_millis()),
+                })?
+                .map_err(|e| classify(call, e))
+        };
+        match once() {
+            Err(e) if e.kind == Kind::Unauthorized => {
+                tracing::warn!(
+                    call,
+                    "401 from the API server; re-reading the kubeconfig and its token"
+                );
+                *self.client.borrow_mut() = build(&self.rt, &self.kubeconfig, self.timeout)?;
+                once()
+            }
+            other => other,
+        }
+    }
+
+    pub fn get_pod(&self, namespace: &str, name: &str) -> Result<Pod, KubeError> {
+        self.call(&format!("GET pod {namespace}/{name}"), |c| async move {
+            Api::<Pod>::namespaced(c, namespace).get(name).await
+        })
+    }
+
+    /// PUT `pods/status` with the pod's `resourceVersion`: a concurrent write
+    /// is a `Conflict`, never overwritten.
+    pub fn replace_pod_status(&self, pod: &Pod) -> Result<Pod, KubeError> {
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        self.call(&format!("PUT pod {ns}/{name} status"), |c| {
+            let (ns, name) = (ns.clone(), name.clone());
+            async move {
+                Api::<Pod>::namespaced(c, &ns)
+                    .replace_status(&name, &PostParams::default(), pod)
+                    .await
+            }
+        })
+    }
+
+    pub fn get_nad(&self, namespace: &str, name: &str) -> Result<Nad, KubeError> {
+        let obj = self.call(
+            &format!("GET network-attachment-definition {namespace}/{name}"),
+            |c| async move {
+                Api::<DynamicObject>::namespaced_with(c, namespace, &nad_resource())
+                    .get(name)
+                    .await
+            },
+        )?;
+        Ok(Nad {
+            annotations: obj.metadata.annotations.unwrap_or_default(),
+            config: obj
+                .data
+                .get("spec")
+                .and_then(|s| s.get("config"))
+                .and_then(|c| c.as_str())
+                .filter(|c| !c.trim().is_empty())
+                .map(String::from),
+        })
+    }
+}
+
+fn build(
+    rt: &tokio::runtime::Runtime,
+    kubeconfig: &Path,
+    timeout: Duration,
+) -> Result<kube::Client, KubeError> {
+    let err = |msg: String| KubeError {
+        call: format!("reading kubeconfig {}", kubeconfig.display()),
+        kind: Kind::Other,
+        msg,
+    };
+    let kc = Kubeconfig::read_from(kubeconfig).map_err(|e| err(e.to_string()))?;
+    let mut config = rt
+        .block_on(kube::Config::from_custom_kubeconfig(
+            kc,
+            &KubeConfigOptions::default(),
+        ))
+        .map_err(|e| err(e.to_string()))?;
+    config.connect_timeout = Some(timeout);
+    config.read_timeout = Some(timeout);
+    config.write_timeout = Some(timeout);
+    // The client spawns its request buffer onto the current runtime.
+    let _guard = rt.enter();
+    kube::Client::try_from(config).map_err(|e| err(e.to_string()))
+}

@@ -1,0 +1,209 @@
+//! Kubernetes: the pod a call is for, the networks it selects, their
+//! NetworkAttachmentDefinitions, device IDs and the network-status annotation.
+//!
+//! `selection`, `status` and `nad` are pure; `client` and `devices` talk to
+//! the API server and the kubelet.
+
+pub mod client;
+pub mod devices;
+pub mod nad;
+pub mod pod;
+pub mod selection;
+pub mod status;
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::cni::{CniEnv, CniError, Code};
+use crate::config::kube::{DEFAULT_NETWORK_ANNOTATION, RESOURCE_NAME_ANNOTATION};
+use crate::config::{resolve::resolve, MultusConf, NetworkConfig};
+use client::{Kind, Kube};
+use pod::PodRef;
+use selection::NetworkSelection;
+
+/// A network from the API or the conf dir, and how network-status names it.
+pub struct Named {
+    pub net: NetworkConfig,
+    pub status_name: String,
+    /// The NAD's `k8s.v1.cni.cncf.io/resourceName`, if any.
+    pub resource: Option<String>,
+}
+
+impl Named {
+    /// A network from the conf or a file: network-status uses its own name.
+    pub fn file(net: NetworkConfig) -> Self {
+        Self {
+            status_name: net.name.clone(),
+            net,
+            resource: None,
+        }
+    }
+}
+
+/// The pod this call is for, as the API server has it.
+pub struct PodContext {
+    pub kube: Kube,
+    pub pod_ref: PodRef,
+    pub pod: Pod,
+}
+
+impl PodContext {
+    /// Connects and fetches the pod (checking its UID), waiting `podWaitMs`
+    /// for a pod the API does not show yet. `None` when the conf has no
+    /// kubeconfig or the runtime named no pod.
+    pub fn connect(conf: &MultusConf, env: &CniEnv) -> Result<Option<Self>, CniError> {
+        Self::open(conf, env, conf.kube.request_timeout, conf.kube.pod_wait)
+    }
+
+    /// For DEL without a cache: one quick try, never a wait.
+    pub fn connect_for_teardown(conf: &MultusConf, env: &CniEnv) -> Result<Option<Self>, CniError> {
+        let timeout = conf.kube.request_timeout.min(Duration::from_secs(2));
+        Self::open(conf, env, timeout, Duration::ZERO)
+    }
+
+    fn open(
+        conf: &MultusConf,
+        env: &CniEnv,
+        timeout: Duration,
+        wait: Duration,
+    ) -> Result<Option<Self>, CniError> {
+        let (Some(kubeconfig), Some(pod_ref)) = (&conf.kubeconfig, PodRef::from_args(&env.args))
+        else {
+            return Ok(None);
+        };
+        let kube = Kube::new(kubeconfig, timeout)
+            .map_err(|e| pod::to_cni(e, &format!("pod {pod_ref}")))?;
+        let pod = pod::get(&kube, &pod_ref, wait)?;
+        pod::check_uid(&pod, &pod_ref)?;
+        Ok(Some(Self { kube, pod_ref, pod }))
+    }
+
+    /// A `clusterNetwork`/`defaultNetworks` entry: a name is a NAD in
+    /// `multusNamespace` or, failing that, a conf in `confDir`; a path is a
+    /// file or directory.
+    pub fn network_by_reference(
+        &self,
+        conf: &MultusConf,
+        reference: &str,
+        field: &str,
+    ) -> Result<Named, CniError> {
+        if !reference.contains('/') {
+            if let Some(n) = self.find_nad(conf, &conf.multus_namespace, reference, field)? {
+                return Ok(n);
+            }
+        }
+        Ok(Named::file(resolve(reference, &conf.conf_dir, field)?))
+    }
+
+    /// The pod's `v1.multus-cni.io/default-network`: a NAD replacing the
+    /// cluster network (namespace defaults to `multusNamespace`).
+    pub fn default_network_override(&self, conf: &MultusConf) -> Result<Option<Named>, CniError> {
+        let Some(value) = pod::annotations(&self.pod).remove(DEFAULT_NETWORK_ANNOTATION) else {
+            return Ok(None);
+        };
+        let mut sels = selection::parse(&value, &conf.multus_namespace).map_err(|e| {
+            CniError::new(
+                Code::InvalidConfig,
+                format!(
+                    "pod {}: annotation {DEFAULT_NETWORK_ANNOTATION:?}: {e}",
+                    self.pod_ref
+                ),
+            )
+        })?;
+        if sels.len() != 1 {
+            return Err(CniError::new(
+                Code::InvalidConfig,
+                format!(
+                    "pod {}: annotation {DEFAULT_NETWORK_ANNOTATION:?} must name exactly one network, not {}",
+                    self.pod_ref,
+                    sels.len()
+                ),
+            ));
+        }
+        let s = sels.remove(0);
+        self.nad(conf, &s.namespace, &s.name, DEFAULT_NETWORK_ANNOTATION)
+            .map(Some)
+    }
+
+    /// Every selection annotation key of the conf, in order, parsed.
+    pub fn selections(&self, conf: &MultusConf) -> Result<Vec<NetworkSelection>, CniError> {
+        let annotations = pod::annotations(&self.pod);
+        let mut out = Vec::new();
+        for key in &conf.kube.networks_annotations {
+            let Some(value) = annotations.get(key) else {
+                continue;
+            };
+            out.extend(
+                selection::parse(value, &self.pod_ref.namespace).map_err(|e| {
+                    CniError::new(
+                        Code::InvalidConfig,
+                        format!("pod {}: annotation {key:?}: {e}", self.pod_ref),
+                    )
+                })?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// Refuses a NAD outside the pod's namespace under `namespaceIsolation`,
+    /// unless its namespace is global.
+    pub fn check_isolation(&self, conf: &MultusConf, s: &NetworkSelection) -> Result<(), CniError> {
+        let own = s.namespace == self.pod_ref.namespace;
+        if !conf.namespace_isolation || own || conf.global_namespaces.contains(&s.namespace) {
+            return Ok(());
+        }
+        Err(CniError::new(
+            Code::InvalidConfig,
+            format!(
+                "pod {}: network {} is in another namespace and namespaceIsolation is on (global namespaces: {:?})",
+                self.pod_ref,
+                s.qualified_name(),
+                conf.global_namespaces
+            ),
+        ))
+    }
+
+    /// The NAD `namespace/name` as a delegate network; a missing NAD is a
+    /// configuration error (code 7) naming it.
+    pub fn nad(
+        &self,
+        conf: &MultusConf,
+        namespace: &str,
+        name: &str,
+        field: &str,
+    ) -> Result<Named, CniError> {
+        self.find_nad(conf, namespace, name, field)?.ok_or_else(|| {
+            CniError::new(
+                Code::InvalidConfig,
+                format!(
+                    "pod {}: {field}: network-attachment-definition {namespace}/{name} not found",
+                    self.pod_ref
+                ),
+            )
+        })
+    }
+
+    fn find_nad(
+        &self,
+        conf: &MultusConf,
+        namespace: &str,
+        name: &str,
+        field: &str,
+    ) -> Result<Option<Named>, CniError> {
+        let nad = match self.kube.get_nad(namespace, name) {
+            Ok(n) => n,
+            Err(e) if e.kind == Kind::NotFound => return Ok(None),
+            Err(e) => return Err(pod::to_cni(e, &format!("pod {}: {field}", self.pod_ref))),
+        };
+        Ok(Some(Named {
+            net: nad::network(&nad, namespace, name, &conf.conf_dir)?,
+            status_name: format!("{namespace}/{name}"),
+            resource: nad
+                .annotations
+                .get(RESOURCE_NAME_ANNOTATION)
+                .filter(|r| !r.is_empty())
+                .cloned(),
+        }))
+    }
+}

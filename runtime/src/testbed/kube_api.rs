@@ -1,0 +1,436 @@
+//! An in-process Kubernetes API server for tests and the demo: HTTPS with a
+//! CA of its own, bearer-token auth, and the endpoints multus uses (GET pod,
+//! PUT pods/status, GET network-attachment-definition). Objects and `Status`
+//! errors have the shape a real kube-apiserver sends (see `fixtures/`, copied
+//! from answers of a v1.36 apiserver); `resourceVersion` is checked on
+//! status writes exactly as the apiserver does.
+//!
+//! It listens on 127.0.0.1 inside a test's node netns, so no traffic leaves
+//! namespaces the test owns.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use tokio_rustls::rustls;
+
+use super::{enter_path, Netns};
+
+const POD: &str = include_str!("fixtures/pod.json");
+const NAD: &str = include_str!("fixtures/nad.json");
+
+#[derive(Default)]
+struct State {
+    pods: BTreeMap<(String, String), Value>,
+    nads: BTreeMap<(String, String), Value>,
+    token: String,
+    resource_version: u64,
+    log: Vec<String>,
+    /// Status writes to answer with 409 after another writer's update.
+    conflicts: u32,
+    /// (path substring, delay, how many more requests).
+    delays: Vec<(String, Duration, u32)>,
+}
+
+impl State {
+    fn next_rv(&mut self) -> String {
+        self.resource_version += 1;
+        self.resource_version.to_string()
+    }
+}
+
+pub struct FakeKubeApi {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    state: Arc<Mutex<State>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn status(code: StatusCode, reason: &str, message: String, details: Value) -> (StatusCode, Value) {
+    let mut v = json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",
+        "message": message, "reason": reason, "code": code.as_u16()});
+    if !details.is_null() {
+        v["details"] = details;
+    }
+    (code, v)
+}
+
+impl FakeKubeApi {
+    /// Starts the server on 127.0.0.1 of `ns` (which must have `lo` up),
+    /// accepting the bearer token `token`; writes a kubeconfig that uses a
+    /// token file.
+    pub fn start(ns: &Netns, token: &str) -> io::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let other = |e: String| io::Error::other(e);
+        let ca_key = rcgen::KeyPair::generate().map_err(|e| other(e.to_string()))?;
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())
+            .map_err(|e| other(e.to_string()))?;
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "multus-test-ca");
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key)
+            .map_err(|e| other(e.to_string()))?;
+        let key = rcgen::KeyPair::generate().map_err(|e| other(e.to_string()))?;
+        let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .and_then(|p| p.signed_by(&key, &ca))
+            .map_err(|e| other(e.to_string()))?;
+        std::fs::write(dir.path().join("ca.crt"), ca.pem())?;
+
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| other(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![leaf.der().clone()],
+                rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .map_err(|e| other(e.to_string()))?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+
+        // Bind inside the node netns from a thread that enters it; the
+        // socket stays in that netns.
+        let listener = {
+            let ns_path = ns.path();
+            std::thread::spawn(move || -> io::Result<std::net::TcpListener> {
+                enter_path(&ns_path)?;
+                std::net::TcpListener::bind("127.0.0.1:0")
+            })
+            .join()
+            .map_err(|_| other("bind thread panicked".into()))??
+        };
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(Mutex::new(State {
+            token: token.to_string(),
+            resource_version: 1000,
+            ..Default::default()
+        }));
+        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let st = state.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("test runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                loop {
+                    tokio::select! {
+                        _ = &mut stop_rx => break,
+                        conn = listener.accept() => {
+                            let Ok((tcp, _)) = conn else { continue };
+                            let (acceptor, st) = (acceptor.clone(), st.clone());
+                            tokio::spawn(async move {
+                                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                                let svc = hyper::service::service_fn(move |req| handle(st.clone(), req));
+                                let _ = hyper::server::conn::http1::Builder::new()
+                                    .serve_connection(TokioIo::new(tls), svc)
+                                    .await;
+                            });
+                        }
+                    }
+                }
+            });
+        });
+        let api = Self {
+            addr,
+            dir,
+            state,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        };
+        api.write_token_file(token)?;
+        std::fs::write(
+            api.kubeconfig(),
+            serde_json::to_vec_pretty(&json!({
+                "apiVersion": "v1", "kind": "Config",
+                "clusters": [{"name": "test", "cluster": {
+                    "server": format!("https://{addr}"),
+                    "certificate-authority": api.dir.path().join("ca.crt")}}],
+                "users": [{"name": "multus", "user": {"tokenFile": api.token_file()}}],
+                "contexts": [{"name": "test", "context": {"cluster": "test", "user": "multus"}}],
+                "current-context": "test"
+            }))?,
+        )?;
+        Ok(api)
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+
+    pub fn token_file(&self) -> PathBuf {
+        self.dir.path().join("token")
+    }
+
+    /// What the client will send (a rotated service-account token).
+    pub fn write_token_file(&self, token: &str) -> io::Result<()> {
+        std::fs::write(self.token_file(), token)
+    }
+
+    /// What the server accepts from now on.
+    pub fn accept_token(&self, token: &str) {
+        self.state.lock().unwrap().token = token.to_string();
+    }
+
+    /// Adds a pod shaped like the fixture, with these annotations and labels.
+    pub fn add_pod(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+        annotations: &[(&str, &str)],
+        labels: &[(&str, &str)],
+    ) {
+        let mut pod: Value = serde_json::from_str(POD).expect("pod fixture");
+        let mut st = self.state.lock().unwrap();
+        let m = &mut pod["metadata"];
+        m["name"] = name.into();
+        m["namespace"] = namespace.into();
+        m["uid"] = uid.into();
+        m["resourceVersion"] = st.next_rv().into();
+        m["annotations"] = annotations
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::from(*v)))
+            .collect();
+        if !labels.is_empty() {
+            m["labels"] = labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), Value::from(*v)))
+                .collect();
+        }
+        m.as_object_mut().expect("metadata").remove("managedFields");
+        pod["spec"]["containers"][0]["name"] = name.into();
+        st.pods.insert((namespace.into(), name.into()), pod);
+    }
+
+    pub fn remove_pod(&self, namespace: &str, name: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .pods
+            .remove(&(namespace.into(), name.into()));
+    }
+
+    /// Adds a NAD shaped like the fixture; `config` `None` leaves no spec.config.
+    pub fn add_nad(
+        &self,
+        namespace: &str,
+        name: &str,
+        config: Option<&str>,
+        annotations: &[(&str, &str)],
+    ) {
+        let mut nad: Value = serde_json::from_str(NAD).expect("nad fixture");
+        let mut st = self.state.lock().unwrap();
+        let m = &mut nad["metadata"];
+        m["name"] = name.into();
+        m["namespace"] = namespace.into();
+        m["uid"] = format!("nad-{namespace}-{name}").into();
+        m["resourceVersion"] = st.next_rv().into();
+        m["annotations"] = annotations
+            .iter()
+            .map(|(k, v)| (k.to_string(), Value::from(*v)))
+            .collect();
+        m.as_object_mut().expect("metadata").remove("managedFields");
+        nad["spec"] = match config {
+            Some(c) => json!({"config": c}),
+            None => json!({}),
+        };
+        st.nads.insert((namespace.into(), name.into()), nad);
+    }
+
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<Value> {
+        self.state
+            .lock()
+            .unwrap()
+            .pods
+            .get(&(namespace.into(), name.into()))
+            .cloned()
+    }
+
+    pub fn annotation(&self, namespace: &str, name: &str, key: &str) -> Option<String> {
+        self.pod(namespace, name)?["metadata"]["annotations"][key]
+            .as_str()
+            .map(String::from)
+    }
+
+    /// The next `n` status writes find the pod changed by another writer.
+    pub fn conflict_next_status_writes(&self, n: u32) {
+        self.state.lock().unwrap().conflicts = n;
+    }
+
+    /// The next `times` requests whose path contains `path_part` are answered
+    /// after `delay`.
+    pub fn delay(&self, path_part: &str, delay: Duration, times: u32) {
+        self.state
+            .lock()
+            .unwrap()
+            .delays
+            .push((path_part.into(), delay, times));
+    }
+
+    /// "METHOD path status" of every request so far.
+    pub fn requests(&self) -> Vec<String> {
+        self.state.lock().unwrap().log.clone()
+    }
+
+    /// Stops answering: connections are refused from now on.
+    pub fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for FakeKubeApi {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn handle(
+    state: Arc<Mutex<State>>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, hyper::Error> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let auth = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .map(String::from);
+    let body = req.into_body().collect().await?.to_bytes();
+    let delay = {
+        let mut st = state.lock().unwrap();
+        let d = st
+            .delays
+            .iter_mut()
+            .find(|(p, _, n)| *n > 0 && path.contains(p.as_str()));
+        d.map(|(_, d, n)| {
+            *n -= 1;
+            *d
+        })
+    };
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
+    let (code, value) = {
+        let mut st = state.lock().unwrap();
+        let answer = route(&mut st, &method, &path, auth.as_deref(), &body);
+        st.log
+            .push(format!("{method} {path} {}", answer.0.as_u16()));
+        answer
+    };
+    Ok(Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(
+            serde_json::to_vec(&value).expect("json"),
+        )))
+        .expect("response"))
+}
+
+fn route(
+    st: &mut State,
+    method: &Method,
+    path: &str,
+    auth: Option<&str>,
+    body: &[u8],
+) -> (StatusCode, Value) {
+    if auth != Some(format!("Bearer {}", st.token).as_str()) {
+        return status(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "Unauthorized".into(),
+            Value::Null,
+        );
+    }
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    match (method, parts.as_slice()) {
+        (&Method::GET, ["api", "v1", "namespaces", ns, "pods", name]) => {
+            match st.pods.get(&(ns.to_string(), name.to_string())) {
+                Some(p) => (StatusCode::OK, p.clone()),
+                None => pod_not_found(name),
+            }
+        }
+        (&Method::PUT, ["api", "v1", "namespaces", ns, "pods", name, "status"]) => {
+            let key = (ns.to_string(), name.to_string());
+            let Ok(new) = serde_json::from_slice::<Value>(body) else {
+                return status(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    "the body is not a Pod".into(),
+                    Value::Null,
+                );
+            };
+            if !st.pods.contains_key(&key) {
+                return pod_not_found(name);
+            }
+            if st.conflicts > 0 {
+                // Another writer (the kubelet, say) updates the pod first.
+                st.conflicts -= 1;
+                let rv = st.next_rv();
+                st.pods.get_mut(&key).expect("present")["metadata"]["resourceVersion"] = rv.into();
+            }
+            let rv = st.next_rv();
+            let stored = st.pods.get_mut(&key).expect("present");
+            if new["metadata"]["resourceVersion"] != stored["metadata"]["resourceVersion"] {
+                return status(
+                    StatusCode::CONFLICT,
+                    "Conflict",
+                    format!("Operation cannot be fulfilled on pods \"{name}\": the object has been modified; please apply your changes to the latest version and try again"),
+                    json!({"name": name, "kind": "pods"}),
+                );
+            }
+            // pods/status takes status and metadata changes, never spec.
+            stored["metadata"]["annotations"] = new["metadata"]["annotations"].clone();
+            stored["metadata"]["labels"] = new["metadata"]["labels"].clone();
+            if !new["status"].is_null() {
+                stored["status"] = new["status"].clone();
+            }
+            stored["metadata"]["resourceVersion"] = rv.into();
+            (StatusCode::OK, stored.clone())
+        }
+        (
+            &Method::GET,
+            ["apis", "k8s.cni.cncf.io", "v1", "namespaces", ns, "network-attachment-definitions", name],
+        ) => match st.nads.get(&(ns.to_string(), name.to_string())) {
+            Some(n) => (StatusCode::OK, n.clone()),
+            None => status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                format!("network-attachment-definitions.k8s.cni.cncf.io \"{name}\" not found"),
+                json!({"name": name, "group": "k8s.cni.cncf.io", "kind": "network-attachment-definitions"}),
+            ),
+        },
+        _ => status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "the server could not find the requested resource".into(),
+            Value::Null,
+        ),
+    }
+}
+
+fn pod_not_found(name: &str) -> (StatusCode, Value) {
+    status(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!("pods \"{name}\" not found"),
+        json!({"name": name, "kind": "pods"}),
+    )
+}
