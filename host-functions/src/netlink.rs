@@ -8,7 +8,9 @@ use futures::TryStreamExt;
 use ipnet::IpNet;
 use netlink_packet_route::address::AddressAttribute;
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage};
-use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteScope};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope,
+};
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 
 use crate::grant::Grant;
@@ -390,11 +392,11 @@ impl NetlinkBackend for Kernel {
         let r = route.clone();
         self.on_link(ns, name, "route-del", move |h, l| {
             Box::pin(async move {
-                h.route()
-                    .del(route_message(l.header.index, &r)?)
-                    .execute()
-                    .await
-                    .map_err(nl)
+                // The kernel matches a non-zero protocol on delete; routes
+                // other tools added (proto boot, kernel, ra) must match too.
+                let mut m = route_message(l.header.index, &r)?;
+                m.header.protocol = RouteProtocol::Unspec;
+                h.route().del(m).execute().await.map_err(nl)
             })
         })
     }

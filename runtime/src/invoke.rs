@@ -126,7 +126,8 @@ impl<'a> Invocation<'a> {
                     )
                 })
                 .collect::<Vec<_>>(),
-        )?;
+        )
+        .map_err(|e| e.context(format!("pod {}", self.pod())))?;
         // STATUS and GC carry no CNI_IFNAME; names do not matter to them.
         let master = if self.env.ifname.is_empty() {
             "eth0"

@@ -11,6 +11,8 @@ use crate::cni::{CniError, Code};
 
 /// Pause between tries of a pod GET.
 const POLL: Duration = Duration::from_millis(250);
+/// Tries of a pod GET that time out or hit a restarting API server.
+const TRANSIENT_ATTEMPTS: u32 = 3;
 
 /// The pod as the runtime names it in `CNI_ARGS`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,11 +82,16 @@ pub fn check_uid(pod: &Pod, want: &PodRef) -> Result<(), CniError> {
 /// passed: a new pod may not be visible through every API server yet.
 pub fn get(kube: &Kube, want: &PodRef, wait: Duration) -> Result<Pod, CniError> {
     let started = Instant::now();
+    let mut attempts = 0;
     loop {
+        attempts += 1;
         match kube.get_pod(&want.namespace, &want.name) {
             Ok(pod) => return Ok(pod),
             Err(e) if matches!(e.kind, Kind::NotFound | Kind::Transient) => {
-                if started.elapsed() + POLL > wait {
+                // A slow or dropped answer gets its retries even when it
+                // alone outlasted the wait.
+                let retry_slow = e.kind == Kind::Transient && attempts < TRANSIENT_ATTEMPTS;
+                if !retry_slow && started.elapsed() + POLL > wait {
                     return Err(to_cni(
                         e,
                         &format!(
