@@ -11,3 +11,17 @@ wasmtime::component::bindgen!({
     },
     require_store_data_send: true,
 });
+
+/// The `annotation-mapper` world. It shares `types` and `log` with the
+/// plugin worlds, so one linker and one `HostState` serve both.
+pub mod mapper {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "annotation-mapper",
+        with: {
+            "multus:plugin/types": super::multus::plugin::types,
+            "multus:plugin/log": super::multus::plugin::log,
+        },
+        require_store_data_send: true,
+    });
+}

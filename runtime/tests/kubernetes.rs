@@ -597,3 +597,88 @@ fn device_ids_from_the_pod_resources_api() {
     );
     c.assert_clean(&pod);
 }
+
+#[test]
+fn annotation_mappers_legacy_key_and_label() {
+    let c = Cluster::new();
+    c.node.install_wasm(&["legacy-networks", "label-networks"]);
+    let pod = Pod::new();
+    c.api.add_pod(
+        "default",
+        "mapped",
+        "uid-m",
+        &[(
+            "tke.cloud.tencent.com/networks",
+            r#"[{"name":"macvlan-conf","interfaceRequest":"eth1","ipRequest":"10.20.0.77/24"}]"#,
+        )],
+        &[("example.com/net-profile", "db")],
+    );
+    let mv_static = json!({"cniVersion":"1.0.0","name":"mv-static","type":"macvlan","master":"uplink0","mode":"bridge",
+        "capabilities":{"ips":true},"ipam":{"type":"static"}});
+    c.api
+        .add_nad("default", "macvlan-conf", Some(&mv_static.to_string()), &[]);
+    let conf = c.node.with_wasm(serde_json::from_slice(&c.conf(json!({
+        "annotationMappers": [
+            "legacy-networks",
+            {"module": "label-networks", "config": {"label": "example.com/net-profile",
+                "profiles": {"db": [{"name": "storage", "namespace": "other", "interface": "db0"}]}}}
+        ]
+    })))
+    .unwrap());
+    let conf = bytes(&conf);
+    let out = c.run("ADD", "c1", &pod, "mapped", "uid-m", &conf);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    // The legacy ipRequest reached the static IPAM as runtimeConfig.ips.
+    assert_eq!(pod.ns.addrs("eth1").unwrap(), vec!["10.20.0.77/24"]);
+    assert_eq!(pod.ns.addrs("db0").unwrap(), vec!["10.30.0.2/24"]);
+    let s = c.status("default", "mapped");
+    let names: Vec<(&str, &str)> = s
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap(),
+                e["interface"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("cluster", "eth0"),
+            ("default/macvlan-conf", "eth1"),
+            ("other/storage", "db0")
+        ]
+    );
+    assert!(c.run("DEL", "c1", &pod, "mapped", "uid-m", &conf).ok());
+    c.assert_clean(&pod);
+
+    // A mapper whose output is invalid or whose profile is unknown fails the
+    // ADD before anything is built, naming the mapper.
+    for (annotation, label, want) in [
+        (
+            r#"[{"name":"macvlan-conf","interfaceRequest":"bad/if"}]"#,
+            "db",
+            "annotation mapper \"legacy-networks\": element 0: \"interface\"",
+        ),
+        (
+            "[not json",
+            "db",
+            "wasm plugin \"legacy-networks\": annotation \"tke.cloud.tencent.com/networks\"",
+        ),
+        ("", "nope", "no profile \"nope\""),
+    ] {
+        c.api.add_pod(
+            "default",
+            "bad",
+            "uid-b",
+            &[("tke.cloud.tencent.com/networks", annotation)],
+            &[("example.com/net-profile", label)],
+        );
+        let msg = assert_cni_error(&c.run("ADD", "c2", &pod, "bad", "uid-b", &conf), 7);
+        assert!(
+            msg.contains(want) && msg.contains("default/bad"),
+            "{annotation}: {msg}"
+        );
+        c.assert_clean(&pod);
+    }
+}

@@ -25,6 +25,73 @@ pub mod bindings {
     });
 }
 
+/// Annotation mappers (`annotation-mapper` world): implement [`Mapper`] and
+/// call [`export_mapper!`].
+pub mod mapper {
+    #[doc(hidden)]
+    pub mod bindings {
+        wit_bindgen::generate!({
+            path: "../../wit",
+            world: "annotation-mapper",
+            with: {
+                "multus:plugin/types@0.1.0": crate::bindings::multus::plugin::types,
+                "multus:plugin/log@0.1.0": crate::bindings::multus::plugin::log,
+            },
+            pub_export_macro: true,
+            export_macro_name: "__export_mapper_world",
+            default_bindings_module: "multus_plugin_sdk::mapper::bindings",
+        });
+    }
+
+    pub use bindings::exports::multus::plugin::mapper::{
+        Guest as Mapper, NetworkSelection, PodMetadata,
+    };
+
+    impl PodMetadata {
+        pub fn annotation(&self, key: &str) -> Option<&str> {
+            self.annotations
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        }
+
+        pub fn label(&self, key: &str) -> Option<&str> {
+            self.labels
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    impl NetworkSelection {
+        /// A selection of NAD `name` with every other field unset.
+        pub fn named(name: &str) -> Self {
+            Self {
+                name: name.to_string(),
+                namespace: None,
+                interface: None,
+                ips: Vec::new(),
+                mac: None,
+                default_route: None,
+                cni_args: None,
+                port_mappings: None,
+                bandwidth: None,
+                infiniband_guid: None,
+                ipam_claim_reference: None,
+                device_id: None,
+            }
+        }
+    }
+}
+
+/// Exports a type implementing [`mapper::Mapper`] as the component's `mapper`.
+#[macro_export]
+macro_rules! export_mapper {
+    ($t:ident) => {
+        $crate::mapper::bindings::__export_mapper_world!($t with_types_in $crate::mapper::bindings);
+    };
+}
+
 pub use bindings::exports::multus::plugin::plugin::Guest as Plugin;
 pub use bindings::multus::plugin::types::{
     Attachment, CniError, CniRequest as Request, CniResult, Command, Dns, Interface, IpConfig,

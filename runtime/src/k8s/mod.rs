@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod devices;
+pub mod mapper;
 pub mod nad;
 pub mod pod;
 pub mod selection;
@@ -126,7 +127,8 @@ impl PodContext {
             .map(Some)
     }
 
-    /// Every selection annotation key of the conf, in order, parsed.
+    /// Every selection annotation key of the conf, in order, parsed, then
+    /// passed through the conf's annotation mappers.
     pub fn selections(&self, conf: &MultusConf) -> Result<Vec<NetworkSelection>, CniError> {
         let annotations = pod::annotations(&self.pod);
         let mut out = Vec::new();
@@ -143,7 +145,13 @@ impl PodContext {
                 })?,
             );
         }
-        Ok(out)
+        mapper::run(
+            &conf.wasm,
+            &conf.kube.annotation_mappers,
+            &self.pod_ref,
+            &self.pod,
+            out,
+        )
     }
 
     /// Refuses a NAD outside the pod's namespace under `namespaceIsolation`,

@@ -194,7 +194,8 @@ fn parse_json(value: &str, pod_namespace: &str) -> Result<Vec<NetworkSelection>,
         .collect()
 }
 
-fn element(item: Value, pod_namespace: &str) -> Result<NetworkSelection, String> {
+/// One JSON element, validated; errors name the field.
+pub fn element(item: Value, pod_namespace: &str) -> Result<NetworkSelection, String> {
     if !item.is_object() {
         return Err("not a JSON object".into());
     }
@@ -329,7 +330,7 @@ fn validate_port_mapping(p: &Value) -> Result<(), String> {
         }
     }
     if let Some(ip) = o.get("hostIP") {
-        if !ip.as_str().is_some_and(|s| s.parse::<IpAddr>().is_ok()) {
+        if ip.as_str().is_none_or(|s| s.parse::<IpAddr>().is_err()) {
             return Err(format!("\"hostIP\" {ip} is not an IP address"));
         }
     }

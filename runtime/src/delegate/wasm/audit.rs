@@ -12,6 +12,8 @@ pub enum Role {
     Ipam,
     /// A plugin of a conflist (chained): log, store, netlink, sysctl.
     Chained,
+    /// An annotation mapper: log only.
+    Mapper,
 }
 
 const WASI_ALLOWED: &[&str] = &["wasi:cli/", "wasi:io/", "wasi:random/", "wasi:clocks/"];
@@ -20,6 +22,7 @@ fn ours(role: Role) -> &'static [&'static str] {
     match role {
         Role::Ipam => &["types", "log", "store"],
         Role::Chained => &["types", "log", "store", "netlink", "sysctl"],
+        Role::Mapper => &["types", "log"],
     }
 }
 
@@ -58,5 +61,7 @@ mod tests {
         assert!(!allowed(Role::Chained, "wasi:filesystem/types@0.2.6"));
         assert!(!allowed(Role::Chained, "wasi:sockets/tcp@0.2.6"));
         assert!(!allowed(Role::Chained, "other:pkg/x@1.0.0"));
+        assert!(allowed(Role::Mapper, "multus:plugin/log@0.1.0"));
+        assert!(!allowed(Role::Mapper, "multus:plugin/store@0.1.0"));
     }
 }

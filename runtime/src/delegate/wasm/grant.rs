@@ -45,12 +45,29 @@ fn links(call: &PluginCall<'_>, config: &Value) -> Vec<String> {
     links
 }
 
+/// A grant of nothing: no store, no netns, no links, no sysctls.
+pub fn none(plugin: &str, settings: &PluginSettings) -> Grant {
+    Grant {
+        plugin: plugin.to_string(),
+        network: String::new(),
+        store_root: None,
+        netns: None,
+        links: Vec::new(),
+        host_netns: false,
+        sysctl_allowlist: Vec::new(),
+        call_timeout: settings.host_call_timeout(),
+    }
+}
+
 pub fn compute(
     role: Role,
     call: &PluginCall<'_>,
     config: &Value,
     settings: &PluginSettings,
 ) -> Grant {
+    if role == Role::Mapper {
+        return none(call.plugin_type, settings);
+    }
     let network = config
         .get("name")
         .and_then(Value::as_str)
@@ -59,7 +76,7 @@ pub fn compute(
     let data_dir = match role {
         Role::Ipam => str_at(config, &["ipam", "dataDir"])
             .map_or_else(|| PathBuf::from(IPAM_DATA_DIR), PathBuf::from),
-        Role::Chained => str_at(config, &["dataDir"]).map_or_else(
+        Role::Chained | Role::Mapper => str_at(config, &["dataDir"]).map_or_else(
             || Path::new(CHAINED_DATA_DIR).join(call.plugin_type),
             PathBuf::from,
         ),
@@ -72,10 +89,10 @@ pub fn compute(
         Role::Ipam => {
             (!network.is_empty()).then(|| multus_host_functions::store::root(&data_dir, &network))
         }
-        Role::Chained => Some(data_dir),
+        Role::Chained | Role::Mapper => Some(data_dir),
     };
     let (netns, links) = match role {
-        Role::Ipam => (None, Vec::new()),
+        Role::Ipam | Role::Mapper => (None, Vec::new()),
         Role::Chained => (
             (!call.netns.is_empty()).then(|| PathBuf::from(call.netns)),
             links(call, config),

@@ -13,21 +13,24 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use multus_host_functions::bindings::exports::multus::plugin::plugin as wit_plugin;
+use multus_host_functions::bindings::mapper::exports::multus::plugin::mapper as wit_mapper;
+use multus_host_functions::bindings::mapper::AnnotationMapper;
 use multus_host_functions::bindings::multus::plugin::types as wit;
 use multus_host_functions::bindings::Chained;
+use multus_host_functions::grant::Grant;
 use multus_host_functions::netlink::Kernel;
 use multus_host_functions::netns::PodNetns;
 use multus_host_functions::state::HostState;
 use multus_host_functions::store::{FsStore, StoreBackend};
 use serde_json::Value;
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::Store;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::WasiCtxBuilder;
 
 use super::{PluginCall, PluginError};
 use crate::cni::{CniError, Code, Command};
-use crate::config::WasmConf;
+use crate::config::{PluginSettings, WasmConf};
 pub use audit::Role;
 
 /// Where the time of one wasm call went.
@@ -49,6 +52,124 @@ fn cni(code: Code, plugin: &str, msg: impl std::fmt::Display) -> PluginError {
     ))
 }
 
+/// A store ready for one call: the loaded component, its host state (grant,
+/// limits, deadline) and the captured stdout/stderr.
+struct Sandbox {
+    store: Store<HostState>,
+    component: Component,
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+    settings: PluginSettings,
+}
+
+/// What a component may reach during one call.
+struct Reach {
+    grant: Grant,
+    store: Option<Box<dyn StoreBackend>>,
+    kernel: Kernel,
+    container_id: String,
+}
+
+impl Sandbox {
+    /// Loads (or compiles once) `module`, audits its imports against `role`
+    /// and builds the store for `reach`.
+    fn new(
+        conf: &WasmConf,
+        role: Role,
+        ty: &str,
+        module: &Path,
+        reach: Reach,
+        t: &mut Timings,
+    ) -> Result<Self, PluginError> {
+        let started = Instant::now();
+        let engine =
+            engine::engine().map_err(|e| cni(Code::Internal, ty, format!("engine: {e}")))?;
+        t.engine = started.elapsed();
+        let settings = conf.settings(ty);
+        let loaded = artifact::load(
+            engine,
+            ty,
+            module,
+            &conf.cache_dir,
+            settings.sha256.as_deref(),
+        )
+        .map_err(PluginError::Cni)?;
+        t.load = loaded.load_time;
+        t.compiled = loaded.compiled;
+        let refused = audit::refused(engine, &loaded.component, role);
+        if !refused.is_empty() {
+            return Err(cni(
+                Code::InvalidConfig,
+                ty,
+                format!(
+                    "module {} imports {} which a {role:?} plugin may not use; refusing to run it",
+                    loaded.sha256,
+                    refused.join(", ")
+                ),
+            ));
+        }
+        let (stdout, stderr) = (
+            MemoryOutputPipe::new(PIPE_CAPACITY),
+            MemoryOutputPipe::new(PIPE_CAPACITY),
+        );
+        let wasi = WasiCtxBuilder::new()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .build();
+        let memory = settings.memory_limit_mib as usize * 1024 * 1024;
+        let state = HostState::new(
+            reach.grant,
+            wasi,
+            memory,
+            reach.store,
+            Box::new(reach.kernel),
+            &reach.container_id,
+        );
+        let mut store = Store::new(engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(engine::ticks(settings.timeout()));
+        store.epoch_deadline_trap();
+        Ok(Self {
+            store,
+            component: loaded.component,
+            stdout,
+            stderr,
+            settings,
+        })
+    }
+
+    /// Logs what the guest printed and turns any sandbox denial into the
+    /// call's error, even one the guest ignored.
+    fn finish(&self, ty: &str) -> Result<(), PluginError> {
+        for (pipe, what) in [(&self.stdout, "stdout"), (&self.stderr, "stderr")] {
+            let bytes = pipe.contents();
+            if !bytes.is_empty() {
+                tracing::debug!(
+                    plugin = ty,
+                    "{what}: {}",
+                    String::from_utf8_lossy(&bytes).trim_end()
+                );
+            }
+        }
+        let state = self.store.data();
+        if state.log.dropped() > 0 {
+            tracing::warn!(
+                plugin = ty,
+                dropped_bytes = state.log.dropped(),
+                "plugin log over budget"
+            );
+        }
+        match state.denials.first() {
+            Some(denial) => Err(cni(
+                Code::InvalidConfig,
+                ty,
+                format!("sandbox denied {denial}"),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Runs `module` for `call` in role `role`. Returns what the plugin would
 /// have printed on stdout (a result JSON for ADD, nothing otherwise).
 pub fn run(
@@ -59,32 +180,7 @@ pub fn run(
 ) -> Result<(Vec<u8>, Timings), PluginError> {
     let ty = call.plugin_type;
     let mut t = Timings::default();
-    let started = Instant::now();
-    let engine = engine::engine().map_err(|e| cni(Code::Internal, ty, format!("engine: {e}")))?;
-    t.engine = started.elapsed();
     let settings = conf.settings(ty);
-    let loaded = artifact::load(
-        engine,
-        ty,
-        module,
-        &conf.cache_dir,
-        settings.sha256.as_deref(),
-    )
-    .map_err(PluginError::Cni)?;
-    t.load = loaded.load_time;
-    t.compiled = loaded.compiled;
-    let refused = audit::refused(engine, &loaded.component, role);
-    if !refused.is_empty() {
-        return Err(cni(
-            Code::InvalidConfig,
-            ty,
-            format!(
-                "module {} imports {} which a {role:?} plugin may not use; refusing to run it",
-                loaded.sha256,
-                refused.join(", ")
-            ),
-        ));
-    }
     let config: Value = serde_json::from_slice(call.stdin)
         .map_err(|e| cni(Code::Decode, ty, format!("config: {e}")))?;
     let g = grant::compute(role, call, &config, &settings);
@@ -108,29 +204,22 @@ pub fn run(
         .store_root
         .clone()
         .map(|root| Box::new(FsStore { root }) as Box<dyn StoreBackend>);
-    let kernel = Kernel {
-        pod,
-        host: None,
-        timeout: settings.host_call_timeout(),
+    let reach = Reach {
+        grant: g,
+        store,
+        kernel: Kernel {
+            pod,
+            host: None,
+            timeout: settings.host_call_timeout(),
+        },
+        container_id: call.container_id.to_string(),
     };
-    let (stdout, stderr) = (
-        MemoryOutputPipe::new(PIPE_CAPACITY),
-        MemoryOutputPipe::new(PIPE_CAPACITY),
-    );
-    let wasi = WasiCtxBuilder::new()
-        .stdout(stdout.clone())
-        .stderr(stderr.clone())
-        .build();
-    let memory = settings.memory_limit_mib as usize * 1024 * 1024;
-    let state = HostState::new(g, wasi, memory, store, Box::new(kernel), call.container_id);
+    let mut sb = Sandbox::new(conf, role, ty, module, reach, &mut t)?;
 
     let started = Instant::now();
-    let mut store = Store::new(engine, state);
-    store.limiter(|s| &mut s.limits);
-    store.set_epoch_deadline(engine::ticks(settings.timeout()));
-    store.epoch_deadline_trap();
-    let linker = linker(engine).map_err(|e| cni(Code::Internal, ty, e))?;
-    let instance = Chained::instantiate(&mut store, &loaded.component, linker)
+    let engine = sb.store.engine().clone();
+    let linker = linker(&engine).map_err(|e| cni(Code::Internal, ty, e))?;
+    let instance = Chained::instantiate(&mut sb.store, &sb.component, linker)
         .map_err(|e| cni(Code::InvalidConfig, ty, format!("instantiate: {e}")))?;
     t.instantiate = started.elapsed();
 
@@ -154,50 +243,19 @@ pub fn run(
     };
     let started = Instant::now();
     let exports = instance.multus_plugin_plugin();
-    let outcome = call_export(exports, &mut store, call.command, &req, &config);
+    let outcome = call_export(exports, &mut sb.store, call.command, &req, &config);
     t.call = started.elapsed();
-
-    for (pipe, what) in [(stdout, "stdout"), (stderr, "stderr")] {
-        let bytes = pipe.contents();
-        if !bytes.is_empty() {
-            tracing::debug!(
-                plugin = ty,
-                "{what}: {}",
-                String::from_utf8_lossy(&bytes).trim_end()
-            );
-        }
-    }
-    let state = store.data();
-    if state.log.dropped() > 0 {
-        tracing::warn!(
-            plugin = ty,
-            dropped_bytes = state.log.dropped(),
-            "plugin log over budget"
-        );
-    }
-    if let Some(denial) = state.denials.first() {
-        return Err(cni(
-            Code::InvalidConfig,
-            ty,
-            format!("sandbox denied {denial}"),
-        ));
-    }
+    sb.finish(ty)?;
     let what = call.command.as_str().to_ascii_lowercase();
     let out = match outcome {
         Err(trap) => {
             return Err(cni(
                 Code::Internal,
                 ty,
-                describe_trap(&trap, &what, &settings),
+                describe_trap(&trap, &what, &sb.settings),
             ))
         }
-        Ok(Err(e)) => {
-            return Err(PluginError::Cni(CniError {
-                code: e.code,
-                msg: format!("wasm plugin {ty:?}: {}", e.msg),
-                details: e.details,
-            }))
-        }
+        Ok(Err(e)) => return Err(guest_error(ty, e)),
         Ok(Ok(None)) => Vec::new(),
         Ok(Ok(Some(r))) => {
             let version = config
@@ -213,9 +271,62 @@ pub fn run(
     Ok((out, t))
 }
 
+/// A plugin's own error, with the plugin named.
+fn guest_error(ty: &str, e: wit::CniError) -> PluginError {
+    PluginError::Cni(CniError {
+        code: e.code,
+        msg: format!("wasm plugin {ty:?}: {}", e.msg),
+        details: e.details,
+    })
+}
+
+/// Runs the annotation mapper `module` (named `name` in the conf): pod
+/// metadata and the selection so far in, the new selection out. A mapper
+/// reaches nothing but the log.
+pub fn map(
+    conf: &WasmConf,
+    name: &str,
+    module: &Path,
+    config: &str,
+    pod: &wit_mapper::PodMetadata,
+    selected: &[wit_mapper::NetworkSelection],
+) -> Result<Vec<wit_mapper::NetworkSelection>, PluginError> {
+    let mut t = Timings::default();
+    let settings = conf.settings(name);
+    let reach = Reach {
+        grant: grant::none(name, &settings),
+        store: None,
+        kernel: Kernel {
+            pod: None,
+            host: None,
+            timeout: settings.host_call_timeout(),
+        },
+        container_id: format!("{}/{}", pod.namespace, pod.name),
+    };
+    let mut sb = Sandbox::new(conf, Role::Mapper, name, module, reach, &mut t)?;
+    let engine = sb.store.engine().clone();
+    let linker = linker(&engine).map_err(|e| cni(Code::Internal, name, e))?;
+    let instance = AnnotationMapper::instantiate(&mut sb.store, &sb.component, linker)
+        .map_err(|e| cni(Code::InvalidConfig, name, format!("instantiate: {e}")))?;
+    let outcome =
+        instance
+            .multus_plugin_mapper()
+            .call_select_networks(&mut sb.store, config, pod, selected);
+    sb.finish(name)?;
+    match outcome {
+        Err(trap) => Err(cni(
+            Code::Internal,
+            name,
+            describe_trap(&trap, "select-networks", &sb.settings),
+        )),
+        Ok(Err(e)) => Err(guest_error(name, e)),
+        Ok(Ok(list)) => Ok(list),
+    }
+}
+
 /// The linker with WASI and every `multus:plugin` import, built once per
 /// process (it does not depend on the call; the grant lives in the store).
-fn linker(engine: &'static wasmtime::Engine) -> Result<&'static Linker<HostState>, String> {
+fn linker(engine: &wasmtime::Engine) -> Result<&'static Linker<HostState>, String> {
     static LINKER: OnceLock<Result<Linker<HostState>, String>> = OnceLock::new();
     LINKER
         .get_or_init(|| {
