@@ -682,3 +682,90 @@ fn annotation_mappers_legacy_key_and_label() {
         c.assert_clean(&pod);
     }
 }
+
+#[test]
+fn cluster_and_default_networks_from_nads_and_status_rules() {
+    let c = Cluster::new();
+    // clusterNetwork and defaultNetworks name NADs in multusNamespace; the
+    // default network's NAD has no spec.config: the conf file of that name.
+    let k8s = confs::bridge_host_local("k8s-net", "cni1", "10.40.0.0/24", &c.node.data_dir());
+    c.api
+        .add_nad("kube-system", "k8s-net", Some(&k8s.to_string()), &[]);
+    c.api.add_nad("kube-system", "extra", None, &[]);
+    let extra = confs::macvlan_host_local("extra", "uplink0", "10.50.0.0/24", &c.node.data_dir());
+    std::fs::write(c.node.conf_dir().join("30-extra.conf"), bytes(&extra)).unwrap();
+    let conf = c.conf(json!({"clusterNetwork": "k8s-net", "defaultNetworks": ["extra"]}));
+    let pod = Pod::new();
+    c.api.add_pod("default", "a", "uid-a", &[], &[]);
+    let out = c.run("ADD", "c1", &pod, "a", "uid-a", &conf);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    assert_eq!(pod.ns.addrs("eth0").unwrap(), vec!["10.40.0.2/24"]);
+    assert_eq!(pod.ns.addrs("net1").unwrap(), vec!["10.50.0.2/24"]);
+    let names: Vec<String> = c
+        .status("default", "a")
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, vec!["kube-system/k8s-net", "kube-system/extra"]);
+    assert!(c.run("DEL", "c1", &pod, "a", "uid-a", &conf).ok());
+
+    // The pod's v1.multus-cni.io/default-network replaces the cluster network.
+    c.api.add_pod(
+        "default",
+        "b",
+        "uid-b",
+        &[("v1.multus-cni.io/default-network", "default/macvlan-conf")],
+        &[],
+    );
+    let out = c.run("ADD", "c2", &pod, "b", "uid-b", &conf);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    assert_eq!(
+        pod.ns.link("eth0").unwrap()["linkinfo"]["info_kind"],
+        "macvlan"
+    );
+    assert_eq!(c.status("default", "b")[0]["name"], "default/macvlan-conf");
+    assert_eq!(c.status("default", "b")[0]["default"], true);
+    assert!(c.run("DEL", "c2", &pod, "b", "uid-b", &conf).ok());
+
+    // Pods in a system namespace get no defaultNetworks and no status write
+    // (decided by the namespace, not by the pod's name as upstream does).
+    c.api.add_pod("kube-system", "dns", "uid-d", &[], &[]);
+    let out = c.run_in("kube-system", "ADD", "c3", &pod, "dns", "uid-d", &conf);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    assert_eq!(pod.ns.links().unwrap().len(), 2, "lo and eth0");
+    assert!(c.api.annotation("kube-system", "dns", STATUS).is_none());
+    assert!(c
+        .run_in("kube-system", "DEL", "c3", &pod, "dns", "uid-d", &conf)
+        .ok());
+    assert_eq!(pod.ns.links().unwrap(), vec!["lo"]);
+}
+
+#[test]
+fn a_failed_status_write_rolls_back_unless_optional() {
+    let c = Cluster::new();
+    let pod = Pod::new();
+    c.api.add_pod(
+        "default",
+        "web",
+        "uid-1",
+        &[(NETWORKS, "macvlan-conf")],
+        &[],
+    );
+    // More conflicts than retries.
+    c.api.conflict_next_status_writes(10);
+    let out = c.run("ADD", "c1", &pod, "web", "uid-1", &c.conf(json!({})));
+    let msg = assert_cni_error(&out, 11);
+    assert!(
+        msg.contains("network-status") && msg.contains("attempt 5"),
+        "{msg}"
+    );
+    c.assert_clean(&pod);
+    assert!(c.node.veths().is_empty(), "{:?}", c.node.veths());
+
+    let conf = c.conf(json!({"networkStatusRequired": false}));
+    let out = c.run("ADD", "c1", &pod, "web", "uid-1", &conf);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    assert!(c.api.annotation("default", "web", STATUS).is_none());
+    assert!(c.run("DEL", "c1", &pod, "web", "uid-1", &conf).ok());
+    c.assert_clean(&pod);
+}
