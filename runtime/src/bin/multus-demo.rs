@@ -1,12 +1,15 @@
 //! A guided run of multus on an embedded default: a throwaway node and pod
-//! netns, ADD with a cluster network and two extra networks through the
-//! built `multus` binary, the pod's interfaces, then DEL and proof that
-//! nothing is left.
+//! netns, an in-process Kubernetes API server holding the pod and two
+//! NetworkAttachmentDefinitions, ADD through the built `multus` binary (the
+//! cluster network plus the two networks the pod's annotation selects), the
+//! pod's interfaces and its network-status annotation, then DEL and proof
+//! that nothing is left.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use multus::testbed::kube_api::FakeKubeApi;
 use multus::testbed::{confs, exec_cni, files_under, reference_plugin_dir, Netns};
 
 #[derive(Parser)]
@@ -58,15 +61,32 @@ fn main() -> Result<()> {
     let work = tempfile::tempdir()?;
     let data = work.path().join("ipam");
     let cni_dir = work.path().join("multus");
-    let conf = confs::multus_delegates(
-        &[
-            confs::bridge_host_local("cluster", "cni0", "10.88.0.0/24", &data),
-            confs::macvlan_host_local("macvlan-net", "uplink0", "10.89.0.0/24", &data),
-            confs::bridge_static_tuning("storage-net", "stor0", "10.90.0.10/24", "net2"),
-        ],
-        &cni_dir,
-        &plugins,
+    let conf_dir = work.path().join("net.d");
+    std::fs::create_dir_all(&conf_dir)?;
+    let cluster = confs::bridge_host_local("cluster", "cni0", "10.88.0.0/24", &data);
+    std::fs::write(
+        conf_dir.join("10-cluster.conflist"),
+        serde_json::to_vec(&cluster)?,
+    )?;
+    // The API server listens on 127.0.0.1 of the node netns only.
+    let api = FakeKubeApi::start(&node, "demo-token")?;
+    let macvlan = confs::macvlan_host_local("macvlan-net", "uplink0", "10.89.0.0/24", &data);
+    api.add_nad("default", "macvlan-net", Some(&macvlan.to_string()), &[]);
+    let storage = confs::bridge_static_tuning("storage-net", "stor0", "10.90.0.10/24", "net2");
+    api.add_nad("storage", "storage-net", Some(&storage.to_string()), &[]);
+    let selection = "macvlan-net, storage/storage-net";
+    api.add_pod(
+        "default",
+        "demo",
+        "demo-uid",
+        &[("k8s.v1.cni.cncf.io/networks", selection)],
+        &[],
     );
+    let conf = serde_json::json!({
+        "cniVersion": "1.0.0", "name": "multus-cni-network", "type": "multus",
+        "kubeconfig": api.kubeconfig(), "clusterNetwork": "cluster",
+        "confDir": conf_dir, "cniDir": cni_dir, "binDir": plugins,
+    });
     let mut conf = conf;
     let wasm_dir = match args.wasm {
         Some(d) => d,
@@ -88,9 +108,11 @@ fn main() -> Result<()> {
         conf["wasmPluginDir"] = serde_json::json!(installed);
         conf["wasmCacheDir"] = serde_json::json!(work.path().join("wasm-cache"));
     }
+    section("the pod (served by the in-process API server)");
+    println!("default/demo  k8s.v1.cni.cncf.io/networks: {selection:?}");
     section("delegates");
     println!(
-        "eth0: bridge (exec) + host-local ({})",
+        "eth0: cluster (10-cluster.conflist): bridge (exec) + host-local ({})",
         if wasm.contains(&"host-local") {
             "wasm"
         } else {
@@ -98,7 +120,7 @@ fn main() -> Result<()> {
         }
     );
     println!(
-        "net1: macvlan (exec) + host-local ({})",
+        "net1: default/macvlan-net: macvlan (exec) + host-local ({})",
         if wasm.contains(&"host-local") {
             "wasm"
         } else {
@@ -106,7 +128,7 @@ fn main() -> Result<()> {
         }
     );
     println!(
-        "net2: bridge (exec) + static (exec), then tuning ({})",
+        "net2: storage/storage-net: bridge (exec) + static (exec), then tuning ({})",
         if wasm.contains(&"tuning") {
             "wasm"
         } else {
@@ -126,7 +148,7 @@ fn main() -> Result<()> {
             ("CNI_IFNAME", "eth0"),
             (
                 "CNI_ARGS",
-                "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=demo",
+                "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=demo;K8S_POD_UID=demo-uid",
             ),
             ("CNI_PATH", "/opt/cni/bin"),
         ]
@@ -150,6 +172,12 @@ fn main() -> Result<()> {
         pod.name()
     ));
     print!("{}", pod.ip(&["-br", "addr"])?);
+    section("k8s.v1.cni.cncf.io/network-status, as written to the pod");
+    println!(
+        "{}",
+        api.annotation("default", "demo", "k8s.v1.cni.cncf.io/network-status")
+            .context("multus wrote no network-status")?
+    );
     section("pod routes");
     print!("{}", pod.ip(&["route"])?);
     section("state on the node");
