@@ -14,7 +14,7 @@ use crate::delegate::chain::{self, ChainError, Target};
 use crate::delegate::PluginRunner;
 use crate::k8s::devices::{self, Allocator};
 use crate::k8s::selection::NetworkSelection;
-use crate::k8s::{nad, status, Named, PodContext};
+use crate::k8s::{self, nad, status, Named, PodContext};
 use crate::{default_route, naming, readiness};
 
 /// The capability arg naming an attachment's device-info file.
@@ -74,7 +74,12 @@ impl<'a> Invocation<'a> {
     ) -> Result<Named, CniError> {
         match ctx {
             Some(c) => c.network_by_reference(self.conf, reference, field),
-            None => Ok(Named::file(resolve(reference, &self.conf.conf_dir, field)?)),
+            // No pod (STATUS, GC, DEL without the API): the conf dir first,
+            // then a NAD when a kubeconfig is set.
+            None => match resolve(reference, &self.conf.conf_dir, field) {
+                Ok(net) => Ok(Named::file(net)),
+                Err(e) => k8s::network_without_pod(self.conf, reference, field)?.ok_or(e),
+            },
         }
     }
 
@@ -426,11 +431,19 @@ impl<'a> Invocation<'a> {
         }
         match cache::read(&self.conf.cni_dir, &self.env.container_id, &self.env.ifname)? {
             Some(loaded) => self.del_cached(loaded),
-            None => {
-                let planned = self.plan_teardown()?;
-                let file = self.new_cache(planned.into_iter().map(|p| p.cached).collect());
-                self.del_cached(Loaded::Current(file))
-            }
+            None => match self.plan_teardown() {
+                Ok(planned) => {
+                    let file = self.new_cache(planned.into_iter().map(|p| p.cached).collect());
+                    self.del_cached(Loaded::Current(file))
+                }
+                // ADD writes the cache before its first delegate runs, so no
+                // cache means none of ours ran: failing here would only keep
+                // the runtime from deleting the pod.
+                Err(e) => {
+                    tracing::warn!(pod = %self.pod(), error = %e, "no cache and the networks cannot be resolved; nothing to delete");
+                    Ok(())
+                }
+            },
         }
     }
 

@@ -738,6 +738,16 @@ fn cluster_and_default_networks_from_nads_and_status_rules() {
         .run_in("kube-system", "DEL", "c3", &pod, "dns", "uid-d", &conf)
         .ok());
     assert_eq!(pod.ns.links().unwrap(), vec!["lo"]);
+
+    // STATUS concerns no pod: the NAD cluster network is still found.
+    let out = c.run("STATUS", "", &pod, "", "", &conf);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    // A DEL with no cache and no API cannot resolve the NAD networks; none
+    // of ours ran (the cache precedes every delegate), so it succeeds.
+    let mut c = c;
+    c.api.stop();
+    let out = c.run("DEL", "c9", &pod, "a", "uid-a", &conf);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
 }
 
 #[test]

@@ -222,7 +222,10 @@ fn main() -> Result<()> {
     let api = FakeKubeApi::start(&node, "bench-token")?;
     let conf_dir = work.path().join("net.d");
     std::fs::create_dir_all(&conf_dir)?;
-    std::fs::write(conf_dir.join("10-cluster.conflist"), serde_json::to_vec(&cluster)?)?;
+    std::fs::write(
+        conf_dir.join("10-cluster.conflist"),
+        serde_json::to_vec(&cluster)?,
+    )?;
     api.add_nad("default", "extra", Some(&extra.to_string()), &[]);
     api.add_pod(
         "default",

@@ -199,19 +199,54 @@ impl PodContext {
         name: &str,
         field: &str,
     ) -> Result<Option<Named>, CniError> {
-        let nad = match self.kube.get_nad(namespace, name) {
-            Ok(n) => n,
-            Err(e) if e.kind == Kind::NotFound => return Ok(None),
-            Err(e) => return Err(pod::to_cni(e, &format!("pod {}: {field}", self.pod_ref))),
-        };
-        Ok(Some(Named {
-            net: nad::network(&nad, namespace, name, &conf.conf_dir)?,
-            status_name: format!("{namespace}/{name}"),
-            resource: nad
-                .annotations
-                .get(RESOURCE_NAME_ANNOTATION)
-                .filter(|r| !r.is_empty())
-                .cloned(),
-        }))
+        find_nad(
+            &self.kube,
+            conf,
+            namespace,
+            name,
+            &format!("pod {}: {field}", self.pod_ref),
+        )
     }
+}
+
+fn find_nad(
+    kube: &Kube,
+    conf: &MultusConf,
+    namespace: &str,
+    name: &str,
+    context: &str,
+) -> Result<Option<Named>, CniError> {
+    let nad = match kube.get_nad(namespace, name) {
+        Ok(n) => n,
+        Err(e) if e.kind == Kind::NotFound => return Ok(None),
+        Err(e) => return Err(pod::to_cni(e, context)),
+    };
+    Ok(Some(Named {
+        net: nad::network(&nad, namespace, name, &conf.conf_dir)?,
+        status_name: format!("{namespace}/{name}"),
+        resource: nad
+            .annotations
+            .get(RESOURCE_NAME_ANNOTATION)
+            .filter(|r| !r.is_empty())
+            .cloned(),
+    }))
+}
+
+/// A `clusterNetwork`/`defaultNetworks` name as a NAD in `multusNamespace`,
+/// for calls that concern no pod (STATUS, GC). `None` without a kubeconfig
+/// or when there is no such NAD.
+pub fn network_without_pod(
+    conf: &MultusConf,
+    reference: &str,
+    field: &str,
+) -> Result<Option<Named>, CniError> {
+    let Some(kubeconfig) = &conf.kubeconfig else {
+        return Ok(None);
+    };
+    if reference.contains('/') {
+        return Ok(None);
+    }
+    let kube =
+        Kube::new(kubeconfig, conf.kube.request_timeout).map_err(|e| pod::to_cni(e, field))?;
+    find_nad(&kube, conf, &conf.multus_namespace, reference, field)
 }
