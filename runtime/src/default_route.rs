@@ -10,6 +10,7 @@
 use std::net::IpAddr;
 
 use multus_host_functions::netlink::{NetlinkBackend, Ns, Route as KernelRoute};
+use multus_host_functions::HostError;
 
 use crate::cni::result::{CniResult, Route};
 use crate::cni::{CniError, Code};
@@ -75,7 +76,7 @@ pub fn apply(
         f.dedup();
         f
     };
-    let fail = |ifname: &str, what: String, e: multus_host_functions::HostError| {
+    let fail = |ifname: &str, what: String, e: HostError| {
         CniError::new(
             Code::Internal,
             format!("default-route: interface {ifname}: {what}: {e}"),
@@ -90,9 +91,13 @@ pub fn apply(
         if drop_families.is_empty() {
             continue;
         }
-        let routes = kernel
-            .route_list(Ns::Container, a.ifname)
-            .map_err(|e| fail(a.ifname, "listing routes".into(), e))?;
+        let routes = match kernel.route_list(Ns::Container, a.ifname) {
+            Ok(r) => r,
+            // An attachment with no netdev in the pod (a DPDK-bound VF, say)
+            // has no routes to move.
+            Err(HostError::NotFound(_)) if i != chosen => Vec::new(),
+            Err(e) => return Err(fail(a.ifname, "listing routes".into(), e)),
+        };
         for r in routes.iter().filter(|r| {
             r.dst.prefix_len() == 0
                 && r.table.unwrap_or(MAIN_TABLE) == MAIN_TABLE
@@ -184,6 +189,97 @@ mod tests {
         .unwrap();
         assert!(rec.ops.lock().unwrap().is_empty());
         assert_eq!(r.routes.len(), 1);
+    }
+
+    /// The recording backend, except that `missing` has no netdev in the pod.
+    struct NoNetdev {
+        inner: RecordingNetlink,
+        missing: &'static str,
+    }
+
+    impl NetlinkBackend for NoNetdev {
+        fn link_get(
+            &mut self,
+            ns: Ns,
+            name: &str,
+        ) -> Result<multus_host_functions::netlink::LinkInfo, HostError> {
+            self.inner.link_get(ns, name)
+        }
+        fn link_set(
+            &mut self,
+            ns: Ns,
+            name: &str,
+            c: &multus_host_functions::netlink::LinkChange,
+        ) -> Result<(), HostError> {
+            self.inner.link_set(ns, name, c)
+        }
+        fn addr_list(&mut self, ns: Ns, name: &str) -> Result<Vec<ipnet::IpNet>, HostError> {
+            self.inner.addr_list(ns, name)
+        }
+        fn addr_add(&mut self, ns: Ns, name: &str, a: ipnet::IpNet) -> Result<(), HostError> {
+            self.inner.addr_add(ns, name, a)
+        }
+        fn addr_del(&mut self, ns: Ns, name: &str, a: ipnet::IpNet) -> Result<(), HostError> {
+            self.inner.addr_del(ns, name, a)
+        }
+        fn route_list(&mut self, ns: Ns, name: &str) -> Result<Vec<KernelRoute>, HostError> {
+            if name == self.missing {
+                return Err(HostError::NotFound(format!("link {name:?}")));
+            }
+            self.inner.route_list(ns, name)
+        }
+        fn route_add(&mut self, ns: Ns, name: &str, r: &KernelRoute) -> Result<(), HostError> {
+            if name == self.missing {
+                return Err(HostError::NotFound(format!("link {name:?}")));
+            }
+            self.inner.route_add(ns, name, r)
+        }
+        fn route_del(&mut self, ns: Ns, name: &str, r: &KernelRoute) -> Result<(), HostError> {
+            self.inner.route_del(ns, name, r)
+        }
+    }
+
+    #[test]
+    fn attachments_without_a_netdev() {
+        let gws = ["10.0.0.1".parse().unwrap()];
+        let (mut a, mut b) = (result(json!([])), result(json!([])));
+        // A DPDK VF with no netdev loses nothing and does not fail the move.
+        let mut k = NoNetdev {
+            inner: RecordingNetlink::default(),
+            missing: "vf0",
+        };
+        apply(
+            &mut k,
+            &mut [
+                Attachment {
+                    ifname: "vf0",
+                    request: None,
+                    result: &mut a,
+                },
+                Attachment {
+                    ifname: "eth0",
+                    request: Some(&gws),
+                    result: &mut b,
+                },
+            ],
+        )
+        .unwrap();
+        assert_eq!(b.routes.len(), 1);
+        // But the chosen interface must exist.
+        let mut k = NoNetdev {
+            inner: RecordingNetlink::default(),
+            missing: "eth0",
+        };
+        let e = apply(
+            &mut k,
+            &mut [Attachment {
+                ifname: "eth0",
+                request: Some(&gws),
+                result: &mut b,
+            }],
+        )
+        .unwrap_err();
+        assert!(e.msg.contains("interface eth0"), "{}", e.msg);
     }
 
     #[test]
