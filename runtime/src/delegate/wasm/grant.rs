@@ -65,38 +65,32 @@ pub fn compute(
     config: &Value,
     settings: &PluginSettings,
 ) -> Grant {
-    if role == Role::Mapper {
-        return none(call.plugin_type, settings);
-    }
     let network = config
         .get("name")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_string();
-    let data_dir = match role {
-        Role::Ipam => str_at(config, &["ipam", "dataDir"])
-            .map_or_else(|| PathBuf::from(IPAM_DATA_DIR), PathBuf::from),
-        Role::Chained | Role::Mapper => str_at(config, &["dataDir"]).map_or_else(
-            || Path::new(CHAINED_DATA_DIR).join(call.plugin_type),
-            PathBuf::from,
-        ),
-    };
     // IPAM state is per network (host-local's layout); a chained plugin's
     // per-attachment state sits directly in its dataDir, keyed by container
     // and interface, exactly where reference tuning keeps its backups, so a
     // pod added by one is deleted correctly by the other.
-    let store_root = match role {
+    let (store_root, netns, links) = match role {
         Role::Ipam => {
-            (!network.is_empty()).then(|| multus_host_functions::store::root(&data_dir, &network))
+            let data_dir = str_at(config, &["ipam", "dataDir"])
+                .map_or_else(|| PathBuf::from(IPAM_DATA_DIR), PathBuf::from);
+            let root = (!network.is_empty())
+                .then(|| multus_host_functions::store::root(&data_dir, &network));
+            (root, None, Vec::new())
         }
-        Role::Chained | Role::Mapper => Some(data_dir),
-    };
-    let (netns, links) = match role {
-        Role::Ipam | Role::Mapper => (None, Vec::new()),
-        Role::Chained => (
-            (!call.netns.is_empty()).then(|| PathBuf::from(call.netns)),
-            links(call, config),
-        ),
+        Role::Chained => {
+            let data_dir = str_at(config, &["dataDir"]).map_or_else(
+                || Path::new(CHAINED_DATA_DIR).join(call.plugin_type),
+                PathBuf::from,
+            );
+            let netns = (!call.netns.is_empty()).then(|| PathBuf::from(call.netns));
+            (Some(data_dir), netns, links(call, config))
+        }
+        Role::Mapper => return none(call.plugin_type, settings),
     };
     let sysctl_allowlist = read_allowlist(Path::new(SYSCTL_ALLOWLIST)).unwrap_or_else(|| {
         DEFAULT_SYSCTL_ALLOWLIST
