@@ -41,7 +41,7 @@ struct Planned {
 /// Whether planning may ask the kubelet for device IDs (ADD) or must not
 /// depend on it (teardown without a cache).
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Devices {
+enum DeviceIds {
     Allocate,
     Skip,
 }
@@ -86,7 +86,11 @@ impl<'a> Invocation<'a> {
     /// The pod's networks: the cluster network (or the pod's
     /// default-network override), `defaultNetworks` unless the pod lives in a
     /// system namespace, then every network its selection annotations name.
-    fn plan(&self, ctx: Option<&PodContext>, devices: Devices) -> Result<Vec<Planned>, CniError> {
+    fn plan(
+        &self,
+        ctx: Option<&PodContext>,
+        device_ids: DeviceIds,
+    ) -> Result<Vec<Planned>, CniError> {
         let conf = self.conf;
         let mut named: Vec<(Named, Option<NetworkSelection>)> = Vec::new();
         let overridden = match ctx {
@@ -144,8 +148,8 @@ impl<'a> Invocation<'a> {
             .map(|(_, s)| s.as_ref().and_then(|s| s.interface.clone()))
             .collect();
         let ifnames = naming::assign(&requests, master)?;
-        let mut allocator = match (ctx, devices) {
-            (Some(c), Devices::Allocate) if named.iter().any(|(n, _)| n.resource.is_some()) => {
+        let mut allocator = match (ctx, device_ids) {
+            (Some(c), DeviceIds::Allocate) if named.iter().any(|(n, _)| n.resource.is_some()) => {
                 Some(Allocator::new(devices::query(
                     &conf.kube.pod_resources_socket,
                     &c.pod_ref.namespace,
@@ -271,7 +275,7 @@ impl<'a> Invocation<'a> {
         // The pod and its networks are resolved before anything is created:
         // an API or annotation problem leaves no state behind.
         let ctx = PodContext::connect(self.conf, self.env)?;
-        let planned = self.plan(ctx.as_ref(), Devices::Allocate)?;
+        let planned = self.plan(ctx.as_ref(), DeviceIds::Allocate)?;
         let mut file = self.new_cache(planned.iter().map(|p| p.cached.clone()).collect());
         cache::write(cni_dir, &file)?;
         let path = self.search_path();
@@ -378,7 +382,13 @@ impl<'a> Invocation<'a> {
             entries.extend(status::entries(&r, &p.status_name, &d.ifname, i == 0, info));
         }
         let key = &self.conf.kube.network_status_annotation;
-        if !status::write(&ctx.kube, &ctx.pod_ref, key, &status::render(&entries))? {
+        if !status::write(
+            &ctx.kube,
+            &ctx.pod_ref,
+            &ctx.pod,
+            key,
+            &status::render(&entries),
+        )? {
             tracing::warn!(pod = %self.pod(), "the pod was deleted during ADD; network-status not written");
         }
         Ok(())
@@ -459,7 +469,7 @@ impl<'a> Invocation<'a> {
             }
         };
         tracing::info!(pod = %self.pod(), from_api = ctx.is_some(), "no cache; planning the DEL");
-        self.plan(ctx.as_ref(), Devices::Skip)
+        self.plan(ctx.as_ref(), DeviceIds::Skip)
     }
 
     fn del_cached(&self, loaded: Loaded) -> Result<(), CniError> {
@@ -547,7 +557,7 @@ impl<'a> Invocation<'a> {
         }
         let path = self.search_path();
         let mut errors = Vec::new();
-        for p in self.plan(None, Devices::Skip)? {
+        for p in self.plan(None, DeviceIds::Skip)? {
             if !chain::has_status_and_gc(&p.net) {
                 continue;
             }
@@ -608,7 +618,7 @@ impl<'a> Invocation<'a> {
             }
         }
         let mut nets: Vec<NetworkConfig> = self
-            .plan(None, Devices::Skip)?
+            .plan(None, DeviceIds::Skip)?
             .into_iter()
             .map(|p| p.net)
             .collect();

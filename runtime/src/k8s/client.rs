@@ -91,7 +91,12 @@ impl Kube {
                 kind: Kind::Other,
                 msg: e.to_string(),
             })?;
+        let started = std::time::Instant::now();
         let client = build(&rt, kubeconfig, timeout)?;
+        tracing::debug!(
+            duration_ms = format!("{:.2}", started.elapsed().as_secs_f64() * 1e3),
+            "API client built"
+        );
         Ok(Self {
             rt,
             kubeconfig: kubeconfig.to_path_buf(),
@@ -109,14 +114,23 @@ impl Kube {
     {
         let once = || {
             let client = self.client.borrow().clone();
-            self.rt
+            let started = std::time::Instant::now();
+            let out = self
+                .rt
                 .block_on(async { tokio::time::timeout(self.timeout, f(client)).await })
                 .map_err(|_| KubeError {
                     call: call.to_string(),
                     kind: Kind::Transient,
                     msg: format!("no answer within {} ms", self.timeout.as_millis()),
                 })?
-                .map_err(|e| classify(call, e))
+                .map_err(|e| classify(call, e));
+            tracing::debug!(
+                call,
+                duration_ms = format!("{:.2}", started.elapsed().as_secs_f64() * 1e3),
+                ok = out.is_ok(),
+                "API request"
+            );
+            out
         };
         match once() {
             Err(e) if e.kind == Kind::Unauthorized => {

@@ -11,6 +11,8 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
+use k8s_openapi::api::core::v1::Pod;
+
 use super::client::{Kind, Kube};
 use super::pod::{self, PodRef};
 use crate::cni::result::{CniResult, Dns};
@@ -126,29 +128,37 @@ pub fn render(statuses: &[NetworkStatus]) -> String {
     String::from_utf8(buf).expect("serde_json writes UTF-8")
 }
 
-/// Writes `value` under `key` on the pod: GET, check the UID, PUT
-/// `pods/status` with that resourceVersion; a conflict starts over.
-/// `Ok(false)`: the pod was deleted meanwhile, so there is nothing to annotate
-/// (the runtime DELs the sandbox next).
-pub fn write(kube: &Kube, want: &PodRef, key: &str, value: &str) -> Result<bool, CniError> {
+/// Writes `value` under `key` on the pod through `pods/status`, with the
+/// resourceVersion of `known` (the pod as ADD read it, saving a GET when
+/// nothing changed since); a conflict re-GETs, re-checks the UID and tries
+/// again. `Ok(false)`: the pod was deleted meanwhile, so there is nothing to
+/// annotate (the runtime DELs the sandbox next).
+pub fn write(
+    kube: &Kube,
+    want: &PodRef,
+    known: &Pod,
+    key: &str,
+    value: &str,
+) -> Result<bool, CniError> {
+    let mut current = known.clone();
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let mut p = match kube.get_pod(&want.namespace, &want.name) {
-            Ok(p) => p,
-            Err(e) if e.kind == Kind::NotFound => return Ok(false),
-            Err(e) => return Err(pod::to_cni(e, &format!("writing {key}"))),
-        };
-        pod::check_uid(&p, want)?;
-        let mut annotations: BTreeMap<String, String> = pod::annotations(&p);
+        let mut annotations: BTreeMap<String, String> = pod::annotations(&current);
         annotations.insert(key.to_string(), value.to_string());
-        p.metadata.annotations = Some(annotations);
-        match kube.replace_pod_status(&p) {
+        current.metadata.annotations = Some(annotations);
+        match kube.replace_pod_status(&current) {
             Ok(_) => return Ok(true),
             Err(e) if e.kind == Kind::NotFound => return Ok(false),
             Err(e) if e.kind == Kind::Conflict && attempt < CONFLICT_ATTEMPTS => {
                 tracing::debug!(pod = %want, attempt, "network-status write conflicted; retrying");
                 std::thread::sleep(CONFLICT_BACKOFF * attempt);
+                current = match kube.get_pod(&want.namespace, &want.name) {
+                    Ok(p) => p,
+                    Err(e) if e.kind == Kind::NotFound => return Ok(false),
+                    Err(e) => return Err(pod::to_cni(e, &format!("writing {key}"))),
+                };
+                pod::check_uid(&current, want)?;
             }
             Err(e) => {
                 return Err(pod::to_cni(
