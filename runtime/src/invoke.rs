@@ -14,7 +14,7 @@ use crate::delegate::chain::{self, ChainError, Target};
 use crate::delegate::PluginRunner;
 use crate::k8s::devices::{self, Allocator};
 use crate::k8s::selection::NetworkSelection;
-use crate::k8s::{self, nad, status, Named, PodContext};
+use crate::k8s::{self, events, nad, status, Named, PodContext};
 use crate::{default_route, naming, readiness};
 
 /// The capability arg naming an attachment's device-info file.
@@ -306,6 +306,7 @@ impl<'a> Invocation<'a> {
                 }
                 tracing::warn!(pod = %self.pod(), error = %e, "network-status not written (networkStatusRequired is false)");
             }
+            self.record_added(c, &planned, &file);
         }
         let master = &planned[0];
         let raw = file.delegates[0]
@@ -392,6 +393,26 @@ impl<'a> Invocation<'a> {
             tracing::warn!(pod = %self.pod(), "the pod was deleted during ADD; network-status not written");
         }
         Ok(())
+    }
+
+    /// One `AddedInterface` event per attachment that reported interfaces
+    /// or addresses, once the whole ADD has succeeded.
+    fn record_added(&self, ctx: &PodContext, planned: &[Planned], file: &CacheFile) {
+        for (p, d) in planned.iter().zip(&file.delegates) {
+            let Ok(r) = parse_result(p, d) else { continue };
+            if r.interfaces.is_empty() && r.ips.is_empty() {
+                continue;
+            }
+            let ips: Vec<String> = r.ips.iter().map(|ip| ip.address.to_string()).collect();
+            events::record(
+                &ctx.kube,
+                &ctx.pod_ref,
+                &ctx.pod,
+                events::Kind::Normal,
+                "AddedInterface",
+                &events::added_interface(&d.ifname, &ips, &p.status_name),
+            );
+        }
     }
 
     fn rollback(

@@ -178,6 +178,32 @@ fn annotation_networks_and_network_status() {
         &"GET /apis/k8s.cni.cncf.io/v1/namespaces/other/network-attachment-definitions/storage 200"
             .to_string()
     ));
+    let events: Vec<(String, String, String)> = c
+        .api
+        .events()
+        .iter()
+        .map(|e| {
+            assert_eq!(e["involvedObject"]["uid"], "uid-1");
+            assert_eq!(e["source"]["component"], "multus");
+            let s = |k: &str| e[k].as_str().unwrap().to_string();
+            (s("type"), s("reason"), s("message"))
+        })
+        .collect();
+    let added = |m: &str| {
+        (
+            "Normal".to_string(),
+            "AddedInterface".to_string(),
+            m.to_string(),
+        )
+    };
+    assert_eq!(
+        events,
+        vec![
+            added("Add eth0 [10.10.0.2/24] from cluster"),
+            added("Add data0 [10.20.0.2/24] from default/macvlan-conf"),
+            added("Add net2 [10.30.0.2/24] from other/storage"),
+        ]
+    );
     // The selection annotation and everything else on the pod are kept.
     assert_eq!(
         c.api.annotation("default", "web", NETWORKS).as_deref(),
@@ -477,6 +503,30 @@ fn api_faults_and_bad_selections() {
         );
         c.assert_clean(&pod);
     }
+    let warnings: Vec<String> = c
+        .api
+        .events()
+        .iter()
+        .filter(|e| e["type"] == "Warning")
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["reason"].as_str().unwrap(),
+                e["message"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        warnings,
+        vec!["NoNetworkFound cannot find a network-attachment-definition (nosuchnet) in namespace (default)"]
+    );
+    assert!(
+        c.api
+            .events()
+            .iter()
+            .all(|e| e["involvedObject"]["name"] != "bad" || e["type"] == "Warning"),
+        "failed ADDs record no AddedInterface"
+    );
 }
 
 /// A native delegate standing in for SR-IOV (no VFs on this machine): it

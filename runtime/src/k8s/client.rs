@@ -11,7 +11,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, ApiResource, DynamicObject, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
@@ -161,6 +161,18 @@ impl Kube {
             async move {
                 Api::<Pod>::namespaced(c, &ns)
                     .replace_status(&name, &PostParams::default(), pod)
+                    .await
+            }
+        })
+    }
+
+    pub fn create_event(&self, event: &Event) -> Result<Event, KubeError> {
+        let ns = event.metadata.namespace.clone().unwrap_or_default();
+        self.call(&format!("POST event in {ns}"), |c| {
+            let ns = ns.clone();
+            async move {
+                Api::<Event>::namespaced(c, &ns)
+                    .create(&PostParams::default(), event)
                     .await
             }
         })

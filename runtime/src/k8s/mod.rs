@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod devices;
+pub mod events;
 pub mod mapper;
 pub mod nad;
 pub mod pod;
@@ -182,6 +183,14 @@ impl PodContext {
         field: &str,
     ) -> Result<Named, CniError> {
         self.find_nad(conf, namespace, name, field)?.ok_or_else(|| {
+            events::record(
+                &self.kube,
+                &self.pod_ref,
+                &self.pod,
+                events::Kind::Warning,
+                "NoNetworkFound",
+                &format!("cannot find a network-attachment-definition ({name}) in namespace ({namespace})"),
+            );
             CniError::new(
                 Code::InvalidConfig,
                 format!(

@@ -31,6 +31,7 @@ const NAD: &str = include_str!("fixtures/nad.json");
 struct State {
     pods: BTreeMap<(String, String), Value>,
     nads: BTreeMap<(String, String), Value>,
+    events: Vec<Value>,
     token: String,
     resource_version: u64,
     log: Vec<String>,
@@ -280,6 +281,11 @@ impl FakeKubeApi {
             .push((path_part.into(), delay, times));
     }
 
+    /// Events created so far, as stored.
+    pub fn events(&self) -> Vec<Value> {
+        self.state.lock().unwrap().events.clone()
+    }
+
     /// "METHOD path status" of every request so far.
     pub fn requests(&self) -> Vec<String> {
         self.state.lock().unwrap().log.clone()
@@ -366,6 +372,29 @@ fn route(
                 Some(p) => (StatusCode::OK, p.clone()),
                 None => pod_not_found(name),
             }
+        }
+        (&Method::POST, ["api", "v1", "namespaces", ns, "events"]) => {
+            let Ok(mut ev) = serde_json::from_slice::<Value>(body) else {
+                return status(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    "the body is not an Event".into(),
+                    Value::Null,
+                );
+            };
+            if ev["metadata"]["namespace"] != *ns {
+                return status(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    "the namespace of the provided object does not match the namespace sent on the request".into(),
+                    Value::Null,
+                );
+            }
+            let rv = st.next_rv();
+            ev["metadata"]["uid"] = format!("event-{rv}").into();
+            ev["metadata"]["resourceVersion"] = rv.into();
+            st.events.push(ev.clone());
+            (StatusCode::CREATED, ev)
         }
         (&Method::PUT, ["api", "v1", "namespaces", ns, "pods", name, "status"]) => {
             let key = (ns.to_string(), name.to_string());
