@@ -86,11 +86,10 @@ impl<'a> Invocation<'a> {
     /// The pod's networks: the cluster network (or the pod's
     /// default-network override), `defaultNetworks` unless the pod lives in a
     /// system namespace, then every network its selection annotations name.
-    fn plan(
+    fn networks(
         &self,
         ctx: Option<&PodContext>,
-        device_ids: DeviceIds,
-    ) -> Result<Vec<Planned>, CniError> {
+    ) -> Result<Vec<(Named, Option<NetworkSelection>)>, CniError> {
         let conf = self.conf;
         let mut named: Vec<(Named, Option<NetworkSelection>)> = Vec::new();
         let overridden = match ctx {
@@ -137,6 +136,18 @@ impl<'a> Invocation<'a> {
                 .collect::<Vec<_>>(),
         )
         .map_err(|e| e.context(format!("pod {}", self.pod())))?;
+        Ok(named)
+    }
+
+    /// Every network of the pod ready to run: interface names, CNI_ARGS,
+    /// capability args, device IDs and the config each delegate gets.
+    fn plan(
+        &self,
+        ctx: Option<&PodContext>,
+        device_ids: DeviceIds,
+    ) -> Result<Vec<Planned>, CniError> {
+        let conf = self.conf;
+        let named = self.networks(ctx)?;
         // STATUS and GC carry no CNI_IFNAME; names do not matter to them.
         let master = if self.env.ifname.is_empty() {
             "eth0"
