@@ -224,3 +224,38 @@ fn build(
     let _guard = rt.enter();
     kube::Client::try_from(config).map_err(|e| err(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The apiserver's `Status` bodies (fixtures in `testbed/`) as kube-rs
+    /// hands them over.
+    fn api_error(code: u16, reason: &str) -> kube::Error {
+        let status: kube::core::Status = serde_json::from_value(serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("{reason} ({code})"), "reason": reason, "code": code
+        }))
+        .unwrap();
+        kube::Error::Api(Box::new(status))
+    }
+
+    #[test]
+    fn classification_drives_retries() {
+        for (code, reason, kind) in [
+            (404, "NotFound", Kind::NotFound),
+            (409, "Conflict", Kind::Conflict),
+            (401, "Unauthorized", Kind::Unauthorized),
+            (403, "Forbidden", Kind::Forbidden),
+            (429, "TooManyRequests", Kind::Transient),
+            (500, "InternalError", Kind::Transient),
+            (503, "ServiceUnavailable", Kind::Transient),
+            (400, "BadRequest", Kind::Other),
+            (422, "Invalid", Kind::Other),
+        ] {
+            let e = classify("GET pod ns/p", api_error(code, reason));
+            assert_eq!(e.kind, kind, "{code}");
+            assert!(e.to_string().starts_with("GET pod ns/p: "), "{e}");
+        }
+    }
+}

@@ -79,7 +79,8 @@ pub fn check_uid(pod: &Pod, want: &PodRef) -> Result<(), CniError> {
 }
 
 /// GETs the pod, retrying not-found and transient failures until `wait` has
-/// passed: a new pod may not be visible through every API server yet.
+/// passed: a new pod may not be visible through every API server yet. A zero
+/// `wait` (teardown) gives up at the first failure.
 pub fn get(kube: &Kube, want: &PodRef, wait: Duration) -> Result<Pod, CniError> {
     let started = Instant::now();
     let mut attempts = 0;
@@ -89,8 +90,9 @@ pub fn get(kube: &Kube, want: &PodRef, wait: Duration) -> Result<Pod, CniError> 
             Ok(pod) => return Ok(pod),
             Err(e) if matches!(e.kind, Kind::NotFound | Kind::Transient) => {
                 // A slow or dropped answer gets its retries even when it
-                // alone outlasted the wait.
-                let retry_slow = e.kind == Kind::Transient && attempts < TRANSIENT_ATTEMPTS;
+                // alone outlasted the wait; no wait at all means one try.
+                let retry_slow =
+                    !wait.is_zero() && e.kind == Kind::Transient && attempts < TRANSIENT_ATTEMPTS;
                 if !retry_slow && started.elapsed() + POLL > wait {
                     return Err(to_cni(
                         e,
