@@ -829,3 +829,33 @@ fn a_failed_status_write_rolls_back_unless_optional() {
     assert!(c.run("DEL", "c1", &pod, "web", "uid-1", &conf).ok());
     c.assert_clean(&pod);
 }
+
+#[test]
+fn client_certificate_kubeconfig() {
+    let c = Cluster::new();
+    let pod = Pod::new();
+    c.api.add_pod(
+        "default",
+        "web",
+        "uid-1",
+        &[(NETWORKS, "macvlan-conf")],
+        &[],
+    );
+    // The token is no longer accepted: only the certificate can authenticate.
+    c.api.accept_token("another-token");
+    let conf = c.conf(json!({"kubeconfig": c.api.client_cert_kubeconfig()}));
+    let out = c.run("ADD", "c1", &pod, "web", "uid-1", &conf);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    assert_eq!(
+        c.status("default", "web")[1]["name"],
+        "default/macvlan-conf"
+    );
+    assert!(c.run("DEL", "c1", &pod, "web", "uid-1", &conf).ok());
+    c.assert_clean(&pod);
+    // The token kubeconfig, without a certificate, is refused.
+    let msg = assert_cni_error(
+        &c.run("ADD", "c2", &pod, "web", "uid-1", &c.conf(json!({}))),
+        999,
+    );
+    assert!(msg.contains("Unauthorized"), "{msg}");
+}

@@ -67,8 +67,8 @@ fn status(code: StatusCode, reason: &str, message: String, details: Value) -> (S
 
 impl FakeKubeApi {
     /// Starts the server on 127.0.0.1 of `ns` (which must have `lo` up),
-    /// accepting the bearer token `token`; writes a kubeconfig that uses a
-    /// token file.
+    /// accepting the bearer token `token` or a client certificate of its CA;
+    /// writes a kubeconfig for each (the token one reads a token file).
     pub fn start(ns: &Netns, token: &str) -> io::Result<Self> {
         let dir = tempfile::tempdir()?;
         let other = |e: String| io::Error::other(e);
@@ -86,12 +86,37 @@ impl FakeKubeApi {
             .and_then(|p| p.signed_by(&key, &ca))
             .map_err(|e| other(e.to_string()))?;
         std::fs::write(dir.path().join("ca.crt"), ca.pem())?;
+        // A client certificate from the same CA, for kubeconfigs that
+        // authenticate with one instead of a token (kubelet-style).
+        let client_key = rcgen::KeyPair::generate().map_err(|e| other(e.to_string()))?;
+        let mut client_params = rcgen::CertificateParams::new(Vec::<String>::new())
+            .map_err(|e| other(e.to_string()))?;
+        client_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "system:multus");
+        client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let client = client_params
+            .signed_by(&client_key, &ca)
+            .map_err(|e| other(e.to_string()))?;
+        std::fs::write(dir.path().join("client.crt"), client.pem())?;
+        std::fs::write(dir.path().join("client.key"), client_key.serialize_pem())?;
 
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(ca.der().clone())
+            .map_err(|e| other(e.to_string()))?;
+        let client_auth = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| other(e.to_string()))?;
         let tls = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| other(e.to_string()))?
-            .with_no_client_auth()
+            .with_client_cert_verifier(client_auth)
             .with_single_cert(
                 vec![leaf.der().clone()],
                 rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
@@ -134,7 +159,9 @@ impl FakeKubeApi {
                             let (acceptor, st) = (acceptor.clone(), st.clone());
                             tokio::spawn(async move {
                                 let Ok(tls) = acceptor.accept(tcp).await else { return };
-                                let svc = hyper::service::service_fn(move |req| handle(st.clone(), req));
+                                // The verifier only lets through certificates of our CA.
+                                let client_cert = tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
+                                let svc = hyper::service::service_fn(move |req| handle(st.clone(), client_cert, req));
                                 let _ = hyper::server::conn::http1::Builder::new()
                                     .serve_connection(TokioIo::new(tls), svc)
                                     .await;
@@ -164,7 +191,26 @@ impl FakeKubeApi {
                 "current-context": "test"
             }))?,
         )?;
+        std::fs::write(
+            api.client_cert_kubeconfig(),
+            serde_json::to_vec_pretty(&json!({
+                "apiVersion": "v1", "kind": "Config",
+                "clusters": [{"name": "test", "cluster": {
+                    "server": format!("https://{addr}"),
+                    "certificate-authority": api.dir.path().join("ca.crt")}}],
+                "users": [{"name": "multus", "user": {
+                    "client-certificate": api.dir.path().join("client.crt"),
+                    "client-key": api.dir.path().join("client.key")}}],
+                "contexts": [{"name": "test", "context": {"cluster": "test", "user": "multus"}}],
+                "current-context": "test"
+            }))?,
+        )?;
         Ok(api)
+    }
+
+    /// A kubeconfig authenticating with a client certificate of the server's CA.
+    pub fn client_cert_kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig-client-cert")
     }
 
     pub fn kubeconfig(&self) -> PathBuf {
@@ -310,6 +356,7 @@ impl Drop for FakeKubeApi {
 
 async fn handle(
     state: Arc<Mutex<State>>,
+    client_cert: bool,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, hyper::Error> {
     let method = req.method().clone();
@@ -336,7 +383,7 @@ async fn handle(
     }
     let (code, value) = {
         let mut st = state.lock().unwrap();
-        let answer = route(&mut st, &method, &path, auth.as_deref(), &body);
+        let answer = route(&mut st, &method, &path, client_cert, auth.as_deref(), &body);
         st.log
             .push(format!("{method} {path} {}", answer.0.as_u16()));
         answer
@@ -354,10 +401,11 @@ fn route(
     st: &mut State,
     method: &Method,
     path: &str,
+    client_cert: bool,
     auth: Option<&str>,
     body: &[u8],
 ) -> (StatusCode, Value) {
-    if auth != Some(format!("Bearer {}", st.token).as_str()) {
+    if !client_cert && auth != Some(format!("Bearer {}", st.token).as_str()) {
         return status(
             StatusCode::UNAUTHORIZED,
             "Unauthorized",
