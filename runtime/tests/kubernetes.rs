@@ -39,6 +39,18 @@ impl Cluster {
         Self { node, api }
     }
 
+    /// Pod `default/web` (UID `uid-1`) selecting `macvlan-conf`, and its netns.
+    fn web_pod(&self) -> Pod {
+        self.api.add_pod(
+            "default",
+            "web",
+            "uid-1",
+            &[(NETWORKS, "macvlan-conf")],
+            &[],
+        );
+        Pod::new()
+    }
+
     fn conf(&self, extra: Value) -> Vec<u8> {
         let mut c = json!({
             "cniVersion": "1.0.0", "name": "multus-cni-network", "type": "multus",
@@ -443,14 +455,7 @@ fn namespace_isolation_refuses_a_cross_namespace_nad() {
 #[test]
 fn api_faults_and_bad_selections() {
     let c = Cluster::new();
-    let pod = Pod::new();
-    c.api.add_pod(
-        "default",
-        "web",
-        "uid-1",
-        &[(NETWORKS, "macvlan-conf")],
-        &[],
-    );
+    let pod = c.web_pod();
     let conf = c.conf(json!({"kubeRequestTimeoutMs": 1000}));
 
     // A stale token: 401, re-read, still 401: a clear error.
@@ -803,14 +808,7 @@ fn cluster_and_default_networks_from_nads_and_status_rules() {
 #[test]
 fn a_failed_status_write_rolls_back_unless_optional() {
     let c = Cluster::new();
-    let pod = Pod::new();
-    c.api.add_pod(
-        "default",
-        "web",
-        "uid-1",
-        &[(NETWORKS, "macvlan-conf")],
-        &[],
-    );
+    let pod = c.web_pod();
     // More conflicts than retries.
     c.api.conflict_next_status_writes(10);
     let out = c.run("ADD", "c1", &pod, "web", "uid-1", &c.conf(json!({})));
@@ -833,14 +831,7 @@ fn a_failed_status_write_rolls_back_unless_optional() {
 #[test]
 fn client_certificate_kubeconfig() {
     let c = Cluster::new();
-    let pod = Pod::new();
-    c.api.add_pod(
-        "default",
-        "web",
-        "uid-1",
-        &[(NETWORKS, "macvlan-conf")],
-        &[],
-    );
+    let pod = c.web_pod();
     // The token is no longer accepted: only the certificate can authenticate.
     c.api.accept_token("another-token");
     let conf = c.conf(json!({"kubeconfig": c.api.client_cert_kubeconfig()}));

@@ -179,33 +179,26 @@ impl FakeKubeApi {
             thread: Some(thread),
         };
         api.write_token_file(token)?;
-        std::fs::write(
-            api.kubeconfig(),
-            serde_json::to_vec_pretty(&json!({
-                "apiVersion": "v1", "kind": "Config",
-                "clusters": [{"name": "test", "cluster": {
-                    "server": format!("https://{addr}"),
-                    "certificate-authority": api.dir.path().join("ca.crt")}}],
-                "users": [{"name": "multus", "user": {"tokenFile": api.token_file()}}],
-                "contexts": [{"name": "test", "context": {"cluster": "test", "user": "multus"}}],
-                "current-context": "test"
-            }))?,
-        )?;
-        std::fs::write(
-            api.client_cert_kubeconfig(),
-            serde_json::to_vec_pretty(&json!({
-                "apiVersion": "v1", "kind": "Config",
-                "clusters": [{"name": "test", "cluster": {
-                    "server": format!("https://{addr}"),
-                    "certificate-authority": api.dir.path().join("ca.crt")}}],
-                "users": [{"name": "multus", "user": {
-                    "client-certificate": api.dir.path().join("client.crt"),
-                    "client-key": api.dir.path().join("client.key")}}],
-                "contexts": [{"name": "test", "context": {"cluster": "test", "user": "multus"}}],
-                "current-context": "test"
-            }))?,
+        api.write_kubeconfig(&api.kubeconfig(), json!({"tokenFile": api.token_file()}))?;
+        api.write_kubeconfig(
+            &api.client_cert_kubeconfig(),
+            json!({"client-certificate": api.dir.path().join("client.crt"),
+                   "client-key": api.dir.path().join("client.key")}),
         )?;
         Ok(api)
+    }
+
+    fn write_kubeconfig(&self, path: &std::path::Path, user: Value) -> io::Result<()> {
+        let config = json!({
+            "apiVersion": "v1", "kind": "Config",
+            "clusters": [{"name": "test", "cluster": {
+                "server": format!("https://{}", self.addr),
+                "certificate-authority": self.dir.path().join("ca.crt")}}],
+            "users": [{"name": "multus", "user": user}],
+            "contexts": [{"name": "test", "context": {"cluster": "test", "user": "multus"}}],
+            "current-context": "test"
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&config)?)
     }
 
     /// A kubeconfig authenticating with a client certificate of the server's CA.
