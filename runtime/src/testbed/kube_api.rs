@@ -22,6 +22,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio_rustls::rustls;
 
+use super::background::Background;
 use super::{enter_path, Netns};
 
 const POD: &str = include_str!("fixtures/pod.json");
@@ -52,8 +53,7 @@ pub struct FakeKubeApi {
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
     state: Arc<Mutex<State>>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    server: Background,
 }
 
 fn status(code: StatusCode, reason: &str, message: String, details: Value) -> (StatusCode, Value) {
@@ -142,41 +142,33 @@ impl FakeKubeApi {
             resource_version: 1000,
             ..Default::default()
         }));
-        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
         let st = state.clone();
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("test runtime");
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                loop {
-                    tokio::select! {
-                        _ = &mut stop_rx => break,
-                        conn = listener.accept() => {
-                            let Ok((tcp, _)) = conn else { continue };
-                            let (acceptor, st) = (acceptor.clone(), st.clone());
-                            tokio::spawn(async move {
-                                let Ok(tls) = acceptor.accept(tcp).await else { return };
-                                // The verifier only lets through certificates of our CA.
-                                let client_cert = tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
-                                let svc = hyper::service::service_fn(move |req| handle(st.clone(), client_cert, req));
-                                let _ = hyper::server::conn::http1::Builder::new()
-                                    .serve_connection(TokioIo::new(tls), svc)
-                                    .await;
-                            });
-                        }
+        let server = Background::spawn(move |mut stop| async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            loop {
+                tokio::select! {
+                    _ = &mut stop => break,
+                    conn = listener.accept() => {
+                        let Ok((tcp, _)) = conn else { continue };
+                        let (acceptor, st) = (acceptor.clone(), st.clone());
+                        tokio::spawn(async move {
+                            let Ok(tls) = acceptor.accept(tcp).await else { return };
+                            // The verifier only lets through certificates of our CA.
+                            let client_cert = tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
+                            let svc = hyper::service::service_fn(move |req| handle(st.clone(), client_cert, req));
+                            let _ = hyper::server::conn::http1::Builder::new()
+                                .serve_connection(TokioIo::new(tls), svc)
+                                .await;
+                        });
                     }
                 }
-            });
+            }
         });
         let api = Self {
             addr,
             dir,
             state,
-            stop: Some(stop_tx),
-            thread: Some(thread),
+            server,
         };
         api.write_token_file(token)?;
         api.write_kubeconfig(&api.kubeconfig(), json!({"tokenFile": api.token_file()}))?;
@@ -332,18 +324,7 @@ impl FakeKubeApi {
 
     /// Stops answering: connections are refused from now on.
     pub fn stop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for FakeKubeApi {
-    fn drop(&mut self) {
-        self.stop();
+        self.server.stop();
     }
 }
 

@@ -2,6 +2,7 @@
 //! bench and the integration tests. A "node" netns stands in for the host so
 //! nothing (bridges, host veths) touches the real host's network.
 
+pub mod background;
 pub mod confs;
 pub mod kube_api;
 pub mod pod_resources;

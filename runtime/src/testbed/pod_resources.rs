@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use tokio_stream::wrappers::UnixListenerStream;
 use tonic::{Request, Response, Status};
 
+use super::background::Background;
+
 use crate::k8s::devices::proto::pod_resources_lister_server::{
     PodResourcesLister, PodResourcesListerServer,
 };
@@ -62,8 +64,7 @@ pub type PodDevices<'a> = (&'a str, &'a str, &'a [(&'a str, &'a [&'a str])]);
 
 pub struct FakePodResources {
     pub socket: PathBuf,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: Background,
 }
 
 impl FakePodResources {
@@ -87,38 +88,19 @@ impl FakePodResources {
             .collect();
         let listener = std::os::unix::net::UnixListener::bind(socket)?;
         listener.set_nonblocking(true)?;
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let svc = PodResourcesListerServer::new(Lister { pods, with_get });
-        let thread = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("test runtime");
-            rt.block_on(async move {
-                let l = tokio::net::UnixListener::from_std(listener).expect("listener");
-                let _ = tonic::transport::Server::builder()
-                    .add_service(svc)
-                    .serve_with_incoming_shutdown(UnixListenerStream::new(l), async {
-                        let _ = rx.await;
-                    })
-                    .await;
-            });
+        let server = Background::spawn(move |stop| async move {
+            let l = tokio::net::UnixListener::from_std(listener).expect("listener");
+            let _ = tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_incoming_shutdown(UnixListenerStream::new(l), async {
+                    let _ = stop.await;
+                })
+                .await;
         });
         Ok(Self {
             socket: socket.to_path_buf(),
-            stop: Some(tx),
-            thread: Some(thread),
+            _server: server,
         })
-    }
-}
-
-impl Drop for FakePodResources {
-    fn drop(&mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
