@@ -17,9 +17,6 @@ use crate::k8s::selection::NetworkSelection;
 use crate::k8s::{self, events, nad, status, Named, PodContext};
 use crate::{default_route, naming, readiness};
 
-/// The capability arg naming an attachment's device-info file.
-const DEVICE_INFO_KEY: &str = "CNIDeviceInfoFile";
-
 /// One CNI invocation of multus.
 pub struct Invocation<'a> {
     pub env: &'a CniEnv,
@@ -195,7 +192,10 @@ impl<'a> Invocation<'a> {
                         &ifname,
                     );
                     caps.insert("deviceID".into(), id.clone().into());
-                    caps.insert(DEVICE_INFO_KEY.into(), info.display().to_string().into());
+                    caps.insert(
+                        devices::INFO_FILE_KEY.into(),
+                        info.display().to_string().into(),
+                    );
                     device_info_source = Some(devices::plugin_info_file(
                         &conf.kube.device_info_dir,
                         res,
@@ -292,11 +292,13 @@ impl<'a> Invocation<'a> {
         let path = self.search_path();
         for (i, p) in planned.iter().enumerate() {
             let target = self.target(&p.cached, &path, &self.env.netns);
-            let outcome = copy_device_info(p).and_then(|()| {
-                self.run_logged(Command::Add, &p.cached, || {
-                    chain::add(self.runner, &p.net, &target)
-                })
-            });
+            let outcome =
+                devices::seed_info_file(p.device_info_source.as_deref(), &p.cached.capability_args)
+                    .and_then(|()| {
+                        self.run_logged(Command::Add, &p.cached, || {
+                            chain::add(self.runner, &p.net, &target)
+                        })
+                    });
             match outcome {
                 Ok(r) => file.delegates[i].result = Some(r),
                 Err(e) => return Err(self.rollback(&planned, &file, i, e)),
@@ -390,7 +392,7 @@ impl<'a> Invocation<'a> {
         let mut entries = Vec::new();
         for (i, (p, d)) in planned.iter().zip(&file.delegates).enumerate() {
             let r = parse_result(p, d)?;
-            let info = device_info(d);
+            let info = devices::read_info_file(&d.capability_args);
             entries.extend(status::entries(&r, &p.status_name, &d.ifname, i == 0, info));
         }
         let key = &self.conf.kube.network_status_annotation;
@@ -446,7 +448,7 @@ impl<'a> Invocation<'a> {
             // and if they cannot be deleted the cache stays for the runtime.
             match del {
                 Err(e) if d.result.is_some() => leftovers.push(e.msg),
-                _ => remove_device_info(d),
+                _ => devices::remove_info_file(&d.capability_args),
             }
         }
         if leftovers.is_empty() {
@@ -516,7 +518,7 @@ impl<'a> Invocation<'a> {
                 })
             });
             match outcome {
-                Ok(()) => remove_device_info(d),
+                Ok(()) => devices::remove_info_file(&d.capability_args),
                 Err(e) => errors.push(e),
             }
         }
@@ -706,58 +708,6 @@ fn parse_result(p: &Planned, d: &CachedDelegate) -> Result<CniResult, CniError> 
     let raw = d.result.as_ref().expect("every delegate has a result");
     CniResult::parse(raw, &p.net.cni_version)
         .map_err(|e| e.context(format!("the result of network {:?}", p.status_name)))
-}
-
-/// Seeds the attachment's device-info file from the device plugin's, so the
-/// delegate and network-status see it (upstream's flow).
-fn copy_device_info(p: &Planned) -> Result<(), CniError> {
-    let (Some(src), Some(dst)) = (
-        &p.device_info_source,
-        p.cached
-            .capability_args
-            .get(DEVICE_INFO_KEY)
-            .and_then(Value::as_str),
-    ) else {
-        return Ok(());
-    };
-    if !src.exists() {
-        return Ok(());
-    }
-    let dst = Path::new(dst);
-    let io = |e: std::io::Error| {
-        CniError::new(
-            Code::Io,
-            format!("device-info {} -> {}: {e}", src.display(), dst.display()),
-        )
-    };
-    if let Some(dir) = dst.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    std::fs::copy(src, dst).map_err(io)?;
-    Ok(())
-}
-
-/// The attachment's device-info file, when the device plugin or the
-/// delegate wrote one.
-fn device_info(d: &CachedDelegate) -> Option<Value> {
-    let path = d.capability_args.get(DEVICE_INFO_KEY)?.as_str()?;
-    let bytes = std::fs::read(path).ok()?;
-    serde_json::from_slice(&bytes).ok()
-}
-
-/// Removes the attachment's device-info file once it is deleted.
-fn remove_device_info(d: &CachedDelegate) {
-    if let Some(path) = d
-        .capability_args
-        .get(DEVICE_INFO_KEY)
-        .and_then(Value::as_str)
-    {
-        if let Err(e) = std::fs::remove_file(path) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(file = path, error = %e, "cannot remove device-info file");
-            }
-        }
-    }
 }
 
 /// STATUS's order of badness: 51 (existing pods affected) over 50 over the rest.

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
+use serde_json::{Map, Value};
 use tonic::transport::{Endpoint, Uri};
 
 use crate::cni::{CniError, Code};
@@ -148,6 +149,56 @@ pub fn info_file(dir: &Path, network: &str, container_id: &str, ifname: &str) ->
 pub fn plugin_info_file(dir: &Path, resource: &str, device_id: &str) -> PathBuf {
     dir.join("dp")
         .join(format!("{resource}-{device_id}-device.json").replace('/', "-"))
+}
+
+/// The capability arg naming an attachment's device-info file.
+pub const INFO_FILE_KEY: &str = "CNIDeviceInfoFile";
+
+fn info_file_of(caps: &Map<String, Value>) -> Option<&str> {
+    caps.get(INFO_FILE_KEY).and_then(Value::as_str)
+}
+
+/// Seeds the attachment's device-info file (named in its capability args)
+/// from the device plugin's `source`, so the delegate and network-status see
+/// it (upstream's flow).
+pub fn seed_info_file(source: Option<&Path>, caps: &Map<String, Value>) -> Result<(), CniError> {
+    let (Some(src), Some(dst)) = (source, info_file_of(caps)) else {
+        return Ok(());
+    };
+    if !src.exists() {
+        return Ok(());
+    }
+    let dst = Path::new(dst);
+    let io = |e: std::io::Error| {
+        CniError::new(
+            Code::Io,
+            format!("device-info {} -> {}: {e}", src.display(), dst.display()),
+        )
+    };
+    if let Some(dir) = dst.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    std::fs::copy(src, dst).map_err(io)?;
+    Ok(())
+}
+
+/// The attachment's device-info file, when the device plugin or the
+/// delegate wrote one.
+pub fn read_info_file(caps: &Map<String, Value>) -> Option<Value> {
+    let bytes = std::fs::read(info_file_of(caps)?).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Removes the attachment's device-info file once it is deleted.
+pub fn remove_info_file(caps: &Map<String, Value>) {
+    let Some(path) = info_file_of(caps) else {
+        return;
+    };
+    if let Err(e) = std::fs::remove_file(path) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(file = path, error = %e, "cannot remove device-info file");
+        }
+    }
 }
 
 #[cfg(test)]
