@@ -304,14 +304,19 @@ pub fn map(
         container_id: format!("{}/{}", pod.namespace, pod.name),
     };
     let mut sb = Sandbox::new(conf, Role::Mapper, name, module, reach, &mut t)?;
+    let started = Instant::now();
     let engine = sb.store.engine().clone();
     let linker = linker(&engine).map_err(|e| cni(Code::Internal, name, e))?;
     let instance = AnnotationMapper::instantiate(&mut sb.store, &sb.component, linker)
         .map_err(|e| cni(Code::InvalidConfig, name, format!("instantiate: {e}")))?;
+    t.instantiate = started.elapsed();
+    let started = Instant::now();
     let outcome =
         instance
             .multus_plugin_mapper()
             .call_select_networks(&mut sb.store, config, pod, selected);
+    t.call = started.elapsed();
+    tracing::debug!(mapper = name, ?t, "wasm mapper call");
     sb.finish(name)?;
     match outcome {
         Err(trap) => Err(cni(
