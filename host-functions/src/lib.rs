@@ -16,6 +16,9 @@ use std::time::Duration;
 
 pub use bindings::multus::plugin::types::CniError as WitError;
 
+/// The WIT package this host implements (every file of `wit/` declares it).
+pub const WIT_PACKAGE: &str = "multus:plugin@0.1.0";
+
 /// Why a host call failed. Denials are the sandbox saying no.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
@@ -48,6 +51,20 @@ impl HostError {
             code,
             msg: format!("host call {call}: {self}"),
             details: String::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn wit_package_matches_the_wit_files() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../wit");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let want = format!("package {};", super::WIT_PACKAGE);
+            assert!(text.lines().any(|l| l.trim() == want), "{}", path.display());
         }
     }
 }

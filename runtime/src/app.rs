@@ -43,6 +43,26 @@ fn version_info() -> String {
         .to_string()
 }
 
+/// What the binary is, printed on stderr when it is run by hand (no
+/// `CNI_COMMAND`), as the reference plugins do.
+pub fn about() -> String {
+    format!(
+        "multus-wasm: the Multus CNI meta-plugin v{}\nCNI protocol versions supported: {}",
+        env!("CARGO_PKG_VERSION"),
+        version::SUPPORTED.join(", ")
+    )
+}
+
+/// Upstream's `multus -version` line.
+pub fn version_line() -> String {
+    format!(
+        "multus-wasm version:v{}, wit:{}, cni:{}",
+        env!("CARGO_PKG_VERSION"),
+        multus_host_functions::WIT_PACKAGE,
+        version::CURRENT
+    )
+}
+
 /// Runs one CNI command with the process environment and stdin.
 pub fn run() -> Outcome {
     let env = match CniEnv::from_vars(|k| std::env::var(k).ok()) {

@@ -14,6 +14,43 @@ pub const DEFAULT_CONF_DIR: &str = "/etc/cni/multus/net.d";
 pub const DEFAULT_CNI_DIR: &str = "/var/lib/cni/multus";
 pub const DEFAULT_BIN_DIR: &str = "/opt/cni/bin";
 
+/// Every key of the multus conf this implementation reads (README "The
+/// multus conf"), in its canonical spelling.
+pub const KEYS: &[&str] = &[
+    "cniVersion",
+    "cniVersions",
+    "name",
+    "type",
+    "capabilities",
+    "clusterNetwork",
+    "delegates",
+    "defaultNetworks",
+    "confDir",
+    "cniDir",
+    "binDir",
+    "logFile",
+    "logLevel",
+    "logToStderr",
+    "readinessindicatorfile",
+    "systemNamespaces",
+    "kubeconfig",
+    "multusNamespace",
+    "namespaceIsolation",
+    "globalNamespaces",
+    "networksAnnotations",
+    "networkStatusAnnotation",
+    "networkStatusRequired",
+    "kubeRequestTimeoutMs",
+    "podWaitMs",
+    "podResourcesSocket",
+    "deviceInfoDir",
+    "annotationMappers",
+    "runtimeConfig",
+    "wasmPluginDir",
+    "wasmCacheDir",
+    "wasmPlugins",
+];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogLevel {
     Debug,

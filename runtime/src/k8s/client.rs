@@ -50,7 +50,8 @@ pub struct Kube {
     timeout: Duration,
 }
 
-fn nad_resource() -> ApiResource {
+/// The NAD kind as a dynamic API resource.
+pub fn nad_resource() -> ApiResource {
     ApiResource {
         group: "k8s.cni.cncf.io".into(),
         version: "v1".into(),
@@ -197,6 +198,31 @@ impl Kube {
                 .filter(|c| !c.trim().is_empty())
                 .map(String::from),
         })
+    }
+}
+
+impl Kube {
+    /// Creates a NAD; `false` when one of that name already exists (it is
+    /// left as it is: an admin may have edited it).
+    pub fn create_nad(&self, nad: &DynamicObject) -> Result<bool, KubeError> {
+        let ns = nad.metadata.namespace.clone().unwrap_or_default();
+        let name = nad.metadata.name.clone().unwrap_or_default();
+        let created = self.call(
+            &format!("POST network-attachment-definition {ns}/{name}"),
+            |c| {
+                let ns = ns.clone();
+                async move {
+                    Api::<DynamicObject>::namespaced_with(c, &ns, &nad_resource())
+                        .create(&PostParams::default(), nad)
+                        .await
+                }
+            },
+        );
+        match created {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind == Kind::Conflict => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 }
 

@@ -282,6 +282,16 @@ impl FakeKubeApi {
         st.nads.insert((namespace.into(), name.into()), nad);
     }
 
+    /// The stored NAD, as a GET would return it.
+    pub fn nad(&self, namespace: &str, name: &str) -> Option<Value> {
+        self.state
+            .lock()
+            .unwrap()
+            .nads
+            .get(&(namespace.into(), name.into()))
+            .cloned()
+    }
+
     pub fn pod(&self, namespace: &str, name: &str) -> Option<Value> {
         self.state
             .lock()
@@ -468,6 +478,10 @@ fn route(
                 json!({"name": name, "group": "k8s.cni.cncf.io", "kind": "network-attachment-definitions"}),
             ),
         },
+        (
+            &Method::POST,
+            ["apis", "k8s.cni.cncf.io", "v1", "namespaces", ns, "network-attachment-definitions"],
+        ) => create_nad(st, ns, body),
         _ => status(
             StatusCode::NOT_FOUND,
             "NotFound",
@@ -475,6 +489,49 @@ fn route(
             Value::Null,
         ),
     }
+}
+
+/// POST of a NAD: 201 with the stored object, 409 AlreadyExists, or the
+/// apiserver's 400/422 for a body it cannot take.
+fn create_nad(st: &mut State, ns: &str, body: &[u8]) -> (StatusCode, Value) {
+    let Ok(mut nad) = serde_json::from_slice::<Value>(body) else {
+        return status(StatusCode::BAD_REQUEST, "BadRequest", "the body is not a NetworkAttachmentDefinition".into(), Value::Null);
+    };
+    if nad["metadata"]["namespace"].as_str().is_some_and(|n| n != ns) {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "the namespace of the provided object does not match the namespace sent on the request".into(),
+            Value::Null,
+        );
+    }
+    let Some(name) = nad["metadata"]["name"].as_str().filter(|n| !n.is_empty()).map(String::from) else {
+        return status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            "NetworkAttachmentDefinition.k8s.cni.cncf.io \"\" is invalid: metadata.name: Required value: name or generateName is required".into(),
+            json!({"group": "k8s.cni.cncf.io", "kind": "NetworkAttachmentDefinition",
+                   "causes": [{"reason": "FieldValueRequired", "message": "Required value: name or generateName is required", "field": "metadata.name"}]}),
+        );
+    };
+    let key = (ns.to_string(), name.clone());
+    if st.nads.contains_key(&key) {
+        return status(
+            StatusCode::CONFLICT,
+            "AlreadyExists",
+            format!("network-attachment-definitions.k8s.cni.cncf.io \"{name}\" already exists"),
+            json!({"name": name, "group": "k8s.cni.cncf.io", "kind": "network-attachment-definitions"}),
+        );
+    }
+    let rv = st.next_rv();
+    let m = &mut nad["metadata"];
+    m["namespace"] = ns.into();
+    m["uid"] = format!("nad-{ns}-{name}").into();
+    m["resourceVersion"] = rv.into();
+    m["generation"] = 1.into();
+    m["creationTimestamp"] = "2026-11-30T00:00:00Z".into();
+    st.nads.insert(key, nad.clone());
+    (StatusCode::CREATED, nad)
 }
 
 fn pod_not_found(name: &str) -> (StatusCode, Value) {

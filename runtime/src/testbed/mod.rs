@@ -174,19 +174,7 @@ pub fn exec_cni(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let ns_file = node.map(|n| File::open(n.path())).transpose()?;
-    if let Some(f) = &ns_file {
-        let fd = f.as_raw_fd();
-        // SAFETY: setns is async-signal-safe and only touches the child.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-    }
+    let ns_file = node.map(|n| in_netns(&mut cmd, n)).transpose()?;
     let mut child = cmd.spawn()?;
     drop(ns_file);
     if let Some(mut s) = child.stdin.take() {
@@ -197,6 +185,23 @@ pub fn exec_cni(
         }
     }
     Ok(child.wait_with_output()?.into())
+}
+
+/// Makes `cmd` start inside `ns`. The returned file must stay open until
+/// the command is spawned.
+pub fn in_netns(cmd: &mut Command, ns: &Netns) -> io::Result<File> {
+    let f = File::open(ns.path())?;
+    let fd = f.as_raw_fd();
+    // SAFETY: setns is async-signal-safe and only touches the child.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    Ok(f)
 }
 
 /// Enters `ns` for the rest of this thread's life (children inherit it).

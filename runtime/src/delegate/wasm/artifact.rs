@@ -9,8 +9,7 @@
 //! conf pins its digest.
 
 use std::hash::{Hash, Hasher};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -154,7 +153,7 @@ pub fn load(
         )
     })?;
     match component.serialize() {
-        Ok(artifact) => match write_atomic(cache_dir, &path, &artifact) {
+        Ok(artifact) => match write_atomic(&path, &artifact) {
             Ok(()) => remember(cache_dir, module, &stamp, &sha256),
             Err(e) => {
                 tracing::warn!(dir = %cache_dir.display(), error = %e, "cannot cache the precompiled artifact")
@@ -172,25 +171,52 @@ pub fn load(
 
 fn remember(cache_dir: &Path, module: &Path, stamp: &str, sha256: &str) {
     let line = format!("{stamp} {sha256}\n");
-    if let Err(e) = write_atomic(cache_dir, &index_path(cache_dir, module), line.as_bytes()) {
+    if let Err(e) = write_atomic(&index_path(cache_dir, module), line.as_bytes()) {
         tracing::warn!(dir = %cache_dir.display(), error = %e, "cannot index the module digest");
     }
 }
 
-fn write_atomic(cache_dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), String> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(cache_dir)
-        .map_err(|e| e.to_string())?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp")
-        .tempfile_in(cache_dir)
-        .map_err(|e| e.to_string())?;
-    tmp.write_all(bytes).map_err(|e| e.to_string())?;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| e.to_string())?;
-    tmp.persist(path).map_err(|e| e.error.to_string())?;
-    Ok(())
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    crate::fsutil::write_atomic(path, bytes, 0o600)
+}
+
+/// What `precompile` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Precompiled {
+    pub sha256: String,
+    /// False when a usable artifact was already cached.
+    pub compiled: bool,
+}
+
+/// Compiles `module` into `cache_dir` ahead of the first call and indexes
+/// its digest under `indexed_as`, the path the runtime will load it from
+/// (an installer sees the host's files under a prefix; the file, and so its
+/// stamp, is the same).
+pub fn precompile(
+    engine: &Engine,
+    module: &Path,
+    indexed_as: &Path,
+    cache_dir: &Path,
+) -> Result<Precompiled, String> {
+    let stamp = stamp(module).map_err(|e| format!("{}: {e}", module.display()))?;
+    let bytes = std::fs::read(module).map_err(|e| format!("{}: {e}", module.display()))?;
+    let sha256 = hex(&Sha256::digest(&bytes));
+    let path = artifact_path(cache_dir, &sha256, engine);
+    // SAFETY: as in `load`: a root-only dir of artifacts this code wrote.
+    let cached = path.is_file() && unsafe { Component::deserialize_file(engine, &path) }.is_ok();
+    if !cached {
+        let component = Component::new(engine, &bytes)
+            .map_err(|e| format!("{} is not a valid component: {e}", module.display()))?;
+        let artifact = component
+            .serialize()
+            .map_err(|e| format!("serializing {}: {e}", module.display()))?;
+        write_atomic(&path, &artifact).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let line = format!("{stamp} {sha256}\n");
+    let index = index_path(cache_dir, indexed_as);
+    write_atomic(&index, line.as_bytes()).map_err(|e| format!("{}: {e}", index.display()))?;
+    Ok(Precompiled {
+        sha256,
+        compiled: !cached,
+    })
 }

@@ -1,0 +1,3 @@
+//! One file per `multusctl` subcommand.
+
+pub mod install;

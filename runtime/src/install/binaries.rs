@@ -1,0 +1,112 @@
+//! The `multus` binary into the host's CNI bin dir and the shipped wasm
+//! plugins into `wasmPluginDir`, each replaced atomically (a node booting
+//! while the old binary runs never sees "text file busy", upstream #1221),
+//! then the plugins precompiled so the first pod never waits for a compile.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+
+use super::settings;
+use super::{InstallError, Options};
+use crate::config::wasm::{DEFAULT_CACHE_DIR, DEFAULT_PLUGIN_DIR};
+use crate::delegate::wasm::{artifact, engine};
+use crate::fsutil;
+
+/// What was installed, for the log and the bench.
+#[derive(Debug, Default)]
+pub struct Installed {
+    pub copied: Vec<PathBuf>,
+    pub unchanged: Vec<PathBuf>,
+    pub compiled: Vec<String>,
+    pub precompile_time: Duration,
+}
+
+/// `name` beside the running executable.
+fn beside_me(rel: &str) -> Result<PathBuf, InstallError> {
+    let me = std::env::current_exe()
+        .map_err(|e| InstallError::io("locating", Path::new("/proc/self/exe"), e))?;
+    Ok(me.parent().unwrap_or(Path::new("/")).join(rel))
+}
+
+/// Copies `from` to `to` unless `to` already has the same bytes.
+fn install_file(
+    from: &Path,
+    to: &Path,
+    mode: u32,
+    done: &mut Installed,
+) -> Result<(), InstallError> {
+    let bytes = std::fs::read(from).map_err(|e| InstallError::io("reading", from, e))?;
+    if std::fs::read(to).is_ok_and(|old| old == bytes) {
+        done.unchanged.push(to.to_path_buf());
+        return Ok(());
+    }
+    fsutil::write_atomic(to, &bytes, mode).map_err(|e| InstallError::io("installing", to, e))?;
+    done.copied.push(to.to_path_buf());
+    Ok(())
+}
+
+/// The `.wasm` files of `dir`, sorted.
+fn modules(dir: &Path) -> Result<Vec<PathBuf>, InstallError> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|e| InstallError::io("listing --plugins", dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wasm") && p.is_file())
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
+pub fn install(opts: &Options, keys: &Map<String, Value>) -> Result<Installed, InstallError> {
+    let mut done = Installed::default();
+    let bin = match &opts.multus_bin {
+        Some(p) => p.clone(),
+        None => beside_me("multus")?,
+    };
+    let bin_dir = opts.host(&opts.cni_bin_dir);
+    install_file(&bin, &bin_dir.join("multus"), 0o755, &mut done)?;
+
+    let plugins = match &opts.plugins {
+        Some(p) => p.clone(),
+        None => {
+            let shipped = beside_me("../share/multus/plugins")?;
+            if !shipped.is_dir() {
+                tracing::info!(dir = %shipped.display(), "no shipped wasm plugins here; none installed");
+                return Ok(done);
+            }
+            shipped
+        }
+    };
+    let plugin_dir_host =
+        PathBuf::from(settings::string(keys, "wasmPluginDir").unwrap_or(DEFAULT_PLUGIN_DIR));
+    let cache_dir = opts.host(Path::new(
+        settings::string(keys, "wasmCacheDir").unwrap_or(DEFAULT_CACHE_DIR),
+    ));
+    let plugin_dir = opts.host(&plugin_dir_host);
+    let mut installed = Vec::new();
+    for module in modules(&plugins)? {
+        let name = module
+            .file_name()
+            .expect("listed files have names")
+            .to_owned();
+        let to = plugin_dir.join(&name);
+        install_file(&module, &to, 0o644, &mut done)?;
+        installed.push((to, plugin_dir_host.join(&name)));
+    }
+    if opts.skip_precompile || installed.is_empty() {
+        return Ok(done);
+    }
+    let started = Instant::now();
+    let engine =
+        engine::engine().map_err(|e| InstallError::Invalid(format!("starting wasmtime: {e}")))?;
+    for (seen, host) in installed {
+        let p = artifact::precompile(engine, &seen, &host, &cache_dir)
+            .map_err(|e| InstallError::Invalid(format!("precompiling {}: {e}", seen.display())))?;
+        if p.compiled {
+            done.compiled.push(host.display().to_string());
+        }
+    }
+    done.precompile_time = started.elapsed();
+    Ok(done)
+}

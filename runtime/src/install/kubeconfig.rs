@@ -1,0 +1,144 @@
+//! The kubeconfig multus runs with, made from the installer pod's service
+//! account: the CA embedded, the token by `tokenFile` (a host copy the
+//! installer keeps fresh), so a rotated bound token never strands the node
+//! with an expired one (upstream multus #852).
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use serde_json::json;
+
+use super::InstallError;
+
+pub const ENV_HOST: &str = "KUBERNETES_SERVICE_HOST";
+pub const ENV_PORT: &str = "KUBERNETES_SERVICE_PORT";
+
+/// What the kubelet mounts into a pod for its service account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceAccount {
+    pub token: Vec<u8>,
+    pub ca: Vec<u8>,
+}
+
+impl ServiceAccount {
+    pub fn token_path(dir: &Path) -> PathBuf {
+        dir.join("token")
+    }
+
+    pub fn read(dir: &Path) -> Result<Self, InstallError> {
+        let read = |name: &str| {
+            let p = dir.join(name);
+            std::fs::read(&p).map_err(|e| InstallError::io("reading the service account's", &p, e))
+        };
+        let token = read("token")?;
+        if token.iter().all(u8::is_ascii_whitespace) {
+            return Err(InstallError::Invalid(format!(
+                "{}: the service-account token is empty",
+                Self::token_path(dir).display()
+            )));
+        }
+        Ok(Self {
+            token,
+            ca: read("ca.crt")?,
+        })
+    }
+}
+
+/// `https://host:port` from the in-cluster variables (brackets for IPv6).
+pub fn server(host: Option<String>, port: Option<String>) -> Result<String, InstallError> {
+    let missing = |k: &str| {
+        InstallError::Invalid(format!(
+            "{k} is not set: the installer needs the in-cluster API address (run it in a pod, or set --kubeconfig)"
+        ))
+    };
+    let host = host
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| missing(ENV_HOST))?;
+    let port = port
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| missing(ENV_PORT))?;
+    if port.parse::<u16>().is_err() {
+        return Err(InstallError::Invalid(format!(
+            "{ENV_PORT}={port:?} is not a port"
+        )));
+    }
+    Ok(if host.contains(':') {
+        format!("https://[{host}]:{port}")
+    } else {
+        format!("https://{host}:{port}")
+    })
+}
+
+/// A kubeconfig for `server` trusting `ca` and reading its token from
+/// `token_file` on every use.
+pub fn render(server: &str, ca: &[u8], token_file: &Path) -> Vec<u8> {
+    let config = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "local", "cluster": {
+            "server": server,
+            "certificate-authority-data": base64::engine::general_purpose::STANDARD.encode(ca),
+        }}],
+        "users": [{"name": "multus", "user": {"tokenFile": token_file}}],
+        "contexts": [{"name": "multus-context", "context": {"cluster": "local", "user": "multus"}}],
+        "current-context": "multus-context",
+    });
+    let mut bytes = serde_json::to_vec_pretty(&config).expect("JSON values serialize");
+    bytes.push(b'\n');
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_address() {
+        let s = |h: &str, p: &str| server(Some(h.into()), Some(p.into()));
+        assert_eq!(s("10.96.0.1", "443").unwrap(), "https://10.96.0.1:443");
+        assert_eq!(s("fd00::1", "6443").unwrap(), "https://[fd00::1]:6443");
+        assert!(s("10.96.0.1", "https")
+            .unwrap_err()
+            .to_string()
+            .contains(ENV_PORT));
+        let e = server(None, Some("443".into())).unwrap_err().to_string();
+        assert!(e.contains(ENV_HOST), "{e}");
+    }
+
+    #[test]
+    fn kube_rs_reads_what_we_render() {
+        let r = render(
+            "https://10.96.0.1:443",
+            b"-----BEGIN CERTIFICATE-----\n",
+            Path::new("/etc/cni/net.d/multus.d/token"),
+        );
+        let kc: kube::config::Kubeconfig = serde_json::from_slice(&r).unwrap();
+        let user = kc.auth_infos[0].auth_info.as_ref().unwrap();
+        assert_eq!(
+            user.token_file.as_deref(),
+            Some("/etc/cni/net.d/multus.d/token")
+        );
+        let cluster = kc.clusters[0].cluster.as_ref().unwrap();
+        assert_eq!(cluster.server.as_deref(), Some("https://10.96.0.1:443"));
+        assert!(cluster.certificate_authority_data.is_some());
+        assert_eq!(kc.current_context.as_deref(), Some("multus-context"));
+    }
+
+    #[test]
+    fn service_account_files_are_named_when_missing_or_empty() {
+        let d = tempfile::tempdir().unwrap();
+        let e = ServiceAccount::read(d.path()).unwrap_err().to_string();
+        assert!(
+            e.contains(&d.path().join("token").display().to_string()),
+            "{e}"
+        );
+        std::fs::write(d.path().join("token"), "\n").unwrap();
+        std::fs::write(d.path().join("ca.crt"), "ca").unwrap();
+        assert!(ServiceAccount::read(d.path())
+            .unwrap_err()
+            .to_string()
+            .contains("empty"));
+        std::fs::write(d.path().join("token"), "tok").unwrap();
+        assert_eq!(ServiceAccount::read(d.path()).unwrap().token, b"tok");
+    }
+}
