@@ -104,14 +104,6 @@ fn bad_input_gets_clear_errors_and_leaves_nothing() {
             names: "decode",
         },
         Case {
-            what: "no CNI_COMMAND",
-            drop_var: Some("CNI_COMMAND"),
-            set: None,
-            conf: good.clone(),
-            code: 4,
-            names: "CNI_COMMAND",
-        },
-        Case {
             what: "no CNI_CONTAINERID",
             drop_var: Some("CNI_CONTAINERID"),
             set: None,
@@ -207,4 +199,37 @@ fn bad_input_gets_clear_errors_and_leaves_nothing() {
         );
         assert_rolled_back(&node, &pod);
     }
+}
+
+/// Run by hand (no `CNI_COMMAND`), multus says what it is on stderr and
+/// exits 0, as the reference plugins do; `-version` as upstream's.
+#[test]
+fn run_by_hand_it_says_what_it_is() {
+    let node = Node::new();
+    let pod = Pod::new();
+    let conf = confs::multus_delegates(&first_two(&node), &node.cni_dir(), &plugins());
+    let mut env = common::pod_env("ADD", "hand", &pod.path);
+    env.retain(|(k, _)| *k != "CNI_COMMAND");
+    let out = node.multus(&env, &bytes(&conf));
+    assert_eq!(out.status, Some(0), "{}", out.stderr);
+    assert_eq!(out.stdout, "");
+    assert!(out.stderr.contains("Multus CNI meta-plugin v"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("CNI protocol versions supported: 0.1.0, 0.2.0, 0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(pod.ns.links().unwrap(), ["lo"]);
+    assert!(node.cache_files().is_empty());
+
+    for flag in ["-version", "--version"] {
+        let out = std::process::Command::new(common::MULTUS).arg(flag).output().unwrap();
+        assert!(out.status.success());
+        let line = String::from_utf8_lossy(&out.stdout);
+        assert!(line.starts_with("multus-wasm version:v") && line.contains("wit:multus:plugin@0.1.0"), "{line}");
+    }
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_multusctl")).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert!(line.starts_with("multusctl ") && line.contains("WIT multus:plugin@0.1.0"), "{line}");
 }

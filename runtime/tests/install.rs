@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bytes, plugins, Node, Pod, MULTUS};
+use common::{bytes, deploy, plugins, Node, Pod, MULTUS};
+use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
 use multus::testbed::kube_api::FakeKubeApi;
 use multus::testbed::{confs, files_under, in_netns, Netns};
 use serde_json::{json, Value};
@@ -730,4 +731,25 @@ fn installed_conf_runs_a_pod_end_to_end() {
     assert!(node.cache_files().is_empty(), "{:?}", node.cache_files());
     assert!(node.reservations("kindnet").is_empty() && node.reservations("second").is_empty());
     assert!(node.veths().is_empty(), "{:?}", node.veths());
+
+    // The deploy manifests grant exactly what multus and multusctl called
+    // here: every request allowed, every rule used.
+    let cluster: ClusterRole = serde_json::from_value(deploy::find("ClusterRole", None)).unwrap();
+    let role: Role = serde_json::from_value(deploy::find("Role", None)).unwrap();
+    let role_ns = role.metadata.namespace.clone().unwrap();
+    let (cluster, namespaced) = (deploy::grants(&cluster.rules.unwrap()), deploy::grants(&role.rules.unwrap()));
+    let mut used_cluster = std::collections::BTreeSet::new();
+    let mut used_namespaced = std::collections::BTreeSet::new();
+    for r in api.requests() {
+        let (g, res, verb, ns) = deploy::authorization(&r);
+        let key = (g, res, verb);
+        if cluster.contains(&key) {
+            used_cluster.insert(key);
+        } else {
+            assert!(namespaced.contains(&key) && ns == role_ns, "not granted: {r}");
+            used_namespaced.insert(key);
+        }
+    }
+    assert_eq!(used_cluster, cluster, "ClusterRole rules nothing calls");
+    assert_eq!(used_namespaced, namespaced, "Role rules nothing calls");
 }

@@ -1,6 +1,8 @@
 //! A node netns, pod netns and scratch dirs per test, and the built binary.
 #![allow(dead_code)]
 
+pub mod deploy;
+
 use std::path::{Path, PathBuf};
 
 use multus::testbed::{exec_cni, files_under, reference_plugin_dir, CniOutput, Netns};

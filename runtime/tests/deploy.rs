@@ -1,0 +1,207 @@
+//! The manifests of `deploy/`: every document is a valid object of its
+//! kind, the DaemonSet runs `multusctl` with flags it really has, and what
+//! it mounts covers every host path the installer writes. (That the RBAC
+//! grants exactly the calls the code makes is checked end to end in
+//! `install.rs`, against the requests the in-test API server saw.)
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use common::deploy::{documents, find};
+use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Container, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use multus::ctl::{Cli, Commands};
+use multus::install::{settings, Options};
+use serde_json::Value;
+
+fn typed<T: serde::de::DeserializeOwned>(file: &str, v: &Value) -> T {
+    serde_json::from_value(v.clone())
+        .unwrap_or_else(|e| panic!("{file}: {} {}: {e}", v["kind"], v["metadata"]["name"]))
+}
+
+#[test]
+fn every_document_is_a_valid_object_of_its_kind() {
+    let docs = documents();
+    let mut kinds: Vec<String> = Vec::new();
+    for (file, v) in &docs {
+        match v["kind"].as_str().unwrap_or_default() {
+            "CustomResourceDefinition" => {
+                let crd: CustomResourceDefinition = typed(file, v);
+                assert_eq!(crd.spec.group, "k8s.cni.cncf.io");
+                assert_eq!(crd.spec.names.plural, "network-attachment-definitions");
+                assert!(crd
+                    .spec
+                    .versions
+                    .iter()
+                    .any(|v| v.name == "v1" && v.served && v.storage));
+            }
+            "ServiceAccount" => drop(typed::<ServiceAccount>(file, v)),
+            "ClusterRole" => drop(typed::<ClusterRole>(file, v)),
+            "ClusterRoleBinding" => drop(typed::<ClusterRoleBinding>(file, v)),
+            "Role" => drop(typed::<Role>(file, v)),
+            "RoleBinding" => drop(typed::<RoleBinding>(file, v)),
+            "ConfigMap" => drop(typed::<ConfigMap>(file, v)),
+            "DaemonSet" => drop(typed::<DaemonSet>(file, v)),
+            other => panic!("{file}: unexpected kind {other:?}"),
+        }
+        kinds.push(v["kind"].as_str().unwrap().to_string());
+    }
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "ConfigMap",
+            "CustomResourceDefinition",
+            "DaemonSet",
+            "Role",
+            "RoleBinding",
+            "ServiceAccount"
+        ]
+    );
+}
+
+fn daemonset() -> DaemonSet {
+    typed("daemonset.yaml", &find("DaemonSet", None))
+}
+
+/// The installer options a container command parses to.
+fn options(command: &[String]) -> Options {
+    match Cli::try_parse_from(command) {
+        Ok(Cli {
+            command: Commands::Install(o),
+        }) => o,
+        Err(e) => panic!("{command:?}: {e}"),
+    }
+}
+
+fn host_path_of(ds: &DaemonSet, c: &Container, seen: &Path) -> Option<PathBuf> {
+    let spec = ds.spec.as_ref()?.template.spec.as_ref()?;
+    c.volume_mounts.iter().flatten().find_map(|m| {
+        let rel = seen.strip_prefix(&m.mount_path).ok()?;
+        let vol = spec.volumes.iter().flatten().find(|v| v.name == m.name)?;
+        Some(Path::new(&vol.host_path.as_ref()?.path).join(rel))
+    })
+}
+
+#[test]
+fn daemonset_runs_real_flags_and_mounts_what_the_installer_writes() {
+    let ds = daemonset();
+    let spec = ds.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    assert_eq!(spec.host_network, Some(true));
+    assert_eq!(spec.service_account_name.as_deref(), Some("multus"));
+    assert!(spec
+        .tolerations
+        .iter()
+        .flatten()
+        .any(|t| t.operator.as_deref() == Some("Exists")
+            && t.effect.as_deref() == Some("NoSchedule")));
+    let init = &spec.init_containers.as_ref().unwrap()[0];
+    let main = &spec.containers[0];
+    let probe = main
+        .readiness_probe
+        .as_ref()
+        .unwrap()
+        .exec
+        .as_ref()
+        .unwrap()
+        .command
+        .clone()
+        .unwrap();
+
+    let init_o = options(init.command.as_ref().unwrap());
+    let main_o = options(main.command.as_ref().unwrap());
+    let probe_o = options(&probe);
+    assert!(init_o.once && !main_o.once && probe_o.check);
+    assert!(main_o.cleanup_on_exit);
+    for o in [&main_o, &probe_o] {
+        assert_eq!(o.host_root, init_o.host_root);
+        assert_eq!(o.config, init_o.config);
+        assert_eq!(o.master_mode, init_o.master_mode);
+        assert_eq!(o.cni_conf_dir, init_o.cni_conf_dir);
+    }
+
+    // The --config file is the ConfigMap's, and its keys are valid.
+    let config = init_o.config.clone().unwrap();
+    let cm: ConfigMap = typed("configmap.yaml", &find("ConfigMap", None));
+    let vol = init
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| config.starts_with(&m.mount_path))
+        .expect("--config is mounted");
+    let source = spec
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == vol.name)
+        .unwrap();
+    assert_eq!(
+        source.config_map.as_ref().unwrap().name,
+        cm.metadata.name.clone().unwrap()
+    );
+    let key = config.file_name().unwrap().to_str().unwrap();
+    let text = &cm.data.as_ref().unwrap()[key];
+    let keys = settings::parse_config(text.as_bytes(), &config).unwrap();
+
+    // Every host path the installer writes is a host mount at the same
+    // path under --host-root, in both containers.
+    let wasm_dir = settings::string(&keys, "wasmPluginDir")
+        .unwrap_or(multus::config::wasm::DEFAULT_PLUGIN_DIR);
+    let cache_dir =
+        settings::string(&keys, "wasmCacheDir").unwrap_or(multus::config::wasm::DEFAULT_CACHE_DIR);
+    let conf_dir =
+        settings::string(&keys, "confDir").unwrap_or(multus::config::multus::DEFAULT_CONF_DIR);
+    for c in [init, main] {
+        for host in [
+            init_o.cni_conf_dir.as_path(),
+            init_o.cni_bin_dir.as_path(),
+            Path::new(wasm_dir),
+            Path::new(cache_dir),
+            Path::new(conf_dir),
+        ] {
+            let seen = init_o.host(host);
+            assert_eq!(
+                host_path_of(&ds, c, &seen).as_deref(),
+                Some(host),
+                "{} in {}",
+                seen.display(),
+                c.name
+            );
+        }
+    }
+}
+
+#[test]
+fn bindings_name_the_daemonsets_service_account() {
+    let sa: ServiceAccount = typed("rbac.yaml", &find("ServiceAccount", None));
+    let ns = sa.metadata.namespace.clone();
+    let crb: ClusterRoleBinding = typed("rbac.yaml", &find("ClusterRoleBinding", None));
+    let rb: RoleBinding = typed("rbac.yaml", &find("RoleBinding", None));
+    for subjects in [crb.subjects.unwrap(), rb.subjects.unwrap()] {
+        assert_eq!(subjects.len(), 1);
+        assert_eq!(Some(subjects[0].name.clone()), sa.metadata.name);
+        assert_eq!(subjects[0].namespace, ns);
+    }
+    assert_eq!(crb.role_ref.kind, "ClusterRole");
+    assert_eq!(rb.role_ref.kind, "Role");
+    let role: Role = typed("rbac.yaml", &find("Role", None));
+    assert_eq!(rb.role_ref.name, role.metadata.name.clone().unwrap());
+    // The master's NAD is created in multusNamespace: the Role must be there.
+    let cm: ConfigMap = typed("configmap.yaml", &find("ConfigMap", None));
+    let keys = settings::parse_config(
+        cm.data.unwrap()["config.json"].as_bytes(),
+        Path::new("config.json"),
+    )
+    .unwrap();
+    assert_eq!(
+        role.metadata.namespace.as_deref(),
+        Some(settings::string(&keys, "multusNamespace").unwrap_or("kube-system"))
+    );
+    assert_eq!(daemonset().metadata.namespace, ns);
+}
