@@ -10,6 +10,42 @@ use std::path::Path;
 /// (fsync'd, chmod'ed to `mode`, renamed over `path`), then fsyncs the
 /// directory. The parent is created with mode 0700 when missing.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    replace(path, mode, |f| f.write_all(bytes))
+}
+
+/// Copies `from` to `to` atomically with `mode`, streaming: a binary being
+/// exec'd at `to` keeps running from its old inode (no "text file busy").
+pub fn copy_atomic(from: &Path, to: &Path, mode: u32) -> io::Result<()> {
+    let mut src = std::fs::File::open(from)?;
+    replace(to, mode, |f| io::copy(&mut src, f).map(drop))
+}
+
+/// True when both files exist with the same bytes (read in chunks).
+pub fn same_content(a: &Path, b: &Path) -> io::Result<bool> {
+    use std::io::Read;
+    let (fa, fb) = (std::fs::File::open(a)?, std::fs::File::open(b)?);
+    if fa.metadata()?.len() != fb.metadata()?.len() {
+        return Ok(false);
+    }
+    let (mut ra, mut rb) = (io::BufReader::new(fa), io::BufReader::new(fb));
+    let (mut ba, mut bb) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    loop {
+        let n = ra.read(&mut ba)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        rb.read_exact(&mut bb[..n])?;
+        if ba[..n] != bb[..n] {
+            return Ok(false);
+        }
+    }
+}
+
+fn replace(
+    path: &Path,
+    mode: u32,
+    fill: impl FnOnce(&mut std::fs::File) -> io::Result<()>,
+) -> io::Result<()> {
     let dir = parent(path)?;
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -20,30 +56,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         .prefix(&format!(".{name}."))
         .suffix(".tmp")
         .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
+    fill(tmp.as_file_mut())?;
     tmp.as_file()
         .set_permissions(std::fs::Permissions::from_mode(mode))?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     sync_dir(dir)
-}
-
-/// Copies `from` to `to` atomically with `mode`: a binary being exec'd at
-/// `to` keeps running from its old inode (no "text file busy").
-pub fn copy_atomic(from: &Path, to: &Path, mode: u32) -> io::Result<()> {
-    let bytes = std::fs::read(from)?;
-    write_atomic(to, &bytes, mode)
-}
-
-/// Renames `from` to `to` (same filesystem) and makes it durable.
-pub fn rename_durable(from: &Path, to: &Path) -> io::Result<()> {
-    std::fs::rename(from, to)?;
-    sync_dir(parent(to)?)?;
-    let from_dir = parent(from)?;
-    if from_dir != parent(to)? {
-        sync_dir(from_dir)?;
-    }
-    Ok(())
 }
 
 fn parent(path: &Path) -> io::Result<&Path> {
@@ -88,5 +106,22 @@ mod tests {
         assert!(copy_atomic(&missing, &p, 0o600).is_err());
         assert_eq!(std::fs::read(&p).unwrap(), b"old");
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn copies_and_compares_in_chunks() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a"), d.path().join("b"));
+        let big: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&a, &big).unwrap();
+        copy_atomic(&a, &b, 0o755).unwrap();
+        assert!(same_content(&a, &b).unwrap());
+        let mut other = big.clone();
+        other[150_000] ^= 1;
+        std::fs::write(&b, &other).unwrap();
+        assert!(!same_content(&a, &b).unwrap());
+        std::fs::write(&b, &big[..10]).unwrap();
+        assert!(!same_content(&a, &b).unwrap());
+        assert!(same_content(&a, &d.path().join("none")).is_err());
     }
 }

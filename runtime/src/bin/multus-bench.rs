@@ -37,6 +37,15 @@ struct Args {
     /// Built wasm plugins (default: target/plugins).
     #[arg(long)]
     plugins: Option<PathBuf>,
+    /// Runs of `multusctl install --once` per install scenario.
+    #[arg(long, default_value_t = 10)]
+    installs: usize,
+    /// The image archive of scripts/image, to report its size.
+    #[arg(long)]
+    image: Option<PathBuf>,
+    /// Only the install table.
+    #[arg(long)]
+    install_only: bool,
 }
 
 struct Scenario {
@@ -75,8 +84,18 @@ struct Exec {
 }
 
 fn exec(program: &Path, env: &[(&str, &str)], stdin: &[u8]) -> Result<Exec> {
+    exec_with_args(program, &[], env, stdin)
+}
+
+fn exec_with_args(
+    program: &Path,
+    args: &[String],
+    env: &[(&str, &str)],
+    stdin: &[u8],
+) -> Result<Exec> {
     let started = Instant::now();
     let mut child = Command::new(program)
+        .args(args)
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -174,6 +193,10 @@ fn main() -> Result<()> {
         .to_path_buf();
     let multus = args.multus.unwrap_or_else(|| here.join("multus"));
     let built = args.plugins.unwrap_or_else(|| here.join("../plugins"));
+    install_table(&here, &multus, &built, args.installs, args.image.as_deref())?;
+    if args.install_only {
+        return Ok(());
+    }
     let plugins = reference_plugin_dir();
     let node = Netns::new("bench-node").context("creating the node netns (needs root)")?;
     node.ip(&[
@@ -455,5 +478,105 @@ fn ipam_table(
         "(a STATUS call, which only opens and locks the store: {:.3})",
         quantile(&status, 0.5)
     );
+    Ok(())
+}
+
+/// A fake host root with a kindnet-like master and a service account.
+fn fake_root(dir: &Path) -> Result<()> {
+    let net_d = dir.join("root/etc/cni/net.d");
+    std::fs::create_dir_all(&net_d)?;
+    std::fs::create_dir_all(dir.join("sa"))?;
+    std::fs::write(dir.join("sa/token"), "bench-token")?;
+    std::fs::write(dir.join("sa/ca.crt"), "-----BEGIN CERTIFICATE-----\n")?;
+    let master = json!({"cniVersion": "1.0.0", "name": "kindnet", "plugins": [
+        {"type": "ptp", "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.0.0/24"}]]}},
+        {"type": "portmap", "capabilities": {"portMappings": true}}]});
+    std::fs::write(net_d.join("10-kindnet.conflist"), serde_json::to_vec(&master)?)?;
+    Ok(())
+}
+
+/// `multusctl install --once` on fresh fake roots (without and with the
+/// precompile) and again on an installed one (a restart), then the sizes
+/// of what is shipped.
+fn install_table(
+    here: &Path,
+    multus: &Path,
+    built: &Path,
+    runs: usize,
+    image: Option<&Path>,
+) -> Result<()> {
+    let multusctl = here.join("multusctl");
+    let plugins = tempfile::tempdir()?;
+    let shipped = ["host-local", "tuning", "legacy-networks", "label-networks"];
+    for p in shipped {
+        std::fs::copy(built.join(format!("{p}.wasm")), plugins.path().join(format!("{p}.wasm")))
+            .with_context(|| format!("{p}.wasm in {}", built.display()))?;
+    }
+    let install = |dir: &Path, extra: &[&str]| -> Result<Exec> {
+        let root = dir.join("root");
+        let mut args: Vec<String> = vec!["install".into(), "--once".into()];
+        for (k, v) in [
+            ("--host-root", root.display().to_string()),
+            ("--multus-bin", multus.display().to_string()),
+            ("--plugins", plugins.path().display().to_string()),
+            ("--serviceaccount-dir", dir.join("sa").display().to_string()),
+            ("--master-wait", "5s".into()),
+        ] {
+            args.push(k.into());
+            args.push(v);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let e = exec_with_args(
+            &multusctl,
+            &args,
+            &[("KUBERNETES_SERVICE_HOST", "10.96.0.1"), ("KUBERNETES_SERVICE_PORT", "443")],
+            b"",
+        )?;
+        if !e.ok {
+            bail!("multusctl install {args:?} failed");
+        }
+        Ok(e)
+    };
+    let mut rows: Vec<(&str, Vec<Duration>, i64)> = Vec::new();
+    for (name, extra, fresh) in [
+        ("fresh root, --skip-precompile", &["--skip-precompile"][..], true),
+        ("fresh root, precompile 4 plugins", &[][..], true),
+        ("installed root (restart: nothing to do)", &[][..], false),
+    ] {
+        let settled = tempfile::tempdir()?;
+        fake_root(settled.path())?;
+        install(settled.path(), &[])?;
+        let mut took = Vec::new();
+        let mut rss = 0;
+        for _ in 0..runs {
+            let fresh_dir = tempfile::tempdir()?;
+            let dir = if fresh {
+                fake_root(fresh_dir.path())?;
+                fresh_dir.path()
+            } else {
+                settled.path()
+            };
+            let e = install(dir, extra)?;
+            took.push(e.took);
+            rss = rss.max(e.max_rss_kib);
+        }
+        rows.push((name, took, rss));
+    }
+    println!("\n`multusctl install --once`, {runs} runs each (ms); peak RSS\n");
+    println!("| scenario | median | p95 | peak RSS MiB |");
+    println!("|---|---:|---:|---:|");
+    for (name, took, rss) in &rows {
+        println!("| {name} | {:.1} | {:.1} | {:.1} |", quantile(took, 0.5), quantile(took, 0.95), *rss as f64 / 1024.0);
+    }
+    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len() as f64 / (1024.0 * 1024.0)).unwrap_or(f64::NAN);
+    println!("\n| artifact | MiB |\n|---|---:|");
+    println!("| multus (CNI hot path) | {:.2} |", size(multus));
+    println!("| multusctl | {:.2} |", size(&multusctl));
+    for p in shipped {
+        println!("| {p}.wasm | {:.3} |", size(&built.join(format!("{p}.wasm"))));
+    }
+    if let Some(image) = image {
+        println!("| image ({}) | {:.2} |", image.display(), size(image));
+    }
     Ok(())
 }

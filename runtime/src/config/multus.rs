@@ -310,6 +310,29 @@ mod tests {
         assert_eq!(MultusConf::parse(b"{not json").unwrap_err().code, 6);
     }
 
+    /// The README's key table lists exactly the keys multus reads.
+    #[test]
+    fn readme_documents_every_key() {
+        let readme = include_str!("../../../README.md");
+        let table = readme
+            .split("## The multus conf")
+            .nth(1)
+            .and_then(|t| t.split("\n\n").find(|p| p.starts_with("| key")))
+            .expect("the key table");
+        let mut documented: Vec<&str> = table
+            .lines()
+            .skip(2)
+            .flat_map(|l| {
+                let first = l.split('|').nth(1).unwrap_or_default();
+                first.split('`').skip(1).step_by(2).collect::<Vec<_>>()
+            })
+            .collect();
+        documented.sort();
+        let mut keys = KEYS.to_vec();
+        keys.sort();
+        assert_eq!(documented, keys);
+    }
+
     #[test]
     fn tke_and_upstream_level_names() {
         for (s, l) in [
