@@ -181,6 +181,12 @@ impl Drop for Watcher {
     }
 }
 
+fn base64_contains(b64: &str, want: &str) -> bool {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+    String::from_utf8_lossy(&bytes).contains(want)
+}
+
 /// Polls `cond` until it holds (a generous bound: these are not timings).
 fn eventually(what: &str, cond: impl Fn() -> bool) {
     let until = Instant::now() + Duration::from_secs(30);
@@ -255,6 +261,15 @@ fn keep_mode_picks_the_master_and_writes_conflist_kubeconfig_and_binary() {
     let o = h.command(&["--check"]).output().unwrap();
     assert_eq!(o.status.code(), Some(1), "logLevel differs: not up to date");
     assert!(stderr(&o).contains("00-multus.conflist"), "{}", stderr(&o));
+
+    // A conf sorting before multus's would be used by the runtime instead.
+    h.write("00-cilium.conflist", &kindnet("1.0.0"));
+    let o = h.once(&["--multus-log-level", "debug", "--master-cni-file", "10-kindnet.conflist"]);
+    ok(&o);
+    assert!(stderr(&o).contains("00-cilium.conflist sorts before"), "{}", stderr(&o));
+    let o = h.command(&["--check", "--multus-log-level", "debug", "--master-cni-file", "10-kindnet.conflist"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("instead of multus"), "{}", stderr(&o));
 }
 
 #[test]
@@ -440,6 +455,18 @@ fn watch_restores_regenerates_rotates_and_cleans_up() {
     let token = h.net_d().join("multus.d/token");
     eventually("the rotated token", || {
         std::fs::read_to_string(&token).unwrap() == "token-2"
+    });
+    // So does the CA: the kubeconfig embeds the new one.
+    std::fs::write(
+        h.sa().join("ca.crt"),
+        "-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    eventually("the rotated CA", || {
+        let kc = h.read("etc/cni/net.d/multus.d/multus.kubeconfig");
+        kc["clusters"][0]["cluster"]["certificate-authority-data"]
+            .as_str()
+            .is_some_and(|c| base64_contains(c, "MIIC"))
     });
 
     // The master changes: new capabilities reach the conf.

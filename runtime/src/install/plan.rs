@@ -45,6 +45,9 @@ pub struct Plan {
     pub nad: Option<(String, String)>,
     /// Where the multus conf goes.
     pub conf_path: PathBuf,
+    /// Confs the runtime would pick before multus's (it takes the first
+    /// `.conf`/`.conflist`/`.json` in lexical order).
+    pub shadowed_by: Vec<String>,
 }
 
 /// The multus conf keys from `--config` and the flags.
@@ -199,6 +202,7 @@ pub fn plan(
             what: "moved master record",
         });
     }
+    let shadowed_by = shadowing(&net_d, rendered.file_name, &move_master);
     let nad = wants_nad.then(|| {
         let ns = settings::string(&keys, "multusNamespace").unwrap_or("kube-system");
         (ns.to_string(), master.net.name.clone())
@@ -210,7 +214,30 @@ pub fn plan(
         stale,
         nad,
         conf_path,
+        shadowed_by,
     }))
+}
+
+/// Conf files in `net_d` sorting before `ours`, but a master about to be
+/// moved away.
+fn shadowing(net_d: &Path, ours: &str, moving: &Option<Move>) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(net_d) else {
+        return Vec::new();
+    };
+    let moving = moving.as_ref().and_then(|(from, _)| from.file_name());
+    let mut found: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| Some(e.file_name().as_os_str()) != moving)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            [".conf", ".conflist", ".json"]
+                .iter()
+                .any(|x| n.ends_with(x))
+                && n.as_str() < ours
+        })
+        .collect();
+    found.sort();
+    found
 }
 
 /// Why `d` differs from the host, or `None` when it does not.
@@ -223,6 +250,14 @@ fn difference(d: &Desired) -> Option<&'static str> {
             _ => None,
         },
     }
+}
+
+/// Why a conf sorting before multus's keeps multus from running.
+pub fn shadow_warning(name: &str, conf: &Path) -> String {
+    format!(
+        "{name} sorts before {}: the container runtime uses it instead of multus (rename it, or pick it as master)",
+        conf.display()
+    )
 }
 
 /// The permission bits of `p`, 0644 (what CNI installers write) if unknown.
@@ -254,6 +289,13 @@ fn renamed_copies(conf: &Path) -> Vec<String> {
 /// Returns one line per change.
 pub fn apply(plan: &Plan, dry: bool) -> Result<Vec<String>, InstallError> {
     let mut changes = Vec::new();
+    if dry {
+        changes.extend(
+            plan.shadowed_by
+                .iter()
+                .map(|n| shadow_warning(n, &plan.conf_path)),
+        );
+    }
     if let Some((from, to)) = &plan.move_master {
         changes.push(format!(
             "move master {} to {}",

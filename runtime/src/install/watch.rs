@@ -62,14 +62,23 @@ fn wait_for<T>(
     }
 }
 
-/// Computes and applies the plan; creates the master's NAD first, so a
-/// node never shows a conf whose NAD is missing.
-fn reconcile(
-    opts: &Options,
-    env: Env,
-    plan: &Plan,
-    nad_done: &mut Option<(String, String)>,
-) -> Result<(), InstallError> {
+/// What the watching installer has done or said already.
+#[derive(Default)]
+struct Seen {
+    nad: Option<(String, String)>,
+    shadowed_by: Vec<String>,
+}
+
+/// Applies the plan; creates the master's NAD first, so a node never shows
+/// a conf whose NAD is missing.
+fn reconcile(opts: &Options, env: Env, plan: &Plan, seen: &mut Seen) -> Result<(), InstallError> {
+    if plan.shadowed_by != seen.shadowed_by {
+        for name in &plan.shadowed_by {
+            tracing::warn!("{}", plan::shadow_warning(name, &plan.conf_path));
+        }
+        seen.shadowed_by = plan.shadowed_by.clone();
+    }
+    let nad_done = &mut seen.nad;
     if let Some(want) = &plan.nad {
         if nad_done.as_ref() != Some(want) {
             let (ns, name) = want;
@@ -131,12 +140,12 @@ fn serve(opts: &Options, env: Env, stop: &AtomicBool) -> Result<(), InstallError
         "a master CNI conf in {}",
         opts.host(&opts.cni_conf_dir).display()
     );
-    let mut nad_done = None;
+    let mut seen = Seen::default();
     let first = wait_for(opts, stop, &what, || {
         let Some(p) = plan::plan(opts, env)? else {
             return Ok(None);
         };
-        reconcile(opts, env, &p, &mut nad_done)?;
+        reconcile(opts, env, &p, &mut seen)?;
         Ok(Some(p))
     })?;
     let Some(first) = first else {
@@ -154,7 +163,7 @@ fn serve(opts: &Options, env: Env, stop: &AtomicBool) -> Result<(), InstallError
     let mut failing = false;
     while !sleep_unless(stop, opts.watch_interval) {
         let result = plan::plan(opts, env).and_then(|p| match p {
-            Some(p) => reconcile(opts, env, &p, &mut nad_done).map(|()| true),
+            Some(p) => reconcile(opts, env, &p, &mut seen).map(|()| true),
             None => Ok(false),
         });
         // Log a lasting condition once, not every tick.
