@@ -37,12 +37,12 @@ fn install_file(
     mode: u32,
     done: &mut Installed,
 ) -> Result<(), InstallError> {
-    let bytes = std::fs::read(from).map_err(|e| InstallError::io("reading", from, e))?;
-    if std::fs::read(to).is_ok_and(|old| old == bytes) {
+    std::fs::metadata(from).map_err(|e| InstallError::io("reading", from, e))?;
+    if fsutil::same_content(from, to).unwrap_or(false) {
         done.unchanged.push(to.to_path_buf());
         return Ok(());
     }
-    fsutil::write_atomic(to, &bytes, mode).map_err(|e| InstallError::io("installing", to, e))?;
+    fsutil::copy_atomic(from, to, mode).map_err(|e| InstallError::io("installing", to, e))?;
     done.copied.push(to.to_path_buf());
     Ok(())
 }
