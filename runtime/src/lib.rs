@@ -19,4 +19,3 @@ pub mod logging;
 pub mod naming;
 pub mod readiness;
 pub mod shim;
-pub mod testbed;

@@ -5,7 +5,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::*;
-use multus::testbed::confs;
+use multus_testbed::confs;
 
 const PODS: usize = 20;
 

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use multus::testbed::confs;
+use multus_testbed::confs;
 use serde_json::{json, Value};
 
 fn first_two(node: &Node) -> Vec<Value> {

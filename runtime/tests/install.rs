@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use common::{bytes, deploy, plugins, Node, Pod, MULTUS};
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
-use multus::testbed::kube_api::FakeKubeApi;
-use multus::testbed::{confs, files_under, in_netns, Netns};
+use multus_testbed::kube_api::FakeKubeApi;
+use multus_testbed::{confs, files_under, in_netns, Netns};
 use serde_json::{json, Value};
 
 const MULTUSCTL: &str = env!("CARGO_BIN_EXE_multusctl");
@@ -727,7 +727,7 @@ fn installed_conf_runs_a_pod_end_to_end() {
         ]
     };
     let installed = bin_dir.join("multus");
-    let add = multus::testbed::exec_cni(&installed, Some(&node.ns), &env("ADD"), &conf).unwrap();
+    let add = multus_testbed::exec_cni(&installed, Some(&node.ns), &env("ADD"), &conf).unwrap();
     assert!(add.ok(), "{} {}", add.stdout, add.stderr);
     assert_eq!(
         add.json()["interfaces"].as_array().map(|i| i.is_empty()),
@@ -752,7 +752,7 @@ fn installed_conf_runs_a_pod_end_to_end() {
     assert!(node.wasm_cache().join("bin/host-local").exists());
     assert_eq!(cache_inodes(&node.wasm_cache()), precompiled);
 
-    let del = multus::testbed::exec_cni(&installed, Some(&node.ns), &env("DEL"), &conf).unwrap();
+    let del = multus_testbed::exec_cni(&installed, Some(&node.ns), &env("DEL"), &conf).unwrap();
     assert!(del.ok(), "{} {}", del.stdout, del.stderr);
     assert_eq!(pod.ns.links().unwrap(), ["lo"]);
     assert!(node.cache_files().is_empty(), "{:?}", node.cache_files());

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::*;
-use multus::testbed::kube_api::FakeKubeApi;
-use multus::testbed::pod_resources::FakePodResources;
-use multus::testbed::{confs, exec_cni, CniOutput};
+use multus_testbed::kube_api::FakeKubeApi;
+use multus_testbed::pod_resources::FakePodResources;
+use multus_testbed::{confs, exec_cni, CniOutput};
 use serde_json::{json, Value};
 
 const NETWORKS: &str = "k8s.v1.cni.cncf.io/networks";
@@ -617,7 +617,7 @@ fn device_ids_from_the_pod_resources_api() {
         assert!(s[2].get("device-info").is_none());
         assert!(c.run("DEL", "c1", &pod, "dpdk", "uid-d", &conf).ok());
         assert!(
-            multus::testbed::files_under(&devinfo.join("cni")).is_empty(),
+            multus_testbed::files_under(&devinfo.join("cni")).is_empty(),
             "device-info files removed on DEL"
         );
         c.assert_clean(&pod);

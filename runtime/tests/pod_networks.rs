@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use multus::testbed::confs;
+use multus_testbed::confs;
 use serde_json::{json, Value};
 
 fn three_networks(node: &Node) -> Value {

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use multus::testbed::confs;
+use multus_testbed::confs;
 use serde_json::{json, Value};
 
 fn probe_conf(node: &Node, plugin: &str, probe: &str, settings: Value) -> Vec<u8> {

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use multus::testbed::confs;
+use multus_testbed::confs;
 use serde_json::{json, Value};
 
 fn bridge_conf(node: &Node, data: &std::path::Path) -> Value {
@@ -37,7 +37,7 @@ fn wasm_host_local_as_ipam_of_native_bridge() {
         std::fs::read_to_string(node.data_dir().join("cluster/10.1.0.2")).unwrap(),
         "w1\r\neth0"
     );
-    let artifacts = multus::testbed::files_under(&node.wasm_cache());
+    let artifacts = multus_testbed::files_under(&node.wasm_cache());
     assert!(
         artifacts.iter().any(|f| f.ends_with(".cwasm")),
         "{artifacts:?}"
@@ -58,7 +58,7 @@ fn ipam(
     ifname: &str,
     args: &str,
     conf: &Value,
-) -> multus::testbed::CniOutput {
+) -> multus_testbed::CniOutput {
     let mut env: Vec<(&str, &str)> = vec![
         ("CNI_COMMAND", cmd),
         ("CNI_CONTAINERID", cid),
@@ -68,7 +68,7 @@ fn ipam(
         ("CNI_PATH", "/usr/lib/cni"),
     ];
     env.extend(extra.iter().map(|(k, v)| (*k, v.as_str())));
-    multus::testbed::exec_cni(program, None, &env, &bytes(conf)).unwrap()
+    multus_testbed::exec_cni(program, None, &env, &bytes(conf)).unwrap()
 }
 
 fn dual_stack(data: &std::path::Path) -> Value {
@@ -168,7 +168,7 @@ fn wasm_host_local_matches_reference_host_local() {
             );
         }
         let files = |d: &std::path::Path| -> Vec<(String, String)> {
-            multus::testbed::files_under(&d.join("dual"))
+            multus_testbed::files_under(&d.join("dual"))
                 .into_iter()
                 .filter(|f| f != "lock")
                 .map(|f| {
@@ -248,7 +248,7 @@ fn changed_module_is_picked_up_and_pins_refuse_it() {
     assert!(node.run("ADD", "k1", &pod, &bytes(&conf)).ok());
     assert!(node.run("DEL", "k1", &pod, &bytes(&conf)).ok());
     let cwasm = || {
-        multus::testbed::files_under(&node.wasm_cache())
+        multus_testbed::files_under(&node.wasm_cache())
             .into_iter()
             .filter(|f| f.ends_with(".cwasm"))
             .count()
@@ -348,7 +348,7 @@ fn wasm_tuning_matches_reference_tuning() {
     assert_eq!(mac(&out_ref.json()), mac(&out_wasm.json()));
     assert_eq!(out_wasm.json()["ips"], out_ref.json()["ips"]);
     let state = |d: &std::path::Path| -> Vec<String> {
-        multus::testbed::files_under(d)
+        multus_testbed::files_under(d)
             .into_iter()
             .filter(|f| f != "lock")
             .collect()
@@ -386,7 +386,7 @@ fn wasm_tuning_matches_reference_tuning() {
     assert!(
         state(&ref_data).is_empty(),
         "{:?}",
-        multus::testbed::files_under(&ref_data)
+        multus_testbed::files_under(&ref_data)
     );
 }
 
@@ -403,7 +403,7 @@ fn wasm_tuning_del_after_the_pod_netns_is_gone() {
     drop(pod);
     let out = node.multus(&pod_env("DEL", "gone", &path), &conf);
     assert!(out.ok(), "{} {}", out.stdout, out.stderr);
-    let left: Vec<String> = multus::testbed::files_under(&data)
+    let left: Vec<String> = multus_testbed::files_under(&data)
         .into_iter()
         .filter(|f| f != "lock")
         .collect();

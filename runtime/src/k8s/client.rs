@@ -255,7 +255,7 @@ fn build(
 mod tests {
     use super::*;
 
-    /// The apiserver's `Status` bodies (fixtures in `testbed/`) as kube-rs
+    /// The apiserver's `Status` bodies (as the test API server in `testbed/` sends them) as kube-rs
     /// hands them over.
     fn api_error(code: u16, reason: &str) -> kube::Error {
         let status: kube::core::Status = serde_json::from_value(serde_json::json!({

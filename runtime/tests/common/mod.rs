@@ -5,7 +5,7 @@ pub mod deploy;
 
 use std::path::{Path, PathBuf};
 
-use multus::testbed::{exec_cni, files_under, reference_plugin_dir, CniOutput, Netns};
+use multus_testbed::{exec_cni, files_under, reference_plugin_dir, CniOutput, Netns};
 use serde_json::Value;
 
 pub const MULTUS: &str = env!("CARGO_BIN_EXE_multus");

@@ -10,10 +10,12 @@ use tonic::{Request, Response, Status};
 
 use super::background::Background;
 
-use crate::k8s::devices::proto::pod_resources_lister_server::{
-    PodResourcesLister, PodResourcesListerServer,
-};
-use crate::k8s::devices::proto::{
+mod proto {
+    tonic::include_proto!("v1");
+}
+
+use proto::pod_resources_lister_server::{PodResourcesLister, PodResourcesListerServer};
+use proto::{
     ContainerDevices, ContainerResources, GetPodResourcesRequest, GetPodResourcesResponse,
     ListPodResourcesRequest, ListPodResourcesResponse, PodResources,
 };

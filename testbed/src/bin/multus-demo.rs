@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use multus::testbed::kube_api::FakeKubeApi;
-use multus::testbed::{confs, exec_cni, files_under, reference_plugin_dir, Netns};
+use multus_testbed::kube_api::FakeKubeApi;
+use multus_testbed::{confs, exec_cni, files_under, reference_plugin_dir, Netns};
 
 #[derive(Parser)]
 #[command(about = "Demo: a pod with three networks through multus, then torn down")]

@@ -16,8 +16,8 @@ use multus::cni::Command as CniCommand;
 use multus::config::WasmConf;
 use multus::delegate::wasm::{self, Role, Timings};
 use multus::delegate::PluginCall;
-use multus::testbed::kube_api::FakeKubeApi;
-use multus::testbed::{confs, enter, reference_plugin_dir, Netns};
+use multus_testbed::kube_api::FakeKubeApi;
+use multus_testbed::{confs, enter, reference_plugin_dir, Netns};
 use serde_json::{json, Value};
 
 #[derive(Parser)]

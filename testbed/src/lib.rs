@@ -1,5 +1,6 @@
-//! Throwaway nodes and pods in network namespaces, shared by the demo, the
-//! bench and the integration tests. A "node" netns stands in for the host so
+//! Test stand-ins, kept out of the production crate: throwaway nodes and
+//! pods in network namespaces, shared by the demo, the bench and the
+//! integration tests. A "node" netns stands in for the host so
 //! nothing (bridges, host veths) touches the real host's network.
 
 pub mod background;
