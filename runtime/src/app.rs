@@ -3,45 +3,12 @@
 
 use std::io::Read;
 
-use serde_json::Value;
-
 use crate::cni::{version, CniEnv, CniError, Code, Command};
 use crate::config::MultusConf;
 use crate::delegate::dispatch::Dispatch;
 use crate::invoke::Invocation;
 use crate::logging;
-
-/// What to print on stdout and the exit status.
-pub struct Outcome {
-    pub stdout: String,
-    pub status: i32,
-}
-
-pub(crate) fn failure(e: &CniError, cni_version: &str) -> Outcome {
-    Outcome {
-        stdout: e.to_json(cni_version),
-        status: 1,
-    }
-}
-
-/// The version to answer an unparsable request in: the one stdin asks for
-/// when it is readable and supported, else the newest.
-pub(crate) fn error_version(stdin: &[u8]) -> String {
-    serde_json::from_slice::<Value>(stdin)
-        .ok()
-        .and_then(|v| {
-            v.get("cniVersion")
-                .and_then(Value::as_str)
-                .map(String::from)
-        })
-        .filter(|v| version::SUPPORTED.contains(&v.as_str()))
-        .unwrap_or_else(|| version::CURRENT.to_string())
-}
-
-fn version_info() -> String {
-    serde_json::json!({"cniVersion": version::CURRENT, "supportedVersions": version::SUPPORTED})
-        .to_string()
-}
+use crate::outcome::{error_version, failure, version_info, Outcome};
 
 /// What the binary is, printed on stderr when it is run by hand (no
 /// `CNI_COMMAND`), as the reference plugins do.
@@ -81,10 +48,7 @@ pub fn run() -> Outcome {
 
 pub fn run_with(env: &CniEnv, stdin: &[u8]) -> Outcome {
     if env.command == Command::Version {
-        return Outcome {
-            stdout: version_info(),
-            status: 0,
-        };
+        return version_info();
     }
     let conf = match MultusConf::parse(stdin) {
         Ok(c) => c,

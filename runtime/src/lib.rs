@@ -17,5 +17,6 @@ pub mod invoke;
 pub mod k8s;
 pub mod logging;
 pub mod naming;
+pub mod outcome;
 pub mod readiness;
 pub mod shim;

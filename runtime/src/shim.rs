@@ -8,11 +8,11 @@ use std::io::Read;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use crate::app::Outcome;
 use crate::cni::{CniEnv, CniError, Code, Command};
 use crate::config::WasmConf;
 use crate::delegate::wasm::{self, Role};
 use crate::delegate::PluginCall;
+use crate::outcome::{self, Outcome};
 
 const ENV_PLUGIN_DIR: &str = "MULTUS_WASM_PLUGIN_DIR";
 const ENV_CACHE_DIR: &str = "MULTUS_WASM_CACHE_DIR";
@@ -80,14 +80,14 @@ fn conf_from_env() -> Result<WasmConf, CniError> {
 pub fn run(plugin: &str) -> Outcome {
     let mut stdin = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut stdin);
-    let asked = crate::app::error_version(&stdin);
-    let fail = |e: CniError| crate::app::failure(&e, &asked);
+    let asked = outcome::error_version(&stdin);
+    let fail = |e: CniError| outcome::failure(&e, &asked);
     let env = match CniEnv::from_vars(|k| std::env::var(k).ok()) {
         Ok(e) => e,
         Err(e) => return fail(e),
     };
     if env.command == Command::Version {
-        return crate::app::run_with(&env, &stdin);
+        return outcome::version_info();
     }
     let conf = match conf_from_env() {
         Ok(c) => c,

@@ -1,0 +1,213 @@
+//! ADD: plan every attachment, write the cache, run the networks in order,
+//! move the default route, write network-status; any failure rolls back.
+
+use std::path::Path;
+
+use serde_json::Value;
+
+use crate::cache::{self, CacheFile};
+use crate::cni::result;
+use crate::cni::{CniError, Code, Command};
+use crate::delegate::chain;
+use crate::k8s::devices;
+use crate::k8s::{events, status, PodContext};
+use crate::{default_route, readiness};
+
+use super::{parse_result, DeviceIds, Invocation, Planned};
+
+impl Invocation<'_> {
+    /// ADD every attachment in order; on any failure, DEL what was added (in
+    /// reverse, the failing one included) and leave no cache behind.
+    pub fn add(&self) -> Result<Value, CniError> {
+        if let Some(f) = &self.conf.readiness_indicator_file {
+            readiness::wait(f, readiness::WAIT)?;
+        }
+        let cni_dir = &self.conf.cni_dir;
+        if let Some(stale) = cache::read(cni_dir, &self.env.container_id, &self.env.ifname)? {
+            // A previous ADD died half-way (the runtime must DEL before a new
+            // ADD): undo what it recorded instead of leaking it.
+            tracing::warn!(pod = %self.pod(), "found the cache of an earlier ADD; deleting its attachments first");
+            self.del_cached(stale)?;
+        }
+        // The pod and its networks are resolved before anything is created:
+        // an API or annotation problem leaves no state behind.
+        let ctx = PodContext::connect(self.conf, self.env)?;
+        let planned = self.plan(ctx.as_ref(), DeviceIds::Allocate)?;
+        let mut file = self.new_cache(planned.iter().map(|p| p.cached.clone()).collect());
+        cache::write(cni_dir, &file)?;
+        let path = self.search_path();
+        for (i, p) in planned.iter().enumerate() {
+            let target = self.target(&p.cached, &path, &self.env.netns);
+            let outcome =
+                devices::seed_info_file(p.device_info_source.as_deref(), &p.cached.capability_args)
+                    .and_then(|()| {
+                        self.run_logged(Command::Add, &p.cached, || {
+                            chain::add(self.runner, &p.net, &target)
+                        })
+                    });
+            match outcome {
+                Ok(r) => file.delegates[i].result = Some(r),
+                Err(e) => return Err(self.rollback(&planned, &file, i, e)),
+            }
+        }
+        let last = planned.len() - 1;
+        if let Err(e) = self.move_default_route(&planned, &mut file) {
+            return Err(self.rollback(&planned, &file, last, e));
+        }
+        file.complete = true;
+        if let Err(e) = cache::write(cni_dir, &file) {
+            return Err(self.rollback(&planned, &file, last, e));
+        }
+        if let Some(c) = &ctx {
+            if let Err(e) = self.write_network_status(c, &planned, &file) {
+                if self.conf.kube.network_status_required {
+                    return Err(self.rollback(&planned, &file, last, e));
+                }
+                tracing::warn!(pod = %self.pod(), error = %e, "network-status not written (networkStatusRequired is false)");
+            }
+            self.record_added(c, &planned, &file);
+        }
+        let master = &planned[0];
+        let raw = file.delegates[0]
+            .result
+            .as_ref()
+            .expect("every delegate has a result");
+        result::convert(raw, &master.net.cni_version, &self.conf.cni_version).map_err(|e| {
+            e.context(format!(
+                "converting the result of network {:?}",
+                master.net.name
+            ))
+        })
+    }
+
+    /// Applies a selection's `default-route` in the pod and in the cached
+    /// results (which DEL and network-status read).
+    fn move_default_route(
+        &self,
+        planned: &[Planned],
+        file: &mut CacheFile,
+    ) -> Result<(), CniError> {
+        if planned.iter().all(|p| p.default_route.is_none()) {
+            return Ok(());
+        }
+        let mut results = planned
+            .iter()
+            .zip(&file.delegates)
+            .map(|(p, d)| parse_result(p, d))
+            .collect::<Result<Vec<_>, _>>()?;
+        let timeout = std::time::Duration::from_secs(5);
+        let pod = multus_host_functions::netns::PodNetns::open(Path::new(&self.env.netns), timeout)
+            .map_err(|e| {
+                CniError::new(
+                    Code::Internal,
+                    format!("default-route: pod netns {}: {e}", self.env.netns),
+                )
+            })?;
+        let mut kernel = multus_host_functions::netlink::Kernel {
+            pod: Some(pod),
+            host: None,
+            timeout,
+        };
+        let mut attachments: Vec<default_route::Attachment> = planned
+            .iter()
+            .zip(results.iter_mut())
+            .map(|(p, r)| default_route::Attachment {
+                ifname: &p.cached.ifname,
+                request: p.default_route.as_deref(),
+                result: r,
+            })
+            .collect();
+        default_route::apply(&mut kernel, &mut attachments)?;
+        for ((p, d), r) in planned.iter().zip(file.delegates.iter_mut()).zip(results) {
+            d.result = Some(r.to_value(&p.net.cni_version));
+        }
+        Ok(())
+    }
+
+    /// One network-status entry per sandbox interface of every attachment,
+    /// written to the pod, except for pods in `systemNamespaces`.
+    fn write_network_status(
+        &self,
+        ctx: &PodContext,
+        planned: &[Planned],
+        file: &CacheFile,
+    ) -> Result<(), CniError> {
+        if self.conf.system_namespaces.contains(&ctx.pod_ref.namespace) {
+            return Ok(());
+        }
+        let mut entries = Vec::new();
+        for (i, (p, d)) in planned.iter().zip(&file.delegates).enumerate() {
+            let r = parse_result(p, d)?;
+            let info = devices::read_info_file(&d.capability_args);
+            entries.extend(status::entries(&r, &p.status_name, &d.ifname, i == 0, info));
+        }
+        let key = &self.conf.kube.network_status_annotation;
+        if !status::write(
+            &ctx.kube,
+            &ctx.pod_ref,
+            &ctx.pod,
+            key,
+            &status::render(&entries),
+        )? {
+            tracing::warn!(pod = %self.pod(), "the pod was deleted during ADD; network-status not written");
+        }
+        Ok(())
+    }
+
+    /// One `AddedInterface` event per attachment that reported interfaces
+    /// or addresses, once the whole ADD has succeeded.
+    fn record_added(&self, ctx: &PodContext, planned: &[Planned], file: &CacheFile) {
+        for (p, d) in planned.iter().zip(&file.delegates) {
+            let Ok(r) = parse_result(p, d) else { continue };
+            if r.interfaces.is_empty() && r.ips.is_empty() {
+                continue;
+            }
+            let ips: Vec<String> = r.ips.iter().map(|ip| ip.address.to_string()).collect();
+            events::record(
+                &ctx.kube,
+                &ctx.pod_ref,
+                &ctx.pod,
+                events::Kind::Normal,
+                "AddedInterface",
+                &events::added_interface(&d.ifname, &ips, &p.status_name),
+            );
+        }
+    }
+
+    fn rollback(
+        &self,
+        planned: &[Planned],
+        file: &CacheFile,
+        failed: usize,
+        err: CniError,
+    ) -> CniError {
+        let path = self.search_path();
+        let mut leftovers = Vec::new();
+        for i in (0..=failed).rev() {
+            let (p, d) = (&planned[i], &file.delegates[i]);
+            let target = self.target(d, &path, &self.env.netns);
+            let del = self.run_logged(Command::Del, d, || {
+                chain::del(self.runner, &p.net, &target, d.result.as_ref())
+            });
+            // The failed delegate's DEL only sweeps up after it (its plugin
+            // may not even exist); delegates that succeeded hold resources,
+            // and if they cannot be deleted the cache stays for the runtime.
+            match del {
+                Err(e) if d.result.is_some() => leftovers.push(e.msg),
+                _ => devices::remove_info_file(&d.capability_args),
+            }
+        }
+        if leftovers.is_empty() {
+            if let Err(e) = cache::remove(&self.conf.cni_dir, &self.env.container_id) {
+                leftovers.push(e.msg);
+            }
+        }
+        let err = err.context(format!("[{}]", self.pod()));
+        if leftovers.is_empty() {
+            err
+        } else {
+            // The cache stays so the runtime's DEL can retry the cleanup.
+            err.with_details(format!("rollback incomplete: {}", leftovers.join("; ")))
+        }
+    }
+}
