@@ -49,6 +49,59 @@ fn wasm_host_local_as_ipam_of_native_bridge() {
     assert_eq!(pod.ns.links().unwrap(), vec!["lo"]);
 }
 
+/// `multus` carries no compiler: a module nobody precompiled is compiled
+/// by the `multusctl` beside it. Without one, the ADD fails naming it and
+/// leaves nothing.
+#[test]
+fn a_module_not_precompiled_needs_multusctl_beside_multus() {
+    let node = Node::new();
+    node.install_wasm(&["host-local"]);
+    let alone = node.dir.path().join("alone");
+    std::fs::create_dir(&alone).unwrap();
+    std::fs::copy(MULTUS, alone.join("multus")).unwrap();
+    let conf = bytes(&bridge_conf(&node, &node.data_dir()));
+    let pod = Pod::new();
+    let env = pod_env("ADD", "nc1", &pod.path);
+    let out = multus_testbed::exec_cni(&alone.join("multus"), Some(&node.ns), &env, &conf).unwrap();
+    let msg = assert_cni_error(&out, 7);
+    assert!(
+        msg.contains("not precompiled")
+            && msg.contains(&alone.join("multusctl").display().to_string()),
+        "{msg}"
+    );
+    assert_eq!(pod.ns.links().unwrap(), vec!["lo"]);
+    assert!(node.reservations("cluster").is_empty());
+    assert!(node.cache_files().is_empty(), "{:?}", node.cache_files());
+
+    // Precompiled by multusctl (as the installer does), the same binary
+    // runs it with no compiler at hand.
+    let ctl = multus_testbed::node::built("multusctl");
+    let plugin = node.dir.path().join("plugins/host-local.wasm");
+    let out = std::process::Command::new(ctl)
+        .args(["plugin", "compile", "--cache-dir"])
+        .arg(node.wasm_cache())
+        .arg(&plugin)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The failed ADD left the reference bridge without ports; its MAC is
+    // then zero and the reference plugin cannot reuse it.
+    node.ns.ip(&["link", "del", "cni0"]).unwrap();
+    let out = multus_testbed::exec_cni(&alone.join("multus"), Some(&node.ns), &env, &conf).unwrap();
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    let del = pod_env("DEL", "nc1", &pod.path);
+    assert!(
+        multus_testbed::exec_cni(&alone.join("multus"), Some(&node.ns), &del, &conf)
+            .unwrap()
+            .ok()
+    );
+    assert!(node.reservations("cluster").is_empty());
+}
+
 /// Runs one IPAM plugin binary directly, as a main plugin would exec it.
 fn ipam(
     program: &std::path::Path,

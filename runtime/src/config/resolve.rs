@@ -46,7 +46,7 @@ fn load_file(path: &Path, field: &str) -> Result<NetworkConfig, CniError> {
 
 /// True for multus's own conf (auto-generated `00-multus.conf*`, or any conf
 /// whose plugin is multus), which must never become its own delegate.
-pub(crate) fn is_multus_conf(path: &Path, bytes: &[u8]) -> bool {
+pub fn is_multus_conf(path: &Path, bytes: &[u8]) -> bool {
     let named = path
         .file_name()
         .and_then(|n| n.to_str())

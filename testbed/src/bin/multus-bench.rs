@@ -43,9 +43,13 @@ struct Args {
     /// The image archive of scripts/image, to report its size.
     #[arg(long)]
     image: Option<PathBuf>,
-    /// Only the install table.
+    /// Only the install and exec-cost tables.
     #[arg(long)]
     install_only: bool,
+    /// Another multus build (e.g. one with the compiler linked in) whose
+    /// VERSION exec cost to show beside this one's.
+    #[arg(long)]
+    multus_before: Option<PathBuf>,
 }
 
 struct Scenario {
@@ -194,6 +198,7 @@ fn main() -> Result<()> {
     let multus = args.multus.unwrap_or_else(|| here.join("multus"));
     let built = args.plugins.unwrap_or_else(|| here.join("../plugins"));
     install_table(&here, &multus, &built, args.installs, args.image.as_deref())?;
+    exec_table(&multus, args.multus_before.as_deref(), args.calls)?;
     if args.install_only {
         return Ok(());
     }
@@ -577,6 +582,42 @@ fn install_table(
     }
     if let Some(image) = image {
         println!("| image ({}) | {:.2} |", image.display(), size(image));
+    }
+    Ok(())
+}
+
+/// What one exec costs: VERSION of multus (and an earlier build), of a
+/// reference Go plugin, and of `true` (the fork+exec floor).
+fn exec_table(multus: &Path, before: Option<&Path>, calls: usize) -> Result<()> {
+    let reference = reference_plugin_dir().join("host-local");
+    let truth = PathBuf::from("/bin/true");
+    let mut rows: Vec<(String, &Path)> = vec![(format!("multus ({})", multus.display()), multus)];
+    if let Some(b) = before {
+        rows.push((format!("multus before ({})", b.display()), b));
+    }
+    rows.push(("reference host-local (Go)".into(), &reference));
+    rows.push(("/bin/true".into(), &truth));
+    println!("\nVERSION exec, {calls} calls each (ms)\n");
+    println!("| binary | MiB | median | p95 | peak RSS MiB |");
+    println!("|---|---:|---:|---:|---:|");
+    for (name, program) in rows {
+        let mut took = Vec::with_capacity(calls);
+        let mut rss = 0;
+        for _ in 0..calls {
+            let e = exec(program, &[("CNI_COMMAND", "VERSION")], b"")?;
+            if !e.ok {
+                bail!("{name} VERSION failed");
+            }
+            took.push(e.took);
+            rss = rss.max(e.max_rss_kib);
+        }
+        let mib = std::fs::metadata(program)?.len() as f64 / (1024.0 * 1024.0);
+        println!(
+            "| {name} | {mib:.2} | {:.3} | {:.3} | {:.1} |",
+            quantile(&took, 0.5),
+            quantile(&took, 0.95),
+            rss as f64 / 1024.0
+        );
     }
     Ok(())
 }

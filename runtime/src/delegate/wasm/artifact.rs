@@ -1,6 +1,9 @@
 //! Compile once: precompiled components cached on disk, keyed by the
-//! module's sha256 and the engine's compatibility hash (wasmtime version and
-//! engine config), loaded with `Component::deserialize_file` (mmap).
+//! module's sha256 and the engine settings tag, loaded with
+//! `Component::deserialize_file` (mmap). This binary carries no compiler:
+//! on a miss it execs `multusctl plugin compile` (installed beside it),
+//! once; wasmtime checks an artifact's version and settings when loading
+//! it, and an unusable one is compiled again.
 //!
 //! Hashing the module on every call would cost more than loading the
 //! artifact, so an index file remembers each module's digest together with
@@ -8,7 +11,6 @@
 //! read and hashed again only when the stamp changed, or always when the
 //! conf pins its digest.
 
-use std::hash::{Hash, Hasher};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -28,21 +30,16 @@ pub struct Loaded {
     pub load_time: Duration,
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn engine_key(engine: &Engine) -> String {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    engine.precompile_compatibility_hash().hash(&mut h);
-    format!("{:016x}", h.finish())
+/// Where the artifact of a module with digest `sha256` lives.
+pub fn artifact_path(cache_dir: &Path, sha256: &str) -> PathBuf {
+    cache_dir.join(format!("{sha256}-{}.cwasm", super::engine::ARTIFACT_TAG))
 }
 
-pub fn artifact_path(cache_dir: &Path, sha256: &str, engine: &Engine) -> PathBuf {
-    cache_dir.join(format!("{sha256}-{}.cwasm", engine_key(engine)))
-}
-
-fn index_path(cache_dir: &Path, module: &Path) -> PathBuf {
+pub fn index_path(cache_dir: &Path, module: &Path) -> PathBuf {
     cache_dir.join(format!(
         "{}.idx",
         hex(&Sha256::digest(module.as_os_str().as_encoded_bytes()))
@@ -51,7 +48,7 @@ fn index_path(cache_dir: &Path, module: &Path) -> PathBuf {
 
 /// What changes whenever the module file's content may have (ctime cannot
 /// be set from user space).
-fn stamp(module: &Path) -> std::io::Result<String> {
+pub fn stamp(module: &Path) -> std::io::Result<String> {
     let m = std::fs::metadata(module)?;
     Ok(format!(
         "{} {} {} {}.{} {}.{}",
@@ -112,7 +109,7 @@ pub fn load(
             ));
         }
     }
-    let path = artifact_path(cache_dir, &sha256, engine);
+    let path = artifact_path(cache_dir, &sha256);
     if path.is_file() {
         // SAFETY: the cache dir is root-only and artifacts are written
         // atomically by this code from modules whose digest names the file.
@@ -133,33 +130,21 @@ pub fn load(
             }
         }
     }
-    let bytes = match bytes {
-        Some(b) => b,
-        None => std::fs::read(module).map_err(unreadable)?,
-    };
-    if hex(&Sha256::digest(&bytes)) != sha256 {
-        return Err(CniError::new(
-            Code::TryAgainLater,
-            format!(
-                "wasm plugin {plugin:?}: {} changed while it was loaded",
-                module.display()
-            ),
-        ));
-    }
-    let component = Component::new(engine, &bytes).map_err(|e| {
-        err(
-            plugin,
-            format!("{} is not a valid component: {e}", module.display()),
-        )
+    compile(plugin, module, cache_dir)?;
+    // SAFETY: as above; the compiler wrote it atomically just now.
+    let component = unsafe { Component::deserialize_file(engine, &path) }.map_err(|e| {
+        if path.is_file() {
+            err(plugin, format!("the compiled artifact {} does not load: {e}", path.display()))
+        } else {
+            // The compiler read other bytes than we hashed.
+            CniError::new(
+                Code::TryAgainLater,
+                format!("wasm plugin {plugin:?}: {} changed while it was loaded", module.display()),
+            )
+        }
     })?;
-    match component.serialize() {
-        Ok(artifact) => match write_atomic(&path, &artifact) {
-            Ok(()) => remember(cache_dir, module, &stamp, &sha256),
-            Err(e) => {
-                tracing::warn!(dir = %cache_dir.display(), error = %e, "cannot cache the precompiled artifact")
-            }
-        },
-        Err(e) => tracing::warn!(error = %e, "cannot serialize the compiled component"),
+    if bytes.is_some() {
+        remember(cache_dir, module, &stamp, &sha256);
     }
     Ok(Loaded {
         component,
@@ -167,6 +152,46 @@ pub fn load(
         compiled: true,
         load_time: started.elapsed(),
     })
+}
+
+/// The compiler: `multusctl` beside this executable.
+pub fn compiler() -> Result<PathBuf, String> {
+    let me = std::env::current_exe().map_err(|e| format!("locating this executable: {e}"))?;
+    Ok(me.parent().unwrap_or(Path::new("/")).join("multusctl"))
+}
+
+/// Runs `multusctl plugin compile` for `module` into `cache_dir`.
+fn compile(plugin: &str, module: &Path, cache_dir: &Path) -> Result<(), CniError> {
+    let ctl = compiler().map_err(|e| err(plugin, e))?;
+    let out = std::process::Command::new(&ctl)
+        .args(["plugin", "compile", "--cache-dir"])
+        .arg(cache_dir)
+        .arg("--index-as")
+        .arg(module)
+        .arg(module)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| {
+            err(
+                plugin,
+                format!(
+                    "{} is not precompiled and the compiler {} cannot run: {e} (multusctl install puts it beside multus)",
+                    module.display(),
+                    ctl.display()
+                ),
+            )
+        })?;
+    if !out.status.success() {
+        return Err(err(
+            plugin,
+            format!(
+                "compiling {}: {}",
+                module.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn remember(cache_dir: &Path, module: &Path, stamp: &str, sha256: &str) {
@@ -178,45 +203,4 @@ fn remember(cache_dir: &Path, module: &Path, stamp: &str, sha256: &str) {
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     crate::fsutil::write_atomic(path, bytes, 0o600)
-}
-
-/// What `precompile` did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Precompiled {
-    pub sha256: String,
-    /// False when a usable artifact was already cached.
-    pub compiled: bool,
-}
-
-/// Compiles `module` into `cache_dir` ahead of the first call and indexes
-/// its digest under `indexed_as`, the path the runtime will load it from
-/// (an installer sees the host's files under a prefix; the file, and so its
-/// stamp, is the same).
-pub fn precompile(
-    engine: &Engine,
-    module: &Path,
-    indexed_as: &Path,
-    cache_dir: &Path,
-) -> Result<Precompiled, String> {
-    let stamp = stamp(module).map_err(|e| format!("{}: {e}", module.display()))?;
-    let bytes = std::fs::read(module).map_err(|e| format!("{}: {e}", module.display()))?;
-    let sha256 = hex(&Sha256::digest(&bytes));
-    let path = artifact_path(cache_dir, &sha256, engine);
-    // SAFETY: as in `load`: a root-only dir of artifacts this code wrote.
-    let cached = path.is_file() && unsafe { Component::deserialize_file(engine, &path) }.is_ok();
-    if !cached {
-        let component = Component::new(engine, &bytes)
-            .map_err(|e| format!("{} is not a valid component: {e}", module.display()))?;
-        let artifact = component
-            .serialize()
-            .map_err(|e| format!("serializing {}: {e}", module.display()))?;
-        write_atomic(&path, &artifact).map_err(|e| format!("{}: {e}", path.display()))?;
-    }
-    let line = format!("{stamp} {sha256}\n");
-    let index = index_path(cache_dir, indexed_as);
-    write_atomic(&index, line.as_bytes()).map_err(|e| format!("{}: {e}", index.display()))?;
-    Ok(Precompiled {
-        sha256,
-        compiled: !cached,
-    })
 }

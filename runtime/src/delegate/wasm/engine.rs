@@ -9,9 +9,14 @@ use wasmtime::{Config, Engine};
 /// Epoch tick: the granularity of call deadlines.
 pub const TICK: Duration = Duration::from_millis(10);
 
+/// Names the engine settings below in artifact file names; change it with
+/// them. (The wasmtime version and target are checked by wasmtime itself.)
+pub const ARTIFACT_TAG: &str = "epoch1";
+
 static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
 
-fn config() -> Config {
+/// The settings every engine of multus uses, the compiler's included.
+pub fn config() -> Config {
     let mut c = Config::new();
     c.epoch_interruption(true);
     c

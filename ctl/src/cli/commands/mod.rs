@@ -1,3 +1,4 @@
 //! One file per `multusctl` subcommand.
 
 pub mod install;
+pub mod plugin;

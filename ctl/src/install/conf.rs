@@ -6,8 +6,8 @@ use serde_json::{Map, Value};
 
 use super::master::{self, Master, CONF, CONFLIST};
 use super::InstallError;
-use crate::cni::version::Version;
-use crate::config::MultusConf;
+use multus::cni::version::Version;
+use multus::config::MultusConf;
 
 /// The network name upstream gives multus's conf.
 pub const DEFAULT_NAME: &str = "multus-cni-network";
@@ -83,7 +83,7 @@ pub fn render(i: &Inputs) -> Result<Rendered, InstallError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::NetworkConfig;
+    use multus::config::NetworkConfig;
     use serde_json::json;
 
     fn master(body: Value) -> Master {

@@ -19,7 +19,7 @@ pub mod watch;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::k8s::client::KubeError;
+use multus::k8s::client::KubeError;
 
 /// Where the master conf ends up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -12,8 +12,8 @@ use super::kubeconfig::{self, ServiceAccount};
 use super::master::{self, Master, CONF, CONFLIST};
 use super::settings;
 use super::{InstallError, MasterMode, Options};
-use crate::config::multus::DEFAULT_CONF_DIR;
-use crate::fsutil;
+use multus::config::multus::DEFAULT_CONF_DIR;
+use multus::fsutil;
 
 /// Upstream's place for the kubeconfig, under the CNI conf dir.
 pub const KUBECONFIG: &str = "multus.d/multus.kubeconfig";

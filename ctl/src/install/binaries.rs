@@ -1,5 +1,5 @@
-//! The `multus` binary into the host's CNI bin dir and the shipped wasm
-//! plugins into `wasmPluginDir`, each replaced atomically (a node booting
+//! The `multus` binary (and `multusctl`, its compiler) into the host's CNI
+//! bin dir and the shipped wasm plugins into `wasmPluginDir`, each replaced atomically (a node booting
 //! while the old binary runs never sees "text file busy", upstream #1221),
 //! then the plugins precompiled so the first pod never waits for a compile.
 
@@ -10,9 +10,9 @@ use serde_json::{Map, Value};
 
 use super::settings;
 use super::{InstallError, Options};
-use crate::config::wasm::{DEFAULT_CACHE_DIR, DEFAULT_PLUGIN_DIR};
-use crate::delegate::wasm::{artifact, engine};
-use crate::fsutil;
+use crate::compile;
+use multus::config::wasm::{DEFAULT_CACHE_DIR, DEFAULT_PLUGIN_DIR};
+use multus::fsutil;
 
 /// What was installed, for the log and the bench.
 #[derive(Debug, Default)]
@@ -23,11 +23,14 @@ pub struct Installed {
     pub precompile_time: Duration,
 }
 
-/// `name` beside the running executable.
+fn current_exe() -> Result<PathBuf, InstallError> {
+    std::env::current_exe()
+        .map_err(|e| InstallError::io("locating", Path::new("/proc/self/exe"), e))
+}
+
+/// `rel` beside the running executable.
 fn beside_me(rel: &str) -> Result<PathBuf, InstallError> {
-    let me = std::env::current_exe()
-        .map_err(|e| InstallError::io("locating", Path::new("/proc/self/exe"), e))?;
-    Ok(me.parent().unwrap_or(Path::new("/")).join(rel))
+    Ok(current_exe()?.parent().unwrap_or(Path::new("/")).join(rel))
 }
 
 /// Copies `from` to `to` unless `to` already has the same bytes.
@@ -66,6 +69,13 @@ pub fn install(opts: &Options, keys: &Map<String, Value>) -> Result<Installed, I
     };
     let bin_dir = opts.host(&opts.cni_bin_dir);
     install_file(&bin, &bin_dir.join("multus"), 0o755, &mut done)?;
+    // multus execs it to compile a module that was not precompiled.
+    install_file(
+        &current_exe()?,
+        &bin_dir.join("multusctl"),
+        0o755,
+        &mut done,
+    )?;
 
     let plugins = match &opts.plugins {
         Some(p) => p.clone(),
@@ -98,10 +108,9 @@ pub fn install(opts: &Options, keys: &Map<String, Value>) -> Result<Installed, I
         return Ok(done);
     }
     let started = Instant::now();
-    let engine =
-        engine::engine().map_err(|e| InstallError::Invalid(format!("starting wasmtime: {e}")))?;
+    let engine = compile::engine().map_err(InstallError::Invalid)?;
     for (seen, host) in installed {
-        let p = artifact::precompile(engine, &seen, &host, &cache_dir)
+        let p = compile::precompile(&engine, &seen, &host, &cache_dir)
             .map_err(|e| InstallError::Invalid(format!("precompiling {}: {e}", seen.display())))?;
         if p.compiled {
             done.compiled.push(host.display().to_string());

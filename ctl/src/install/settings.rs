@@ -6,7 +6,7 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use super::InstallError;
-use crate::config::multus::KEYS;
+use multus::config::multus::KEYS;
 
 /// Keys the installer derives itself, and what sets them instead.
 const DERIVED: &[(&str, &str)] = &[

@@ -1,5 +1,4 @@
-//! `multusctl`: the admin and plugin-author tool. Everything that is not the
-//! CNI hot path lives here, so the `multus` binary stays small and fast.
+//! The command line: one subcommand per file in `commands/`.
 
 pub mod commands;
 
@@ -21,13 +20,17 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Commands {
     /// Install multus on this node (from a DaemonSet pod with the host mounted).
-    Install(crate::install::Options),
+    Install(Box<crate::install::Options>),
+    /// Wasm plugin tools.
+    #[command(subcommand)]
+    Plugin(commands::plugin::PluginCommand),
 }
 
 /// Runs the parsed command; the process exit status.
 pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Commands::Install(opts) => commands::install::run(&opts),
+        Commands::Plugin(cmd) => commands::plugin::run(&cmd),
     }
 }
 
@@ -43,8 +46,8 @@ mod tests {
             "{VERSION}"
         );
         let (oldest, newest) = (
-            crate::cni::version::SUPPORTED[0],
-            crate::cni::version::CURRENT,
+            multus::cni::version::SUPPORTED[0],
+            multus::cni::version::CURRENT,
         );
         assert!(
             VERSION.contains(&format!("CNI {oldest} to {newest}")),

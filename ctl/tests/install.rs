@@ -2,16 +2,17 @@
 //! the DaemonSet runs it, against the in-test API server where a NAD is
 //! made, and end to end with the built `multus` in real network namespaces.
 
-mod common;
+mod manifests;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{bytes, deploy, plugins, Node, Pod, MULTUS};
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
+use manifests as deploy;
 use multus_testbed::kube_api::FakeKubeApi;
+use multus_testbed::node::{built_plugins, bytes, multus, plugins, Node, Pod};
 use multus_testbed::{confs, files_under, in_netns, Netns};
 use serde_json::{json, Value};
 
@@ -92,7 +93,7 @@ impl Host {
         let mut c = Command::new(MULTUSCTL);
         c.arg("install").arg("--host-root").arg(self.root());
         let defaults = [
-            ("--multus-bin", MULTUS.into()),
+            ("--multus-bin", multus()),
             ("--plugins", self.no_plugins()),
             ("--serviceaccount-dir", self.sa()),
             ("--master-wait", "2s".into()),
@@ -140,11 +141,11 @@ fn ok(o: &Output) {
 
 /// Fails with `stderr` naming `want`, and leaves `host` as it was.
 fn refused(host: &Host, args: &[&str], want: &str) {
-    // Only the binary install happens before the conf inputs are read.
+    // Only the binaries' install happens before the conf inputs are read.
     let files = || -> Vec<String> {
         host.files()
             .into_iter()
-            .filter(|f| f != "opt/cni/bin/multus")
+            .filter(|f| !f.starts_with("opt/cni/bin/"))
             .collect()
     };
     let before = files();
@@ -183,7 +184,9 @@ impl Drop for Watcher {
 
 fn base64_contains(b64: &str, want: &str) -> bool {
     use base64::Engine as _;
-    let bytes = base64::engine::general_purpose::STANDARD.decode(b64).unwrap();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
     String::from_utf8_lossy(&bytes).contains(want)
 }
 
@@ -238,8 +241,17 @@ fn keep_mode_picks_the_master_and_writes_conflist_kubeconfig_and_binary() {
     );
     assert_eq!(h.mode("etc/cni/net.d/multus.d/token"), 0o600);
     let bin = h.root().join("opt/cni/bin/multus");
-    assert_eq!(std::fs::read(&bin).unwrap(), std::fs::read(MULTUS).unwrap());
+    assert_eq!(
+        std::fs::read(&bin).unwrap(),
+        std::fs::read(multus()).unwrap()
+    );
     assert_eq!(h.mode("opt/cni/bin/multus"), 0o755);
+    // Its compiler, for modules dropped in later.
+    let ctl = h.root().join("opt/cni/bin/multusctl");
+    assert_eq!(
+        std::fs::read(&ctl).unwrap(),
+        std::fs::read(MULTUSCTL).unwrap()
+    );
     // The master is left where it was, unaltered.
     assert_eq!(
         h.read("etc/cni/net.d/10-kindnet.conflist"),
@@ -264,10 +276,28 @@ fn keep_mode_picks_the_master_and_writes_conflist_kubeconfig_and_binary() {
 
     // A conf sorting before multus's would be used by the runtime instead.
     h.write("00-cilium.conflist", &kindnet("1.0.0"));
-    let o = h.once(&["--multus-log-level", "debug", "--master-cni-file", "10-kindnet.conflist"]);
+    let o = h.once(&[
+        "--multus-log-level",
+        "debug",
+        "--master-cni-file",
+        "10-kindnet.conflist",
+    ]);
     ok(&o);
-    assert!(stderr(&o).contains("00-cilium.conflist sorts before"), "{}", stderr(&o));
-    let o = h.command(&["--check", "--multus-log-level", "debug", "--master-cni-file", "10-kindnet.conflist"]).output().unwrap();
+    assert!(
+        stderr(&o).contains("00-cilium.conflist sorts before"),
+        "{}",
+        stderr(&o)
+    );
+    let o = h
+        .command(&[
+            "--check",
+            "--multus-log-level",
+            "debug",
+            "--master-cni-file",
+            "10-kindnet.conflist",
+        ])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("instead of multus"), "{}", stderr(&o));
 }
@@ -687,9 +717,9 @@ fn installed_conf_runs_a_pod_end_to_end() {
         "move",
     ])
     .arg("--multus-bin")
-    .arg(MULTUS)
+    .arg(multus())
     .arg("--plugins")
-    .arg(common::built_plugins())
+    .arg(built_plugins())
     .arg("--cni-bin-dir")
     .arg(&bin_dir)
     .arg("--cni-conf-dir")
@@ -764,7 +794,10 @@ fn installed_conf_runs_a_pod_end_to_end() {
     let cluster: ClusterRole = serde_json::from_value(deploy::find("ClusterRole", None)).unwrap();
     let role: Role = serde_json::from_value(deploy::find("Role", None)).unwrap();
     let role_ns = role.metadata.namespace.clone().unwrap();
-    let (cluster, namespaced) = (deploy::grants(&cluster.rules.unwrap()), deploy::grants(&role.rules.unwrap()));
+    let (cluster, namespaced) = (
+        deploy::grants(&cluster.rules.unwrap()),
+        deploy::grants(&role.rules.unwrap()),
+    );
     let mut used_cluster = std::collections::BTreeSet::new();
     let mut used_namespaced = std::collections::BTreeSet::new();
     for r in api.requests() {
@@ -773,10 +806,24 @@ fn installed_conf_runs_a_pod_end_to_end() {
         if cluster.contains(&key) {
             used_cluster.insert(key);
         } else {
-            assert!(namespaced.contains(&key) && ns == role_ns, "not granted: {r}");
+            assert!(
+                namespaced.contains(&key) && ns == role_ns,
+                "not granted: {r}"
+            );
             used_namespaced.insert(key);
         }
     }
     assert_eq!(used_cluster, cluster, "ClusterRole rules nothing calls");
     assert_eq!(used_namespaced, namespaced, "Role rules nothing calls");
+}
+
+#[test]
+fn version_names_the_wit_package() {
+    let out = Command::new(MULTUSCTL).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let line = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        line.starts_with("multusctl ") && line.contains("WIT multus:plugin@0.1.0"),
+        "{line}"
+    );
 }

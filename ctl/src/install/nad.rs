@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::kubeconfig::{self, ServiceAccount};
 use super::InstallError;
-use crate::k8s::client::Kube;
+use multus::k8s::client::Kube;
 
 pub const MANAGED_BY: &str = "multusctl";
 

@@ -1,4 +1,5 @@
 //! The manifests of `deploy/`, as `kubectl apply -k deploy/` reads them.
+#![allow(dead_code)]
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -4,18 +4,18 @@
 //! grants exactly the calls the code makes is checked end to end in
 //! `install.rs`, against the requests the in-test API server saw.)
 
-mod common;
+mod manifests;
 
 use std::path::{Path, PathBuf};
 
 use clap::Parser;
-use common::deploy::{documents, find};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use multus::ctl::{Cli, Commands};
-use multus::install::{settings, Options};
+use manifests::{documents, find};
+use multusctl::cli::{Cli, Commands};
+use multusctl::install::{settings, Options};
 use serde_json::Value;
 
 fn typed<T: serde::de::DeserializeOwned>(file: &str, v: &Value) -> T {
@@ -75,7 +75,8 @@ fn options(command: &[String]) -> Options {
     match Cli::try_parse_from(command) {
         Ok(Cli {
             command: Commands::Install(o),
-        }) => o,
+        }) => *o,
+        Ok(other) => panic!("{command:?} is not an install: {other:?}"),
         Err(e) => panic!("{command:?}: {e}"),
     }
 }

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use super::InstallError;
-use crate::config::resolve::is_multus_conf;
-use crate::config::NetworkConfig;
+use multus::config::resolve::is_multus_conf;
+use multus::config::NetworkConfig;
 
 /// The name of the conf multus writes, by the master's format.
 pub const CONF: &str = "00-multus.conf";

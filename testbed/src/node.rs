@@ -1,0 +1,219 @@
+//! A node netns, pod netns and scratch dirs per integration test, and the
+//! workspace's built binaries.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::{exec_cni, files_under, reference_plugin_dir, CniOutput, Netns};
+
+/// A binary of this workspace's build, beside the running test's
+/// directory (`target/<profile>/`); `cargo test --workspace` builds them all.
+pub fn built(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
+    let p = dir.join(name);
+    assert!(
+        p.is_file(),
+        "{} missing: build the workspace (cargo test --workspace builds it)",
+        p.display()
+    );
+    p
+}
+
+/// The built `multus`.
+pub fn multus() -> PathBuf {
+    built("multus")
+}
+
+pub struct Node {
+    pub ns: Netns,
+    pub dir: tempfile::TempDir,
+}
+
+// No `Default`: making one creates a network namespace.
+#[allow(clippy::new_without_default)]
+impl Node {
+    /// A node with a veth `uplink0` to act as macvlan master.
+    pub fn new() -> Self {
+        let ns = Netns::new("t-node").expect("creating a netns (tests need root and iproute2)");
+        ns.ip(&[
+            "link", "add", "uplink0", "type", "veth", "peer", "name", "uplink0p",
+        ])
+        .unwrap();
+        ns.ip(&["link", "set", "uplink0", "up"]).unwrap();
+        ns.ip(&["link", "set", "uplink0p", "up"]).unwrap();
+        Self {
+            ns,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("ipam")
+    }
+
+    pub fn cni_dir(&self) -> PathBuf {
+        self.dir.path().join("multus")
+    }
+
+    pub fn conf_dir(&self) -> PathBuf {
+        self.dir.path().join("net.d")
+    }
+
+    /// IP reservation files host-local holds for `network`.
+    pub fn reservations(&self, network: &str) -> Vec<String> {
+        files_under(&self.data_dir().join(network))
+            .into_iter()
+            .filter(|f| f != "lock" && !f.starts_with("last_reserved_ip"))
+            .collect()
+    }
+
+    pub fn cache_files(&self) -> Vec<String> {
+        files_under(&self.cni_dir())
+    }
+
+    /// Host-side veths left on the node (the plugins' `veth*` names).
+    pub fn veths(&self) -> Vec<String> {
+        self.ns
+            .links()
+            .unwrap()
+            .into_iter()
+            .filter(|l| l.starts_with("veth"))
+            .collect()
+    }
+
+    pub fn multus(&self, env: &[(&str, &str)], stdin: &[u8]) -> CniOutput {
+        exec_cni(&multus(), Some(&self.ns), env, stdin).unwrap()
+    }
+
+    /// `cmd` for container `cid` in `pod`, as the runtime sends it.
+    pub fn run(&self, cmd: &str, cid: &str, pod: &Pod, conf: &[u8]) -> CniOutput {
+        self.multus(&pod_env(cmd, cid, &pod.path), conf)
+    }
+}
+
+/// A pod sandbox: its netns and the path the runtime passes as CNI_NETNS.
+pub struct Pod {
+    pub ns: Netns,
+    pub path: String,
+}
+
+#[allow(clippy::new_without_default)]
+impl Pod {
+    pub fn new() -> Self {
+        let ns = Netns::new("t-pod").unwrap();
+        let path = ns.path().to_str().unwrap().to_string();
+        Self { ns, path }
+    }
+}
+
+pub fn plugins() -> PathBuf {
+    reference_plugin_dir()
+}
+
+/// The env a container runtime sets for `cmd` on pod `pod`.
+pub fn pod_env<'a>(cmd: &'a str, cid: &'a str, netns: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("CNI_COMMAND", cmd),
+        ("CNI_CONTAINERID", cid),
+        ("CNI_NETNS", netns),
+        ("CNI_IFNAME", "eth0"),
+        (
+            "CNI_ARGS",
+            "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web",
+        ),
+        ("CNI_PATH", "/opt/cni/bin"),
+    ]
+}
+
+pub fn bytes(v: &Value) -> Vec<u8> {
+    serde_json::to_vec(v).unwrap()
+}
+
+/// Asserts a failed run: exit status 1 and a CNI error of `code` on stdout.
+pub fn assert_cni_error(out: &CniOutput, code: u64) -> String {
+    assert_eq!(
+        out.status,
+        Some(1),
+        "stdout {} stderr {}",
+        out.stdout,
+        out.stderr
+    );
+    let e = out.json();
+    assert_eq!(e["code"], code, "{}", out.stdout);
+    assert!(e["cniVersion"].is_string(), "{}", out.stdout);
+    e["msg"].as_str().unwrap_or_default().to_string()
+}
+
+/// The wasm plugins built by scripts/build-plugins.
+pub fn built_plugins() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins");
+    assert!(
+        dir.join("host-local.wasm").is_file(),
+        "wasm plugins missing in {}: run scripts/build-plugins (scripts/test does)",
+        dir.display()
+    );
+    dir
+}
+
+impl Node {
+    /// A plugin dir holding copies of the named built plugins.
+    pub fn install_wasm(&self, names: &[&str]) -> PathBuf {
+        let dir = self.dir.path().join("plugins");
+        std::fs::create_dir_all(&dir).unwrap();
+        for n in names {
+            std::fs::copy(
+                built_plugins().join(format!("{n}.wasm")),
+                dir.join(format!("{n}.wasm")),
+            )
+            .unwrap();
+        }
+        dir
+    }
+
+    pub fn wasm_cache(&self) -> PathBuf {
+        self.dir.path().join("wasm-cache")
+    }
+
+    /// `conf` with this node's wasm plugin dir and cache.
+    pub fn with_wasm(&self, mut conf: Value) -> Value {
+        conf["wasmPluginDir"] = serde_json::json!(self.dir.path().join("plugins"));
+        conf["wasmCacheDir"] = serde_json::json!(self.wasm_cache());
+        conf
+    }
+}
+
+impl Pod {
+    /// A sysctl as the pod sees it (`/proc/sys/...` path).
+    pub fn sysctl(&self, path: &str) -> String {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", self.ns.name(), "cat", path])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+impl Node {
+    /// `cmd` for every pod at once, container `par<i>` in `pods[i]`; each must succeed.
+    pub fn run_parallel(&self, cmd: &str, pods: &[Pod], conf: &[u8]) -> Vec<CniOutput> {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = pods
+                .iter()
+                .enumerate()
+                .map(|(i, pod)| {
+                    s.spawn(move || {
+                        let out = self.run(cmd, &format!("par{i}"), pod, conf);
+                        assert!(out.ok(), "{cmd} par{i}: {} {}", out.stdout, out.stderr);
+                        out
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        })
+    }
+}
