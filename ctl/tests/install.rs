@@ -827,3 +827,54 @@ fn version_names_the_wit_package() {
         "{line}"
     );
 }
+
+#[test]
+fn plugin_compile_errors_name_the_module() {
+    let d = tempfile::tempdir().unwrap();
+    let bad = d.path().join("bad.wasm");
+    std::fs::write(&bad, b"not wasm").unwrap();
+    let cache = d.path().join("cache");
+    let run = |args: &[&std::ffi::OsStr]| {
+        Command::new(MULTUSCTL)
+            .args(["plugin", "compile", "--cache-dir"])
+            .arg(&cache)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = run(&[bad.as_os_str()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("bad.wasm is not a valid component"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(files_under(&cache).is_empty(), "{:?}", files_under(&cache));
+    let o = run(&[
+        std::ffi::OsStr::new("--index-as"),
+        bad.as_os_str(),
+        bad.as_os_str(),
+        bad.as_os_str(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("--index-as takes exactly one MODULE"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A real component: compiled once, then found.
+    let good = built_plugins().join("tuning.wasm");
+    let o = run(&[good.as_os_str()]);
+    assert!(
+        o.status.success() && stderr(&o).contains(", compiled"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&[good.as_os_str()]);
+    assert!(
+        o.status.success() && stderr(&o).contains("already compiled"),
+        "{}",
+        stderr(&o)
+    );
+}
