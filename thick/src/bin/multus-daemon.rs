@@ -1,0 +1,97 @@
+//! `multus-daemon -config FILE`: thick mode's node daemon (upstream's
+//! binary name, flag and default config path).
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use multus_thick::config::{DaemonConfig, DEFAULT_PATH};
+use multus_thick::server::{self, Daemon};
+
+/// Upstream's Go flags take one dash.
+fn config_path() -> Result<Option<PathBuf>, String> {
+    let mut args = std::env::args().skip(1);
+    let mut path = PathBuf::from(DEFAULT_PATH);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "-version" | "--version" => return Ok(None),
+            "-config" | "--config" => path = args.next().ok_or("-config needs a FILE")?.into(),
+            other => match other
+                .strip_prefix("-config=")
+                .or_else(|| other.strip_prefix("--config="))
+            {
+                Some(p) => path = p.into(),
+                None => return Err(format!(
+                    "unknown argument {other:?} (usage: multus-daemon [-config FILE] [-version])"
+                )),
+            },
+        }
+    }
+    Ok(Some(path))
+}
+
+fn main() {
+    // A native plugin execs its wasm IPAM through a link to this binary.
+    if let Some(plugin) = multus::shim::invoked_as() {
+        let out = multus::shim::run(&plugin);
+        print!("{}", out.stdout);
+        std::process::exit(out.status);
+    }
+    let path = match config_path() {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            println!("multus-daemon version:v{}", env!("CARGO_PKG_VERSION"));
+            return;
+        }
+        Err(e) => {
+            eprintln!("multus-daemon: {e}");
+            std::process::exit(2);
+        }
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .try_init();
+    let config = match DaemonConfig::read(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("multus-daemon: {e}");
+            std::process::exit(1);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let status = rt.block_on(async move {
+        let listener = match server::bind(&config) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("multus-daemon: binding {}: {e}", config.socket().display());
+                return 1;
+            }
+        };
+        tracing::info!(socket = %config.socket().display(), limit = config.connection_limit, "serving");
+        let daemon = Daemon::new(config);
+        let stopping = {
+            let d = daemon.clone();
+            async move {
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+                let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).expect("SIGINT handler");
+                tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+                // Shims see /readyz fail and wait; what runs may finish.
+                d.ready.store(false, Ordering::Relaxed);
+                tracing::info!("stopping: not ready; draining requests in flight");
+                let until = Instant::now() + Duration::from_secs(10);
+                while d.admission.in_flight() > 0 && Instant::now() < until {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        server::serve(daemon, listener, stopping).await;
+        0
+    });
+    std::process::exit(status);
+}

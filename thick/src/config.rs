@@ -1,0 +1,161 @@
+//! The daemon config (`-config`, upstream's `daemon-config.json`): the
+//! daemon's own keys, and multus conf keys that override the conf each
+//! shim sends, as upstream's `overrideCNIConfigWithServerConfig` does.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use multus::config::multus::KEYS;
+
+pub const DEFAULT_PATH: &str = "/etc/cni/net.d/multus.d/daemon-config.json";
+pub const DEFAULT_SOCKET_DIR: &str = "/run/multus/";
+
+/// Upstream daemon keys this daemon does not implement yet, and why.
+const NOT_YET: &[(&str, &str)] = &[
+    ("chrootDir", "delegates run in the daemon's own root; run it with the host's /opt/cni/bin and /etc/cni mounted"),
+    ("metricsPort", "metrics are not implemented yet"),
+    ("enablePprof", "not implemented"),
+    ("perNodeCertificate", "not implemented: use a kubeconfig"),
+    ("multusConfigFile", "the daemon does not write the shim conf yet: write it yourself (README, thick mode)"),
+    ("multusAutoconfigDir", "the daemon does not write the shim conf yet"),
+    ("multusMasterCNI", "the daemon does not write the shim conf yet"),
+    ("cniConfigDir", "the daemon does not write the shim conf yet"),
+    ("forceCNIVersion", "the daemon does not write the shim conf yet"),
+    ("overrideNetworkName", "the daemon does not write the shim conf yet"),
+];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaemonConfig {
+    /// Where `multus.sock` goes (`socketDir`).
+    pub socket_dir: PathBuf,
+    /// Requests run at once (`connectionLimit`); the rest wait.
+    pub connection_limit: usize,
+    /// How long a request may wait for its turn before code 11
+    /// (`queueTimeoutMs`, ours).
+    pub queue_timeout: Duration,
+    /// Multus conf keys that replace the shim's.
+    pub overrides: Map<String, Value>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("daemon config {path}: {msg}")]
+pub struct ConfigError {
+    pub path: String,
+    pub msg: String,
+}
+
+impl DaemonConfig {
+    pub fn read(path: &Path) -> Result<Self, ConfigError> {
+        let bytes = std::fs::read(path).map_err(|e| ConfigError {
+            path: path.display().to_string(),
+            msg: e.to_string(),
+        })?;
+        Self::parse(&bytes).map_err(|msg| ConfigError {
+            path: path.display().to_string(),
+            msg,
+        })
+    }
+
+    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
+        let object: Map<String, Value> = match serde_json::from_slice(bytes) {
+            Ok(Value::Object(o)) => o,
+            Ok(_) => return Err("not a JSON object".into()),
+            Err(e) => return Err(format!("invalid JSON: {e}")),
+        };
+        let mut c = Self {
+            socket_dir: DEFAULT_SOCKET_DIR.into(),
+            connection_limit: 32,
+            queue_timeout: Duration::from_secs(30),
+            overrides: Map::new(),
+        };
+        for (k, v) in object {
+            let is = |name: &str| k.eq_ignore_ascii_case(name);
+            if is("socketDir") {
+                c.socket_dir = v
+                    .as_str()
+                    .filter(|s| !s.is_empty())
+                    .ok_or("\"socketDir\" must be a path")?
+                    .into();
+            } else if is("connectionLimit") {
+                c.connection_limit = v
+                    .as_u64()
+                    .filter(|n| *n > 0)
+                    .ok_or("\"connectionLimit\" must be a number above 0")?
+                    as usize;
+            } else if is("queueTimeoutMs") {
+                c.queue_timeout =
+                    Duration::from_millis(v.as_u64().ok_or("\"queueTimeoutMs\" must be a number")?);
+            } else if let Some((name, why)) = NOT_YET.iter().find(|(n, _)| is(n)) {
+                let empty = v.is_null() || v == Value::Bool(false) || v.as_str() == Some("");
+                if !empty {
+                    return Err(format!("{name:?} is not supported: {why}"));
+                }
+            } else if let Some(key) = KEYS.iter().find(|key| is(key)) {
+                c.overrides.insert(key.to_string(), v);
+            } else {
+                return Err(format!("unknown key {k:?}"));
+            }
+        }
+        Ok(c)
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.socket_dir.join(crate::protocol::SOCKET)
+    }
+
+    /// The shim's conf with this config's multus keys put over it.
+    pub fn apply(&self, conf: &[u8]) -> Result<Vec<u8>, String> {
+        if self.overrides.is_empty() {
+            return Ok(conf.to_vec());
+        }
+        let mut v: Map<String, Value> =
+            serde_json::from_slice(conf).map_err(|e| format!("the shim's conf: {e}"))?;
+        for (k, val) in &self.overrides {
+            v.retain(|existing, _| !existing.eq_ignore_ascii_case(k));
+            v.insert(k.clone(), val.clone());
+        }
+        Ok(serde_json::to_vec(&v).expect("JSON values serialize"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_defaults() {
+        let c = DaemonConfig::parse(br#"{"socketDir":"/host/run/multus/","connectionLimit":8,"LogLevel":"debug","cniDir":"/var/lib/cni/multus","chrootDir":""}"#).unwrap();
+        assert_eq!(c.socket(), PathBuf::from("/host/run/multus/multus.sock"));
+        assert_eq!(c.connection_limit, 8);
+        assert_eq!(c.overrides["logLevel"], "debug");
+        let conf = c
+            .apply(br#"{"type":"multus-shim","loglevel":"error","cniDir":"/x"}"#)
+            .unwrap();
+        let v: Value = serde_json::from_slice(&conf).unwrap();
+        assert_eq!(v["logLevel"], "debug");
+        assert!(v.get("loglevel").is_none());
+        assert_eq!(v["cniDir"], "/var/lib/cni/multus");
+        let d = DaemonConfig::parse(b"{}").unwrap();
+        assert_eq!(d.socket(), PathBuf::from("/run/multus/multus.sock"));
+    }
+
+    #[test]
+    fn unsupported_and_bad_keys_are_named() {
+        for (conf, want) in [
+            (
+                r#"{"chrootDir":"/hostroot"}"#,
+                "\"chrootDir\" is not supported",
+            ),
+            (r#"{"metricsPort":9091}"#, "metrics"),
+            (r#"{"multusConfigFile":"auto"}"#, "shim conf"),
+            (r#"{"connectionLimit":0}"#, "connectionLimit"),
+            (r#"{"sockDir":"/x"}"#, "unknown key \"sockDir\""),
+            ("[]", "not a JSON object"),
+        ] {
+            let e = DaemonConfig::parse(conf.as_bytes()).unwrap_err();
+            assert!(e.contains(want), "{conf}: {e}");
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! Thick mode, as upstream Multus runs it: `multus-daemon` serves the CNI
+//! requests that `multus-shim` forwards over a unix socket.
+//!
+//! `protocol` is the wire format (upstream's), `config` the daemon config,
+//! `admit` the bound on requests in flight, `server` the daemon's HTTP
+//! server, `client` the shim's side.
+
+pub mod admit;
+pub mod client;
+pub mod config;
+pub mod protocol;
+pub mod server;

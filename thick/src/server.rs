@@ -1,0 +1,194 @@
+//! The daemon's HTTP server on its unix socket: `/cni` runs the request
+//! exactly as the thin `multus` would (the same code), `/healthz` answers
+//! while the process is up, `/readyz` until SIGTERM.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use multus::cni::{version, CniEnv, CniError, Code};
+use multus::outcome;
+
+use crate::admit::Admission;
+use crate::config::DaemonConfig;
+use crate::protocol::{self, PATH_CNI, PATH_HEALTHZ, PATH_READYZ};
+
+pub struct Daemon {
+    pub config: DaemonConfig,
+    pub admission: Admission,
+    /// False once the daemon is stopping: `/readyz` fails, shims wait.
+    pub ready: AtomicBool,
+}
+
+impl Daemon {
+    pub fn new(config: DaemonConfig) -> Arc<Self> {
+        let admission = Admission::new(config.connection_limit, config.queue_timeout);
+        Arc::new(Self {
+            config,
+            admission,
+            ready: AtomicBool::new(true),
+        })
+    }
+}
+
+/// Binds `<socketDir>/multus.sock`: the dir made 0700, a stale socket
+/// replaced, the socket 0600.
+pub fn bind(config: &DaemonConfig) -> std::io::Result<tokio::net::UnixListener> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&config.socket_dir)?;
+    std::fs::set_permissions(&config.socket_dir, std::fs::Permissions::from_mode(0o700))?;
+    let path = config.socket();
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let listener = std::os::unix::net::UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    listener.set_nonblocking(true)?;
+    tokio::net::UnixListener::from_std(listener)
+}
+
+/// Serves until `stop` resolves.
+pub async fn serve(
+    daemon: Arc<Daemon>,
+    listener: tokio::net::UnixListener,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            conn = listener.accept() => {
+                let Ok((stream, _)) = conn else { continue };
+                let d = daemon.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| handle(d.clone(), req));
+                    if let Err(e) = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await
+                    {
+                        tracing::debug!(error = %e, "connection");
+                    }
+                });
+            }
+        }
+    }
+}
+
+fn reply(code: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .expect("a valid response")
+}
+
+fn cni_error(e: &CniError) -> Response<Full<Bytes>> {
+    reply(
+        StatusCode::BAD_REQUEST,
+        outcome::failure(e, version::CURRENT).stdout.into_bytes(),
+    )
+}
+
+async fn handle(
+    daemon: Arc<Daemon>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, hyper::Error> {
+    let ok = || reply(StatusCode::OK, Vec::new());
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    Ok(match (path.as_str(), &method) {
+        (PATH_HEALTHZ, &Method::GET | &Method::POST) => ok(),
+        (PATH_READYZ, &Method::GET | &Method::POST) => {
+            if daemon.ready.load(Ordering::Relaxed) {
+                ok()
+            } else {
+                reply(StatusCode::INTERNAL_SERVER_ERROR, b"stopping".to_vec())
+            }
+        }
+        (PATH_CNI, &Method::POST) => {
+            let body = req.into_body().collect().await?.to_bytes();
+            match serde_json::from_slice::<protocol::Request>(&body) {
+                Ok(r) => cni(daemon, r).await,
+                Err(e) => cni_error(&CniError::new(
+                    Code::Decode,
+                    format!("multus-daemon: the request is not a shim request: {e}"),
+                )),
+            }
+        }
+        _ => reply(
+            StatusCode::NOT_FOUND,
+            format!("no {method} {path}").into_bytes(),
+        ),
+    })
+}
+
+async fn cni(daemon: Arc<Daemon>, req: protocol::Request) -> Response<Full<Bytes>> {
+    let permit = match daemon.admission.enter().await {
+        Ok(p) => p,
+        Err(msg) => return cni_error(&CniError::new(Code::TryAgainLater, msg)),
+    };
+    let d = daemon.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        run(&d.config, req)
+    })
+    .await;
+    match done {
+        Ok(r) => r,
+        Err(e) => cni_error(&CniError::new(
+            Code::Internal,
+            format!("multus-daemon: the request failed: {e}"),
+        )),
+    }
+}
+
+/// One request, run by the same code as the thin `multus`.
+fn run(config: &DaemonConfig, req: protocol::Request) -> Response<Full<Bytes>> {
+    let started = Instant::now();
+    let mut env: BTreeMap<String, String> = req.env;
+    // Upstream's daemon defaults the interface name.
+    env.entry("CNI_IFNAME".into())
+        .or_insert_with(|| "eth0".into());
+    let conf = match config.apply(&req.config) {
+        Ok(c) => c,
+        Err(msg) => return cni_error(&CniError::new(Code::Decode, msg)),
+    };
+    let cni_env = match CniEnv::from_vars(|k| env.get(k).cloned()) {
+        Ok(e) => e,
+        Err(e) => return cni_error(&e),
+    };
+    let out = multus::app::run_with(&cni_env, &conf);
+    tracing::info!(
+        command = %cni_env.command,
+        container = %cni_env.container_id,
+        pod = %format!("{}/{}", cni_env.args.get("K8S_POD_NAMESPACE").unwrap_or("-"), cni_env.args.get("K8S_POD_NAME").unwrap_or("-")),
+        status = out.status,
+        duration_ms = format!("{:.2}", started.elapsed().as_secs_f64() * 1e3),
+        "request"
+    );
+    if out.status != 0 {
+        return reply(StatusCode::BAD_REQUEST, out.stdout.into_bytes());
+    }
+    if out.stdout.is_empty() {
+        return reply(StatusCode::OK, Vec::new());
+    }
+    match serde_json::from_str(&out.stdout) {
+        Ok(result) => reply(
+            StatusCode::OK,
+            serde_json::to_vec(&protocol::Response { result }).expect("JSON values serialize"),
+        ),
+        Err(e) => cni_error(&CniError::new(
+            Code::Internal,
+            format!("multus-daemon: an unreadable result: {e}"),
+        )),
+    }
+}

@@ -1,0 +1,280 @@
+//! `multus-daemon` and `multus-shim` end to end in real network namespaces
+//! with the reference plugins: requests through the shim, a request shaped
+//! as upstream's shim sends it, DEL with the daemon down (the shim's own),
+//! ADD with the daemon down (code 11, nothing built), a burst over the
+//! connection limit, SIGTERM.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use multus_testbed::node::{assert_cni_error, bytes, plugins, pod_env, Node, Pod};
+use multus_testbed::{confs, exec_cni, in_netns};
+use multus_thick::{client, protocol};
+use serde_json::{json, Value};
+
+const DAEMON: &str = env!("CARGO_BIN_EXE_multus-daemon");
+const SHIM: &str = env!("CARGO_BIN_EXE_multus-shim");
+
+struct Daemon {
+    child: Option<Child>,
+    socket: PathBuf,
+}
+
+impl Daemon {
+    /// Starts the daemon in `node`'s netns (where its delegates act).
+    fn start(node: &Node, config: &Value) -> Self {
+        let dir = node.dir.path();
+        let path = dir.join("daemon-config.json");
+        std::fs::write(&path, bytes(config)).unwrap();
+        let mut c = Command::new(DAEMON);
+        c.arg("-config")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("daemon.log")).unwrap());
+        let _ns = in_netns(&mut c, &node.ns).unwrap();
+        let child = c.spawn().unwrap();
+        let socket = Path::new(config["socketDir"].as_str().unwrap()).join("multus.sock");
+        let d = Self {
+            child: Some(child),
+            socket,
+        };
+        let until = Instant::now() + Duration::from_secs(30);
+        while !d.get("/readyz").is_ok_and(|c| c == 200) {
+            assert!(
+                Instant::now() < until,
+                "daemon not ready: {}",
+                std::fs::read_to_string(dir.join("daemon.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        d
+    }
+
+    fn get(&self, path: &str) -> std::io::Result<u16> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(client::call(&self.socket, "GET", path, Vec::new()))
+            .map(|(c, _)| c)
+    }
+
+    fn signal(&mut self, sig: i32) -> Option<i32> {
+        let mut child = self.child.take().unwrap();
+        // SAFETY: a plain signal to our own child.
+        unsafe { libc::kill(child.id() as i32, sig) };
+        child.wait().unwrap().code()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The shim conf: a multus conf (what the shim's own DEL needs) of type
+/// `multus-shim`, pointing at the daemon's socket.
+fn shim_conf(node: &Node, socket_dir: &Path) -> Value {
+    let mut conf = confs::multus_delegates(
+        &[confs::bridge_host_local(
+            "cluster",
+            "cni0",
+            "10.31.0.0/24",
+            &node.data_dir(),
+        )],
+        &node.cni_dir(),
+        &plugins(),
+    );
+    conf["type"] = "multus-shim".into();
+    conf["daemonSocketDir"] = json!(socket_dir);
+    conf["daemonReadyTimeoutMs"] = 1500.into();
+    conf
+}
+
+fn shim(node: &Node, cmd: &str, cid: &str, pod: &Pod, conf: &Value) -> multus_testbed::CniOutput {
+    exec_cni(
+        Path::new(SHIM),
+        Some(&node.ns),
+        &pod_env(cmd, cid, &pod.path),
+        &bytes(conf),
+    )
+    .unwrap()
+}
+
+fn assert_clean(node: &Node, pod: &Pod) {
+    assert_eq!(pod.ns.links().unwrap(), ["lo"]);
+    assert!(
+        node.reservations("cluster").is_empty(),
+        "{:?}",
+        node.reservations("cluster")
+    );
+    assert!(node.cache_files().is_empty(), "{:?}", node.cache_files());
+    assert!(node.veths().is_empty(), "{:?}", node.veths());
+}
+
+#[test]
+fn through_the_shim_and_alone_when_the_daemon_is_down() {
+    let node = Node::new();
+    let socket_dir = node.dir.path().join("run-multus");
+    let config = json!({"socketDir": socket_dir, "connectionLimit": 4, "logLevel": "debug"});
+    let mut daemon = Daemon::start(&node, &config);
+    let mode = |p: &Path| {
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(p).unwrap().permissions())
+            & 0o777
+    };
+    assert_eq!(mode(&socket_dir), 0o700);
+    assert_eq!(mode(&daemon.socket), 0o600);
+    let conf = shim_conf(&node, &socket_dir);
+
+    // ADD, CHECK, DEL through the shim.
+    let pod = Pod::new();
+    let add = shim(&node, "ADD", "t1", &pod, &conf);
+    assert!(add.ok(), "{} {}", add.stdout, add.stderr);
+    assert_eq!(add.json()["ips"][0]["address"], "10.31.0.2/24");
+    assert_eq!(pod.ns.addrs("eth0").unwrap(), ["10.31.0.2/24"]);
+    let check = shim(&node, "CHECK", "t1", &pod, &conf);
+    assert!(
+        check.ok() && check.stdout.is_empty(),
+        "{} {}",
+        check.stdout,
+        check.stderr
+    );
+    let del = shim(&node, "DEL", "t1", &pod, &conf);
+    assert!(del.ok(), "{} {}", del.stdout, del.stderr);
+    assert_clean(&node, &pod);
+
+    // A request exactly as upstream's shim sends it (config as base64 of
+    // the stdin bytes); a delegate error comes back as a 400 CNI error.
+    let pod2 = Pod::new();
+    let env: std::collections::BTreeMap<String, String> = pod_env("ADD", "t2", &pod2.path)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let raw = serde_json::to_vec(&json!({"env": env, "config": base64_of(&bytes(&conf))})).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (code, body) = rt
+        .block_on(client::call(&daemon.socket, "POST", "/cni", raw))
+        .unwrap();
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let r: protocol::Response = serde_json::from_slice(&body).unwrap();
+    // host-local hands out the next address after the last one it gave.
+    assert_eq!(r.result["ips"][0]["address"], "10.31.0.3/24");
+    let mut broken = conf.clone();
+    broken["delegates"][0]["plugins"][0]["type"] = "no-such-plugin".into();
+    let bad = shim(&node, "ADD", "t3", &Pod::new(), &broken);
+    let msg = assert_cni_error(&bad, 7);
+    assert!(msg.contains("no-such-plugin"), "{msg}");
+
+    // The daemon dies: the shim's DEL runs the thin multus itself.
+    assert_eq!(daemon.signal(libc::SIGKILL), None);
+    let del = shim(&node, "DEL", "t2", &pod2, &conf);
+    assert!(del.ok(), "{} {}", del.stdout, del.stderr);
+    assert!(del.stderr.contains("running DEL with"), "{}", del.stderr);
+    assert_clean(&node, &pod2);
+
+    // ADD with the daemon down: try again later, nothing built.
+    let pod3 = Pod::new();
+    let add = shim(&node, "ADD", "t4", &pod3, &conf);
+    let msg = assert_cni_error(&add, 11);
+    assert!(msg.contains("not ready after 1500 ms"), "{msg}");
+    assert_clean(&node, &pod3);
+
+    // Restarted (a stale socket replaced), then SIGTERM ends it cleanly.
+    let mut daemon = Daemon::start(&node, &config);
+    let add = shim(&node, "ADD", "t5", &pod3, &conf);
+    assert!(add.ok(), "{} {}", add.stdout, add.stderr);
+    assert!(shim(&node, "DEL", "t5", &pod3, &conf).ok());
+    assert_clean(&node, &pod3);
+    assert_eq!(daemon.signal(libc::SIGTERM), Some(0));
+}
+
+#[test]
+fn a_burst_over_the_connection_limit_queues() {
+    let node = Node::new();
+    let socket_dir = node.dir.path().join("run-multus");
+    let _daemon = Daemon::start(
+        &node,
+        &json!({"socketDir": socket_dir, "connectionLimit": 2, "queueTimeoutMs": 60000}),
+    );
+    let conf = shim_conf(&node, &socket_dir);
+    let pods: Vec<Pod> = (0..8).map(|_| Pod::new()).collect();
+    let outs: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = pods
+            .iter()
+            .enumerate()
+            .map(|(i, pod)| {
+                let (node, conf) = (&node, &conf);
+                s.spawn(move || shim(node, "ADD", &format!("b{i}"), pod, conf))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let mut ips: Vec<String> = outs
+        .iter()
+        .map(|o| {
+            assert!(o.ok(), "{} {}", o.stdout, o.stderr);
+            o.json()["ips"][0]["address"].as_str().unwrap().to_string()
+        })
+        .collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 8, "no duplicate IPs");
+    for (i, pod) in pods.iter().enumerate() {
+        assert!(shim(&node, "DEL", &format!("b{i}"), pod, &conf).ok());
+    }
+    assert!(node.reservations("cluster").is_empty());
+    assert!(node.cache_files().is_empty());
+}
+
+fn base64_of(b: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+/// The Kubernetes path through the daemon: the pod's annotation selects a
+/// NAD (net1), network-status is written, and the daemon config's keys
+/// (here the kubeconfig) override the shim's conf.
+#[test]
+fn pod_networks_from_the_api_through_the_daemon() {
+    let node = Node::new();
+    let api = multus_testbed::kube_api::FakeKubeApi::start(&node.ns, "token-1").unwrap();
+    let macvlan =
+        confs::macvlan_host_local("macvlan-net", "uplink0", "10.32.0.0/24", &node.data_dir());
+    api.add_nad("default", "macvlan-net", Some(&macvlan.to_string()), &[]);
+    api.add_pod(
+        "default",
+        "web",
+        "uid-web",
+        &[("k8s.v1.cni.cncf.io/networks", "macvlan-net")],
+        &[],
+    );
+    let socket_dir = node.dir.path().join("run-multus");
+    let _daemon = Daemon::start(
+        &node,
+        &json!({"socketDir": socket_dir, "kubeconfig": api.kubeconfig()}),
+    );
+    let conf = shim_conf(&node, &socket_dir);
+    let pod = Pod::new();
+    let add = shim(&node, "ADD", "k1", &pod, &conf);
+    assert!(add.ok(), "{} {}", add.stdout, add.stderr);
+    assert!(pod.ns.addrs("net1").unwrap()[0].starts_with("10.32.0."));
+    let status = api
+        .annotation("default", "web", "k8s.v1.cni.cncf.io/network-status")
+        .expect("network-status");
+    assert!(
+        status.contains("default/macvlan-net") && status.contains("\"net1\""),
+        "{status}"
+    );
+    let del = shim(&node, "DEL", "k1", &pod, &conf);
+    assert!(del.ok(), "{} {}", del.stdout, del.stderr);
+    assert_clean(&node, &pod);
+    assert!(node.reservations("macvlan-net").is_empty());
+}
