@@ -15,7 +15,6 @@ pub const DEFAULT_SOCKET_DIR: &str = "/run/multus/";
 /// Upstream daemon keys this daemon does not implement yet, and why.
 const NOT_YET: &[(&str, &str)] = &[
     ("chrootDir", "delegates run in the daemon's own root; run it with the host's /opt/cni/bin and /etc/cni mounted"),
-    ("metricsPort", "metrics are not implemented yet"),
     ("enablePprof", "not implemented"),
     ("perNodeCertificate", "not implemented: use a kubeconfig"),
     ("multusConfigFile", "the daemon does not write the shim conf yet: write it yourself (README, thick mode)"),
@@ -35,6 +34,8 @@ pub struct DaemonConfig {
     /// How long a request may wait for its turn before code 11
     /// (`queueTimeoutMs`, ours).
     pub queue_timeout: Duration,
+    /// Where `/metrics` is served (`metricsPort`, all addresses as upstream).
+    pub metrics_port: Option<u16>,
     /// Multus conf keys that replace the shim's.
     pub overrides: Map<String, Value>,
 }
@@ -68,6 +69,7 @@ impl DaemonConfig {
             socket_dir: DEFAULT_SOCKET_DIR.into(),
             connection_limit: 32,
             queue_timeout: Duration::from_secs(30),
+            metrics_port: None,
             overrides: Map::new(),
         };
         for (k, v) in object {
@@ -84,6 +86,9 @@ impl DaemonConfig {
                     .filter(|n| *n > 0)
                     .ok_or("\"connectionLimit\" must be a number above 0")?
                     as usize;
+            } else if is("metricsPort") {
+                let port = v.as_u64().filter(|p| (1..=65535).contains(p));
+                c.metrics_port = Some(port.ok_or("\"metricsPort\" must be a port number")? as u16);
             } else if is("queueTimeoutMs") {
                 c.queue_timeout =
                     Duration::from_millis(v.as_u64().ok_or("\"queueTimeoutMs\" must be a number")?);
@@ -148,7 +153,7 @@ mod tests {
                 r#"{"chrootDir":"/hostroot"}"#,
                 "\"chrootDir\" is not supported",
             ),
-            (r#"{"metricsPort":9091}"#, "metrics"),
+            (r#"{"metricsPort":"x"}"#, "metricsPort"),
             (r#"{"multusConfigFile":"auto"}"#, "shim conf"),
             (r#"{"connectionLimit":0}"#, "connectionLimit"),
             (r#"{"sockDir":"/x"}"#, "unknown key \"sockDir\""),

@@ -2,11 +2,12 @@
 //! requests that `multus-shim` forwards over a unix socket.
 //!
 //! `protocol` is the wire format (upstream's), `config` the daemon config,
-//! `admit` the bound on requests in flight, `server` the daemon's HTTP
-//! server, `client` the shim's side.
+//! `admit` the bound on requests in flight, `metrics` what the daemon
+//! exports, `server` the daemon's HTTP server, `client` the shim's side.
 
 pub mod admit;
 pub mod client;
 pub mod config;
+pub mod metrics;
 pub mod protocol;
 pub mod server;

@@ -17,6 +17,7 @@ use multus::outcome;
 
 use crate::admit::Admission;
 use crate::config::DaemonConfig;
+use crate::metrics::{CommandLabels, Metrics, RequestLabels};
 use crate::protocol::{self, PATH_CNI, PATH_HEALTHZ, PATH_READYZ};
 
 pub struct Daemon {
@@ -24,15 +25,17 @@ pub struct Daemon {
     pub admission: Admission,
     /// False once the daemon is stopping: `/readyz` fails, shims wait.
     pub ready: AtomicBool,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Daemon {
-    pub fn new(config: DaemonConfig) -> Arc<Self> {
+    pub fn new(config: DaemonConfig, metrics: Arc<Metrics>) -> Arc<Self> {
         let admission = Admission::new(config.connection_limit, config.queue_timeout);
         Arc::new(Self {
             config,
             admission,
             ready: AtomicBool::new(true),
+            metrics,
         })
     }
 }
@@ -77,6 +80,42 @@ pub async fn serve(
                     {
                         tracing::debug!(error = %e, "connection");
                     }
+                });
+            }
+        }
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until `stop` resolves.
+pub async fn serve_metrics(
+    daemon: Arc<Daemon>,
+    listener: tokio::net::TcpListener,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            conn = listener.accept() => {
+                let Ok((stream, _)) = conn else { continue };
+                let d = daemon.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                        let d = d.clone();
+                        async move {
+                            Ok::<_, hyper::Error>(if req.uri().path() == "/metrics" {
+                                Response::builder()
+                                    .header("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")
+                                    .body(Full::new(Bytes::from(d.metrics.render())))
+                                    .expect("a valid response")
+                            } else {
+                                reply(StatusCode::NOT_FOUND, Vec::new())
+                            })
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
                 });
             }
         }
@@ -132,27 +171,59 @@ async fn handle(
 }
 
 async fn cni(daemon: Arc<Daemon>, req: protocol::Request) -> Response<Full<Bytes>> {
-    let permit = match daemon.admission.enter().await {
+    let started = Instant::now();
+    let command = req.env.get("CNI_COMMAND").cloned().unwrap_or_default();
+    let m = daemon.metrics.clone();
+    let count = |code: u32| {
+        m.requests
+            .get_or_create(&RequestLabels {
+                command: command.clone(),
+                code: code.to_string(),
+            })
+            .inc();
+        m.request_seconds
+            .get_or_create(&CommandLabels {
+                command: command.clone(),
+            })
+            .observe(started.elapsed().as_secs_f64());
+    };
+    m.waiting.inc();
+    let entered = daemon.admission.enter().await;
+    m.waiting.dec();
+    let permit = match entered {
         Ok(p) => p,
-        Err(msg) => return cni_error(&CniError::new(Code::TryAgainLater, msg)),
+        Err(msg) => {
+            count(Code::TryAgainLater as u32);
+            return cni_error(&CniError::new(Code::TryAgainLater, msg));
+        }
     };
     let d = daemon.clone();
+    m.in_flight.inc();
     let done = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         run(&d.config, req)
     })
     .await;
+    m.in_flight.dec();
     match done {
-        Ok(r) => r,
-        Err(e) => cni_error(&CniError::new(
-            Code::Internal,
-            format!("multus-daemon: the request failed: {e}"),
-        )),
+        Ok((resp, code)) => {
+            count(code);
+            resp
+        }
+        Err(e) => {
+            count(Code::Internal as u32);
+            cni_error(&CniError::new(
+                Code::Internal,
+                format!("multus-daemon: the request failed: {e}"),
+            ))
+        }
     }
 }
 
-/// One request, run by the same code as the thin `multus`.
-fn run(config: &DaemonConfig, req: protocol::Request) -> Response<Full<Bytes>> {
+/// One request, run by the same code as the thin `multus`; the answer and
+/// its CNI code (0 for success).
+fn run(config: &DaemonConfig, req: protocol::Request) -> (Response<Full<Bytes>>, u32) {
+    let failed = |e: &CniError| (cni_error(e), e.code);
     let started = Instant::now();
     let mut env: BTreeMap<String, String> = req.env;
     // Upstream's daemon defaults the interface name.
@@ -160,33 +231,47 @@ fn run(config: &DaemonConfig, req: protocol::Request) -> Response<Full<Bytes>> {
         .or_insert_with(|| "eth0".into());
     let conf = match config.apply(&req.config) {
         Ok(c) => c,
-        Err(msg) => return cni_error(&CniError::new(Code::Decode, msg)),
+        Err(msg) => return failed(&CniError::new(Code::Decode, msg)),
     };
     let cni_env = match CniEnv::from_vars(|k| env.get(k).cloned()) {
         Ok(e) => e,
-        Err(e) => return cni_error(&e),
+        Err(e) => return failed(&e),
     };
     let out = multus::app::run_with(&cni_env, &conf);
     tracing::info!(
         command = %cni_env.command,
         container = %cni_env.container_id,
-        pod = %format!("{}/{}", cni_env.args.get("K8S_POD_NAMESPACE").unwrap_or("-"), cni_env.args.get("K8S_POD_NAME").unwrap_or("-")),
+        pod = %format!(
+            "{}/{}",
+            cni_env.args.get("K8S_POD_NAMESPACE").unwrap_or("-"),
+            cni_env.args.get("K8S_POD_NAME").unwrap_or("-")
+        ),
         status = out.status,
         duration_ms = format!("{:.2}", started.elapsed().as_secs_f64() * 1e3),
         "request"
     );
     if out.status != 0 {
-        return reply(StatusCode::BAD_REQUEST, out.stdout.into_bytes());
+        let code = serde_json::from_str::<serde_json::Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v["code"].as_u64())
+            .unwrap_or(Code::Internal as u64) as u32;
+        return (
+            reply(StatusCode::BAD_REQUEST, out.stdout.into_bytes()),
+            code,
+        );
     }
     if out.stdout.is_empty() {
-        return reply(StatusCode::OK, Vec::new());
+        return (reply(StatusCode::OK, Vec::new()), 0);
     }
     match serde_json::from_str(&out.stdout) {
-        Ok(result) => reply(
-            StatusCode::OK,
-            serde_json::to_vec(&protocol::Response { result }).expect("JSON values serialize"),
+        Ok(result) => (
+            reply(
+                StatusCode::OK,
+                serde_json::to_vec(&protocol::Response { result }).expect("JSON values serialize"),
+            ),
+            0,
         ),
-        Err(e) => cni_error(&CniError::new(
+        Err(e) => failed(&CniError::new(
             Code::Internal,
             format!("multus-daemon: an unreadable result: {e}"),
         )),

@@ -278,3 +278,106 @@ fn pod_networks_from_the_api_through_the_daemon() {
     assert_clean(&node, &pod);
     assert!(node.reservations("macvlan-net").is_empty());
 }
+
+/// `GET /metrics` from inside `node`'s netns.
+fn scrape(node: &Node, port: u16) -> String {
+    use std::io::{Read, Write};
+    let ns = node.ns.path();
+    std::thread::spawn(move || {
+        multus_testbed::enter_path(&ns).unwrap();
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    })
+    .join()
+    .unwrap()
+}
+
+/// The value of the sample line starting with `name`, 0 when absent.
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn metrics_add_up_after_a_run() {
+    let node = Node::new();
+    let socket_dir = node.dir.path().join("run-multus");
+    let _daemon = Daemon::start(
+        &node,
+        &json!({"socketDir": socket_dir, "metricsPort": 19091}),
+    );
+    let conf = shim_conf(&node, &socket_dir);
+    let mut broken = conf.clone();
+    broken["delegates"][0]["plugins"][0]["type"] = "no-such-plugin".into();
+    let pods: Vec<Pod> = (0..3).map(|_| Pod::new()).collect();
+    for (i, pod) in pods.iter().enumerate() {
+        assert!(shim(&node, "ADD", &format!("m{i}"), pod, &conf).ok());
+    }
+    assert_cni_error(&shim(&node, "ADD", "mx", &Pod::new(), &broken), 7);
+    for (i, pod) in pods.iter().enumerate() {
+        assert!(shim(&node, "DEL", &format!("m{i}"), pod, &conf).ok());
+    }
+    let m = scrape(&node, 19091);
+    assert_eq!(
+        sample(
+            &m,
+            r#"multus_server_requests_total{command="ADD",code="0"}"#
+        ),
+        3.0,
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            r#"multus_server_requests_total{command="ADD",code="7"}"#
+        ),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            r#"multus_server_requests_total{command="DEL",code="0"}"#
+        ),
+        3.0,
+        "{m}"
+    );
+    // Every request is in the latency histogram of its command.
+    assert_eq!(
+        sample(&m, r#"multus_server_request_seconds_count{command="ADD"}"#),
+        4.0,
+        "{m}"
+    );
+    assert_eq!(
+        sample(&m, r#"multus_server_request_seconds_count{command="DEL"}"#),
+        3.0,
+        "{m}"
+    );
+    // The bridge ran once per ADD and DEL of the three pods (the failed ADD
+    // never reached it).
+    assert_eq!(
+        sample(
+            &m,
+            r#"multus_delegate_plugin_seconds_count{plugin="bridge",command="ADD"}"#
+        ),
+        3.0,
+        "{m}"
+    );
+    assert_eq!(
+        sample(
+            &m,
+            r#"multus_delegate_plugin_seconds_count{plugin="bridge",command="DEL"}"#
+        ),
+        3.0,
+        "{m}"
+    );
+    assert_eq!(sample(&m, "multus_requests_in_flight"), 0.0, "{m}");
+    assert_eq!(sample(&m, "multus_requests_waiting"), 0.0, "{m}");
+}

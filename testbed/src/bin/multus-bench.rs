@@ -280,6 +280,33 @@ fn main() -> Result<()> {
         }
         Ok(serde_json::to_vec(&c)?)
     };
+    // Thick mode: the daemon (in this node netns, as the bench is) and
+    // the shim confs pointing at it.
+    let socket_dir = work.path().join("run-multus");
+    let daemon_config = work.path().join("daemon-config.json");
+    std::fs::write(&daemon_config, serde_json::to_vec(&json!({"socketDir": socket_dir}))?)?;
+    let mut daemon = Command::new(here.join("multus-daemon"))
+        .arg("-config")
+        .arg(&daemon_config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting multus-daemon (build it beside this bench)")?;
+    let socket = socket_dir.join("multus.sock");
+    let until = Instant::now() + Duration::from_secs(30);
+    while !socket.exists() {
+        if Instant::now() > until {
+            bail!("multus-daemon never made {}", socket.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let shim_conf = |thin: Vec<u8>| -> Result<Vec<u8>> {
+        let mut c: Value = serde_json::from_slice(&thin)?;
+        c["type"] = "multus-shim".into();
+        c["daemonSocketDir"] = json!(socket_dir);
+        Ok(serde_json::to_vec(&c)?)
+    };
+    let shim = here.join("multus-shim");
     let scenarios = [
         Scenario {
             name: "(a) bridge+host-local exec'd directly",
@@ -320,7 +347,25 @@ fn main() -> Result<()> {
         Scenario {
             name: "(e) multus, wasm host-local only (no exec)",
             program: multus.clone(),
-            stdin: multus_conf(&[ipam_only], true)?,
+            stdin: multus_conf(std::slice::from_ref(&ipam_only), true)?,
+            direct: false,
+        },
+        Scenario {
+            name: "(h) as (c), thick: multus-shim + multus-daemon",
+            program: shim.clone(),
+            stdin: shim_conf(multus_conf(&[cluster.clone(), extra.clone()], false)?)?,
+            direct: false,
+        },
+        Scenario {
+            name: "(i) as (f), thick: multus-shim + multus-daemon",
+            program: shim.clone(),
+            stdin: shim_conf(kube_conf(false)?)?,
+            direct: false,
+        },
+        Scenario {
+            name: "(j) as (e), thick",
+            program: shim.clone(),
+            stdin: shim_conf(multus_conf(&[ipam_only], true)?)?,
             direct: false,
         },
     ];
@@ -358,7 +403,20 @@ fn main() -> Result<()> {
         med(3, |r| &r.del) - med(2, |r| &r.del),
         med(4, |r| &r.add) - med(3, |r| &r.add)
     );
-    println!("(e) is the multus process alone: its peak RSS is multus's own.");
+    println!(
+        "thick vs thin, medians: (h) - (c) ADD {:+.2} ms, DEL {:+.2} ms; (i) - (f) ADD {:+.2} ms, DEL {:+.2} ms; (j) - (e) ADD {:+.2} ms",
+        med(7, |r| &r.add) - med(2, |r| &r.add),
+        med(7, |r| &r.del) - med(2, |r| &r.del),
+        med(8, |r| &r.add) - med(3, |r| &r.add),
+        med(8, |r| &r.del) - med(3, |r| &r.del),
+        med(9, |r| &r.add) - med(6, |r| &r.add)
+    );
+    println!("(e) is the multus process alone: its peak RSS is multus's own; (h)-(j) count the shim only.");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.id())).unwrap_or_default();
+    let hwm = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap_or("VmHWM: ?");
+    println!("multus-daemon peak RSS after all thick cycles: {}", hwm.trim_start_matches("VmHWM:").trim());
+    let _ = daemon.kill();
+    let _ = daemon.wait();
 
     ipam_table(&plugins, &multus, &wasm_conf, &data, args.calls)?;
     Ok(())

@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use multus_thick::config::{DaemonConfig, DEFAULT_PATH};
+use multus_thick::metrics::{Metrics, MetricsLayer};
 use multus_thick::server::{self, Daemon};
 
 /// Upstream's Go flags take one dash.
@@ -21,9 +22,11 @@ fn config_path() -> Result<Option<PathBuf>, String> {
                 .or_else(|| other.strip_prefix("--config="))
             {
                 Some(p) => path = p.into(),
-                None => return Err(format!(
+                None => {
+                    return Err(format!(
                     "unknown argument {other:?} (usage: multus-daemon [-config FILE] [-version])"
-                )),
+                ))
+                }
             },
         }
     }
@@ -48,11 +51,24 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .try_init();
+    // Logs at info; the metrics layer reads the shared code's debug timing
+    // events (its own filter, so they are never printed).
+    let metrics = std::sync::Arc::new(Metrics::default());
+    {
+        use tracing_subscriber::filter::LevelFilter;
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        use tracing_subscriber::Layer;
+        let _ = tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(false)
+                    .with_filter(LevelFilter::INFO),
+            )
+            .with(MetricsLayer(metrics.clone()).with_filter(LevelFilter::DEBUG))
+            .try_init();
+    }
     let config = match DaemonConfig::read(&path) {
         Ok(c) => c,
         Err(e) => {
@@ -74,7 +90,22 @@ fn main() {
             }
         };
         tracing::info!(socket = %config.socket().display(), limit = config.connection_limit, "serving");
-        let daemon = Daemon::new(config);
+        let metrics_port = config.metrics_port;
+        let daemon = Daemon::new(config, metrics);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        if let Some(port) = metrics_port {
+            let l = match tokio::net::TcpListener::bind(("0.0.0.0", port)).await {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("multus-daemon: binding metricsPort {port}: {e}");
+                    return 1;
+                }
+            };
+            let mut rx = stop_rx.clone();
+            tokio::spawn(server::serve_metrics(daemon.clone(), l, async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }));
+        }
         let stopping = {
             let d = daemon.clone();
             async move {
@@ -91,6 +122,7 @@ fn main() {
             }
         };
         server::serve(daemon, listener, stopping).await;
+        let _ = stop_tx.send(true);
         0
     });
     std::process::exit(status);

@@ -43,6 +43,22 @@ pub struct Timings {
     pub call: Duration,
 }
 
+impl Timings {
+    /// One debug line per call, with each phase as its own field (what
+    /// the daemon's metrics read).
+    fn log(&self, module: &str, what: &str) {
+        let us = |d: Duration| d.as_micros() as u64;
+        tracing::debug!(
+            module,
+            load_us = us(self.load),
+            instantiate_us = us(self.instantiate),
+            call_us = us(self.call),
+            compiled = self.compiled,
+            "{what}"
+        );
+    }
+}
+
 const PIPE_CAPACITY: usize = 64 * 1024;
 
 fn cni(code: Code, plugin: &str, msg: impl std::fmt::Display) -> PluginError {
@@ -267,7 +283,7 @@ pub fn run(
             serde_json::to_vec(&result.to_value(version)).expect("result serializes")
         }
     };
-    tracing::debug!(plugin = ty, ?t, "wasm call");
+    t.log(ty, "wasm call");
     Ok((out, t))
 }
 
@@ -316,7 +332,7 @@ pub fn map(
             .multus_plugin_mapper()
             .call_select_networks(&mut sb.store, config, pod, selected);
     t.call = started.elapsed();
-    tracing::debug!(mapper = name, ?t, "wasm mapper call");
+    t.log(name, "wasm mapper call");
     sb.finish(name)?;
     match outcome {
         Err(trap) => Err(cni(
