@@ -59,21 +59,29 @@ pub fn bind(config: &DaemonConfig) -> std::io::Result<tokio::net::UnixListener> 
     tokio::net::UnixListener::from_std(listener)
 }
 
-/// Serves until `stop` resolves.
-pub async fn serve(
+/// Accepts connections from `accept` and serves each with `route` until
+/// `stop` resolves: the socket server and the metrics server alike.
+async fn serve_with<S, A, AF, R, RF>(
     daemon: Arc<Daemon>,
-    listener: tokio::net::UnixListener,
+    mut accept: A,
+    route: R,
     stop: impl std::future::Future<Output = ()>,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    A: FnMut() -> AF,
+    AF: std::future::Future<Output = std::io::Result<S>>,
+    R: Fn(Arc<Daemon>, Request<Incoming>) -> RF + Copy + Send + Sync + 'static,
+    RF: std::future::Future<Output = Result<Response<Full<Bytes>>, hyper::Error>> + Send + 'static,
+{
     tokio::pin!(stop);
     loop {
         tokio::select! {
             _ = &mut stop => break,
-            conn = listener.accept() => {
-                let Ok((stream, _)) = conn else { continue };
+            conn = accept() => {
+                let Ok(stream) = conn else { continue };
                 let d = daemon.clone();
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| handle(d.clone(), req));
+                    let svc = hyper::service::service_fn(move |req| route(d.clone(), req));
                     if let Err(e) = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
                         .await
@@ -86,40 +94,41 @@ pub async fn serve(
     }
 }
 
+/// Serves the shim protocol on `listener` until `stop` resolves.
+pub async fn serve(
+    daemon: Arc<Daemon>,
+    listener: tokio::net::UnixListener,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let accept = || async { listener.accept().await.map(|(s, _)| s) };
+    serve_with(daemon, accept, handle, stop).await;
+}
+
 /// Serves `GET /metrics` on `listener` until `stop` resolves.
 pub async fn serve_metrics(
     daemon: Arc<Daemon>,
     listener: tokio::net::TcpListener,
     stop: impl std::future::Future<Output = ()>,
 ) {
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            _ = &mut stop => break,
-            conn = listener.accept() => {
-                let Ok((stream, _)) = conn else { continue };
-                let d = daemon.clone();
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                        let d = d.clone();
-                        async move {
-                            Ok::<_, hyper::Error>(if req.uri().path() == "/metrics" {
-                                Response::builder()
-                                    .header("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")
-                                    .body(Full::new(Bytes::from(d.metrics.render())))
-                                    .expect("a valid response")
-                            } else {
-                                reply(StatusCode::NOT_FOUND, Vec::new())
-                            })
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        }
-    }
+    let accept = || async { listener.accept().await.map(|(s, _)| s) };
+    serve_with(daemon, accept, metrics, stop).await;
+}
+
+async fn metrics(
+    daemon: Arc<Daemon>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, hyper::Error> {
+    Ok(if req.uri().path() == "/metrics" {
+        Response::builder()
+            .header(
+                "content-type",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )
+            .body(Full::new(Bytes::from(daemon.metrics.render())))
+            .expect("a valid response")
+    } else {
+        reply(StatusCode::NOT_FOUND, Vec::new())
+    })
 }
 
 fn reply(code: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
