@@ -381,3 +381,65 @@ fn metrics_add_up_after_a_run() {
     assert_eq!(sample(&m, "multus_requests_in_flight"), 0.0, "{m}");
     assert_eq!(sample(&m, "multus_requests_waiting"), 0.0, "{m}");
 }
+
+/// The daemon killed in the middle of an ADD (a delegate is running): the
+/// runtime's retried ADD, against the restarted daemon, succeeds (the
+/// half-done attempt is cleaned first), and DEL leaves nothing.
+#[test]
+fn daemon_killed_mid_add_then_retried() {
+    let node = Node::new();
+    // A slow plugin after the bridge, so the kill lands mid-ADD.
+    let bin = node.dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for p in ["bridge", "host-local"] {
+        std::fs::copy(plugins().join(p), bin.join(p)).unwrap();
+    }
+    let slow = bin.join("slow");
+    std::fs::write(
+        &slow,
+        "#!/bin/sh\nif [ \"$CNI_COMMAND\" = ADD ]; then sleep 2; fi\ncat | sed -n 's/.*\"prevResult\":\\({.*}\\)}$/\\1/p'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&slow, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let socket_dir = node.dir.path().join("run-multus");
+    let config = json!({"socketDir": socket_dir});
+    let mut daemon = Daemon::start(&node, &config);
+    let mut conf = shim_conf(&node, &socket_dir);
+    conf["binDir"] = json!(bin);
+    let with_slow = {
+        let mut c = conf.clone();
+        let list = &mut c["delegates"][0]["plugins"];
+        list.as_array_mut().unwrap().push(json!({"type": "slow"}));
+        c
+    };
+    let pod = Pod::new();
+    let add = std::thread::scope(|s| {
+        let h = s.spawn(|| shim(&node, "ADD", "kill1", &pod, &with_slow));
+        // The bridge is done once eth0 exists; the slow plugin runs next.
+        let until = Instant::now() + Duration::from_secs(20);
+        while !pod.ns.links().unwrap().iter().any(|l| l == "eth0") {
+            assert!(Instant::now() < until, "the ADD never reached the bridge");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        daemon.signal(libc::SIGKILL);
+        h.join().unwrap()
+    });
+    assert!(
+        !add.ok(),
+        "the interrupted ADD cannot succeed: {}",
+        add.stdout
+    );
+    assert!(add.stdout.contains("\"code\":11"), "{}", add.stdout);
+
+    // The runtime retries the ADD (same container) against a new daemon.
+    let _daemon = Daemon::start(&node, &config);
+    let retry = shim(&node, "ADD", "kill1", &pod, &conf);
+    assert!(retry.ok(), "{} {}", retry.stdout, retry.stderr);
+    assert_eq!(
+        node.reservations("cluster").len(),
+        1,
+        "the first attempt's IP was freed"
+    );
+    assert!(shim(&node, "DEL", "kill1", &pod, &conf).ok());
+    assert_clean(&node, &pod);
+}
