@@ -443,3 +443,34 @@ fn daemon_killed_mid_add_then_retried() {
     assert!(shim(&node, "DEL", "kill1", &pod, &conf).ok());
     assert_clean(&node, &pod);
 }
+
+/// The daemon keeps loaded modules warm, keyed by their file: a module
+/// replaced on disk is what the next call runs.
+#[test]
+fn a_module_replaced_on_disk_is_used_by_the_next_call() {
+    let node = Node::new();
+    let plugins_dir = node.install_wasm(&["tuning"]);
+    let socket_dir = node.dir.path().join("run-multus");
+    let _daemon = Daemon::start(&node, &json!({"socketDir": socket_dir}));
+    let mut conf = node.with_wasm(shim_conf(&node, &socket_dir));
+    conf["delegates"][0]["plugins"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "tuning", "mtu": 1400}));
+    let pod = Pod::new();
+    let add = shim(&node, "ADD", "w1", &pod, &conf);
+    assert!(add.ok(), "{} {}", add.stdout, add.stderr);
+    assert_eq!(pod.ns.link("eth0").unwrap()["mtu"], 1400);
+    assert!(shim(&node, "DEL", "w1", &pod, &conf).ok());
+
+    // Another component under the same name: not a plugin at all.
+    let mapper = multus_testbed::node::built_plugins().join("label-networks.wasm");
+    let tmp = plugins_dir.join(".tuning.wasm.new");
+    std::fs::copy(mapper, &tmp).unwrap();
+    std::fs::rename(&tmp, plugins_dir.join("tuning.wasm")).unwrap();
+    let pod2 = Pod::new();
+    let add = shim(&node, "ADD", "w2", &pod2, &conf);
+    let msg = assert_cni_error(&add, 7);
+    assert!(msg.contains("wasm plugin \"tuning\""), "{msg}");
+    assert_clean(&node, &pod2);
+}
