@@ -9,6 +9,8 @@ use serde_json::{Map, Value};
 
 use multus::config::multus::KEYS;
 
+use crate::shim_conf::Source;
+
 pub const DEFAULT_PATH: &str = "/etc/cni/net.d/multus.d/daemon-config.json";
 pub const DEFAULT_SOCKET_DIR: &str = "/run/multus/";
 
@@ -17,12 +19,7 @@ const NOT_YET: &[(&str, &str)] = &[
     ("chrootDir", "delegates run in the daemon's own root; run it with the host's /opt/cni/bin and /etc/cni mounted"),
     ("enablePprof", "not implemented"),
     ("perNodeCertificate", "not implemented: use a kubeconfig"),
-    ("multusConfigFile", "the daemon does not write the shim conf yet: write it yourself (README, thick mode)"),
-    ("multusAutoconfigDir", "the daemon does not write the shim conf yet"),
-    ("multusMasterCNI", "the daemon does not write the shim conf yet"),
-    ("cniConfigDir", "the daemon does not write the shim conf yet"),
-    ("forceCNIVersion", "the daemon does not write the shim conf yet"),
-    ("overrideNetworkName", "the daemon does not write the shim conf yet"),
+    ("forceCNIVersion", "the daemon never rewrites the master conf: fix its cniVersion at the source"),
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +35,9 @@ pub struct DaemonConfig {
     pub metrics_port: Option<u16>,
     /// Multus conf keys that replace the shim's.
     pub overrides: Map<String, Value>,
+    /// The shim conf to write (`multusConfigFile`), and where
+    /// (`cniConfigDir`, default `/etc/cni/net.d`).
+    pub shim_conf: Option<(Source, PathBuf)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +71,22 @@ impl DaemonConfig {
             queue_timeout: Duration::from_secs(30),
             metrics_port: None,
             overrides: Map::new(),
+            shim_conf: None,
+        };
+        let (mut file, mut auto_dir, mut master, mut conf_dir, mut override_name) = (
+            None::<String>,
+            None::<String>,
+            None::<String>,
+            None::<String>,
+            false,
+        );
+        let text = |k: &str, v: &Value| -> Result<Option<String>, String> {
+            match v {
+                Value::Null => Ok(None),
+                Value::String(s) if s.is_empty() => Ok(None),
+                Value::String(s) => Ok(Some(s.clone())),
+                _ => Err(format!("{k:?} must be a string")),
+            }
         };
         for (k, v) in object {
             let is = |name: &str| k.eq_ignore_ascii_case(name);
@@ -92,6 +108,18 @@ impl DaemonConfig {
             } else if is("queueTimeoutMs") {
                 c.queue_timeout =
                     Duration::from_millis(v.as_u64().ok_or("\"queueTimeoutMs\" must be a number")?);
+            } else if is("multusConfigFile") {
+                file = text("multusConfigFile", &v)?;
+            } else if is("multusAutoconfigDir") {
+                auto_dir = text("multusAutoconfigDir", &v)?;
+            } else if is("multusMasterCNI") {
+                master = text("multusMasterCNI", &v)?;
+            } else if is("cniConfigDir") {
+                conf_dir = text("cniConfigDir", &v)?;
+            } else if is("overrideNetworkName") {
+                override_name = v
+                    .as_bool()
+                    .ok_or("\"overrideNetworkName\" must be a boolean")?;
             } else if let Some((name, why)) = NOT_YET.iter().find(|(n, _)| is(n)) {
                 let empty = v.is_null() || v == Value::Bool(false) || v.as_str() == Some("");
                 if !empty {
@@ -103,6 +131,21 @@ impl DaemonConfig {
                 return Err(format!("unknown key {k:?}"));
             }
         }
+        let conf_dir = PathBuf::from(conf_dir.unwrap_or_else(|| "/etc/cni/net.d".into()));
+        c.shim_conf = file.map(|f| {
+            let source = if f == "auto" {
+                Source::Auto {
+                    dir: auto_dir
+                        .map(PathBuf::from)
+                        .unwrap_or_else(|| conf_dir.clone()),
+                    master,
+                    override_name,
+                }
+            } else {
+                Source::File(f.into())
+            };
+            (source, conf_dir)
+        });
         Ok(c)
     }
 
@@ -154,7 +197,8 @@ mod tests {
                 "\"chrootDir\" is not supported",
             ),
             (r#"{"metricsPort":"x"}"#, "metricsPort"),
-            (r#"{"multusConfigFile":"auto"}"#, "shim conf"),
+            (r#"{"forceCNIVersion":true}"#, "never rewrites the master"),
+            (r#"{"multusConfigFile":3}"#, "must be a string"),
             (r#"{"connectionLimit":0}"#, "connectionLimit"),
             (r#"{"sockDir":"/x"}"#, "unknown key \"sockDir\""),
             ("[]", "not a JSON object"),

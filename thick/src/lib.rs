@@ -3,7 +3,8 @@
 //!
 //! `protocol` is the wire format (upstream's), `config` the daemon config,
 //! `admit` the bound on requests in flight, `metrics` what the daemon
-//! exports, `server` the daemon's HTTP server, `client` the shim's side.
+//! exports, `server` the daemon's HTTP server, `shim_conf` the conf it
+//! writes for the runtime, `client` the shim's side.
 
 pub mod admit;
 pub mod client;
@@ -11,3 +12,4 @@ pub mod config;
 pub mod metrics;
 pub mod protocol;
 pub mod server;
+pub mod shim_conf;

@@ -474,3 +474,73 @@ fn a_module_replaced_on_disk_is_used_by_the_next_call() {
     assert!(msg.contains("wasm plugin \"tuning\""), "{msg}");
     assert_clean(&node, &pod2);
 }
+
+/// `multusConfigFile: auto`: the daemon writes `00-multus.conf` from the
+/// master; the runtime hands it to the shim as is; it carries what the
+/// shim's own DEL needs; a changed master regenerates it; SIGTERM removes it.
+#[test]
+fn the_daemon_writes_the_shim_conf() {
+    let node = Node::new();
+    let net_d = node.dir.path().join("net.d");
+    std::fs::create_dir_all(&net_d).unwrap();
+    let master = confs::bridge_host_local("cluster", "cni0", "10.33.0.0/24", &node.data_dir());
+    std::fs::write(net_d.join("10-cluster.conflist"), bytes(&master)).unwrap();
+    let socket_dir = node.dir.path().join("run-multus");
+    let mut daemon = Daemon::start(
+        &node,
+        &json!({"socketDir": socket_dir, "multusConfigFile": "auto", "cniConfigDir": net_d,
+                "cniDir": node.cni_dir(), "binDir": plugins()}),
+    );
+    let conf_path = net_d.join("00-multus.conf");
+    let until = Instant::now() + Duration::from_secs(20);
+    while !conf_path.exists() {
+        assert!(Instant::now() < until, "no shim conf written");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let conf: Value = serde_json::from_slice(&std::fs::read(&conf_path).unwrap()).unwrap();
+    assert_eq!(conf["type"], "multus-shim");
+    assert_eq!(
+        conf["clusterNetwork"],
+        net_d.join("10-cluster.conflist").display().to_string()
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&conf_path).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+
+    let pod = Pod::new();
+    let add = shim(&node, "ADD", "g1", &pod, &conf);
+    assert!(add.ok(), "{} {}", add.stdout, add.stderr);
+    assert!(pod.ns.addrs("eth0").unwrap()[0].starts_with("10.33.0."));
+
+    // A new capability in the master reaches the conf.
+    let mut m = master.clone();
+    m["plugins"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "portmap", "capabilities": {"portMappings": true}}));
+    std::fs::write(net_d.join("10-cluster.conflist"), bytes(&m)).unwrap();
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now: Value = serde_json::from_slice(&std::fs::read(&conf_path).unwrap()).unwrap();
+        if now["capabilities"]["portMappings"] == true {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the conf was not regenerated: {now}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Put the master back as the pod was made with it.
+    std::fs::write(net_d.join("10-cluster.conflist"), bytes(&master)).unwrap();
+
+    // SIGTERM removes the conf; the shim's own DEL, from the conf the
+    // daemon wrote, frees the pod.
+    assert_eq!(daemon.signal(libc::SIGTERM), Some(0));
+    assert!(!conf_path.exists(), "the shim conf is removed on exit");
+    let del = shim(&node, "DEL", "g1", &pod, &conf);
+    assert!(del.ok(), "{} {}", del.stdout, del.stderr);
+    assert!(del.stderr.contains("running DEL with"), "{}", del.stderr);
+    assert_clean(&node, &pod);
+}

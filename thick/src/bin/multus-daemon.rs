@@ -2,12 +2,54 @@
 //! binary name, flag and default config path).
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use multus_thick::config::{DaemonConfig, DEFAULT_PATH};
 use multus_thick::metrics::{Metrics, MetricsLayer};
 use multus_thick::server::{self, Daemon};
+use multus_thick::shim_conf;
+
+/// Keeps `<cniConfigDir>/00-multus.conf` current (a changed master, a
+/// deleted conf) until `stop`, then removes it, as upstream's daemon does.
+fn keep_shim_conf(
+    config: &DaemonConfig,
+    stop: Arc<AtomicBool>,
+) -> Option<std::thread::JoinHandle<()>> {
+    let (source, dir) = config.shim_conf.clone()?;
+    let overrides = config.overrides.clone();
+    let socket_dir = config.socket_dir.clone();
+    Some(std::thread::spawn(move || {
+        let mut said = String::new();
+        while !stop.load(Ordering::Relaxed) {
+            let now = match shim_conf::current(&source, &overrides, &socket_dir) {
+                Ok(Some(bytes)) => match shim_conf::write(&dir, &bytes) {
+                    Ok(true) => {
+                        tracing::info!(conf = %dir.join(shim_conf::FILE).display(), "wrote the shim conf");
+                        String::new()
+                    }
+                    Ok(false) => String::new(),
+                    Err(e) => format!("writing {}: {e}", dir.join(shim_conf::FILE).display()),
+                },
+                Ok(None) => format!("waiting for a master CNI conf ({source:?})"),
+                Err(e) => e,
+            };
+            // Say a lasting condition once.
+            if !now.is_empty() && now != said {
+                tracing::warn!("{now}");
+            }
+            said = now;
+            for _ in 0..20 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let _ = std::fs::remove_file(dir.join(shim_conf::FILE));
+    }))
+}
 
 /// Upstream's Go flags take one dash.
 fn config_path() -> Result<Option<PathBuf>, String> {
@@ -53,7 +95,7 @@ fn main() {
     };
     // Logs at info; the metrics layer reads the shared code's debug timing
     // events (its own filter, so they are never printed).
-    let metrics = std::sync::Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::default());
     {
         use tracing_subscriber::filter::LevelFilter;
         use tracing_subscriber::layer::SubscriberExt;
@@ -81,6 +123,8 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = keep_shim_conf(&config, stop.clone());
     let status = rt.block_on(async move {
         let listener = match server::bind(&config) {
             Ok(l) => l,
@@ -125,5 +169,9 @@ fn main() {
         let _ = stop_tx.send(true);
         0
     });
+    stop.store(true, Ordering::Relaxed);
+    if let Some(w) = writer {
+        let _ = w.join();
+    }
     std::process::exit(status);
 }
