@@ -5,6 +5,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(false)
-        .compile_protos(&["../runtime/proto/podresources_v1.proto"], &["../runtime/proto"])?;
+        .compile_protos(
+            &["../runtime/proto/podresources_v1.proto"],
+            &["../runtime/proto"],
+        )?;
     Ok(())
 }

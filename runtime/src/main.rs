@@ -4,11 +4,16 @@ use std::io::Write;
 
 fn main() {
     // Go's flag package takes `-version` and `--version` alike.
-    if std::env::args().skip(1).any(|a| a == "-version" || a == "--version") {
+    if std::env::args()
+        .skip(1)
+        .any(|a| a == "-version" || a == "--version")
+    {
         println!("{}", multus::app::version_line());
         return;
     }
-    if std::env::var_os("CNI_COMMAND").is_none_or(|c| c.is_empty()) && multus::shim::invoked_as().is_none() {
+    if std::env::var_os("CNI_COMMAND").is_none_or(|c| c.is_empty())
+        && multus::shim::invoked_as().is_none()
+    {
         eprintln!("{}", multus::app::about());
         return;
     }

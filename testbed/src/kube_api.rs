@@ -495,17 +495,30 @@ fn route(
 /// apiserver's 400/422 for a body it cannot take.
 fn create_nad(st: &mut State, ns: &str, body: &[u8]) -> (StatusCode, Value) {
     let Ok(mut nad) = serde_json::from_slice::<Value>(body) else {
-        return status(StatusCode::BAD_REQUEST, "BadRequest", "the body is not a NetworkAttachmentDefinition".into(), Value::Null);
-    };
-    if nad["metadata"]["namespace"].as_str().is_some_and(|n| n != ns) {
         return status(
             StatusCode::BAD_REQUEST,
             "BadRequest",
-            "the namespace of the provided object does not match the namespace sent on the request".into(),
+            "the body is not a NetworkAttachmentDefinition".into(),
+            Value::Null,
+        );
+    };
+    if nad["metadata"]["namespace"]
+        .as_str()
+        .is_some_and(|n| n != ns)
+    {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "the namespace of the provided object does not match the namespace sent on the request"
+                .into(),
             Value::Null,
         );
     }
-    let Some(name) = nad["metadata"]["name"].as_str().filter(|n| !n.is_empty()).map(String::from) else {
+    let Some(name) = nad["metadata"]["name"]
+        .as_str()
+        .filter(|n| !n.is_empty())
+        .map(String::from)
+    else {
         return status(
             StatusCode::UNPROCESSABLE_ENTITY,
             "Invalid",

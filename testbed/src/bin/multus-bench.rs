@@ -284,7 +284,10 @@ fn main() -> Result<()> {
     // the shim confs pointing at it.
     let socket_dir = work.path().join("run-multus");
     let daemon_config = work.path().join("daemon-config.json");
-    std::fs::write(&daemon_config, serde_json::to_vec(&json!({"socketDir": socket_dir}))?)?;
+    std::fs::write(
+        &daemon_config,
+        serde_json::to_vec(&json!({"socketDir": socket_dir}))?,
+    )?;
     let mut daemon = Command::new(here.join("multus-daemon"))
         .arg("-config")
         .arg(&daemon_config)
@@ -412,9 +415,16 @@ fn main() -> Result<()> {
         med(9, |r| &r.add) - med(6, |r| &r.add)
     );
     println!("(e) is the multus process alone: its peak RSS is multus's own; (h)-(j) count the shim only.");
-    let status = std::fs::read_to_string(format!("/proc/{}/status", daemon.id())).unwrap_or_default();
-    let hwm = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap_or("VmHWM: ?");
-    println!("multus-daemon peak RSS after all thick cycles: {}", hwm.trim_start_matches("VmHWM:").trim());
+    let status =
+        std::fs::read_to_string(format!("/proc/{}/status", daemon.id())).unwrap_or_default();
+    let hwm = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .unwrap_or("VmHWM: ?");
+    println!(
+        "multus-daemon peak RSS after all thick cycles: {}",
+        hwm.trim_start_matches("VmHWM:").trim()
+    );
     let _ = daemon.kill();
     let _ = daemon.wait();
 
@@ -554,7 +564,10 @@ fn fake_root(dir: &Path) -> Result<()> {
     let master = json!({"cniVersion": "1.0.0", "name": "kindnet", "plugins": [
         {"type": "ptp", "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.244.0.0/24"}]]}},
         {"type": "portmap", "capabilities": {"portMappings": true}}]});
-    std::fs::write(net_d.join("10-kindnet.conflist"), serde_json::to_vec(&master)?)?;
+    std::fs::write(
+        net_d.join("10-kindnet.conflist"),
+        serde_json::to_vec(&master)?,
+    )?;
     Ok(())
 }
 
@@ -572,8 +585,11 @@ fn install_table(
     let plugins = tempfile::tempdir()?;
     let shipped = ["host-local", "tuning", "legacy-networks", "label-networks"];
     for p in shipped {
-        std::fs::copy(built.join(format!("{p}.wasm")), plugins.path().join(format!("{p}.wasm")))
-            .with_context(|| format!("{p}.wasm in {}", built.display()))?;
+        std::fs::copy(
+            built.join(format!("{p}.wasm")),
+            plugins.path().join(format!("{p}.wasm")),
+        )
+        .with_context(|| format!("{p}.wasm in {}", built.display()))?;
     }
     let install = |dir: &Path, extra: &[&str]| -> Result<Exec> {
         let root = dir.join("root");
@@ -592,7 +608,10 @@ fn install_table(
         let e = exec_with_args(
             &multusctl,
             &args,
-            &[("KUBERNETES_SERVICE_HOST", "10.96.0.1"), ("KUBERNETES_SERVICE_PORT", "443")],
+            &[
+                ("KUBERNETES_SERVICE_HOST", "10.96.0.1"),
+                ("KUBERNETES_SERVICE_PORT", "443"),
+            ],
             b"",
         )?;
         if !e.ok {
@@ -602,7 +621,11 @@ fn install_table(
     };
     let mut rows: Vec<(&str, Vec<Duration>, i64)> = Vec::new();
     for (name, extra, fresh) in [
-        ("fresh root, --skip-precompile", &["--skip-precompile"][..], true),
+        (
+            "fresh root, --skip-precompile",
+            &["--skip-precompile"][..],
+            true,
+        ),
         ("fresh root, precompile 4 plugins", &[][..], true),
         ("installed root (restart: nothing to do)", &[][..], false),
     ] {
@@ -629,14 +652,26 @@ fn install_table(
     println!("| scenario | median | p95 | peak RSS MiB |");
     println!("|---|---:|---:|---:|");
     for (name, took, rss) in &rows {
-        println!("| {name} | {:.1} | {:.1} | {:.1} |", quantile(took, 0.5), quantile(took, 0.95), *rss as f64 / 1024.0);
+        println!(
+            "| {name} | {:.1} | {:.1} | {:.1} |",
+            quantile(took, 0.5),
+            quantile(took, 0.95),
+            *rss as f64 / 1024.0
+        );
     }
-    let size = |p: &Path| std::fs::metadata(p).map(|m| m.len() as f64 / (1024.0 * 1024.0)).unwrap_or(f64::NAN);
+    let size = |p: &Path| {
+        std::fs::metadata(p)
+            .map(|m| m.len() as f64 / (1024.0 * 1024.0))
+            .unwrap_or(f64::NAN)
+    };
     println!("\n| artifact | MiB |\n|---|---:|");
     println!("| multus (CNI hot path) | {:.2} |", size(multus));
     println!("| multusctl | {:.2} |", size(&multusctl));
     for p in shipped {
-        println!("| {p}.wasm | {:.3} |", size(&built.join(format!("{p}.wasm"))));
+        println!(
+            "| {p}.wasm | {:.3} |",
+            size(&built.join(format!("{p}.wasm")))
+        );
     }
     if let Some(image) = image {
         println!("| image ({}) | {:.2} |", image.display(), size(image));

@@ -107,7 +107,10 @@ pub fn load(
         |e: std::io::Error| err(plugin, format!("cannot read {}: {e}", module.display()));
     let stamp = stamp(module).map_err(unreadable)?;
     // A pinned module is always hashed again (see the top of this file).
-    if let Some(w) = warm().get(module).filter(|w| w.stamp == stamp && pin.is_none()) {
+    if let Some(w) = warm()
+        .get(module)
+        .filter(|w| w.stamp == stamp && pin.is_none())
+    {
         return Ok(Loaded {
             component: w.component.clone(),
             sha256: w.sha256.clone(),
@@ -187,12 +190,21 @@ fn load_cold(
     // SAFETY: as above; the compiler wrote it atomically just now.
     let component = unsafe { Component::deserialize_file(engine, &path) }.map_err(|e| {
         if path.is_file() {
-            err(plugin, format!("the compiled artifact {} does not load: {e}", path.display()))
+            err(
+                plugin,
+                format!(
+                    "the compiled artifact {} does not load: {e}",
+                    path.display()
+                ),
+            )
         } else {
             // The compiler read other bytes than we hashed.
             CniError::new(
                 Code::TryAgainLater,
-                format!("wasm plugin {plugin:?}: {} changed while it was loaded", module.display()),
+                format!(
+                    "wasm plugin {plugin:?}: {} changed while it was loaded",
+                    module.display()
+                ),
             )
         }
     })?;
