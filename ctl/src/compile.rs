@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use multus::delegate::wasm::artifact::{artifact_path, hex, index_path, stamp};
+use multus::delegate::wasm::artifact::{artifact_path, hex, stamp, write_index};
 use multus::delegate::wasm::engine;
 use multus::fsutil;
 use sha2::{Digest, Sha256};
@@ -48,9 +48,13 @@ pub fn precompile(
         fsutil::write_atomic(&path, &artifact, 0o600)
             .map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    let index = index_path(cache_dir, indexed_as);
-    fsutil::write_atomic(&index, format!("{stamp} {sha256}\n").as_bytes(), 0o600)
-        .map_err(|e| format!("{}: {e}", index.display()))?;
+    write_index(cache_dir, indexed_as, &stamp, &sha256).map_err(|e| {
+        format!(
+            "indexing {} in {}: {e}",
+            indexed_as.display(),
+            cache_dir.display()
+        )
+    })?;
     Ok(Precompiled {
         sha256,
         compiled: !cached,

@@ -39,7 +39,7 @@ pub fn artifact_path(cache_dir: &Path, sha256: &str) -> PathBuf {
     cache_dir.join(format!("{sha256}-{}.cwasm", super::engine::ARTIFACT_TAG))
 }
 
-pub fn index_path(cache_dir: &Path, module: &Path) -> PathBuf {
+fn index_path(cache_dir: &Path, module: &Path) -> PathBuf {
     cache_dir.join(format!(
         "{}.idx",
         hex(&Sha256::digest(module.as_os_str().as_encoded_bytes()))
@@ -143,9 +143,8 @@ fn load_cold(
 ) -> Result<Loaded, CniError> {
     let unreadable =
         |e: std::io::Error| err(plugin, format!("cannot read {}: {e}", module.display()));
-    let stamp = stamp.to_string();
     let mut bytes = None;
-    let sha256 = match indexed_sha(cache_dir, module, &stamp).filter(|_| pin.is_none()) {
+    let sha256 = match indexed_sha(cache_dir, module, stamp).filter(|_| pin.is_none()) {
         Some(sha) => sha,
         None => {
             let b = std::fs::read(module).map_err(unreadable)?;
@@ -172,7 +171,7 @@ fn load_cold(
         match unsafe { Component::deserialize_file(engine, &path) } {
             Ok(component) => {
                 if bytes.is_some() {
-                    remember(cache_dir, module, &stamp, &sha256);
+                    remember(cache_dir, module, stamp, &sha256);
                 }
                 return Ok(Loaded {
                     component,
@@ -209,7 +208,7 @@ fn load_cold(
         }
     })?;
     if bytes.is_some() {
-        remember(cache_dir, module, &stamp, &sha256);
+        remember(cache_dir, module, stamp, &sha256);
     }
     Ok(Loaded {
         component,
@@ -220,7 +219,7 @@ fn load_cold(
 }
 
 /// The compiler: `multusctl` beside this executable.
-pub fn compiler() -> Result<PathBuf, String> {
+fn compiler() -> Result<PathBuf, String> {
     let me = std::env::current_exe().map_err(|e| format!("locating this executable: {e}"))?;
     Ok(me.parent().unwrap_or(Path::new("/")).join("multusctl"))
 }
@@ -259,9 +258,23 @@ fn compile(plugin: &str, module: &Path, cache_dir: &Path) -> Result<(), CniError
     Ok(())
 }
 
+/// Records `module`'s digest with the stamp of its file, so the next load
+/// need not hash it; the index file is named after `module`'s path.
+pub fn write_index(
+    cache_dir: &Path,
+    module: &Path,
+    stamp: &str,
+    sha256: &str,
+) -> std::io::Result<()> {
+    write_atomic(
+        &index_path(cache_dir, module),
+        format!("{stamp} {sha256}\n").as_bytes(),
+    )
+}
+
+/// `write_index`, for a cache that only saves work: a failure is logged.
 fn remember(cache_dir: &Path, module: &Path, stamp: &str, sha256: &str) {
-    let line = format!("{stamp} {sha256}\n");
-    if let Err(e) = write_atomic(&index_path(cache_dir, module), line.as_bytes()) {
+    if let Err(e) = write_index(cache_dir, module, stamp, sha256) {
         tracing::warn!(dir = %cache_dir.display(), error = %e, "cannot index the module digest");
     }
 }
