@@ -7,6 +7,7 @@ use crate::cni::{version, CniEnv, CniError, Code, Command};
 use crate::config::MultusConf;
 use crate::delegate::dispatch::Dispatch;
 use crate::invoke::Invocation;
+use crate::k8s::api::{Connect, FromKubeconfig};
 use crate::logging;
 use crate::outcome::{error_version, failure, version_info, Outcome};
 
@@ -43,10 +44,12 @@ pub fn run() -> Outcome {
             version::CURRENT,
         );
     }
-    run_with(&env, &stdin)
+    run_with(&env, &stdin, &FromKubeconfig)
 }
 
-pub fn run_with(env: &CniEnv, stdin: &[u8]) -> Outcome {
+/// Runs one CNI command; `cluster` gives the API client (the thin binary
+/// builds one from the conf's kubeconfig, the daemon shares its own).
+pub fn run_with(env: &CniEnv, stdin: &[u8], cluster: &dyn Connect) -> Outcome {
     if env.command == Command::Version {
         return version_info();
     }
@@ -62,6 +65,7 @@ pub fn run_with(env: &CniEnv, stdin: &[u8]) -> Outcome {
         env,
         conf: &conf,
         runner: &runner,
+        cluster,
     };
     let done = match env.command {
         Command::Add => inv.add().map(|r| r.to_string()),

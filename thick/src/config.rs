@@ -149,6 +149,15 @@ impl DaemonConfig {
         Ok(c)
     }
 
+    /// The daemon's own kubeconfig (`kubeconfig`), for its shared client.
+    pub fn kubeconfig(&self) -> Option<PathBuf> {
+        self.overrides
+            .get("kubeconfig")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+    }
+
     pub fn socket(&self) -> PathBuf {
         self.socket_dir.join(crate::protocol::SOCKET)
     }

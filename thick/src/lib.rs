@@ -8,6 +8,7 @@
 
 pub mod admit;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod metrics;
 pub mod protocol;

@@ -1,11 +1,12 @@
 //! Prometheus metrics on `metricsPort` (text format): requests by command
 //! and result code with latency, delegate plugin calls, wasm phases, API
-//! requests, requests in flight and waiting. Plugin, wasm and API figures
+//! requests, requests in flight and waiting, watch events and cache sizes. Plugin, wasm and API figures
 //! come from the debug events the shared code already emits (`plugin call`,
 //! `wasm call`, `API request`), read by a tracing layer, so the CNI code
 //! path carries no metrics code.
 
 use std::sync::atomic::AtomicI64;
+use std::sync::Mutex;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -46,6 +47,14 @@ pub struct ApiLabels {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    pub kind: String,
+}
+
+/// The watch caches' sizes, read at each scrape.
+type Sizes = Box<dyn Fn() -> Vec<(&'static str, i64)> + Send + Sync>;
+
 fn seconds() -> Histogram {
     // 100 µs to ~26 s.
     Histogram::new(exponential_buckets(0.0001, 2.0, 19))
@@ -61,6 +70,9 @@ pub struct Metrics {
     pub api_seconds: Family<ApiLabels, Histogram, fn() -> Histogram>,
     pub in_flight: Gauge<i64, AtomicI64>,
     pub waiting: Gauge<i64, AtomicI64>,
+    pub watch_events: Family<CacheLabels, Counter>,
+    cache_objects: Family<CacheLabels, Gauge<i64, AtomicI64>>,
+    sizes: Mutex<Option<Sizes>>,
 }
 
 impl Default for Metrics {
@@ -75,6 +87,9 @@ impl Default for Metrics {
             api_seconds: Family::new_with_constructor(seconds),
             in_flight: Gauge::default(),
             waiting: Gauge::default(),
+            watch_events: Family::default(),
+            cache_objects: Family::default(),
+            sizes: Mutex::new(None),
         };
         let r = &mut m.registry;
         r.register(
@@ -117,12 +132,37 @@ impl Default for Metrics {
             "CNI requests waiting for their turn (connectionLimit)",
             m.waiting.clone(),
         );
+        r.register(
+            "watch_events",
+            "watch events received (lists, changes, relists) by kind",
+            m.watch_events.clone(),
+        );
+        r.register(
+            "cache_objects",
+            "objects in the watch caches by kind",
+            m.cache_objects.clone(),
+        );
         m
     }
 }
 
 impl Metrics {
+    /// Reads the cache sizes from `sizes` at each scrape.
+    pub fn cache_objects(
+        &self,
+        sizes: impl Fn() -> Vec<(&'static str, i64)> + Send + Sync + 'static,
+    ) {
+        *self.sizes.lock().unwrap() = Some(Box::new(sizes));
+    }
+
     pub fn render(&self) -> String {
+        if let Some(sizes) = self.sizes.lock().unwrap().as_ref() {
+            for (kind, n) in sizes() {
+                self.cache_objects
+                    .get_or_create(&CacheLabels { kind: kind.into() })
+                    .set(n);
+            }
+        }
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String");
         out

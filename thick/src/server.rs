@@ -16,6 +16,7 @@ use multus::cni::{version, CniEnv, CniError, Code};
 use multus::outcome;
 
 use crate::admit::Admission;
+use crate::cluster::Connector;
 use crate::config::DaemonConfig;
 use crate::metrics::{CommandLabels, Metrics, RequestLabels};
 use crate::protocol::{self, PATH_CNI, PATH_HEALTHZ, PATH_READYZ};
@@ -26,16 +27,19 @@ pub struct Daemon {
     /// False once the daemon is stopping: `/readyz` fails, shims wait.
     pub ready: AtomicBool,
     pub metrics: Arc<Metrics>,
+    /// The API client every request uses.
+    pub cluster: Connector,
 }
 
 impl Daemon {
-    pub fn new(config: DaemonConfig, metrics: Arc<Metrics>) -> Arc<Self> {
+    pub fn new(config: DaemonConfig, metrics: Arc<Metrics>, cluster: Connector) -> Arc<Self> {
         let admission = Admission::new(config.connection_limit, config.queue_timeout);
         Arc::new(Self {
             config,
             admission,
             ready: AtomicBool::new(true),
             metrics,
+            cluster,
         })
     }
 }
@@ -210,7 +214,7 @@ async fn cni(daemon: Arc<Daemon>, req: protocol::Request) -> Response<Full<Bytes
     m.in_flight.inc();
     let done = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        run(&d.config, req)
+        run(&d, req)
     })
     .await;
     m.in_flight.dec();
@@ -231,14 +235,14 @@ async fn cni(daemon: Arc<Daemon>, req: protocol::Request) -> Response<Full<Bytes
 
 /// One request, run by the same code as the thin `multus`; the answer and
 /// its CNI code (0 for success).
-fn run(config: &DaemonConfig, req: protocol::Request) -> (Response<Full<Bytes>>, u32) {
+fn run(daemon: &Daemon, req: protocol::Request) -> (Response<Full<Bytes>>, u32) {
     let failed = |e: &CniError| (cni_error(e), e.code);
     let started = Instant::now();
     let mut env: BTreeMap<String, String> = req.env;
     // Upstream's daemon defaults the interface name.
     env.entry("CNI_IFNAME".into())
         .or_insert_with(|| "eth0".into());
-    let conf = match config.apply(&req.config) {
+    let conf = match daemon.config.apply(&req.config) {
         Ok(c) => c,
         Err(msg) => return failed(&CniError::new(Code::Decode, msg)),
     };
@@ -246,7 +250,7 @@ fn run(config: &DaemonConfig, req: protocol::Request) -> (Response<Full<Bytes>>,
         Ok(e) => e,
         Err(e) => return failed(&e),
     };
-    let out = multus::app::run_with(&cni_env, &conf);
+    let out = multus::app::run_with(&cni_env, &conf, &daemon.cluster);
     tracing::info!(
         command = %cni_env.command,
         container = %cni_env.container_id,

@@ -24,12 +24,17 @@ struct Daemon {
 impl Daemon {
     /// Starts the daemon in `node`'s netns (where its delegates act).
     fn start(node: &Node, config: &Value) -> Self {
+        Self::start_with(node, config, &[])
+    }
+
+    fn start_with(node: &Node, config: &Value, env: &[(&str, &str)]) -> Self {
         let dir = node.dir.path();
         let path = dir.join("daemon-config.json");
         std::fs::write(&path, bytes(config)).unwrap();
         let mut c = Command::new(DAEMON);
         c.arg("-config")
             .arg(&path)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("daemon.log")).unwrap());
         let _ns = in_netns(&mut c, &node.ns).unwrap();
@@ -277,6 +282,165 @@ fn pod_networks_from_the_api_through_the_daemon() {
     assert!(del.ok(), "{} {}", del.stdout, del.stderr);
     assert_clean(&node, &pod);
     assert!(node.reservations("macvlan-net").is_empty());
+}
+
+/// The pod `default/<name>`'s request through the shim.
+fn shim_for(
+    node: &Node,
+    cmd: &str,
+    cid: &str,
+    pod: &Pod,
+    name: &str,
+    conf: &Value,
+) -> multus_testbed::CniOutput {
+    let args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={name}");
+    let mut env = pod_env(cmd, cid, &pod.path);
+    env.retain(|(k, _)| *k != "CNI_ARGS");
+    env.push(("CNI_ARGS", &args));
+    exec_cni(Path::new(SHIM), Some(&node.ns), &env, &bytes(conf)).unwrap()
+}
+
+/// Polls the daemon's metrics until `name` reaches `at_least`.
+fn wait_for_sample(node: &Node, port: u16, name: &str, at_least: f64) {
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        let m = scrape(node, port);
+        if sample(&m, name) >= at_least {
+            return;
+        }
+        assert!(Instant::now() < until, "{name} stays below {at_least}: {m}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The daemon's watch caches: once listed, an ADD reads neither the pod
+/// nor its NADs from the API server (only the network-status write goes
+/// there); a NAD changed in the API is what the next ADD uses; a NAD
+/// deleted is a miss, confirmed by a live GET.
+#[test]
+fn watch_caches_serve_pods_and_nads() {
+    let node = Node::new();
+    let api = multus_testbed::kube_api::FakeKubeApi::start(&node.ns, "token-1").unwrap();
+    let nad = |subnet: &str| {
+        confs::macvlan_host_local("macvlan-net", "uplink0", subnet, &node.data_dir()).to_string()
+    };
+    api.add_nad("default", "macvlan-net", Some(&nad("10.32.0.0/24")), &[]);
+    for name in ["web", "api"] {
+        api.add_pod(
+            "default",
+            name,
+            &format!("uid-{name}"),
+            &[("k8s.v1.cni.cncf.io/networks", "macvlan-net")],
+            &[],
+        );
+    }
+    let socket_dir = node.dir.path().join("run-multus");
+    let port = 19093;
+    let _daemon = Daemon::start_with(
+        &node,
+        &json!({"socketDir": socket_dir, "kubeconfig": api.kubeconfig(), "metricsPort": port}),
+        &[("NODE_NAME", multus_testbed::kube_api::NODE)],
+    );
+    wait_for_sample(&node, port, r#"multus_cache_objects{kind="pods"}"#, 2.0);
+    wait_for_sample(
+        &node,
+        port,
+        r#"multus_cache_objects{kind="network-attachment-definitions"}"#,
+        1.0,
+    );
+    let requests = api.requests();
+    assert!(
+        requests.iter().any(|r| r == "GET /api/v1/pods?watch 200"),
+        "{requests:?}"
+    );
+    let conf = shim_conf(&node, &socket_dir);
+    let reads = |from: usize| -> Vec<String> {
+        api.requests()[from..]
+            .iter()
+            .filter(|r| r.starts_with("GET "))
+            .cloned()
+            .collect()
+    };
+
+    let (web, second) = (Pod::new(), Pod::new());
+    let before = api.requests().len();
+    let add = shim_for(&node, "ADD", "w1", &web, "web", &conf);
+    assert!(add.ok(), "{} {}", add.stdout, add.stderr);
+    assert!(pod_addr(&web).starts_with("10.32.0."));
+    assert_eq!(
+        reads(before),
+        Vec::<String>::new(),
+        "served from the caches"
+    );
+    assert!(
+        api.requests()[before..]
+            .iter()
+            .any(|r| r == "PUT /api/v1/namespaces/default/pods/web/status 200"),
+        "{:?}",
+        api.requests()
+    );
+
+    // The NAD changes in the API; once the watch has delivered it, the next
+    // ADD uses the new range.
+    let seen = sample(
+        &scrape(&node, port),
+        r#"multus_watch_events_total{kind="network-attachment-definitions"}"#,
+    );
+    api.add_nad("default", "macvlan-net", Some(&nad("10.33.0.0/24")), &[]);
+    wait_for_sample(
+        &node,
+        port,
+        r#"multus_watch_events_total{kind="network-attachment-definitions"}"#,
+        seen + 1.0,
+    );
+    let before = api.requests().len();
+    let add = shim_for(&node, "ADD", "a1", &second, "api", &conf);
+    assert!(add.ok(), "{} {}", add.stdout, add.stderr);
+    assert!(
+        pod_addr(&second).starts_with("10.33.0."),
+        "{}",
+        pod_addr(&second)
+    );
+    assert_eq!(reads(before), Vec::<String>::new());
+
+    // Deleted: the cache misses, a live GET confirms, the ADD fails cleanly.
+    let seen = sample(
+        &scrape(&node, port),
+        r#"multus_watch_events_total{kind="network-attachment-definitions"}"#,
+    );
+    api.remove_nad("default", "macvlan-net");
+    wait_for_sample(
+        &node,
+        port,
+        r#"multus_watch_events_total{kind="network-attachment-definitions"}"#,
+        seen + 1.0,
+    );
+    let third = Pod::new();
+    let before = api.requests().len();
+    let e = assert_cni_error(&shim_for(&node, "ADD", "w2", &third, "web", &conf), 7);
+    assert!(e.contains("default/macvlan-net not found"), "{e}");
+    assert_eq!(
+        reads(before),
+        ["GET /apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions/macvlan-net 404"]
+    );
+    assert_eq!(third.ns.links().unwrap(), ["lo"]);
+
+    for (cid, pod, name) in [("w1", &web, "web"), ("a1", &second, "api")] {
+        let del = shim_for(&node, "DEL", cid, pod, name, &conf);
+        assert!(del.ok(), "{} {}", del.stdout, del.stderr);
+        assert_eq!(pod.ns.links().unwrap(), ["lo"]);
+    }
+    assert!(node.reservations("macvlan-net").is_empty());
+    assert!(node.cache_files().is_empty());
+}
+
+fn pod_addr(pod: &Pod) -> String {
+    pod.ns
+        .addrs("net1")
+        .unwrap()
+        .first()
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// `GET /metrics` from inside `node`'s netns.

@@ -31,7 +31,7 @@ impl Invocation<'_> {
         }
         // The pod and its networks are resolved before anything is created:
         // an API or annotation problem leaves no state behind.
-        let ctx = PodContext::connect(self.conf, self.env)?;
+        let ctx = PodContext::connect(self.cluster, self.conf, self.env)?;
         let planned = self.plan(ctx.as_ref(), DeviceIds::Allocate)?;
         let mut file = self.new_cache(planned.iter().map(|p| p.cached.clone()).collect());
         cache::write(cni_dir, &file)?;
@@ -143,7 +143,7 @@ impl Invocation<'_> {
         }
         let key = &self.conf.kube.network_status_annotation;
         if !status::write(
-            &ctx.kube,
+            ctx.api.as_ref(),
             &ctx.pod_ref,
             &ctx.pod,
             key,
@@ -164,7 +164,7 @@ impl Invocation<'_> {
             }
             let ips: Vec<String> = r.ips.iter().map(|ip| ip.address.to_string()).collect();
             events::record(
-                &ctx.kube,
+                ctx.api.as_ref(),
                 &ctx.pod_ref,
                 &ctx.pod,
                 events::Kind::Normal,

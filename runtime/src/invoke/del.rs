@@ -40,7 +40,7 @@ impl Invocation<'_> {
     /// answers at once (the pod's annotation networks too), else from the
     /// conf alone. Teardown never waits on the API server.
     fn plan_teardown(&self) -> Result<Vec<Planned>, CniError> {
-        let ctx = match PodContext::connect_for_teardown(self.conf, self.env) {
+        let ctx = match PodContext::connect_for_teardown(self.cluster, self.conf, self.env) {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(pod = %self.pod(), error = %e, "API server unavailable; deleting the networks of the conf only");

@@ -22,6 +22,7 @@ use crate::cni::{CniEnv, CniError, Command};
 use crate::config::{resolve::resolve, ClusterNetwork, MultusConf, NetworkConfig};
 use crate::delegate::chain::{ChainError, Target};
 use crate::delegate::PluginRunner;
+use crate::k8s::api::Connect;
 use crate::k8s::devices::{self, Allocator};
 use crate::k8s::selection::NetworkSelection;
 use crate::k8s::{self, nad, Named, PodContext};
@@ -32,6 +33,9 @@ pub struct Invocation<'a> {
     pub env: &'a CniEnv,
     pub conf: &'a MultusConf,
     pub runner: &'a dyn PluginRunner,
+    /// Where the API client comes from (the conf's kubeconfig, or the
+    /// daemon's shared, cached one).
+    pub cluster: &'a dyn Connect,
 }
 
 /// An attachment ready to run: its network, interface and arguments.
@@ -85,7 +89,9 @@ impl<'a> Invocation<'a> {
             // then a NAD when a kubeconfig is set.
             None => match resolve(reference, &self.conf.conf_dir, field) {
                 Ok(net) => Ok(Named::file(net)),
-                Err(e) => k8s::network_without_pod(self.conf, reference, field)?.ok_or(e),
+                Err(e) => {
+                    k8s::network_without_pod(self.cluster, self.conf, reference, field)?.ok_or(e)
+                }
             },
         }
     }

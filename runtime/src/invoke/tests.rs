@@ -1,6 +1,7 @@
 //! The commands on recording delegates: order, rollback, cache.
 use super::*;
 use crate::delegate::recording::Recording;
+use crate::k8s::api::FromKubeconfig;
 
 struct Setup {
     _dir: tempfile::TempDir,
@@ -52,6 +53,7 @@ fn add_converts_master_result_and_caches_everything() {
         env: &s.env,
         conf: &s.conf,
         runner: &r,
+        cluster: &FromKubeconfig,
     };
     let out = inv.add().unwrap();
     assert_eq!(out["cniVersion"], "1.0.0");
@@ -86,6 +88,7 @@ fn failed_add_rolls_back_in_reverse_and_removes_cache() {
         env: &s.env,
         conf: &s.conf,
         runner: &r,
+        cluster: &FromKubeconfig,
     };
     let e = inv.add().unwrap_err();
     assert_eq!(e.code, 7);
@@ -112,6 +115,7 @@ fn del_uses_cache_keeps_going_and_reports_all() {
         env: &s.env,
         conf: &s.conf,
         runner: &r,
+        cluster: &FromKubeconfig,
     }
     .add()
     .unwrap();
@@ -128,6 +132,7 @@ fn del_uses_cache_keeps_going_and_reports_all() {
         env: &changed.env,
         conf: &conf,
         runner: &r,
+        cluster: &FromKubeconfig,
     }
     .del()
     .unwrap_err();
@@ -148,6 +153,7 @@ fn del_uses_cache_keeps_going_and_reports_all() {
         env: &changed.env,
         conf: &conf,
         runner: &r,
+        cluster: &FromKubeconfig,
     };
     inv.del().unwrap();
     assert!(cache::read(&conf.cni_dir, "cid", "eth0").unwrap().is_none());
@@ -164,6 +170,7 @@ fn add_over_an_interrupted_add_deletes_it_first() {
         env: &s.env,
         conf: &s.conf,
         runner: &r,
+        cluster: &FromKubeconfig,
     };
     inv.add().unwrap();
     inv.add().unwrap();
@@ -185,6 +192,7 @@ fn check_needs_cache_and_skips_old_versions() {
         env: &s.env,
         conf: &s.conf,
         runner: &r,
+        cluster: &FromKubeconfig,
     };
     assert_eq!(inv.check().unwrap_err().code, 3);
     inv.add().unwrap();
@@ -193,6 +201,7 @@ fn check_needs_cache_and_skips_old_versions() {
         env: &s.env,
         conf: &s.conf,
         runner: &r2,
+        cluster: &FromKubeconfig,
     }
     .check()
     .unwrap();
@@ -216,6 +225,7 @@ fn status_reports_worst() {
         env: &s.env,
         conf: &s.conf,
         runner: &r,
+        cluster: &FromKubeconfig,
     }
     .status()
     .unwrap_err();

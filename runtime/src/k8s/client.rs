@@ -43,11 +43,45 @@ pub struct Nad {
     pub config: Option<String>,
 }
 
+impl Nad {
+    /// What multus reads of a NAD object.
+    pub fn from_object(obj: &DynamicObject) -> Self {
+        Self {
+            annotations: obj.metadata.annotations.clone().unwrap_or_default(),
+            config: obj
+                .data
+                .get("spec")
+                .and_then(|s| s.get("config"))
+                .and_then(|c| c.as_str())
+                .filter(|c| !c.trim().is_empty())
+                .map(String::from),
+        }
+    }
+}
+
 pub struct Kube {
-    rt: tokio::runtime::Runtime,
-    kubeconfig: PathBuf,
+    rt: Exec,
+    /// Where the client came from, re-read on a 401; `None` for a client
+    /// handed over (the daemon's, whose token files kube-rs re-reads).
+    kubeconfig: Option<PathBuf>,
     client: RefCell<kube::Client>,
     timeout: Duration,
+}
+
+/// Where the blocking calls run their requests.
+enum Exec {
+    Own(tokio::runtime::Runtime),
+    /// A runtime of the caller's (the daemon's), from a thread outside it.
+    Shared(tokio::runtime::Handle),
+}
+
+impl Exec {
+    fn block_on<F: Future>(&self, f: F) -> F::Output {
+        match self {
+            Exec::Own(rt) => rt.block_on(f),
+            Exec::Shared(h) => h.block_on(f),
+        }
+    }
 }
 
 /// The NAD kind as a dynamic API resource.
@@ -99,11 +133,26 @@ impl Kube {
             "API client built"
         );
         Ok(Self {
-            rt,
-            kubeconfig: kubeconfig.to_path_buf(),
+            rt: Exec::Own(rt),
+            kubeconfig: Some(kubeconfig.to_path_buf()),
             client: RefCell::new(client),
             timeout,
         })
+    }
+
+    /// Calls through `client` on `runtime` (from a thread that is not one of
+    /// its workers), each request bounded by `timeout`.
+    pub fn shared(
+        runtime: tokio::runtime::Handle,
+        client: kube::Client,
+        timeout: Duration,
+    ) -> Self {
+        Self {
+            rt: Exec::Shared(runtime),
+            kubeconfig: None,
+            client: RefCell::new(client),
+            timeout,
+        }
     }
 
     /// Runs one request with the timeout; on 401, re-reads the kubeconfig and
@@ -133,16 +182,16 @@ impl Kube {
             );
             out
         };
-        match once() {
-            Err(e) if e.kind == Kind::Unauthorized => {
+        match (once(), &self.rt, &self.kubeconfig) {
+            (Err(e), Exec::Own(rt), Some(kubeconfig)) if e.kind == Kind::Unauthorized => {
                 tracing::warn!(
                     call,
                     "401 from the API server; re-reading the kubeconfig and its token"
                 );
-                *self.client.borrow_mut() = build(&self.rt, &self.kubeconfig, self.timeout)?;
+                *self.client.borrow_mut() = build(rt, kubeconfig, self.timeout)?;
                 once()
             }
-            other => other,
+            (other, _, _) => other,
         }
     }
 
@@ -188,16 +237,7 @@ impl Kube {
                     .await
             },
         )?;
-        Ok(Nad {
-            annotations: obj.metadata.annotations.unwrap_or_default(),
-            config: obj
-                .data
-                .get("spec")
-                .and_then(|s| s.get("config"))
-                .and_then(|c| c.as_str())
-                .filter(|c| !c.trim().is_empty())
-                .map(String::from),
-        })
+        Ok(Nad::from_object(&obj))
     }
 }
 

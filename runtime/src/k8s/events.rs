@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use k8s_openapi::jiff::Timestamp;
 
-use super::client::Kube;
+use super::api::ClusterApi;
 use super::pod::PodRef;
 
 const COMPONENT: &str = "multus";
@@ -62,7 +62,14 @@ pub fn event(
     }
 }
 
-pub fn record(kube: &Kube, pod_ref: &PodRef, pod: &Pod, kind: Kind, reason: &str, message: &str) {
+pub fn record(
+    kube: &dyn ClusterApi,
+    pod_ref: &PodRef,
+    pod: &Pod,
+    kind: Kind,
+    reason: &str,
+    message: &str,
+) {
     let e = event(pod_ref, pod, kind, reason, message, Timestamp::now());
     if let Err(err) = kube.create_event(&e) {
         tracing::debug!(pod = %pod_ref, reason, error = %err, "event not recorded");

@@ -4,6 +4,7 @@
 //! `selection`, `status` and `nad` are pure; `client` and `devices` talk to
 //! the API server and the kubelet.
 
+pub mod api;
 pub mod client;
 pub mod devices;
 pub mod events;
@@ -20,7 +21,8 @@ use k8s_openapi::api::core::v1::Pod;
 use crate::cni::{CniEnv, CniError, Code};
 use crate::config::kube::{DEFAULT_NETWORK_ANNOTATION, RESOURCE_NAME_ANNOTATION};
 use crate::config::{resolve::resolve, MultusConf, NetworkConfig};
-use client::{Kind, Kube};
+use api::{ClusterApi, Connect};
+use client::Kind;
 use pod::PodRef;
 use selection::NetworkSelection;
 
@@ -45,7 +47,7 @@ impl Named {
 
 /// The pod this call is for, as the API server has it.
 pub struct PodContext {
-    pub kube: Kube,
+    pub api: Box<dyn ClusterApi>,
     pub pod_ref: PodRef,
     pub pod: Pod,
 }
@@ -54,31 +56,49 @@ impl PodContext {
     /// Connects and fetches the pod (checking its UID), waiting `podWaitMs`
     /// for a pod the API does not show yet. `None` when the conf has no
     /// kubeconfig or the runtime named no pod.
-    pub fn connect(conf: &MultusConf, env: &CniEnv) -> Result<Option<Self>, CniError> {
-        Self::open(conf, env, conf.kube.request_timeout, conf.kube.pod_wait)
+    pub fn connect(
+        cluster: &dyn Connect,
+        conf: &MultusConf,
+        env: &CniEnv,
+    ) -> Result<Option<Self>, CniError> {
+        Self::open(
+            cluster,
+            conf,
+            env,
+            conf.kube.request_timeout,
+            conf.kube.pod_wait,
+        )
     }
 
     /// For DEL without a cache: one quick try, never a wait.
-    pub fn connect_for_teardown(conf: &MultusConf, env: &CniEnv) -> Result<Option<Self>, CniError> {
+    pub fn connect_for_teardown(
+        cluster: &dyn Connect,
+        conf: &MultusConf,
+        env: &CniEnv,
+    ) -> Result<Option<Self>, CniError> {
         let timeout = conf.kube.request_timeout.min(Duration::from_secs(2));
-        Self::open(conf, env, timeout, Duration::ZERO)
+        Self::open(cluster, conf, env, timeout, Duration::ZERO)
     }
 
     fn open(
+        cluster: &dyn Connect,
         conf: &MultusConf,
         env: &CniEnv,
         timeout: Duration,
         wait: Duration,
     ) -> Result<Option<Self>, CniError> {
-        let (Some(kubeconfig), Some(pod_ref)) = (&conf.kubeconfig, PodRef::from_args(&env.args))
+        let Some(pod_ref) = PodRef::from_args(&env.args) else {
+            return Ok(None);
+        };
+        let Some(api) = cluster
+            .connect(conf, timeout)
+            .map_err(|e| pod::to_cni(e, &format!("pod {pod_ref}")))?
         else {
             return Ok(None);
         };
-        let kube = Kube::new(kubeconfig, timeout)
-            .map_err(|e| pod::to_cni(e, &format!("pod {pod_ref}")))?;
-        let pod = pod::get(&kube, &pod_ref, wait)?;
+        let pod = pod::get(api.as_ref(), &pod_ref, wait)?;
         pod::check_uid(&pod, &pod_ref)?;
-        Ok(Some(Self { kube, pod_ref, pod }))
+        Ok(Some(Self { api, pod_ref, pod }))
     }
 
     /// A `clusterNetwork`/`defaultNetworks` entry: a name is a NAD in
@@ -184,7 +204,7 @@ impl PodContext {
     ) -> Result<Named, CniError> {
         self.find_nad(conf, namespace, name, field)?.ok_or_else(|| {
             events::record(
-                &self.kube,
+                self.api.as_ref(),
                 &self.pod_ref,
                 &self.pod,
                 events::Kind::Warning,
@@ -209,7 +229,7 @@ impl PodContext {
         field: &str,
     ) -> Result<Option<Named>, CniError> {
         find_nad(
-            &self.kube,
+            self.api.as_ref(),
             conf,
             namespace,
             name,
@@ -219,7 +239,7 @@ impl PodContext {
 }
 
 fn find_nad(
-    kube: &Kube,
+    kube: &dyn ClusterApi,
     conf: &MultusConf,
     namespace: &str,
     name: &str,
@@ -245,17 +265,19 @@ fn find_nad(
 /// for calls that concern no pod (STATUS, GC). `None` without a kubeconfig
 /// or when there is no such NAD.
 pub fn network_without_pod(
+    cluster: &dyn Connect,
     conf: &MultusConf,
     reference: &str,
     field: &str,
 ) -> Result<Option<Named>, CniError> {
-    let Some(kubeconfig) = &conf.kubeconfig else {
-        return Ok(None);
-    };
     if reference.contains('/') {
         return Ok(None);
     }
-    let kube =
-        Kube::new(kubeconfig, conf.kube.request_timeout).map_err(|e| pod::to_cni(e, field))?;
-    find_nad(&kube, conf, &conf.multus_namespace, reference, field)
+    let Some(api) = cluster
+        .connect(conf, conf.kube.request_timeout)
+        .map_err(|e| pod::to_cni(e, field))?
+    else {
+        return Ok(None);
+    };
+    find_nad(api.as_ref(), conf, &conf.multus_namespace, reference, field)
 }

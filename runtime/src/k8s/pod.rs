@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 
-use super::client::{Kind, Kube, KubeError};
+use super::api::{ClusterApi, Read};
+use super::client::{Kind, KubeError};
 use crate::cni::env::CniArgs;
 use crate::cni::{CniError, Code};
 
@@ -81,12 +82,12 @@ pub fn check_uid(pod: &Pod, want: &PodRef) -> Result<(), CniError> {
 /// GETs the pod, retrying not-found and transient failures until `wait` has
 /// passed: a new pod may not be visible through every API server yet. A zero
 /// `wait` (teardown) gives up at the first failure.
-pub fn get(kube: &Kube, want: &PodRef, wait: Duration) -> Result<Pod, CniError> {
+pub fn get(kube: &dyn ClusterApi, want: &PodRef, wait: Duration) -> Result<Pod, CniError> {
     let started = Instant::now();
     let mut attempts = 0;
     loop {
         attempts += 1;
-        match kube.get_pod(&want.namespace, &want.name) {
+        match kube.get_pod(want, Read::Cached) {
             Ok(pod) => return Ok(pod),
             Err(e) if matches!(e.kind, Kind::NotFound | Kind::Transient) => {
                 // A slow or dropped answer gets its retries even when it

@@ -13,7 +13,8 @@ use serde_json::Value;
 
 use k8s_openapi::api::core::v1::Pod;
 
-use super::client::{Kind, Kube};
+use super::api::{ClusterApi, Read};
+use super::client::Kind;
 use super::pod::{self, PodRef};
 use crate::cni::result::{CniResult, Dns};
 use crate::cni::CniError;
@@ -134,7 +135,7 @@ pub fn render(statuses: &[NetworkStatus]) -> String {
 /// again. `Ok(false)`: the pod was deleted meanwhile, so there is nothing to
 /// annotate (the runtime DELs the sandbox next).
 pub fn write(
-    kube: &Kube,
+    kube: &dyn ClusterApi,
     want: &PodRef,
     known: &Pod,
     key: &str,
@@ -153,7 +154,7 @@ pub fn write(
             Err(e) if e.kind == Kind::Conflict && attempt < CONFLICT_ATTEMPTS => {
                 tracing::debug!(pod = %want, attempt, "network-status write conflicted; retrying");
                 std::thread::sleep(CONFLICT_BACKOFF * attempt);
-                current = match kube.get_pod(&want.namespace, &want.name) {
+                current = match kube.get_pod(want, Read::Live) {
                     Ok(p) => p,
                     Err(e) if e.kind == Kind::NotFound => return Ok(false),
                     Err(e) => return Err(pod::to_cni(e, &format!("writing {key}"))),

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use multus_thick::cluster::{Cluster, Connector, Credentials};
 use multus_thick::config::{DaemonConfig, DEFAULT_PATH};
 use multus_thick::metrics::{Metrics, MetricsLayer};
 use multus_thick::server::{self, Daemon};
@@ -135,7 +136,26 @@ fn main() {
         };
         tracing::info!(socket = %config.socket().display(), limit = config.connection_limit, "serving");
         let metrics_port = config.metrics_port;
-        let daemon = Daemon::new(config, metrics);
+        let cluster = match Credentials::find(config.kubeconfig().as_deref()) {
+            Some(credentials) => {
+                let node = std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty());
+                if node.is_none() {
+                    tracing::warn!("NODE_NAME is not set: pods are read from the API server, not a watch cache");
+                }
+                match Cluster::start(&credentials, node, metrics.clone()).await {
+                    Ok(c) => Some(c),
+                    Err(e) => {
+                        eprintln!("multus-daemon: {e}");
+                        return 1;
+                    }
+                }
+            }
+            None => {
+                tracing::warn!("no kubeconfig in the daemon config and not in a pod: each request uses its conf's kubeconfig");
+                None
+            }
+        };
+        let daemon = Daemon::new(config, metrics, Connector(cluster));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         if let Some(port) = metrics_port {
             let l = match tokio::net::TcpListener::bind(("0.0.0.0", port)).await {

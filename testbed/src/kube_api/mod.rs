@@ -1,6 +1,7 @@
 //! An in-process Kubernetes API server for tests and the demo: HTTPS with a
 //! CA of its own, bearer-token auth, and the endpoints multus uses (GET pod,
-//! PUT pods/status, GET network-attachment-definition). Objects and `Status`
+//! PUT pods/status, GET and POST network-attachment-definitions, list and
+//! watch of pods by node and of all NADs). Objects and `Status`
 //! errors have the shape a real kube-apiserver sends (see `fixtures/`, copied
 //! from answers of a v1.36 apiserver); `resourceVersion` is checked on
 //! status writes exactly as the apiserver does.
@@ -24,11 +25,16 @@ use tokio_rustls::rustls;
 
 use super::background::Background;
 use super::{enter_path, Netns};
+use watch::{Change, Collection, Query};
 
-const POD: &str = include_str!("fixtures/pod.json");
-const NAD: &str = include_str!("fixtures/nad.json");
+mod watch;
 
-#[derive(Default)]
+const POD: &str = include_str!("../fixtures/pod.json");
+const NAD: &str = include_str!("../fixtures/nad.json");
+
+/// The node every pod added here is scheduled to.
+pub const NODE: &str = "node1";
+
 struct State {
     pods: BTreeMap<(String, String), Value>,
     nads: BTreeMap<(String, String), Value>,
@@ -40,12 +46,57 @@ struct State {
     conflicts: u32,
     /// (path substring, delay, how many more requests).
     delays: Vec<(String, Duration, u32)>,
+    /// Every change since `history_start`, for watches to replay.
+    history: Vec<Change>,
+    history_start: u64,
+    /// The latest change's resourceVersion, waking the watches.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl State {
     fn next_rv(&mut self) -> String {
         self.resource_version += 1;
         self.resource_version.to_string()
+    }
+
+    /// Keeps `object` (which carries its new resourceVersion) for watches.
+    fn record(&mut self, collection: Collection, kind: &'static str, object: Value) {
+        let rv = object["metadata"]["resourceVersion"]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+            .expect("a stored object has a resourceVersion");
+        self.history.push(Change {
+            rv,
+            collection,
+            kind,
+            object,
+        });
+        self.changes.send_replace(rv);
+    }
+
+    /// A pod or NAD added or replaced.
+    fn put(&mut self, collection: Collection, key: (String, String), object: Value) {
+        let map = match collection {
+            Collection::Pods => &mut self.pods,
+            Collection::Nads => &mut self.nads,
+        };
+        let kind = if map.insert(key, object.clone()).is_some() {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        self.record(collection, kind, object);
+    }
+
+    fn delete(&mut self, collection: Collection, key: &(String, String)) {
+        let removed = match collection {
+            Collection::Pods => self.pods.remove(key),
+            Collection::Nads => self.nads.remove(key),
+        };
+        if let Some(mut object) = removed {
+            object["metadata"]["resourceVersion"] = self.next_rv().into();
+            self.record(collection, "DELETED", object);
+        }
     }
 }
 
@@ -138,9 +189,17 @@ impl FakeKubeApi {
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(State {
+            pods: BTreeMap::new(),
+            nads: BTreeMap::new(),
+            events: Vec::new(),
             token: token.to_string(),
             resource_version: 1000,
-            ..Default::default()
+            log: Vec::new(),
+            conflicts: 0,
+            delays: Vec::new(),
+            history: Vec::new(),
+            history_start: 0,
+            changes: tokio::sync::watch::Sender::new(1000),
         }));
         let st = state.clone();
         let server = Background::spawn(move |mut stop| async move {
@@ -244,15 +303,30 @@ impl FakeKubeApi {
         }
         m.as_object_mut().expect("metadata").remove("managedFields");
         pod["spec"]["containers"][0]["name"] = name.into();
-        st.pods.insert((namespace.into(), name.into()), pod);
+        pod["spec"]["nodeName"] = NODE.into();
+        st.put(Collection::Pods, (namespace.into(), name.into()), pod);
     }
 
     pub fn remove_pod(&self, namespace: &str, name: &str) {
         self.state
             .lock()
             .unwrap()
-            .pods
-            .remove(&(namespace.into(), name.into()));
+            .delete(Collection::Pods, &(namespace.into(), name.into()));
+    }
+
+    pub fn remove_nad(&self, namespace: &str, name: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .delete(Collection::Nads, &(namespace.into(), name.into()));
+    }
+
+    /// Forgets the change history, as etcd's compaction does: a watch
+    /// resuming from before now gets `410 Gone` and must relist.
+    pub fn compact(&self) {
+        let mut st = self.state.lock().unwrap();
+        st.history.clear();
+        st.history_start = st.resource_version;
     }
 
     /// Adds a NAD shaped like the fixture; `config` `None` leaves no spec.config.
@@ -279,7 +353,7 @@ impl FakeKubeApi {
             Some(c) => json!({"config": c}),
             None => json!({}),
         };
-        st.nads.insert((namespace.into(), name.into()), nad);
+        st.put(Collection::Nads, (namespace.into(), name.into()), nad);
     }
 
     /// The stored NAD, as a GET would return it.
@@ -338,13 +412,16 @@ impl FakeKubeApi {
     }
 }
 
+type Body = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+
 async fn handle(
     state: Arc<Mutex<State>>,
     client_cert: bool,
     req: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, hyper::Error> {
+) -> Result<Response<Body>, hyper::Error> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or_default().to_string();
     let auth = req
         .headers()
         .get(hyper::header::AUTHORIZATION)
@@ -365,9 +442,34 @@ async fn handle(
     if let Some(d) = delay {
         tokio::time::sleep(d).await;
     }
+    let collection = match (&method, path.as_str()) {
+        (&Method::GET, "/api/v1/pods") => Some(Collection::Pods),
+        (&Method::GET, "/apis/k8s.cni.cncf.io/v1/network-attachment-definitions") => {
+            Some(Collection::Nads)
+        }
+        _ => None,
+    };
     let (code, value) = {
         let mut st = state.lock().unwrap();
-        let answer = route(&mut st, &method, &path, client_cert, auth.as_deref(), &body);
+        let answer = if !authorized(&st, client_cert, auth.as_deref()) {
+            unauthorized()
+        } else if let Some(c) = collection {
+            match Query::parse(c, &query) {
+                Ok(q) if q.watch => {
+                    st.log.push(format!("{method} {path}?watch 200"));
+                    drop(st);
+                    return Ok(Response::builder()
+                        .status(StatusCode::OK)
+                        .header("content-type", "application/json")
+                        .body(watch::stream(state.clone(), c, q).boxed())
+                        .expect("response"));
+                }
+                Ok(q) => watch::list(&st, c, &q),
+                Err(e) => e,
+            }
+        } else {
+            route(&mut st, &method, &path, &body)
+        };
         st.log
             .push(format!("{method} {path} {}", answer.0.as_u16()));
         answer
@@ -375,28 +477,25 @@ async fn handle(
     Ok(Response::builder()
         .status(code)
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(
-            serde_json::to_vec(&value).expect("json"),
-        )))
+        .body(Full::new(Bytes::from(serde_json::to_vec(&value).expect("json"))).boxed())
         .expect("response"))
 }
 
-fn route(
-    st: &mut State,
-    method: &Method,
-    path: &str,
-    client_cert: bool,
-    auth: Option<&str>,
-    body: &[u8],
-) -> (StatusCode, Value) {
-    if !client_cert && auth != Some(format!("Bearer {}", st.token).as_str()) {
-        return status(
-            StatusCode::UNAUTHORIZED,
-            "Unauthorized",
-            "Unauthorized".into(),
-            Value::Null,
-        );
-    }
+/// A client certificate of the server's CA, or the current bearer token.
+fn authorized(st: &State, client_cert: bool, auth: Option<&str>) -> bool {
+    client_cert || auth == Some(format!("Bearer {}", st.token).as_str())
+}
+
+fn unauthorized() -> (StatusCode, Value) {
+    status(
+        StatusCode::UNAUTHORIZED,
+        "Unauthorized",
+        "Unauthorized".into(),
+        Value::Null,
+    )
+}
+
+fn route(st: &mut State, method: &Method, path: &str, body: &[u8]) -> (StatusCode, Value) {
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (method, parts.as_slice()) {
         (&Method::GET, ["api", "v1", "namespaces", ns, "pods", name]) => {
@@ -445,7 +544,9 @@ fn route(
                 // Another writer (the kubelet, say) updates the pod first.
                 st.conflicts -= 1;
                 let rv = st.next_rv();
-                st.pods.get_mut(&key).expect("present")["metadata"]["resourceVersion"] = rv.into();
+                let mut pod = st.pods[&key].clone();
+                pod["metadata"]["resourceVersion"] = rv.into();
+                st.put(Collection::Pods, key.clone(), pod);
             }
             let rv = st.next_rv();
             let stored = st.pods.get_mut(&key).expect("present");
@@ -464,7 +565,9 @@ fn route(
                 stored["status"] = new["status"].clone();
             }
             stored["metadata"]["resourceVersion"] = rv.into();
-            (StatusCode::OK, stored.clone())
+            let stored = stored.clone();
+            st.put(Collection::Pods, key, stored.clone());
+            (StatusCode::OK, stored)
         }
         (
             &Method::GET,
@@ -543,7 +646,7 @@ fn create_nad(st: &mut State, ns: &str, body: &[u8]) -> (StatusCode, Value) {
     m["resourceVersion"] = rv.into();
     m["generation"] = 1.into();
     m["creationTimestamp"] = "2026-11-30T00:00:00Z".into();
-    st.nads.insert(key, nad.clone());
+    st.put(Collection::Nads, key, nad.clone());
     (StatusCode::CREATED, nad)
 }
 

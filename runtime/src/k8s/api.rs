@@ -1,0 +1,85 @@
+//! The API calls multus makes, behind a trait: the thin binary builds a
+//! client per call from the conf's kubeconfig; the daemon answers reads from
+//! its watch caches and shares one client across requests.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Event, Pod};
+
+use super::client::{Kube, KubeError, Nad};
+use super::pod::PodRef;
+use crate::config::MultusConf;
+
+/// Whether a read may be answered from a cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    /// Any copy will do: the cache if it has the object, else the API.
+    Cached,
+    /// From the API server: after a conflict, the cache may still be behind.
+    Live,
+}
+
+pub trait ClusterApi {
+    fn get_pod(&self, pod: &PodRef, read: Read) -> Result<Pod, KubeError>;
+    /// PUT `pods/status` with the pod's `resourceVersion`: a concurrent
+    /// write is a `Conflict`, never overwritten.
+    fn replace_pod_status(&self, pod: &Pod) -> Result<Pod, KubeError>;
+    fn create_event(&self, event: &Event) -> Result<Event, KubeError>;
+    fn get_nad(&self, namespace: &str, name: &str) -> Result<Nad, KubeError>;
+}
+
+/// Where an invocation's API client comes from.
+pub trait Connect: Send + Sync {
+    /// The client for `conf`, each request bounded by `timeout`; `None` when
+    /// there is no API to talk to.
+    fn connect(
+        &self,
+        conf: &MultusConf,
+        timeout: Duration,
+    ) -> Result<Option<Box<dyn ClusterApi>>, KubeError>;
+}
+
+/// The thin binary's way: a client from the conf's `kubeconfig`, if any.
+pub struct FromKubeconfig;
+
+impl Connect for FromKubeconfig {
+    fn connect(
+        &self,
+        conf: &MultusConf,
+        timeout: Duration,
+    ) -> Result<Option<Box<dyn ClusterApi>>, KubeError> {
+        let Some(kubeconfig) = &conf.kubeconfig else {
+            return Ok(None);
+        };
+        Ok(Some(Box::new(Kube::new(kubeconfig, timeout)?)))
+    }
+}
+
+impl<T: Connect + ?Sized> Connect for Arc<T> {
+    fn connect(
+        &self,
+        conf: &MultusConf,
+        timeout: Duration,
+    ) -> Result<Option<Box<dyn ClusterApi>>, KubeError> {
+        (**self).connect(conf, timeout)
+    }
+}
+
+impl ClusterApi for Kube {
+    fn get_pod(&self, pod: &PodRef, _: Read) -> Result<Pod, KubeError> {
+        Kube::get_pod(self, &pod.namespace, &pod.name)
+    }
+
+    fn replace_pod_status(&self, pod: &Pod) -> Result<Pod, KubeError> {
+        Kube::replace_pod_status(self, pod)
+    }
+
+    fn create_event(&self, event: &Event) -> Result<Event, KubeError> {
+        Kube::create_event(self, event)
+    }
+
+    fn get_nad(&self, namespace: &str, name: &str) -> Result<Nad, KubeError> {
+        Kube::get_nad(self, namespace, name)
+    }
+}

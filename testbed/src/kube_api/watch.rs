@@ -1,0 +1,189 @@
+//! Lists and watches as the apiserver serves them: a list carries the
+//! collection's `resourceVersion`; a watch from that version streams every
+//! later change as one JSON event per line (`ADDED`, `MODIFIED`, `DELETED`),
+//! until `timeoutSeconds` or the client goes; a version older than the
+//! retained history gets a `410 Gone` `ERROR` event, so clients relist.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http_body_util::StreamBody;
+use hyper::body::{Bytes, Frame};
+use hyper::StatusCode;
+use serde_json::{json, Value};
+
+use super::{status, State};
+
+/// The collections that can be listed and watched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Collection {
+    Pods,
+    Nads,
+}
+
+/// One change, as a watch sends it.
+pub(super) struct Change {
+    pub rv: u64,
+    pub collection: Collection,
+    pub kind: &'static str,
+    pub object: Value,
+}
+
+/// The query parameters of a list or watch that this server honours.
+pub(super) struct Query {
+    pub watch: bool,
+    resource_version: Option<u64>,
+    node_name: Option<String>,
+    timeout: Duration,
+}
+
+impl Query {
+    pub fn parse(collection: Collection, query: &str) -> Result<Self, (StatusCode, Value)> {
+        let mut q = Self {
+            watch: false,
+            resource_version: None,
+            node_name: None,
+            timeout: Duration::from_secs(1800),
+        };
+        let bad = |msg: String| status(StatusCode::BAD_REQUEST, "BadRequest", msg, Value::Null);
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+            match k.as_ref() {
+                "watch" => q.watch = v == "true" || v == "1",
+                "resourceVersion" if !v.is_empty() => {
+                    q.resource_version = Some(
+                        v.parse()
+                            .map_err(|_| bad(format!("invalid resourceVersion {v:?}")))?,
+                    )
+                }
+                "timeoutSeconds" => {
+                    q.timeout = Duration::from_secs(
+                        v.parse()
+                            .map_err(|_| bad(format!("invalid timeoutSeconds {v:?}")))?,
+                    )
+                }
+                "fieldSelector" if !v.is_empty() => {
+                    for term in v.split(',') {
+                        match (collection, term.split_once('=')) {
+                            (Collection::Pods, Some(("spec.nodeName", node))) => {
+                                q.node_name = Some(node.trim_start_matches('=').to_string())
+                            }
+                            _ => {
+                                return Err(bad(format!(
+                                    "\"{term}\" is not a known field selector: only \"spec.nodeName\" for pods"
+                                )))
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(q)
+    }
+
+    fn selects(&self, collection: Collection, c: &Change) -> bool {
+        c.collection == collection
+            && self
+                .node_name
+                .as_ref()
+                .is_none_or(|n| c.object["spec"]["nodeName"] == n.as_str())
+    }
+}
+
+/// Items of a list carry no kind for built-in types, as the apiserver sends them.
+fn list_item(collection: Collection, object: &Value) -> Value {
+    let mut o = object.clone();
+    if collection == Collection::Pods {
+        if let Some(m) = o.as_object_mut() {
+            m.remove("kind");
+            m.remove("apiVersion");
+        }
+    }
+    o
+}
+
+pub(super) fn list(st: &State, collection: Collection, q: &Query) -> (StatusCode, Value) {
+    let objects: Vec<&Value> = match collection {
+        Collection::Pods => st.pods.values().collect(),
+        Collection::Nads => st.nads.values().collect(),
+    };
+    let items: Vec<Value> = objects
+        .into_iter()
+        .filter(|o| {
+            q.node_name
+                .as_ref()
+                .is_none_or(|n| o["spec"]["nodeName"] == n.as_str())
+        })
+        .map(|o| list_item(collection, o))
+        .collect();
+    let (kind, api_version) = match collection {
+        Collection::Pods => ("PodList", "v1"),
+        Collection::Nads => ("NetworkAttachmentDefinitionList", "k8s.cni.cncf.io/v1"),
+    };
+    (
+        StatusCode::OK,
+        json!({"kind": kind, "apiVersion": api_version,
+               "metadata": {"resourceVersion": st.resource_version.to_string()},
+               "items": items}),
+    )
+}
+
+pub(super) type Body =
+    StreamBody<tokio_stream::wrappers::ReceiverStream<Result<Frame<Bytes>, Infallible>>>;
+
+fn line(v: &Value) -> Result<Frame<Bytes>, Infallible> {
+    let mut bytes = serde_json::to_vec(v).expect("json");
+    bytes.push(b'\n');
+    Ok(Frame::data(Bytes::from(bytes)))
+}
+
+/// Streams the changes after the query's version until its timeout, the
+/// client's disconnect or the server's stop.
+pub(super) fn stream(state: Arc<Mutex<State>>, collection: Collection, q: Query) -> Body {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let mut changed = state.lock().unwrap().changes.subscribe();
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + q.timeout;
+        let mut seen = q.resource_version.unwrap_or(0);
+        let gone = {
+            let st = state.lock().unwrap();
+            (seen < st.history_start).then(|| {
+                json!({"type": "ERROR", "object": status(
+                    StatusCode::GONE, "Expired",
+                    format!("too old resource version: {seen} ({})", st.history_start),
+                    Value::Null).1})
+            })
+        };
+        if let Some(e) = gone {
+            let _ = tx.send(line(&e)).await;
+            return;
+        }
+        loop {
+            let (events, upto) = {
+                let st = state.lock().unwrap();
+                let upto = *changed.borrow_and_update();
+                let events: Vec<Value> = st
+                    .history
+                    .iter()
+                    .filter(|c| c.rv > seen && q.selects(collection, c))
+                    .map(|c| json!({"type": c.kind, "object": c.object}))
+                    .collect();
+                (events, upto)
+            };
+            for e in &events {
+                if tx.send(line(e)).await.is_err() {
+                    return;
+                }
+            }
+            // Past the changes of other collections too.
+            seen = seen.max(upto);
+            tokio::select! {
+                r = changed.changed() => if r.is_err() { return },
+                _ = tokio::time::sleep_until(deadline) => return,
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx))
+}

@@ -1,0 +1,255 @@
+//! The daemon's view of the cluster: one API client shared by every request,
+//! the node's pods and all NADs kept current by watches, and a live GET when
+//! a cache misses (a static pod, a pod or NAD the watch has not delivered
+//! yet, a cache still listing). The network-status write and events are
+//! always direct calls.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{Event, Pod, PodSpec};
+use kube::api::{Api, DynamicObject};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{watcher, WatchStreamExt};
+use multus::config::MultusConf;
+use multus::k8s::api::{ClusterApi, Connect, FromKubeconfig, Read};
+use multus::k8s::client::{nad_resource, Kube, KubeError, Nad};
+use multus::k8s::pod::{check_uid, PodRef};
+
+use crate::metrics::{CacheLabels, Metrics};
+
+/// Where the daemon's credentials come from, as upstream's daemon finds them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Credentials {
+    /// `kubeconfig` in the daemon config.
+    Kubeconfig(std::path::PathBuf),
+    /// The pod's service account (`KUBERNETES_SERVICE_HOST`/`_PORT`, the
+    /// token and CA at their standard path; kube-rs re-reads the token the
+    /// kubelet rotates).
+    InCluster,
+}
+
+impl Credentials {
+    /// The daemon config's `kubeconfig`, else in-cluster when the pod's
+    /// environment says so, else none (each request then uses its conf's).
+    pub fn find(kubeconfig: Option<&Path>) -> Option<Self> {
+        match kubeconfig {
+            Some(p) => Some(Self::Kubeconfig(p.to_path_buf())),
+            None => std::env::var_os("KUBERNETES_SERVICE_HOST").map(|_| Self::InCluster),
+        }
+    }
+
+    async fn client(&self) -> Result<kube::Client, String> {
+        let config = match self {
+            Self::Kubeconfig(path) => {
+                let kc = Kubeconfig::read_from(path)
+                    .map_err(|e| format!("kubeconfig {}: {e}", path.display()))?;
+                kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+                    .await
+                    .map_err(|e| format!("kubeconfig {}: {e}", path.display()))?
+            }
+            Self::InCluster => {
+                kube::Config::incluster().map_err(|e| format!("in-cluster credentials: {e}"))?
+            }
+        };
+        kube::Client::try_from(config).map_err(|e| format!("API client: {e}"))
+    }
+}
+
+pub struct Cluster {
+    client: kube::Client,
+    runtime: tokio::runtime::Handle,
+    /// The pods of this node (`NODE_NAME`); `None` when the node is unknown.
+    pods: Option<Store<Pod>>,
+    nads: Store<DynamicObject>,
+}
+
+/// What multus never reads of a pod: the spec (but `nodeName`) and the
+/// managed fields. A `pods/status` write keeps the stored spec whatever is
+/// sent, so the stripped pod is still a valid body for it.
+fn strip(pod: &mut Pod) {
+    pod.metadata.managed_fields = None;
+    let node_name = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+    pod.spec = Some(PodSpec {
+        node_name,
+        ..Default::default()
+    });
+}
+
+/// Keeps `writer`'s store current from a watch of `api` (objects trimmed by
+/// `modify`), relisting with backoff when the watch breaks; counts its events.
+fn keep<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    modify: impl FnMut(&mut K) + Send + 'static,
+    writer: reflector::store::Writer<K>,
+    metrics: &Arc<Metrics>,
+    kind: &'static str,
+) where
+    K: kube::Resource
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let metrics = metrics.clone();
+    let stream = watcher(api, config)
+        .default_backoff()
+        .modify(modify)
+        .inspect(move |e| {
+            if let Ok(e) = e {
+                let label = CacheLabels { kind: kind.into() };
+                metrics.watch_events.get_or_create(&label).inc();
+                if let watcher::Event::InitDone = e {
+                    tracing::info!(kind, "watch cache listed");
+                }
+            }
+        })
+        .reflect(writer);
+    tokio::spawn(stream.for_each(move |r| async move {
+        if let Err(e) = r {
+            tracing::warn!(kind, error = %e, "watch");
+        }
+    }));
+}
+
+impl Cluster {
+    /// Connects and starts the watches on the current runtime; the caches
+    /// fill in the background (until then, every read is live).
+    pub async fn start(
+        credentials: &Credentials,
+        node: Option<String>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Self>, String> {
+        let client = credentials.client().await?;
+        let pods = node.map(|node| {
+            let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
+            let writer = reflector::store::Writer::default();
+            let reader = writer.as_reader();
+            keep(
+                Api::all(client.clone()),
+                config,
+                strip,
+                writer,
+                &metrics,
+                "pods",
+            );
+            reader
+        });
+        let nads = {
+            let writer = reflector::store::Writer::new(nad_resource());
+            let reader = writer.as_reader();
+            keep(
+                Api::all_with(client.clone(), &nad_resource()),
+                watcher::Config::default(),
+                |o: &mut DynamicObject| o.metadata.managed_fields = None,
+                writer,
+                &metrics,
+                "network-attachment-definitions",
+            );
+            reader
+        };
+        let cluster = Arc::new(Self {
+            client,
+            runtime: tokio::runtime::Handle::current(),
+            pods,
+            nads,
+        });
+        let sizes = cluster.clone();
+        metrics.cache_objects(move || {
+            let mut out = vec![(
+                "network-attachment-definitions",
+                sizes.nads.state().len() as i64,
+            )];
+            if let Some(p) = &sizes.pods {
+                out.push(("pods", p.state().len() as i64));
+            }
+            out
+        });
+        Ok(cluster)
+    }
+
+    fn ready<K>(store: &Store<K>) -> bool
+    where
+        K: kube::Resource + Clone + 'static,
+        K::DynamicType: Eq + std::hash::Hash + Clone,
+    {
+        // `wait_until_ready` resolves at once when the first list is in.
+        futures_util::FutureExt::now_or_never(store.wait_until_ready()).is_some()
+    }
+
+    fn cached_pod(&self, want: &PodRef) -> Option<Pod> {
+        let store = self.pods.as_ref().filter(|s| Self::ready(s))?;
+        let pod = store.get(&ObjectRef::new(&want.name).within(&want.namespace))?;
+        // A pod recreated under the same name: the cache may be behind.
+        check_uid(&pod, want).ok()?;
+        Some((*pod).clone())
+    }
+
+    fn cached_nad(&self, namespace: &str, name: &str) -> Option<Nad> {
+        if !Self::ready(&self.nads) {
+            return None;
+        }
+        let key = ObjectRef::new_with(name, nad_resource()).within(namespace);
+        let obj = self.nads.get(&key)?;
+        Some(Nad::from_object(&obj))
+    }
+}
+
+/// One request's handle on the shared cluster view.
+struct Session {
+    cluster: Arc<Cluster>,
+    live: Kube,
+}
+
+impl ClusterApi for Session {
+    fn get_pod(&self, pod: &PodRef, read: Read) -> Result<Pod, KubeError> {
+        if read == Read::Cached {
+            if let Some(p) = self.cluster.cached_pod(pod) {
+                return Ok(p);
+            }
+        }
+        self.live.get_pod(&pod.namespace, &pod.name)
+    }
+
+    fn replace_pod_status(&self, pod: &Pod) -> Result<Pod, KubeError> {
+        self.live.replace_pod_status(pod)
+    }
+
+    fn create_event(&self, event: &Event) -> Result<Event, KubeError> {
+        self.live.create_event(event)
+    }
+
+    fn get_nad(&self, namespace: &str, name: &str) -> Result<Nad, KubeError> {
+        match self.cluster.cached_nad(namespace, name) {
+            Some(n) => Ok(n),
+            None => self.live.get_nad(namespace, name),
+        }
+    }
+}
+
+/// Every request's API client: the daemon's shared one when it has
+/// credentials, else the request's conf's kubeconfig as the thin binary does.
+pub struct Connector(pub Option<Arc<Cluster>>);
+
+impl Connect for Connector {
+    fn connect(
+        &self,
+        conf: &MultusConf,
+        timeout: Duration,
+    ) -> Result<Option<Box<dyn ClusterApi>>, KubeError> {
+        let Some(cluster) = &self.0 else {
+            return FromKubeconfig.connect(conf, timeout);
+        };
+        Ok(Some(Box::new(Session {
+            live: Kube::shared(cluster.runtime.clone(), cluster.client.clone(), timeout),
+            cluster: cluster.clone(),
+        })))
+    }
+}
