@@ -140,6 +140,16 @@ fn archive_is_an_oci_layout_whose_rootfs_runs_alone() {
         "{}",
         stdout(&out)
     );
+    // Thick mode's binaries, for the daemon DaemonSet and the installer.
+    let out = run(Command::new("chroot")
+        .arg(&rootfs)
+        .args(["/usr/bin/multus-daemon", "-version"]));
+    assert!(
+        stdout(&out).starts_with("multus-daemon version:v"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(rootfs.join("usr/bin/multus-shim").is_file());
     // The installer's default plugin dir is where the image keeps them.
     let out =
         run(Command::new("chroot")

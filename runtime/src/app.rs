@@ -2,6 +2,7 @@
 //! status out.
 
 use std::io::Read;
+use std::path::Path;
 
 use crate::cni::{version, CniEnv, CniError, Code, Command};
 use crate::config::MultusConf;
@@ -44,12 +45,28 @@ pub fn run() -> Outcome {
             version::CURRENT,
         );
     }
-    run_with(&env, &stdin, &FromKubeconfig)
+    run_with(&env, &stdin, &Host::THIN)
 }
 
-/// Runs one CNI command; `cluster` gives the API client (the thin binary
-/// builds one from the conf's kubeconfig, the daemon shares its own).
-pub fn run_with(env: &CniEnv, stdin: &[u8], cluster: &dyn Connect) -> Outcome {
+/// What the process serving a request brings to it.
+pub struct Host<'a> {
+    /// The API client: built per call from the conf's kubeconfig (thin), or
+    /// the daemon's shared, cached one.
+    pub cluster: &'a dyn Connect,
+    /// Native delegates run chrooted here (the daemon's `chrootDir`).
+    pub chroot: Option<&'a Path>,
+}
+
+impl Host<'static> {
+    /// The thin `multus` binary.
+    pub const THIN: Self = Self {
+        cluster: &FromKubeconfig,
+        chroot: None,
+    };
+}
+
+/// Runs one CNI command for `host`.
+pub fn run_with(env: &CniEnv, stdin: &[u8], host: &Host) -> Outcome {
     if env.command == Command::Version {
         return version_info();
     }
@@ -60,12 +77,16 @@ pub fn run_with(env: &CniEnv, stdin: &[u8], cluster: &dyn Connect) -> Outcome {
         }
     };
     logging::init(&conf);
-    let runner = Dispatch { wasm: &conf.wasm };
+    let runner = Dispatch {
+        wasm: &conf.wasm,
+        chroot: host.chroot,
+        bin_dir: &conf.bin_dir,
+    };
     let inv = Invocation {
         env,
         conf: &conf,
         runner: &runner,
-        cluster,
+        cluster: host.cluster,
     };
     let done = match env.command {
         Command::Add => inv.add().map(|r| r.to_string()),

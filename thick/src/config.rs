@@ -16,10 +16,12 @@ pub const DEFAULT_SOCKET_DIR: &str = "/run/multus/";
 
 /// Upstream daemon keys this daemon does not implement yet, and why.
 const NOT_YET: &[(&str, &str)] = &[
-    ("chrootDir", "delegates run in the daemon's own root; run it with the host's /opt/cni/bin and /etc/cni mounted"),
     ("enablePprof", "not implemented"),
     ("perNodeCertificate", "not implemented: use a kubeconfig"),
-    ("forceCNIVersion", "the daemon never rewrites the master conf: fix its cniVersion at the source"),
+    (
+        "forceCNIVersion",
+        "the daemon never rewrites the master conf: fix its cniVersion at the source",
+    ),
 ];
 
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +40,9 @@ pub struct DaemonConfig {
     /// The shim conf to write (`multusConfigFile`), and where
     /// (`cniConfigDir`, default `/etc/cni/net.d`).
     pub shim_conf: Option<(Source, PathBuf)>,
+    /// The root native delegates are exec'd in (`chrootDir`: the host's
+    /// root, mounted in the daemon's container).
+    pub chroot_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +77,7 @@ impl DaemonConfig {
             metrics_port: None,
             overrides: Map::new(),
             shim_conf: None,
+            chroot_dir: None,
         };
         let (mut file, mut auto_dir, mut master, mut conf_dir, mut override_name) = (
             None::<String>,
@@ -114,6 +120,8 @@ impl DaemonConfig {
                 auto_dir = text("multusAutoconfigDir", &v)?;
             } else if is("multusMasterCNI") {
                 master = text("multusMasterCNI", &v)?;
+            } else if is("chrootDir") {
+                c.chroot_dir = text("chrootDir", &v)?.map(PathBuf::from);
             } else if is("cniConfigDir") {
                 conf_dir = text("cniConfigDir", &v)?;
             } else if is("overrideNetworkName") {
@@ -201,10 +209,7 @@ mod tests {
     #[test]
     fn unsupported_and_bad_keys_are_named() {
         for (conf, want) in [
-            (
-                r#"{"chrootDir":"/hostroot"}"#,
-                "\"chrootDir\" is not supported",
-            ),
+            (r#"{"chrootDir":7}"#, "\"chrootDir\" must be a string"),
             (r#"{"metricsPort":"x"}"#, "metricsPort"),
             (r#"{"forceCNIVersion":true}"#, "never rewrites the master"),
             (r#"{"multusConfigFile":3}"#, "must be a string"),

@@ -250,7 +250,14 @@ fn run(daemon: &Daemon, req: protocol::Request) -> (Response<Full<Bytes>>, u32) 
         Ok(e) => e,
         Err(e) => return failed(&e),
     };
-    let out = multus::app::run_with(&cni_env, &conf, &daemon.cluster);
+    let out = multus::app::run_with(
+        &cni_env,
+        &conf,
+        &multus::app::Host {
+            cluster: &daemon.cluster,
+            chroot: daemon.config.chroot_dir.as_deref(),
+        },
+    );
     tracing::info!(
         command = %cni_env.command,
         container = %cni_env.container_id,

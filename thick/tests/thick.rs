@@ -28,6 +28,16 @@ impl Daemon {
     }
 
     fn start_with(node: &Node, config: &Value, env: &[(&str, &str)]) -> Self {
+        Self::spawn(node, config, env, |_| {})
+    }
+
+    /// As `start`, with `setup` applied to the command before it runs.
+    fn spawn(
+        node: &Node,
+        config: &Value,
+        env: &[(&str, &str)],
+        setup: impl FnOnce(&mut Command),
+    ) -> Self {
         let dir = node.dir.path();
         let path = dir.join("daemon-config.json");
         std::fs::write(&path, bytes(config)).unwrap();
@@ -38,6 +48,7 @@ impl Daemon {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("daemon.log")).unwrap());
         let _ns = in_netns(&mut c, &node.ns).unwrap();
+        setup(&mut c);
         let child = c.spawn().unwrap();
         let socket = Path::new(config["socketDir"].as_str().unwrap()).join("multus.sock");
         let d = Self {
@@ -282,6 +293,109 @@ fn pod_networks_from_the_api_through_the_daemon() {
     assert!(del.ok(), "{} {}", del.stdout, del.stderr);
     assert_clean(&node, &pod);
     assert!(node.reservations("macvlan-net").is_empty());
+}
+
+/// Runs the command in a mount namespace of its own in which `root` (a
+/// host root, as the DaemonSet mounts the node's `/` at `/hostroot`) has
+/// the host's `/proc` and `/run/netns`; the mounts go with the process.
+fn with_host_root(c: &mut Command, root: &Path) {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::process::CommandExt;
+    let c_path = |p: &Path| CString::new(p.as_os_str().as_bytes()).unwrap();
+    let binds: Vec<(CString, CString)> = ["proc", "run/netns"]
+        .iter()
+        .map(|d| (c_path(&Path::new("/").join(d)), c_path(&root.join(d))))
+        .collect();
+    // SAFETY: unshare(2) and mount(2) on strings made before the fork.
+    unsafe {
+        c.pre_exec(move || {
+            let ok = |r: i32| {
+                if r == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            };
+            ok(libc::unshare(libc::CLONE_NEWNS))?;
+            ok(libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_SLAVE,
+                std::ptr::null(),
+            ))?;
+            for (from, to) in &binds {
+                ok(libc::mount(
+                    from.as_ptr(),
+                    to.as_ptr(),
+                    std::ptr::null(),
+                    libc::MS_BIND | libc::MS_REC,
+                    std::ptr::null(),
+                ))?;
+            }
+            Ok(())
+        });
+    }
+}
+
+/// `chrootDir`: native delegates run inside that root. The plugins, their
+/// `binDir` and the IPAM data dir exist only under the root, so the ADD can
+/// only work chrooted; the reservation lands under the root; DEL frees it.
+#[test]
+fn native_delegates_run_in_chroot_dir() {
+    let node = Node::new();
+    let root = node.dir.path().join("hostroot");
+    for d in ["opt/cni/bin", "proc", "run/netns", "var/lib/cni/networks"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    for p in ["bridge", "host-local"] {
+        let bin = plugins().join(p);
+        std::fs::copy(&bin, root.join("opt/cni/bin").join(p)).unwrap();
+        // Debian's plugins link libc dynamically: their loader and libraries too.
+        let ldd = Command::new("ldd").arg(&bin).output().unwrap();
+        for lib in String::from_utf8_lossy(&ldd.stdout)
+            .split_whitespace()
+            .filter(|w| w.starts_with('/'))
+        {
+            let to = root.join(lib.trim_start_matches('/'));
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(lib, to).unwrap();
+        }
+    }
+    // The pod's netns exists before the daemon's mount namespace is made.
+    let pod = Pod::new();
+    let socket_dir = node.dir.path().join("run-multus");
+    let _daemon = Daemon::spawn(
+        &node,
+        &json!({"socketDir": socket_dir, "chrootDir": root}),
+        &[],
+        |c| with_host_root(c, &root),
+    );
+    let data = Path::new("/var/lib/cni/networks");
+    let mut conf = confs::multus_delegates(
+        &[confs::bridge_host_local(
+            "chrooted",
+            "cni9",
+            "10.39.0.0/24",
+            data,
+        )],
+        &node.cni_dir(),
+        Path::new("/opt/cni/bin"),
+    );
+    conf["type"] = "multus-shim".into();
+    conf["daemonSocketDir"] = json!(socket_dir);
+    let add = shim(&node, "ADD", "c1", &pod, &conf);
+    assert!(add.ok(), "{} {}", add.stdout, add.stderr);
+    assert_eq!(pod.ns.addrs("eth0").unwrap(), ["10.39.0.2/24"]);
+    let reserved = root.join("var/lib/cni/networks/chrooted/10.39.0.2");
+    assert!(reserved.is_file(), "the reservation is under chrootDir");
+    assert!(!Path::new("/var/lib/cni/networks/chrooted").exists());
+    let del = shim(&node, "DEL", "c1", &pod, &conf);
+    assert!(del.ok(), "{} {}", del.stdout, del.stderr);
+    assert!(!reserved.exists());
+    assert_eq!(pod.ns.links().unwrap(), ["lo"]);
+    assert!(node.cache_files().is_empty());
 }
 
 /// The pod `default/<name>`'s request through the shim.

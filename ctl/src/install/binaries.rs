@@ -1,5 +1,5 @@
-//! The `multus` binary (and `multusctl`, its compiler) into the host's CNI
-//! bin dir and the shipped wasm plugins into `wasmPluginDir`, each replaced atomically (a node booting
+//! The `multus` binary (and `multusctl`, its compiler; `multus-shim` in
+//! thick mode) into the host's CNI bin dir and the shipped wasm plugins into `wasmPluginDir`, each replaced atomically (a node booting
 //! while the old binary runs never sees "text file busy", upstream #1221),
 //! then the plugins precompiled so the first pod never waits for a compile.
 
@@ -76,6 +76,14 @@ pub fn install(opts: &Options, keys: &Map<String, Value>) -> Result<Installed, I
         0o755,
         &mut done,
     )?;
+    if opts.thick {
+        install_file(
+            &beside_me("multus-shim")?,
+            &bin_dir.join("multus-shim"),
+            0o755,
+            &mut done,
+        )?;
+    }
 
     let plugins = match &opts.plugins {
         Some(p) => p.clone(),

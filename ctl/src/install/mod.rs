@@ -104,6 +104,11 @@ pub struct Options {
     /// Install once and exit (an init container).
     #[arg(long, conflicts_with = "check")]
     pub once: bool,
+    /// Thick mode: install `multus-shim` (from beside this executable) with
+    /// `multus` and `multusctl`, and the plugins, then exit: `multus-daemon`
+    /// writes and keeps the conf, so no conf or kubeconfig is written.
+    #[arg(long, conflicts_with_all = ["check", "cleanup_on_exit"])]
+    pub thick: bool,
     /// Only compare the host with what would be written: exit 0 when it is
     /// up to date, 1 otherwise (a readiness probe).
     #[arg(long)]

@@ -128,6 +128,10 @@ fn serve(opts: &Options, env: Env, stop: &AtomicBool) -> Result<(), InstallError
             "precompiled"
         );
     }
+    if opts.thick {
+        tracing::info!("thick mode: binaries and plugins installed; multus-daemon writes the conf");
+        return Ok(());
+    }
 
     if let Some(f) = &opts.readiness_indicator_file {
         let seen = opts.host(f);

@@ -2,6 +2,8 @@
 //! exec; a native plugin whose `ipam.type` is a wasm module gets the shim
 //! directory first in its CNI_PATH so its IPAM exec re-enters multus.
 
+use std::path::Path;
+
 use serde_json::Value;
 
 use super::native::NativeRunner;
@@ -13,6 +15,19 @@ use crate::shim;
 
 pub struct Dispatch<'a> {
     pub wasm: &'a WasmConf,
+    /// Where native plugins run (the daemon's `chrootDir`).
+    pub chroot: Option<&'a Path>,
+    /// The CNI binary dir: with `chroot`, the IPAM shim links to the
+    /// `multus` installed there, the one the chrooted plugin can exec.
+    pub bin_dir: &'a Path,
+}
+
+impl Dispatch<'_> {
+    fn native(&self) -> NativeRunner<'_> {
+        NativeRunner {
+            chroot: self.chroot,
+        }
+    }
 }
 
 impl PluginRunner for Dispatch<'_> {
@@ -28,19 +43,22 @@ impl PluginRunner for Dispatch<'_> {
                     .map(String::from)
             });
         match ipam.filter(|t| self.wasm.module(t).is_some()) {
-            None => NativeRunner.run(call),
+            None => self.native().run(call),
             Some(ipam) => {
-                let me = std::env::current_exe().map_err(|e| {
-                    PluginError::Cni(CniError::new(
-                        Code::Io,
-                        format!("wasm IPAM shim: locating the multus binary: {e}"),
-                    ))
-                })?;
+                let me = match self.chroot {
+                    Some(_) => self.bin_dir.join("multus"),
+                    None => std::env::current_exe().map_err(|e| {
+                        PluginError::Cni(CniError::new(
+                            Code::Io,
+                            format!("wasm IPAM shim: locating the multus binary: {e}"),
+                        ))
+                    })?,
+                };
                 let dir = shim::prepare(self.wasm, &ipam, &me).map_err(PluginError::Cni)?;
                 let mut path = vec![dir];
                 path.extend_from_slice(call.path);
                 let env = shim::env(self.wasm);
-                NativeRunner.run(&PluginCall {
+                self.native().run(&PluginCall {
                     path: &path,
                     extra_env: &env,
                     ..call.clone()

@@ -1,21 +1,35 @@
 //! Exec of native plugin binaries with the CNI exec protocol, as libcni does.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
 
 use super::{PluginCall, PluginError, PluginRunner};
 use crate::cni::CniError;
 
+/// Execs plugins; with `chroot`, inside that root (the daemon's
+/// `chrootDir`, the host's root mounted in its container): the plugin, its
+/// `CNI_PATH` and `CNI_NETNS` are paths of that root.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct NativeRunner;
+pub struct NativeRunner<'a> {
+    pub chroot: Option<&'a Path>,
+}
 
-impl NativeRunner {
-    fn find(call: &PluginCall<'_>) -> Result<PathBuf, PluginError> {
+impl NativeRunner<'_> {
+    /// `p` as this process sees it.
+    fn seen(&self, p: &Path) -> PathBuf {
+        match self.chroot {
+            Some(root) => root.join(p.strip_prefix("/").unwrap_or(p)),
+            None => p.to_path_buf(),
+        }
+    }
+
+    fn find(&self, call: &PluginCall<'_>) -> Result<PathBuf, PluginError> {
         call.path
             .iter()
             .map(|d| d.join(call.plugin_type))
-            .find(|p| p.is_file())
+            .find(|p| self.seen(p).is_file())
             .ok_or_else(|| PluginError::NotFound {
                 plugin_type: call.plugin_type.to_string(),
                 dirs: call.path.to_vec(),
@@ -23,11 +37,22 @@ impl NativeRunner {
     }
 }
 
-impl PluginRunner for NativeRunner {
+impl PluginRunner for NativeRunner<'_> {
     fn run(&self, call: &PluginCall<'_>) -> Result<Vec<u8>, PluginError> {
-        let plugin = Self::find(call)?;
+        let plugin = self.find(call)?;
         let cni_path = std::env::join_paths(call.path).unwrap_or_default();
-        let mut child = Process::new(&plugin)
+        let mut process = Process::new(&plugin);
+        if let Some(root) = self.chroot {
+            let root = root.to_path_buf();
+            // SAFETY: chroot(2) and chdir(2) only, between fork and exec.
+            unsafe {
+                process.pre_exec(move || {
+                    std::os::unix::fs::chroot(&root)?;
+                    std::env::set_current_dir("/")
+                });
+            }
+        }
+        let mut child = process
             .env("CNI_COMMAND", call.command.as_str())
             .env("CNI_CONTAINERID", call.container_id)
             .env("CNI_NETNS", call.netns)

@@ -46,6 +46,9 @@ struct Args {
     /// Only the install and exec-cost tables.
     #[arg(long)]
     install_only: bool,
+    /// Only the IPAM table (in-process wasm vs exec'd reference).
+    #[arg(long)]
+    ipam_only: bool,
     /// Another multus build (e.g. one with the compiler linked in) whose
     /// VERSION exec cost to show beside this one's.
     #[arg(long)]
@@ -197,8 +200,10 @@ fn main() -> Result<()> {
         .to_path_buf();
     let multus = args.multus.unwrap_or_else(|| here.join("multus"));
     let built = args.plugins.unwrap_or_else(|| here.join("../plugins"));
-    install_table(&here, &multus, &built, args.installs, args.image.as_deref())?;
-    exec_table(&multus, args.multus_before.as_deref(), args.calls)?;
+    if !args.ipam_only {
+        install_table(&here, &multus, &built, args.installs, args.image.as_deref())?;
+        exec_table(&multus, args.multus_before.as_deref(), args.calls)?;
+    }
     if args.install_only {
         return Ok(());
     }
@@ -230,6 +235,9 @@ fn main() -> Result<()> {
         cache_dir: work.path().join("wasm-cache"),
         plugins: Default::default(),
     };
+    if args.ipam_only {
+        return ipam_table(&plugins, &multus, &wasm_conf, &data, args.calls);
+    }
 
     let cluster = confs::bridge_host_local("cluster", "cni0", "10.10.0.0/16", &data);
     let extra = confs::macvlan_host_local("extra", "uplink0", "10.11.0.0/16", &data);

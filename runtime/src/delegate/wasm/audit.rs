@@ -6,7 +6,7 @@ use wasmtime::component::Component;
 use wasmtime::Engine;
 
 /// How a plugin is being run, which decides the imports it may have.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
     /// An `ipam.type`: log and store only.
     Ipam,

@@ -8,22 +8,23 @@ pub mod convert;
 pub mod engine;
 pub mod grant;
 
-use std::path::Path;
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use multus_host_functions::bindings::exports::multus::plugin::plugin as wit_plugin;
 use multus_host_functions::bindings::mapper::exports::multus::plugin::mapper as wit_mapper;
-use multus_host_functions::bindings::mapper::AnnotationMapper;
+use multus_host_functions::bindings::mapper::AnnotationMapperPre;
 use multus_host_functions::bindings::multus::plugin::types as wit;
-use multus_host_functions::bindings::Chained;
+use multus_host_functions::bindings::{Chained, ChainedPre};
 use multus_host_functions::grant::Grant;
 use multus_host_functions::netlink::Kernel;
 use multus_host_functions::netns::PodNetns;
 use multus_host_functions::state::HostState;
 use multus_host_functions::store::{FsStore, StoreBackend};
 use serde_json::Value;
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{HasSelf, Linker};
 use wasmtime::Store;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::WasiCtxBuilder;
@@ -68,11 +69,76 @@ fn cni(code: Code, plugin: &str, msg: impl std::fmt::Display) -> PluginError {
     ))
 }
 
-/// A store ready for one call: the loaded component, its host state (grant,
+/// A component linked for its world, ready to instantiate.
+#[derive(Clone)]
+enum Pre {
+    Plugin(ChainedPre<HostState>),
+    Mapper(AnnotationMapperPre<HostState>),
+}
+
+/// Components audited and linked once per process, per module file and
+/// role, and again only when the file's content changes: a warm call pays
+/// neither the import audit nor the linking.
+struct Linked {
+    sha256: String,
+    /// The linked component, or why it may not run (audit or link error).
+    pre: Result<Pre, String>,
+}
+
+fn link(
+    engine: &wasmtime::Engine,
+    module: &Path,
+    role: Role,
+    loaded: &artifact::Loaded,
+) -> Result<Pre, String> {
+    static LINKED: OnceLock<Mutex<HashMap<(PathBuf, Role), Linked>>> = OnceLock::new();
+    let mut linked = LINKED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let key = (module.to_path_buf(), role);
+    if let Some(l) = linked.get(&key).filter(|l| l.sha256 == loaded.sha256) {
+        return l.pre.clone();
+    }
+    let pre = link_cold(engine, role, loaded);
+    linked.insert(
+        key,
+        Linked {
+            sha256: loaded.sha256.clone(),
+            pre: pre.clone(),
+        },
+    );
+    pre
+}
+
+fn link_cold(
+    engine: &wasmtime::Engine,
+    role: Role,
+    loaded: &artifact::Loaded,
+) -> Result<Pre, String> {
+    let refused = audit::refused(engine, &loaded.component, role);
+    if !refused.is_empty() {
+        return Err(format!(
+            "module {} imports {} which a {role:?} plugin may not use; refusing to run it",
+            loaded.sha256,
+            refused.join(", ")
+        ));
+    }
+    let instantiate = |e: wasmtime::Error| format!("instantiate: {e}");
+    let pre = linker(engine)?
+        .instantiate_pre(&loaded.component)
+        .map_err(instantiate)?;
+    Ok(match role {
+        Role::Mapper => Pre::Mapper(AnnotationMapperPre::new(pre).map_err(instantiate)?),
+        _ => Pre::Plugin(ChainedPre::new(pre).map_err(instantiate)?),
+    })
+}
+
+/// A store ready for one call: the linked component, its host state (grant,
 /// limits, deadline) and the captured stdout/stderr.
 struct Sandbox {
     store: Store<HostState>,
-    component: Component,
+    pre: Pre,
     stdout: MemoryOutputPipe,
     stderr: MemoryOutputPipe,
     settings: PluginSettings,
@@ -112,18 +178,10 @@ impl Sandbox {
         .map_err(PluginError::Cni)?;
         t.load = loaded.load_time;
         t.compiled = loaded.compiled;
-        let refused = audit::refused(engine, &loaded.component, role);
-        if !refused.is_empty() {
-            return Err(cni(
-                Code::InvalidConfig,
-                ty,
-                format!(
-                    "module {} imports {} which a {role:?} plugin may not use; refusing to run it",
-                    loaded.sha256,
-                    refused.join(", ")
-                ),
-            ));
-        }
+        let started = Instant::now();
+        let pre =
+            link(engine, module, role, &loaded).map_err(|e| cni(Code::InvalidConfig, ty, e))?;
+        t.instantiate = started.elapsed();
         let (stdout, stderr) = (
             MemoryOutputPipe::new(PIPE_CAPACITY),
             MemoryOutputPipe::new(PIPE_CAPACITY),
@@ -147,7 +205,7 @@ impl Sandbox {
         store.epoch_deadline_trap();
         Ok(Self {
             store,
-            component: loaded.component,
+            pre,
             stdout,
             stderr,
             settings,
@@ -233,11 +291,13 @@ pub fn run(
     let mut sb = Sandbox::new(conf, role, ty, module, reach, &mut t)?;
 
     let started = Instant::now();
-    let engine = sb.store.engine().clone();
-    let linker = linker(&engine).map_err(|e| cni(Code::Internal, ty, e))?;
-    let instance = Chained::instantiate(&mut sb.store, &sb.component, linker)
+    let Pre::Plugin(pre) = sb.pre.clone() else {
+        unreachable!("plugin roles link the plugin world")
+    };
+    let instance: Chained = pre
+        .instantiate(&mut sb.store)
         .map_err(|e| cni(Code::InvalidConfig, ty, format!("instantiate: {e}")))?;
-    t.instantiate = started.elapsed();
+    t.instantiate += started.elapsed();
 
     let req = wit::CniRequest {
         command: match call.command {
@@ -321,11 +381,13 @@ pub fn map(
     };
     let mut sb = Sandbox::new(conf, Role::Mapper, name, module, reach, &mut t)?;
     let started = Instant::now();
-    let engine = sb.store.engine().clone();
-    let linker = linker(&engine).map_err(|e| cni(Code::Internal, name, e))?;
-    let instance = AnnotationMapper::instantiate(&mut sb.store, &sb.component, linker)
+    let Pre::Mapper(pre) = sb.pre.clone() else {
+        unreachable!("the mapper role links the mapper world")
+    };
+    let instance = pre
+        .instantiate(&mut sb.store)
         .map_err(|e| cni(Code::InvalidConfig, name, format!("instantiate: {e}")))?;
-    t.instantiate = started.elapsed();
+    t.instantiate += started.elapsed();
     let started = Instant::now();
     let outcome =
         instance
