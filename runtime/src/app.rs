@@ -5,8 +5,9 @@ use std::io::Read;
 use std::path::Path;
 
 use crate::cni::{version, CniEnv, CniError, Code, Command};
-use crate::config::MultusConf;
+use crate::config::{MultusConf, NetworkConfig};
 use crate::delegate::dispatch::Dispatch;
+use crate::invoke::hotplug::Attributes;
 use crate::invoke::Invocation;
 use crate::k8s::api::{Connect, FromKubeconfig};
 use crate::logging;
@@ -70,10 +71,51 @@ pub fn run_with(env: &CniEnv, stdin: &[u8], host: &Host) -> Outcome {
     if env.command == Command::Version {
         return version_info();
     }
-    let conf = match MultusConf::parse(stdin) {
+    with_invocation(env, stdin, host, |inv| match env.command {
+        Command::Add => inv.add().map(|r| r.to_string()),
+        Command::Del => inv.del().map(|_| String::new()),
+        Command::Check => inv.check().map(|_| String::new()),
+        Command::Status => inv.status().map(|_| String::new()),
+        Command::Gc => inv.gc().map(|_| String::new()),
+        Command::Version => unreachable!("answered above"),
+    })
+}
+
+/// Hot-plug (`/delegate`): the network `delegate` (its own config) as
+/// `CNI_IFNAME` of a running pod, under the multus keys of `conf`.
+pub fn delegate(
+    env: &CniEnv,
+    conf: &[u8],
+    delegate: &[u8],
+    attrs: &Attributes,
+    host: &Host,
+) -> Outcome {
+    with_invocation(env, conf, host, |inv| {
+        let net = NetworkConfig::from_bytes(delegate, "the delegate request's config")?;
+        match env.command {
+            Command::Add => inv.hotplug_add(&net, attrs).map(|r| r.to_string()),
+            Command::Del => inv.hotplug_del(&net).map(|_| String::new()),
+            Command::Check => inv.hotplug_check().map(|_| String::new()),
+            other => Err(CniError::new(
+                Code::InvalidConfig,
+                format!("a delegate request takes ADD, DEL or CHECK, not {other}"),
+            )),
+        }
+    })
+}
+
+/// Parses the multus conf, sets up logging and runs `f` on the invocation.
+fn with_invocation(
+    env: &CniEnv,
+    conf: &[u8],
+    host: &Host,
+    f: impl FnOnce(&Invocation) -> Result<String, CniError>,
+) -> Outcome {
+    let conf_bytes = conf;
+    let conf = match MultusConf::parse(conf_bytes) {
         Ok(c) => c,
         Err(e) => {
-            return failure(&e, &error_version(stdin));
+            return failure(&e, &error_version(conf_bytes));
         }
     };
     logging::init(&conf);
@@ -88,15 +130,7 @@ pub fn run_with(env: &CniEnv, stdin: &[u8], host: &Host) -> Outcome {
         runner: &runner,
         cluster: host.cluster,
     };
-    let done = match env.command {
-        Command::Add => inv.add().map(|r| r.to_string()),
-        Command::Del => inv.del().map(|_| String::new()),
-        Command::Check => inv.check().map(|_| String::new()),
-        Command::Status => inv.status().map(|_| String::new()),
-        Command::Gc => inv.gc().map(|_| String::new()),
-        Command::Version => unreachable!("answered above"),
-    };
-    match done {
+    match f(&inv) {
         Ok(stdout) => Outcome { stdout, status: 0 },
         Err(e) => {
             tracing::error!(command = %env.command, code = e.code, "{e}");

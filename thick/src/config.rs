@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use multus::cni::{CniError, Code};
 use multus::config::multus::KEYS;
+use multus::config::NetworkConfig;
 
 use crate::shim_conf::Source;
 
@@ -168,6 +170,16 @@ impl DaemonConfig {
 
     pub fn socket(&self) -> PathBuf {
         self.socket_dir.join(crate::protocol::SOCKET)
+    }
+
+    /// The multus conf a `/delegate` request runs under: this config's
+    /// multus keys around the one network it carries.
+    pub fn delegate_conf(&self, delegate: &[u8]) -> Result<Vec<u8>, CniError> {
+        let net = NetworkConfig::from_bytes(delegate, "the delegate request's config")?;
+        let conf = serde_json::json!({"cniVersion": net.cni_version, "name": "multus-delegate",
+            "type": "multus", "delegates": [serde_json::from_slice::<Value>(delegate).expect("parsed above")]});
+        self.apply(&serde_json::to_vec(&conf).expect("JSON values serialize"))
+            .map_err(|msg| CniError::new(Code::Decode, msg))
     }
 
     /// The shim's conf with this config's multus keys put over it.

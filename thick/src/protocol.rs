@@ -2,6 +2,8 @@
 //! `POST /cni` carries `{"env": {..}, "config": <stdin, base64>}` (Go
 //! encodes `[]byte` as base64); the answer is 200 with `{"Result": ..}`
 //! (empty for commands without a result) or 400 with a CNI error.
+//! `POST /delegate` (hot-plug) carries one network's own config as `config`
+//! and `interfaceAttributes` (`ips`, `mac`, `cni-args`).
 
 use std::collections::BTreeMap;
 
@@ -11,6 +13,7 @@ use serde_json::Value;
 
 pub const SOCKET: &str = "multus.sock";
 pub const PATH_CNI: &str = "/cni";
+pub const PATH_DELEGATE: &str = "/delegate";
 pub const PATH_HEALTHZ: &str = "/healthz";
 pub const PATH_READYZ: &str = "/readyz";
 
@@ -20,6 +23,24 @@ pub struct Request {
     /// The CNI conf the runtime gave the shim, as base64 on the wire.
     #[serde(with = "bytes_base64")]
     pub config: Vec<u8>,
+    /// `/delegate` only: what the new interface should get.
+    #[serde(
+        rename = "interfaceAttributes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub interface_attributes: Option<InterfaceAttributes>,
+}
+
+/// Upstream's `DelegateInterfaceAttributes`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InterfaceAttributes {
+    #[serde(rename = "ips", default, skip_serializing_if = "Vec::is_empty")]
+    pub ips: Vec<String>,
+    #[serde(rename = "mac", default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    #[serde(rename = "cni-args", default, skip_serializing_if = "Option::is_none")]
+    pub cni_args: Option<serde_json::Map<String, Value>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,6 +75,17 @@ mod tests {
         let r: Request = serde_json::from_str(wire).unwrap();
         assert_eq!(r.config, br#"{"cniVersion":"1.0.0"}"#);
         assert_eq!(r.env["CNI_COMMAND"], "ADD");
+        assert_eq!(serde_json::to_string(&r).unwrap(), wire);
+    }
+
+    #[test]
+    fn delegate_request_as_the_dynamic_networks_controller_sends_it() {
+        let wire = r#"{"env":{"CNI_COMMAND":"ADD","CNI_IFNAME":"net2"},"config":"e30=","interfaceAttributes":{"ips":["10.0.0.9/24"],"mac":"02:00:00:00:00:09","cni-args":{"a":"b"}}}"#;
+        let r: Request = serde_json::from_str(wire).unwrap();
+        let a = r.interface_attributes.as_ref().unwrap();
+        assert_eq!(a.ips, ["10.0.0.9/24"]);
+        assert_eq!(a.mac.as_deref(), Some("02:00:00:00:00:09"));
+        assert_eq!(a.cni_args.as_ref().unwrap()["a"], "b");
         assert_eq!(serde_json::to_string(&r).unwrap(), wire);
     }
 

@@ -1,6 +1,8 @@
 //! The daemon's HTTP server on its unix socket: `/cni` runs the request
-//! exactly as the thin `multus` would (the same code), `/healthz` answers
-//! while the process is up, `/readyz` until SIGTERM.
+//! exactly as the thin `multus` would (the same code), `/delegate` one
+//! network's hot-plug, `/healthz` answers while the process is up,
+//! `/readyz` until SIGTERM; the metrics port serves `/metrics` and the
+//! two probes.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -19,7 +21,7 @@ use crate::admit::Admission;
 use crate::cluster::Connector;
 use crate::config::DaemonConfig;
 use crate::metrics::{CommandLabels, Metrics, RequestLabels};
-use crate::protocol::{self, PATH_CNI, PATH_HEALTHZ, PATH_READYZ};
+use crate::protocol::{self, PATH_CNI, PATH_DELEGATE, PATH_HEALTHZ, PATH_READYZ};
 
 pub struct Daemon {
     pub config: DaemonConfig,
@@ -122,6 +124,9 @@ async fn metrics(
     daemon: Arc<Daemon>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, hyper::Error> {
+    if let Some(r) = probe(&daemon, &req) {
+        return Ok(r);
+    }
     Ok(if req.uri().path() == "/metrics" {
         Response::builder()
             .header(
@@ -150,26 +155,44 @@ fn cni_error(e: &CniError) -> Response<Full<Bytes>> {
     )
 }
 
+/// `/healthz` (up) and `/readyz` (until SIGTERM), on the socket for the
+/// shims and on the metrics port for the kubelet's probes.
+fn probe(daemon: &Daemon, req: &Request<Incoming>) -> Option<Response<Full<Bytes>>> {
+    if !matches!(req.method(), &Method::GET | &Method::POST) {
+        return None;
+    }
+    match req.uri().path() {
+        PATH_HEALTHZ => Some(reply(StatusCode::OK, Vec::new())),
+        PATH_READYZ if daemon.ready.load(Ordering::Relaxed) => {
+            Some(reply(StatusCode::OK, Vec::new()))
+        }
+        PATH_READYZ => Some(reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            b"stopping".to_vec(),
+        )),
+        _ => None,
+    }
+}
+
 async fn handle(
     daemon: Arc<Daemon>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, hyper::Error> {
-    let ok = || reply(StatusCode::OK, Vec::new());
+    if let Some(r) = probe(&daemon, &req) {
+        return Ok(r);
+    }
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     Ok(match (path.as_str(), &method) {
-        (PATH_HEALTHZ, &Method::GET | &Method::POST) => ok(),
-        (PATH_READYZ, &Method::GET | &Method::POST) => {
-            if daemon.ready.load(Ordering::Relaxed) {
-                ok()
+        (PATH_CNI | PATH_DELEGATE, &Method::POST) => {
+            let kind = if path == PATH_CNI {
+                Kind::Cni
             } else {
-                reply(StatusCode::INTERNAL_SERVER_ERROR, b"stopping".to_vec())
-            }
-        }
-        (PATH_CNI, &Method::POST) => {
+                Kind::Delegate
+            };
             let body = req.into_body().collect().await?.to_bytes();
             match serde_json::from_slice::<protocol::Request>(&body) {
-                Ok(r) => cni(daemon, r).await,
+                Ok(r) => cni(daemon, r, kind).await,
                 Err(e) => cni_error(&CniError::new(
                     Code::Decode,
                     format!("multus-daemon: the request is not a shim request: {e}"),
@@ -183,9 +206,21 @@ async fn handle(
     })
 }
 
-async fn cni(daemon: Arc<Daemon>, req: protocol::Request) -> Response<Full<Bytes>> {
+/// Which endpoint a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `/cni`: the pod's whole multus invocation.
+    Cni,
+    /// `/delegate`: one network hot-plugged into a running pod.
+    Delegate,
+}
+
+async fn cni(daemon: Arc<Daemon>, req: protocol::Request, kind: Kind) -> Response<Full<Bytes>> {
     let started = Instant::now();
-    let command = req.env.get("CNI_COMMAND").cloned().unwrap_or_default();
+    let mut command = req.env.get("CNI_COMMAND").cloned().unwrap_or_default();
+    if kind == Kind::Delegate {
+        command = format!("delegate {command}");
+    }
     let m = daemon.metrics.clone();
     let count = |code: u32| {
         m.requests
@@ -214,7 +249,7 @@ async fn cni(daemon: Arc<Daemon>, req: protocol::Request) -> Response<Full<Bytes
     m.in_flight.inc();
     let done = tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        run(&d, req)
+        run(&d, req, kind)
     })
     .await;
     m.in_flight.dec();
@@ -235,29 +270,44 @@ async fn cni(daemon: Arc<Daemon>, req: protocol::Request) -> Response<Full<Bytes
 
 /// One request, run by the same code as the thin `multus`; the answer and
 /// its CNI code (0 for success).
-fn run(daemon: &Daemon, req: protocol::Request) -> (Response<Full<Bytes>>, u32) {
+fn run(daemon: &Daemon, req: protocol::Request, kind: Kind) -> (Response<Full<Bytes>>, u32) {
     let failed = |e: &CniError| (cni_error(e), e.code);
     let started = Instant::now();
     let mut env: BTreeMap<String, String> = req.env;
     // Upstream's daemon defaults the interface name.
     env.entry("CNI_IFNAME".into())
         .or_insert_with(|| "eth0".into());
-    let conf = match daemon.config.apply(&req.config) {
+    let conf = match kind {
+        Kind::Cni => daemon
+            .config
+            .apply(&req.config)
+            .map_err(|msg| CniError::new(Code::Decode, msg)),
+        Kind::Delegate => daemon.config.delegate_conf(&req.config),
+    };
+    let conf = match conf {
         Ok(c) => c,
-        Err(msg) => return failed(&CniError::new(Code::Decode, msg)),
+        Err(e) => return failed(&e),
     };
     let cni_env = match CniEnv::from_vars(|k| env.get(k).cloned()) {
         Ok(e) => e,
         Err(e) => return failed(&e),
     };
-    let out = multus::app::run_with(
-        &cni_env,
-        &conf,
-        &multus::app::Host {
-            cluster: &daemon.cluster,
-            chroot: daemon.config.chroot_dir.as_deref(),
-        },
-    );
+    let host = multus::app::Host {
+        cluster: &daemon.cluster,
+        chroot: daemon.config.chroot_dir.as_deref(),
+    };
+    let out = match kind {
+        Kind::Cni => multus::app::run_with(&cni_env, &conf, &host),
+        Kind::Delegate => {
+            let a = req.interface_attributes.unwrap_or_default();
+            let attrs = multus::invoke::hotplug::Attributes {
+                ips: a.ips,
+                mac: a.mac,
+                cni_args: a.cni_args,
+            };
+            multus::app::delegate(&cni_env, &conf, &req.config, &attrs, &host)
+        }
+    };
     tracing::info!(
         command = %cni_env.command,
         container = %cni_env.container_id,

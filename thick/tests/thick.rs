@@ -398,6 +398,101 @@ fn native_delegates_run_in_chroot_dir() {
     assert!(node.cache_files().is_empty());
 }
 
+/// POSTs a `/delegate` request for the pod's container `cid` and returns
+/// the status and body.
+fn delegate(
+    socket: &Path,
+    cmd: &str,
+    cid: &str,
+    pod: &Pod,
+    config: &Value,
+    attrs: Option<Value>,
+) -> (u16, Value) {
+    let env: std::collections::BTreeMap<String, String> = pod_env(cmd, cid, &pod.path)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .chain([("CNI_IFNAME".to_string(), "net2".to_string())])
+        .collect();
+    let mut body = json!({"env": env, "config": base64_of(&bytes(config))});
+    if let Some(a) = attrs {
+        body["interfaceAttributes"] = a;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (code, out) = rt
+        .block_on(client::call(socket, "POST", "/delegate", bytes(&body)))
+        .unwrap();
+    (code, serde_json::from_slice(&out).unwrap_or(Value::Null))
+}
+
+/// `/delegate` (hot-plug, as multus-dynamic-networks-controller calls it):
+/// a network added to a running pod as net2 with the requested IP and MAC,
+/// checked, deleted; added again and then removed by the pod's own DEL,
+/// because the attachment is recorded in the pod's cache.
+#[test]
+fn delegate_hot_plugs_one_network() {
+    let node = Node::new();
+    let socket_dir = node.dir.path().join("run-multus");
+    // A delegate request carries no multus conf: the daemon's keys say
+    // where plugins and the pods' caches are, for /cni and /delegate alike.
+    let daemon = Daemon::start(
+        &node,
+        &json!({"socketDir": socket_dir, "binDir": plugins(), "cniDir": node.cni_dir()}),
+    );
+    let conf = shim_conf(&node, &socket_dir);
+    let pod = Pod::new();
+    let add = shim(&node, "ADD", "h1", &pod, &conf);
+    assert!(add.ok(), "{} {}", add.stdout, add.stderr);
+    let macvlan = confs::macvlan_host_local("hot", "uplink0", "10.34.0.0/24", &node.data_dir());
+
+    let attrs = json!({"ips": ["10.34.0.77"], "mac": "02:00:00:00:00:77"});
+    let (code, out) = delegate(&daemon.socket, "ADD", "h1", &pod, &macvlan, Some(attrs));
+    assert_eq!(code, 200, "{out}");
+    assert_eq!(out["Result"]["ips"][0]["address"], "10.34.0.77/24", "{out}");
+    assert_eq!(pod.ns.addrs("net2").unwrap(), ["10.34.0.77/24"]);
+    let link = pod.ns.ip(&["link", "show", "net2"]).unwrap();
+    assert!(link.contains("02:00:00:00:00:77"), "{link}");
+    assert_eq!(node.reservations("hot"), ["10.34.0.77"]);
+    let (code, out) = delegate(&daemon.socket, "CHECK", "h1", &pod, &macvlan, None);
+    assert_eq!(code, 200, "{out}");
+    let (code, out) = delegate(&daemon.socket, "DEL", "h1", &pod, &macvlan, None);
+    assert_eq!(code, 200, "{out}");
+    assert!(!pod.ns.links().unwrap().contains(&"net2".to_string()));
+    assert!(node.reservations("hot").is_empty());
+    // A CHECK of what is gone is an error, not a silent success.
+    let (code, out) = delegate(&daemon.socket, "CHECK", "h1", &pod, &macvlan, None);
+    assert_eq!((code, out["code"].as_u64()), (400, Some(3)), "{out}");
+
+    let (code, out) = delegate(&daemon.socket, "ADD", "h1", &pod, &macvlan, None);
+    assert_eq!(code, 200, "{out}");
+    assert_eq!(node.reservations("hot").len(), 1);
+    let del = shim(&node, "DEL", "h1", &pod, &conf);
+    assert!(del.ok(), "{} {}", del.stdout, del.stderr);
+    assert!(
+        node.reservations("hot").is_empty(),
+        "the pod's DEL removed net2"
+    );
+    assert_clean(&node, &pod);
+
+    // A config that is not a network: a CNI error naming it, nothing built.
+    let (code, out) = delegate(
+        &daemon.socket,
+        "ADD",
+        "h2",
+        &Pod::new(),
+        &json!({"cniVersion": "1.0.0"}),
+        None,
+    );
+    assert_eq!(code, 400, "{out}");
+    assert!(
+        out["msg"].as_str().unwrap().contains("delegate request"),
+        "{out}"
+    );
+    assert!(node.cache_files().is_empty());
+}
+
 /// The pod `default/<name>`'s request through the shim.
 fn shim_for(
     node: &Node,

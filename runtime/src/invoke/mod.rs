@@ -6,6 +6,7 @@ mod add;
 mod check;
 mod del;
 mod gc;
+pub mod hotplug;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -183,7 +184,6 @@ impl<'a> Invocation<'a> {
             }
             _ => None,
         };
-        let base_args = self.env.args.for_delegate();
         let mut planned = Vec::with_capacity(named.len());
         for (i, ((n, sel), ifname)) in named.into_iter().zip(ifnames).enumerate() {
             // Runtime capability args belong to the cluster default network
@@ -193,10 +193,7 @@ impl<'a> Invocation<'a> {
                 (Some(s), _) => s.capability_args(),
                 (None, _) => Map::new(),
             };
-            let mut cni_args = base_args.clone();
-            for (k, v) in sel.iter().flat_map(|s| s.legacy_cni_args()) {
-                cni_args.push_str(&format!(";{k}={v}"));
-            }
+            let cni_args = self.delegate_cni_args(sel.as_ref());
             let mut device_info_source = None;
             let device = match (&n.resource, allocator.as_mut()) {
                 (Some(res), Some(a)) => {
@@ -236,6 +233,16 @@ impl<'a> Invocation<'a> {
             });
         }
         Ok(planned)
+    }
+
+    /// A delegate's `CNI_ARGS`: the runtime's, plus the selection's IP and
+    /// MAC in the legacy form.
+    fn delegate_cni_args(&self, sel: Option<&NetworkSelection>) -> String {
+        let mut cni_args = self.env.args.for_delegate();
+        for (k, v) in sel.iter().flat_map(|s| s.legacy_cni_args()) {
+            cni_args.push_str(&format!(";{k}={v}"));
+        }
+        cni_args
     }
 
     fn target<'b>(

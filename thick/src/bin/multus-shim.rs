@@ -119,6 +119,7 @@ async fn run(stdin: Vec<u8>) -> Outcome {
     let body = serde_json::to_vec(&protocol::Request {
         env,
         config: stdin.clone(),
+        interface_attributes: None,
     })
     .expect("JSON values serialize");
     match client::call(&conf.socket, "POST", PATH_CNI, body).await {
