@@ -235,6 +235,8 @@ fn main() -> Result<()> {
         cache_dir: work.path().join("wasm-cache"),
         plugins: Default::default(),
     };
+    // As the daemon runs its wasm calls (the bench is one long process).
+    multus::delegate::wasm::engine::pool_instances(32);
     if args.ipam_only {
         return ipam_table(&plugins, &multus, &wasm_conf, &data, args.calls);
     }

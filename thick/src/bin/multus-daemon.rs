@@ -119,6 +119,7 @@ fn main() {
             std::process::exit(1);
         }
     };
+    multus::delegate::wasm::engine::pool_instances(config.connection_limit as u32);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -4,7 +4,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use wasmtime::{Config, Engine};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// Epoch tick: the granularity of call deadlines.
 pub const TICK: Duration = Duration::from_millis(10);
@@ -14,6 +14,29 @@ pub const TICK: Duration = Duration::from_millis(10);
 pub const ARTIFACT_TAG: &str = "epoch1";
 
 static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
+static POOL: OnceLock<u32> = OnceLock::new();
+
+/// For a long-lived process (the daemon) running up to `concurrent` calls
+/// at once: instances then take pre-reserved slots instead of mapping and
+/// unmapping a 4 GiB reservation per call (which, with the TLB flushes,
+/// was most of a warm call). Call before the first `engine()`.
+pub fn pool_instances(concurrent: u32) {
+    let _ = POOL.set(concurrent.max(1));
+}
+
+fn pooling(concurrent: u32) -> PoolingAllocationConfig {
+    let mut p = PoolingAllocationConfig::default();
+    // One plugin or mapper instance per request at a time; a component
+    // holds a few core instances, memories and tables (the WASI adapter's
+    // among them). Twice that, so a burst never finds the pool empty.
+    let instances = concurrent * 2;
+    p.total_component_instances(instances)
+        .total_core_instances(instances * 4)
+        .total_memories(instances * 2)
+        .total_tables(instances * 4)
+        .max_memory_size(4 << 30);
+    p
+}
 
 /// The settings every engine of multus uses, the compiler's included.
 pub fn config() -> Config {
@@ -26,7 +49,11 @@ pub fn config() -> Config {
 pub fn engine() -> Result<&'static Engine, String> {
     ENGINE
         .get_or_init(|| {
-            let engine = Engine::new(&config()).map_err(|e| e.to_string())?;
+            let mut config = config();
+            if let Some(&n) = POOL.get() {
+                config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(n)));
+            }
+            let engine = Engine::new(&config).map_err(|e| e.to_string())?;
             let ticking = engine.clone();
             std::thread::Builder::new()
                 .name("wasm-epoch".into())
