@@ -4,16 +4,14 @@
 //! grants exactly the calls the code makes is checked end to end in
 //! `install.rs`, against the requests the in-test API server saw.)
 
-mod manifests;
-
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use clap::Parser;
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Container, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use manifests::{documents, find};
+use multus_testbed::manifests::{configmap_file, documents, find, host_path_of};
 use multusctl::cli::{Cli, Commands};
 use multusctl::install::{settings, Options};
 use serde_json::Value;
@@ -81,15 +79,6 @@ fn options(command: &[String]) -> Options {
     }
 }
 
-fn host_path_of(ds: &DaemonSet, c: &Container, seen: &Path) -> Option<PathBuf> {
-    let spec = ds.spec.as_ref()?.template.spec.as_ref()?;
-    c.volume_mounts.iter().flatten().find_map(|m| {
-        let rel = seen.strip_prefix(&m.mount_path).ok()?;
-        let vol = spec.volumes.iter().flatten().find(|v| v.name == m.name)?;
-        Some(Path::new(&vol.host_path.as_ref()?.path).join(rel))
-    })
-}
-
 #[test]
 fn daemonset_runs_real_flags_and_mounts_what_the_installer_writes() {
     let ds = daemonset();
@@ -130,23 +119,9 @@ fn daemonset_runs_real_flags_and_mounts_what_the_installer_writes() {
     // The --config file is the ConfigMap's, and its keys are valid.
     let config = init_o.config.clone().unwrap();
     let cm: ConfigMap = typed("configmap.yaml", &find("ConfigMap", None));
-    let vol = init
-        .volume_mounts
-        .iter()
-        .flatten()
-        .find(|m| config.starts_with(&m.mount_path))
-        .expect("--config is mounted");
-    let source = spec
-        .volumes
-        .iter()
-        .flatten()
-        .find(|v| v.name == vol.name)
-        .unwrap();
-    assert_eq!(
-        source.config_map.as_ref().unwrap().name,
-        cm.metadata.name.clone().unwrap()
-    );
-    let key = config.file_name().unwrap().to_str().unwrap();
+    let (name, key) = configmap_file(&ds, init, &config);
+    assert_eq!(Some(name), cm.metadata.name.clone());
+    let key = key.as_str();
     let text = &cm.data.as_ref().unwrap()[key];
     let keys = settings::parse_config(text.as_bytes(), &config).unwrap();
 

@@ -2,16 +2,14 @@
 //! the DaemonSet runs it, against the in-test API server where a NAD is
 //! made, and end to end with the built `multus` in real network namespaces.
 
-mod manifests;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
-use manifests as deploy;
 use multus_testbed::kube_api::FakeKubeApi;
+use multus_testbed::manifests as deploy;
 use multus_testbed::node::{built_plugins, bytes, multus, plugins, Node, Pod};
 use multus_testbed::{confs, files_under, in_netns, Netns};
 use serde_json::{json, Value};

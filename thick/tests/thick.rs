@@ -1,15 +1,16 @@
 //! `multus-daemon` and `multus-shim` end to end in real network namespaces
 //! with the reference plugins: requests through the shim, a request shaped
 //! as upstream's shim sends it, DEL with the daemon down (the shim's own),
-//! ADD with the daemon down (code 11, nothing built), a burst over the
-//! connection limit, SIGTERM.
+//! ADD with the daemon down (code 11, nothing built), a 200-pod burst over
+//! the connection limit, a queue timeout, SIGTERM.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::api::rbac::v1::ClusterRole;
 use multus_testbed::node::{assert_cni_error, bytes, plugins, pod_env, Node, Pod};
-use multus_testbed::{confs, exec_cni, in_netns};
+use multus_testbed::{confs, exec_cni, in_netns, manifests};
 use multus_thick::{client, protocol};
 use serde_json::{json, Value};
 
@@ -74,6 +75,18 @@ impl Daemon {
             .unwrap();
         rt.block_on(client::call(&self.socket, "GET", path, Vec::new()))
             .map(|(c, _)| c)
+    }
+
+    /// The daemon's peak RSS so far (VmHWM), in MiB.
+    fn peak_rss_mib(&self) -> f64 {
+        let pid = self.child.as_ref().unwrap().id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let kib: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap();
+        kib / 1024.0
     }
 
     fn signal(&mut self, sig: i32) -> Option<i32> {
@@ -212,41 +225,124 @@ fn through_the_shim_and_alone_when_the_daemon_is_down() {
     assert_eq!(daemon.signal(libc::SIGTERM), Some(0));
 }
 
+/// Peak RSS the daemon stays under through a 200-pod burst (README
+/// "Thick mode"; the DaemonSet's memory request is sized from it).
+const BURST_RSS_BOUND_MIB: f64 = 48.0;
+
+/// A node rebooting with 200 pods: 200 ADDs at once against
+/// `connectionLimit` 8. Each succeeds or is refused with code 11 (retried by
+/// the kubelet), no IP is handed out twice, the daemon's memory stays
+/// bounded, and the DELs leave nothing.
 #[test]
-fn a_burst_over_the_connection_limit_queues() {
+fn a_burst_of_200_pods_is_bounded() {
     let node = Node::new();
     let socket_dir = node.dir.path().join("run-multus");
-    let _daemon = Daemon::start(
+    let daemon = Daemon::start(
         &node,
-        &json!({"socketDir": socket_dir, "connectionLimit": 2, "queueTimeoutMs": 60000}),
+        &json!({"socketDir": socket_dir, "connectionLimit": 8, "queueTimeoutMs": 20000}),
     );
-    let conf = shim_conf(&node, &socket_dir);
-    let pods: Vec<Pod> = (0..8).map(|_| Pod::new()).collect();
+    let mut conf = shim_conf(&node, &socket_dir);
+    conf["delegates"][0]["plugins"][0]["ipam"]["ranges"] = json!([[{"subnet": "10.35.0.0/16"}]]);
+    let pods: Vec<Pod> = (0..200).map(|_| Pod::new()).collect();
     let outs: Vec<_> = std::thread::scope(|s| {
         let handles: Vec<_> = pods
             .iter()
             .enumerate()
             .map(|(i, pod)| {
                 let (node, conf) = (&node, &conf);
-                s.spawn(move || shim(node, "ADD", &format!("b{i}"), pod, conf))
+                s.spawn(move || shim(node, "ADD", &format!("burst{i}"), pod, conf))
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    let mut ips: Vec<String> = outs
-        .iter()
-        .map(|o| {
-            assert!(o.ok(), "{} {}", o.stdout, o.stderr);
-            o.json()["ips"][0]["address"].as_str().unwrap().to_string()
-        })
-        .collect();
+    let mut ips = Vec::new();
+    let mut refused = 0;
+    for (o, pod) in outs.iter().zip(&pods) {
+        if o.ok() {
+            ips.push(o.json()["ips"][0]["address"].as_str().unwrap().to_string());
+        } else {
+            assert_cni_error(o, 11);
+            refused += 1;
+            assert_eq!(
+                pod.ns.links().unwrap(),
+                ["lo"],
+                "a refused ADD built nothing"
+            );
+        }
+    }
+    let added = ips.len();
     ips.sort();
     ips.dedup();
-    assert_eq!(ips.len(), 8, "no duplicate IPs");
+    assert_eq!(ips.len(), added, "no IP handed out twice");
+    assert!(added > 0, "{refused} refused");
+    let peak = daemon.peak_rss_mib();
+    assert!(
+        peak < BURST_RSS_BOUND_MIB,
+        "daemon peak RSS {peak:.1} MiB over {BURST_RSS_BOUND_MIB} MiB"
+    );
+    eprintln!("burst: {added} added, {refused} refused (code 11), daemon peak RSS {peak:.1} MiB");
     for (i, pod) in pods.iter().enumerate() {
-        assert!(shim(&node, "DEL", &format!("b{i}"), pod, &conf).ok());
+        let del = shim(&node, "DEL", &format!("burst{i}"), pod, &conf);
+        assert!(del.ok(), "{} {}", del.stdout, del.stderr);
     }
     assert!(node.reservations("cluster").is_empty());
+    assert!(node.cache_files().is_empty());
+    assert!(node.veths().is_empty(), "{:?}", node.veths());
+}
+
+/// A request that waits longer than `queueTimeoutMs` for its turn gets
+/// code 11 and runs nothing. A plugin that holds the only slot until the
+/// test releases it makes the wait certain.
+#[test]
+fn a_request_that_waits_too_long_gets_code_11() {
+    use std::os::unix::fs::PermissionsExt;
+    let node = Node::new();
+    let bin = node.dir.path().join("slow-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let gate = node.dir.path().join("gate");
+    std::fs::create_dir_all(&gate).unwrap();
+    let plugin = bin.join("slow");
+    std::fs::write(
+        &plugin,
+        format!(
+            "#!/bin/sh\ncat >/dev/null\ntouch {g}/started-$CNI_CONTAINERID\nwhile [ ! -e {g}/release ]; do sleep 0.02; done\necho '{{\"cniVersion\":\"1.0.0\"}}'\n",
+            g = gate.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let socket_dir = node.dir.path().join("run-multus");
+    let _daemon = Daemon::start(
+        &node,
+        &json!({"socketDir": socket_dir, "connectionLimit": 1, "queueTimeoutMs": 200}),
+    );
+    let mut conf = confs::multus_delegates(
+        &[json!({"cniVersion": "1.0.0", "name": "slow", "type": "slow"})],
+        &node.cni_dir(),
+        &bin,
+    );
+    conf["type"] = "multus-shim".into();
+    conf["daemonSocketDir"] = json!(socket_dir);
+    let (first, second) = (Pod::new(), Pod::new());
+    std::thread::scope(|s| {
+        let holder = s.spawn(|| shim(&node, "ADD", "q1", &first, &conf));
+        while !gate.join("started-q1").exists() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let refused = shim(&node, "ADD", "q2", &second, &conf);
+        let ran = gate.join("started-q2").exists();
+        // Released before asserting, so a failure cannot hang the holder.
+        std::fs::write(gate.join("release"), "").unwrap();
+        let e = assert_cni_error(&refused, 11);
+        assert!(e.contains("busy") && e.contains("200 ms"), "{e}");
+        assert!(!ran, "the refused ADD ran nothing");
+        let held = holder.join().unwrap();
+        assert!(held.ok(), "{} {}", held.stdout, held.stderr);
+    });
+    for (cid, pod) in [("q1", &first), ("q2", &second)] {
+        let del = shim(&node, "DEL", cid, pod, &conf);
+        assert!(del.ok(), "{} {}", del.stdout, del.stderr);
+    }
     assert!(node.cache_files().is_empty());
 }
 
@@ -493,16 +589,20 @@ fn delegate_hot_plugs_one_network() {
     assert!(node.cache_files().is_empty());
 }
 
-/// The pod `default/<name>`'s request through the shim.
+/// The pod `default/<name>`'s request through the shim (with the pod UID
+/// the runtime names, when given).
 fn shim_for(
     node: &Node,
     cmd: &str,
     cid: &str,
     pod: &Pod,
-    name: &str,
+    (name, uid): (&str, Option<&str>),
     conf: &Value,
 ) -> multus_testbed::CniOutput {
-    let args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={name}");
+    let mut args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={name}");
+    if let Some(uid) = uid {
+        args.push_str(&format!(";K8S_POD_UID={uid}"));
+    }
     let mut env = pod_env(cmd, cid, &pod.path);
     env.retain(|(k, _)| *k != "CNI_ARGS");
     env.push(("CNI_ARGS", &args));
@@ -573,7 +673,7 @@ fn watch_caches_serve_pods_and_nads() {
 
     let (web, second) = (Pod::new(), Pod::new());
     let before = api.requests().len();
-    let add = shim_for(&node, "ADD", "w1", &web, "web", &conf);
+    let add = shim_for(&node, "ADD", "w1", &web, ("web", None), &conf);
     assert!(add.ok(), "{} {}", add.stdout, add.stderr);
     assert!(pod_addr(&web).starts_with("10.32.0."));
     assert_eq!(
@@ -603,7 +703,7 @@ fn watch_caches_serve_pods_and_nads() {
         seen + 1.0,
     );
     let before = api.requests().len();
-    let add = shim_for(&node, "ADD", "a1", &second, "api", &conf);
+    let add = shim_for(&node, "ADD", "a1", &second, ("api", None), &conf);
     assert!(add.ok(), "{} {}", add.stdout, add.stderr);
     assert!(
         pod_addr(&second).starts_with("10.33.0."),
@@ -626,7 +726,10 @@ fn watch_caches_serve_pods_and_nads() {
     );
     let third = Pod::new();
     let before = api.requests().len();
-    let e = assert_cni_error(&shim_for(&node, "ADD", "w2", &third, "web", &conf), 7);
+    let e = assert_cni_error(
+        &shim_for(&node, "ADD", "w2", &third, ("web", None), &conf),
+        7,
+    );
     assert!(e.contains("default/macvlan-net not found"), "{e}");
     assert_eq!(
         reads(before),
@@ -634,13 +737,44 @@ fn watch_caches_serve_pods_and_nads() {
     );
     assert_eq!(third.ns.links().unwrap(), ["lo"]);
 
+    // The sandbox of a pod recreated under the same name: the cached pod's
+    // UID does not match, so it is read live, and the ADD is refused as
+    // retriable until the API has the new pod.
+    let before = api.requests().len();
+    let e = assert_cni_error(
+        &shim_for(&node, "ADD", "w3", &third, ("web", Some("uid-new")), &conf),
+        11,
+    );
+    assert!(e.contains("recreated"), "{e}");
+    assert_eq!(
+        reads(before),
+        ["GET /api/v1/namespaces/default/pods/web 200"]
+    );
+
     for (cid, pod, name) in [("w1", &web, "web"), ("a1", &second, "api")] {
-        let del = shim_for(&node, "DEL", cid, pod, name, &conf);
+        let del = shim_for(&node, "DEL", cid, pod, (name, None), &conf);
         assert!(del.ok(), "{} {}", del.stdout, del.stderr);
         assert_eq!(pod.ns.links().unwrap(), ["lo"]);
     }
     assert!(node.reservations("macvlan-net").is_empty());
     assert!(node.cache_files().is_empty());
+
+    // deploy/thick's ClusterRole grants exactly what the daemon called.
+    let role: ClusterRole =
+        serde_json::from_value(manifests::find_in(&manifests::thick(), "ClusterRole", None))
+            .unwrap();
+    let granted = manifests::grants(&role.rules.unwrap());
+    let used: std::collections::BTreeSet<_> = api
+        .requests()
+        .iter()
+        .map(|r| {
+            let (g, res, verb, _) = manifests::authorization(r);
+            let key = (g, res, verb);
+            assert!(granted.contains(&key), "not granted: {r}");
+            key
+        })
+        .collect();
+    assert_eq!(used, granted, "ClusterRole rules the daemon never calls");
 }
 
 fn pod_addr(pod: &Pod) -> String {

@@ -1,0 +1,164 @@
+//! The manifests of `deploy/` (thin) and `deploy/thick/`, as
+//! `kubectl apply -k` reads them, and the RBAC checks both modes' tests make.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// `deploy/` (thin mode); thick mode's is `thick()`.
+pub fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
+}
+
+pub fn thick() -> PathBuf {
+    dir().join("thick")
+}
+
+/// Every document of every file the kustomization in `dir` lists, as JSON
+/// values, named by their path relative to `dir`.
+pub fn documents_in(dir: &Path) -> Vec<(String, Value)> {
+    let k: Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap())
+            .unwrap();
+    let mut out = Vec::new();
+    for file in k["resources"].as_array().expect("resources") {
+        let file = file.as_str().unwrap();
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+            let v = Value::deserialize(doc).unwrap_or_else(|e| panic!("{file}: {e}"));
+            if !v.is_null() {
+                out.push((file.to_string(), v));
+            }
+        }
+    }
+    out
+}
+
+/// Thin mode's documents.
+pub fn documents() -> Vec<(String, Value)> {
+    documents_in(&dir())
+}
+
+/// The one document of `kind` (and `name`, when given) in thin mode's.
+pub fn find(kind: &str, name: Option<&str>) -> Value {
+    find_in(&dir(), kind, name)
+}
+
+/// The one document of `kind` (and `name`, when given) in `dir`'s.
+pub fn find_in(dir: &Path, kind: &str, name: Option<&str>) -> Value {
+    let found: Vec<Value> = documents_in(dir)
+        .into_iter()
+        .map(|(_, v)| v)
+        .filter(|v| v["kind"] == kind && name.is_none_or(|n| v["metadata"]["name"] == n))
+        .collect();
+    assert_eq!(found.len(), 1, "{kind} {name:?}");
+    found.into_iter().next().unwrap()
+}
+
+/// (apiGroup, resource, verb) of a policy rule list.
+pub fn grants(
+    rules: &[k8s_openapi::api::rbac::v1::PolicyRule],
+) -> BTreeSet<(String, String, String)> {
+    let mut out = BTreeSet::new();
+    for r in rules {
+        for g in r.api_groups.iter().flatten() {
+            for res in r.resources.iter().flatten() {
+                for v in &r.verbs {
+                    out.insert((g.clone(), res.clone(), v.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The (apiGroup, resource, verb, namespace) of a logged API request
+/// ("METHOD /path status", a watch logged as "GET /path?watch status"); the
+/// namespace is empty for a request across all namespaces.
+pub fn authorization(request: &str) -> (String, String, String, String) {
+    let mut it = request.split(' ');
+    let (method, path) = (it.next().unwrap(), it.next().unwrap());
+    let (path, watch) = match path.strip_suffix("?watch") {
+        Some(p) => (p, true),
+        None => (path, false),
+    };
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (group, rest) = match parts.as_slice() {
+        ["api", "v1", rest @ ..] => ("", rest),
+        ["apis", g, _, rest @ ..] => (*g, rest),
+        _ => panic!("{request}"),
+    };
+    if let [resource] = rest {
+        let verb = if watch { "watch" } else { "list" };
+        return (
+            group.into(),
+            resource.to_string(),
+            verb.into(),
+            String::new(),
+        );
+    }
+    let ["namespaces", ns, resource, tail @ ..] = rest else {
+        panic!("not namespaced: {request}")
+    };
+    let resource = match tail {
+        [_, sub] => format!("{resource}/{sub}"),
+        _ => resource.to_string(),
+    };
+    let verb = match (method, tail.is_empty()) {
+        ("GET", false) => "get",
+        ("GET", true) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", _) => "delete",
+        _ => panic!("{request}"),
+    };
+    (group.into(), resource, verb.into(), ns.to_string())
+}
+
+/// The host path that `seen` (a path inside container `c`) is, through the
+/// DaemonSet's hostPath volumes; `None` when no hostPath mount covers it.
+pub fn host_path_of(
+    ds: &k8s_openapi::api::apps::v1::DaemonSet,
+    c: &k8s_openapi::api::core::v1::Container,
+    seen: &Path,
+) -> Option<PathBuf> {
+    let spec = ds.spec.as_ref()?.template.spec.as_ref()?;
+    c.volume_mounts
+        .iter()
+        .flatten()
+        .filter(|m| seen.starts_with(&m.mount_path))
+        // The deepest mount wins, as in the container.
+        .max_by_key(|m| m.mount_path.len())
+        .and_then(|m| {
+            let rel = seen.strip_prefix(&m.mount_path).ok()?;
+            let vol = spec.volumes.iter().flatten().find(|v| v.name == m.name)?;
+            Some(Path::new(&vol.host_path.as_ref()?.path).join(rel))
+        })
+}
+
+/// The name of the ConfigMap whose volume `c` mounts over `file`, and the
+/// key `file` names in it.
+pub fn configmap_file(
+    ds: &k8s_openapi::api::apps::v1::DaemonSet,
+    c: &k8s_openapi::api::core::v1::Container,
+    file: &Path,
+) -> (String, String) {
+    let spec = ds.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let mount = c
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| file.starts_with(&m.mount_path))
+        .unwrap_or_else(|| panic!("{} is not mounted in {}", file.display(), c.name));
+    let volume = spec
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == mount.name)
+        .unwrap();
+    let key = file.file_name().unwrap().to_str().unwrap().to_string();
+    (volume.config_map.as_ref().unwrap().name.clone(), key)
+}
