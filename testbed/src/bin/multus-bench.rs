@@ -153,6 +153,71 @@ fn cni_env<'a>(cmd: &'a str, cid: &'a str, netns: &'a str) -> [(&'a str, &'a str
     ]
 }
 
+/// The most pods the concurrency table starts at once.
+const MAX_CONCURRENT: usize = 50;
+
+/// `concurrent` pods (`default/bench-<i>`, fresh netns each) ADDed at
+/// once, then DELeted at once, `rounds` times.
+fn run_concurrent(s: &Scenario, concurrent: usize, rounds: usize) -> Result<Samples> {
+    let mut out = Samples::default();
+    for round in 0..rounds {
+        let pods: Vec<Netns> = (0..concurrent)
+            .map(|_| Netns::new("bench-pod"))
+            .collect::<std::io::Result<_>>()?;
+        for cmd in ["ADD", "DEL"] {
+            let took: Vec<Exec> = std::thread::scope(|sc| {
+                let handles: Vec<_> = pods
+                    .iter()
+                    .enumerate()
+                    .map(|(i, pod)| {
+                        sc.spawn(move || {
+                            let cid = format!("conc{round}-{i}");
+                            let netns = pod.path().display().to_string();
+                            let args = format!(
+                                "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=bench-{i}"
+                            );
+                            let mut env = cni_env(cmd, &cid, &netns).to_vec();
+                            env[4].1 = &args;
+                            exec(&s.program, &env, &s.stdin)
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("bench thread"))
+                    .collect::<Result<_>>()
+            })?;
+            for e in took {
+                if !e.ok {
+                    bail!(
+                        "{} {cmd} at {concurrent} at once failed: {}",
+                        s.name,
+                        String::from_utf8_lossy(&e.stdout)
+                    );
+                }
+                match cmd {
+                    "ADD" => out.add.push(e.took),
+                    _ => out.del.push(e.took),
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The daemon's peak RSS (VmHWM) in MiB, then reset for the next reading.
+fn take_peak_rss(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0.0);
+    // "5" resets the peak to the current RSS (proc(5), clear_refs).
+    let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+    kib / 1024.0
+}
+
 fn run(s: &Scenario, cycles: usize) -> Result<Samples> {
     let mut out = Samples::default();
     for i in 0..cycles {
@@ -294,13 +359,26 @@ fn main() -> Result<()> {
     // the shim confs pointing at it.
     let socket_dir = work.path().join("run-multus");
     let daemon_config = work.path().join("daemon-config.json");
+    // As deployed: its own API client and watch caches for this node.
     std::fs::write(
         &daemon_config,
-        serde_json::to_vec(&json!({"socketDir": socket_dir}))?,
+        serde_json::to_vec(
+            &json!({"socketDir": socket_dir, "kubeconfig": api.kubeconfig(), "connectionLimit": 32}),
+        )?,
     )?;
+    for i in 0..MAX_CONCURRENT {
+        api.add_pod(
+            "default",
+            &format!("bench-{i}"),
+            "",
+            &[("k8s.v1.cni.cncf.io/networks", "extra")],
+            &[],
+        );
+    }
     let mut daemon = Command::new(here.join("multus-daemon"))
         .arg("-config")
         .arg(&daemon_config)
+        .env("NODE_NAME", multus_testbed::kube_api::NODE)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -435,6 +513,29 @@ fn main() -> Result<()> {
         "multus-daemon peak RSS after all thick cycles: {}",
         hwm.trim_start_matches("VmHWM:").trim()
     );
+
+    // Pods started at once: thin (f) vs thick (i), the Kubernetes path.
+    let (thin, thick) = (&scenarios[3], &scenarios[8]);
+    println!("\n{} at once vs {}: ADD and DEL of N pods started together (ms); the daemon's peak RSS while they ran\n", thin.name, thick.name);
+    println!("| pods at once | thin ADD median | thin ADD p95 | thick ADD median | thick ADD p95 | thin DEL median | thick DEL median | daemon peak RSS MiB |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    take_peak_rss(daemon.id());
+    for concurrent in [1, 10, MAX_CONCURRENT] {
+        let rounds = (60 / concurrent).max(2);
+        let t = run_concurrent(thin, concurrent, rounds)?;
+        take_peak_rss(daemon.id());
+        let k = run_concurrent(thick, concurrent, rounds)?;
+        let peak = take_peak_rss(daemon.id());
+        println!(
+            "| {concurrent} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {peak:.1} |",
+            quantile(&t.add, 0.5),
+            quantile(&t.add, 0.95),
+            quantile(&k.add, 0.5),
+            quantile(&k.add, 0.95),
+            quantile(&t.del, 0.5),
+            quantile(&k.del, 0.5),
+        );
+    }
     let _ = daemon.kill();
     let _ = daemon.wait();
 
