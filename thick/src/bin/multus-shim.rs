@@ -137,8 +137,14 @@ async fn run(stdin: Vec<u8>) -> Outcome {
         Ok((_, b))
             if serde_json::from_slice::<Value>(&b).is_ok_and(|v| v.get("code").is_some()) =>
         {
+            // Upstream's daemon sends {code, msg, details}; the spec's error
+            // output also names its version.
+            let mut e: Value = serde_json::from_slice(&b).expect("parsed in the guard");
+            if e.get("cniVersion").is_none() {
+                e["cniVersion"] = outcome::error_version(&stdin).into();
+            }
             Outcome {
-                stdout: String::from_utf8_lossy(&b).into_owned(),
+                stdout: e.to_string(),
                 status: 1,
             }
         }
