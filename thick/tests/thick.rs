@@ -391,17 +391,17 @@ fn pod_networks_from_the_api_through_the_daemon() {
     assert!(node.reservations("macvlan-net").is_empty());
 }
 
-/// Runs the command in a mount namespace of its own in which `root` (a
-/// host root, as the DaemonSet mounts the node's `/` at `/hostroot`) has
-/// the host's `/proc` and `/run/netns`; the mounts go with the process.
-fn with_host_root(c: &mut Command, root: &Path) {
+/// Runs the command in a mount namespace of its own (a slave of the
+/// host's) with each `(from, to)` bind-mounted; the mounts go with the
+/// process.
+fn with_mounts(c: &mut Command, binds: &[(PathBuf, PathBuf)]) {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::process::CommandExt;
     let c_path = |p: &Path| CString::new(p.as_os_str().as_bytes()).unwrap();
-    let binds: Vec<(CString, CString)> = ["proc", "run/netns"]
+    let binds: Vec<(CString, CString)> = binds
         .iter()
-        .map(|d| (c_path(&Path::new("/").join(d)), c_path(&root.join(d))))
+        .map(|(from, to)| (c_path(from), c_path(to)))
         .collect();
     // SAFETY: unshare(2) and mount(2) on strings made before the fork.
     unsafe {
@@ -433,6 +433,92 @@ fn with_host_root(c: &mut Command, root: &Path) {
             Ok(())
         });
     }
+}
+
+/// `root` (a host root, as the DaemonSet mounts the node's `/` at
+/// `/hostroot`) with the host's `/proc` and `/run/netns`.
+fn with_host_root(c: &mut Command, root: &Path) {
+    let binds: Vec<(PathBuf, PathBuf)> = ["proc", "run/netns"]
+        .iter()
+        .map(|d| (Path::new("/").join(d), root.join(d)))
+        .collect();
+    with_mounts(c, &binds);
+}
+
+/// Directories a test made on the host, removed (when empty) on drop.
+struct MadeDirs(Vec<PathBuf>);
+
+impl MadeDirs {
+    fn create(path: &Path) -> Self {
+        let mut made = Vec::new();
+        let mut p = path.to_path_buf();
+        while !p.exists() {
+            made.push(p.clone());
+            p = p.parent().unwrap().to_path_buf();
+        }
+        std::fs::create_dir_all(path).unwrap();
+        Self(made)
+    }
+}
+
+impl Drop for MadeDirs {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+/// In a pod, with no kubeconfig anywhere: the daemon finds the API server
+/// from `KUBERNETES_SERVICE_HOST`/`_PORT` and authenticates with the
+/// service account's token and CA at their standard path.
+#[test]
+fn in_cluster_credentials() {
+    let node = Node::new();
+    let api = multus_testbed::kube_api::FakeKubeApi::start(&node.ns, "sa-token").unwrap();
+    let macvlan =
+        confs::macvlan_host_local("macvlan-net", "uplink0", "10.36.0.0/24", &node.data_dir());
+    api.add_nad("default", "macvlan-net", Some(&macvlan.to_string()), &[]);
+    api.add_pod(
+        "default",
+        "web",
+        "uid-web",
+        &[("k8s.v1.cni.cncf.io/networks", "macvlan-net")],
+        &[],
+    );
+    let sa = node.dir.path().join("serviceaccount");
+    std::fs::create_dir_all(&sa).unwrap();
+    std::fs::write(sa.join("token"), "sa-token").unwrap();
+    std::fs::write(sa.join("namespace"), "kube-system").unwrap();
+    std::fs::copy(api.dir.path().join("ca.crt"), sa.join("ca.crt")).unwrap();
+    // The standard path, as the kubelet mounts it; /var/run is /run.
+    let standard = Path::new("/run/secrets/kubernetes.io/serviceaccount");
+    let _made = MadeDirs::create(standard);
+    let socket_dir = node.dir.path().join("run-multus");
+    let port = api.addr.port().to_string();
+    let _daemon = Daemon::spawn(
+        &node,
+        &json!({"socketDir": socket_dir}),
+        &[
+            ("KUBERNETES_SERVICE_HOST", "127.0.0.1"),
+            ("KUBERNETES_SERVICE_PORT", &port),
+            ("NODE_NAME", multus_testbed::kube_api::NODE),
+        ],
+        |c| with_mounts(c, &[(sa.clone(), standard.to_path_buf())]),
+    );
+    // The shim conf names no kubeconfig: the API is the daemon's own.
+    let conf = shim_conf(&node, &socket_dir);
+    assert!(conf.get("kubeconfig").is_none());
+    let pod = Pod::new();
+    let add = shim(&node, "ADD", "ic1", &pod, &conf);
+    assert!(add.ok(), "{} {}", add.stdout, add.stderr);
+    assert!(pod_addr(&pod).starts_with("10.36.0."));
+    assert!(api
+        .annotation("default", "web", "k8s.v1.cni.cncf.io/network-status")
+        .is_some_and(|s| s.contains("default/macvlan-net")));
+    let del = shim(&node, "DEL", "ic1", &pod, &conf);
+    assert!(del.ok(), "{} {}", del.stdout, del.stderr);
+    assert!(node.reservations("macvlan-net").is_empty());
 }
 
 /// `chrootDir`: native delegates run inside that root. The plugins, their
