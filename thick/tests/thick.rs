@@ -357,17 +357,7 @@ fn base64_of(b: &[u8]) -> String {
 #[test]
 fn pod_networks_from_the_api_through_the_daemon() {
     let node = Node::new();
-    let api = multus_testbed::kube_api::FakeKubeApi::start(&node.ns, "token-1").unwrap();
-    let macvlan =
-        confs::macvlan_host_local("macvlan-net", "uplink0", "10.32.0.0/24", &node.data_dir());
-    api.add_nad("default", "macvlan-net", Some(&macvlan.to_string()), &[]);
-    api.add_pod(
-        "default",
-        "web",
-        "uid-web",
-        &[("k8s.v1.cni.cncf.io/networks", "macvlan-net")],
-        &[],
-    );
+    let api = api_with_web_on_macvlan(&node, "token-1", "10.32.0.0/24");
     let socket_dir = node.dir.path().join("run-multus");
     let _daemon = Daemon::start(
         &node,
@@ -475,17 +465,7 @@ impl Drop for MadeDirs {
 #[test]
 fn in_cluster_credentials() {
     let node = Node::new();
-    let api = multus_testbed::kube_api::FakeKubeApi::start(&node.ns, "sa-token").unwrap();
-    let macvlan =
-        confs::macvlan_host_local("macvlan-net", "uplink0", "10.36.0.0/24", &node.data_dir());
-    api.add_nad("default", "macvlan-net", Some(&macvlan.to_string()), &[]);
-    api.add_pod(
-        "default",
-        "web",
-        "uid-web",
-        &[("k8s.v1.cni.cncf.io/networks", "macvlan-net")],
-        &[],
-    );
+    let api = api_with_web_on_macvlan(&node, "sa-token", "10.36.0.0/24");
     let sa = node.dir.path().join("serviceaccount");
     std::fs::create_dir_all(&sa).unwrap();
     std::fs::write(sa.join("token"), "sa-token").unwrap();
@@ -870,6 +850,27 @@ fn pod_addr(pod: &Pod) -> String {
         .first()
         .cloned()
         .unwrap_or_default()
+}
+
+/// The in-test API server in `node`'s netns (accepting `token`) with the
+/// pod `default/web` selecting the NAD `macvlan-net` (a macvlan on
+/// `subnet`).
+fn api_with_web_on_macvlan(
+    node: &Node,
+    token: &str,
+    subnet: &str,
+) -> multus_testbed::kube_api::FakeKubeApi {
+    let api = multus_testbed::kube_api::FakeKubeApi::start(&node.ns, token).unwrap();
+    let macvlan = confs::macvlan_host_local("macvlan-net", "uplink0", subnet, &node.data_dir());
+    api.add_nad("default", "macvlan-net", Some(&macvlan.to_string()), &[]);
+    api.add_pod(
+        "default",
+        "web",
+        "uid-web",
+        &[("k8s.v1.cni.cncf.io/networks", "macvlan-net")],
+        &[],
+    );
+    api
 }
 
 /// `GET /metrics` from inside `node`'s netns.
