@@ -277,6 +277,22 @@ fn run(daemon: &Daemon, req: protocol::Request, kind: Kind) -> (Response<Full<By
     // Upstream's daemon defaults the interface name.
     env.entry("CNI_IFNAME".into())
         .or_insert_with(|| "eth0".into());
+    // Every line logged for this request names its pod and container.
+    let pod_arg = |k: &str| {
+        env.get("CNI_ARGS")
+            .and_then(|a| {
+                a.split(';')
+                    .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
+            })
+            .unwrap_or("-")
+            .to_string()
+    };
+    let span = tracing::info_span!(
+        "request",
+        pod = %format!("{}/{}", pod_arg("K8S_POD_NAMESPACE"), pod_arg("K8S_POD_NAME")),
+        container = %env.get("CNI_CONTAINERID").map_or("-", String::as_str),
+    );
+    let _in_request = span.enter();
     let conf = match kind {
         Kind::Cni => daemon
             .config
@@ -310,12 +326,6 @@ fn run(daemon: &Daemon, req: protocol::Request, kind: Kind) -> (Response<Full<By
     };
     tracing::info!(
         command = %cni_env.command,
-        container = %cni_env.container_id,
-        pod = %format!(
-            "{}/{}",
-            cni_env.args.get("K8S_POD_NAMESPACE").unwrap_or("-"),
-            cni_env.args.get("K8S_POD_NAME").unwrap_or("-")
-        ),
         status = out.status,
         duration_ms = format!("{:.2}", started.elapsed().as_secs_f64() * 1e3),
         "request"

@@ -379,6 +379,19 @@ fn pod_networks_from_the_api_through_the_daemon() {
     assert!(del.ok(), "{} {}", del.stdout, del.stderr);
     assert_clean(&node, &pod);
     assert!(node.reservations("macvlan-net").is_empty());
+    // Every line the requests logged names the pod and the container.
+    let log = std::fs::read_to_string(node.dir.path().join("daemon.log")).unwrap();
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("delegate ok") || l.contains(" request "))
+        .collect();
+    assert!(lines.len() >= 4, "{log}");
+    for l in lines {
+        assert!(
+            l.contains("pod=default/web") && l.contains("container=k1"),
+            "{l}"
+        );
+    }
 }
 
 /// Runs the command in a mount namespace of its own (a slave of the
