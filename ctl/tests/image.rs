@@ -114,7 +114,13 @@ fn archive_is_an_oci_layout_whose_rootfs_runs_alone() {
             .arg("-C")
             .arg(&rootfs));
     }
-    for p in ["host-local", "tuning", "legacy-networks", "label-networks"] {
+    for p in [
+        "host-local",
+        "static",
+        "tuning",
+        "legacy-networks",
+        "label-networks",
+    ] {
         assert!(
             rootfs
                 .join(format!("usr/share/multus/plugins/{p}.wasm"))

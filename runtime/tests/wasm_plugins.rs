@@ -102,6 +102,25 @@ fn a_module_not_precompiled_needs_multusctl_beside_multus() {
     assert!(node.reservations("cluster").is_empty());
 }
 
+/// The wasm IPAM `name` installed on `node`, as a main plugin execs it: a
+/// link to `multus` under that name, and the environment that finds the
+/// module.
+fn ipam_shim(node: &Node, name: &str) -> (std::path::PathBuf, Vec<(&'static str, String)>) {
+    let plugin_dir = node.install_wasm(&[name]);
+    let shim = node.dir.path().join("shim");
+    std::fs::create_dir_all(&shim).unwrap();
+    std::os::unix::fs::symlink(MULTUS, shim.join(name)).unwrap();
+    let env = vec![
+        ("MULTUS_WASM_PLUGIN_DIR", plugin_dir.display().to_string()),
+        (
+            "MULTUS_WASM_CACHE_DIR",
+            node.wasm_cache().display().to_string(),
+        ),
+        ("MULTUS_WASM_PLUGINS", "{}".to_string()),
+    ];
+    (shim.join(name), env)
+}
+
 /// Runs one IPAM plugin binary directly, as a main plugin would exec it.
 fn ipam(
     program: &std::path::Path,
@@ -145,21 +164,9 @@ fn dual_stack(data: &std::path::Path) -> Value {
 #[test]
 fn wasm_host_local_matches_reference_host_local() {
     let node = Node::new();
-    let plugin_dir = node.install_wasm(&["host-local"]);
-    let shim = node.dir.path().join("shim");
-    std::fs::create_dir_all(&shim).unwrap();
-    std::os::unix::fs::symlink(MULTUS, shim.join("host-local")).unwrap();
-    let wasm_env = vec![
-        ("MULTUS_WASM_PLUGIN_DIR", plugin_dir.display().to_string()),
-        (
-            "MULTUS_WASM_CACHE_DIR",
-            node.wasm_cache().display().to_string(),
-        ),
-        ("MULTUS_WASM_PLUGINS", "{}".to_string()),
-    ];
+    let (wasm, wasm_env) = ipam_shim(&node, "host-local");
     let (ref_data, wasm_data) = (node.dir.path().join("ref"), node.dir.path().join("wasm"));
     let reference = plugins().join("host-local");
-    let wasm = shim.join("host-local");
     // (command, container, ifname, CNI_ARGS)
     let steps: &[(&str, &str, &str, &str)] = &[
         ("ADD", "p1", "eth0", ""),
@@ -462,4 +469,180 @@ fn wasm_tuning_del_after_the_pod_netns_is_gone() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
     assert!(node.cache_files().is_empty());
+}
+
+/// Debian's reference `static` and the wasm one (re-entered through its
+/// shim, as a main plugin would exec it) on the same confs and arguments:
+/// the same addresses, gateways, routes and DNS; the same failures (ours
+/// code 7 for a bad config where the reference says 999); CHECK against a
+/// `prevResult` as the reference does.
+#[test]
+fn wasm_static_matches_reference_static() {
+    let node = Node::new();
+    let (wasm, wasm_env) = ipam_shim(&node, "static");
+    let conf = |version: &str, ipam: Value, extra: Value| {
+        let mut c = json!({"cniVersion": version, "name": "st", "type": "bridge", "ipam": ipam});
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        c
+    };
+    let base = json!({"type": "static",
+        "addresses": [{"address": "10.9.0.5/24", "gateway": "10.9.0.1"}, {"address": "fd00:9::5/64"}],
+        "routes": [{"dst": "0.0.0.0/0"}, {"dst": "10.99.0.0/16", "gw": "10.9.0.254"}],
+        "dns": {"nameservers": ["10.9.0.53"], "domain": "example.org", "search": ["a.example.org"]}});
+    let one_v4 = json!({"type": "static", "addresses": [{"address": "10.9.0.5/24"}]});
+    let two_v4 = json!({"type": "static", "addresses": [{"address": "10.9.0.5/24"}, {"address": "10.9.5.5/24"}]});
+    let cases: Vec<(&str, &str, Value)> = vec![
+        ("plain", "", conf("1.0.0", base.clone(), json!({}))),
+        (
+            "IP= adds",
+            "IgnoreUnknown=1;IP=10.9.1.7/24",
+            conf("1.0.0", base.clone(), json!({})),
+        ),
+        (
+            "IP= and GATEWAY=",
+            "IgnoreUnknown=1;IP=10.9.1.7/24,fd00:1::7/64;GATEWAY=10.9.1.1,fd00:9::1",
+            conf("1.0.0", base.clone(), json!({})),
+        ),
+        (
+            "args.cni.ips replace",
+            "IgnoreUnknown=1;IP=10.9.1.7/24",
+            conf(
+                "1.0.0",
+                base.clone(),
+                json!({"args": {"cni": {"ips": ["10.9.2.8/24"]}}}),
+            ),
+        ),
+        (
+            "runtimeConfig.ips win",
+            "",
+            conf(
+                "1.0.0",
+                base.clone(),
+                json!({"args": {"cni": {"ips": ["10.9.2.8/24"]}}, "runtimeConfig": {"ips": ["10.9.3.9/24", "fd00:3::9/64"]}}),
+            ),
+        ),
+        (
+            "no ipam addresses",
+            "",
+            conf("1.0.0", json!({"type": "static"}), json!({})),
+        ),
+        (
+            "0.2.0, one per family",
+            "",
+            conf("0.2.0", one_v4, json!({})),
+        ),
+        ("0.2.0, two v4", "", conf("0.2.0", two_v4, json!({}))),
+        (
+            "address without prefix",
+            "",
+            conf(
+                "1.0.0",
+                json!({"type": "static", "addresses": [{"address": "10.9.0.5"}]}),
+                json!({}),
+            ),
+        ),
+        (
+            "IP= without prefix",
+            "IgnoreUnknown=1;IP=10.9.1.7",
+            conf("1.0.0", base.clone(), json!({})),
+        ),
+        (
+            "args ips without prefix",
+            "",
+            conf(
+                "1.0.0",
+                base.clone(),
+                json!({"args": {"cni": {"ips": ["10.9.2.8"]}}}),
+            ),
+        ),
+        (
+            "GATEWAY= not an IP",
+            "IgnoreUnknown=1;GATEWAY=nope",
+            conf("1.0.0", base.clone(), json!({})),
+        ),
+        (
+            "no ipam",
+            "",
+            json!({"cniVersion": "1.0.0", "name": "st", "type": "bridge"}),
+        ),
+    ];
+    let reference = plugins().join("static");
+    for (name, args, c) in &cases {
+        let r = ipam(&reference, &[], "ADD", "s1", "net1", args, c);
+        let w = ipam(&wasm, &wasm_env, "ADD", "s1", "net1", args, c);
+        assert_eq!(
+            r.ok(),
+            w.ok(),
+            "{name}: reference {} / wasm {} {}",
+            r.stdout,
+            w.stdout,
+            w.stderr
+        );
+        if r.ok() {
+            for key in ["ips", "routes", "dns"] {
+                // Go prints an unset `dns` as {}; multus leaves it out.
+                let unset_is_empty = |v: &Value| match &v[key] {
+                    Value::Null => json!({}),
+                    other => other.clone(),
+                };
+                assert_eq!(
+                    unset_is_empty(&r.json()),
+                    unset_is_empty(&w.json()),
+                    "{name}: {key}"
+                );
+            }
+            // CHECK (0.4.0 and later) against the ADD's result passes on
+            // both; DEL is a no-op.
+            let mut with_prev = c.clone();
+            with_prev["prevResult"] = r.json();
+            let commands: &[&str] = if c["cniVersion"] == "1.0.0" {
+                &["CHECK", "DEL"]
+            } else {
+                &["DEL"]
+            };
+            for &cmd in commands {
+                let r2 = ipam(&reference, &[], cmd, "s1", "net1", args, &with_prev);
+                let w2 = ipam(&wasm, &wasm_env, cmd, "s1", "net1", args, &with_prev);
+                assert!(
+                    r2.ok() && w2.ok(),
+                    "{name} {cmd}: {} / {}",
+                    r2.stdout,
+                    w2.stdout
+                );
+            }
+        } else {
+            assert_eq!(w.json()["code"], 7, "{name}: {}", w.stdout);
+        }
+    }
+
+    // CHECK: a prevResult with another gateway, or none at all, fails on
+    // both. One without a configured address fails ours; the reference
+    // passes it (it only compares the addresses it finds: README).
+    let c = conf("1.0.0", base.clone(), json!({}));
+    let added = ipam(&reference, &[], "ADD", "s1", "net1", "", &c).json();
+    let mut other_gw = added.clone();
+    other_gw["ips"][0]["gateway"] = "10.9.0.2".into();
+    let mut missing = added.clone();
+    missing["ips"] = json!([added["ips"][1]]);
+    for (name, prev) in [
+        ("other gateway", Some(other_gw)),
+        ("missing", Some(missing)),
+        ("none", None),
+    ] {
+        let mut with_prev = c.clone();
+        if let Some(p) = prev {
+            with_prev["prevResult"] = p;
+        }
+        let r = ipam(&reference, &[], "CHECK", "s1", "net1", "", &with_prev);
+        let w = ipam(&wasm, &wasm_env, "CHECK", "s1", "net1", "", &with_prev);
+        assert_eq!(
+            r.ok(),
+            name == "missing",
+            "reference CHECK {name}: {}",
+            r.stdout
+        );
+        assert!(!w.ok(), "CHECK {name}: {}", w.stdout);
+    }
 }

@@ -90,7 +90,7 @@ struct WireResult {
     #[serde(default)]
     routes: Vec<WireRoute>,
     #[serde(default)]
-    dns: Option<WireDns>,
+    dns: Option<ConfDns>,
 }
 
 #[derive(Deserialize)]
@@ -130,16 +130,17 @@ struct WireRoute {
     scope: Option<u32>,
 }
 
-#[derive(Deserialize, Default)]
-struct WireDns {
+/// DNS settings as results and IPAM configs write them.
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct ConfDns {
     #[serde(default)]
-    nameservers: Vec<String>,
+    pub nameservers: Vec<String>,
     #[serde(default)]
-    domain: Option<String>,
+    pub domain: Option<String>,
     #[serde(default)]
-    search: Vec<String>,
+    pub search: Vec<String>,
     #[serde(default)]
-    options: Vec<String>,
+    pub options: Vec<String>,
 }
 
 impl From<WireResult> for CniResult {
@@ -177,12 +178,7 @@ impl From<WireResult> for CniResult {
                     scope: r.scope,
                 })
                 .collect(),
-            dns: w.dns.map(|d| Dns {
-                nameservers: d.nameservers,
-                domain: d.domain,
-                search: d.search,
-                options: d.options,
-            }),
+            dns: w.dns.map(Dns::from),
         }
     }
 }
@@ -205,6 +201,17 @@ impl From<&ConfRoute> for Route {
             priority: None,
             table: None,
             scope: None,
+        }
+    }
+}
+
+impl From<ConfDns> for Dns {
+    fn from(d: ConfDns) -> Self {
+        Dns {
+            nameservers: d.nameservers,
+            domain: d.domain,
+            search: d.search,
+            options: d.options,
         }
     }
 }

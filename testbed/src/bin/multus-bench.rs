@@ -62,6 +62,10 @@ struct Scenario {
     /// Exec'd directly: DEL gets the ADD result as `prevResult`, as libcni
     /// gives it from its cache.
     direct: bool,
+    /// The runtime names the pod (`K8S_POD_*`). Off for the scenarios
+    /// without the API: the daemon has its own client and would otherwise
+    /// look the pod up, as upstream's does, and attach its annotation's NAD.
+    pod: bool,
 }
 
 #[derive(Default)]
@@ -224,7 +228,14 @@ fn run(s: &Scenario, cycles: usize) -> Result<Samples> {
         let pod = Netns::new("bench-pod")?;
         let netns = pod.path().display().to_string();
         let cid = format!("bench{i}");
-        let added = exec(&s.program, &cni_env("ADD", &cid, &netns), &s.stdin)?;
+        let env = |cmd| {
+            let mut e = cni_env(cmd, &cid, &netns).to_vec();
+            if !s.pod {
+                e[4].1 = "IgnoreUnknown=1";
+            }
+            e
+        };
+        let added = exec(&s.program, &env("ADD"), &s.stdin)?;
         if !added.ok {
             bail!(
                 "{} ADD failed: {}",
@@ -239,7 +250,7 @@ fn run(s: &Scenario, cycles: usize) -> Result<Samples> {
         } else {
             s.stdin.clone()
         };
-        let deleted = exec(&s.program, &cni_env("DEL", &cid, &netns), &del_stdin)?;
+        let deleted = exec(&s.program, &env("DEL"), &del_stdin)?;
         if !deleted.ok {
             bail!(
                 "{} DEL failed: {}",
@@ -404,60 +415,70 @@ fn main() -> Result<()> {
             program: plugins.join("bridge"),
             stdin: direct_stdin(&cluster),
             direct: true,
+            pod: false,
         },
         Scenario {
             name: "(b) same network through multus",
             program: multus.clone(),
             stdin: multus_conf(std::slice::from_ref(&cluster), false)?,
             direct: false,
+            pod: false,
         },
         Scenario {
             name: "(c) multus, bridge + macvlan delegates",
             program: multus.clone(),
             stdin: multus_conf(&[cluster.clone(), extra.clone()], false)?,
             direct: false,
+            pod: false,
         },
         Scenario {
             name: "(f) as (c), macvlan selected by annotation + NAD, network-status written",
             program: multus.clone(),
             stdin: kube_conf(false)?,
             direct: false,
+            pod: true,
         },
         Scenario {
             name: "(g) as (f), selected by the legacy-networks wasm mapper",
             program: multus.clone(),
             stdin: kube_conf(true)?,
             direct: false,
+            pod: true,
         },
         Scenario {
             name: "(d) multus, bridge + wasm host-local",
             program: multus.clone(),
             stdin: multus_conf(std::slice::from_ref(&cluster), true)?,
             direct: false,
+            pod: false,
         },
         Scenario {
             name: "(e) multus, wasm host-local only (no exec)",
             program: multus.clone(),
             stdin: multus_conf(std::slice::from_ref(&ipam_only), true)?,
             direct: false,
+            pod: false,
         },
         Scenario {
             name: "(h) as (c), thick: multus-shim + multus-daemon",
             program: shim.clone(),
             stdin: shim_conf(multus_conf(&[cluster.clone(), extra.clone()], false)?)?,
             direct: false,
+            pod: false,
         },
         Scenario {
             name: "(i) as (f), thick: multus-shim + multus-daemon",
             program: shim.clone(),
             stdin: shim_conf(kube_conf(false)?)?,
             direct: false,
+            pod: true,
         },
         Scenario {
             name: "(j) as (e), thick",
             program: shim.clone(),
             stdin: shim_conf(multus_conf(&[ipam_only], true)?)?,
             direct: false,
+            pod: false,
         },
     ];
     for s in &scenarios {
@@ -694,7 +715,13 @@ fn install_table(
 ) -> Result<()> {
     let multusctl = here.join("multusctl");
     let plugins = tempfile::tempdir()?;
-    let shipped = ["host-local", "tuning", "legacy-networks", "label-networks"];
+    let shipped = [
+        "host-local",
+        "static",
+        "tuning",
+        "legacy-networks",
+        "label-networks",
+    ];
     for p in shipped {
         std::fs::copy(
             built.join(format!("{p}.wasm")),
@@ -737,7 +764,11 @@ fn install_table(
             &["--skip-precompile"][..],
             true,
         ),
-        ("fresh root, precompile 4 plugins", &[][..], true),
+        (
+            "fresh root, precompile the 5 shipped plugins",
+            &[][..],
+            true,
+        ),
         ("installed root (restart: nothing to do)", &[][..], false),
     ] {
         let settled = tempfile::tempdir()?;
