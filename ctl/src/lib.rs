@@ -4,4 +4,5 @@
 
 pub mod cli;
 pub mod compile;
+pub mod inspect;
 pub mod install;

@@ -39,11 +39,21 @@ fn allowed(role: Role, name: &str) -> bool {
 
 /// The imports `role` does not allow; empty means the component may run.
 pub fn refused(engine: &Engine, component: &Component, role: Role) -> Vec<String> {
-    component
-        .component_type()
-        .imports(engine)
-        .map(|(name, _)| name.to_string())
+    refused_names(
+        role,
+        component
+            .component_type()
+            .imports(engine)
+            .map(|(name, _)| name),
+    )
+}
+
+/// Of the import names `imports`, those `role` does not allow.
+pub fn refused_names<'a>(role: Role, imports: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    imports
+        .into_iter()
         .filter(|name| !allowed(role, name))
+        .map(String::from)
         .collect()
 }
 

@@ -8,12 +8,6 @@ use multus::config::wasm::DEFAULT_CACHE_DIR;
 
 use crate::compile;
 
-#[derive(Debug, clap::Subcommand)]
-pub enum PluginCommand {
-    /// Compile `.wasm` components into the cache multus loads them from.
-    Compile(CompileArgs),
-}
-
 #[derive(Debug, clap::Args)]
 pub struct CompileArgs {
     /// The components to compile.
@@ -28,8 +22,7 @@ pub struct CompileArgs {
     pub index_as: Option<PathBuf>,
 }
 
-pub fn run(cmd: &PluginCommand) -> i32 {
-    let PluginCommand::Compile(args) = cmd;
+pub fn run(args: &CompileArgs) -> i32 {
     if args.index_as.is_some() && args.modules.len() != 1 {
         eprintln!("multusctl plugin compile: --index-as takes exactly one MODULE");
         return 2;
