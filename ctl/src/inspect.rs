@@ -172,7 +172,13 @@ mod tests {
         );
         assert_eq!((w, p.as_deref()), ("ipam", Some("multus:plugin@0.1.0")));
         assert!(roles[0].accepted && roles[1].accepted && !roles[2].accepted);
-        assert_eq!(roles[2].refused, ["no export of multus:plugin/mapper"]);
+        assert_eq!(
+            roles[2].refused,
+            [
+                "multus:plugin/store@0.1.0",
+                "no export of multus:plugin/mapper"
+            ]
+        );
 
         let (w, _, roles) = describe(
             &names(&["multus:plugin/netlink@0.1.0"]),
