@@ -117,6 +117,7 @@ fn archive_is_an_oci_layout_whose_rootfs_runs_alone() {
     for p in [
         "host-local",
         "static",
+        "route-override",
         "tuning",
         "legacy-networks",
         "label-networks",

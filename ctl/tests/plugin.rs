@@ -27,6 +27,7 @@ fn shipped_plugins_are_accepted_in_their_world() {
     for (name, world) in [
         ("host-local", "ipam"),
         ("static", "ipam"),
+        ("route-override", "chained"),
         ("tuning", "chained"),
         ("legacy-networks", "annotation-mapper"),
         ("label-networks", "annotation-mapper"),

@@ -718,6 +718,7 @@ fn install_table(
     let shipped = [
         "host-local",
         "static",
+        "route-override",
         "tuning",
         "legacy-networks",
         "label-networks",
@@ -765,7 +766,7 @@ fn install_table(
             true,
         ),
         (
-            "fresh root, precompile the 5 shipped plugins",
+            "fresh root, precompile the 6 shipped plugins",
             &[][..],
             true,
         ),
