@@ -88,3 +88,165 @@ fn a_file_that_is_no_component_is_named() {
     assert_eq!(code, 2);
     assert!(err.contains("missing.wasm"), "{err}");
 }
+
+fn write_json(dir: &std::path::Path, name: &str, v: &Value) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, serde_json::to_vec(v).unwrap()).unwrap();
+    p
+}
+
+fn plugin_run(module: &str, args: &[&std::ffi::OsStr]) -> (i32, String, String) {
+    let out = Command::new(MULTUSCTL)
+        .args(["plugin", "run"])
+        .arg(built_plugins().join(format!("{module}.wasm")))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// A tuning conf (mtu 1400, a sysctl on net1, its backups under `dir`) and
+/// a previous result naming net1 in `sandbox`.
+fn tuning_files(
+    dir: &std::path::Path,
+    sandbox: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    use serde_json::json;
+    let conf = write_json(
+        dir,
+        "tuning.json",
+        &json!({"cniVersion": "1.0.0", "name": "t", "type": "tuning", "mtu": 1400,
+                "sysctl": {"net.ipv4.conf.net1.arp_ignore": "1"}, "dataDir": dir.join("tuning")}),
+    );
+    let prev = write_json(
+        dir,
+        "prev.json",
+        &json!({"cniVersion": "1.0.0",
+                "interfaces": [{"name": "net1", "mac": "02:00:00:00:00:09", "sandbox": sandbox}],
+                "ips": [{"address": "10.9.0.5/24", "interface": 0}]}),
+    );
+    (conf, prev)
+}
+
+/// tuning on net1 with `conf` and `prev`, then `mode`'s flags.
+fn tuning_on_net1(
+    conf: &std::path::Path,
+    prev: &std::path::Path,
+    mode: &[&std::ffi::OsStr],
+) -> (i32, String, String) {
+    let mut args: Vec<&std::ffi::OsStr> = vec![
+        "--conf".as_ref(),
+        conf.as_os_str(),
+        "--prev-result".as_ref(),
+        prev.as_os_str(),
+        "--ifname".as_ref(),
+        "net1".as_ref(),
+    ];
+    args.extend_from_slice(mode);
+    plugin_run("tuning", &args)
+}
+
+/// The root netns's links, addresses and routes.
+fn host_network() -> String {
+    ["link", "addr", "route"]
+        .iter()
+        .map(|what| {
+            let out = Command::new("ip").args(["-o", what]).output().unwrap();
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        })
+        .collect()
+}
+
+/// `--dry-run` prints every host call with its arguments and the result,
+/// and changes nothing: no file in the IPAM's data dir, the same links,
+/// addresses and routes.
+#[test]
+fn dry_run_prints_the_calls_and_changes_nothing() {
+    use serde_json::json;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("ipam");
+    let hl = write_json(
+        dir.path(),
+        "hl.json",
+        &json!({"cniVersion": "1.0.0", "name": "hl", "type": "bridge",
+                "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.77.0.0/24"}]], "dataDir": data}}),
+    );
+    let before = host_network();
+    let (code, out, err) = plugin_run(
+        "host-local",
+        &["--conf".as_ref(), hl.as_os_str(), "--dry-run".as_ref()],
+    );
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(
+        out.contains("store: insert 10.77.0.2=\"plugin-run\\r\\neth0\""),
+        "{out}"
+    );
+    assert!(
+        out.contains("store: put last_reserved_ip.0=\"10.77.0.2\""),
+        "{out}"
+    );
+    let result: Value =
+        serde_json::from_str(out.lines().last().unwrap().strip_prefix("ADD: ").unwrap()).unwrap();
+    assert_eq!(result["ips"][0]["address"], "10.77.0.2/24");
+    assert!(!data.exists(), "the dry run wrote to the data dir");
+
+    let (tuning, prev) = tuning_files(dir.path(), std::path::Path::new("/run/netns/p"));
+    let (code, out, err) = tuning_on_net1(&tuning, &prev, &["--dry-run".as_ref()]);
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(
+        out.contains("netlink: link-set Container net1") && out.contains("mtu: Some(1400)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("sysctl: set net.ipv4.conf.net1.arp_ignore=1"),
+        "{out}"
+    );
+    assert_eq!(
+        host_network(),
+        before,
+        "the dry run changed the host's network"
+    );
+
+    // The sandbox still applies: a link the call was not granted.
+    let (code, out, _) = plugin_run(
+        "tuning",
+        &[
+            "--conf".as_ref(),
+            tuning.as_os_str(),
+            "--ifname".as_ref(),
+            "net9".as_ref(),
+            "--dry-run".as_ref(),
+        ],
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("error:"), "{out}");
+
+    // Neither --dry-run nor --netns: refused, naming both.
+    let (code, _, err) = plugin_run("host-local", &["--conf".as_ref(), hl.as_os_str()]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--dry-run") && err.contains("--netns"),
+        "{err}"
+    );
+}
+
+/// With `--netns` the plugin runs for real there.
+#[test]
+fn run_for_real_in_a_netns() {
+    let ns = multus_testbed::Netns::new("t-run").unwrap();
+    ns.ip(&[
+        "link", "add", "net1", "type", "veth", "peer", "name", "net1p",
+    ])
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (tuning, prev) = tuning_files(dir.path(), &ns.path());
+    let (code, out, err) =
+        tuning_on_net1(&tuning, &prev, &["--netns".as_ref(), ns.path().as_os_str()]);
+    assert_eq!(code, 0, "{out} {err}");
+    let link = ns.ip(&["link", "show", "net1"]).unwrap();
+    assert!(link.contains("mtu 1400"), "{link}");
+}

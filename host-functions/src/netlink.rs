@@ -421,6 +421,24 @@ impl SysctlBackend for Kernel {
     }
 }
 
+/// `dst [via gw] [table t] [metric m] [scope s]`, as a log line names a route.
+fn describe_route(r: &Route) -> String {
+    let mut out = r.dst.to_string();
+    if let Some(gw) = r.gw {
+        out.push_str(&format!(" via {gw}"));
+    }
+    if let Some(t) = r.table {
+        out.push_str(&format!(" table {t}"));
+    }
+    if let Some(p) = r.priority {
+        out.push_str(&format!(" metric {p}"));
+    }
+    if let Some(s) = r.scope {
+        out.push_str(&format!(" scope {s}"));
+    }
+    out
+}
+
 /// Records netlink calls and answers from a fake link table; changes nothing.
 #[derive(Clone, Default)]
 pub struct RecordingNetlink {
@@ -469,11 +487,11 @@ impl NetlinkBackend for RecordingNetlink {
         Ok(Vec::new())
     }
     fn route_add(&mut self, ns: Ns, name: &str, route: &Route) -> Result<(), HostError> {
-        self.record(format!("route-add {ns:?} {name} {}", route.dst));
+        self.record(format!("route-add {ns:?} {name} {}", describe_route(route)));
         Ok(())
     }
     fn route_del(&mut self, ns: Ns, name: &str, route: &Route) -> Result<(), HostError> {
-        self.record(format!("route-del {ns:?} {name} {}", route.dst));
+        self.record(format!("route-del {ns:?} {name} {}", describe_route(route)));
         Ok(())
     }
 }

@@ -480,7 +480,7 @@ mod tests {
         crate::bindings::multus::plugin::store::HostTransaction::drop(&mut s, t).unwrap();
         assert_eq!(
             rec.ops.lock().unwrap().clone(),
-            vec!["open", "insert 10.0.0.2"]
+            vec!["open", "insert 10.0.0.2=\"cid\\r\\neth0\""]
         );
     }
 }

@@ -212,7 +212,7 @@ impl Txn for RecordingStore {
 
     fn insert(&mut self, key: &str, value: &str) -> Result<bool, HostError> {
         validate_key(key)?;
-        self.record(format!("insert {key}"));
+        self.record(format!("insert {key}={value:?}"));
         let mut d = self.data.lock().expect("data");
         if d.contains_key(key) {
             return Ok(false);
@@ -223,7 +223,7 @@ impl Txn for RecordingStore {
 
     fn put(&mut self, key: &str, value: &str) -> Result<(), HostError> {
         validate_key(key)?;
-        self.record(format!("put {key}"));
+        self.record(format!("put {key}={value:?}"));
         self.data
             .lock()
             .expect("data")

@@ -21,8 +21,8 @@ use multus_host_functions::bindings::{Chained, ChainedPre};
 use multus_host_functions::grant::Grant;
 use multus_host_functions::netlink::Kernel;
 use multus_host_functions::netns::PodNetns;
-use multus_host_functions::state::HostState;
-use multus_host_functions::store::{FsStore, StoreBackend};
+use multus_host_functions::state::{HostState, KernelBackend, RecordingKernel};
+use multus_host_functions::store::{FsStore, RecordingStore, StoreBackend};
 use serde_json::Value;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::Store;
@@ -148,7 +148,7 @@ struct Sandbox {
 struct Reach {
     grant: Grant,
     store: Option<Box<dyn StoreBackend>>,
-    kernel: Kernel,
+    kernel: Box<dyn KernelBackend>,
     container_id: String,
 }
 
@@ -196,7 +196,7 @@ impl Sandbox {
             wasi,
             memory,
             reach.store,
-            Box::new(reach.kernel),
+            reach.kernel,
             &reach.container_id,
         );
         let mut store = Store::new(engine, state);
@@ -244,6 +244,18 @@ impl Sandbox {
     }
 }
 
+/// Where a call's host calls go.
+pub enum Backends {
+    /// The kernel (the pod's netns) and the plugin's store on disk.
+    Real,
+    /// Recording backends that change nothing (`multusctl plugin run
+    /// --dry-run`); the store starts with what `store` holds.
+    Recording {
+        kernel: RecordingKernel,
+        store: RecordingStore,
+    },
+}
+
 /// Runs `module` for `call` in role `role`. Returns what the plugin would
 /// have printed on stdout (a result JSON for ADD, nothing otherwise).
 pub fn run(
@@ -252,40 +264,64 @@ pub fn run(
     module: &Path,
     call: &PluginCall<'_>,
 ) -> Result<(Vec<u8>, Timings), PluginError> {
+    run_with(conf, role, module, call, Backends::Real)
+}
+
+/// `run` against `backends`.
+pub fn run_with(
+    conf: &WasmConf,
+    role: Role,
+    module: &Path,
+    call: &PluginCall<'_>,
+    backends: Backends,
+) -> Result<(Vec<u8>, Timings), PluginError> {
     let ty = call.plugin_type;
     let mut t = Timings::default();
     let settings = conf.settings(ty);
     let config: Value = serde_json::from_slice(call.stdin)
         .map_err(|e| cni(Code::Decode, ty, format!("config: {e}")))?;
     let g = grant::compute(role, call, &config, &settings);
-    let pod = match &g.netns {
-        Some(p) => match PodNetns::open(p, settings.host_call_timeout()) {
-            Ok(ns) => Some(ns),
-            // DEL, GC and STATUS must work after the pod is gone; calls into
-            // its namespace then answer "not found", which plugins tolerate.
-            Err(e)
-                if matches!(call.command, Command::Del | Command::Gc | Command::Status)
-                    && !p.exists() =>
-            {
-                tracing::debug!(plugin = ty, error = %e, "pod netns gone; container calls will find nothing");
-                None
-            }
-            Err(e) => return Err(cni(Code::InvalidConfig, ty, format!("CNI_NETNS: {e}"))),
-        },
-        None => None,
+    let (store, kernel): (Option<Box<dyn StoreBackend>>, Box<dyn KernelBackend>) = match backends {
+        Backends::Real => {
+            let pod = match &g.netns {
+                Some(p) => match PodNetns::open(p, settings.host_call_timeout()) {
+                    Ok(ns) => Some(ns),
+                    // DEL, GC and STATUS must work after the pod is gone;
+                    // calls into its namespace then answer "not found",
+                    // which plugins tolerate.
+                    Err(e)
+                        if matches!(call.command, Command::Del | Command::Gc | Command::Status)
+                            && !p.exists() =>
+                    {
+                        tracing::debug!(plugin = ty, error = %e, "pod netns gone; container calls will find nothing");
+                        None
+                    }
+                    Err(e) => return Err(cni(Code::InvalidConfig, ty, format!("CNI_NETNS: {e}"))),
+                },
+                None => None,
+            };
+            let store = g
+                .store_root
+                .clone()
+                .map(|root| Box::new(FsStore { root }) as Box<dyn StoreBackend>);
+            let kernel = Kernel {
+                pod,
+                host: None,
+                timeout: settings.host_call_timeout(),
+            };
+            (store, Box::new(kernel))
+        }
+        Backends::Recording { kernel, store } => (
+            g.store_root
+                .is_some()
+                .then(|| Box::new(store) as Box<dyn StoreBackend>),
+            Box::new(kernel),
+        ),
     };
-    let store: Option<Box<dyn StoreBackend>> = g
-        .store_root
-        .clone()
-        .map(|root| Box::new(FsStore { root }) as Box<dyn StoreBackend>);
     let reach = Reach {
         grant: g,
         store,
-        kernel: Kernel {
-            pod,
-            host: None,
-            timeout: settings.host_call_timeout(),
-        },
+        kernel,
         container_id: call.container_id.to_string(),
     };
     let mut sb = Sandbox::new(conf, role, ty, module, reach, &mut t)?;
@@ -372,11 +408,11 @@ pub fn map(
     let reach = Reach {
         grant: grant::none(name, &settings),
         store: None,
-        kernel: Kernel {
+        kernel: Box::new(Kernel {
             pod: None,
             host: None,
             timeout: settings.host_call_timeout(),
-        },
+        }),
         container_id: format!("{}/{}", pod.namespace, pod.name),
     };
     let mut sb = Sandbox::new(conf, Role::Mapper, name, module, reach, &mut t)?;

@@ -2,6 +2,7 @@
 
 pub mod compile;
 pub mod inspect;
+pub mod run;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum PluginCommand {
@@ -9,11 +10,15 @@ pub enum PluginCommand {
     Compile(compile::CompileArgs),
     /// Show what a `.wasm` plugin is and whether multus would run it.
     Inspect(inspect::InspectArgs),
+    /// Run a plugin once: `--dry-run` records its host calls and changes
+    /// nothing; `--netns` runs it for real there.
+    Run(Box<run::RunArgs>),
 }
 
 pub fn run(cmd: &PluginCommand) -> i32 {
     match cmd {
         PluginCommand::Compile(args) => compile::run(args),
         PluginCommand::Inspect(args) => inspect::run(args),
+        PluginCommand::Run(args) => run::run(args),
     }
 }
