@@ -6,3 +6,4 @@ pub mod cli;
 pub mod compile;
 pub mod inspect;
 pub mod install;
+pub mod scaffold;

@@ -250,3 +250,83 @@ fn run_for_real_in_a_netns() {
     let link = ns.ip(&["link", "show", "net1"]).unwrap();
     assert!(link.contains("mtu 1400"), "{link}");
 }
+
+/// `plugin new` for each world: the crate builds for wasm32-wasip2 as it
+/// comes, and does what its README says under `plugin run --dry-run` (or,
+/// for a mapper, `inspect`).
+#[test]
+fn new_plugins_build_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    // Shared between runs, so only the first compiles the SDK's deps.
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm-new");
+    let new = |name: &str, world: &str| {
+        Command::new(MULTUSCTL)
+            .args(["plugin", "new", name, "--world", world, "--dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap()
+    };
+    for (name, world) in [
+        ("my-ipam", "ipam"),
+        ("my-chained", "chained"),
+        ("my-mapper", "annotation-mapper"),
+    ] {
+        let out = new(name, world);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let root = dir.path().join(name);
+        let build = Command::new("cargo")
+            .args(["build", "--release", "--quiet"])
+            .current_dir(&root)
+            .env("CARGO_TARGET_DIR", &target)
+            .output()
+            .unwrap();
+        assert!(
+            build.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&build.stderr)
+        );
+        let module = target.join(format!(
+            "wasm32-wasip2/release/{}.wasm",
+            name.replace('-', "_")
+        ));
+        let (code, out, err) = inspect(&module, true);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["world"], world);
+        let run = |extra: &[&str]| {
+            let out = Command::new(MULTUSCTL)
+                .args(["plugin", "run"])
+                .arg(&module)
+                .args(["--conf", "example.json", "--dry-run"])
+                .args(extra)
+                .current_dir(&root)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{name}: {}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        match world {
+            "ipam" => assert!(run(&[]).contains("10.10.0.5/24")),
+            "chained" => assert!(
+                run(&["--prev-result", "example-prev.json", "--ifname", "net1"])
+                    .contains("mtu: Some(1400)")
+            ),
+            _ => {}
+        }
+    }
+    // An existing directory is never touched; a bad name is refused.
+    let again = new("my-ipam", "ipam");
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
+    let bad = new("My_Plugin", "ipam");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("NAME"));
+    assert!(!dir.path().join("My_Plugin").exists());
+}

@@ -2,6 +2,7 @@
 
 pub mod compile;
 pub mod inspect;
+pub mod new;
 pub mod run;
 
 #[derive(Debug, clap::Subcommand)]
@@ -10,6 +11,8 @@ pub enum PluginCommand {
     Compile(compile::CompileArgs),
     /// Show what a `.wasm` plugin is and whether multus would run it.
     Inspect(inspect::InspectArgs),
+    /// Write a new plugin crate for a world.
+    New(new::NewArgs),
     /// Run a plugin once: `--dry-run` records its host calls and changes
     /// nothing; `--netns` runs it for real there.
     Run(Box<run::RunArgs>),
@@ -20,5 +23,6 @@ pub fn run(cmd: &PluginCommand) -> i32 {
         PluginCommand::Compile(args) => compile::run(args),
         PluginCommand::Inspect(args) => inspect::run(args),
         PluginCommand::Run(args) => run::run(args),
+        PluginCommand::New(args) => new::run(args),
     }
 }
