@@ -294,7 +294,7 @@ fn main() -> Result<()> {
     let data = work.path().join("ipam");
     let plugin_dir = work.path().join("plugins");
     std::fs::create_dir_all(&plugin_dir)?;
-    for module in ["host-local", "legacy-networks"] {
+    for module in ["host-local", "static", "legacy-networks"] {
         std::fs::copy(
             built.join(format!("{module}.wasm")),
             plugin_dir.join(format!("{module}.wasm")),
@@ -596,10 +596,10 @@ fn ipam_table(
             }
             Ok((add.took, del.took))
         };
-    let in_process = |i: usize, cmd: CniCommand| -> Result<Timings> {
+    let run_module = |plugin: &str, stdin: &[u8], i: usize, cmd: CniCommand| -> Result<Timings> {
         let cid = format!("inproc{i}");
         let call = PluginCall {
-            plugin_type: "host-local",
+            plugin_type: plugin,
             command: cmd,
             container_id: &cid,
             netns: "",
@@ -607,13 +607,14 @@ fn ipam_table(
             cni_args: "IgnoreUnknown=1",
             path: &[],
             extra_env: &[],
-            stdin: &stdin,
+            stdin,
         };
-        let module = wasm_conf.module("host-local").context("module")?;
+        let module = wasm_conf.module(plugin).context("module")?;
         let (_, t) = wasm::run(wasm_conf, Role::Ipam, &module, &call)
             .map_err(|e| anyhow::anyhow!(e.to_string()))?;
         Ok(t)
     };
+    let in_process = |i: usize, cmd: CniCommand| run_module("host-local", &stdin, i, cmd);
 
     // Cold: no artifact cached yet in a fresh cache dir.
     let cold_conf = WasmConf {
@@ -651,6 +652,34 @@ fn ipam_table(
     }
     let total = |t: &Timings| t.engine + t.load + t.instantiate + t.call;
     let inproc_total: Vec<Duration> = inproc.iter().map(total).collect();
+    // static: the reference exec'd vs the wasm one in-process.
+    let static_stdin = serde_json::to_vec(&json!({"cniVersion": "1.0.0", "name": "static-bench",
+        "type": "bridge", "ipam": {"type": "static",
+            "addresses": [{"address": "10.21.0.5/24", "gateway": "10.21.0.1"}],
+            "routes": [{"dst": "0.0.0.0/0"}]}}))?;
+    let mut static_ref = Vec::new();
+    let mut static_wasm = Vec::new();
+    for i in 0..calls {
+        let cid = format!("static{i}");
+        let r = exec(
+            &plugins.join("static"),
+            &cni_env("ADD", &cid, "/run/netns/none"),
+            &static_stdin,
+        )?;
+        if !r.ok {
+            bail!(
+                "reference static failed: {}",
+                String::from_utf8_lossy(&r.stdout)
+            );
+        }
+        static_ref.push(r.took);
+        static_wasm.push(total(&run_module(
+            "static",
+            &static_stdin,
+            i,
+            CniCommand::Add,
+        )?));
+    }
     let part =
         |f: fn(&Timings) -> Duration| quantile(&inproc.iter().map(f).collect::<Vec<_>>(), 0.5);
     println!("\nIPAM ADD alone, {calls} calls each (ms)\n");
@@ -670,6 +699,16 @@ fn ipam_table(
         "| wasm host-local, in-process warm call | {:.3} | {:.3} |",
         quantile(&inproc_total, 0.5),
         quantile(&inproc_total, 0.95)
+    );
+    println!(
+        "| reference static, exec'd | {:.3} | {:.3} |",
+        quantile(&static_ref, 0.5),
+        quantile(&static_ref, 0.95)
+    );
+    println!(
+        "| wasm static, in-process warm call | {:.3} | {:.3} |",
+        quantile(&static_wasm, 0.5),
+        quantile(&static_wasm, 0.95)
     );
     println!(
         "\nwarm in-process call / reference exec: {:.3} (target < 0.1)",
