@@ -11,6 +11,7 @@ pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod metrics;
+pub mod per_container;
 pub mod protocol;
 pub mod server;
 pub mod shim_conf;

@@ -21,6 +21,7 @@ use crate::admit::Admission;
 use crate::cluster::Connector;
 use crate::config::DaemonConfig;
 use crate::metrics::{CommandLabels, Metrics, RequestLabels};
+use crate::per_container::PerContainer;
 use crate::protocol::{self, PATH_CNI, PATH_DELEGATE, PATH_HEALTHZ, PATH_READYZ};
 
 pub struct Daemon {
@@ -31,6 +32,8 @@ pub struct Daemon {
     pub metrics: Arc<Metrics>,
     /// The API client every request uses.
     pub cluster: Connector,
+    /// One request at a time per container.
+    pub containers: PerContainer,
 }
 
 impl Daemon {
@@ -42,6 +45,7 @@ impl Daemon {
             ready: AtomicBool::new(true),
             metrics,
             cluster,
+            containers: PerContainer::default(),
         })
     }
 }
@@ -236,6 +240,8 @@ async fn cni(daemon: Arc<Daemon>, req: protocol::Request, kind: Kind) -> Respons
             .observe(started.elapsed().as_secs_f64());
     };
     m.waiting.inc();
+    let container = req.env.get("CNI_CONTAINERID").cloned().unwrap_or_default();
+    let turn = daemon.containers.turn(&container).await;
     let entered = daemon.admission.enter().await;
     m.waiting.dec();
     let permit = match entered {
@@ -249,6 +255,7 @@ async fn cni(daemon: Arc<Daemon>, req: protocol::Request, kind: Kind) -> Respons
     m.in_flight.inc();
     let done = tokio::task::spawn_blocking(move || {
         let _permit = permit;
+        let _turn = turn;
         run(&d, req, kind)
     })
     .await;
