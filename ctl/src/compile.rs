@@ -11,11 +11,15 @@ use wasmtime::component::Component;
 use wasmtime::Engine;
 
 /// What `precompile` did.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Precompiled {
     pub sha256: String,
     /// False when a usable artifact was already cached.
     pub compiled: bool,
+    /// The module's size in bytes.
+    pub size: u64,
+    /// The component, compiled or loaded from the cache.
+    pub component: Component,
 }
 
 /// An engine with multus's settings and a compiler.
@@ -38,16 +42,24 @@ pub fn precompile(
     let sha256 = hex(&Sha256::digest(&bytes));
     let path = artifact_path(cache_dir, &sha256);
     // SAFETY: a root-only dir of artifacts written atomically by this code.
-    let cached = path.is_file() && unsafe { Component::deserialize_file(engine, &path) }.is_ok();
-    if !cached {
-        let component = Component::new(engine, &bytes)
-            .map_err(|e| format!("{} is not a valid component: {e}", module.display()))?;
-        let artifact = component
-            .serialize()
-            .map_err(|e| format!("serializing {}: {e}", module.display()))?;
-        fsutil::write_atomic(&path, &artifact, 0o600)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-    }
+    let cached = path
+        .is_file()
+        .then(|| unsafe { Component::deserialize_file(engine, &path) }.ok())
+        .flatten();
+    let compiled = cached.is_none();
+    let component = match cached {
+        Some(c) => c,
+        None => {
+            let component = Component::new(engine, &bytes)
+                .map_err(|e| format!("{} is not a valid component: {e}", module.display()))?;
+            let artifact = component
+                .serialize()
+                .map_err(|e| format!("serializing {}: {e}", module.display()))?;
+            fsutil::write_atomic(&path, &artifact, 0o600)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            component
+        }
+    };
     write_index(cache_dir, indexed_as, &stamp, &sha256).map_err(|e| {
         format!(
             "indexing {} in {}: {e}",
@@ -57,6 +69,8 @@ pub fn precompile(
     })?;
     Ok(Precompiled {
         sha256,
-        compiled: !cached,
+        compiled,
+        size: bytes.len() as u64,
+        component,
     })
 }

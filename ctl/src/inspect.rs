@@ -99,21 +99,38 @@ pub fn inspect(engine: &Engine, path: &Path) -> Result<Report, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let component = Component::new(engine, &bytes)
         .map_err(|e| format!("{} is not a valid component: {e}", path.display()))?;
+    Ok(report(
+        engine,
+        path,
+        bytes.len() as u64,
+        hex(&Sha256::digest(&bytes)),
+        &component,
+    ))
+}
+
+/// The report of `path`, already compiled as `component`.
+pub fn report(
+    engine: &Engine,
+    path: &Path,
+    size: u64,
+    sha256: String,
+    component: &Component,
+) -> Report {
     let ty = component.component_type();
     let imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
     let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
     let (world, package, roles) = describe(&imports, &exports);
-    Ok(Report {
+    Report {
         file: path.display().to_string(),
-        size: bytes.len() as u64,
-        sha256: hex(&Sha256::digest(&bytes)),
+        size,
+        sha256,
         world,
         package,
         accepted: roles.iter().any(|r| r.accepted),
         imports,
         exports,
         roles,
-    })
+    }
 }
 
 impl Report {

@@ -114,14 +114,7 @@ fn archive_is_an_oci_layout_whose_rootfs_runs_alone() {
             .arg("-C")
             .arg(&rootfs));
     }
-    for p in [
-        "host-local",
-        "static",
-        "route-override",
-        "tuning",
-        "legacy-networks",
-        "label-networks",
-    ] {
+    for p in multus_testbed::node::SHIPPED_PLUGINS {
         assert!(
             rootfs
                 .join(format!("usr/share/multus/plugins/{p}.wasm"))

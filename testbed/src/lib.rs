@@ -23,6 +23,16 @@ use serde_json::Value;
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Runs `ip` and returns its stdout, or an error carrying its stderr.
+/// The peak RSS (VmHWM) of process `pid` so far, in MiB.
+pub fn peak_rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())?;
+    Some(kib / 1024.0)
+}
+
 pub fn ip(args: &[&str]) -> io::Result<String> {
     let out = Command::new("ip").args(args).output()?;
     if !out.status.success() {

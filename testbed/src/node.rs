@@ -149,6 +149,16 @@ pub fn assert_cni_error(out: &CniOutput, code: u64) -> String {
     e["msg"].as_str().unwrap_or_default().to_string()
 }
 
+/// The wasm plugins the image ships (scripts/image).
+pub const SHIPPED_PLUGINS: &[&str] = &[
+    "host-local",
+    "static",
+    "route-override",
+    "tuning",
+    "legacy-networks",
+    "label-networks",
+];
+
 /// The wasm plugins built by scripts/build-plugins.
 pub fn built_plugins() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins");

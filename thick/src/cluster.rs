@@ -11,12 +11,11 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Event, Pod, PodSpec};
 use kube::api::{Api, DynamicObject};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use multus::config::MultusConf;
 use multus::k8s::api::{ClusterApi, Connect, FromKubeconfig, Read};
-use multus::k8s::client::{nad_resource, Kube, KubeError, Nad};
+use multus::k8s::client::{config_from, nad_resource, Kube, KubeError, Nad};
 use multus::k8s::pod::{check_uid, PodRef};
 
 use crate::metrics::{CacheLabels, Metrics};
@@ -44,13 +43,7 @@ impl Credentials {
 
     async fn client(&self) -> Result<kube::Client, String> {
         let config = match self {
-            Self::Kubeconfig(path) => {
-                let kc = Kubeconfig::read_from(path)
-                    .map_err(|e| format!("kubeconfig {}: {e}", path.display()))?;
-                kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
-                    .await
-                    .map_err(|e| format!("kubeconfig {}: {e}", path.display()))?
-            }
+            Self::Kubeconfig(path) => config_from(path).await.map_err(|e| e.to_string())?,
             Self::InCluster => {
                 kube::Config::incluster().map_err(|e| format!("in-cluster credentials: {e}"))?
             }

@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use multus::cni::{version, CniEnv, CniError, Code};
+use multus::cni::{version, CniArgs, CniEnv, CniError, Code};
 use multus::outcome;
 
 use crate::admit::Admission;
@@ -285,15 +285,8 @@ fn run(daemon: &Daemon, req: protocol::Request, kind: Kind) -> (Response<Full<By
     env.entry("CNI_IFNAME".into())
         .or_insert_with(|| "eth0".into());
     // Every line logged for this request names its pod and container.
-    let pod_arg = |k: &str| {
-        env.get("CNI_ARGS")
-            .and_then(|a| {
-                a.split(';')
-                    .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
-            })
-            .unwrap_or("-")
-            .to_string()
-    };
+    let args = CniArgs::parse(env.get("CNI_ARGS").map_or("", String::as_str)).unwrap_or_default();
+    let pod_arg = |k: &str| args.get(k).unwrap_or("-").to_string();
     let span = tracing::info_span!(
         "request",
         pod = %format!("{}/{}", pod_arg("K8S_POD_NAMESPACE"), pod_arg("K8S_POD_NAME")),

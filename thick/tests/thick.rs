@@ -79,14 +79,7 @@ impl Daemon {
 
     /// The daemon's peak RSS so far (VmHWM), in MiB.
     fn peak_rss_mib(&self) -> f64 {
-        let pid = self.child.as_ref().unwrap().id();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        let kib: f64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap();
-        kib / 1024.0
+        multus_testbed::peak_rss_mib(self.child.as_ref().unwrap().id()).unwrap()
     }
 
     fn signal(&mut self, sig: i32) -> Option<i32> {

@@ -113,9 +113,7 @@ fn connected(r: &Route, prev: &CniResult) -> bool {
         return false;
     };
     r.scope == Some(SCOPE_LINK)
-        || (dst.addr.is_ipv6()
-            && dst.prefix >= 10
-            && network("fe80::/10").is_ok_and(|ll| ll.contains(dst.addr)))
+        || (dst.prefix >= 10 && matches!(dst.addr, IpAddr::V6(a) if a.is_unicast_link_local()))
         || prev
             .ips
             .iter()

@@ -266,29 +266,35 @@ impl Kube {
     }
 }
 
+fn kubeconfig_error(kubeconfig: &Path, msg: String) -> KubeError {
+    KubeError {
+        call: format!("reading kubeconfig {}", kubeconfig.display()),
+        kind: Kind::Other,
+        msg,
+    }
+}
+
+/// The client config `kubeconfig` describes (its current context).
+pub async fn config_from(kubeconfig: &Path) -> Result<kube::Config, KubeError> {
+    let err = |e: String| kubeconfig_error(kubeconfig, e);
+    let kc = Kubeconfig::read_from(kubeconfig).map_err(|e| err(e.to_string()))?;
+    kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .map_err(|e| err(e.to_string()))
+}
+
 fn build(
     rt: &tokio::runtime::Runtime,
     kubeconfig: &Path,
     timeout: Duration,
 ) -> Result<kube::Client, KubeError> {
-    let err = |msg: String| KubeError {
-        call: format!("reading kubeconfig {}", kubeconfig.display()),
-        kind: Kind::Other,
-        msg,
-    };
-    let kc = Kubeconfig::read_from(kubeconfig).map_err(|e| err(e.to_string()))?;
-    let mut config = rt
-        .block_on(kube::Config::from_custom_kubeconfig(
-            kc,
-            &KubeConfigOptions::default(),
-        ))
-        .map_err(|e| err(e.to_string()))?;
+    let mut config = rt.block_on(config_from(kubeconfig))?;
     config.connect_timeout = Some(timeout);
     config.read_timeout = Some(timeout);
     config.write_timeout = Some(timeout);
     // The client spawns its request buffer onto the current runtime.
     let _guard = rt.enter();
-    kube::Client::try_from(config).map_err(|e| err(e.to_string()))
+    kube::Client::try_from(config).map_err(|e| kubeconfig_error(kubeconfig, e.to_string()))
 }
 
 #[cfg(test)]

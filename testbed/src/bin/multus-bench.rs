@@ -17,6 +17,7 @@ use multus::config::WasmConf;
 use multus::delegate::wasm::{self, Role, Timings};
 use multus::delegate::PluginCall;
 use multus_testbed::kube_api::FakeKubeApi;
+use multus_testbed::node::SHIPPED_PLUGINS;
 use multus_testbed::{confs, enter, reference_plugin_dir, Netns};
 use serde_json::{json, Value};
 
@@ -211,15 +212,10 @@ fn run_concurrent(s: &Scenario, concurrent: usize, rounds: usize) -> Result<Samp
 
 /// The daemon's peak RSS (VmHWM) in MiB, then reset for the next reading.
 fn take_peak_rss(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0.0);
+    let mib = multus_testbed::peak_rss_mib(pid).unwrap_or(0.0);
     // "5" resets the peak to the current RSS (proc(5), clear_refs).
     let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
-    kib / 1024.0
+    mib
 }
 
 fn run(s: &Scenario, cycles: usize) -> Result<Samples> {
@@ -524,15 +520,9 @@ fn main() -> Result<()> {
         med(9, |r| &r.add) - med(6, |r| &r.add)
     );
     println!("(e) is the multus process alone: its peak RSS is multus's own; (h)-(j) count the shim only.");
-    let status =
-        std::fs::read_to_string(format!("/proc/{}/status", daemon.id())).unwrap_or_default();
-    let hwm = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .unwrap_or("VmHWM: ?");
     println!(
-        "multus-daemon peak RSS after all thick cycles: {}",
-        hwm.trim_start_matches("VmHWM:").trim()
+        "multus-daemon peak RSS after all thick cycles: {:.1} MiB",
+        take_peak_rss(daemon.id())
     );
 
     // Pods started at once: thin (f) vs thick (i), the Kubernetes path.
@@ -540,7 +530,6 @@ fn main() -> Result<()> {
     println!("\n{} at once vs {}: ADD and DEL of N pods started together (ms); the daemon's peak RSS while they ran\n", thin.name, thick.name);
     println!("| pods at once | thin ADD median | thin ADD p95 | thick ADD median | thick ADD p95 | thin DEL median | thick DEL median | daemon peak RSS MiB |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
-    take_peak_rss(daemon.id());
     for concurrent in [1, 10, MAX_CONCURRENT] {
         let rounds = (60 / concurrent).max(2);
         let t = run_concurrent(thin, concurrent, rounds)?;
@@ -685,31 +674,19 @@ fn ipam_table(
     println!("\nIPAM ADD alone, {calls} calls each (ms)\n");
     println!("| path | median | p95 |");
     println!("|---|---:|---:|");
-    println!(
-        "| reference host-local, exec'd | {:.3} | {:.3} |",
-        quantile(&reference, 0.5),
-        quantile(&reference, 0.95)
-    );
-    println!(
-        "| wasm host-local, exec'd through the multus shim | {:.3} | {:.3} |",
-        quantile(&shimmed, 0.5),
-        quantile(&shimmed, 0.95)
-    );
-    println!(
-        "| wasm host-local, in-process warm call | {:.3} | {:.3} |",
-        quantile(&inproc_total, 0.5),
-        quantile(&inproc_total, 0.95)
-    );
-    println!(
-        "| reference static, exec'd | {:.3} | {:.3} |",
-        quantile(&static_ref, 0.5),
-        quantile(&static_ref, 0.95)
-    );
-    println!(
-        "| wasm static, in-process warm call | {:.3} | {:.3} |",
-        quantile(&static_wasm, 0.5),
-        quantile(&static_wasm, 0.95)
-    );
+    for (path, samples) in [
+        ("reference host-local, exec'd", &reference),
+        ("wasm host-local, exec'd through the multus shim", &shimmed),
+        ("wasm host-local, in-process warm call", &inproc_total),
+        ("reference static, exec'd", &static_ref),
+        ("wasm static, in-process warm call", &static_wasm),
+    ] {
+        println!(
+            "| {path} | {:.3} | {:.3} |",
+            quantile(samples, 0.5),
+            quantile(samples, 0.95)
+        );
+    }
     println!(
         "\nwarm in-process call / reference exec: {:.3} (target < 0.1)",
         quantile(&inproc_total, 0.5) / quantile(&reference, 0.5)
@@ -754,15 +731,7 @@ fn install_table(
 ) -> Result<()> {
     let multusctl = here.join("multusctl");
     let plugins = tempfile::tempdir()?;
-    let shipped = [
-        "host-local",
-        "static",
-        "route-override",
-        "tuning",
-        "legacy-networks",
-        "label-networks",
-    ];
-    for p in shipped {
+    for &p in SHIPPED_PLUGINS {
         std::fs::copy(
             built.join(format!("{p}.wasm")),
             plugins.path().join(format!("{p}.wasm")),
@@ -849,7 +818,7 @@ fn install_table(
     println!("\n| artifact | MiB |\n|---|---:|");
     println!("| multus (CNI hot path) | {:.2} |", size(multus));
     println!("| multusctl | {:.2} |", size(&multusctl));
-    for p in shipped {
+    for &p in SHIPPED_PLUGINS {
         println!(
             "| {p}.wasm | {:.3} |",
             size(&built.join(format!("{p}.wasm")))

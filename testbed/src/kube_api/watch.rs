@@ -82,12 +82,15 @@ impl Query {
         Ok(q)
     }
 
+    /// Whether `object` passes the field selector.
+    fn matches(&self, object: &Value) -> bool {
+        self.node_name
+            .as_ref()
+            .is_none_or(|n| object["spec"]["nodeName"] == n.as_str())
+    }
+
     fn selects(&self, collection: Collection, c: &Change) -> bool {
-        c.collection == collection
-            && self
-                .node_name
-                .as_ref()
-                .is_none_or(|n| c.object["spec"]["nodeName"] == n.as_str())
+        c.collection == collection && self.matches(&c.object)
     }
 }
 
@@ -110,11 +113,7 @@ pub(super) fn list(st: &State, collection: Collection, q: &Query) -> (StatusCode
     };
     let items: Vec<Value> = objects
         .into_iter()
-        .filter(|o| {
-            q.node_name
-                .as_ref()
-                .is_none_or(|n| o["spec"]["nodeName"] == n.as_str())
-        })
+        .filter(|o| q.matches(o))
         .map(|o| list_item(collection, o))
         .collect();
     let (kind, api_version) = match collection {

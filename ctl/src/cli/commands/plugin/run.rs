@@ -86,10 +86,22 @@ pub fn run(a: &RunArgs) -> i32 {
         Ok(e) => e,
         Err(e) => return usage(e),
     };
-    let report = match inspect::inspect(&engine, &a.module) {
-        Ok(r) => r,
+    // Compiled once, into a cache of this run's own.
+    let cache = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => return usage(format!("a temporary cache: {e}")),
+    };
+    let compiled = match compile::precompile(&engine, &a.module, &a.module, cache.path()) {
+        Ok(p) => p,
         Err(e) => return usage(e),
     };
+    let report = inspect::report(
+        &engine,
+        &a.module,
+        compiled.size,
+        compiled.sha256,
+        &compiled.component,
+    );
     let role = match (a.role.as_deref(), report.world) {
         (Some("ipam"), _) | (None, "ipam") => Role::Ipam,
         (Some("chained"), _) | (None, "chained") => Role::Chained,
@@ -101,14 +113,6 @@ pub fn run(a: &RunArgs) -> i32 {
             ))
         }
     };
-    // The artifact goes to a cache of this run's own.
-    let cache = match tempfile::tempdir() {
-        Ok(d) => d,
-        Err(e) => return usage(format!("a temporary cache: {e}")),
-    };
-    if let Err(e) = compile::precompile(&engine, &a.module, &a.module, cache.path()) {
-        return usage(e);
-    }
     let wasm_conf = WasmConf {
         plugin_dir: a.module.parent().map(PathBuf::from).unwrap_or_default(),
         cache_dir: cache.path().to_path_buf(),
