@@ -821,7 +821,8 @@ fn version_names_the_wit_package() {
     assert!(out.status.success());
     let line = String::from_utf8_lossy(&out.stdout);
     assert!(
-        line.starts_with("multusctl ") && line.contains("WIT multus:plugin@0.1.0"),
+        line.starts_with("multusctl ")
+            && line.contains(&format!("WIT {}", multus_host_functions::WIT_PACKAGE)),
         "{line}"
     );
 }

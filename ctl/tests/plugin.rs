@@ -37,7 +37,7 @@ fn shipped_plugins_are_accepted_in_their_world() {
         assert_eq!(code, 0, "{name}: {err}");
         let r: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(r["world"], world, "{name}");
-        assert_eq!(r["package"], "multus:plugin@0.1.0", "{name}");
+        assert_eq!(r["package"], multus_host_functions::WIT_PACKAGE, "{name}");
         assert_eq!(r["size"], std::fs::metadata(&path).unwrap().len());
         assert_eq!(r["sha256"].as_str().unwrap().len(), 64);
         let accepted: Vec<&str> = r["roles"]

@@ -27,6 +27,9 @@ pub struct Grant {
     pub netns: Option<PathBuf>,
     /// Links of the pod netns this call may touch.
     pub links: Vec<String>,
+    /// The addresses prevResult gives those links (rules from them are
+    /// this call's even before the addresses are on the links).
+    pub addresses: Vec<ipnet::IpNet>,
     /// The admin's `hostNetns` grant for this plugin.
     pub host_netns: bool,
     /// Sysctl key patterns; `IFNAME` in a pattern matches only granted links.
@@ -81,6 +84,7 @@ pub(crate) fn test_grant(links: &[&str]) -> Grant {
         store_root: None,
         netns: None,
         links: links.iter().map(|l| l.to_string()).collect(),
+        addresses: Vec::new(),
         host_netns: false,
         sysctl_allowlist: DEFAULT_SYSCTL_ALLOWLIST
             .iter()

@@ -8,6 +8,7 @@ pub mod grant;
 pub mod log;
 pub mod netlink;
 pub mod netns;
+pub mod routing;
 pub mod state;
 pub mod store;
 pub mod sysctl;
@@ -17,7 +18,7 @@ use std::time::Duration;
 pub use bindings::multus::plugin::types::CniError as WitError;
 
 /// The WIT package this host implements (every file of `wit/` declares it).
-pub const WIT_PACKAGE: &str = "multus:plugin@0.1.0";
+pub const WIT_PACKAGE: &str = "multus:plugin@0.1.1";
 
 /// Why a host call failed. Denials are the sandbox saying no.
 #[derive(Debug, thiserror::Error)]

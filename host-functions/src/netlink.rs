@@ -8,13 +8,13 @@ use futures::TryStreamExt;
 use ipnet::IpNet;
 use netlink_packet_route::address::AddressAttribute;
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage};
-use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope,
-};
-use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
+use netlink_packet_route::route::{RouteAttribute, RouteMessage, RouteProtocol};
+use rtnetlink::{Handle, LinkUnspec};
 
 use crate::grant::Grant;
 use crate::netns::{PodNetns, Worker};
+use crate::routing::kernel::{dump_routes, entry_message, entry_of, table_or_main};
+use crate::routing::{RouteEntry, RouteOp};
 use crate::sysctl::{SysctlBackend, SysctlKey};
 use crate::HostError;
 
@@ -58,6 +58,8 @@ pub struct Route {
 
 pub trait NetlinkBackend: Send {
     fn link_get(&mut self, ns: Ns, name: &str) -> Result<LinkInfo, HostError>;
+    /// Every link of the namespace; the host filters what the guest sees.
+    fn link_list(&mut self, ns: Ns) -> Result<Vec<LinkInfo>, HostError>;
     fn link_set(&mut self, ns: Ns, name: &str, change: &LinkChange) -> Result<(), HostError>;
     fn addr_list(&mut self, ns: Ns, name: &str) -> Result<Vec<IpNet>, HostError>;
     fn addr_add(&mut self, ns: Ns, name: &str, addr: IpNet) -> Result<(), HostError>;
@@ -67,17 +69,26 @@ pub trait NetlinkBackend: Send {
     fn route_del(&mut self, ns: Ns, name: &str, route: &Route) -> Result<(), HostError>;
 }
 
-/// Checks a netlink call against the grant before any backend sees it.
-pub fn check(grant: &Grant, ns: Ns, name: &str) -> Result<(), HostError> {
+/// Checks that the call may act in `ns` at all.
+pub fn check_namespace(grant: &Grant, ns: Ns) -> Result<(), HostError> {
     match ns {
         Ns::Host if !grant.host_netns => Err(HostError::Denied(format!(
             "plugin {:?} has no hostNetns grant; the host namespace is off limits",
             grant.plugin
         ))),
-        Ns::Host => Ok(()),
         Ns::Container if grant.netns.is_none() => {
             Err(HostError::Denied("no container netns in this call".into()))
         }
+        _ => Ok(()),
+    }
+}
+
+/// Checks a netlink call on link `name` against the grant before any
+/// backend sees it.
+pub fn check(grant: &Grant, ns: Ns, name: &str) -> Result<(), HostError> {
+    check_namespace(grant, ns)?;
+    match ns {
+        Ns::Host => Ok(()),
         Ns::Container if !grant.link_granted(name) => Err(HostError::Denied(format!(
             "link {name:?} in the container netns was not granted to this call (granted: {})",
             grant.links.join(", ")
@@ -105,11 +116,11 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6], HostError> {
     Ok(out)
 }
 
-fn nl(e: rtnetlink::Error) -> HostError {
+pub(crate) fn nl(e: rtnetlink::Error) -> HostError {
     HostError::Netlink(e.to_string())
 }
 
-async fn find(h: &Handle, name: &str) -> Result<LinkMessage, HostError> {
+pub(crate) async fn find(h: &Handle, name: &str) -> Result<LinkMessage, HostError> {
     let mut links = h.link().get().match_name(name.to_string()).execute();
     match links.try_next().await {
         Ok(Some(l)) => Ok(l),
@@ -121,7 +132,7 @@ async fn find(h: &Handle, name: &str) -> Result<LinkMessage, HostError> {
     }
 }
 
-fn link_info(m: &LinkMessage) -> LinkInfo {
+pub(crate) fn link_info(m: &LinkMessage) -> LinkInfo {
     let mut info = LinkInfo {
         name: String::new(),
         index: m.header.index,
@@ -152,58 +163,28 @@ fn link_info(m: &LinkMessage) -> LinkInfo {
     info
 }
 
-fn route_message(index: u32, r: &Route) -> Result<RouteMessage, HostError> {
-    fn bad<E: std::fmt::Debug>(dst: IpNet) -> impl Fn(E) -> HostError {
-        move |e| HostError::Invalid(format!("route {dst}: {e:?}"))
+/// A 0.1.0 route as a routing entry: `main` unless it names a table, and
+/// `static` as the protocol, which is what 0.1.0 hosts wrote.
+fn entry(r: &Route) -> RouteEntry {
+    RouteEntry {
+        dst: r.dst,
+        gw: r.gw,
+        src: None,
+        table: table_or_main(r.table),
+        metric: r.priority,
+        scope: r.scope,
+        protocol: Some(u8::from(RouteProtocol::Static)),
     }
-    let bad = bad(r.dst);
-    let mut b = RouteMessageBuilder::<IpAddr>::new()
-        .destination_prefix(r.dst.addr(), r.dst.prefix_len())
-        .map_err(&bad)?
-        .output_interface(index);
-    if let Some(gw) = r.gw {
-        b = b.gateway(gw).map_err(&bad)?;
-    }
-    if let Some(p) = r.priority {
-        b = b.priority(p);
-    }
-    if let Some(t) = r.table {
-        b = b.table_id(t);
-    }
-    if let Some(s) = r.scope {
-        b = b.scope(RouteScope::from(s));
-    }
-    Ok(b.build())
 }
 
 fn route_of(m: &RouteMessage) -> Option<Route> {
-    let mut dst = None;
-    let mut gw = None;
-    let mut priority = None;
-    let mut table = Some(u32::from(m.header.table));
-    for a in &m.attributes {
-        match a {
-            RouteAttribute::Destination(RouteAddress::Inet(a)) => dst = Some(IpAddr::V4(*a)),
-            RouteAttribute::Destination(RouteAddress::Inet6(a)) => dst = Some(IpAddr::V6(*a)),
-            RouteAttribute::Gateway(RouteAddress::Inet(a)) => gw = Some(IpAddr::V4(*a)),
-            RouteAttribute::Gateway(RouteAddress::Inet6(a)) => gw = Some(IpAddr::V6(*a)),
-            RouteAttribute::Priority(p) => priority = Some(*p),
-            RouteAttribute::Table(t) => table = Some(*t),
-            _ => {}
-        }
-    }
-    let v4 = m.header.address_family == netlink_packet_route::AddressFamily::Inet;
-    let dst = dst.unwrap_or(if v4 {
-        IpAddr::from([0u8; 4])
-    } else {
-        IpAddr::from([0u16; 8])
-    });
+    let e = entry_of(m)?;
     Some(Route {
-        dst: IpNet::new(dst, m.header.destination_prefix_length).ok()?,
-        gw,
-        priority,
-        table,
-        scope: Some(u8::from(m.header.scope)),
+        dst: e.dst,
+        gw: e.gw,
+        priority: e.metric,
+        table: Some(e.table),
+        scope: e.scope,
     })
 }
 
@@ -216,7 +197,7 @@ pub struct Kernel {
 }
 
 impl Kernel {
-    fn worker(&mut self, ns: Ns) -> Result<&Worker, HostError> {
+    pub(crate) fn worker(&mut self, ns: Ns) -> Result<&Worker, HostError> {
         match ns {
             Ns::Container => self
                 .pod
@@ -259,6 +240,16 @@ impl NetlinkBackend for Kernel {
     fn link_get(&mut self, ns: Ns, name: &str) -> Result<LinkInfo, HostError> {
         self.on_link(ns, name, "link-get", |_, l| {
             Box::pin(async move { Ok(link_info(&l)) })
+        })
+    }
+
+    fn link_list(&mut self, ns: Ns) -> Result<Vec<LinkInfo>, HostError> {
+        self.worker(ns)?.run("link-list", |rt, h| {
+            rt.block_on(async {
+                let links: Vec<LinkMessage> =
+                    h.link().get().execute().try_collect().await.map_err(nl)?;
+                Ok(links.iter().map(link_info).collect())
+            })
         })
     }
 
@@ -357,20 +348,12 @@ impl NetlinkBackend for Kernel {
     fn route_list(&mut self, ns: Ns, name: &str) -> Result<Vec<Route>, HostError> {
         self.on_link(ns, name, "route-list", |h, l| {
             Box::pin(async move {
-                let mut out = Vec::new();
-                for q in [
-                    RouteMessageBuilder::<std::net::Ipv4Addr>::new().build(),
-                    RouteMessageBuilder::<std::net::Ipv6Addr>::new().build(),
-                ] {
-                    let msgs: Vec<RouteMessage> =
-                        h.route().get(q).execute().try_collect().await.map_err(nl)?;
-                    out.extend(
-                        msgs.iter()
-                            .filter(|m| m.attributes.contains(&RouteAttribute::Oif(l.header.index)))
-                            .filter_map(route_of),
-                    );
-                }
-                Ok(out)
+                Ok(dump_routes(h)
+                    .await?
+                    .iter()
+                    .filter(|m| m.attributes.contains(&RouteAttribute::Oif(l.header.index)))
+                    .filter_map(route_of)
+                    .collect())
             })
         })
     }
@@ -380,7 +363,7 @@ impl NetlinkBackend for Kernel {
         self.on_link(ns, name, "route-add", move |h, l| {
             Box::pin(async move {
                 h.route()
-                    .add(route_message(l.header.index, &r)?)
+                    .add(entry_message(l.header.index, &entry(&r), RouteOp::Add)?)
                     .execute()
                     .await
                     .map_err(nl)
@@ -394,8 +377,9 @@ impl NetlinkBackend for Kernel {
             Box::pin(async move {
                 // The kernel matches a non-zero protocol on delete; routes
                 // other tools added (proto boot, kernel, ra) must match too.
-                let mut m = route_message(l.header.index, &r)?;
-                m.header.protocol = RouteProtocol::Unspec;
+                let mut e = entry(&r);
+                e.protocol = None;
+                let m = entry_message(l.header.index, &e, RouteOp::Del)?;
                 h.route().del(m).execute().await.map_err(nl)
             })
         })
@@ -465,6 +449,10 @@ impl NetlinkBackend for RecordingNetlink {
             txqlen: 1000,
             kind: Some("veth".into()),
         })
+    }
+    fn link_list(&mut self, ns: Ns) -> Result<Vec<LinkInfo>, HostError> {
+        self.record(format!("link-list {ns:?}"));
+        Ok(Vec::new())
     }
     fn link_set(&mut self, ns: Ns, name: &str, change: &LinkChange) -> Result<(), HostError> {
         self.record(format!("link-set {ns:?} {name} {change:?}"));

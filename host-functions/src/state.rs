@@ -8,29 +8,37 @@ use wasmtime::component::{Resource, ResourceTable};
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::bindings::multus::plugin::{log, netlink, store, sysctl, types};
+use crate::bindings::multus::plugin::{log, netlink, routing, store, sysctl, types};
 use crate::grant::Grant;
 use crate::log::{Level, LogSink};
 use crate::netlink::{self as nl, LinkChange, NetlinkBackend, Ns, RecordingNetlink, Route};
+use crate::routing::policy::Granted;
+use crate::routing::{
+    self as rt, RecordingRouting, RouteEntry, RouteOp, RoutingBackend, Rule, RuleOp, TableRoute,
+};
 use crate::store::{StoreBackend, Transaction};
 use crate::sysctl::{RecordingSysctl, SysctlBackend, SysctlKey};
 use crate::{HostError, WitError};
 
-/// Netlink and sysctl together: the real `Kernel` shares one worker thread
-/// per namespace between them.
-pub trait KernelBackend: NetlinkBackend + SysctlBackend {}
-impl<T: NetlinkBackend + SysctlBackend> KernelBackend for T {}
+/// Netlink, routing and sysctl together: the real `Kernel` shares one
+/// worker thread per namespace between them.
+pub trait KernelBackend: NetlinkBackend + SysctlBackend + RoutingBackend {}
+impl<T: NetlinkBackend + SysctlBackend + RoutingBackend> KernelBackend for T {}
 
-/// Records netlink and sysctl calls, changes nothing.
+/// Records netlink, routing and sysctl calls, changes nothing.
 #[derive(Clone, Default)]
 pub struct RecordingKernel {
     pub netlink: RecordingNetlink,
+    pub routing: RecordingRouting,
     pub sysctl: RecordingSysctl,
 }
 
 impl NetlinkBackend for RecordingKernel {
     fn link_get(&mut self, ns: Ns, name: &str) -> Result<nl::LinkInfo, HostError> {
         self.netlink.link_get(ns, name)
+    }
+    fn link_list(&mut self, ns: Ns) -> Result<Vec<nl::LinkInfo>, HostError> {
+        self.netlink.link_list(ns)
     }
     fn link_set(&mut self, ns: Ns, name: &str, change: &LinkChange) -> Result<(), HostError> {
         self.netlink.link_set(ns, name, change)
@@ -52,6 +60,30 @@ impl NetlinkBackend for RecordingKernel {
     }
     fn route_del(&mut self, ns: Ns, name: &str, route: &Route) -> Result<(), HostError> {
         self.netlink.route_del(ns, name, route)
+    }
+}
+
+impl RoutingBackend for RecordingKernel {
+    fn routes(&mut self, ns: Ns, link: &str) -> Result<Vec<RouteEntry>, HostError> {
+        self.routing.routes(ns, link)
+    }
+    fn route_write(
+        &mut self,
+        ns: Ns,
+        link: &str,
+        op: RouteOp,
+        r: &RouteEntry,
+    ) -> Result<(), HostError> {
+        self.routing.route_write(ns, link, op, r)
+    }
+    fn rules(&mut self, ns: Ns) -> Result<Vec<Rule>, HostError> {
+        self.routing.rules(ns)
+    }
+    fn rule_write(&mut self, ns: Ns, op: RuleOp, r: &Rule) -> Result<(), HostError> {
+        self.routing.rule_write(ns, op, r)
+    }
+    fn table_routes(&mut self, ns: Ns, table: Option<u32>) -> Result<Vec<TableRoute>, HostError> {
+        self.routing.table_routes(ns, table)
     }
 }
 
@@ -260,17 +292,18 @@ impl netlink::Host for HostState {
         name: String,
     ) -> Result<netlink::LinkInfo, WitError> {
         self.netlink("link-get", n, &name, |k, n| k.link_get(n, &name))
-            .map(|l| netlink::LinkInfo {
-                name: l.name,
-                index: l.index,
-                mac: l.mac,
-                mtu: l.mtu,
-                up: l.up,
-                promisc: l.promisc,
-                allmulti: l.allmulti,
-                txqlen: l.txqlen,
-                kind: l.kind,
-            })
+            .map(wit_link)
+    }
+
+    fn link_list(&mut self, n: netlink::Namespace) -> Result<Vec<netlink::LinkInfo>, WitError> {
+        let n = ns(n);
+        let out = nl::check_namespace(&self.grant, n).and_then(|()| self.kernel.link_list(n));
+        let links = out.map_err(|e| self.fail("netlink.link-list", e))?;
+        Ok(links
+            .into_iter()
+            .filter(|l| n == Ns::Host || self.grant.link_granted(&l.name))
+            .map(wit_link)
+            .collect())
     }
 
     fn link_set(
@@ -334,6 +367,10 @@ impl netlink::Host for HostState {
         name: String,
         r: types::Route,
     ) -> Result<(), WitError> {
+        if let Some(table) = r.table {
+            let out = self.writable_table(ns(n), table);
+            out.map_err(|e| self.fail(&format!("netlink.route-add({name})"), e))?;
+        }
         self.netlink("route-add", n, &name, |k, n| {
             k.route_add(n, &name, &to_route(&r)?)
         })
@@ -348,6 +385,258 @@ impl netlink::Host for HostState {
         self.netlink("route-del", n, &name, |k, n| {
             k.route_del(n, &name, &to_route(&r)?)
         })
+    }
+}
+
+fn wit_link(l: nl::LinkInfo) -> netlink::LinkInfo {
+    netlink::LinkInfo {
+        name: l.name,
+        index: l.index,
+        mac: l.mac,
+        mtu: l.mtu,
+        up: l.up,
+        promisc: l.promisc,
+        allmulti: l.allmulti,
+        txqlen: l.txqlen,
+        kind: l.kind,
+    }
+}
+
+fn parse_ip(s: &str, what: &str) -> Result<std::net::IpAddr, HostError> {
+    s.parse()
+        .map_err(|e| HostError::Invalid(format!("{what} {s:?}: {e}")))
+}
+
+fn to_entry(r: &routing::RouteEntry) -> Result<RouteEntry, HostError> {
+    Ok(RouteEntry {
+        dst: parse_net(&r.dst, "route dst")?,
+        gw: r
+            .gw
+            .as_deref()
+            .map(|g| parse_ip(g, "route gw"))
+            .transpose()?,
+        src: r
+            .src
+            .as_deref()
+            .map(|g| parse_ip(g, "route src"))
+            .transpose()?,
+        table: r.table.unwrap_or(rt::MAIN_TABLE),
+        metric: r.metric,
+        scope: r.scope.map(|s| match s {
+            routing::Scope::Global => 0,
+            routing::Scope::Site => 200,
+            routing::Scope::Link => 253,
+            routing::Scope::Host => 254,
+        }),
+        protocol: r.protocol,
+    })
+}
+
+fn from_entry(r: RouteEntry) -> routing::RouteEntry {
+    routing::RouteEntry {
+        dst: r.dst.to_string(),
+        gw: r.gw.map(|g| g.to_string()),
+        src: r.src.map(|g| g.to_string()),
+        table: Some(r.table),
+        metric: r.metric,
+        scope: r.scope.and_then(|s| match s {
+            0 => Some(routing::Scope::Global),
+            200 => Some(routing::Scope::Site),
+            253 => Some(routing::Scope::Link),
+            254 => Some(routing::Scope::Host),
+            _ => None,
+        }),
+        protocol: r.protocol,
+    }
+}
+
+fn to_rule(r: &routing::Rule) -> Result<Rule, HostError> {
+    Ok(Rule {
+        family: match r.family {
+            routing::Family::Ipv4 => rt::Family::V4,
+            routing::Family::Ipv6 => rt::Family::V6,
+        },
+        from: r
+            .from
+            .as_deref()
+            .map(|p| parse_net(p, "rule from"))
+            .transpose()?,
+        to: r
+            .to
+            .as_deref()
+            .map(|p| parse_net(p, "rule to"))
+            .transpose()?,
+        table: r.table,
+        priority: r.priority,
+        iif: r.iif.clone(),
+        oif: r.oif.clone(),
+    })
+}
+
+fn from_rule(r: Rule) -> routing::Rule {
+    routing::Rule {
+        family: match r.family {
+            rt::Family::V4 => routing::Family::Ipv4,
+            rt::Family::V6 => routing::Family::Ipv6,
+        },
+        from: r.from.map(|p| p.to_string()),
+        to: r.to.map(|p| p.to_string()),
+        table: r.table,
+        priority: r.priority,
+        iif: r.iif,
+        oif: r.oif,
+    }
+}
+
+impl HostState {
+    /// The addresses of the granted links: those prevResult gave them and
+    /// those on them now.
+    fn granted_addrs(&mut self) -> Vec<IpNet> {
+        let mut out = self.grant.addresses.clone();
+        for link in self.grant.links.clone() {
+            if let Ok(addrs) = self.kernel.addr_list(Ns::Container, &link) {
+                out.extend(addrs);
+            }
+        }
+        out
+    }
+
+    /// Whether a route may be written into `table` of `n`.
+    fn writable_table(&mut self, n: Ns, table: u32) -> Result<(), HostError> {
+        nl::check_namespace(&self.grant, n)?;
+        if n == Ns::Host || rt::policy::shared_table(table) {
+            return Ok(());
+        }
+        let routes = self.kernel.table_routes(n, Some(table))?;
+        let rules = self.kernel.rules(n)?;
+        let addrs = self.granted_addrs();
+        Granted {
+            links: &self.grant.links,
+            addrs: &addrs,
+        }
+        .check_route_table(table, &routes, &rules)
+    }
+
+    /// Whether `r` may be added (or deleted) in `n`.
+    fn rule_allowed(&mut self, n: Ns, r: &Rule, deleting: bool) -> Result<(), HostError> {
+        nl::check_namespace(&self.grant, n)?;
+        if n == Ns::Host {
+            return Ok(());
+        }
+        let routes = if rt::policy::shared_table(r.table) {
+            Vec::new()
+        } else {
+            self.kernel.table_routes(n, Some(r.table))?
+        };
+        let rules = self.kernel.rules(n)?;
+        let addrs = self.granted_addrs();
+        Granted {
+            links: &self.grant.links,
+            addrs: &addrs,
+        }
+        .check_rule(r, &routes, &rules, deleting)
+    }
+
+    fn route_write(
+        &mut self,
+        n: netlink::Namespace,
+        link: &str,
+        op: RouteOp,
+        r: &routing::RouteEntry,
+    ) -> Result<(), WitError> {
+        let n = ns(n);
+        let out = nl::check(&self.grant, n, link)
+            .and_then(|()| to_entry(r))
+            .and_then(|e| {
+                if op != RouteOp::Del {
+                    self.writable_table(n, e.table)?;
+                }
+                self.kernel.route_write(n, link, op, &e)
+            });
+        out.map_err(|e| self.fail(&format!("routing.{}({link})", op.call()), e))
+    }
+
+    fn rule_write(
+        &mut self,
+        n: netlink::Namespace,
+        op: RuleOp,
+        r: &routing::Rule,
+    ) -> Result<(), WitError> {
+        let n = ns(n);
+        let out = to_rule(r).and_then(|rule| {
+            self.rule_allowed(n, &rule, op == RuleOp::Del)?;
+            self.kernel.rule_write(n, op, &rule)
+        });
+        out.map_err(|e| self.fail(&format!("routing.{}", op.call()), e))
+    }
+}
+
+impl routing::Host for HostState {
+    fn route_list(
+        &mut self,
+        n: netlink::Namespace,
+        link: String,
+    ) -> Result<Vec<routing::RouteEntry>, WitError> {
+        let n = ns(n);
+        let out = nl::check(&self.grant, n, &link).and_then(|()| self.kernel.routes(n, &link));
+        out.map(|v| v.into_iter().map(from_entry).collect())
+            .map_err(|e| self.fail(&format!("routing.route-list({link})"), e))
+    }
+
+    fn route_add(
+        &mut self,
+        n: netlink::Namespace,
+        link: String,
+        r: routing::RouteEntry,
+    ) -> Result<(), WitError> {
+        self.route_write(n, &link, RouteOp::Add, &r)
+    }
+
+    fn route_replace(
+        &mut self,
+        n: netlink::Namespace,
+        link: String,
+        r: routing::RouteEntry,
+    ) -> Result<(), WitError> {
+        self.route_write(n, &link, RouteOp::Replace, &r)
+    }
+
+    fn route_del(
+        &mut self,
+        n: netlink::Namespace,
+        link: String,
+        r: routing::RouteEntry,
+    ) -> Result<(), WitError> {
+        self.route_write(n, &link, RouteOp::Del, &r)
+    }
+
+    fn rule_list(&mut self, n: netlink::Namespace) -> Result<Vec<routing::Rule>, WitError> {
+        let n = ns(n);
+        let out = nl::check_namespace(&self.grant, n).and_then(|()| self.kernel.rules(n));
+        out.map(|v| v.into_iter().map(from_rule).collect())
+            .map_err(|e| self.fail("routing.rule-list", e))
+    }
+
+    fn rule_add(&mut self, n: netlink::Namespace, r: routing::Rule) -> Result<(), WitError> {
+        self.rule_write(n, RuleOp::Add, &r)
+    }
+
+    fn rule_del(&mut self, n: netlink::Namespace, r: routing::Rule) -> Result<(), WitError> {
+        self.rule_write(n, RuleOp::Del, &r)
+    }
+
+    fn table_list(&mut self, n: netlink::Namespace) -> Result<Vec<u32>, WitError> {
+        let n = ns(n);
+        let out =
+            nl::check_namespace(&self.grant, n).and_then(|()| self.kernel.table_routes(n, None));
+        let mut tables: Vec<u32> = out
+            .map_err(|e| self.fail("routing.table-list", e))?
+            .into_iter()
+            .map(|(_, r)| r.table)
+            .collect();
+        tables.sort_unstable();
+        tables.dedup();
+        Ok(tables)
     }
 }
 

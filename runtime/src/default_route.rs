@@ -205,6 +205,12 @@ mod tests {
         ) -> Result<multus_host_functions::netlink::LinkInfo, HostError> {
             self.inner.link_get(ns, name)
         }
+        fn link_list(
+            &mut self,
+            ns: Ns,
+        ) -> Result<Vec<multus_host_functions::netlink::LinkInfo>, HostError> {
+            self.inner.link_list(ns)
+        }
         fn link_set(
             &mut self,
             ns: Ns,

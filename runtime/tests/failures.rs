@@ -236,7 +236,8 @@ fn run_by_hand_it_says_what_it_is() {
         assert!(out.status.success());
         let line = String::from_utf8_lossy(&out.stdout);
         assert!(
-            line.starts_with("multus-wasm version:v") && line.contains("wit:multus:plugin@0.1.0"),
+            line.starts_with("multus-wasm version:v")
+                && line.contains(&format!("wit:{}", multus_host_functions::WIT_PACKAGE)),
             "{line}"
         );
     }

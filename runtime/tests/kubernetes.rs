@@ -738,6 +738,37 @@ fn annotation_mappers_legacy_key_and_label() {
     }
 }
 
+/// An annotation mapper built against WIT 0.1.0 (kept in
+/// `tests/fixtures/wit-0.1.0/`) still maps on this 0.1.1 host.
+#[test]
+fn mapper_built_against_wit_0_1_0_still_maps() {
+    let c = Cluster::new();
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/wit-0.1.0/label-networks.wasm");
+    c.node.install_wasm_file("label-networks", &fixture);
+    let pod = Pod::new();
+    c.api.add_pod(
+        "default",
+        "old",
+        "uid-o",
+        &[],
+        &[("example.com/net-profile", "db")],
+    );
+    let conf = c.node.with_wasm(serde_json::from_slice(&c.conf(json!({
+        "annotationMappers": [
+            {"module": "label-networks", "config": {"label": "example.com/net-profile",
+                "profiles": {"db": [{"name": "storage", "namespace": "other", "interface": "db0"}]}}}
+        ]
+    })))
+    .unwrap());
+    let conf = bytes(&conf);
+    let out = c.run("ADD", "c1", &pod, "old", "uid-o", &conf);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    assert_eq!(pod.ns.addrs("db0").unwrap(), vec!["10.30.0.2/24"]);
+    assert!(c.run("DEL", "c1", &pod, "old", "uid-o", &conf).ok());
+    c.assert_clean(&pod);
+}
+
 #[test]
 fn cluster_and_default_networks_from_nads_and_status_rules() {
     let c = Cluster::new();

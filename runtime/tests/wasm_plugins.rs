@@ -646,3 +646,33 @@ fn wasm_static_matches_reference_static() {
         assert!(!w.ok(), "CHECK {name}: {}", w.stdout);
     }
 }
+
+/// A module built against WIT 0.1.0 (kept byte for byte in
+/// `tests/fixtures/wit-0.1.0/`) loads and runs unchanged on this 0.1.1 host:
+/// the same ADD, CHECK and DEL as today's tuning.
+#[test]
+fn tuning_built_against_wit_0_1_0_still_runs() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/wit-0.1.0/tuning.wasm");
+    let module = std::fs::read(&fixture).unwrap();
+    let has = |s: &str| module.windows(s.len()).any(|w| w == s.as_bytes());
+    assert!(has("multus:plugin/netlink@0.1.0") && !has("@0.1.1"));
+
+    let node = Node::new();
+    node.install_wasm_file("tuning", &fixture);
+    let data = node.dir.path().join("tuning");
+    let conf = bytes(&tuning_conf(&node, "stor0", &data, Some(500)));
+    let pod = Pod::new();
+    let out = node.run("ADD", "t-old", &pod, &conf);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    let (state, arp_ignore) = link_state(&pod);
+    assert_eq!(state["mtu"], 1400);
+    assert_eq!(state["txqlen"], 500);
+    assert_eq!(state["mac"], "0a:58:0a:03:00:0a");
+    assert_eq!(arp_ignore, "1");
+    let out = node.run("CHECK", "t-old", &pod, &conf);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    let out = node.run("DEL", "t-old", &pod, &conf);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    assert_eq!(pod.ns.links().unwrap(), vec!["lo"]);
+}

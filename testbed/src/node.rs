@@ -173,16 +173,17 @@ pub fn built_plugins() -> PathBuf {
 impl Node {
     /// A plugin dir holding copies of the named built plugins.
     pub fn install_wasm(&self, names: &[&str]) -> PathBuf {
+        for n in names {
+            self.install_wasm_file(n, &built_plugins().join(format!("{n}.wasm")));
+        }
+        self.dir.path().join("plugins")
+    }
+
+    /// Installs the module at `file` as plugin `name`.
+    pub fn install_wasm_file(&self, name: &str, file: &std::path::Path) {
         let dir = self.dir.path().join("plugins");
         std::fs::create_dir_all(&dir).unwrap();
-        for n in names {
-            std::fs::copy(
-                built_plugins().join(format!("{n}.wasm")),
-                dir.join(format!("{n}.wasm")),
-            )
-            .unwrap();
-        }
-        dir
+        std::fs::copy(file, dir.join(format!("{name}.wasm"))).unwrap();
     }
 
     pub fn wasm_cache(&self) -> PathBuf {

@@ -15,6 +15,7 @@ const SDK_CONF: &str = include_str!("../../../plugins-wasm/sdk/src/conf.rs");
 const SDK_IP: &str = include_str!("../../../plugins-wasm/sdk/src/ip.rs");
 const WIT_TYPES: &str = include_str!("../../../wit/types.wit");
 const WIT_MAPPER: &str = include_str!("../../../wit/mapper.wit");
+const WIT_ROUTING: &str = include_str!("../../../wit/routing.wit");
 
 impl World {
     pub fn as_str(self) -> &'static str {
@@ -114,8 +115,9 @@ panic = "abort"
         (
             "README.md",
             format!(
-                "# {name}\n\nA multus wasm plugin (`{}` world), run {how}.\n\n```sh\nrustup target add wasm32-wasip2\ncargo build --release\n{try_it}\ncp {module} /etc/cni/multus/plugins/{name}.wasm   # on each node\n```\n\n`sdk/` is the multus plugin SDK and `sdk/wit/` the WIT package this\nmultusctl speaks (`multus:plugin@0.1.0`); keep them with the crate.\n",
-                world.as_str()
+                "# {name}\n\nA multus wasm plugin (`{}` world), run {how}.\n\n```sh\nrustup target add wasm32-wasip2\ncargo build --release\n{try_it}\ncp {module} /etc/cni/multus/plugins/{name}.wasm   # on each node\n```\n\n`sdk/` is the multus plugin SDK and `sdk/wit/` the WIT package this\nmultusctl speaks (`{}`); keep them with the crate.\n",
+                world.as_str(),
+                multus_host_functions::WIT_PACKAGE
             ),
         ),
         (
@@ -139,6 +141,7 @@ wit-bindgen = { version = "0.61", default-features = false, features = ["macros"
         ("sdk/src/ip.rs", SDK_IP.to_string()),
         ("sdk/wit/types.wit", WIT_TYPES.to_string()),
         ("sdk/wit/mapper.wit", WIT_MAPPER.to_string()),
+        ("sdk/wit/routing.wit", WIT_ROUTING.to_string()),
     ];
     if let Some(p) = prev {
         out.push(("example-prev.json", format!("{p}\n")));

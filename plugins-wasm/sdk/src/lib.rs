@@ -1,4 +1,4 @@
-//! The SDK for multus wasm plugins (`multus:plugin@0.1.0`).
+//! The SDK for multus wasm plugins (`multus:plugin@0.1.1`).
 //!
 //! A plugin is one `lib.rs`: implement [`Plugin`] and call [`export!`].
 //!
@@ -34,8 +34,8 @@ pub mod mapper {
             path: "../../wit",
             world: "annotation-mapper",
             with: {
-                "multus:plugin/types@0.1.0": crate::bindings::multus::plugin::types,
-                "multus:plugin/log@0.1.0": crate::bindings::multus::plugin::log,
+                "multus:plugin/types@0.1.1": crate::bindings::multus::plugin::types,
+                "multus:plugin/log@0.1.1": crate::bindings::multus::plugin::log,
             },
             pub_export_macro: true,
             export_macro_name: "__export_mapper_world",

@@ -21,7 +21,7 @@ const WASI_ALLOWED: &[&str] = &["wasi:cli/", "wasi:io/", "wasi:random/", "wasi:c
 fn ours(role: Role) -> &'static [&'static str] {
     match role {
         Role::Ipam => &["types", "log", "store"],
-        Role::Chained => &["types", "log", "store", "netlink", "sysctl"],
+        Role::Chained => &["types", "log", "store", "netlink", "sysctl", "routing"],
         Role::Mapper => &["types", "log"],
     }
 }
@@ -34,7 +34,17 @@ fn allowed(role: Role, name: &str) -> bool {
         return false;
     };
     let (iface, version) = rest.split_once('@').unwrap_or((rest, ""));
-    version.starts_with("0.1.") && ours(role).contains(&iface)
+    compatible(version) && ours(role).contains(&iface)
+}
+
+/// A version of the package this host can serve: 0.1.x up to its own
+/// (a module built against a newer 0.1 would miss functions at link time).
+fn compatible(version: &str) -> bool {
+    let host = multus_host_functions::WIT_PACKAGE
+        .rsplit_once('@')
+        .map_or("", |(_, v)| v);
+    let patch = |v: &str| v.strip_prefix("0.1.")?.parse::<u32>().ok();
+    matches!((patch(version), patch(host)), (Some(m), Some(h)) if m <= h)
 }
 
 /// The imports `role` does not allow; empty means the component may run.
@@ -66,7 +76,10 @@ mod tests {
         assert!(allowed(Role::Ipam, "multus:plugin/store@0.1.0"));
         assert!(allowed(Role::Ipam, "wasi:cli/stdout@0.2.6"));
         assert!(!allowed(Role::Ipam, "multus:plugin/netlink@0.1.0"));
-        assert!(allowed(Role::Chained, "multus:plugin/netlink@0.1.3"));
+        assert!(allowed(Role::Chained, "multus:plugin/netlink@0.1.1"));
+        assert!(allowed(Role::Chained, "multus:plugin/routing@0.1.1"));
+        assert!(!allowed(Role::Ipam, "multus:plugin/routing@0.1.1"));
+        assert!(!allowed(Role::Chained, "multus:plugin/netlink@0.1.99"));
         assert!(!allowed(Role::Chained, "multus:plugin/netlink@0.2.0"));
         assert!(!allowed(Role::Chained, "wasi:filesystem/types@0.2.6"));
         assert!(!allowed(Role::Chained, "wasi:sockets/tcp@0.2.6"));

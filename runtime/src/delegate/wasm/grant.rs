@@ -45,6 +45,34 @@ fn links(call: &PluginCall<'_>, config: &Value) -> Vec<String> {
     links
 }
 
+/// The addresses prevResult gives the granted links: IPs whose interface
+/// is one of them, or that name no interface (chained plugins read those as
+/// CNI_IFNAME's, as reference sbr does).
+fn addresses(config: &Value, links: &[String]) -> Vec<ipnet::IpNet> {
+    let ifaces = config
+        .pointer("/prevResult/interfaces")
+        .and_then(Value::as_array);
+    let granted = |i: u64| {
+        ifaces
+            .and_then(|v| v.get(i as usize))
+            .and_then(|i| i.get("name"))
+            .and_then(Value::as_str)
+            .is_some_and(|n| links.iter().any(|l| l == n))
+    };
+    config
+        .pointer("/prevResult/ips")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|ip| {
+            ip.get("interface")
+                .and_then(Value::as_u64)
+                .is_none_or(granted)
+        })
+        .filter_map(|ip| ip.get("address")?.as_str()?.parse().ok())
+        .collect()
+}
+
 /// A grant of nothing: no store, no netns, no links, no sysctls.
 pub fn none(plugin: &str, settings: &PluginSettings) -> Grant {
     Grant {
@@ -53,6 +81,7 @@ pub fn none(plugin: &str, settings: &PluginSettings) -> Grant {
         store_root: None,
         netns: None,
         links: Vec::new(),
+        addresses: Vec::new(),
         host_netns: false,
         sysctl_allowlist: Vec::new(),
         call_timeout: settings.host_call_timeout(),
@@ -98,12 +127,14 @@ pub fn compute(
             .map(|s| s.to_string())
             .collect()
     });
+    let addresses = addresses(config, &links);
     Grant {
         plugin: call.plugin_type.to_string(),
         network,
         store_root,
         netns,
         links,
+        addresses,
         host_netns: settings.host_netns,
         sysctl_allowlist,
         call_timeout: settings.host_call_timeout(),
@@ -155,6 +186,10 @@ mod tests {
     fn chained_gets_ifname_and_pod_interfaces() {
         let conf = json!({"name": "n", "prevResult": {"interfaces": [
             {"name": "veth1", "mac": "x"}, {"name": "net1", "sandbox": "/run/netns/p"}, {"name": "extra", "sandbox": "/run/netns/p"}
+        ], "ips": [
+            {"address": "10.1.0.5/24", "interface": 1},
+            {"address": "10.9.0.1/24", "interface": 0},
+            {"address": "fd00::5/64"}
         ]}});
         let g = compute(
             Role::Chained,
@@ -163,6 +198,12 @@ mod tests {
             &PluginSettings::default(),
         );
         assert_eq!(g.links, vec!["net1", "extra"]);
+        let addrs: Vec<String> = g.addresses.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            addrs,
+            vec!["10.1.0.5/24", "fd00::5/64"],
+            "not the host veth's"
+        );
         assert_eq!(g.netns, Some(PathBuf::from("/run/netns/p")));
         assert_eq!(g.store_root, Some(PathBuf::from("/run/cni/tuning")));
     }
