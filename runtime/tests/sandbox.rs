@@ -36,6 +36,12 @@ fn refused(probe: &str, plugin: &str, settings: Value, code: u64, names: &[&str]
     let pod = Pod::new();
     let before_host = host_state();
     let before_node = node.ns.ip(&["-br", "link"]).unwrap();
+    let rules = |ns: &multus_testbed::Netns| {
+        let mut r = ns.ip(&["rule", "show"]).unwrap();
+        r.push_str(&ns.ip(&["-6", "rule", "show"]).unwrap());
+        r
+    };
+    let before_rules = (rules(&pod.ns), rules(&node.ns));
     let out = node.run(
         "ADD",
         "probe",
@@ -62,6 +68,18 @@ fn refused(probe: &str, plugin: &str, settings: Value, code: u64, names: &[&str]
         host_state(),
         before_host,
         "probe {probe}: host sysctls untouched"
+    );
+    assert_eq!(
+        (rules(&pod.ns), rules(&node.ns)),
+        before_rules,
+        "probe {probe}: no rule added in the pod or on the node"
+    );
+    assert_eq!(
+        pod.ns
+            .ip(&["route", "show", "table", "all", "type", "unicast"])
+            .unwrap(),
+        "",
+        "probe {probe}: no route left in any table"
     );
     let after_node = node.ns.ip(&["-br", "link"]).unwrap();
     let veths = |s: &str| s.lines().filter(|l| l.starts_with("veth")).count();
@@ -190,4 +208,53 @@ fn host_netns_with_grant_is_allowed() {
     let out = node.run("ADD", "granted", &pod, &conf);
     assert!(out.ok(), "{} {}", out.stdout, out.stderr);
     assert!(node.run("DEL", "granted", &pod, &conf).ok());
+}
+
+#[test]
+fn route_on_an_ungranted_link() {
+    refused(
+        "route-ungranted-link",
+        "sandbox-probe",
+        json!({}),
+        7,
+        &["sandbox-probe", "routing.route-add(lo)", "not granted"],
+    );
+}
+
+#[test]
+fn rule_for_someone_elses_address() {
+    refused(
+        "rule-other-address",
+        "sandbox-probe",
+        json!({}),
+        7,
+        &[
+            "sandbox-probe",
+            "routing.rule-add",
+            "10.99.0.7/32",
+            "not an address of a granted link",
+        ],
+    );
+}
+
+#[test]
+fn rule_into_main_for_all_sources() {
+    refused(
+        "rule-main-without-from",
+        "sandbox-probe",
+        json!({}),
+        7,
+        &["sandbox-probe", "routing.rule-add", "shared table 254"],
+    );
+}
+
+#[test]
+fn rule_in_the_host_netns_without_grant() {
+    refused(
+        "rule-host-netns",
+        "sandbox-probe",
+        json!({}),
+        7,
+        &["sandbox-probe", "routing.rule-add", "hostNetns"],
+    );
 }

@@ -4,10 +4,31 @@
 
 use multus_plugin_sdk::conf::NetConf;
 use multus_plugin_sdk::netlink::{self, Namespace};
+use multus_plugin_sdk::routing::{self, Family, RouteEntry, Rule};
 use multus_plugin_sdk::sysctl::{self, Key, LinkKey};
 use multus_plugin_sdk::{invalid, Attachment, CniError, CniResult, Plugin, Request};
 
 struct Probe;
+
+fn rule(from: Option<&str>, to: Option<&str>, table: u32) -> Rule {
+    Rule {
+        family: Family::Ipv4,
+        from: from.map(String::from),
+        to: to.map(String::from),
+        table,
+        priority: None,
+        iif: None,
+        oif: None,
+    }
+}
+
+/// The attachment's own address, which a rule may use in the pod but not,
+/// without `hostNetns`, in the host.
+fn own_ip(conf: &NetConf) -> Result<String, CniError> {
+    let prev = conf.prev_result()?.unwrap_or_else(CniResult::empty);
+    let ip = prev.ips.first().ok_or_else(|| invalid("no prevResult IP"))?;
+    Ok(ip.address.split('/').next().unwrap_or_default().to_string())
+}
 
 impl Plugin for Probe {
     fn add(req: Request) -> Result<CniResult, CniError> {
@@ -63,6 +84,31 @@ impl Plugin for Probe {
                     },
                     "1",
                 )?;
+            }
+            "route-ungranted-link" => {
+                routing::route_add(
+                    Namespace::Container,
+                    "lo",
+                    &RouteEntry {
+                        dst: "10.99.0.0/16".into(),
+                        gw: None,
+                        src: None,
+                        table: Some(100),
+                        metric: None,
+                        scope: None,
+                        protocol: None,
+                    },
+                )?;
+            }
+            "rule-other-address" => {
+                routing::rule_add(Namespace::Container, &rule(Some("10.99.0.7/32"), None, 100))?;
+            }
+            "rule-main-without-from" => {
+                routing::rule_add(Namespace::Container, &rule(None, Some("0.0.0.0/0"), 254))?;
+            }
+            "rule-host-netns" => {
+                let own = format!("{}/32", own_ip(&conf)?);
+                routing::rule_add(Namespace::Host, &rule(Some(&own), None, 100))?;
             }
             "swallow-denial" => {
                 // A plugin that ignores the refusal must still fail.

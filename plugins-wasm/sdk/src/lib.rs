@@ -97,7 +97,7 @@ pub use bindings::multus::plugin::types::{
     Attachment, CniError, CniRequest as Request, CniResult, Command, Dns, Interface, IpConfig,
     Route,
 };
-pub use bindings::multus::plugin::{log, netlink, store, sysctl};
+pub use bindings::multus::plugin::{log, netlink, routing, store, sysctl};
 
 /// Exports a type implementing [`Plugin`] as the component's `plugin`.
 #[macro_export]

@@ -157,6 +157,7 @@ pub fn run(a: &RunArgs) -> i32 {
     if a.dry_run {
         for (what, ops) in [
             ("netlink", &kernel.netlink.ops),
+            ("routing", &kernel.routing.ops),
             ("sysctl", &kernel.sysctl.ops),
             ("store", &store.ops),
         ] {
