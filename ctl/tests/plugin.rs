@@ -28,6 +28,7 @@ fn shipped_plugins_are_accepted_in_their_world() {
         ("host-local", "ipam"),
         ("static", "ipam"),
         ("route-override", "chained"),
+        ("sbr", "chained"),
         ("tuning", "chained"),
         ("legacy-networks", "annotation-mapper"),
         ("label-networks", "annotation-mapper"),
@@ -138,6 +139,16 @@ fn tuning_on_net1(
     prev: &std::path::Path,
     mode: &[&std::ffi::OsStr],
 ) -> (i32, String, String) {
+    on_net1("tuning", conf, prev, mode)
+}
+
+/// `module` on net1 with `conf` and `prev`, then `mode`'s flags.
+fn on_net1(
+    module: &str,
+    conf: &std::path::Path,
+    prev: &std::path::Path,
+    mode: &[&std::ffi::OsStr],
+) -> (i32, String, String) {
     let mut args: Vec<&std::ffi::OsStr> = vec![
         "--conf".as_ref(),
         conf.as_os_str(),
@@ -147,7 +158,7 @@ fn tuning_on_net1(
         "net1".as_ref(),
     ];
     args.extend_from_slice(mode);
-    plugin_run("tuning", &args)
+    plugin_run(module, &args)
 }
 
 /// The root netns's links, addresses and routes.
@@ -249,6 +260,100 @@ fn run_for_real_in_a_netns() {
     assert_eq!(code, 0, "{out} {err}");
     let link = ns.ip(&["link", "show", "net1"]).unwrap();
     assert!(link.contains("mtu 1400"), "{link}");
+}
+
+/// sbr run on its own in a netns: ADD moves net1's routes into table 100
+/// behind a rule; its own DEL (here without the interface plugin's, which
+/// would take the link and its routes along) leaves no rule and no table
+/// route, while net1 stays up. `--dry-run` of the same ADD prints the
+/// routing calls and changes nothing.
+#[test]
+fn sbr_del_clears_its_rules_and_table_routes() {
+    use serde_json::json;
+    let ns = multus_testbed::Netns::new("t-sbr").unwrap();
+    for args in [
+        &[
+            "link", "add", "net1", "type", "veth", "peer", "name", "net1p",
+        ][..],
+        &["addr", "add", "10.60.0.5/24", "dev", "net1"],
+        &["link", "set", "net1", "up"],
+        &["link", "set", "net1p", "up"],
+        &[
+            "route",
+            "add",
+            "10.61.0.0/16",
+            "via",
+            "10.60.0.1",
+            "dev",
+            "net1",
+        ],
+    ] {
+        ns.ip(args).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let conf = write_json(
+        dir.path(),
+        "sbr.json",
+        &json!({"cniVersion": "1.0.0", "name": "s", "type": "sbr"}),
+    );
+    let prev = write_json(
+        dir.path(),
+        "prev.json",
+        &json!({"cniVersion": "1.0.0",
+                "interfaces": [{"name": "net1", "sandbox": ns.path()}],
+                "ips": [{"address": "10.60.0.5/24", "gateway": "10.60.0.1", "interface": 0}]}),
+    );
+    let run = |command: &str, mode: &[&std::ffi::OsStr]| {
+        let mut args: Vec<&std::ffi::OsStr> = vec!["--command".as_ref(), command.as_ref()];
+        args.extend_from_slice(mode);
+        on_net1("sbr", &conf, &prev, &args)
+    };
+    let rules = || ns.ip(&["rule", "show"]).unwrap();
+    let fresh = (rules(), ns.ip(&["route", "show", "table", "all"]).unwrap());
+
+    let (code, out, err) = run("ADD", &["--dry-run".as_ref()]);
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(
+        out.contains("routing: rule-add Container from 10.60.0.5/32 lookup 100"),
+        "{out}"
+    );
+    assert!(
+        out.contains("routing: route-add Container net1 0.0.0.0/0 via 10.60.0.1 table 100"),
+        "{out}"
+    );
+    assert_eq!(
+        (rules(), ns.ip(&["route", "show", "table", "all"]).unwrap()),
+        fresh
+    );
+
+    let path = ns.path();
+    let netns: [&std::ffi::OsStr; 2] = ["--netns".as_ref(), path.as_os_str()];
+    let (code, out, err) = run("ADD", &netns);
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(rules().contains("from 10.60.0.5 lookup 100"), "{}", rules());
+    let t100 = ns.ip(&["route", "show", "table", "100"]).unwrap();
+    assert!(t100.contains("default via 10.60.0.1 dev net1"), "{t100}");
+    assert!(
+        t100.contains("10.61.0.0/16 via 10.60.0.1 dev net1"),
+        "{t100}"
+    );
+    assert!(!ns.ip(&["route", "show"]).unwrap().contains("net1"));
+
+    let (code, out, err) = run("DEL", &netns);
+    assert_eq!(code, 0, "{out} {err}");
+    assert_eq!(rules(), fresh.0);
+    let left: String = ["-4", "-6"]
+        .iter()
+        .map(|f| {
+            ns.ip(&[f, "route", "show", "table", "100"])
+                .unwrap_or_default()
+        })
+        .collect();
+    assert_eq!(left, "", "table 100 is empty");
+    assert!(ns.ip(&["link", "show", "net1"]).unwrap().contains("UP"));
+    // A second DEL finds nothing to do and succeeds.
+    let (code, out, err) = run("DEL", &netns);
+    assert_eq!(code, 0, "{out} {err}");
 }
 
 /// `plugin new` for each world: the crate builds for wasm32-wasip2 as it

@@ -124,6 +124,25 @@ impl Netns {
             .unwrap_or_default())
     }
 
+    /// The policy routing state, as `ip -j` objects: the rules and the
+    /// routes of every table but `local` (kernel-kept), both families.
+    pub fn routing_state(&self) -> io::Result<Value> {
+        let mut out = serde_json::Map::new();
+        for (family, f) in [("4", "-4"), ("6", "-6")] {
+            out.insert(format!("rules{family}"), self.json(&[f, "rule", "show"])?);
+            let routes: Vec<Value> = self
+                .json(&[f, "route", "show", "table", "all"])?
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|r| r["table"] != "local")
+                .cloned()
+                .collect();
+            out.insert(format!("routes{family}"), Value::Array(routes));
+        }
+        Ok(Value::Object(out))
+    }
+
     /// A link's attributes (`ip -j -d link show dev`).
     pub fn link(&self, ifname: &str) -> io::Result<Value> {
         Ok(self.json(&["-d", "link", "show", "dev", ifname])?[0].clone())

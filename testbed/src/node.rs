@@ -154,6 +154,7 @@ pub const SHIPPED_PLUGINS: &[&str] = &[
     "host-local",
     "static",
     "route-override",
+    "sbr",
     "tuning",
     "legacy-networks",
     "label-networks",
