@@ -47,7 +47,8 @@ struct Args {
     /// Only the install and exec-cost tables.
     #[arg(long)]
     install_only: bool,
-    /// Only the IPAM table (in-process wasm vs exec'd reference).
+    /// Only the delegate tables: IPAM and chained (in-process wasm vs
+    /// exec'd reference).
     #[arg(long)]
     ipam_only: bool,
     /// Another multus build (e.g. one with the compiler linked in) whose
@@ -290,7 +291,13 @@ fn main() -> Result<()> {
     let data = work.path().join("ipam");
     let plugin_dir = work.path().join("plugins");
     std::fs::create_dir_all(&plugin_dir)?;
-    for module in ["host-local", "static", "legacy-networks"] {
+    for module in [
+        "host-local",
+        "static",
+        "legacy-networks",
+        "sbr",
+        "route-override",
+    ] {
         std::fs::copy(
             built.join(format!("{module}.wasm")),
             plugin_dir.join(format!("{module}.wasm")),
@@ -310,7 +317,8 @@ fn main() -> Result<()> {
     // As the daemon runs its wasm calls (the bench is one long process).
     multus::delegate::wasm::engine::pool_instances(32);
     if args.ipam_only {
-        return ipam_table(&plugins, &multus, &wasm_conf, &data, args.calls);
+        ipam_table(&plugins, &multus, &wasm_conf, &data, args.calls)?;
+        return chained_table(&plugins, &wasm_conf, args.calls);
     }
 
     let cluster = confs::bridge_host_local("cluster", "cni0", "10.10.0.0/16", &data);
@@ -550,6 +558,110 @@ fn main() -> Result<()> {
     let _ = daemon.wait();
 
     ipam_table(&plugins, &multus, &wasm_conf, &data, args.calls)?;
+    chained_table(&plugins, &wasm_conf, args.calls)
+}
+
+/// Chained plugins on a pod's net1 (10.60.0.5/24, gateway 10.60.0.1, a
+/// route via it), for real in a netns: the reference sbr exec'd vs the wasm
+/// sbr in-process, and the wasm route-override (no reference binary is
+/// packaged). Each ADD starts from the same net1, restored untimed.
+fn chained_table(plugins: &Path, wasm_conf: &WasmConf, calls: usize) -> Result<()> {
+    let pod = Netns::new("bench-chained")?;
+    let netns = pod.path();
+    let netns = netns.to_str().context("netns path")?;
+    pod.ip(&[
+        "link", "add", "net1", "type", "veth", "peer", "name", "net1p",
+    ])?;
+    pod.ip(&["link", "set", "net1p", "up"])?;
+    let reset = || -> Result<()> {
+        pod.ip(&["rule", "flush"])?;
+        pod.ip(&[
+            "rule", "add", "from", "all", "lookup", "main", "pref", "32766",
+        ])?;
+        pod.ip(&[
+            "rule", "add", "from", "all", "lookup", "default", "pref", "32767",
+        ])?;
+        pod.ip(&["route", "flush", "table", "100"]).ok();
+        pod.ip(&["addr", "flush", "dev", "net1"])?;
+        pod.ip(&["link", "set", "net1", "down"])?;
+        pod.ip(&["addr", "add", "10.60.0.5/24", "dev", "net1"])?;
+        pod.ip(&["link", "set", "net1", "up"])?;
+        pod.ip(&[
+            "route",
+            "add",
+            "10.61.0.0/16",
+            "via",
+            "10.60.0.1",
+            "dev",
+            "net1",
+        ])?;
+        Ok(())
+    };
+    let prev = json!({"cniVersion": "1.0.0",
+        "interfaces": [{"name": "net1", "sandbox": netns}],
+        "ips": [{"address": "10.60.0.5/24", "gateway": "10.60.0.1", "interface": 0}]});
+    let stdin = |plugin: Value| -> Result<Vec<u8>> {
+        let mut conf = plugin;
+        conf["cniVersion"] = json!("1.0.0");
+        conf["name"] = json!("chained-bench");
+        conf["prevResult"] = prev.clone();
+        Ok(serde_json::to_vec(&conf)?)
+    };
+    let sbr = stdin(json!({"type": "sbr"}))?;
+    let route_override = stdin(json!({"type": "route-override", "flushgateway": true,
+        "addroutes": [{"dst": "10.70.0.0/16", "gw": "prevResult"}]}))?;
+    let in_process = |plugin: &str, stdin: &[u8], i: usize| -> Result<Duration> {
+        let cid = format!("chained{i}");
+        let call = PluginCall {
+            plugin_type: plugin,
+            command: CniCommand::Add,
+            container_id: &cid,
+            netns,
+            ifname: "net1",
+            cni_args: "IgnoreUnknown=1",
+            path: &[],
+            extra_env: &[],
+            stdin,
+        };
+        let module = wasm_conf.module(plugin).context("module")?;
+        let start = Instant::now();
+        wasm::run(wasm_conf, Role::Chained, &module, &call)
+            .map_err(|e| anyhow::anyhow!("wasm {plugin}: {e}"))?;
+        Ok(start.elapsed())
+    };
+    let (mut sbr_ref, mut sbr_wasm, mut ro_wasm) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..calls {
+        reset()?;
+        let cid = format!("sbr{i}");
+        let mut env = cni_env("ADD", &cid, netns).to_vec();
+        env[3].1 = "net1";
+        let r = exec(&plugins.join("sbr"), &env, &sbr)?;
+        if !r.ok {
+            bail!(
+                "reference sbr failed: {}",
+                String::from_utf8_lossy(&r.stdout)
+            );
+        }
+        sbr_ref.push(r.took);
+        reset()?;
+        sbr_wasm.push(in_process("sbr", &sbr, i)?);
+        reset()?;
+        ro_wasm.push(in_process("route-override", &route_override, i)?);
+    }
+    println!("\nChained ADD on a pod's net1, real netns, {calls} calls each (ms)\n");
+    println!("| path | median | p95 |");
+    println!("|---|---:|---:|");
+    for (path, samples) in [
+        ("reference sbr, exec'd", &sbr_ref),
+        ("wasm sbr, in-process warm call", &sbr_wasm),
+        ("wasm route-override, in-process warm call", &ro_wasm),
+    ] {
+        println!(
+            "| {path} | {:.3} | {:.3} |",
+            quantile(samples, 0.5),
+            quantile(samples, 0.95)
+        );
+    }
     Ok(())
 }
 
