@@ -728,6 +728,70 @@ mod tests {
     }
 
     #[test]
+    fn routing_checks_the_grant_before_the_backend() {
+        use crate::bindings::multus::plugin::routing::Host as _;
+        let k = RecordingKernel::default();
+        let mut s = state(None, k.clone());
+        s.grant.addresses = vec!["10.1.0.5/24".parse().unwrap()];
+        let rule = |from: &str| routing::Rule {
+            family: routing::Family::Ipv4,
+            from: Some(from.into()),
+            to: None,
+            table: 100,
+            priority: None,
+            iif: None,
+            oif: None,
+        };
+        s.rule_add(netlink::Namespace::Container, rule("10.1.0.5/32"))
+            .unwrap();
+        let e = s
+            .rule_add(netlink::Namespace::Container, rule("10.2.0.9/32"))
+            .unwrap_err();
+        assert_eq!(e.code, 7);
+        assert!(e.msg.contains("routing.rule-add"), "{}", e.msg);
+        let e = s
+            .rule_add(netlink::Namespace::Host, rule("10.1.0.5/32"))
+            .unwrap_err();
+        assert!(e.msg.contains("hostNetns"), "{}", e.msg);
+        let entry = routing::RouteEntry {
+            dst: "0.0.0.0/0".into(),
+            gw: Some("10.1.0.1".into()),
+            src: None,
+            table: Some(100),
+            metric: None,
+            scope: None,
+            protocol: None,
+        };
+        let add = routing::Host::route_add;
+        add(
+            &mut s,
+            netlink::Namespace::Container,
+            "net1".into(),
+            entry.clone(),
+        )
+        .unwrap();
+        assert!(add(&mut s, netlink::Namespace::Container, "eth0".into(), entry).is_err());
+        let writes: Vec<String> = k
+            .routing
+            .ops
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|o| o.contains("-add "))
+            .cloned()
+            .collect();
+        assert_eq!(
+            writes,
+            vec![
+                "rule-add Container from 10.1.0.5/32 lookup 100",
+                "route-add Container net1 0.0.0.0/0 via 10.1.0.1 table 100"
+            ],
+            "denied calls never reach the backend"
+        );
+        assert_eq!(s.denials.len(), 3);
+    }
+
+    #[test]
     fn sysctl_keys_are_built_and_checked() {
         let k = RecordingKernel::default();
         let mut s = state(None, k.clone());

@@ -258,3 +258,15 @@ fn rule_in_the_host_netns_without_grant() {
         &["sandbox-probe", "routing.rule-add", "hostNetns"],
     );
 }
+
+/// `link-list` shows the granted links only (the probe fails otherwise).
+#[test]
+fn link_list_shows_only_granted_links() {
+    let node = Node::new();
+    node.install_wasm(&["sandbox-probe"]);
+    let pod = Pod::new();
+    let conf = probe_conf(&node, "sandbox-probe", "link-list", json!({}));
+    let out = node.run("ADD", "probe", &pod, &conf);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    assert!(node.run("DEL", "probe", &pod, &conf).ok());
+}

@@ -110,6 +110,17 @@ impl Plugin for Probe {
                 let own = format!("{}/32", own_ip(&conf)?);
                 routing::rule_add(Namespace::Host, &rule(Some(&own), None, 100))?;
             }
+            "link-list" => {
+                // Succeeds only if exactly the granted link is listed: the
+                // pod's lo exists but was not granted.
+                let names: Vec<String> = netlink::link_list(Namespace::Container)?
+                    .into_iter()
+                    .map(|l| l.name)
+                    .collect();
+                if names != [req.ifname.clone()] {
+                    return Err(invalid(format!("link-list showed {names:?}")));
+                }
+            }
             "swallow-denial" => {
                 // A plugin that ignores the refusal must still fail.
                 let _ = netlink::link_get(Namespace::Host, "lo");
