@@ -80,8 +80,12 @@ pub fn describe(
         verdict(Role::Chained, "chained", plugin, "plugin"),
         verdict(Role::Mapper, "annotation-mapper", mapper, "mapper"),
     ];
+    let cluster = imports
+        .iter()
+        .any(|i| i.starts_with(&format!("{PACKAGE}/cluster@")));
     let world = match (mapper, plugin, roles[0].accepted) {
         (true, _, _) => "annotation-mapper",
+        (false, true, true) if cluster => "cluster-ipam",
         (false, true, true) => "ipam",
         (false, true, false) => "chained",
         (false, false, _) => "none",

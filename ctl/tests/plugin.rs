@@ -27,6 +27,7 @@ fn shipped_plugins_are_accepted_in_their_world() {
     for (name, world) in [
         ("host-local", "ipam"),
         ("static", "ipam"),
+        ("whereabouts", "cluster-ipam"),
         ("route-override", "chained"),
         ("sbr", "chained"),
         ("tuning", "chained"),
@@ -50,6 +51,8 @@ fn shipped_plugins_are_accepted_in_their_world() {
             .collect();
         match world {
             "ipam" => assert_eq!(accepted, ["ipam", "chained"], "{name}"),
+            // cluster calls are for IPAM only.
+            "cluster-ipam" => assert_eq!(accepted, ["ipam"], "{name}"),
             other => assert_eq!(accepted, [other], "{name}"),
         }
         let (code, text, _) = inspect(&path, false);

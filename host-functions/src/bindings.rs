@@ -1,11 +1,19 @@
-//! Host bindings generated from `wit/`. One `bindgen!` over the `chained`
-//! world covers every import (log, store, netlink, sysctl) and the `plugin`
-//! export that all worlds share; which imports a given component may use is
+//! Host bindings generated from `wit/`. One `bindgen!` over a host-only
+//! world that includes `chained` and imports `cluster` covers every import
+//! (log, store, netlink, routing, sysctl, cluster) and the `plugin` export
+//! that all plugin worlds share; which imports a given component may use is
 //! enforced by the runtime's import audit, not by linking less.
 
 wasmtime::component::bindgen!({
     path: "../wit",
-    world: "chained",
+    inline: "
+        package multus:host;
+        world plugin-host {
+            include multus:plugin/chained@0.1.2;
+            import multus:plugin/cluster@0.1.2;
+        }
+    ",
+    world: "multus:host/plugin-host",
     with: {
         "multus:plugin/store.transaction": crate::store::Transaction,
     },

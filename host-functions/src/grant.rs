@@ -34,6 +34,9 @@ pub struct Grant {
     pub host_netns: bool,
     /// Sysctl key patterns; `IFNAME` in a pattern matches only granted links.
     pub sysctl_allowlist: Vec<String>,
+    /// The API groups and namespace cluster calls may reach; `None` denies
+    /// them.
+    pub cluster: Option<crate::cluster::ClusterGrant>,
     /// Budget of every single host call.
     pub call_timeout: Duration,
 }
@@ -85,6 +88,7 @@ pub(crate) fn test_grant(links: &[&str]) -> Grant {
         netns: None,
         links: links.iter().map(|l| l.to_string()).collect(),
         addresses: Vec::new(),
+        cluster: None,
         host_netns: false,
         sysctl_allowlist: DEFAULT_SYSCTL_ALLOWLIST
             .iter()

@@ -4,6 +4,7 @@
 //! What a guest may touch is decided per invocation by a [`grant::Grant`].
 
 pub mod bindings;
+pub mod cluster;
 pub mod grant;
 pub mod log;
 pub mod netlink;
@@ -18,7 +19,7 @@ use std::time::Duration;
 pub use bindings::multus::plugin::types::CniError as WitError;
 
 /// The WIT package this host implements (every file of `wit/` declares it).
-pub const WIT_PACKAGE: &str = "multus:plugin@0.1.1";
+pub const WIT_PACKAGE: &str = "multus:plugin@0.1.2";
 
 /// Why a host call failed. Denials are the sandbox saying no.
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,8 @@ use wasmtime::component::{Resource, ResourceTable};
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::bindings::multus::plugin::{log, netlink, routing, store, sysctl, types};
+use crate::bindings::multus::plugin::{cluster, log, netlink, routing, store, sysctl, types};
+use crate::cluster::{ClusterBackend, ClusterError, Kind};
 use crate::grant::Grant;
 use crate::log::{Level, LogSink};
 use crate::netlink::{self as nl, LinkChange, NetlinkBackend, Ns, RecordingNetlink, Route};
@@ -103,6 +104,8 @@ pub struct HostState {
     pub limits: StoreLimits,
     pub store: Option<Box<dyn StoreBackend>>,
     pub kernel: Box<dyn KernelBackend>,
+    /// Cluster calls, when the grant allows any.
+    pub cluster: Option<Box<dyn ClusterBackend>>,
     pub log: LogSink,
     /// Every refusal, so the runtime can name it even if the guest hides it.
     pub denials: Vec<String>,
@@ -129,6 +132,7 @@ impl HostState {
                 .build(),
             store,
             kernel,
+            cluster: None,
             log,
             denials: Vec::new(),
         }
@@ -640,6 +644,86 @@ impl routing::Host for HostState {
     }
 }
 
+fn wit_cluster_error(e: ClusterError) -> cluster::ClusterError {
+    match e {
+        ClusterError::NotFound(m) => cluster::ClusterError::NotFound(m),
+        ClusterError::Conflict(m) => cluster::ClusterError::Conflict(m),
+        ClusterError::Invalid(m) => cluster::ClusterError::Invalid(m),
+        ClusterError::Denied(m) => cluster::ClusterError::Denied(m),
+        ClusterError::Unavailable(m) => cluster::ClusterError::Unavailable(m),
+    }
+}
+
+impl HostState {
+    /// Checks the grant, then runs one cluster call on the backend.
+    fn cluster_call<T>(
+        &mut self,
+        call: &str,
+        kind: &cluster::Kind,
+        f: impl FnOnce(&mut dyn ClusterBackend, &Kind) -> Result<T, ClusterError>,
+    ) -> Result<T, cluster::ClusterError> {
+        let kind = Kind {
+            group: kind.group.clone(),
+            version: kind.version.clone(),
+            plural: kind.plural.clone(),
+        };
+        let checked = match (&self.grant.cluster, self.cluster.as_deref_mut()) {
+            (Some(g), Some(backend)) => g.check(&self.grant.plugin, &kind).map(|()| backend),
+            _ => Err(ClusterError::Denied(format!(
+                "plugin {:?} was granted no cluster access",
+                self.grant.plugin
+            ))),
+        };
+        match checked {
+            Ok(backend) => f(backend, &kind).map_err(wit_cluster_error),
+            Err(e) => {
+                self.denials.push(format!("cluster.{call}({kind}): {e}"));
+                Err(wit_cluster_error(e))
+            }
+        }
+    }
+}
+
+impl cluster::Host for HostState {
+    /// Empty when the call has no cluster access or no usable credentials;
+    /// the next call then says why.
+    fn namespace(&mut self) -> String {
+        match (&self.grant.cluster, self.cluster.as_deref_mut()) {
+            (Some(_), Some(backend)) => backend.namespace().unwrap_or_default(),
+            _ => String::new(),
+        }
+    }
+
+    fn get(&mut self, kind: cluster::Kind, name: String) -> Result<String, cluster::ClusterError> {
+        self.cluster_call("get", &kind, |b, k| b.get(k, &name))
+    }
+
+    fn list(&mut self, kind: cluster::Kind) -> Result<String, cluster::ClusterError> {
+        self.cluster_call("list", &kind, |b, k| b.list(k))
+    }
+
+    fn create(
+        &mut self,
+        kind: cluster::Kind,
+        object: String,
+    ) -> Result<String, cluster::ClusterError> {
+        self.cluster_call("create", &kind, |b, k| b.create(k, &object))
+    }
+
+    fn replace(
+        &mut self,
+        kind: cluster::Kind,
+        name: String,
+        object: String,
+    ) -> Result<String, cluster::ClusterError> {
+        self.cluster_call("replace", &kind, |b, k| b.replace(k, &name, &object))
+    }
+
+    fn delete(&mut self, kind: cluster::Kind, name: String) -> Result<(), cluster::ClusterError> {
+        self.cluster_call("delete", &kind, |b, k| b.delete(k, &name))
+    }
+}
+
 impl sysctl::Host for HostState {
     fn get(&mut self, key: sysctl::Key) -> Result<String, WitError> {
         let built = self.sysctl_key(&key);
@@ -789,6 +873,51 @@ mod tests {
             "denied calls never reach the backend"
         );
         assert_eq!(s.denials.len(), 3);
+    }
+
+    #[test]
+    fn cluster_calls_reach_only_granted_groups() {
+        use crate::cluster::{ClusterGrant, RecordingCluster};
+        let rec = RecordingCluster::default();
+        let mut s = state(None, RecordingKernel::default());
+        let kind = |group: &str, plural: &str| cluster::Kind {
+            group: group.into(),
+            version: "v1".into(),
+            plural: plural.into(),
+        };
+        // No grant: nothing reaches the backend.
+        s.cluster = Some(Box::new(rec.clone()));
+        assert!(matches!(
+            cluster::Host::get(
+                &mut s,
+                kind("whereabouts.cni.cncf.io", "ippools"),
+                "p".into()
+            ),
+            Err(cluster::ClusterError::Denied(_))
+        ));
+        s.grant.cluster = Some(ClusterGrant {
+            groups: vec!["whereabouts.cni.cncf.io".into()],
+        });
+        assert!(matches!(
+            cluster::Host::get(
+                &mut s,
+                kind("whereabouts.cni.cncf.io", "ippools"),
+                "p".into()
+            ),
+            Err(cluster::ClusterError::NotFound(_))
+        ));
+        let e = cluster::Host::get(&mut s, kind("", "secrets"), "token".into()).unwrap_err();
+        assert!(
+            matches!(&e, cluster::ClusterError::Denied(m) if m.contains("granted: whereabouts.cni.cncf.io")),
+            "{e:?}"
+        );
+        assert_eq!(cluster::Host::namespace(&mut s), "kube-system");
+        assert_eq!(
+            rec.ops.lock().unwrap().clone(),
+            vec!["get ippools.whereabouts.cni.cncf.io/v1 p"],
+            "denied calls never reach the backend"
+        );
+        assert_eq!(s.denials.len(), 2);
     }
 
     #[test]

@@ -17,17 +17,22 @@ use crate::outcome::{self, Outcome};
 const ENV_PLUGIN_DIR: &str = "MULTUS_WASM_PLUGIN_DIR";
 const ENV_CACHE_DIR: &str = "MULTUS_WASM_CACHE_DIR";
 const ENV_PLUGINS: &str = "MULTUS_WASM_PLUGINS";
+const ENV_KUBECONFIG: &str = "MULTUS_WASM_KUBECONFIG";
 
 /// The environment that lets a re-entered multus find its wasm settings.
 pub fn env(conf: &WasmConf) -> Vec<(String, String)> {
-    vec![
+    let mut env = vec![
         (ENV_PLUGIN_DIR.into(), conf.plugin_dir.display().to_string()),
         (ENV_CACHE_DIR.into(), conf.cache_dir.display().to_string()),
         (
             ENV_PLUGINS.into(),
             serde_json::to_string(&conf.plugins).expect("settings serialize"),
         ),
-    ]
+    ];
+    if let Some(k) = &conf.kubeconfig {
+        env.push((ENV_KUBECONFIG.into(), k.display().to_string()));
+    }
+    env
 }
 
 /// Makes `<cacheDir>/bin/<ipam>` a link to the `multus` binary at `me`;
@@ -73,6 +78,7 @@ fn conf_from_env() -> Result<WasmConf, CniError> {
         plugin_dir: var(ENV_PLUGIN_DIR)?.into(),
         cache_dir: var(ENV_CACHE_DIR)?.into(),
         plugins,
+        kubeconfig: std::env::var_os(ENV_KUBECONFIG).map(Into::into),
     })
 }
 

@@ -1,4 +1,5 @@
-//! The manifests of `deploy/` (thin) and `deploy/thick/`, as
+//! The manifests of `deploy/` (thin), `deploy/thick/` and
+//! `deploy/whereabouts/`, as
 //! `kubectl apply -k` reads them, and the RBAC checks both modes' tests make.
 
 use std::collections::BTreeSet;
@@ -14,6 +15,11 @@ pub fn dir() -> PathBuf {
 
 pub fn thick() -> PathBuf {
     dir().join("thick")
+}
+
+/// `deploy/whereabouts/`: the CRDs and RBAC of cluster-wide IPAM.
+pub fn whereabouts() -> PathBuf {
+    dir().join("whereabouts")
 }
 
 /// Every document of every file the kustomization in `dir` lists, as JSON

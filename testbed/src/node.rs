@@ -153,6 +153,7 @@ pub fn assert_cni_error(out: &CniOutput, code: u64) -> String {
 pub const SHIPPED_PLUGINS: &[&str] = &[
     "host-local",
     "static",
+    "whereabouts",
     "route-override",
     "sbr",
     "tuning",

@@ -1,4 +1,4 @@
-//! The SDK for multus wasm plugins (`multus:plugin@0.1.1`).
+//! The SDK for multus wasm plugins (`multus:plugin@0.1.2`).
 //!
 //! A plugin is one `lib.rs`: implement [`Plugin`] and call [`export!`].
 //!
@@ -16,9 +16,19 @@ pub mod ip;
 
 #[doc(hidden)]
 pub mod bindings {
+    // Every import a plugin world offers (chained's and cluster-ipam's): a
+    // module imports only what it calls, which decides its world.
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "chained",
+        inline: "
+            package multus:sdk;
+            world plugin {
+                include multus:plugin/chained@0.1.2;
+                import multus:plugin/cluster@0.1.2;
+            }
+        ",
+        world: "multus:sdk/plugin",
+        generate_all,
         pub_export_macro: true,
         export_macro_name: "__export_world",
         default_bindings_module: "multus_plugin_sdk::bindings",
@@ -34,8 +44,8 @@ pub mod mapper {
             path: "../../wit",
             world: "annotation-mapper",
             with: {
-                "multus:plugin/types@0.1.1": crate::bindings::multus::plugin::types,
-                "multus:plugin/log@0.1.1": crate::bindings::multus::plugin::log,
+                "multus:plugin/types@0.1.2": crate::bindings::multus::plugin::types,
+                "multus:plugin/log@0.1.2": crate::bindings::multus::plugin::log,
             },
             pub_export_macro: true,
             export_macro_name: "__export_mapper_world",
@@ -97,7 +107,7 @@ pub use bindings::multus::plugin::types::{
     Attachment, CniError, CniRequest as Request, CniResult, Command, Dns, Interface, IpConfig,
     Route,
 };
-pub use bindings::multus::plugin::{log, netlink, routing, store, sysctl};
+pub use bindings::multus::plugin::{cluster, log, netlink, routing, store, sysctl};
 
 /// Exports a type implementing [`Plugin`] as the component's `plugin`.
 #[macro_export]

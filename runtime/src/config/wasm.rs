@@ -32,6 +32,14 @@ pub struct PluginSettings {
     /// May act in the host network namespace.
     #[serde(default)]
     pub host_netns: bool,
+    /// API groups an IPAM module's `cluster` calls may reach (default:
+    /// whereabouts'); empty denies the cluster.
+    #[serde(default = "default_cluster_groups")]
+    pub cluster_groups: Vec<String>,
+    /// The namespace of those calls; default the kubeconfig context's, else
+    /// `kube-system` (where whereabouts keeps its pools).
+    #[serde(default)]
+    pub cluster_namespace: Option<String>,
 }
 
 fn default_memory() -> u32 {
@@ -43,6 +51,9 @@ fn default_timeout() -> u64 {
 fn default_host_call() -> u64 {
     2000
 }
+fn default_cluster_groups() -> Vec<String> {
+    vec!["whereabouts.cni.cncf.io".into()]
+}
 
 impl Default for PluginSettings {
     fn default() -> Self {
@@ -52,6 +63,8 @@ impl Default for PluginSettings {
             timeout_ms: default_timeout(),
             host_call_timeout_ms: default_host_call(),
             host_netns: false,
+            cluster_groups: default_cluster_groups(),
+            cluster_namespace: None,
         }
     }
 }
@@ -70,6 +83,8 @@ pub struct WasmConf {
     pub plugin_dir: PathBuf,
     pub cache_dir: PathBuf,
     pub plugins: BTreeMap<String, PluginSettings>,
+    /// multus's own kubeconfig: the last resort of a module's cluster calls.
+    pub kubeconfig: Option<PathBuf>,
 }
 
 impl Default for WasmConf {
@@ -78,6 +93,7 @@ impl Default for WasmConf {
             plugin_dir: DEFAULT_PLUGIN_DIR.into(),
             cache_dir: DEFAULT_CACHE_DIR.into(),
             plugins: BTreeMap::new(),
+            kubeconfig: None,
         }
     }
 }
@@ -95,6 +111,10 @@ impl WasmConf {
                 .filter(|s| !s.is_empty())
                 .map_or(d.cache_dir, PathBuf::from),
             plugins: o.get("wasmPlugins")?.unwrap_or_default(),
+            kubeconfig: o
+                .get::<String>("kubeconfig")?
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from),
         })
     }
 

@@ -241,6 +241,81 @@ impl Kube {
     }
 }
 
+/// Custom objects of any kind, as JSON, for the wasm `cluster` interface.
+impl Kube {
+    fn custom_api(&self, c: kube::Client, ns: &str, res: &ApiResource) -> Api<DynamicObject> {
+        Api::namespaced_with(c, ns, res)
+    }
+
+    pub fn get_object(
+        &self,
+        res: &ApiResource,
+        ns: &str,
+        name: &str,
+    ) -> Result<DynamicObject, KubeError> {
+        self.call(&format!("GET {} {ns}/{name}", res.plural), |c| async move {
+            self.custom_api(c, ns, res).get(name).await
+        })
+    }
+
+    pub fn list_objects(
+        &self,
+        res: &ApiResource,
+        ns: &str,
+    ) -> Result<kube::core::ObjectList<DynamicObject>, KubeError> {
+        self.call(&format!("LIST {} in {ns}", res.plural), |c| async move {
+            self.custom_api(c, ns, res)
+                .list(&kube::api::ListParams::default())
+                .await
+        })
+    }
+
+    pub fn create_object(
+        &self,
+        res: &ApiResource,
+        ns: &str,
+        obj: &DynamicObject,
+    ) -> Result<DynamicObject, KubeError> {
+        let name = obj.metadata.name.clone().unwrap_or_default();
+        self.call(
+            &format!("POST {} {ns}/{name}", res.plural),
+            |c| async move {
+                self.custom_api(c, ns, res)
+                    .create(&PostParams::default(), obj)
+                    .await
+            },
+        )
+    }
+
+    /// PUT with the object's `resourceVersion`: a concurrent write is a
+    /// `Conflict`, never overwritten.
+    pub fn replace_object(
+        &self,
+        res: &ApiResource,
+        ns: &str,
+        name: &str,
+        obj: &DynamicObject,
+    ) -> Result<DynamicObject, KubeError> {
+        self.call(&format!("PUT {} {ns}/{name}", res.plural), |c| async move {
+            self.custom_api(c, ns, res)
+                .replace(name, &PostParams::default(), obj)
+                .await
+        })
+    }
+
+    pub fn delete_object(&self, res: &ApiResource, ns: &str, name: &str) -> Result<(), KubeError> {
+        self.call(
+            &format!("DELETE {} {ns}/{name}", res.plural),
+            |c| async move {
+                self.custom_api(c, ns, res)
+                    .delete(name, &kube::api::DeleteParams::default())
+                    .await
+                    .map(drop)
+            },
+        )
+    }
+}
+
 impl Kube {
     /// Creates a NAD; `false` when one of that name already exists (it is
     /// left as it is: an admin may have edited it).

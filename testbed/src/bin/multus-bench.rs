@@ -313,6 +313,7 @@ fn main() -> Result<()> {
         plugin_dir: plugin_dir.clone(),
         cache_dir: work.path().join("wasm-cache"),
         plugins: Default::default(),
+        kubeconfig: None,
     };
     // As the daemon runs its wasm calls (the bench is one long process).
     multus::delegate::wasm::engine::pool_instances(32);

@@ -27,6 +27,7 @@ use super::background::Background;
 use super::{enter_path, Netns};
 use watch::{Change, Collection, Query};
 
+mod custom;
 mod watch;
 
 const POD: &str = include_str!("../fixtures/pod.json");
@@ -46,6 +47,10 @@ struct State {
     conflicts: u32,
     /// (path substring, delay, how many more requests).
     delays: Vec<(String, Duration, u32)>,
+    /// (method, path substring, status code, how many more requests).
+    faults: Vec<(Method, String, StatusCode, u32)>,
+    /// whereabouts' custom resources.
+    custom: custom::Objects,
     /// Every change since `history_start`, for watches to replay.
     history: Vec<Change>,
     history_start: u64,
@@ -197,6 +202,8 @@ impl FakeKubeApi {
             log: Vec::new(),
             conflicts: 0,
             delays: Vec::new(),
+            faults: Vec::new(),
+            custom: Default::default(),
             history: Vec::new(),
             history_start: 0,
             changes: tokio::sync::watch::Sender::new(1000),
@@ -396,6 +403,57 @@ impl FakeKubeApi {
             .push((path_part.into(), delay, times));
     }
 
+    /// The next `times` `method` requests whose path contains `path_part`
+    /// are answered with `code` and the apiserver's Status for it (409
+    /// Conflict, 429, 500, 503...), as when another writer wins or the
+    /// server is overloaded.
+    pub fn fail_next(&self, method: &str, path_part: &str, code: u16, times: u32) {
+        let method = Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+        let code = StatusCode::from_u16(code).expect("an HTTP status");
+        self.state
+            .lock()
+            .unwrap()
+            .faults
+            .push((method, path_part.into(), code, times));
+    }
+
+    /// A whereabouts object (`plural` of `whereabouts.cni.cncf.io`), as a
+    /// GET would return it.
+    pub fn custom_object(&self, plural: &str, namespace: &str, name: &str) -> Option<Value> {
+        self.state
+            .lock()
+            .unwrap()
+            .custom
+            .get(&(plural.into(), namespace.into(), name.into()))
+            .cloned()
+    }
+
+    /// Every whereabouts object of `plural` in `namespace`.
+    pub fn custom_objects(&self, plural: &str, namespace: &str) -> Vec<Value> {
+        self.state
+            .lock()
+            .unwrap()
+            .custom
+            .iter()
+            .filter(|((p, n, _), _)| p == plural && n == namespace)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// Stores `object` (a whereabouts object another writer made), with a
+    /// fresh resourceVersion.
+    pub fn put_custom(&self, plural: &str, namespace: &str, mut object: Value) {
+        let mut st = self.state.lock().unwrap();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        object["metadata"]["namespace"] = namespace.into();
+        object["metadata"]["resourceVersion"] = st.next_rv().into();
+        st.custom
+            .insert((plural.into(), namespace.into(), name), object);
+    }
+
     /// Events created so far, as stored.
     pub fn events(&self) -> Vec<Value> {
         self.state.lock().unwrap().events.clone()
@@ -451,8 +509,18 @@ async fn handle(
     };
     let (code, value) = {
         let mut st = state.lock().unwrap();
+        let fault = st
+            .faults
+            .iter_mut()
+            .find(|(m, p, _, n)| *n > 0 && *m == method && path.contains(p.as_str()))
+            .map(|(_, _, code, n)| {
+                *n -= 1;
+                *code
+            });
         let answer = if !authorized(&st, client_cert, auth.as_deref()) {
             unauthorized()
+        } else if let Some(code) = fault {
+            injected(code)
         } else if let Some(c) = collection {
             match Query::parse(c, &query) {
                 Ok(q) if q.watch => {
@@ -484,6 +552,21 @@ async fn handle(
 /// A client certificate of the server's CA, or the current bearer token.
 fn authorized(st: &State, client_cert: bool, auth: Option<&str>) -> bool {
     client_cert || auth == Some(format!("Bearer {}", st.token).as_str())
+}
+
+/// The apiserver's Status for an injected failure.
+fn injected(code: StatusCode) -> (StatusCode, Value) {
+    let reason = match code {
+        StatusCode::CONFLICT => "Conflict",
+        StatusCode::TOO_MANY_REQUESTS => "TooManyRequests",
+        StatusCode::SERVICE_UNAVAILABLE => "ServiceUnavailable",
+        _ => "InternalError",
+    };
+    let message = match code {
+        StatusCode::CONFLICT => "Operation cannot be fulfilled: the object has been modified; please apply your changes to the latest version and try again".to_string(),
+        other => format!("{} (injected by the test)", other.canonical_reason().unwrap_or("error")),
+    };
+    status(code, reason, message, Value::Null)
 }
 
 fn unauthorized() -> (StatusCode, Value) {
@@ -585,6 +668,12 @@ fn route(st: &mut State, method: &Method, path: &str, body: &[u8]) -> (StatusCod
             &Method::POST,
             ["apis", "k8s.cni.cncf.io", "v1", "namespaces", ns, "network-attachment-definitions"],
         ) => create_nad(st, ns, body),
+        (_, ["apis", custom::GROUP, custom::VERSION, "namespaces", ns, plural]) => {
+            custom::route(st, method, ns, plural, None, body)
+        }
+        (_, ["apis", custom::GROUP, custom::VERSION, "namespaces", ns, plural, name]) => {
+            custom::route(st, method, ns, plural, Some(name), body)
+        }
         _ => status(
             StatusCode::NOT_FOUND,
             "NotFound",

@@ -20,7 +20,7 @@ const WASI_ALLOWED: &[&str] = &["wasi:cli/", "wasi:io/", "wasi:random/", "wasi:c
 
 fn ours(role: Role) -> &'static [&'static str] {
     match role {
-        Role::Ipam => &["types", "log", "store"],
+        Role::Ipam => &["types", "log", "store", "cluster"],
         Role::Chained => &["types", "log", "store", "netlink", "sysctl", "routing"],
         Role::Mapper => &["types", "log"],
     }
@@ -79,6 +79,9 @@ mod tests {
         assert!(allowed(Role::Chained, "multus:plugin/netlink@0.1.1"));
         assert!(allowed(Role::Chained, "multus:plugin/routing@0.1.1"));
         assert!(!allowed(Role::Ipam, "multus:plugin/routing@0.1.1"));
+        assert!(allowed(Role::Ipam, "multus:plugin/cluster@0.1.2"));
+        assert!(!allowed(Role::Chained, "multus:plugin/cluster@0.1.2"));
+        assert!(!allowed(Role::Mapper, "multus:plugin/cluster@0.1.2"));
         assert!(!allowed(Role::Chained, "multus:plugin/netlink@0.1.99"));
         assert!(!allowed(Role::Chained, "multus:plugin/netlink@0.2.0"));
         assert!(!allowed(Role::Chained, "wasi:filesystem/types@0.2.6"));

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use multus_host_functions::cluster::ClusterGrant;
 use multus_host_functions::grant::{read_allowlist, Grant, DEFAULT_SYSCTL_ALLOWLIST};
 use serde_json::Value;
 
@@ -82,6 +83,7 @@ pub fn none(plugin: &str, settings: &PluginSettings) -> Grant {
         netns: None,
         links: Vec::new(),
         addresses: Vec::new(),
+        cluster: None,
         host_netns: false,
         sysctl_allowlist: Vec::new(),
         call_timeout: settings.host_call_timeout(),
@@ -128,6 +130,12 @@ pub fn compute(
             .collect()
     });
     let addresses = addresses(config, &links);
+    // IPAM modules may keep cluster-wide pools, in the groups the admin
+    // allows (whereabouts' by default).
+    let cluster =
+        (role == Role::Ipam && !settings.cluster_groups.is_empty()).then(|| ClusterGrant {
+            groups: settings.cluster_groups.clone(),
+        });
     Grant {
         plugin: call.plugin_type.to_string(),
         network,
@@ -135,6 +143,7 @@ pub fn compute(
         netns,
         links,
         addresses,
+        cluster,
         host_netns: settings.host_netns,
         sysctl_allowlist,
         call_timeout: settings.host_call_timeout(),

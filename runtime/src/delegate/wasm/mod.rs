@@ -4,6 +4,7 @@
 
 pub mod artifact;
 pub mod audit;
+pub mod cluster;
 pub mod convert;
 pub mod engine;
 pub mod grant;
@@ -17,7 +18,8 @@ use multus_host_functions::bindings::exports::multus::plugin::plugin as wit_plug
 use multus_host_functions::bindings::mapper::exports::multus::plugin::mapper as wit_mapper;
 use multus_host_functions::bindings::mapper::AnnotationMapperPre;
 use multus_host_functions::bindings::multus::plugin::types as wit;
-use multus_host_functions::bindings::{Chained, ChainedPre};
+use multus_host_functions::bindings::{PluginHost, PluginHostPre};
+use multus_host_functions::cluster::{ClusterBackend, RecordingCluster};
 use multus_host_functions::grant::Grant;
 use multus_host_functions::netlink::Kernel;
 use multus_host_functions::netns::PodNetns;
@@ -72,7 +74,7 @@ fn cni(code: Code, plugin: &str, msg: impl std::fmt::Display) -> PluginError {
 /// A component linked for its world, ready to instantiate.
 #[derive(Clone)]
 enum Pre {
-    Plugin(ChainedPre<HostState>),
+    Plugin(PluginHostPre<HostState>),
     Mapper(AnnotationMapperPre<HostState>),
 }
 
@@ -131,7 +133,7 @@ fn link_cold(
         .map_err(instantiate)?;
     Ok(match role {
         Role::Mapper => Pre::Mapper(AnnotationMapperPre::new(pre).map_err(instantiate)?),
-        _ => Pre::Plugin(ChainedPre::new(pre).map_err(instantiate)?),
+        _ => Pre::Plugin(PluginHostPre::new(pre).map_err(instantiate)?),
     })
 }
 
@@ -150,6 +152,7 @@ struct Reach {
     grant: Grant,
     store: Option<Box<dyn StoreBackend>>,
     kernel: Box<dyn KernelBackend>,
+    cluster: Option<Box<dyn ClusterBackend>>,
     container_id: String,
 }
 
@@ -192,7 +195,7 @@ impl Sandbox {
             .stderr(stderr.clone())
             .build();
         let memory = settings.memory_limit_mib as usize * 1024 * 1024;
-        let state = HostState::new(
+        let mut state = HostState::new(
             reach.grant,
             wasi,
             memory,
@@ -200,6 +203,7 @@ impl Sandbox {
             reach.kernel,
             &reach.container_id,
         );
+        state.cluster = reach.cluster;
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(engine::ticks(settings.timeout()));
@@ -245,6 +249,13 @@ impl Sandbox {
     }
 }
 
+/// A call's store, kernel and cluster backends.
+type Backed = (
+    Option<Box<dyn StoreBackend>>,
+    Box<dyn KernelBackend>,
+    Option<Box<dyn ClusterBackend>>,
+);
+
 /// Where a call's host calls go.
 pub enum Backends {
     /// The kernel (the pod's netns) and the plugin's store on disk.
@@ -254,6 +265,7 @@ pub enum Backends {
     Recording {
         kernel: RecordingKernel,
         store: RecordingStore,
+        cluster: RecordingCluster,
     },
 }
 
@@ -279,10 +291,28 @@ pub fn run_with(
     let ty = call.plugin_type;
     let mut t = Timings::default();
     let settings = conf.settings(ty);
-    let config: Value = serde_json::from_slice(call.stdin)
+    let mut config: Value = serde_json::from_slice(call.stdin)
         .map_err(|e| cni(Code::Decode, ty, format!("config: {e}")))?;
+    // whereabouts' flat-file defaults, read here on the module's behalf.
+    let flat_file = match role {
+        Role::Ipam => {
+            cluster::merge_flat_file(&mut config).map_err(|e| cni(Code::InvalidConfig, ty, e))?
+        }
+        _ => None,
+    };
     let g = grant::compute(role, call, &config, &settings);
-    let (store, kernel): (Option<Box<dyn StoreBackend>>, Box<dyn KernelBackend>) = match backends {
+    let cluster_backend = |recording: Option<RecordingCluster>| -> Option<Box<dyn ClusterBackend>> {
+        g.cluster.as_ref()?;
+        Some(match recording {
+            Some(r) => Box::new(r),
+            None => Box::new(cluster::KubeCluster::new(
+                cluster::kubeconfig(&config, conf.kubeconfig.as_deref()),
+                settings.cluster_namespace.clone(),
+                settings.host_call_timeout(),
+            )),
+        })
+    };
+    let (store, kernel, cluster): Backed = match backends {
         Backends::Real => {
             let pod = match &g.netns {
                 Some(p) => match PodNetns::open(p, settings.host_call_timeout()) {
@@ -310,19 +340,25 @@ pub fn run_with(
                 host: None,
                 timeout: settings.host_call_timeout(),
             };
-            (store, Box::new(kernel))
+            (store, Box::new(kernel), cluster_backend(None))
         }
-        Backends::Recording { kernel, store } => (
+        Backends::Recording {
+            kernel,
+            store,
+            cluster,
+        } => (
             g.store_root
                 .is_some()
                 .then(|| Box::new(store) as Box<dyn StoreBackend>),
             Box::new(kernel),
+            cluster_backend(Some(cluster)),
         ),
     };
     let reach = Reach {
         grant: g,
         store,
         kernel,
+        cluster,
         container_id: call.container_id.to_string(),
     };
     let mut sb = Sandbox::new(conf, role, ty, module, reach, &mut t)?;
@@ -331,7 +367,7 @@ pub fn run_with(
     let Pre::Plugin(pre) = sb.pre.clone() else {
         unreachable!("plugin roles link the plugin world")
     };
-    let instance: Chained = pre
+    let instance: PluginHost = pre
         .instantiate(&mut sb.store)
         .map_err(|e| cni(Code::InvalidConfig, ty, format!("instantiate: {e}")))?;
     t.instantiate += started.elapsed();
@@ -346,7 +382,10 @@ pub fn run_with(
         },
         container_id: call.container_id.to_string(),
         ifname: call.ifname.to_string(),
-        config: String::from_utf8_lossy(call.stdin).into_owned(),
+        config: match flat_file {
+            Some(_) => config.to_string(),
+            None => String::from_utf8_lossy(call.stdin).into_owned(),
+        },
         args: call
             .cni_args
             .split(';')
@@ -414,6 +453,7 @@ pub fn map(
             host: None,
             timeout: settings.host_call_timeout(),
         }),
+        cluster: None,
         container_id: format!("{}/{}", pod.namespace, pod.name),
     };
     let mut sb = Sandbox::new(conf, Role::Mapper, name, module, reach, &mut t)?;
@@ -452,7 +492,7 @@ fn linker(engine: &wasmtime::Engine) -> Result<&'static Linker<HostState>, Strin
         .get_or_init(|| {
             let mut linker = Linker::new(engine);
             wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| e.to_string())?;
-            Chained::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            PluginHost::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
                 .map_err(|e| e.to_string())?;
             Ok(linker)
         })

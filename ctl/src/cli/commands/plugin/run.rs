@@ -10,6 +10,7 @@ use multus::cni::Command;
 use multus::config::WasmConf;
 use multus::delegate::wasm::{self, Backends, Role};
 use multus::delegate::PluginCall;
+use multus_host_functions::cluster::RecordingCluster;
 use multus_host_functions::state::RecordingKernel;
 use multus_host_functions::store::RecordingStore;
 use serde_json::Value;
@@ -103,7 +104,7 @@ pub fn run(a: &RunArgs) -> i32 {
         &compiled.component,
     );
     let role = match (a.role.as_deref(), report.world) {
-        (Some("ipam"), _) | (None, "ipam") => Role::Ipam,
+        (Some("ipam"), _) | (None, "ipam" | "cluster-ipam") => Role::Ipam,
         (Some("chained"), _) | (None, "chained") => Role::Chained,
         (Some(other), _) => return usage(format!("--role {other:?}: expected ipam or chained")),
         (None, world) => {
@@ -117,6 +118,7 @@ pub fn run(a: &RunArgs) -> i32 {
         plugin_dir: a.module.parent().map(PathBuf::from).unwrap_or_default(),
         cache_dir: cache.path().to_path_buf(),
         plugins: Default::default(),
+        kubeconfig: None,
     };
     let plugin_type = conf["type"]
         .as_str()
@@ -144,11 +146,16 @@ pub fn run(a: &RunArgs) -> i32 {
         extra_env: &[],
         stdin: &stdin,
     };
-    let (kernel, store) = (RecordingKernel::default(), RecordingStore::default());
+    let (kernel, store, cluster) = (
+        RecordingKernel::default(),
+        RecordingStore::default(),
+        RecordingCluster::default(),
+    );
     let backends = if a.dry_run {
         Backends::Recording {
             kernel: kernel.clone(),
             store: store.clone(),
+            cluster: cluster.clone(),
         }
     } else {
         Backends::Real
@@ -160,6 +167,7 @@ pub fn run(a: &RunArgs) -> i32 {
             ("routing", &kernel.routing.ops),
             ("sysctl", &kernel.sysctl.ops),
             ("store", &store.ops),
+            ("cluster", &cluster.ops),
         ] {
             for op in ops.lock().expect("ops").iter() {
                 println!("{what}: {op}");

@@ -1,0 +1,233 @@
+//! Custom objects on the Kubernetes API (`multus:plugin/cluster`, WIT
+//! 0.1.2). The runtime supplies the real backend (it owns the API client);
+//! here are the types, the grant check and an in-memory recording backend.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::{json, Value};
+
+/// A kind of namespaced custom object.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Kind {
+    pub group: String,
+    pub version: String,
+    pub plural: String,
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}/{}", self.plural, self.group, self.version)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterError {
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("invalid: {0}")]
+    Invalid(String),
+    #[error("denied: {0}")]
+    Denied(String),
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What one call may reach: these API groups (in the backend's namespace).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterGrant {
+    pub groups: Vec<String>,
+}
+
+impl ClusterGrant {
+    pub fn check(&self, plugin: &str, kind: &Kind) -> Result<(), ClusterError> {
+        if self.groups.contains(&kind.group) {
+            return Ok(());
+        }
+        Err(ClusterError::Denied(format!(
+            "plugin {plugin:?} may not reach API group {:?} (granted: {})",
+            kind.group,
+            if self.groups.is_empty() {
+                "none".to_string()
+            } else {
+                self.groups.join(", ")
+            }
+        )))
+    }
+}
+
+/// The calls, all in one namespace the backend decides (from the
+/// credentials it resolves, which is why it is asked, lazily).
+pub trait ClusterBackend: Send {
+    fn namespace(&mut self) -> Result<String, ClusterError>;
+    fn get(&mut self, kind: &Kind, name: &str) -> Result<String, ClusterError>;
+    fn list(&mut self, kind: &Kind) -> Result<String, ClusterError>;
+    fn create(&mut self, kind: &Kind, object: &str) -> Result<String, ClusterError>;
+    fn replace(&mut self, kind: &Kind, name: &str, object: &str) -> Result<String, ClusterError>;
+    fn delete(&mut self, kind: &Kind, name: &str) -> Result<(), ClusterError>;
+}
+
+/// Records every call and answers from objects kept in memory, with the
+/// API server's resourceVersion rules, so a plugin's dry run behaves as on
+/// an empty cluster; nothing leaves the process.
+#[derive(Clone, Default)]
+pub struct RecordingCluster {
+    pub ops: Arc<Mutex<Vec<String>>>,
+    objects: Arc<Mutex<BTreeMap<(Kind, String), Value>>>,
+    rv: Arc<Mutex<u64>>,
+}
+
+impl RecordingCluster {
+    fn record(&self, op: String) {
+        self.ops.lock().expect("ops").push(op);
+    }
+
+    fn next_rv(&self) -> String {
+        let mut rv = self.rv.lock().expect("rv");
+        *rv += 1;
+        rv.to_string()
+    }
+
+    fn parse(object: &str) -> Result<Value, ClusterError> {
+        serde_json::from_str(object).map_err(|e| ClusterError::Invalid(format!("not JSON: {e}")))
+    }
+}
+
+impl ClusterBackend for RecordingCluster {
+    fn namespace(&mut self) -> Result<String, ClusterError> {
+        Ok("kube-system".into())
+    }
+
+    fn get(&mut self, kind: &Kind, name: &str) -> Result<String, ClusterError> {
+        self.record(format!("get {kind} {name}"));
+        let objects = self.objects.lock().expect("objects");
+        objects
+            .get(&(kind.clone(), name.to_string()))
+            .map(Value::to_string)
+            .ok_or_else(|| ClusterError::NotFound(format!("{kind} {name:?}")))
+    }
+
+    fn list(&mut self, kind: &Kind) -> Result<String, ClusterError> {
+        self.record(format!("list {kind}"));
+        let objects = self.objects.lock().expect("objects");
+        let items: Vec<&Value> = objects
+            .iter()
+            .filter(|((k, _), _)| k == kind)
+            .map(|(_, v)| v)
+            .collect();
+        Ok(json!({"items": items, "metadata": {"resourceVersion": self.rv.lock().expect("rv").to_string()}}).to_string())
+    }
+
+    fn create(&mut self, kind: &Kind, object: &str) -> Result<String, ClusterError> {
+        self.record(format!("create {kind} {object}"));
+        let mut v = Self::parse(object)?;
+        let name = v["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if name.is_empty() {
+            return Err(ClusterError::Invalid(
+                "metadata.name: Required value".into(),
+            ));
+        }
+        let key = (kind.clone(), name.clone());
+        if self.objects.lock().expect("objects").contains_key(&key) {
+            return Err(ClusterError::Conflict(format!(
+                "{kind} {name:?} already exists"
+            )));
+        }
+        v["metadata"]["resourceVersion"] = self.next_rv().into();
+        self.objects.lock().expect("objects").insert(key, v.clone());
+        Ok(v.to_string())
+    }
+
+    fn replace(&mut self, kind: &Kind, name: &str, object: &str) -> Result<String, ClusterError> {
+        self.record(format!("replace {kind} {name} {object}"));
+        let mut v = Self::parse(object)?;
+        let key = (kind.clone(), name.to_string());
+        let stored_rv = self
+            .objects
+            .lock()
+            .expect("objects")
+            .get(&key)
+            .map(|s| s["metadata"]["resourceVersion"].clone())
+            .ok_or_else(|| ClusterError::NotFound(format!("{kind} {name:?}")))?;
+        if v["metadata"]["resourceVersion"] != stored_rv {
+            return Err(ClusterError::Conflict(format!(
+                "{kind} {name:?} has been modified"
+            )));
+        }
+        v["metadata"]["resourceVersion"] = self.next_rv().into();
+        self.objects.lock().expect("objects").insert(key, v.clone());
+        Ok(v.to_string())
+    }
+
+    fn delete(&mut self, kind: &Kind, name: &str) -> Result<(), ClusterError> {
+        self.record(format!("delete {kind} {name}"));
+        self.objects
+            .lock()
+            .expect("objects")
+            .remove(&(kind.clone(), name.to_string()))
+            .map(drop)
+            .ok_or_else(|| ClusterError::NotFound(format!("{kind} {name:?}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pools() -> Kind {
+        Kind {
+            group: "whereabouts.cni.cncf.io".into(),
+            version: "v1alpha1".into(),
+            plural: "ippools".into(),
+        }
+    }
+
+    #[test]
+    fn grant_names_the_group() {
+        let g = ClusterGrant {
+            groups: vec!["whereabouts.cni.cncf.io".into()],
+        };
+        g.check("whereabouts", &pools()).unwrap();
+        let mut secrets = pools();
+        secrets.group = String::new();
+        secrets.plural = "secrets".into();
+        let e = g.check("whereabouts", &secrets).unwrap_err();
+        assert!(matches!(e, ClusterError::Denied(m) if m.contains("\"\"")));
+    }
+
+    #[test]
+    fn recording_backend_keeps_resource_versions() {
+        let mut c = RecordingCluster::default();
+        let k = pools();
+        assert!(matches!(c.get(&k, "p"), Err(ClusterError::NotFound(_))));
+        let created: Value = serde_json::from_str(
+            &c.create(&k, r#"{"metadata":{"name":"p"},"spec":{}}"#)
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(matches!(
+            c.create(&k, r#"{"metadata":{"name":"p"}}"#),
+            Err(ClusterError::Conflict(_))
+        ));
+        let stale = r#"{"metadata":{"name":"p","resourceVersion":"0"}}"#;
+        assert!(matches!(
+            c.replace(&k, "p", stale),
+            Err(ClusterError::Conflict(_))
+        ));
+        let mut fresh = created.clone();
+        fresh["spec"]["x"] = 1.into();
+        let replaced: Value =
+            serde_json::from_str(&c.replace(&k, "p", &fresh.to_string()).unwrap()).unwrap();
+        assert_ne!(
+            replaced["metadata"]["resourceVersion"],
+            created["metadata"]["resourceVersion"]
+        );
+        c.delete(&k, "p").unwrap();
+        assert_eq!(c.ops.lock().unwrap().len(), 6);
+    }
+}

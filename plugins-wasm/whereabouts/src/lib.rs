@@ -1,0 +1,347 @@
+//! whereabouts as a sandboxed IPAM module (`cluster-ipam` world): one IP pool
+//! per range for the whole cluster, kept where and as whereabouts keeps it
+//! (`IPPool` and `OverlappingRangeIPReservation` objects), so either can
+//! allocate from the same pool.
+//!
+//! Unlike whereabouts there is no cluster-wide Lease: every pool write is a
+//! replace guarded by the pool's resourceVersion, retried with jittered
+//! backoff on conflict; the overlapping reservation is created before the
+//! pool write and deleted if that write fails, so the two never disagree;
+//! offsets are 128-bit; DEL reports its failures.
+
+mod conf;
+mod pool;
+
+use std::hash::{BuildHasher, Hasher};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use multus_plugin_sdk::cluster::{self, ClusterError};
+use multus_plugin_sdk::conf::NetConf;
+use multus_plugin_sdk::{
+    code, debug, error, Attachment, CniError, CniResult, Dns, IpConfig, Plugin, Request, Route,
+};
+
+use conf::{Conf, IpRange};
+use pool::{lowest_free, pools, reservation_name, reservations, Owner, Pool};
+
+/// Attempts per range before giving up with "try again later"; the jittered
+/// backoff keeps their sum within a few seconds.
+const ATTEMPTS: u32 = 200;
+
+fn cluster_error(what: &str, e: ClusterError) -> CniError {
+    match e {
+        ClusterError::Unavailable(m) => error(
+            code::TRY_AGAIN_LATER,
+            format!("whereabouts: {what}: the API server is unavailable: {m}"),
+        ),
+        ClusterError::Invalid(m) | ClusterError::Denied(m) => {
+            error(code::INVALID_CONFIG, format!("whereabouts: {what}: {m}"))
+        }
+        ClusterError::NotFound(m) | ClusterError::Conflict(m) => {
+            error(code::INTERNAL, format!("whereabouts: {what}: {m}"))
+        }
+    }
+}
+
+/// Sleeps before attempt `n` again: exponential from 2 ms, capped at 100
+/// ms, times a random factor in [0.5, 1.5) so racing nodes spread out.
+fn backoff(n: u32) {
+    let base = 2u64 << n.min(6);
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let jitter = base / 2 + random % base.max(1);
+    std::thread::sleep(Duration::from_millis(jitter.min(100)));
+}
+
+fn owner(req: &Request) -> Owner {
+    let podref = match (req.arg("K8S_POD_NAMESPACE"), req.arg("K8S_POD_NAME")) {
+        (Some(ns), Some(name)) if !name.is_empty() => format!("{ns}/{name}"),
+        _ => String::new(),
+    };
+    Owner {
+        container_id: req.container_id.clone(),
+        podref,
+        ifname: req.ifname.clone(),
+    }
+}
+
+/// The pool of `range`, created (empty) if it does not exist yet.
+fn pool(name: &str, range: &IpRange) -> Result<Pool, CniError> {
+    loop {
+        match cluster::get(&pools(), name) {
+            Ok(text) => return Pool::parse(&text).map_err(|e| error(code::INTERNAL, e)),
+            Err(ClusterError::NotFound(_)) => {}
+            Err(e) => return Err(cluster_error(&format!("reading IPPool {name}"), e)),
+        }
+        let object = Pool::new_object(name, range).to_string();
+        match cluster::create(&pools(), &object) {
+            Ok(text) => return Pool::parse(&text).map_err(|e| error(code::INTERNAL, e)),
+            // Another node created it first: read theirs.
+            Err(ClusterError::Conflict(_)) => continue,
+            Err(e) => return Err(cluster_error(&format!("creating IPPool {name}"), e)),
+        }
+    }
+}
+
+/// Reserves `ip` across overlapping ranges. `Ok(false)` when another
+/// attachment holds it.
+fn reserve(conf: &Conf, owner: &Owner, ip: IpAddr) -> Result<bool, CniError> {
+    let name = reservation_name(&conf.network_name, ip);
+    match cluster::create(&reservations(), &owner.reservation(&name).to_string()) {
+        Ok(_) => Ok(true),
+        Err(ClusterError::Conflict(_)) => match cluster::get(&reservations(), &name) {
+            Ok(text) => Ok(owner.holds(&text)),
+            // Freed meanwhile: try again on the next round.
+            Err(ClusterError::NotFound(_)) => Ok(false),
+            Err(e) => Err(cluster_error(&format!("reading reservation {name}"), e)),
+        },
+        Err(e) => Err(cluster_error(&format!("reserving {ip}"), e)),
+    }
+}
+
+fn unreserve(conf: &Conf, ip: IpAddr) -> Result<(), CniError> {
+    let name = reservation_name(&conf.network_name, ip);
+    match cluster::delete(&reservations(), &name) {
+        Ok(()) | Err(ClusterError::NotFound(_)) => Ok(()),
+        Err(e) => Err(cluster_error(&format!("freeing reservation {name}"), e)),
+    }
+}
+
+/// Allocates from `range` for `owner`: its old address if it has one, else
+/// the lowest free one.
+///
+/// With overlapping ranges on (the default) the IP's reservation is taken
+/// before the pool write, which makes it a claim: racing attachments see
+/// it and move on to the next address instead of all retrying the same
+/// one. The claim is kept across pool-write conflicts and deleted when the
+/// allocation fails for good, so reservations and pools never disagree
+/// (whereabouts #712).
+fn allocate(conf: &Conf, range: &IpRange, owner: &Owner) -> Result<IpAddr, CniError> {
+    let name = pool::pool_name(&conf.network_name, range);
+    let mut claimed: Option<u128> = None;
+    let give_up = |claimed: Option<u128>, e: CniError| -> CniError {
+        if let Some(o) = claimed {
+            if let Err(undo) = unreserve(conf, range.ip(o)) {
+                debug(&format!("whereabouts: releasing the claim on {}: {}", range.ip(o), undo.msg));
+            }
+        }
+        e
+    };
+    for attempt in 0..ATTEMPTS {
+        let mut pool = pool(&name, range).map_err(|e| give_up(claimed, e))?;
+        let held = pool.held_by(owner);
+        let mut refused = std::collections::BTreeSet::new();
+        let offset = loop {
+            let free = |o: u128| !pool.allocations.contains_key(&o) && !refused.contains(&o);
+            let candidate = held
+                .or(claimed.filter(|o| free(*o)))
+                .or_else(|| lowest_free(range, |o| !free(o)));
+            let Some(o) = candidate else {
+                let e = error(
+                    code::INTERNAL,
+                    format!(
+                        "whereabouts: range {} is exhausted (IPPool {name}: {} allocated)",
+                        range.cidr(),
+                        pool.allocations.len()
+                    ),
+                );
+                return Err(give_up(claimed, e));
+            };
+            if !conf.overlapping || claimed == Some(o) {
+                break o;
+            }
+            match reserve(conf, owner, range.ip(o)) {
+                // An address of ours in the pool stays ours regardless.
+                Ok(_) if held.is_some() => break o,
+                Ok(true) => {
+                    if let Some(old) = claimed.replace(o) {
+                        unreserve(conf, range.ip(old))?;
+                    }
+                    break o;
+                }
+                // Claimed in an overlapping range, or by a racing attachment.
+                Ok(false) => {
+                    refused.insert(o);
+                }
+                Err(e) => return Err(give_up(claimed, e)),
+            }
+        };
+        let ip = range.ip(offset);
+        if held.is_some_and(|o| pool.allocations[&o].id == owner.container_id) {
+            return Ok(ip);
+        }
+        pool.allocations.insert(offset, owner.allocation());
+        match cluster::replace(&pools(), pool.name(), &pool.to_json()) {
+            Ok(_) => return Ok(ip),
+            Err(ClusterError::Conflict(_)) => {
+                debug(&format!("whereabouts: IPPool {name} changed; retrying"));
+                backoff(attempt);
+            }
+            Err(e) => {
+                let e = cluster_error(&format!("writing IPPool {name}"), e);
+                return Err(give_up(claimed, e));
+            }
+        }
+    }
+    let e = error(
+        code::TRY_AGAIN_LATER,
+        format!("whereabouts: IPPool {name}: still conflicting after {ATTEMPTS} attempts"),
+    );
+    Err(give_up(claimed, e))
+}
+
+/// Frees what `owner`'s container holds in `range`; nothing held is fine.
+fn release(conf: &Conf, range: &IpRange, owner: &Owner) -> Result<(), CniError> {
+    let name = pool::pool_name(&conf.network_name, range);
+    for attempt in 0..ATTEMPTS {
+        let text = match cluster::get(&pools(), &name) {
+            Ok(t) => t,
+            Err(ClusterError::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(cluster_error(&format!("reading IPPool {name}"), e)),
+        };
+        let mut pool = Pool::parse(&text).map_err(|e| error(code::INTERNAL, e))?;
+        let mine: Vec<u128> = pool
+            .allocations
+            .iter()
+            .filter(|(_, a)| a.id == owner.container_id && a.ifname == owner.ifname)
+            .map(|(o, _)| *o)
+            .collect();
+        if mine.is_empty() {
+            return Ok(());
+        }
+        for o in &mine {
+            pool.allocations.remove(o);
+        }
+        match cluster::replace(&pools(), pool.name(), &pool.to_json()) {
+            Ok(_) => {
+                if conf.overlapping {
+                    for o in mine {
+                        unreserve(conf, range.ip(o))?;
+                    }
+                }
+                return Ok(());
+            }
+            Err(ClusterError::Conflict(_)) => backoff(attempt),
+            Err(e) => return Err(cluster_error(&format!("writing IPPool {name}"), e)),
+        }
+    }
+    Err(error(
+        code::TRY_AGAIN_LATER,
+        format!("whereabouts: IPPool {name}: still conflicting after {ATTEMPTS} attempts"),
+    ))
+}
+
+fn result(conf: &Conf, ips: &[(IpAddr, &IpRange)]) -> CniResult {
+    let mut r = CniResult::empty();
+    for (ip, range) in ips {
+        r.ips.push(IpConfig {
+            address: format!("{ip}/{}", range.subnet.prefix),
+            gateway: conf
+                .gateway
+                .filter(|g| g.is_ipv4() == ip.is_ipv4())
+                .map(|g| g.to_string()),
+            interface: None,
+        });
+    }
+    for (addr, gw) in &conf.addresses {
+        r.ips.push(IpConfig {
+            address: addr.to_string(),
+            gateway: gw.map(|g| g.to_string()),
+            interface: None,
+        });
+    }
+    r.routes = conf.routes.iter().map(Route::from).collect();
+    r.dns = conf.dns.clone().map(Dns::from);
+    r
+}
+
+fn load(req: &Request) -> Result<Conf, CniError> {
+    Conf::load(&NetConf::parse(req)?)
+}
+
+struct Whereabouts;
+
+impl Plugin for Whereabouts {
+    fn add(req: Request) -> Result<CniResult, CniError> {
+        let conf = load(&req)?;
+        let owner = owner(&req);
+        let mut done: Vec<(IpAddr, &IpRange)> = Vec::new();
+        for range in &conf.ranges {
+            match allocate(&conf, range, &owner) {
+                Ok(ip) => done.push((ip, range)),
+                Err(e) => {
+                    // Nothing half-allocated: free the earlier ranges.
+                    for (_, r) in &done {
+                        if let Err(undo) = release(&conf, r, &owner) {
+                            debug(&format!("whereabouts: rollback of {}: {}", r.cidr(), undo.msg));
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(result(&conf, &done))
+    }
+
+    fn del(req: Request) -> Result<(), CniError> {
+        let conf = load(&req)?;
+        let owner = owner(&req);
+        // Every range, even after a failure, and the first failure reported.
+        let mut failed = None;
+        for range in &conf.ranges {
+            if let Err(e) = release(&conf, range, &owner) {
+                failed.get_or_insert(e);
+            }
+        }
+        failed.map_or(Ok(()), Err)
+    }
+
+    fn check(req: Request) -> Result<(), CniError> {
+        let conf = load(&req)?;
+        let owner = owner(&req);
+        for range in &conf.ranges {
+            let name = pool::pool_name(&conf.network_name, range);
+            let text = cluster::get(&pools(), &name)
+                .map_err(|e| cluster_error(&format!("reading IPPool {name}"), e))?;
+            let pool = Pool::parse(&text).map_err(|e| error(code::INTERNAL, e))?;
+            let found = pool
+                .allocations
+                .values()
+                .any(|a| a.id == owner.container_id && a.ifname == owner.ifname);
+            if !found {
+                return Err(error(
+                    code::INTERNAL,
+                    format!(
+                        "whereabouts: IPPool {name} holds no address for container {} on {}",
+                        owner.container_id, owner.ifname
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn status(req: Request) -> Result<(), CniError> {
+        let conf = load(&req)?;
+        let range = &conf.ranges[0];
+        let name = pool::pool_name(&conf.network_name, range);
+        match cluster::get(&pools(), &name) {
+            Ok(_) | Err(ClusterError::NotFound(_)) => Ok(()),
+            Err(e) => Err(error(
+                50,
+                format!("whereabouts: cannot reach the pools: {}", cluster_error("STATUS", e).msg),
+            )),
+        }
+    }
+
+    fn gc(_: Request, _: Vec<Attachment>) -> Result<(), CniError> {
+        // Pools do not say which node an allocation belongs to, so one
+        // node's list of attachments cannot tell another node's from a leak.
+        debug("whereabouts: GC frees nothing: IPPools do not record nodes");
+        Ok(())
+    }
+}
+
+multus_plugin_sdk::export!(Whereabouts);

@@ -1,0 +1,452 @@
+//! The wasm `whereabouts` IPAM against the in-test API server (whereabouts'
+//! CRDs served with resourceVersions, 409s, 404s and 422s), through the
+//! built `multus` in real network namespaces: reached from the native
+//! reference bridge (the IPAM shim) and in-process.
+
+mod common;
+
+use common::*;
+use multus_testbed::kube_api::FakeKubeApi;
+use multus_testbed::{confs, CniOutput};
+use serde_json::{json, Value};
+
+const NS: &str = "kube-system";
+
+struct Pools {
+    node: Node,
+    api: FakeKubeApi,
+}
+
+impl Pools {
+    fn new() -> Self {
+        let node = Node::new();
+        node.install_wasm(&["whereabouts"]);
+        let api = FakeKubeApi::start(&node.ns, "token-1").unwrap();
+        Self { node, api }
+    }
+
+    /// eth0 on the cluster bridge, net1 on bridge `bridge` with whereabouts
+    /// IPAM `ipam` (the kubeconfig added), its timeouts sized for a storm.
+    fn conf(&self, bridge: &str, cni_dir: &str, mut ipam: Value) -> Vec<u8> {
+        ipam["type"] = json!("whereabouts");
+        ipam["kubernetes"] = json!({"kubeconfig": self.api.kubeconfig()});
+        let net = json!({"cniVersion": "1.0.0", "name": "wa-net", "plugins": [
+            {"type": "bridge", "bridge": bridge, "ipam": ipam}]});
+        let mut c = self.node.with_wasm(confs::multus_delegates(
+            &[
+                confs::bridge_host_local("cluster", "cni0", "10.31.0.0/16", &self.node.data_dir()),
+                net,
+            ],
+            &self.node.dir.path().join(cni_dir),
+            &plugins(),
+        ));
+        c["wasmPlugins"] = json!({"whereabouts": {"timeoutMs": 60000, "hostCallTimeoutMs": 10000}});
+        bytes(&c)
+    }
+
+    fn run(&self, cmd: &str, pod: &Pod, name: &str, conf: &[u8]) -> CniOutput {
+        let args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={name}");
+        let cid = format!("cid-{}", pod.ns.name());
+        let env = [
+            ("CNI_COMMAND", cmd),
+            ("CNI_CONTAINERID", cid.as_str()),
+            ("CNI_NETNS", pod.path.as_str()),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_ARGS", args.as_str()),
+            ("CNI_PATH", "/opt/cni/bin"),
+        ];
+        self.node.multus(&env, conf)
+    }
+
+    fn pool(&self, name: &str) -> Value {
+        self.api
+            .custom_object("ippools", NS, name)
+            .unwrap_or_else(|| panic!("no IPPool {name}"))
+    }
+
+    /// The pool's allocations as (offset, podref).
+    fn allocations(&self, name: &str) -> Vec<(u128, String)> {
+        let mut v: Vec<(u128, String)> = self.pool(name)["spec"]["allocations"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, a)| {
+                (
+                    k.parse().unwrap(),
+                    a["podref"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn reservations(&self) -> Vec<String> {
+        self.api
+            .custom_objects("overlappingrangeipreservations", NS)
+            .iter()
+            .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+fn net1(pod: &Pod) -> Vec<String> {
+    pod.ns.addrs("net1").unwrap()
+}
+
+/// The fixture's conf: a /24 with its first /28 excluded. Addresses come
+/// lowest first after the exclusion, the IPPool and reservations have
+/// whereabouts' names and shapes, a re-ADD of the same pod gets its
+/// address back, CHECK finds the allocation, DEL frees it all.
+#[test]
+fn allocates_in_order_and_frees_on_del() {
+    let c = Pools::new();
+    let conf = c.conf(
+        "wabr0",
+        "cni",
+        json!({"range": "10.246.0.0/24", "exclude": ["10.246.0.0/28"],
+        "gateway": "10.246.0.1", "log_level": "debug", "sleep_for_race": 1}),
+    );
+    let pods: Vec<Pod> = (0..3).map(|_| Pod::new()).collect();
+    for (i, pod) in pods.iter().enumerate() {
+        let out = c.run("ADD", pod, &format!("wa-pod{i}"), &conf);
+        assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+        assert_eq!(net1(pod), [format!("10.246.0.{}/24", 16 + i)]);
+        if i == 0 {
+            // (Before other ports change the bridge's MAC, which the
+            // reference bridge's own CHECK compares.)
+            let check = c.run("CHECK", pod, "wa-pod0", &conf);
+            assert!(check.ok(), "{} {}", check.stdout, check.stderr);
+        }
+    }
+    let pool = c.pool("10.246.0.0-24");
+    assert_eq!(pool["spec"]["range"], "10.246.0.0/24");
+    assert_eq!(
+        pool["spec"]["allocations"]["16"],
+        json!({"id": format!("cid-{}", pods[0].ns.name()), "podref": "default/wa-pod0", "ifname": "net1"})
+    );
+    let mut res = c.reservations();
+    res.sort();
+    assert_eq!(res, ["10.246.0.16", "10.246.0.17", "10.246.0.18"]);
+    let r = c
+        .api
+        .custom_object("overlappingrangeipreservations", NS, "10.246.0.17")
+        .unwrap();
+    assert_eq!(r["spec"]["podref"], "default/wa-pod1");
+    assert_eq!(r["spec"]["ifname"], "net1");
+
+    // The pod's new sandbox (a new container, as after a node reboot that
+    // never ran DEL) gets the same address back, now under its ID; the old
+    // sandbox's DEL then frees nothing of it.
+    let again = Pod::new();
+    let out = c.run("ADD", &again, "wa-pod1", &conf);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    assert_eq!(net1(&again), ["10.246.0.17/24"]);
+    let pool = c.pool("10.246.0.0-24");
+    assert_eq!(
+        pool["spec"]["allocations"]["17"]["id"],
+        format!("cid-{}", again.ns.name())
+    );
+    assert_eq!(pool["spec"]["allocations"].as_object().unwrap().len(), 3);
+    assert!(c.run("DEL", &pods[1], "wa-pod1", &conf).ok());
+    assert_eq!(c.allocations("10.246.0.0-24").len(), 3);
+    assert!(c.run("DEL", &again, "wa-pod1", &conf).ok());
+    assert_eq!(c.allocations("10.246.0.0-24").len(), 2);
+
+    for (i, pod) in pods.iter().enumerate() {
+        let del = c.run("DEL", pod, &format!("wa-pod{i}"), &conf);
+        assert!(del.ok(), "{} {}", del.stdout, del.stderr);
+    }
+    assert!(c.allocations("10.246.0.0-24").is_empty());
+    assert!(c.reservations().is_empty());
+    // DEL of what was never allocated succeeds.
+    let del = c.run("DEL", &pods[0], "never", &conf);
+    assert!(del.ok(), "{} {}", del.stdout, del.stderr);
+}
+
+/// A pool whereabouts itself wrote (its allocations at .16 and .17) is
+/// shared: the next address is .18, and ours frees only its own.
+#[test]
+fn shares_a_pool_with_whereabouts() {
+    let c = Pools::new();
+    c.api.put_custom(
+        "ippools",
+        NS,
+        json!({
+        "apiVersion": "whereabouts.cni.cncf.io/v1alpha1", "kind": "IPPool",
+        "metadata": {"name": "10.246.0.0-24", "generation": 6, "uid": "eb9c1c37"},
+        "spec": {"range": "10.246.0.0/24", "allocations": {
+            "16": {"id": "wa-pod1-cid", "ifname": "eth0", "podref": "default/wa-pod1"},
+            "17": {"id": "wa-pod2-cid", "ifname": "eth0", "podref": "default/wa-pod2"}}}}),
+    );
+    let conf = c.conf(
+        "wabr0",
+        "cni",
+        json!({"range": "10.246.0.0/24", "exclude": ["10.246.0.0/28"]}),
+    );
+    let pod = Pod::new();
+    let out = c.run("ADD", &pod, "ours", &conf);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    assert_eq!(net1(&pod), ["10.246.0.18/24"]);
+    assert!(c.run("DEL", &pod, "ours", &conf).ok());
+    let left: Vec<u128> = c
+        .allocations("10.246.0.0-24")
+        .iter()
+        .map(|(o, _)| *o)
+        .collect();
+    assert_eq!(left, [16, 17]);
+    assert_eq!(c.pool("10.246.0.0-24")["metadata"]["uid"], "eb9c1c37");
+}
+
+/// range_start/range_end and the `a-b/cidr` form, `network_name` (its own
+/// pool for the same CIDR), dual-stack `ipRanges`, static `addresses`.
+#[test]
+fn ranges_network_names_and_dual_stack() {
+    let c = Pools::new();
+    let a = c.conf(
+        "wabr0",
+        "cni-a",
+        json!({"range": "10.50.0.10-10.50.0.11/24"}),
+    );
+    let b = c.conf(
+        "wabr1",
+        "cni-b",
+        json!({"range": "10.50.0.0/24", "range_start": "10.50.0.200",
+        "network_name": "blue"}),
+    );
+    let d = c.conf(
+        "wabr2",
+        "cni-d",
+        json!({"ipRanges": [{"range": "10.60.0.0/24"}, {"range": "fd60::/64"}],
+        "addresses": [{"address": "192.168.9.9/24"}]}),
+    );
+    let pods: Vec<Pod> = (0..4).map(|_| Pod::new()).collect();
+    for (i, conf) in [&a, &a].iter().enumerate() {
+        let out = c.run("ADD", &pods[i], &format!("a{i}"), conf);
+        assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    }
+    assert_eq!(net1(&pods[0]), ["10.50.0.10/24"]);
+    assert_eq!(net1(&pods[1]), ["10.50.0.11/24"]);
+    // The range ends at .11: full, named in the error, nothing left behind.
+    let full = c.run("ADD", &pods[2], "a2", &a);
+    let msg = assert_cni_error(&full, 999);
+    assert!(
+        msg.contains("10.50.0.0/24") && msg.contains("exhausted"),
+        "{msg}"
+    );
+    assert_eq!(pods[2].ns.links().unwrap(), ["lo"]);
+    assert_eq!(c.allocations("10.50.0.0-24").len(), 2);
+
+    let out = c.run("ADD", &pods[2], "b0", &b);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    assert_eq!(net1(&pods[2]), ["10.50.0.200/24"]);
+    assert_eq!(
+        c.allocations("blue-10.50.0.0-24"),
+        [(200, "default/b0".to_string())]
+    );
+    assert!(c.reservations().contains(&"blue-10.50.0.200".to_string()));
+
+    let out = c.run("ADD", &pods[3], "d0", &d);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    let mut addrs = net1(&pods[3]);
+    addrs.sort();
+    assert_eq!(addrs, ["10.60.0.1/24", "192.168.9.9/24", "fd60::1/64"]);
+    assert_eq!(c.allocations("fd60---64"), [(1, "default/d0".to_string())]);
+    assert!(c.reservations().contains(&"fd60--1".to_string()));
+    for (pod, name, conf) in [
+        (&pods[0], "a0", &a),
+        (&pods[1], "a1", &a),
+        (&pods[2], "b0", &b),
+        (&pods[3], "d0", &d),
+    ] {
+        let del = c.run("DEL", pod, name, conf);
+        assert!(del.ok(), "{} {}", del.stdout, del.stderr);
+    }
+    assert!(c.reservations().is_empty());
+}
+
+/// A /48: 128-bit offsets, allocating at its very end.
+#[test]
+fn a_wide_ipv6_range_is_usable_to_its_end() {
+    let c = Pools::new();
+    let conf = c.conf(
+        "wabr0",
+        "cni",
+        json!({"range": "fd48:1:2::/48",
+        "range_start": "fd48:1:2:ffff:ffff:ffff:ffff:fffd"}),
+    );
+    let pods: Vec<Pod> = (0..2).map(|_| Pod::new()).collect();
+    for (i, pod) in pods.iter().enumerate() {
+        let out = c.run("ADD", pod, &format!("v6-{i}"), &conf);
+        assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    }
+    assert_eq!(net1(&pods[0]), ["fd48:1:2:ffff:ffff:ffff:ffff:fffd/48"]);
+    assert_eq!(net1(&pods[1]), ["fd48:1:2:ffff:ffff:ffff:ffff:fffe/48"]);
+    let offsets: Vec<u128> = c
+        .allocations("fd48-1-2---48")
+        .iter()
+        .map(|(o, _)| *o)
+        .collect();
+    assert_eq!(offsets, [(1u128 << 80) - 3, (1u128 << 80) - 2]);
+    let msg = assert_cni_error(&c.run("ADD", &Pod::new(), "v6-2", &conf), 999);
+    assert!(msg.contains("exhausted"), "{msg}");
+}
+
+/// Conflicts injected on every other pool write, and 50 pods at once from
+/// each of two "nodes" (separate multus processes, their own cni dirs and
+/// bridges) on one range: 100 distinct addresses, then all freed.
+#[test]
+fn two_nodes_fifty_at_once_on_one_range() {
+    let c = Pools::new();
+    c.api.fail_next("PUT", "/ippools/", 409, 40);
+    let confs = [
+        c.conf("wabr0", "cni-node1", json!({"range": "10.70.0.0/24"})),
+        c.conf("wabr1", "cni-node2", json!({"range": "10.70.0.0/24"})),
+    ];
+    let pods: Vec<Pod> = (0..100).map(|_| Pod::new()).collect();
+    let run_all = |cmd: &str| {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = pods
+                .iter()
+                .enumerate()
+                .map(|(i, pod)| {
+                    let conf = &confs[i % 2];
+                    let c = &c;
+                    let cmd = cmd.to_string();
+                    s.spawn(move || {
+                        let out = c.run(&cmd, pod, &format!("p{i}"), conf);
+                        assert!(out.ok(), "{cmd} p{i}: {} {}", out.stdout, out.stderr);
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.join().unwrap();
+            }
+        })
+    };
+    run_all("ADD");
+    let mut addrs: Vec<String> = pods.iter().flat_map(net1).collect();
+    addrs.sort();
+    addrs.dedup();
+    assert_eq!(addrs.len(), 100, "100 distinct addresses");
+    assert_eq!(c.allocations("10.70.0.0-24").len(), 100);
+    assert_eq!(c.reservations().len(), 100);
+    run_all("DEL");
+    assert!(c.allocations("10.70.0.0-24").is_empty());
+    assert!(c.reservations().is_empty());
+}
+
+/// The API server unreachable mid-ADD: code 11 and nothing reserved; down
+/// during DEL: a clear error and the cache kept, so the retry frees it.
+#[test]
+fn api_down_fails_cleanly_and_del_retries() {
+    let mut c = Pools::new();
+    let conf = c.conf("wabr0", "cni", json!({"range": "10.80.0.0/24"}));
+    let pod = Pod::new();
+    // A 500 (kube-rs itself retries 503s).
+    c.api.fail_next("PUT", "/ippools/", 500, 1);
+    let msg = assert_cni_error(&c.run("ADD", &pod, "down", &conf), 11);
+    assert!(msg.contains("unavailable"), "{msg}");
+    assert_eq!(pod.ns.links().unwrap(), ["lo"]);
+    assert!(c.allocations("10.80.0.0-24").is_empty());
+    assert!(
+        c.reservations().is_empty(),
+        "the claim went with the failed write"
+    );
+
+    let out = c.run("ADD", &pod, "down", &conf);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    c.api.fail_next("GET", "/ippools/", 500, 1);
+    let del = c.run("DEL", &pod, "down", &conf);
+    assert!(!del.ok());
+    assert!(del.stdout.contains("whereabouts"), "{}", del.stdout);
+    let cache = c.node.dir.path().join("cni");
+    assert!(cache.read_dir().unwrap().next().is_some(), "cache kept");
+    assert_eq!(c.allocations("10.80.0.0-24").len(), 1);
+    let del = c.run("DEL", &pod, "down", &conf);
+    assert!(del.ok(), "{} {}", del.stdout, del.stderr);
+    assert!(c.allocations("10.80.0.0-24").is_empty());
+
+    c.api.stop();
+    let msg = assert_cni_error(&c.run("ADD", &Pod::new(), "stopped", &conf), 11);
+    assert!(msg.contains("whereabouts"), "{msg}");
+}
+
+/// Bad configs name the key, and nothing is built.
+#[test]
+fn bad_configs_name_the_key() {
+    let c = Pools::new();
+    let pod = Pod::new();
+    for (ipam, want) in [
+        (json!({"range": "10.9.0.0/33"}), "ipam.range"),
+        (
+            json!({"range": "10.9.0.0/24", "range_start": "10.8.0.1"}),
+            "range_start",
+        ),
+        (json!({}), "ipam.range or ipam.ipRanges"),
+        (
+            json!({"range": "10.9.0.0/24", "node_slice_size": "/28"}),
+            "node_slice_size",
+        ),
+        (json!({"range": "10.9.0.0/31"}), "too small"),
+    ] {
+        let conf = c.conf("wabr0", "cni", ipam);
+        let msg = assert_cni_error(&c.run("ADD", &pod, "bad", &conf), 7);
+        assert!(msg.contains(want), "{msg}");
+        assert_eq!(pod.ns.links().unwrap(), ["lo"]);
+    }
+    assert!(c.api.custom_objects("ippools", NS).is_empty());
+}
+
+/// Two networks whose ranges overlap never hand out one address twice: the
+/// second finds the first's reservation and takes the next address; with
+/// `enable_overlapping_ranges: false` it does not look. Every request made
+/// is one `deploy/whereabouts/rbac.yaml` grants, and every rule is used.
+#[test]
+fn overlapping_ranges_and_the_rbac_they_need() {
+    let c = Pools::new();
+    let wide = c.conf("wabr0", "cni-a", json!({"range": "10.90.0.0/24"}));
+    let narrow = c.conf("wabr1", "cni-b", json!({"range": "10.90.0.0/25"}));
+    let blind = c.conf(
+        "wabr2",
+        "cni-c",
+        json!({"range": "10.90.0.0/26", "enable_overlapping_ranges": false}),
+    );
+    let pods: Vec<Pod> = (0..3).map(|_| Pod::new()).collect();
+    for (pod, name, conf) in [
+        (&pods[0], "wide", &wide),
+        (&pods[1], "narrow", &narrow),
+        (&pods[2], "blind", &blind),
+    ] {
+        let out = c.run("ADD", pod, name, conf);
+        assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    }
+    assert_eq!(net1(&pods[0]), ["10.90.0.1/24"]);
+    assert_eq!(net1(&pods[1]), ["10.90.0.2/25"]);
+    assert_eq!(net1(&pods[2]), ["10.90.0.1/26"]);
+    let mut res = c.reservations();
+    res.sort();
+    assert_eq!(res, ["10.90.0.1", "10.90.0.2"]);
+    for (pod, name, conf) in [
+        (&pods[0], "wide", &wide),
+        (&pods[1], "narrow", &narrow),
+        (&pods[2], "blind", &blind),
+    ] {
+        assert!(c.run("DEL", pod, name, conf).ok());
+    }
+    assert!(c.reservations().is_empty());
+
+    use multus_testbed::manifests;
+    let role: k8s_openapi::api::rbac::v1::Role =
+        serde_json::from_value(manifests::find_in(&manifests::whereabouts(), "Role", None))
+            .unwrap();
+    let granted = manifests::grants(&role.rules.unwrap());
+    let mut used = std::collections::BTreeSet::new();
+    for r in c.api.requests() {
+        let (g, res, verb, ns) = manifests::authorization(&r);
+        let key = (g, res, verb);
+        assert!(granted.contains(&key) && ns == NS, "not granted: {r}");
+        used.insert(key);
+    }
+    assert_eq!(used, granted, "rules nothing calls");
+}

@@ -1,0 +1,246 @@
+//! whereabouts' custom resources on the in-test API server: IPPool,
+//! OverlappingRangeIPReservation and NodeSlicePool in
+//! `whereabouts.cni.cncf.io/v1alpha1`, served as a kube-apiserver serves
+//! CRDs: a resourceVersion on every write, 409 Conflict on a replace with a
+//! stale one, 409 AlreadyExists, 404, and 422 for what the CRDs' schemas
+//! reject (a missing required field, a replace without resourceVersion).
+
+use std::collections::BTreeMap;
+
+use hyper::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use super::{status, State};
+
+pub const GROUP: &str = "whereabouts.cni.cncf.io";
+pub const VERSION: &str = "v1alpha1";
+
+/// (plural, kind, required fields of spec).
+const KINDS: &[(&str, &str, &[&str])] = &[
+    ("ippools", "IPPool", &["range", "allocations"]),
+    (
+        "overlappingrangeipreservations",
+        "OverlappingRangeIPReservation",
+        &["podref"],
+    ),
+    ("nodeslicepools", "NodeSlicePool", &["range", "sliceSize"]),
+];
+
+/// Objects by (plural, namespace, name).
+pub type Objects = BTreeMap<(String, String, String), Value>;
+
+fn kind_of(plural: &str) -> Option<(&'static str, &'static [&'static str])> {
+    KINDS
+        .iter()
+        .find(|(p, _, _)| *p == plural)
+        .map(|(_, k, r)| (*k, *r))
+}
+
+fn not_found(plural: &str, name: &str) -> (StatusCode, Value) {
+    status(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!("{plural}.{GROUP} \"{name}\" not found"),
+        json!({"name": name, "group": GROUP, "kind": plural}),
+    )
+}
+
+fn parse(kind: &str, body: &[u8]) -> Result<Value, (StatusCode, Value)> {
+    serde_json::from_slice(body).map_err(|_| {
+        status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!("the body is not a {kind}"),
+            Value::Null,
+        )
+    })
+}
+
+fn conflict(reason: &str, message: String, plural: &str, name: &str) -> (StatusCode, Value) {
+    status(
+        StatusCode::CONFLICT,
+        reason,
+        message,
+        json!({"name": name, "group": GROUP, "kind": plural}),
+    )
+}
+
+fn invalid(kind: &str, name: &str, field: &str, message: &str) -> (StatusCode, Value) {
+    status(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "Invalid",
+        format!("{kind}.{GROUP} \"{name}\" is invalid: {field}: {message}"),
+        json!({"name": name, "group": GROUP, "kind": kind,
+               "causes": [{"reason": "FieldValueRequired", "message": message, "field": field}]}),
+    )
+}
+
+/// What the CRD's schema refuses in `obj`, as the apiserver says it.
+fn validate(kind: &str, required: &[&str], name: &str, obj: &Value) -> Option<(StatusCode, Value)> {
+    if !obj["spec"].is_object() {
+        return Some(invalid(kind, name, "spec", "Required value"));
+    }
+    for r in required {
+        if obj["spec"].get(*r).is_none_or(Value::is_null) {
+            return Some(invalid(kind, name, &format!("spec.{r}"), "Required value"));
+        }
+    }
+    if kind == "IPPool" {
+        for (k, a) in obj["spec"]["allocations"].as_object().into_iter().flatten() {
+            for r in ["id", "podref"] {
+                if !a[r].is_string() {
+                    return Some(invalid(
+                        kind,
+                        name,
+                        &format!("spec.allocations[{k}].{r}"),
+                        "Required value",
+                    ));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Serves `/apis/whereabouts.cni.cncf.io/v1alpha1/namespaces/<ns>/<plural>[/<name>]`.
+pub fn route(
+    st: &mut State,
+    method: &Method,
+    ns: &str,
+    plural: &str,
+    name: Option<&str>,
+    body: &[u8],
+) -> (StatusCode, Value) {
+    let Some((kind, required)) = kind_of(plural) else {
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "the server could not find the requested resource".into(),
+            Value::Null,
+        );
+    };
+    let key = |n: &str| (plural.to_string(), ns.to_string(), n.to_string());
+    match (method, name) {
+        (&Method::GET, Some(n)) => match st.custom.get(&key(n)) {
+            Some(o) => (StatusCode::OK, o.clone()),
+            None => not_found(plural, n),
+        },
+        (&Method::GET, None) => {
+            let items: Vec<Value> = st
+                .custom
+                .iter()
+                .filter(|((p, n, _), _)| p == plural && n == ns)
+                .map(|(_, v)| v.clone())
+                .collect();
+            (
+                StatusCode::OK,
+                json!({"apiVersion": format!("{GROUP}/{VERSION}"), "kind": format!("{kind}List"),
+                       "metadata": {"resourceVersion": st.resource_version.to_string()},
+                       "items": items}),
+            )
+        }
+        (&Method::POST, None) => {
+            let mut obj = match parse(kind, body) {
+                Ok(o) => o,
+                Err(e) => return e,
+            };
+            let Some(n) = obj["metadata"]["name"]
+                .as_str()
+                .filter(|n| !n.is_empty())
+                .map(String::from)
+            else {
+                return invalid(
+                    kind,
+                    "",
+                    "metadata.name",
+                    "Required value: name or generateName is required",
+                );
+            };
+            if let Some(e) = validate(kind, required, &n, &obj) {
+                return e;
+            }
+            if st.custom.contains_key(&key(&n)) {
+                return conflict(
+                    "AlreadyExists",
+                    format!("{plural}.{GROUP} \"{n}\" already exists"),
+                    plural,
+                    &n,
+                );
+            }
+            let rv = st.next_rv();
+            let m = &mut obj["metadata"];
+            m["namespace"] = ns.into();
+            m["uid"] = format!("{plural}-{ns}-{n}-{rv}").into();
+            m["resourceVersion"] = rv.into();
+            m["generation"] = 1.into();
+            m["creationTimestamp"] = "2026-12-01T00:00:00Z".into();
+            st.custom.insert(key(&n), obj.clone());
+            (StatusCode::CREATED, obj)
+        }
+        (&Method::PUT, Some(n)) => {
+            let mut obj = match parse(kind, body) {
+                Ok(o) => o,
+                Err(e) => return e,
+            };
+            if obj["metadata"]["name"] != n {
+                return status(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    "the name of the object does not match the name on the URL".into(),
+                    Value::Null,
+                );
+            }
+            let Some(stored) = st.custom.get(&key(n)).cloned() else {
+                return not_found(plural, n);
+            };
+            if obj["metadata"]["resourceVersion"]
+                .as_str()
+                .is_none_or(str::is_empty)
+            {
+                return invalid(
+                    kind,
+                    n,
+                    "metadata.resourceVersion",
+                    "Invalid value: 0x0: must be specified for an update",
+                );
+            }
+            if let Some(e) = validate(kind, required, n, &obj) {
+                return e;
+            }
+            if obj["metadata"]["resourceVersion"] != stored["metadata"]["resourceVersion"] {
+                return conflict(
+                    "Conflict",
+                    format!("Operation cannot be fulfilled on {plural}.{GROUP} \"{n}\": the object has been modified; please apply your changes to the latest version and try again"),
+                    plural,
+                    n,
+                );
+            }
+            let rv = st.next_rv();
+            let generation = stored["metadata"]["generation"].as_u64().unwrap_or(1)
+                + u64::from(obj["spec"] != stored["spec"]);
+            let m = &mut obj["metadata"];
+            m["namespace"] = ns.into();
+            m["uid"] = stored["metadata"]["uid"].clone();
+            m["creationTimestamp"] = stored["metadata"]["creationTimestamp"].clone();
+            m["resourceVersion"] = rv.into();
+            m["generation"] = generation.into();
+            st.custom.insert(key(n), obj.clone());
+            (StatusCode::OK, obj)
+        }
+        (&Method::DELETE, Some(n)) => match st.custom.remove(&key(n)) {
+            Some(o) => (
+                StatusCode::OK,
+                json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+                       "details": {"name": n, "group": GROUP, "kind": plural,
+                                   "uid": o["metadata"]["uid"]}}),
+            ),
+            None => not_found(plural, n),
+        },
+        _ => status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource".into(),
+            Value::Null,
+        ),
+    }
+}
