@@ -450,3 +450,33 @@ fn overlapping_ranges_and_the_rbac_they_need() {
     }
     assert_eq!(used, granted, "rules nothing calls");
 }
+
+/// In-process: whereabouts as a conflist entry of its own (its `ipam`
+/// naming itself) runs in the ipam role inside multus, no exec.
+#[test]
+fn in_process_as_a_conflist_entry() {
+    let c = Pools::new();
+    let ipam = json!({"type": "whereabouts", "range": "10.95.0.0/24",
+        "kubernetes": {"kubeconfig": c.api.kubeconfig()}});
+    let net = json!({"cniVersion": "1.0.0", "name": "wa-inproc", "plugins": [
+        {"type": "whereabouts", "ipam": ipam}]});
+    let conf = bytes(&c.node.with_wasm(confs::multus_delegates(
+        &[
+            confs::bridge_host_local("cluster", "cni0", "10.31.0.0/16", &c.node.data_dir()),
+            net,
+        ],
+        &c.node.cni_dir(),
+        &plugins(),
+    )));
+    let pod = Pod::new();
+    let out = c.run("ADD", &pod, "inproc", &conf);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    assert_eq!(
+        c.allocations("10.95.0.0-24"),
+        [(1, "default/inproc".to_string())]
+    );
+    // No shim link was made: nothing exec'd the module.
+    assert!(!c.node.wasm_cache().join("bin/whereabouts").exists());
+    assert!(c.run("DEL", &pod, "inproc", &conf).ok());
+    assert!(c.allocations("10.95.0.0-24").is_empty());
+}

@@ -32,9 +32,6 @@ impl Dispatch<'_> {
 
 impl PluginRunner for Dispatch<'_> {
     fn run(&self, call: &PluginCall<'_>) -> Result<Vec<u8>, PluginError> {
-        if let Some(module) = self.wasm.module(call.plugin_type) {
-            return wasm::run(self.wasm, Role::Chained, &module, call).map(|(out, _)| out);
-        }
         let ipam = serde_json::from_slice::<Value>(call.stdin)
             .ok()
             .and_then(|c| {
@@ -42,6 +39,16 @@ impl PluginRunner for Dispatch<'_> {
                     .and_then(Value::as_str)
                     .map(String::from)
             });
+        if let Some(module) = self.wasm.module(call.plugin_type) {
+            // An IPAM plugin run directly as a conflist entry (its `ipam`
+            // names itself) gets the ipam role: its store and, for a
+            // cluster IPAM, the cluster; never the pod's network.
+            let role = match ipam.as_deref() {
+                Some(t) if t == call.plugin_type => Role::Ipam,
+                _ => Role::Chained,
+            };
+            return wasm::run(self.wasm, role, &module, call).map(|(out, _)| out);
+        }
         match ipam.filter(|t| self.wasm.module(t).is_some()) {
             None => self.native().run(call),
             Some(ipam) => {
