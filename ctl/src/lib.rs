@@ -6,4 +6,5 @@ pub mod cli;
 pub mod compile;
 pub mod inspect;
 pub mod install;
+pub mod reconcile;
 pub mod scaffold;

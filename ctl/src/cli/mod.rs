@@ -24,6 +24,9 @@ pub enum Commands {
     /// Wasm plugin tools.
     #[command(subcommand)]
     Plugin(commands::plugin::PluginCommand),
+    /// Cluster-wide IPAM (whereabouts pools) administration.
+    #[command(subcommand)]
+    Ipam(commands::ipam::IpamCommand),
 }
 
 /// Runs the parsed command; the process exit status.
@@ -31,6 +34,7 @@ pub fn run(cli: Cli) -> i32 {
     match cli.command {
         Commands::Install(opts) => commands::install::run(&opts),
         Commands::Plugin(cmd) => commands::plugin::run(&cmd),
+        Commands::Ipam(cmd) => commands::ipam::run(&cmd),
     }
 }
 

@@ -228,6 +228,16 @@ impl Kube {
         })
     }
 
+    /// Every pod of the cluster.
+    pub fn list_pods(&self) -> Result<Vec<Pod>, KubeError> {
+        self.call("LIST pods in all namespaces", |c| async move {
+            Api::<Pod>::all(c)
+                .list(&kube::api::ListParams::default())
+                .await
+                .map(|l| l.items)
+        })
+    }
+
     pub fn get_nad(&self, namespace: &str, name: &str) -> Result<Nad, KubeError> {
         let obj = self.call(
             &format!("GET network-attachment-definition {namespace}/{name}"),

@@ -448,8 +448,12 @@ impl FakeKubeApi {
             .as_str()
             .unwrap_or_default()
             .to_string();
+        let rv = st.next_rv();
         object["metadata"]["namespace"] = namespace.into();
-        object["metadata"]["resourceVersion"] = st.next_rv().into();
+        if object["metadata"]["uid"].is_null() {
+            object["metadata"]["uid"] = format!("{plural}-{namespace}-{name}-{rv}").into();
+        }
+        object["metadata"]["resourceVersion"] = rv.into();
         st.custom
             .insert((plural.into(), namespace.into(), name), object);
     }

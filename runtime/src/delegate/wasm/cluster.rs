@@ -65,7 +65,7 @@ pub fn kubeconfig(config: &Value, multus: Option<&Path>) -> Option<PathBuf> {
 }
 
 /// The kubeconfig's current context's namespace, else [`DEFAULT_NAMESPACE`].
-fn context_namespace(kubeconfig: &Path) -> Result<String, String> {
+pub fn context_namespace(kubeconfig: &Path) -> Result<String, String> {
     let kc = kube::config::Kubeconfig::read_from(kubeconfig)
         .map_err(|e| format!("kubeconfig {}: {e}", kubeconfig.display()))?;
     let current = kc.current_context.clone().unwrap_or_default();
