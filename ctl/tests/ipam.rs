@@ -142,3 +142,107 @@ fn a_concurrent_pool_write_is_not_lost() {
             .is_empty()
     );
 }
+
+/// GC with node slices (run here with `plugin run`, as multus runs a GC):
+/// this node's slice pools keep exactly the valid attachments; another
+/// node's slice is never touched, and without slices GC frees nothing.
+#[test]
+fn gc_frees_leaks_in_this_nodes_slices_only() {
+    let ns = Netns::new("t-ipam").unwrap();
+    let api = FakeKubeApi::start(&ns, "token-1").unwrap();
+    api.put_custom(
+        "nodeslicepools",
+        NS,
+        json!({
+        "apiVersion": "whereabouts.cni.cncf.io/v1alpha1", "kind": "NodeSlicePool",
+        "metadata": {"name": "wa-net"},
+        "spec": {"range": "10.120.0.0/24", "sliceSize": "/29"},
+        "status": {"allocations": [{"nodeName": "node-a", "sliceRange": "10.120.0.0/29"},
+                                   {"nodeName": "node-b", "sliceRange": "10.120.0.8/29"}]}}),
+    );
+    let pool = |name: &str, ids: &[(&str, &str)]| {
+        let allocations: serde_json::Map<String, Value> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, (id, pod))| {
+                (
+                    (i + 1).to_string(),
+                    json!({"id": id, "podref": pod, "ifname": "net1"}),
+                )
+            })
+            .collect();
+        json!({"apiVersion": "whereabouts.cni.cncf.io/v1alpha1", "kind": "IPPool",
+               "metadata": {"name": name}, "spec": {"range": "", "allocations": allocations}})
+    };
+    let mut a = pool(
+        "node-a-10.120.0.0-29",
+        &[("c-live", "default/live"), ("c-leak", "default/leak")],
+    );
+    a["spec"]["range"] = json!("10.120.0.0/29");
+    let mut b = pool("node-b-10.120.0.8-29", &[("c-other", "default/other")]);
+    b["spec"]["range"] = json!("10.120.0.8/29");
+    api.put_custom("ippools", NS, a);
+    api.put_custom("ippools", NS, b);
+    api.put_custom(
+        "overlappingrangeipreservations",
+        NS,
+        reservation("10.120.0.2", "default/leak"),
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let gc = |slices: bool| {
+        let mut ipam = json!({"type": "whereabouts", "range": "10.120.0.0/24",
+            "kubernetes": {"kubeconfig": api.kubeconfig()}});
+        if slices {
+            ipam["node_slice_size"] = json!("/29");
+        }
+        let conf = dir.path().join("gc.json");
+        std::fs::write(
+            &conf,
+            json!({"cniVersion": "1.1.0", "name": "wa-net", "type": "whereabouts",
+            "ipam": ipam,
+            "cni.dev/valid-attachments": [{"containerID": "c-live", "ifname": "net1"}]})
+            .to_string(),
+        )
+        .unwrap();
+        let mut c = Command::new(MULTUSCTL);
+        c.args(["plugin", "run"])
+            .arg(multus_testbed::node::built_plugins().join("whereabouts.wasm"))
+            .arg("--conf")
+            .arg(&conf)
+            .args(["--command", "GC", "--netns"])
+            .arg(ns.path())
+            .env("NODE_NAME", "node-a");
+        let _ns = in_netns(&mut c, &ns).unwrap();
+        let out = c.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    };
+    let ids = |name: &str| -> Vec<String> {
+        api.custom_object("ippools", NS, name).unwrap()["spec"]["allocations"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|a| a["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    gc(false);
+    assert_eq!(
+        ids("node-a-10.120.0.0-29"),
+        ["c-live", "c-leak"],
+        "no slices: nothing freed"
+    );
+    gc(true);
+    assert_eq!(ids("node-a-10.120.0.0-29"), ["c-live"]);
+    assert_eq!(
+        ids("node-b-10.120.0.8-29"),
+        ["c-other"],
+        "another node's slice"
+    );
+    assert!(api
+        .custom_objects("overlappingrangeipreservations", NS)
+        .is_empty());
+}

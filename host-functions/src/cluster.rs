@@ -39,6 +39,8 @@ pub enum ClusterError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClusterGrant {
     pub groups: Vec<String>,
+    /// The node name the guest is told.
+    pub node: String,
 }
 
 impl ClusterGrant {
@@ -66,6 +68,12 @@ pub trait ClusterBackend: Send {
     fn list(&mut self, kind: &Kind) -> Result<String, ClusterError>;
     fn create(&mut self, kind: &Kind, object: &str) -> Result<String, ClusterError>;
     fn replace(&mut self, kind: &Kind, name: &str, object: &str) -> Result<String, ClusterError>;
+    fn replace_status(
+        &mut self,
+        kind: &Kind,
+        name: &str,
+        object: &str,
+    ) -> Result<String, ClusterError>;
     fn delete(&mut self, kind: &Kind, name: &str) -> Result<(), ClusterError>;
 }
 
@@ -164,6 +172,29 @@ impl ClusterBackend for RecordingCluster {
         Ok(v.to_string())
     }
 
+    fn replace_status(
+        &mut self,
+        kind: &Kind,
+        name: &str,
+        object: &str,
+    ) -> Result<String, ClusterError> {
+        self.record(format!("replace-status {kind} {name}"));
+        let mut v = Self::parse(object)?;
+        let key = (kind.clone(), name.to_string());
+        let mut objects = self.objects.lock().expect("objects");
+        let stored = objects
+            .get_mut(&key)
+            .ok_or_else(|| ClusterError::NotFound(format!("{kind} {name:?}")))?;
+        if v["metadata"]["resourceVersion"] != stored["metadata"]["resourceVersion"] {
+            return Err(ClusterError::Conflict(format!(
+                "{kind} {name:?} has been modified"
+            )));
+        }
+        stored["status"] = v["status"].take();
+        stored["metadata"]["resourceVersion"] = self.next_rv().into();
+        Ok(stored.to_string())
+    }
+
     fn delete(&mut self, kind: &Kind, name: &str) -> Result<(), ClusterError> {
         self.record(format!("delete {kind} {name}"));
         self.objects
@@ -191,6 +222,7 @@ mod tests {
     fn grant_names_the_group() {
         let g = ClusterGrant {
             groups: vec!["whereabouts.cni.cncf.io".into()],
+            node: "node1".into(),
         };
         g.check("whereabouts", &pools()).unwrap();
         let mut secrets = pools();

@@ -719,6 +719,25 @@ impl cluster::Host for HostState {
         self.cluster_call("replace", &kind, |b, k| b.replace(k, &name, &object))
     }
 
+    fn node_name(&mut self) -> String {
+        self.grant
+            .cluster
+            .as_ref()
+            .map(|g| g.node.clone())
+            .unwrap_or_default()
+    }
+
+    fn replace_status(
+        &mut self,
+        kind: cluster::Kind,
+        name: String,
+        object: String,
+    ) -> Result<String, cluster::ClusterError> {
+        self.cluster_call("replace-status", &kind, |b, k| {
+            b.replace_status(k, &name, &object)
+        })
+    }
+
     fn delete(&mut self, kind: cluster::Kind, name: String) -> Result<(), cluster::ClusterError> {
         self.cluster_call("delete", &kind, |b, k| b.delete(k, &name))
     }
@@ -897,6 +916,7 @@ mod tests {
         ));
         s.grant.cluster = Some(ClusterGrant {
             groups: vec!["whereabouts.cni.cncf.io".into()],
+            node: "node1".into(),
         });
         assert!(matches!(
             cluster::Host::get(

@@ -45,6 +45,11 @@ impl Pools {
     }
 
     fn run(&self, cmd: &str, pod: &Pod, name: &str, conf: &[u8]) -> CniOutput {
+        self.run_on("node1", cmd, pod, name, conf)
+    }
+
+    /// As multus runs on node `node` (its `NODE_NAME`).
+    fn run_on(&self, node: &str, cmd: &str, pod: &Pod, name: &str, conf: &[u8]) -> CniOutput {
         let args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME={name}");
         let cid = format!("cid-{}", pod.ns.name());
         let env = [
@@ -54,6 +59,7 @@ impl Pools {
             ("CNI_IFNAME", "eth0"),
             ("CNI_ARGS", args.as_str()),
             ("CNI_PATH", "/opt/cni/bin"),
+            ("NODE_NAME", node),
         ];
         self.node.multus(&env, conf)
     }
@@ -385,8 +391,13 @@ fn bad_configs_name_the_key() {
         ),
         (json!({}), "ipam.range or ipam.ipRanges"),
         (
-            json!({"range": "10.9.0.0/24", "node_slice_size": "/28"}),
+            json!({"range": "10.9.0.0/24", "node_slice_size": "/24"}),
             "node_slice_size",
+        ),
+        (
+            json!({"ipRanges": [{"range": "10.9.0.0/24"}, {"range": "fd09::/64"}],
+                   "node_slice_size": "/28"}),
+            "one range",
         ),
         (json!({"range": "10.9.0.0/31"}), "too small"),
     ] {
@@ -401,7 +412,8 @@ fn bad_configs_name_the_key() {
 /// Two networks whose ranges overlap never hand out one address twice: the
 /// second finds the first's reservation and takes the next address; with
 /// `enable_overlapping_ranges: false` it does not look. Every request made
-/// is one `deploy/whereabouts/rbac.yaml` grants, and every rule is used.
+/// (these and a node-sliced network's) is one `deploy/whereabouts/rbac.yaml`
+/// grants, and every rule is used.
 #[test]
 fn overlapping_ranges_and_the_rbac_they_need() {
     let c = Pools::new();
@@ -435,6 +447,15 @@ fn overlapping_ranges_and_the_rbac_they_need() {
         assert!(c.run("DEL", pod, name, conf).ok());
     }
     assert!(c.reservations().is_empty());
+    // Node slices, for the rules they need.
+    let sliced = c.conf(
+        "wabr3",
+        "cni-d",
+        json!({"range": "10.91.0.0/24", "node_slice_size": "/28"}),
+    );
+    let pod = Pod::new();
+    assert!(c.run("ADD", &pod, "sliced", &sliced).ok());
+    assert!(c.run("DEL", &pod, "sliced", &sliced).ok());
 
     use multus_testbed::manifests;
     let role: k8s_openapi::api::rbac::v1::Role =
@@ -479,4 +500,68 @@ fn in_process_as_a_conflist_entry() {
     assert!(!c.node.wasm_cache().join("bin/whereabouts").exists());
     assert!(c.run("DEL", &pod, "inproc", &conf).ok());
     assert!(c.allocations("10.95.0.0-24").is_empty());
+}
+
+/// Node slices: each node claims /29 slices of the range in the
+/// NodeSlicePool and allocates only in its own slices' pools; a node whose
+/// slice is full claims the next free one; DEL frees from the node's
+/// slices.
+#[test]
+fn node_slices_keep_nodes_apart() {
+    let c = Pools::new();
+    let conf = c.conf(
+        "wabr0",
+        "cni",
+        json!({"range": "10.110.0.0/24", "node_slice_size": "/29"}),
+    );
+    let a: Vec<Pod> = (0..7).map(|_| Pod::new()).collect();
+    for (i, pod) in a.iter().enumerate() {
+        let out = c.run_on("node-a", "ADD", pod, &format!("a{i}"), &conf);
+        assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    }
+    let b = Pod::new();
+    let out = c.run_on("node-b", "ADD", &b, "b0", &conf);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    // Slice .0/29 holds .1-.6; the seventh pod's node claimed .8/29.
+    let got: Vec<String> = a.iter().flat_map(net1).collect();
+    let want: Vec<String> = [1, 2, 3, 4, 5, 6, 9]
+        .iter()
+        .map(|h| format!("10.110.0.{h}/24"))
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(net1(&b), ["10.110.0.17/24"]);
+    let slices = c.api.custom_object("nodeslicepools", NS, "wa-net").unwrap();
+    assert_eq!(
+        slices["spec"],
+        json!({"range": "10.110.0.0/24", "sliceSize": "/29"})
+    );
+    assert_eq!(
+        slices["status"]["allocations"],
+        json!([{"nodeName": "node-a", "sliceRange": "10.110.0.0/29"},
+               {"nodeName": "node-a", "sliceRange": "10.110.0.8/29"},
+               {"nodeName": "node-b", "sliceRange": "10.110.0.16/29"}])
+    );
+    assert_eq!(c.allocations("node-a-10.110.0.0-29").len(), 6);
+    assert_eq!(
+        c.allocations("node-a-10.110.0.8-29"),
+        [(1, "default/a6".to_string())]
+    );
+    assert_eq!(
+        c.allocations("node-b-10.110.0.16-29"),
+        [(1, "default/b0".to_string())]
+    );
+    let check = c.run_on("node-b", "CHECK", &b, "b0", &conf);
+    assert!(check.ok(), "{} {}", check.stdout, check.stderr);
+    for (i, pod) in a.iter().enumerate() {
+        assert!(c.run_on("node-a", "DEL", pod, &format!("a{i}"), &conf).ok());
+    }
+    assert!(c.run_on("node-b", "DEL", &b, "b0", &conf).ok());
+    for pool in [
+        "node-a-10.110.0.0-29",
+        "node-a-10.110.0.8-29",
+        "node-b-10.110.0.16-29",
+    ] {
+        assert!(c.allocations(pool).is_empty(), "{pool}");
+    }
+    assert!(c.reservations().is_empty());
 }

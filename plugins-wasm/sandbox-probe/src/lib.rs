@@ -26,7 +26,10 @@ fn rule(from: Option<&str>, to: Option<&str>, table: u32) -> Rule {
 /// without `hostNetns`, in the host.
 fn own_ip(conf: &NetConf) -> Result<String, CniError> {
     let prev = conf.prev_result()?.unwrap_or_else(CniResult::empty);
-    let ip = prev.ips.first().ok_or_else(|| invalid("no prevResult IP"))?;
+    let ip = prev
+        .ips
+        .first()
+        .ok_or_else(|| invalid("no prevResult IP"))?;
     Ok(ip.address.split('/').next().unwrap_or_default().to_string())
 }
 

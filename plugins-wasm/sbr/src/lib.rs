@@ -166,9 +166,8 @@ fn belongs(r: &RouteEntry, ip: &IpCfg) -> bool {
 /// The connected route of the IP's subnet, which `addSourceHints` keeps.
 fn subnet_route(r: &RouteEntry, ip: &IpCfg) -> bool {
     r.gw.is_none()
-        && Cidr::parse(&r.dst).is_ok_and(|d| {
-            d.prefix == ip.addr.prefix && d.network() == ip.addr.network()
-        })
+        && Cidr::parse(&r.dst)
+            .is_ok_and(|d| d.prefix == ip.addr.prefix && d.network() == ip.addr.network())
 }
 
 fn default_route(ip: &IpCfg, gw: IpAddr, table: u32) -> RouteEntry {
@@ -262,7 +261,8 @@ struct Sbr;
 impl Plugin for Sbr {
     fn add(req: Request) -> Result<CniResult, CniError> {
         let (conf, prev) = load(&req)?;
-        let prev = prev.ok_or_else(|| invalid("sbr must be called as a chained plugin: no prevResult"))?;
+        let prev =
+            prev.ok_or_else(|| invalid("sbr must be called as a chained plugin: no prevResult"))?;
         let ips = ip_cfgs(&req.ifname, &prev)?;
         match conf.table {
             Some(table) => {
@@ -314,7 +314,8 @@ impl Plugin for Sbr {
 
     fn check(req: Request) -> Result<(), CniError> {
         let (conf, prev) = load(&req)?;
-        let prev = prev.ok_or_else(|| invalid("sbr must be called as a chained plugin: no prevResult"))?;
+        let prev =
+            prev.ok_or_else(|| invalid("sbr must be called as a chained plugin: no prevResult"))?;
         let rules = routing::rule_list(NS)?;
         for ip in ip_cfgs(&req.ifname, &prev)? {
             let found = rules.iter().any(|r| {

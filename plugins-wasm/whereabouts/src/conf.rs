@@ -11,18 +11,43 @@ use serde_json::Value;
 
 /// whereabouts' keys this plugin reads; the rest are listed in [`IGNORED`].
 const KNOWN: &[&str] = &[
-    "type", "range", "range_start", "range_end", "exclude", "ipRanges", "gateway", "routes",
-    "dns", "addresses", "network_name", "enable_overlapping_ranges", "node_slice_size",
-    "configuration_path", "kubernetes", "datastore",
+    "type",
+    "range",
+    "range_start",
+    "range_end",
+    "exclude",
+    "ipRanges",
+    "gateway",
+    "routes",
+    "dns",
+    "addresses",
+    "network_name",
+    "enable_overlapping_ranges",
+    "node_slice_size",
+    "configuration_path",
+    "kubernetes",
+    "datastore",
 ];
 
 /// whereabouts-only keys that mean nothing here (no leader election, no
 /// log file, no cron in the plugin): accepted, ignored, logged.
 const IGNORED: &[&str] = &[
-    "leader_lease_duration", "leader_renew_deadline", "leader_retry_period", "sleep_for_race",
-    "log_file", "log_level", "reconciler_cron_expression", "etcd_host", "etcd_username",
-    "etcd_password", "etcd_key_file", "etcd_cert_file", "etcd_ca_cert_file", "name",
-    "podName", "podNamespace",
+    "leader_lease_duration",
+    "leader_renew_deadline",
+    "leader_retry_period",
+    "sleep_for_race",
+    "log_file",
+    "log_level",
+    "reconciler_cron_expression",
+    "etcd_host",
+    "etcd_username",
+    "etcd_password",
+    "etcd_key_file",
+    "etcd_cert_file",
+    "etcd_ca_cert_file",
+    "name",
+    "podName",
+    "podNamespace",
 ];
 
 /// One range: its subnet, the first and last usable offsets from the
@@ -90,6 +115,11 @@ pub struct Conf {
     pub addresses: Vec<(Cidr, Option<IpAddr>)>,
     pub network_name: String,
     pub overlapping: bool,
+    /// `node_slice_size` as a prefix length: each node allocates in slices
+    /// of the range it claimed.
+    pub slice_prefix: Option<u8>,
+    /// The network's name (the NodeSlicePool's when `network_name` is unset).
+    pub name: String,
 }
 
 fn key<T: serde::de::DeserializeOwned>(ipam: &Value, k: &str) -> Result<Option<T>, CniError> {
@@ -159,6 +189,50 @@ fn range(keys: &RangeKeys, at: &str) -> Result<IpRange, CniError> {
     })
 }
 
+/// "/28" or "28": the slice size, which must cut the (single) range into
+/// slices of at least 4 addresses.
+fn slice_prefix(s: &str, ranges: &[IpRange]) -> Result<u8, CniError> {
+    let bad = |m: String| invalid(format!("whereabouts: ipam.node_slice_size {s:?}: {m}"));
+    let p: u8 = s
+        .trim_start_matches('/')
+        .parse()
+        .map_err(|_| bad("not a prefix length like \"/28\"".into()))?;
+    let [range] = ranges else {
+        return Err(bad(
+            "node slices cut one range; give ipam.range alone".into()
+        ));
+    };
+    if p <= range.subnet.prefix || p + 2 > bits(range.subnet.addr) {
+        return Err(bad(format!(
+            "a slice must be smaller than {} and hold 4 addresses or more",
+            range.cidr()
+        )));
+    }
+    Ok(p)
+}
+
+impl IpRange {
+    /// The `index`th slice of this range with prefix `prefix`, as a range
+    /// of its own (its network and last address excluded, the range's
+    /// excludes kept), or `None` past the end.
+    pub fn slice(&self, prefix: u8, index: u128) -> Option<IpRange> {
+        let size = 1u128 << (bits(self.subnet.addr) - prefix);
+        let count = 1u128 << (prefix - self.subnet.prefix);
+        (index < count).then(|| IpRange {
+            subnet: Cidr {
+                addr: from_u128(
+                    to_u128(self.subnet.network()) + index * size,
+                    self.subnet.addr,
+                ),
+                prefix,
+            },
+            first: 1,
+            last: size - 2,
+            exclude: self.exclude.clone(),
+        })
+    }
+}
+
 impl Conf {
     pub fn load(netconf: &NetConf) -> Result<Self, CniError> {
         let ipam = netconf
@@ -166,9 +240,16 @@ impl Conf {
             .get("ipam")
             .filter(|v| v.is_object())
             .ok_or_else(|| invalid("whereabouts: no ipam object in the config"))?;
-        for k in ipam.as_object().into_iter().flatten().map(|(k, _)| k.as_str()) {
+        for k in ipam
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, _)| k.as_str())
+        {
             if IGNORED.contains(&k) {
-                debug(&format!("whereabouts: ipam.{k} means nothing here; ignored"));
+                debug(&format!(
+                    "whereabouts: ipam.{k} means nothing here; ignored"
+                ));
             } else if !KNOWN.contains(&k) {
                 debug(&format!("whereabouts: unknown key ipam.{k}; ignored"));
             }
@@ -179,11 +260,6 @@ impl Conf {
                     "whereabouts: ipam.datastore {d:?}: only \"kubernetes\" is supported"
                 )));
             }
-        }
-        if ipam.get("node_slice_size").is_some_and(|v| !v.is_null() && v != "") {
-            return Err(invalid(
-                "whereabouts: ipam.node_slice_size (node slices) is not supported yet; remove it to allocate from the whole range",
-            ));
         }
         let mut ranges = Vec::new();
         let top: RangeKeys = serde_json::from_value(ipam.clone()).unwrap_or_default();
@@ -213,11 +289,21 @@ impl Conf {
                 let bad = |e: String| invalid(format!("whereabouts: ipam.addresses: {e}"));
                 Ok((
                     Cidr::parse(&a.address).map_err(bad)?,
-                    a.gateway.as_deref().map(parse_ip).transpose().map_err(bad)?,
+                    a.gateway
+                        .as_deref()
+                        .map(parse_ip)
+                        .transpose()
+                        .map_err(bad)?,
                 ))
             })
             .collect::<Result<_, CniError>>()?;
+        let slice_prefix = key::<String>(ipam, "node_slice_size")?
+            .filter(|s| !s.is_empty())
+            .map(|s| slice_prefix(&s, &ranges))
+            .transpose()?;
         Ok(Self {
+            slice_prefix,
+            name: netconf.name.clone(),
             ranges,
             gateway,
             routes: key(ipam, "routes")?.unwrap_or_default(),

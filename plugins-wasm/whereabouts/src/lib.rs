@@ -11,6 +11,7 @@
 
 mod conf;
 mod pool;
+mod slices;
 
 use std::hash::{BuildHasher, Hasher};
 use std::net::IpAddr;
@@ -27,9 +28,9 @@ use pool::{lowest_free, pools, reservation_name, reservations, Owner, Pool};
 
 /// Attempts per range before giving up with "try again later"; the jittered
 /// backoff keeps their sum within a few seconds.
-const ATTEMPTS: u32 = 200;
+pub(crate) const ATTEMPTS: u32 = 200;
 
-fn cluster_error(what: &str, e: ClusterError) -> CniError {
+pub(crate) fn cluster_error(what: &str, e: ClusterError) -> CniError {
     match e {
         ClusterError::Unavailable(m) => error(
             code::TRY_AGAIN_LATER,
@@ -46,7 +47,7 @@ fn cluster_error(what: &str, e: ClusterError) -> CniError {
 
 /// Sleeps before attempt `n` again: exponential from 2 ms, capped at 100
 /// ms, times a random factor in [0.5, 1.5) so racing nodes spread out.
-fn backoff(n: u32) {
+pub(crate) fn backoff(n: u32) {
     let base = 2u64 << n.min(6);
     let random = std::collections::hash_map::RandomState::new()
         .build_hasher()
@@ -118,19 +119,27 @@ fn unreserve(conf: &Conf, ip: IpAddr) -> Result<(), CniError> {
 /// one. The claim is kept across pool-write conflicts and deleted when the
 /// allocation fails for good, so reservations and pools never disagree
 /// (whereabouts #712).
-fn allocate(conf: &Conf, range: &IpRange, owner: &Owner) -> Result<IpAddr, CniError> {
-    let name = pool::pool_name(&conf.network_name, range);
+fn allocate(
+    conf: &Conf,
+    range: &IpRange,
+    name: &str,
+    owner: &Owner,
+) -> Result<Option<IpAddr>, CniError> {
     let mut claimed: Option<u128> = None;
     let give_up = |claimed: Option<u128>, e: CniError| -> CniError {
         if let Some(o) = claimed {
             if let Err(undo) = unreserve(conf, range.ip(o)) {
-                debug(&format!("whereabouts: releasing the claim on {}: {}", range.ip(o), undo.msg));
+                debug(&format!(
+                    "whereabouts: releasing the claim on {}: {}",
+                    range.ip(o),
+                    undo.msg
+                ));
             }
         }
         e
     };
     for attempt in 0..ATTEMPTS {
-        let mut pool = pool(&name, range).map_err(|e| give_up(claimed, e))?;
+        let mut pool = pool(name, range).map_err(|e| give_up(claimed, e))?;
         let held = pool.held_by(owner);
         let mut refused = std::collections::BTreeSet::new();
         let offset = loop {
@@ -139,15 +148,10 @@ fn allocate(conf: &Conf, range: &IpRange, owner: &Owner) -> Result<IpAddr, CniEr
                 .or(claimed.filter(|o| free(*o)))
                 .or_else(|| lowest_free(range, |o| !free(o)));
             let Some(o) = candidate else {
-                let e = error(
-                    code::INTERNAL,
-                    format!(
-                        "whereabouts: range {} is exhausted (IPPool {name}: {} allocated)",
-                        range.cidr(),
-                        pool.allocations.len()
-                    ),
-                );
-                return Err(give_up(claimed, e));
+                if let Some(o) = claimed {
+                    unreserve(conf, range.ip(o))?;
+                }
+                return Ok(None);
             };
             if !conf.overlapping || claimed == Some(o) {
                 break o;
@@ -170,11 +174,11 @@ fn allocate(conf: &Conf, range: &IpRange, owner: &Owner) -> Result<IpAddr, CniEr
         };
         let ip = range.ip(offset);
         if held.is_some_and(|o| pool.allocations[&o].id == owner.container_id) {
-            return Ok(ip);
+            return Ok(Some(ip));
         }
         pool.allocations.insert(offset, owner.allocation());
         match cluster::replace(&pools(), pool.name(), &pool.to_json()) {
-            Ok(_) => return Ok(ip),
+            Ok(_) => return Ok(Some(ip)),
             Err(ClusterError::Conflict(_)) => {
                 debug(&format!("whereabouts: IPPool {name} changed; retrying"));
                 backoff(attempt);
@@ -193,35 +197,47 @@ fn allocate(conf: &Conf, range: &IpRange, owner: &Owner) -> Result<IpAddr, CniEr
 }
 
 /// Frees what `owner`'s container holds in `range`; nothing held is fine.
-fn release(conf: &Conf, range: &IpRange, owner: &Owner) -> Result<(), CniError> {
-    let name = pool::pool_name(&conf.network_name, range);
+fn release(conf: &Conf, range: &IpRange, name: &str, owner: &Owner) -> Result<(), CniError> {
+    free_where(conf, range, name, &|a| {
+        a.id == owner.container_id && a.ifname == owner.ifname
+    })
+    .map(drop)
+}
+
+/// Frees the allocations of pool `name` that `doomed` picks, with a write
+/// guarded by the pool's resourceVersion (re-read on conflict), then their
+/// reservations. Returns the addresses freed.
+fn free_where(
+    conf: &Conf,
+    range: &IpRange,
+    name: &str,
+    doomed: &dyn Fn(&pool::Allocation) -> bool,
+) -> Result<Vec<IpAddr>, CniError> {
     for attempt in 0..ATTEMPTS {
-        let text = match cluster::get(&pools(), &name) {
-            Ok(t) => t,
-            Err(ClusterError::NotFound(_)) => return Ok(()),
-            Err(e) => return Err(cluster_error(&format!("reading IPPool {name}"), e)),
+        let Some(mut pool) = read_pool(name)? else {
+            return Ok(Vec::new());
         };
-        let mut pool = Pool::parse(&text).map_err(|e| error(code::INTERNAL, e))?;
-        let mine: Vec<u128> = pool
+        let freed: Vec<u128> = pool
             .allocations
             .iter()
-            .filter(|(_, a)| a.id == owner.container_id && a.ifname == owner.ifname)
+            .filter(|(_, a)| doomed(a))
             .map(|(o, _)| *o)
             .collect();
-        if mine.is_empty() {
-            return Ok(());
+        if freed.is_empty() {
+            return Ok(Vec::new());
         }
-        for o in &mine {
+        for o in &freed {
             pool.allocations.remove(o);
         }
         match cluster::replace(&pools(), pool.name(), &pool.to_json()) {
             Ok(_) => {
+                let ips: Vec<IpAddr> = freed.into_iter().map(|o| range.ip(o)).collect();
                 if conf.overlapping {
-                    for o in mine {
-                        unreserve(conf, range.ip(o))?;
+                    for ip in &ips {
+                        unreserve(conf, *ip)?;
                     }
                 }
-                return Ok(());
+                return Ok(ips);
             }
             Err(ClusterError::Conflict(_)) => backoff(attempt),
             Err(e) => return Err(cluster_error(&format!("writing IPPool {name}"), e)),
@@ -261,6 +277,83 @@ fn load(req: &Request) -> Result<Conf, CniError> {
     Conf::load(&NetConf::parse(req)?)
 }
 
+/// The pool object `name`, if it exists.
+fn read_pool(name: &str) -> Result<Option<Pool>, CniError> {
+    match cluster::get(&pools(), name) {
+        Ok(text) => Pool::parse(&text)
+            .map(Some)
+            .map_err(|e| error(code::INTERNAL, e)),
+        Err(ClusterError::NotFound(_)) => Ok(None),
+        Err(e) => Err(cluster_error(&format!("reading IPPool {name}"), e)),
+    }
+}
+
+/// The pools an attachment of `range` may be in on this node: the range's
+/// own, or this node's slices'.
+fn pools_of(conf: &Conf, range: &IpRange) -> Result<Vec<(IpRange, String)>, CniError> {
+    match conf.slice_prefix {
+        None => Ok(vec![(
+            range.clone(),
+            pool::pool_name(&conf.network_name, range),
+        )]),
+        Some(prefix) => {
+            let node = cluster::node_name();
+            Ok(slices::mine(conf, range, prefix, &node)?
+                .into_iter()
+                .map(|s| {
+                    let name = slices::pool_name(conf, &node, &s);
+                    (s, name)
+                })
+                .collect())
+        }
+    }
+}
+
+fn exhausted(range: &IpRange, pools: &str) -> CniError {
+    error(
+        code::INTERNAL,
+        format!("whereabouts: range {} is exhausted ({pools})", range.cidr()),
+    )
+}
+
+/// One address from `range` for `owner`.
+fn allocate_in(conf: &Conf, range: &IpRange, owner: &Owner) -> Result<IpAddr, CniError> {
+    let Some(prefix) = conf.slice_prefix else {
+        let name = pool::pool_name(&conf.network_name, range);
+        return allocate(conf, range, &name, owner)?
+            .ok_or_else(|| exhausted(range, &format!("IPPool {name}")));
+    };
+    let node = cluster::node_name();
+    let mut mine = slices::claim(conf, range, prefix, &node, false)?;
+    // An address the attachment holds already, in whichever slice.
+    for s in &mine {
+        let name = slices::pool_name(conf, &node, s);
+        if read_pool(&name)?.is_some_and(|p| p.held_by(owner).is_some()) {
+            if let Some(ip) = allocate(conf, s, &name, owner)? {
+                return Ok(ip);
+            }
+        }
+    }
+    loop {
+        for s in &mine {
+            if let Some(ip) = allocate(conf, s, &slices::pool_name(conf, &node, s), owner)? {
+                return Ok(ip);
+            }
+        }
+        let more = slices::claim(conf, range, prefix, &node, true)?;
+        if more.len() == mine.len() {
+            return Err(exhausted(
+                range,
+                &format!(
+                    "node {node}'s {} slices full, none left to claim",
+                    mine.len()
+                ),
+            ));
+        }
+        mine = more;
+    }
+}
+
 struct Whereabouts;
 
 impl Plugin for Whereabouts {
@@ -269,13 +362,22 @@ impl Plugin for Whereabouts {
         let owner = owner(&req);
         let mut done: Vec<(IpAddr, &IpRange)> = Vec::new();
         for range in &conf.ranges {
-            match allocate(&conf, range, &owner) {
+            match allocate_in(&conf, range, &owner) {
                 Ok(ip) => done.push((ip, range)),
                 Err(e) => {
                     // Nothing half-allocated: free the earlier ranges.
                     for (_, r) in &done {
-                        if let Err(undo) = release(&conf, r, &owner) {
-                            debug(&format!("whereabouts: rollback of {}: {}", r.cidr(), undo.msg));
+                        let undo = pools_of(&conf, r).and_then(|pools| {
+                            pools
+                                .iter()
+                                .try_for_each(|(p, name)| release(&conf, p, name, &owner))
+                        });
+                        if let Err(undo) = undo {
+                            debug(&format!(
+                                "whereabouts: rollback of {}: {}",
+                                r.cidr(),
+                                undo.msg
+                            ));
                         }
                     }
                     return Err(e);
@@ -288,10 +390,19 @@ impl Plugin for Whereabouts {
     fn del(req: Request) -> Result<(), CniError> {
         let conf = load(&req)?;
         let owner = owner(&req);
-        // Every range, even after a failure, and the first failure reported.
+        // Every pool, even after a failure, and the first failure reported.
         let mut failed = None;
         for range in &conf.ranges {
-            if let Err(e) = release(&conf, range, &owner) {
+            let freed = pools_of(&conf, range).and_then(|pools| {
+                let mut first = None;
+                for (p, name) in &pools {
+                    if let Err(e) = release(&conf, p, name, &owner) {
+                        first.get_or_insert(e);
+                    }
+                }
+                first.map_or(Ok(()), Err)
+            });
+            if let Err(e) = freed {
                 failed.get_or_insert(e);
             }
         }
@@ -302,20 +413,22 @@ impl Plugin for Whereabouts {
         let conf = load(&req)?;
         let owner = owner(&req);
         for range in &conf.ranges {
-            let name = pool::pool_name(&conf.network_name, range);
-            let text = cluster::get(&pools(), &name)
-                .map_err(|e| cluster_error(&format!("reading IPPool {name}"), e))?;
-            let pool = Pool::parse(&text).map_err(|e| error(code::INTERNAL, e))?;
-            let found = pool
-                .allocations
-                .values()
-                .any(|a| a.id == owner.container_id && a.ifname == owner.ifname);
+            let mut found = false;
+            for (_, name) in pools_of(&conf, range)? {
+                found |= read_pool(&name)?.is_some_and(|p| {
+                    p.allocations
+                        .values()
+                        .any(|a| a.id == owner.container_id && a.ifname == owner.ifname)
+                });
+            }
             if !found {
                 return Err(error(
                     code::INTERNAL,
                     format!(
-                        "whereabouts: IPPool {name} holds no address for container {} on {}",
-                        owner.container_id, owner.ifname
+                        "whereabouts: no address of range {} for container {} on {}",
+                        range.cidr(),
+                        owner.container_id,
+                        owner.ifname
                     ),
                 ));
             }
@@ -331,15 +444,36 @@ impl Plugin for Whereabouts {
             Ok(_) | Err(ClusterError::NotFound(_)) => Ok(()),
             Err(e) => Err(error(
                 50,
-                format!("whereabouts: cannot reach the pools: {}", cluster_error("STATUS", e).msg),
+                format!(
+                    "whereabouts: cannot reach the pools: {}",
+                    cluster_error("STATUS", e).msg
+                ),
             )),
         }
     }
 
-    fn gc(_: Request, _: Vec<Attachment>) -> Result<(), CniError> {
-        // Pools do not say which node an allocation belongs to, so one
-        // node's list of attachments cannot tell another node's from a leak.
-        debug("whereabouts: GC frees nothing: IPPools do not record nodes");
+    /// With node slices the pools of this node's slices are this node's
+    /// alone: what is in them and not in `valid` is a leak, freed here.
+    /// Without, pools do not say which node an allocation is on, so one
+    /// node's list cannot tell another node's from a leak: nothing is freed.
+    fn gc(req: Request, valid: Vec<Attachment>) -> Result<(), CniError> {
+        let conf = load(&req)?;
+        if conf.slice_prefix.is_none() {
+            debug("whereabouts: GC frees nothing without node slices: IPPools do not record nodes");
+            return Ok(());
+        }
+        let live = |a: &pool::Allocation| {
+            valid
+                .iter()
+                .any(|v| v.container_id == a.id && v.ifname == a.ifname)
+        };
+        for range in &conf.ranges {
+            for (slice, name) in pools_of(&conf, range)? {
+                for ip in free_where(&conf, &slice, &name, &|a| !live(a))? {
+                    debug(&format!("whereabouts: GC freed {ip} from {name}"));
+                }
+            }
+        }
         Ok(())
     }
 }

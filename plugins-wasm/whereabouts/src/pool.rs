@@ -33,7 +33,7 @@ fn kind(plural: &str) -> Kind {
 
 /// `:` and `/` become `-` (a trailing `:` gets a `0` first), as whereabouts
 /// makes a range or an IP into an object name.
-fn normalize(s: &str) -> String {
+pub fn normalize(s: &str) -> String {
     let s = if s.ends_with(':') {
         format!("{s}0")
     } else {
@@ -85,7 +85,9 @@ impl Pool {
     pub fn parse(text: &str) -> Result<Self, String> {
         let object: Value = serde_json::from_str(text).map_err(|e| format!("IPPool: {e}"))?;
         let mut allocations = BTreeMap::new();
-        let entries = object.pointer("/spec/allocations").and_then(Value::as_object);
+        let entries = object
+            .pointer("/spec/allocations")
+            .and_then(Value::as_object);
         for (k, v) in entries.into_iter().flatten() {
             let offset: u128 = k
                 .parse()

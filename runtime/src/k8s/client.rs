@@ -313,6 +313,24 @@ impl Kube {
         })
     }
 
+    /// PUT of the status subresource, guarded like `replace_object`.
+    pub fn replace_object_status(
+        &self,
+        res: &ApiResource,
+        ns: &str,
+        name: &str,
+        obj: &DynamicObject,
+    ) -> Result<DynamicObject, KubeError> {
+        self.call(
+            &format!("PUT {} {ns}/{name} status", res.plural),
+            |c| async move {
+                self.custom_api(c, ns, res)
+                    .replace_status(name, &PostParams::default(), obj)
+                    .await
+            },
+        )
+    }
+
     pub fn delete_object(&self, res: &ApiResource, ns: &str, name: &str) -> Result<(), KubeError> {
         self.call(
             &format!("DELETE {} {ns}/{name}", res.plural),

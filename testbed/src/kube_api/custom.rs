@@ -26,6 +26,10 @@ const KINDS: &[(&str, &str, &[&str])] = &[
     ("nodeslicepools", "NodeSlicePool", &["range", "sliceSize"]),
 ];
 
+/// Kinds whose `status` is a subresource: the main resource's writes leave
+/// it alone, and only `PUT .../status` changes it.
+const STATUS_SUBRESOURCE: &[&str] = &["nodeslicepools"];
+
 /// Objects by (plural, namespace, name).
 pub type Objects = BTreeMap<(String, String, String), Value>;
 
@@ -43,6 +47,38 @@ fn not_found(plural: &str, name: &str) -> (StatusCode, Value) {
         format!("{plural}.{GROUP} \"{name}\" not found"),
         json!({"name": name, "group": GROUP, "kind": plural}),
     )
+}
+
+/// `PUT .../<name>/status`: only `status` changes, guarded by the
+/// resourceVersion like any replace.
+fn replace_status(
+    st: &mut State,
+    kind: &str,
+    plural: &str,
+    key: &(String, String, String),
+    n: &str,
+    body: &[u8],
+) -> (StatusCode, Value) {
+    let obj = match parse(kind, body) {
+        Ok(o) => o,
+        Err(e) => return e,
+    };
+    let Some(stored) = st.custom.get(key).cloned() else {
+        return not_found(plural, n);
+    };
+    if obj["metadata"]["resourceVersion"] != stored["metadata"]["resourceVersion"] {
+        return conflict(
+            "Conflict",
+            format!("Operation cannot be fulfilled on {plural}.{GROUP} \"{n}\": the object has been modified; please apply your changes to the latest version and try again"),
+            plural,
+            n,
+        );
+    }
+    let mut updated = stored;
+    updated["status"] = obj["status"].clone();
+    updated["metadata"]["resourceVersion"] = st.next_rv().into();
+    st.custom.insert(key.clone(), updated.clone());
+    (StatusCode::OK, updated)
 }
 
 fn parse(kind: &str, body: &[u8]) -> Result<Value, (StatusCode, Value)> {
@@ -109,6 +145,7 @@ pub fn route(
     ns: &str,
     plural: &str,
     name: Option<&str>,
+    status_sub: bool,
     body: &[u8],
 ) -> (StatusCode, Value) {
     let Some((kind, required)) = kind_of(plural) else {
@@ -120,6 +157,18 @@ pub fn route(
         );
     };
     let key = |n: &str| (plural.to_string(), ns.to_string(), n.to_string());
+    let has_status = STATUS_SUBRESOURCE.contains(&plural);
+    if status_sub {
+        return match (method, name, has_status) {
+            (&Method::PUT, Some(n), true) => replace_status(st, kind, plural, &key(n), n, body),
+            _ => status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "the server could not find the requested resource".into(),
+                Value::Null,
+            ),
+        };
+    }
     match (method, name) {
         (&Method::GET, Some(n)) => match st.custom.get(&key(n)) {
             Some(o) => (StatusCode::OK, o.clone()),
@@ -158,6 +207,9 @@ pub fn route(
             };
             if let Some(e) = validate(kind, required, &n, &obj) {
                 return e;
+            }
+            if has_status {
+                obj.as_object_mut().expect("an object").remove("status");
             }
             if st.custom.contains_key(&key(&n)) {
                 return conflict(
@@ -224,6 +276,9 @@ pub fn route(
             m["creationTimestamp"] = stored["metadata"]["creationTimestamp"].clone();
             m["resourceVersion"] = rv.into();
             m["generation"] = generation.into();
+            if has_status {
+                obj["status"] = stored["status"].clone();
+            }
             st.custom.insert(key(n), obj.clone());
             (StatusCode::OK, obj)
         }

@@ -673,10 +673,13 @@ fn route(st: &mut State, method: &Method, path: &str, body: &[u8]) -> (StatusCod
             ["apis", "k8s.cni.cncf.io", "v1", "namespaces", ns, "network-attachment-definitions"],
         ) => create_nad(st, ns, body),
         (_, ["apis", custom::GROUP, custom::VERSION, "namespaces", ns, plural]) => {
-            custom::route(st, method, ns, plural, None, body)
+            custom::route(st, method, ns, plural, None, false, body)
         }
         (_, ["apis", custom::GROUP, custom::VERSION, "namespaces", ns, plural, name]) => {
-            custom::route(st, method, ns, plural, Some(name), body)
+            custom::route(st, method, ns, plural, Some(name), false, body)
+        }
+        (_, ["apis", custom::GROUP, custom::VERSION, "namespaces", ns, plural, name, "status"]) => {
+            custom::route(st, method, ns, plural, Some(name), true, body)
         }
         _ => status(
             StatusCode::NOT_FOUND,

@@ -79,6 +79,25 @@ pub fn context_namespace(kubeconfig: &Path) -> Result<String, String> {
         .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string()))
 }
 
+/// The node multus runs on: `$NODE_NAME` (the daemon's, or one the admin
+/// sets for the runtime), else the host name, which is the Kubernetes node
+/// name unless the kubelet was told otherwise.
+pub fn node_name() -> String {
+    static NODE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NODE.get_or_init(|| {
+        std::env::var("NODE_NAME")
+            .ok()
+            .filter(|n| !n.is_empty())
+            .or_else(|| {
+                std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_string())
+            })
+            .unwrap_or_default()
+    })
+    .clone()
+}
+
 /// The API server, reached with `kubeconfig` on the first call.
 pub struct KubeCluster {
     kubeconfig: Option<PathBuf>,
@@ -180,6 +199,19 @@ impl ClusterBackend for KubeCluster {
         let obj = object(obj)?;
         let (kube, ns) = self.session()?;
         kube.replace_object(&resource(kind), &ns, name, &obj)
+            .map(|o| text(&o))
+            .map_err(error)
+    }
+
+    fn replace_status(
+        &mut self,
+        kind: &Kind,
+        name: &str,
+        obj: &str,
+    ) -> Result<String, ClusterError> {
+        let obj = object(obj)?;
+        let (kube, ns) = self.session()?;
+        kube.replace_object_status(&resource(kind), &ns, name, &obj)
             .map(|o| text(&o))
             .map_err(error)
     }

@@ -135,6 +135,7 @@ pub fn compute(
     let cluster =
         (role == Role::Ipam && !settings.cluster_groups.is_empty()).then(|| ClusterGrant {
             groups: settings.cluster_groups.clone(),
+            node: super::cluster::node_name(),
         });
     Grant {
         plugin: call.plugin_type.to_string(),
