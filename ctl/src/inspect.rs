@@ -83,10 +83,14 @@ pub fn describe(
     let cluster = imports
         .iter()
         .any(|i| i.starts_with(&format!("{PACKAGE}/cluster@")));
+    let links = imports
+        .iter()
+        .any(|i| i.starts_with(&format!("{PACKAGE}/links@")));
     let world = match (mapper, plugin, roles[0].accepted) {
         (true, _, _) => "annotation-mapper",
         (false, true, true) if cluster => "cluster-ipam",
         (false, true, true) => "ipam",
+        (false, true, false) if links => "interface-plugin",
         (false, true, false) => "chained",
         (false, false, _) => "none",
     };

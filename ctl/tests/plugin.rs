@@ -28,6 +28,7 @@ fn shipped_plugins_are_accepted_in_their_world() {
         ("host-local", "ipam"),
         ("static", "ipam"),
         ("whereabouts", "cluster-ipam"),
+        ("macvlan", "interface-plugin"),
         ("route-override", "chained"),
         ("sbr", "chained"),
         ("tuning", "chained"),
@@ -53,6 +54,7 @@ fn shipped_plugins_are_accepted_in_their_world() {
             "ipam" => assert_eq!(accepted, ["ipam", "chained"], "{name}"),
             // cluster calls are for IPAM only.
             "cluster-ipam" => assert_eq!(accepted, ["ipam"], "{name}"),
+            "interface-plugin" => assert_eq!(accepted, ["chained"], "{name}"),
             other => assert_eq!(accepted, [other], "{name}"),
         }
         let (code, text, _) = inspect(&path, false);

@@ -11,6 +11,7 @@ wasmtime::component::bindgen!({
         world plugin-host {
             include multus:plugin/chained@0.1.2;
             import multus:plugin/cluster@0.1.2;
+            import multus:plugin/links@0.1.2;
         }
     ",
     world: "multus:host/plugin-host",

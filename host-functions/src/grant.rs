@@ -32,6 +32,9 @@ pub struct Grant {
     pub addresses: Vec<ipnet::IpNet>,
     /// The admin's `hostNetns` grant for this plugin.
     pub host_netns: bool,
+    /// Host links the plugin's config names (`master`, `bridge`): the only
+    /// ones it may build on, and only with `host_netns`.
+    pub host_links: Vec<String>,
     /// Sysctl key patterns; `IFNAME` in a pattern matches only granted links.
     pub sysctl_allowlist: Vec<String>,
     /// The API groups and namespace cluster calls may reach; `None` denies
@@ -90,6 +93,7 @@ pub(crate) fn test_grant(links: &[&str]) -> Grant {
         addresses: Vec::new(),
         cluster: None,
         host_netns: false,
+        host_links: Vec::new(),
         sysctl_allowlist: DEFAULT_SYSCTL_ALLOWLIST
             .iter()
             .map(|s| s.to_string())

@@ -6,6 +6,7 @@
 pub mod bindings;
 pub mod cluster;
 pub mod grant;
+pub mod links;
 pub mod log;
 pub mod netlink;
 pub mod netns;

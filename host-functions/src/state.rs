@@ -8,9 +8,12 @@ use wasmtime::component::{Resource, ResourceTable};
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::bindings::multus::plugin::{cluster, log, netlink, routing, store, sysctl, types};
+use crate::bindings::multus::plugin::{
+    cluster, links, log, netlink, routing, store, sysctl, types,
+};
 use crate::cluster::{ClusterBackend, ClusterError, Kind};
 use crate::grant::Grant;
+use crate::links::{IpamBackend, LinksBackend, MacvlanMode, RecordingLinks};
 use crate::log::{Level, LogSink};
 use crate::netlink::{self as nl, LinkChange, NetlinkBackend, Ns, RecordingNetlink, Route};
 use crate::routing::policy::Granted;
@@ -23,8 +26,8 @@ use crate::{HostError, WitError};
 
 /// Netlink, routing and sysctl together: the real `Kernel` shares one
 /// worker thread per namespace between them.
-pub trait KernelBackend: NetlinkBackend + SysctlBackend + RoutingBackend {}
-impl<T: NetlinkBackend + SysctlBackend + RoutingBackend> KernelBackend for T {}
+pub trait KernelBackend: NetlinkBackend + SysctlBackend + RoutingBackend + LinksBackend {}
+impl<T: NetlinkBackend + SysctlBackend + RoutingBackend + LinksBackend> KernelBackend for T {}
 
 /// Records netlink, routing and sysctl calls, changes nothing.
 #[derive(Clone, Default)]
@@ -32,6 +35,23 @@ pub struct RecordingKernel {
     pub netlink: RecordingNetlink,
     pub routing: RecordingRouting,
     pub sysctl: RecordingSysctl,
+    pub links: RecordingLinks,
+}
+
+impl LinksBackend for RecordingKernel {
+    fn macvlan_add(
+        &mut self,
+        master: &str,
+        mode: MacvlanMode,
+        mtu: Option<u32>,
+        mac: Option<[u8; 6]>,
+        ifname: &str,
+    ) -> Result<nl::LinkInfo, HostError> {
+        self.links.macvlan_add(master, mode, mtu, mac, ifname)
+    }
+    fn link_del(&mut self, ifname: &str) -> Result<bool, HostError> {
+        self.links.link_del(ifname)
+    }
 }
 
 impl NetlinkBackend for RecordingKernel {
@@ -106,6 +126,9 @@ pub struct HostState {
     pub kernel: Box<dyn KernelBackend>,
     /// Cluster calls, when the grant allows any.
     pub cluster: Option<Box<dyn ClusterBackend>>,
+    /// The config's IPAM, for interface plugins.
+    pub ipam: Option<Box<dyn IpamBackend>>,
+    pub container_id: String,
     pub log: LogSink,
     /// Every refusal, so the runtime can name it even if the guest hides it.
     pub denials: Vec<String>,
@@ -133,6 +156,8 @@ impl HostState {
             store,
             kernel,
             cluster: None,
+            ipam: None,
+            container_id: container_id.to_string(),
             log,
             denials: Vec::new(),
         }
@@ -740,6 +765,112 @@ impl cluster::Host for HostState {
 
     fn delete(&mut self, kind: cluster::Kind, name: String) -> Result<(), cluster::ClusterError> {
         self.cluster_call("delete", &kind, |b, k| b.delete(k, &name))
+    }
+}
+
+impl HostState {
+    /// `CNI_IFNAME`: the first granted link.
+    fn ifname(&self) -> Result<String, HostError> {
+        self.grant
+            .links
+            .first()
+            .cloned()
+            .ok_or_else(|| HostError::Denied("no pod interface in this call".into()))
+    }
+
+    fn record(&self, ifname: &str) -> Option<std::path::PathBuf> {
+        let root = self.grant.store_root.as_ref()?;
+        Some(crate::links::record_path(root, &self.container_id, ifname))
+    }
+
+    fn macvlan(
+        &mut self,
+        master: &str,
+        mode: MacvlanMode,
+        mtu: Option<u32>,
+        mac: Option<&str>,
+    ) -> Result<nl::LinkInfo, HostError> {
+        nl::check_namespace(&self.grant, Ns::Container)?;
+        crate::links::check_master(&self.grant, master)?;
+        let ifname = self.ifname()?;
+        let mac = mac.map(nl::parse_mac).transpose()?;
+        let record = self.record(&ifname).ok_or_else(|| {
+            HostError::Denied("no store to record the link in; refusing to create one".into())
+        })?;
+        // Recorded first: a crash after the create still leaves DEL the record.
+        if let Some(dir) = record.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| HostError::Io(format!("{}: {e}", dir.display())))?;
+        }
+        std::fs::write(&record, format!("macvlan {master}\n"))
+            .map_err(|e| HostError::Io(format!("{}: {e}", record.display())))?;
+        let made = self.kernel.macvlan_add(master, mode, mtu, mac, &ifname);
+        if made.is_err() {
+            let _ = std::fs::remove_file(&record);
+        }
+        made
+    }
+
+    fn unlink(&mut self) -> Result<bool, HostError> {
+        nl::check_namespace(&self.grant, Ns::Container)?;
+        let ifname = self.ifname()?;
+        let deleted = match self.kernel.link_del(&ifname) {
+            Ok(d) => d,
+            // The pod's namespace is gone, and the link with it.
+            Err(HostError::NotFound(_)) => false,
+            Err(e) => return Err(e),
+        };
+        if let Some(record) = self.record(&ifname).filter(|r| r.exists()) {
+            std::fs::remove_file(&record)
+                .map_err(|e| HostError::Io(format!("{}: {e}", record.display())))?;
+        }
+        Ok(deleted)
+    }
+
+    fn ipam_backend(&mut self) -> Result<&mut Box<dyn IpamBackend>, WitError> {
+        match self.ipam.as_mut() {
+            Some(b) => Ok(b),
+            None => {
+                Err(HostError::Invalid("the config has no ipam.type".into()).to_wit("links.ipam"))
+            }
+        }
+    }
+}
+
+impl links::Host for HostState {
+    fn macvlan_add(
+        &mut self,
+        master: String,
+        mode: links::MacvlanMode,
+        mtu: Option<u32>,
+        mac: Option<String>,
+    ) -> Result<netlink::LinkInfo, WitError> {
+        let mode = match mode {
+            links::MacvlanMode::Bridge => MacvlanMode::Bridge,
+            links::MacvlanMode::Private => MacvlanMode::Private,
+            links::MacvlanMode::Vepa => MacvlanMode::Vepa,
+            links::MacvlanMode::Passthru => MacvlanMode::Passthru,
+        };
+        let out = self.macvlan(&master, mode, mtu, mac.as_deref());
+        out.map(wit_link)
+            .map_err(|e| self.fail(&format!("links.macvlan-add({master})"), e))
+    }
+
+    fn link_del(&mut self) -> Result<bool, WitError> {
+        let out = self.unlink();
+        out.map_err(|e| self.fail("links.link-del", e))
+    }
+
+    fn ipam_add(&mut self) -> Result<types::CniResult, WitError> {
+        self.ipam_backend()?.add()
+    }
+
+    fn ipam_del(&mut self) -> Result<(), WitError> {
+        self.ipam_backend()?.del()
+    }
+
+    fn ipam_check(&mut self) -> Result<(), WitError> {
+        self.ipam_backend()?.check()
     }
 }
 

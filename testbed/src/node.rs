@@ -154,6 +154,7 @@ pub const SHIPPED_PLUGINS: &[&str] = &[
     "host-local",
     "static",
     "whereabouts",
+    "macvlan",
     "route-override",
     "sbr",
     "tuning",

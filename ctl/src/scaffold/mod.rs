@@ -17,6 +17,7 @@ const WIT_TYPES: &str = include_str!("../../../wit/types.wit");
 const WIT_MAPPER: &str = include_str!("../../../wit/mapper.wit");
 const WIT_ROUTING: &str = include_str!("../../../wit/routing.wit");
 const WIT_CLUSTER: &str = include_str!("../../../wit/cluster.wit");
+const WIT_LINKS: &str = include_str!("../../../wit/links.wit");
 
 impl World {
     pub fn as_str(self) -> &'static str {
@@ -144,6 +145,7 @@ wit-bindgen = { version = "0.61", default-features = false, features = ["macros"
         ("sdk/wit/mapper.wit", WIT_MAPPER.to_string()),
         ("sdk/wit/routing.wit", WIT_ROUTING.to_string()),
         ("sdk/wit/cluster.wit", WIT_CLUSTER.to_string()),
+        ("sdk/wit/links.wit", WIT_LINKS.to_string()),
     ];
     if let Some(p) = prev {
         out.push(("example-prev.json", format!("{p}\n")));

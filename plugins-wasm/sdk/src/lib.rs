@@ -25,6 +25,7 @@ pub mod bindings {
             world plugin {
                 include multus:plugin/chained@0.1.2;
                 import multus:plugin/cluster@0.1.2;
+                import multus:plugin/links@0.1.2;
             }
         ",
         world: "multus:sdk/plugin",
@@ -107,7 +108,7 @@ pub use bindings::multus::plugin::types::{
     Attachment, CniError, CniRequest as Request, CniResult, Command, Dns, Interface, IpConfig,
     Route,
 };
-pub use bindings::multus::plugin::{cluster, log, netlink, routing, store, sysctl};
+pub use bindings::multus::plugin::{cluster, links, log, netlink, routing, store, sysctl};
 
 /// Exports a type implementing [`Plugin`] as the component's `plugin`.
 #[macro_export]

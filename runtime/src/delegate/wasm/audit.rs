@@ -21,7 +21,9 @@ const WASI_ALLOWED: &[&str] = &["wasi:cli/", "wasi:io/", "wasi:random/", "wasi:c
 fn ours(role: Role) -> &'static [&'static str] {
     match role {
         Role::Ipam => &["types", "log", "store", "cluster"],
-        Role::Chained => &["types", "log", "store", "netlink", "sysctl", "routing"],
+        Role::Chained => &[
+            "types", "log", "store", "netlink", "sysctl", "routing", "links",
+        ],
         Role::Mapper => &["types", "log"],
     }
 }

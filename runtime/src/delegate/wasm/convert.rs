@@ -1,4 +1,5 @@
-//! The WIT result into the runtime's result model.
+//! The WIT result into the runtime's result model, and back (an IPAM's
+//! result handed to the interface plugin that asked for it).
 
 use multus_host_functions::bindings::multus::plugin::types as wit;
 
@@ -68,4 +69,48 @@ pub fn result(r: &wit::CniResult, netns: &str) -> Result<CniResult, String> {
             })
             .unwrap_or_default(),
     })
+}
+
+/// The runtime's result as the WIT result a guest receives.
+pub fn to_wit(r: &CniResult) -> wit::CniResult {
+    wit::CniResult {
+        interfaces: r
+            .interfaces
+            .iter()
+            .map(|i| wit::Interface {
+                name: i.name.clone(),
+                mac: i.mac.clone(),
+                mtu: i.mtu,
+                sandbox: i.sandbox.as_deref().is_some_and(|s| !s.is_empty()),
+            })
+            .collect(),
+        ips: r
+            .ips
+            .iter()
+            .map(|ip| wit::IpConfig {
+                address: ip.address.to_string(),
+                gateway: ip.gateway.map(|g| g.to_string()),
+                interface: ip.interface.map(|i| i as u32),
+            })
+            .collect(),
+        routes: r
+            .routes
+            .iter()
+            .map(|rt| wit::Route {
+                dst: rt.dst.to_string(),
+                gw: rt.gw.map(|g| g.to_string()),
+                mtu: rt.mtu,
+                advmss: rt.advmss,
+                priority: rt.priority,
+                table: rt.table,
+                scope: rt.scope,
+            })
+            .collect(),
+        dns: (r.dns != Default::default()).then(|| wit::Dns {
+            nameservers: r.dns.nameservers.clone(),
+            domain: (!r.dns.domain.is_empty()).then(|| r.dns.domain.clone()),
+            search: r.dns.search.clone(),
+            options: r.dns.options.clone(),
+        }),
+    }
 }

@@ -85,6 +85,7 @@ pub fn none(plugin: &str, settings: &PluginSettings) -> Grant {
         addresses: Vec::new(),
         cluster: None,
         host_netns: false,
+        host_links: Vec::new(),
         sysctl_allowlist: Vec::new(),
         call_timeout: settings.host_call_timeout(),
     }
@@ -146,6 +147,15 @@ pub fn compute(
         addresses,
         cluster,
         host_netns: settings.host_netns,
+        host_links: match role {
+            // The links the admin's config names, for interface plugins.
+            Role::Chained => ["master", "bridge"]
+                .iter()
+                .filter_map(|k| str_at(config, &[k]))
+                .map(String::from)
+                .collect(),
+            _ => Vec::new(),
+        },
         sysctl_allowlist,
         call_timeout: settings.host_call_timeout(),
     }

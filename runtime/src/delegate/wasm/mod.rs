@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod convert;
 pub mod engine;
 pub mod grant;
+pub mod ipam;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -153,6 +154,7 @@ struct Reach {
     store: Option<Box<dyn StoreBackend>>,
     kernel: Box<dyn KernelBackend>,
     cluster: Option<Box<dyn ClusterBackend>>,
+    ipam: Option<Box<dyn multus_host_functions::links::IpamBackend>>,
     container_id: String,
 }
 
@@ -204,6 +206,7 @@ impl Sandbox {
             &reach.container_id,
         );
         state.cluster = reach.cluster;
+        state.ipam = reach.ipam;
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(engine::ticks(settings.timeout()));
@@ -312,6 +315,7 @@ pub fn run_with(
             )),
         })
     };
+    let backends_real = matches!(backends, Backends::Real);
     let (store, kernel, cluster): Backed = match backends {
         Backends::Real => {
             let pod = match &g.netns {
@@ -354,11 +358,31 @@ pub fn run_with(
             cluster_backend(Some(cluster)),
         ),
     };
+    // An interface plugin's IPAM, run by the host when the plugin asks.
+    let ipam_type = config
+        .pointer("/ipam/type")
+        .and_then(Value::as_str)
+        .filter(|t| !t.is_empty() && role == Role::Chained);
+    let ipam = match (&backends_real, ipam_type) {
+        (true, Some(t)) => Some(Box::new(ipam::DelegatedIpam {
+            wasm: conf.clone(),
+            ipam_type: t.to_string(),
+            container_id: call.container_id.to_string(),
+            netns: call.netns.to_string(),
+            ifname: call.ifname.to_string(),
+            cni_args: call.cni_args.to_string(),
+            path: call.path.to_vec(),
+            stdin: call.stdin.to_vec(),
+        })
+            as Box<dyn multus_host_functions::links::IpamBackend>),
+        _ => None,
+    };
     let reach = Reach {
         grant: g,
         store,
         kernel,
         cluster,
+        ipam,
         container_id: call.container_id.to_string(),
     };
     let mut sb = Sandbox::new(conf, role, ty, module, reach, &mut t)?;
@@ -454,6 +478,7 @@ pub fn map(
             timeout: settings.host_call_timeout(),
         }),
         cluster: None,
+        ipam: None,
         container_id: format!("{}/{}", pod.namespace, pod.name),
     };
     let mut sb = Sandbox::new(conf, Role::Mapper, name, module, reach, &mut t)?;

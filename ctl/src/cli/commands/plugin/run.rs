@@ -105,7 +105,7 @@ pub fn run(a: &RunArgs) -> i32 {
     );
     let role = match (a.role.as_deref(), report.world) {
         (Some("ipam"), _) | (None, "ipam" | "cluster-ipam") => Role::Ipam,
-        (Some("chained"), _) | (None, "chained") => Role::Chained,
+        (Some("chained"), _) | (None, "chained" | "interface-plugin") => Role::Chained,
         (Some(other), _) => return usage(format!("--role {other:?}: expected ipam or chained")),
         (None, world) => {
             return usage(format!(

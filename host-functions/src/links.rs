@@ -1,0 +1,212 @@
+//! Creating and deleting the pod's interface (`multus:plugin/links`, WIT
+//! 0.1.2), checked against the grant, with a real and a recording backend;
+//! and the IPAM delegation an interface plugin asks the host for.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use futures::TryStreamExt;
+use netlink_packet_route::link::MacVlanMode as NlMode;
+use rtnetlink::{LinkMacVlan, LinkUnspec};
+
+use crate::bindings::multus::plugin::types as wit;
+use crate::grant::Grant;
+use crate::netlink::{find, link_info, nl, Kernel, LinkInfo, Ns};
+use crate::{HostError, WitError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MacvlanMode {
+    Bridge,
+    Private,
+    Vepa,
+    Passthru,
+}
+
+pub trait LinksBackend: Send {
+    /// A macvlan of host link `master`, created in the pod as `ifname`.
+    fn macvlan_add(
+        &mut self,
+        master: &str,
+        mode: MacvlanMode,
+        mtu: Option<u32>,
+        mac: Option<[u8; 6]>,
+        ifname: &str,
+    ) -> Result<LinkInfo, HostError>;
+    /// Deletes `ifname` in the pod; false when it is not there.
+    fn link_del(&mut self, ifname: &str) -> Result<bool, HostError>;
+}
+
+/// The config's IPAM, run by the host for an interface plugin.
+pub trait IpamBackend: Send {
+    fn add(&mut self) -> Result<wit::CniResult, WitError>;
+    fn del(&mut self) -> Result<(), WitError>;
+    fn check(&mut self) -> Result<(), WitError>;
+}
+
+/// May this call create a macvlan on `master`: the admin's `hostNetns`
+/// grant, and `master` one of the host links the plugin's config names.
+pub fn check_master(grant: &Grant, master: &str) -> Result<(), HostError> {
+    if !grant.host_netns {
+        return Err(HostError::Denied(format!(
+            "plugin {:?} has no hostNetns grant; it may not create links on host link {master:?}",
+            grant.plugin
+        )));
+    }
+    if !grant.host_links.iter().any(|l| l == master) {
+        return Err(HostError::Denied(format!(
+            "host link {master:?} is not one the plugin's config names (named: {})",
+            if grant.host_links.is_empty() {
+                "none".to_string()
+            } else {
+                grant.host_links.join(", ")
+            }
+        )));
+    }
+    Ok(())
+}
+
+/// Where the host records the links an attachment created, beside the
+/// plugin's store: `<root>/.links/<containerID>_<ifname>` (a key a guest
+/// cannot name: store keys are plain names).
+pub fn record_path(root: &Path, container_id: &str, ifname: &str) -> PathBuf {
+    root.join(".links").join(format!("{container_id}_{ifname}"))
+}
+
+impl LinksBackend for Kernel {
+    fn macvlan_add(
+        &mut self,
+        master: &str,
+        mode: MacvlanMode,
+        mtu: Option<u32>,
+        mac: Option<[u8; 6]>,
+        ifname: &str,
+    ) -> Result<LinkInfo, HostError> {
+        let pod_path = self
+            .pod
+            .as_ref()
+            .map(|p| p.path.clone())
+            .ok_or_else(|| HostError::NotFound("the pod's network namespace is gone".into()))?;
+        let pod = std::fs::File::open(&pod_path)
+            .map_err(|e| HostError::Netns(format!("{}: {e}", pod_path.display())))?;
+        // Created under a temporary name (the host may have a link called
+        // `ifname`), in the pod from the start, then renamed there.
+        let tmp = format!("mv{:08x}", std::process::id() ^ rand_suffix());
+        let master = master.to_string();
+        let tmp_name = tmp.clone();
+        self.worker(Ns::Host)?.run("macvlan-add", move |rt, h| {
+            rt.block_on(async {
+                let index = find(h, &master).await?.header.index;
+                let mode = match mode {
+                    MacvlanMode::Bridge => NlMode::Bridge,
+                    MacvlanMode::Private => NlMode::Private,
+                    MacvlanMode::Vepa => NlMode::Vepa,
+                    MacvlanMode::Passthru => NlMode::Passthrough,
+                };
+                let mut b = LinkMacVlan::new(&tmp_name, index, mode)
+                    .setns_by_fd(std::os::fd::AsRawFd::as_raw_fd(&pod));
+                if let Some(m) = mtu {
+                    b = b.mtu(m);
+                }
+                if let Some(a) = mac {
+                    b = b.address(a.to_vec());
+                }
+                h.link().add(b.build()).execute().await.map_err(nl)
+            })
+        })?;
+        let ifname = ifname.to_string();
+        self.worker(Ns::Container)?
+            .run("macvlan-add", move |rt, h| {
+                rt.block_on(async {
+                    let l = find(h, &tmp).await?;
+                    let renamed = h
+                        .link()
+                        .set(
+                            LinkUnspec::new_with_index(l.header.index)
+                                .name(ifname.clone())
+                                .build(),
+                        )
+                        .execute()
+                        .await;
+                    if let Err(e) = renamed {
+                        let _ = h.link().del(l.header.index).execute().await;
+                        return Err(nl(e));
+                    }
+                    Ok(link_info(&find(h, &ifname).await?))
+                })
+            })
+    }
+
+    fn link_del(&mut self, ifname: &str) -> Result<bool, HostError> {
+        let ifname = ifname.to_string();
+        self.worker(Ns::Container)?.run("link-del", move |rt, h| {
+            rt.block_on(async {
+                let mut links = h.link().get().match_name(ifname.clone()).execute();
+                match links.try_next().await {
+                    Ok(Some(l)) => h
+                        .link()
+                        .del(l.header.index)
+                        .execute()
+                        .await
+                        .map(|()| true)
+                        .map_err(nl),
+                    Ok(None) => Ok(false),
+                    Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => {
+                        Ok(false)
+                    }
+                    Err(e) => Err(nl(e)),
+                }
+            })
+        })
+    }
+}
+
+/// A few random bits for temporary link names.
+fn rand_suffix() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish() as u32
+}
+
+/// Records link calls; answers with a made-up link.
+#[derive(Clone, Default)]
+pub struct RecordingLinks {
+    pub ops: Arc<Mutex<Vec<String>>>,
+}
+
+impl LinksBackend for RecordingLinks {
+    fn macvlan_add(
+        &mut self,
+        master: &str,
+        mode: MacvlanMode,
+        mtu: Option<u32>,
+        mac: Option<[u8; 6]>,
+        ifname: &str,
+    ) -> Result<LinkInfo, HostError> {
+        self.ops.lock().expect("ops").push(format!(
+            "macvlan-add {master} {mode:?} mtu {mtu:?} mac {:?} as {ifname}",
+            mac.map(|m| crate::netlink::format_mac(&m))
+        ));
+        Ok(LinkInfo {
+            name: ifname.into(),
+            index: 3,
+            mac: mac.map_or("02:00:00:00:00:02".into(), |m| {
+                crate::netlink::format_mac(&m)
+            }),
+            mtu: mtu.unwrap_or(1500),
+            up: false,
+            promisc: false,
+            allmulti: false,
+            txqlen: 0,
+            kind: Some("macvlan".into()),
+        })
+    }
+
+    fn link_del(&mut self, ifname: &str) -> Result<bool, HostError> {
+        self.ops
+            .lock()
+            .expect("ops")
+            .push(format!("link-del {ifname}"));
+        Ok(true)
+    }
+}
