@@ -361,6 +361,47 @@ fn sbr_del_clears_its_rules_and_table_routes() {
     assert_eq!(code, 0, "{out} {err}");
 }
 
+/// An interface plugin's dry run: the macvlan it would create and, through
+/// the host, its wasm IPAM's own store calls; with the grant it needs, and
+/// refused without.
+#[test]
+fn macvlan_dry_run_shows_the_link_and_its_ipam() {
+    use serde_json::json;
+    let dir = tempfile::tempdir().unwrap();
+    let conf = write_json(
+        dir.path(),
+        "mv.json",
+        &json!({"cniVersion": "1.0.0", "name": "mv", "type": "macvlan", "master": "uplink0",
+                "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.66.0.0/24"}]],
+                         "dataDir": dir.path().join("ipam")}}),
+    );
+    let before = host_network();
+    let args = |extra: &[&str]| -> Vec<std::ffi::OsString> {
+        let mut a: Vec<std::ffi::OsString> = vec!["--conf".into(), conf.clone().into_os_string()];
+        a.extend(["--ifname", "net1", "--dry-run"].iter().map(Into::into));
+        a.extend(extra.iter().map(Into::into));
+        a
+    };
+    let run = |extra: &[&str]| {
+        let a = args(extra);
+        let refs: Vec<&std::ffi::OsStr> = a.iter().map(|s| s.as_os_str()).collect();
+        plugin_run("macvlan", &refs)
+    };
+    let (code, out, err) = run(&["--host-netns"]);
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(out.contains("links: macvlan-add uplink0 Bridge"), "{out}");
+    assert!(out.contains("store: insert 10.66.0.2="), "{out}");
+    assert!(
+        out.contains("netlink: addr-add Container net1 10.66.0.2/24"),
+        "{out}"
+    );
+    assert_eq!(host_network(), before);
+    assert!(!dir.path().join("ipam").exists());
+    let (code, out, _) = run(&[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("hostNetns"), "{out}");
+}
+
 /// `plugin new` for each world: the crate builds for wasm32-wasip2 as it
 /// comes, and does what its README says under `plugin run --dry-run` (or,
 /// for a mapper, `inspect`).

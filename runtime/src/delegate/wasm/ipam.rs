@@ -19,6 +19,9 @@ use crate::delegate::{PluginCall, PluginError, PluginRunner};
 
 /// One interface-plugin call's request, kept for its IPAM calls.
 pub struct DelegatedIpam {
+    /// A dry run's recording backends: a wasm IPAM runs against them too,
+    /// a native one is not exec'd.
+    pub dry_run: Option<super::Backends>,
     pub wasm: WasmConf,
     pub ipam_type: String,
     pub container_id: String,
@@ -57,9 +60,22 @@ impl DelegatedIpam {
             extra_env: &[],
             stdin: &self.stdin,
         };
-        let out = match self.wasm.module(&self.ipam_type) {
-            Some(module) => super::run(&self.wasm, Role::Ipam, &module, &call).map(|(o, _)| o),
-            None => NativeRunner { chroot: None }.run(&call),
+        let out = match (self.wasm.module(&self.ipam_type), &self.dry_run) {
+            (Some(module), Some(b)) => {
+                super::run_with(&self.wasm, Role::Ipam, &module, &call, b.recording_clone())
+                    .map(|(o, _)| o)
+            }
+            (Some(module), None) => {
+                super::run(&self.wasm, Role::Ipam, &module, &call).map(|(o, _)| o)
+            }
+            (None, Some(_)) => Err(PluginError::Cni(crate::cni::CniError::new(
+                crate::cni::Code::Internal,
+                format!(
+                    "a dry run does not exec the native IPAM {:?}; install its module to see it",
+                    self.ipam_type
+                ),
+            ))),
+            (None, None) => NativeRunner { chroot: None }.run(&call),
         };
         out.map_err(wit_error)
     }

@@ -272,6 +272,25 @@ pub enum Backends {
     },
 }
 
+impl Backends {
+    /// The same recording backends (they share what they record), or
+    /// `Real` again.
+    fn recording_clone(&self) -> Backends {
+        match self {
+            Backends::Real => Backends::Real,
+            Backends::Recording {
+                kernel,
+                store,
+                cluster,
+            } => Backends::Recording {
+                kernel: kernel.clone(),
+                store: store.clone(),
+                cluster: cluster.clone(),
+            },
+        }
+    }
+}
+
 /// Runs `module` for `call` in role `role`. Returns what the plugin would
 /// have printed on stdout (a result JSON for ADD, nothing otherwise).
 pub fn run(
@@ -315,7 +334,10 @@ pub fn run_with(
             )),
         })
     };
-    let backends_real = matches!(backends, Backends::Real);
+    let dry_run = match &backends {
+        Backends::Real => None,
+        b => Some(b.recording_clone()),
+    };
     let (store, kernel, cluster): Backed = match backends {
         Backends::Real => {
             let pod = match &g.netns {
@@ -363,8 +385,9 @@ pub fn run_with(
         .pointer("/ipam/type")
         .and_then(Value::as_str)
         .filter(|t| !t.is_empty() && role == Role::Chained);
-    let ipam = match (&backends_real, ipam_type) {
-        (true, Some(t)) => Some(Box::new(ipam::DelegatedIpam {
+    let ipam = match ipam_type {
+        Some(t) => Some(Box::new(ipam::DelegatedIpam {
+            dry_run,
             wasm: conf.clone(),
             ipam_type: t.to_string(),
             container_id: call.container_id.to_string(),

@@ -49,6 +49,10 @@ pub struct RunArgs {
     /// Run for real in this network namespace (a path, e.g. /run/netns/x).
     #[arg(long, value_name = "PATH")]
     pub netns: Option<PathBuf>,
+    /// Grant the plugin the host netns, as `wasmPlugins.<type>.hostNetns`
+    /// does (interface plugins need it to create links on a host link).
+    #[arg(long)]
+    pub host_netns: bool,
 }
 
 fn usage(msg: String) -> i32 {
@@ -114,7 +118,7 @@ pub fn run(a: &RunArgs) -> i32 {
             ))
         }
     };
-    let wasm_conf = WasmConf {
+    let mut wasm_conf = WasmConf {
         plugin_dir: a.module.parent().map(PathBuf::from).unwrap_or_default(),
         cache_dir: cache.path().to_path_buf(),
         plugins: Default::default(),
@@ -129,6 +133,13 @@ pub fn run(a: &RunArgs) -> i32 {
                 .map(|s| s.to_string_lossy().into_owned())
         })
         .unwrap_or_default();
+    if a.host_netns {
+        let settings = multus::config::PluginSettings {
+            host_netns: true,
+            ..Default::default()
+        };
+        wasm_conf.plugins.insert(plugin_type.clone(), settings);
+    }
     let netns = match &a.netns {
         Some(p) => p.display().to_string(),
         // The grant needs a pod netns; the recording backends never open it.
@@ -165,6 +176,7 @@ pub fn run(a: &RunArgs) -> i32 {
         for (what, ops) in [
             ("netlink", &kernel.netlink.ops),
             ("routing", &kernel.routing.ops),
+            ("links", &kernel.links.ops),
             ("sysctl", &kernel.sysctl.ops),
             ("store", &store.ops),
             ("cluster", &cluster.ops),
