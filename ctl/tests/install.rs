@@ -705,6 +705,12 @@ fn installed_conf_runs_a_pod_end_to_end() {
         &[],
     );
 
+    // What the image ships (the opt-in interface plugins left out).
+    let shipped = tempfile::tempdir().unwrap();
+    for p in multus_testbed::node::SHIPPED_PLUGINS {
+        let name = format!("{p}.wasm");
+        std::fs::copy(built_plugins().join(&name), shipped.path().join(&name)).unwrap();
+    }
     let mut c = Command::new(MULTUSCTL);
     c.args([
         "install",
@@ -717,7 +723,7 @@ fn installed_conf_runs_a_pod_end_to_end() {
     .arg("--multus-bin")
     .arg(multus())
     .arg("--plugins")
-    .arg(built_plugins())
+    .arg(shipped.path())
     .arg("--cni-bin-dir")
     .arg(&bin_dir)
     .arg("--cni-conf-dir")

@@ -29,6 +29,7 @@ fn shipped_plugins_are_accepted_in_their_world() {
         ("static", "ipam"),
         ("whereabouts", "cluster-ipam"),
         ("macvlan", "interface-plugin"),
+        ("ptp", "interface-plugin"),
         ("route-override", "chained"),
         ("sbr", "chained"),
         ("tuning", "chained"),

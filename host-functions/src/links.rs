@@ -32,8 +32,33 @@ pub trait LinksBackend: Send {
         mac: Option<[u8; 6]>,
         ifname: &str,
     ) -> Result<LinkInfo, HostError>;
+    /// A veth pair: `ifname` in the pod, `host_name` in the host netns.
+    fn veth_add(
+        &mut self,
+        ifname: &str,
+        host_name: &str,
+        mtu: Option<u32>,
+    ) -> Result<(LinkInfo, LinkInfo), HostError>;
+    /// `net.ipv4.ip_forward` / `net.ipv6.conf.all.forwarding` of the host.
+    fn enable_forwarding(&mut self, ipv4: bool, ipv6: bool) -> Result<(), HostError>;
     /// Deletes `ifname` in the pod; false when it is not there.
     fn link_del(&mut self, ifname: &str) -> Result<bool, HostError>;
+}
+
+/// The host end's name: `veth` and 8 hex digits, chosen by the host.
+pub fn host_veth_name() -> String {
+    format!("veth{:08x}", rand_suffix())
+}
+
+/// May this call build on the host netns at all.
+pub fn check_host(grant: &Grant, what: &str) -> Result<(), HostError> {
+    if grant.host_netns {
+        return Ok(());
+    }
+    Err(HostError::Denied(format!(
+        "plugin {:?} has no hostNetns grant; it may not {what}",
+        grant.plugin
+    )))
 }
 
 /// The config's IPAM, run by the host for an interface plugin.
@@ -46,12 +71,7 @@ pub trait IpamBackend: Send {
 /// May this call create a macvlan on `master`: the admin's `hostNetns`
 /// grant, and `master` one of the host links the plugin's config names.
 pub fn check_master(grant: &Grant, master: &str) -> Result<(), HostError> {
-    if !grant.host_netns {
-        return Err(HostError::Denied(format!(
-            "plugin {:?} has no hostNetns grant; it may not create links on host link {master:?}",
-            grant.plugin
-        )));
-    }
+    check_host(grant, &format!("create links on host link {master:?}"))?;
     if !grant.host_links.iter().any(|l| l == master) {
         return Err(HostError::Denied(format!(
             "host link {master:?} is not one the plugin's config names (named: {})",
@@ -136,6 +156,75 @@ impl LinksBackend for Kernel {
             })
     }
 
+    fn veth_add(
+        &mut self,
+        ifname: &str,
+        host_name: &str,
+        mtu: Option<u32>,
+    ) -> Result<(LinkInfo, LinkInfo), HostError> {
+        // This process lives in the host netns; its pod worker does not.
+        let host_ns = std::fs::File::open("/proc/self/ns/net")
+            .map_err(|e| HostError::Netns(format!("/proc/self/ns/net: {e}")))?;
+        let (pod_name, peer) = (ifname.to_string(), host_name.to_string());
+        self.worker(Ns::Container)?.run("veth-add", move |rt, h| {
+            rt.block_on(async {
+                let mut b = rtnetlink::LinkVeth::new(&pod_name, &peer);
+                if let Some(m) = mtu {
+                    b = b.mtu(m);
+                }
+                h.link().add(b.build()).execute().await.map_err(nl)?;
+                let moved = h
+                    .link()
+                    .set(
+                        LinkUnspec::new_with_name(&peer)
+                            .setns_by_fd(std::os::fd::AsRawFd::as_raw_fd(&host_ns))
+                            .build(),
+                    )
+                    .execute()
+                    .await;
+                if let Err(e) = moved {
+                    let l = find(h, &pod_name).await?;
+                    let _ = h.link().del(l.header.index).execute().await;
+                    return Err(nl(e));
+                }
+                Ok(())
+            })
+        })?;
+        let peer = host_name.to_string();
+        let host = self.worker(Ns::Host)?.run("veth-add", move |rt, h| {
+            rt.block_on(async {
+                let l = find(h, &peer).await?;
+                if let Some(m) = mtu {
+                    h.link()
+                        .set(LinkUnspec::new_with_index(l.header.index).mtu(m).build())
+                        .execute()
+                        .await
+                        .map_err(nl)?;
+                }
+                Ok(link_info(&find(h, &peer).await?))
+            })
+        })?;
+        let pod_name = ifname.to_string();
+        let pod = self.worker(Ns::Container)?.run("veth-add", move |rt, h| {
+            rt.block_on(async { Ok(link_info(&find(h, &pod_name).await?)) })
+        })?;
+        Ok((host, pod))
+    }
+
+    fn enable_forwarding(&mut self, ipv4: bool, ipv6: bool) -> Result<(), HostError> {
+        self.worker(Ns::Host)?
+            .run("enable-forwarding", move |_, _| {
+                let keys = [
+                    (ipv4, "/proc/sys/net/ipv4/ip_forward"),
+                    (ipv6, "/proc/sys/net/ipv6/conf/all/forwarding"),
+                ];
+                for (_, path) in keys.iter().filter(|(on, _)| *on) {
+                    std::fs::write(path, "1").map_err(|e| HostError::Io(format!("{path}: {e}")))?;
+                }
+                Ok(())
+            })
+    }
+
     fn link_del(&mut self, ifname: &str) -> Result<bool, HostError> {
         let ifname = ifname.to_string();
         self.worker(Ns::Container)?.run("link-del", move |rt, h| {
@@ -200,6 +289,41 @@ impl LinksBackend for RecordingLinks {
             txqlen: 0,
             kind: Some("macvlan".into()),
         })
+    }
+
+    fn veth_add(
+        &mut self,
+        ifname: &str,
+        host_name: &str,
+        mtu: Option<u32>,
+    ) -> Result<(LinkInfo, LinkInfo), HostError> {
+        self.ops
+            .lock()
+            .expect("ops")
+            .push(format!("veth-add {ifname} peer {host_name} mtu {mtu:?}"));
+        let link = |name: &str, index: u32, mac: &str| LinkInfo {
+            name: name.into(),
+            index,
+            mac: mac.into(),
+            mtu: mtu.unwrap_or(1500),
+            up: false,
+            promisc: false,
+            allmulti: false,
+            txqlen: 1000,
+            kind: Some("veth".into()),
+        };
+        Ok((
+            link(host_name, 7, "02:00:00:00:00:07"),
+            link(ifname, 2, "02:00:00:00:00:02"),
+        ))
+    }
+
+    fn enable_forwarding(&mut self, ipv4: bool, ipv6: bool) -> Result<(), HostError> {
+        self.ops
+            .lock()
+            .expect("ops")
+            .push(format!("enable-forwarding ipv4 {ipv4} ipv6 {ipv6}"));
+        Ok(())
     }
 
     fn link_del(&mut self, ifname: &str) -> Result<bool, HostError> {

@@ -49,6 +49,17 @@ impl LinksBackend for RecordingKernel {
     ) -> Result<nl::LinkInfo, HostError> {
         self.links.macvlan_add(master, mode, mtu, mac, ifname)
     }
+    fn veth_add(
+        &mut self,
+        ifname: &str,
+        host_name: &str,
+        mtu: Option<u32>,
+    ) -> Result<(nl::LinkInfo, nl::LinkInfo), HostError> {
+        self.links.veth_add(ifname, host_name, mtu)
+    }
+    fn enable_forwarding(&mut self, ipv4: bool, ipv6: bool) -> Result<(), HostError> {
+        self.links.enable_forwarding(ipv4, ipv6)
+    }
     fn link_del(&mut self, ifname: &str) -> Result<bool, HostError> {
         self.links.link_del(ifname)
     }
@@ -811,6 +822,31 @@ impl HostState {
         made
     }
 
+    fn veth(&mut self, mtu: Option<u32>) -> Result<(nl::LinkInfo, nl::LinkInfo), HostError> {
+        nl::check_namespace(&self.grant, Ns::Container)?;
+        crate::links::check_host(&self.grant, "create a veth pair")?;
+        let ifname = self.ifname()?;
+        let host_name = crate::links::host_veth_name();
+        let record = self.record(&ifname).ok_or_else(|| {
+            HostError::Denied("no store to record the link in; refusing to create one".into())
+        })?;
+        if let Some(dir) = record.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| HostError::Io(format!("{}: {e}", dir.display())))?;
+        }
+        std::fs::write(&record, format!("veth {host_name}\n"))
+            .map_err(|e| HostError::Io(format!("{}: {e}", record.display())))?;
+        let made = self.kernel.veth_add(&ifname, &host_name, mtu);
+        match &made {
+            // The host end may be configured from now on.
+            Ok(_) => self.grant.host_links.push(host_name),
+            Err(_) => {
+                let _ = std::fs::remove_file(&record);
+            }
+        }
+        made
+    }
+
     fn unlink(&mut self) -> Result<bool, HostError> {
         nl::check_namespace(&self.grant, Ns::Container)?;
         let ifname = self.ifname()?;
@@ -854,6 +890,21 @@ impl links::Host for HostState {
         let out = self.macvlan(&master, mode, mtu, mac.as_deref());
         out.map(wit_link)
             .map_err(|e| self.fail(&format!("links.macvlan-add({master})"), e))
+    }
+
+    fn veth_add(&mut self, mtu: Option<u32>) -> Result<links::Veth, WitError> {
+        let out = self.veth(mtu);
+        out.map(|(host, pod)| links::Veth {
+            host: wit_link(host),
+            pod: wit_link(pod),
+        })
+        .map_err(|e| self.fail("links.veth-add", e))
+    }
+
+    fn enable_forwarding(&mut self, ipv4: bool, ipv6: bool) -> Result<(), WitError> {
+        let out = crate::links::check_host(&self.grant, "turn on IP forwarding")
+            .and_then(|()| self.kernel.enable_forwarding(ipv4, ipv6));
+        out.map_err(|e| self.fail("links.enable-forwarding", e))
     }
 
     fn link_del(&mut self) -> Result<bool, WitError> {

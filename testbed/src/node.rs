@@ -149,12 +149,13 @@ pub fn assert_cni_error(out: &CniOutput, code: u64) -> String {
     e["msg"].as_str().unwrap_or_default().to_string()
 }
 
-/// The wasm plugins the image ships (scripts/image).
+/// The wasm plugins the image ships (scripts/image). The interface plugins
+/// (macvlan, ptp) are opt-in: a module replaces the native plugin of its
+/// type for every network, and it needs the admin's `hostNetns` grant.
 pub const SHIPPED_PLUGINS: &[&str] = &[
     "host-local",
     "static",
     "whereabouts",
-    "macvlan",
     "route-override",
     "sbr",
     "tuning",
@@ -213,6 +214,25 @@ impl Pod {
 }
 
 impl Node {
+    /// A sysctl as the node's netns sees it (`/proc/sys/...` path).
+    pub fn sysctl_in(&self, path: &str) -> String {
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", self.ns.name(), "cat", path])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn sysctl_set(&self, path: &str, value: &str) {
+        let ok = std::process::Command::new("ip")
+            .args(["netns", "exec", self.ns.name(), "sh", "-c"])
+            .arg(format!("echo {value} > {path}"))
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "{path}={value}");
+    }
+
     /// `cmd` for every pod at once, container `par<i>` in `pods[i]`; each must succeed.
     pub fn run_parallel(&self, cmd: &str, pods: &[Pod], conf: &[u8]) -> Vec<CniOutput> {
         std::thread::scope(|s| {

@@ -385,8 +385,8 @@ pub fn run_with(
         .pointer("/ipam/type")
         .and_then(Value::as_str)
         .filter(|t| !t.is_empty() && role == Role::Chained);
-    let ipam = match ipam_type {
-        Some(t) => Some(Box::new(ipam::DelegatedIpam {
+    let ipam = ipam_type.map(|t| {
+        Box::new(ipam::DelegatedIpam {
             dry_run,
             wasm: conf.clone(),
             ipam_type: t.to_string(),
@@ -396,10 +396,8 @@ pub fn run_with(
             cni_args: call.cni_args.to_string(),
             path: call.path.to_vec(),
             stdin: call.stdin.to_vec(),
-        })
-            as Box<dyn multus_host_functions::links::IpamBackend>),
-        _ => None,
-    };
+        }) as Box<dyn multus_host_functions::links::IpamBackend>
+    });
     let reach = Reach {
         grant: g,
         store,
