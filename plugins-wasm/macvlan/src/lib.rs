@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use multus_plugin_sdk::conf::{ConfDns, NetConf};
 use multus_plugin_sdk::ip::{parse_ip, Cidr};
 use multus_plugin_sdk::links::{self, MacvlanMode};
-use multus_plugin_sdk::netlink::{self, LinkChange, Namespace};
+use multus_plugin_sdk::netlink::{self, Namespace};
 use multus_plugin_sdk::routing::{self, RouteEntry};
 use multus_plugin_sdk::sysctl::{self, Key, LinkKey};
 use multus_plugin_sdk::{
@@ -87,21 +87,6 @@ fn notify(ifname: &str) {
     );
 }
 
-fn up(ifname: &str) -> Result<(), CniError> {
-    netlink::link_set(
-        NS,
-        ifname,
-        &LinkChange {
-            up: Some(true),
-            mtu: None,
-            mac: None,
-            promisc: None,
-            allmulti: None,
-            txqlen: None,
-        },
-    )
-}
-
 /// The gateway of `family`'s first IP that has one.
 fn gateway(r: &CniResult, v4: bool) -> Option<String> {
     r.ips
@@ -115,7 +100,7 @@ fn gateway(r: &CniResult, v4: bool) -> Option<String> {
 /// its addresses, its routes (a route without `gw` goes via its family's
 /// gateway).
 fn configure(ifname: &str, r: &CniResult) -> Result<(), CniError> {
-    up(ifname)?;
+    multus_plugin_sdk::link_up(NS, ifname)?;
     for ip in &r.ips {
         netlink::addr_add(NS, ifname, &ip.address)?;
     }
@@ -172,7 +157,7 @@ impl Plugin for Macvlan {
             notify(&req.ifname);
             configure(&req.ifname, &result).map_err(undo_all)?;
         } else {
-            up(&req.ifname).map_err(undo_link)?;
+            multus_plugin_sdk::link_up(NS, &req.ifname).map_err(undo_link)?;
         }
         result.dns = conf.dns.map(Dns::from);
         Ok(result)

@@ -9,7 +9,7 @@
 use multus_plugin_sdk::conf::{ConfDns, NetConf};
 use multus_plugin_sdk::ip::{bits, parse_ip, Cidr};
 use multus_plugin_sdk::links;
-use multus_plugin_sdk::netlink::{self, LinkChange, Namespace};
+use multus_plugin_sdk::netlink::{self, Namespace};
 use multus_plugin_sdk::routing::{self, RouteEntry, Scope};
 use multus_plugin_sdk::{
     code, error, invalid, Attachment, CniError, CniResult, Dns, Interface, Plugin, Request,
@@ -50,21 +50,6 @@ impl Conf {
     }
 }
 
-fn up(ns: Namespace, link: &str) -> Result<(), CniError> {
-    netlink::link_set(
-        ns,
-        link,
-        &LinkChange {
-            up: Some(true),
-            mtu: None,
-            mac: None,
-            promisc: None,
-            allmulti: None,
-            txqlen: None,
-        },
-    )
-}
-
 fn route(dst: String, gw: Option<String>, src: Option<String>, scope: Scope) -> RouteEntry {
     RouteEntry {
         dst,
@@ -82,7 +67,7 @@ fn route(dst: String, gw: Option<String>, src: Option<String>, scope: Scope) -> 
 /// subnet via it, so all traffic goes through the host end.
 fn pod_end(ifname: &str, r: &CniResult) -> Result<(), CniError> {
     const POD: Namespace = Namespace::Container;
-    up(POD, ifname)?;
+    multus_plugin_sdk::link_up(POD, ifname)?;
     for ip in &r.ips {
         netlink::addr_add(POD, ifname, &ip.address)?;
     }
@@ -120,7 +105,7 @@ fn pod_end(ifname: &str, r: &CniResult) -> Result<(), CniError> {
 /// pod's address.
 fn host_end(host: &str, r: &CniResult) -> Result<(), CniError> {
     const HOST: Namespace = Namespace::Host;
-    up(HOST, host)?;
+    multus_plugin_sdk::link_up(HOST, host)?;
     for ip in &r.ips {
         let addr = Cidr::parse(&ip.address).map_err(invalid)?;
         let full = bits(addr.addr);

@@ -145,6 +145,22 @@ pub fn invalid(msg: impl Into<String>) -> CniError {
     error(code::INVALID_CONFIG, msg)
 }
 
+/// Sets link `name` of namespace `ns` up, changing nothing else.
+pub fn link_up(ns: netlink::Namespace, name: &str) -> Result<(), CniError> {
+    netlink::link_set(
+        ns,
+        name,
+        &netlink::LinkChange {
+            up: Some(true),
+            mtu: None,
+            mac: None,
+            promisc: None,
+            allmulti: None,
+            txqlen: None,
+        },
+    )
+}
+
 /// Logs at info level into the runtime's log.
 pub fn info(msg: &str) {
     log::log(log::Level::Info, msg);
