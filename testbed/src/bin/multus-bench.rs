@@ -321,7 +321,8 @@ fn main() -> Result<()> {
     if args.ipam_only {
         ipam_table(&plugins, &multus, &wasm_conf, &data, args.calls)?;
         chained_table(&plugins, &wasm_conf, args.calls)?;
-        return cluster_ipam_table(&node, &multus, &wasm_conf, work.path());
+        cluster_ipam_table(&node, &multus, &wasm_conf, work.path())?;
+        return interface_table(&multus, &plugins, &wasm_conf, work.path(), args.cycles);
     }
 
     let cluster = confs::bridge_host_local("cluster", "cni0", "10.10.0.0/16", &data);
@@ -562,7 +563,66 @@ fn main() -> Result<()> {
 
     ipam_table(&plugins, &multus, &wasm_conf, &data, args.calls)?;
     chained_table(&plugins, &wasm_conf, args.calls)?;
-    cluster_ipam_table(&node, &multus, &wasm_conf, work.path())
+    cluster_ipam_table(&node, &multus, &wasm_conf, work.path())?;
+    interface_table(&multus, &plugins, &wasm_conf, work.path(), args.cycles)
+}
+
+/// A pod with two networks, a macvlan (eth0) and a ptp (net1), each with
+/// host-local, through the built multus: every plugin exec'd (the
+/// reference binaries, four execs per ADD) vs every plugin a module run
+/// in-process (no exec).
+fn interface_table(
+    multus: &Path,
+    plugins: &Path,
+    wasm_conf: &WasmConf,
+    work: &Path,
+    cycles: usize,
+) -> Result<()> {
+    let nets = |dir: &str| -> Vec<Value> {
+        let data = work.join(dir);
+        vec![
+            json!({"cniVersion": "1.0.0", "name": "mv", "type": "macvlan", "master": "uplink0",
+                   "ipam": {"type": "host-local", "dataDir": data,
+                            "ranges": [[{"subnet": "10.120.0.0/16"}]]}}),
+            json!({"cniVersion": "1.0.0", "name": "pt", "type": "ptp",
+                   "ipam": {"type": "host-local", "dataDir": data,
+                            "ranges": [[{"subnet": "10.121.0.0/16"}]]}}),
+        ]
+    };
+    let scenario = |name: &'static str, wasm: bool| -> Result<Scenario> {
+        let mut c =
+            confs::multus_delegates(&nets(name), &work.join(format!("cni-{name}")), plugins);
+        if wasm {
+            c["wasmPluginDir"] = json!(wasm_conf.plugin_dir);
+            c["wasmCacheDir"] = json!(wasm_conf.cache_dir);
+            c["wasmPlugins"] = json!({"macvlan": {"hostNetns": true}, "ptp": {"hostNetns": true}});
+        }
+        Ok(Scenario {
+            name,
+            program: multus.to_path_buf(),
+            stdin: serde_json::to_vec(&c)?,
+            direct: false,
+            pod: false,
+        })
+    };
+    let reference = run(&scenario("reference", false)?, cycles)?;
+    let modules = run(&scenario("modules", true)?, cycles)?;
+    println!("\nA pod with a macvlan and a ptp network (host-local each) through multus, {cycles} cycles (ms)\n");
+    println!("| path | execs per ADD | ADD median | ADD p95 | DEL median | DEL p95 |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (path, execs, s) in [
+        ("reference plugins, exec'd", 4, &reference),
+        ("wasm macvlan, ptp and host-local, in-process", 0, &modules),
+    ] {
+        println!(
+            "| {path} | {execs} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            quantile(&s.add, 0.5),
+            quantile(&s.add, 0.95),
+            quantile(&s.del, 0.5),
+            quantile(&s.del, 0.95)
+        );
+    }
+    Ok(())
 }
 
 /// Networks per pod in the cluster-IPAM table.
