@@ -298,6 +298,8 @@ fn main() -> Result<()> {
         "legacy-networks",
         "sbr",
         "route-override",
+        "macvlan",
+        "ptp",
     ] {
         std::fs::copy(
             built.join(format!("{module}.wasm")),
