@@ -341,7 +341,10 @@ impl netlink::Host for HostState {
         let links = out.map_err(|e| self.fail("netlink.link-list", e))?;
         Ok(links
             .into_iter()
-            .filter(|l| n == Ns::Host || self.grant.link_granted(&l.name))
+            .filter(|l| match n {
+                Ns::Host => self.grant.host_links.contains(&l.name),
+                Ns::Container => self.grant.link_granted(&l.name),
+            })
             .map(wit_link)
             .collect())
     }

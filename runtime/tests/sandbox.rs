@@ -199,12 +199,16 @@ fn host_netns_with_grant_is_allowed() {
     let node = Node::new();
     node.install_wasm(&["sandbox-probe"]);
     let pod = Pod::new();
-    let conf = probe_conf(
+    // The link its config names ("master"), and only that one.
+    let mut conf: serde_json::Value = serde_json::from_slice(&probe_conf(
         &node,
         "sandbox-probe",
         "host-netns",
         json!({"hostNetns": true}),
-    );
+    ))
+    .unwrap();
+    conf["delegates"][0]["plugins"][1]["master"] = json!("lo");
+    let conf = bytes(&conf);
     let out = node.run("ADD", "granted", &pod, &conf);
     assert!(out.ok(), "{} {}", out.stdout, out.stderr);
     assert!(node.run("DEL", "granted", &pod, &conf).ok());
@@ -269,4 +273,56 @@ fn link_list_shows_only_granted_links() {
     let out = node.run("ADD", "probe", &pod, &conf);
     assert!(out.ok(), "{} {}", out.stdout, out.stderr);
     assert!(node.run("DEL", "probe", &pod, &conf).ok());
+}
+
+#[test]
+fn host_link_the_config_does_not_name() {
+    refused(
+        "host-netns",
+        "sandbox-probe",
+        json!({"hostNetns": true}),
+        7,
+        &[
+            "sandbox-probe",
+            "netlink.link-get(lo)",
+            "neither named by the plugin's config",
+        ],
+    );
+}
+
+#[test]
+fn macvlan_on_a_master_the_config_does_not_name() {
+    refused(
+        "macvlan-unnamed-master",
+        "sandbox-probe",
+        json!({"hostNetns": true}),
+        7,
+        &[
+            "sandbox-probe",
+            "links.macvlan-add(uplink0)",
+            "not one the plugin's config names",
+        ],
+    );
+}
+
+#[test]
+fn veth_without_the_host_grant() {
+    refused(
+        "veth",
+        "sandbox-probe",
+        json!({}),
+        7,
+        &["sandbox-probe", "links.veth-add", "hostNetns"],
+    );
+}
+
+#[test]
+fn forwarding_without_the_host_grant() {
+    refused(
+        "forwarding",
+        "sandbox-probe",
+        json!({}),
+        7,
+        &["sandbox-probe", "links.enable-forwarding", "hostNetns"],
+    );
 }

@@ -124,6 +124,20 @@ impl Plugin for Probe {
                     return Err(invalid(format!("link-list showed {names:?}")));
                 }
             }
+            "macvlan-unnamed-master" => {
+                multus_plugin_sdk::links::macvlan_add(
+                    "uplink0",
+                    multus_plugin_sdk::links::MacvlanMode::Bridge,
+                    None,
+                    None,
+                )?;
+            }
+            "veth" => {
+                multus_plugin_sdk::links::veth_add(None)?;
+            }
+            "forwarding" => {
+                multus_plugin_sdk::links::enable_forwarding(true, false)?;
+            }
             "swallow-denial" => {
                 // A plugin that ignores the refusal must still fail.
                 let _ = netlink::link_get(Namespace::Host, "lo");
