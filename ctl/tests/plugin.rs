@@ -373,6 +373,7 @@ fn macvlan_dry_run_shows_the_link_and_its_ipam() {
         dir.path(),
         "mv.json",
         &json!({"cniVersion": "1.0.0", "name": "mv", "type": "macvlan", "master": "uplink0",
+                "dataDir": dir.path().join("state"),
                 "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.66.0.0/24"}]],
                          "dataDir": dir.path().join("ipam")}}),
     );
@@ -398,6 +399,10 @@ fn macvlan_dry_run_shows_the_link_and_its_ipam() {
     );
     assert_eq!(host_network(), before);
     assert!(!dir.path().join("ipam").exists());
+    assert!(
+        !dir.path().join("state").exists(),
+        "nothing written beside the store"
+    );
     let (code, out, _) = run(&[]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("hostNetns"), "{out}");

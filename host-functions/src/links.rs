@@ -2,7 +2,6 @@
 //! 0.1.2), checked against the grant, with a real and a recording backend;
 //! and the IPAM delegation an interface plugin asks the host for.
 
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use futures::TryStreamExt;
@@ -83,13 +82,6 @@ pub fn check_master(grant: &Grant, master: &str) -> Result<(), HostError> {
         )));
     }
     Ok(())
-}
-
-/// Where the host records the links an attachment created, beside the
-/// plugin's store: `<root>/.links/<containerID>_<ifname>` (a key a guest
-/// cannot name: store keys are plain names).
-pub fn record_path(root: &Path, container_id: &str, ifname: &str) -> PathBuf {
-    root.join(".links").join(format!("{container_id}_{ifname}"))
 }
 
 impl LinksBackend for Kernel {

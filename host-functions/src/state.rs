@@ -139,7 +139,6 @@ pub struct HostState {
     pub cluster: Option<Box<dyn ClusterBackend>>,
     /// The config's IPAM, for interface plugins.
     pub ipam: Option<Box<dyn IpamBackend>>,
-    pub container_id: String,
     pub log: LogSink,
     /// Every refusal, so the runtime can name it even if the guest hides it.
     pub denials: Vec<String>,
@@ -168,7 +167,6 @@ impl HostState {
             kernel,
             cluster: None,
             ipam: None,
-            container_id: container_id.to_string(),
             log,
             denials: Vec::new(),
         }
@@ -792,11 +790,6 @@ impl HostState {
             .ok_or_else(|| HostError::Denied("no pod interface in this call".into()))
     }
 
-    fn record(&self, ifname: &str) -> Option<std::path::PathBuf> {
-        let root = self.grant.store_root.as_ref()?;
-        Some(crate::links::record_path(root, &self.container_id, ifname))
-    }
-
     fn macvlan(
         &mut self,
         master: &str,
@@ -808,21 +801,7 @@ impl HostState {
         crate::links::check_master(&self.grant, master)?;
         let ifname = self.ifname()?;
         let mac = mac.map(nl::parse_mac).transpose()?;
-        let record = self.record(&ifname).ok_or_else(|| {
-            HostError::Denied("no store to record the link in; refusing to create one".into())
-        })?;
-        // Recorded first: a crash after the create still leaves DEL the record.
-        if let Some(dir) = record.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| HostError::Io(format!("{}: {e}", dir.display())))?;
-        }
-        std::fs::write(&record, format!("macvlan {master}\n"))
-            .map_err(|e| HostError::Io(format!("{}: {e}", record.display())))?;
-        let made = self.kernel.macvlan_add(master, mode, mtu, mac, &ifname);
-        if made.is_err() {
-            let _ = std::fs::remove_file(&record);
-        }
-        made
+        self.kernel.macvlan_add(master, mode, mtu, mac, &ifname)
     }
 
     fn veth(&mut self, mtu: Option<u32>) -> Result<(nl::LinkInfo, nl::LinkInfo), HostError> {
@@ -830,40 +809,20 @@ impl HostState {
         crate::links::check_host(&self.grant, "create a veth pair")?;
         let ifname = self.ifname()?;
         let host_name = crate::links::host_veth_name();
-        let record = self.record(&ifname).ok_or_else(|| {
-            HostError::Denied("no store to record the link in; refusing to create one".into())
-        })?;
-        if let Some(dir) = record.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| HostError::Io(format!("{}: {e}", dir.display())))?;
-        }
-        std::fs::write(&record, format!("veth {host_name}\n"))
-            .map_err(|e| HostError::Io(format!("{}: {e}", record.display())))?;
-        let made = self.kernel.veth_add(&ifname, &host_name, mtu);
-        match &made {
-            // The host end may be configured from now on.
-            Ok(_) => self.grant.host_links.push(host_name),
-            Err(_) => {
-                let _ = std::fs::remove_file(&record);
-            }
-        }
-        made
+        let made = self.kernel.veth_add(&ifname, &host_name, mtu)?;
+        // The host end may be configured from now on.
+        self.grant.host_links.push(host_name);
+        Ok(made)
     }
 
     fn unlink(&mut self) -> Result<bool, HostError> {
         nl::check_namespace(&self.grant, Ns::Container)?;
         let ifname = self.ifname()?;
-        let deleted = match self.kernel.link_del(&ifname) {
-            Ok(d) => d,
+        match self.kernel.link_del(&ifname) {
             // The pod's namespace is gone, and the link with it.
-            Err(HostError::NotFound(_)) => false,
-            Err(e) => return Err(e),
-        };
-        if let Some(record) = self.record(&ifname).filter(|r| r.exists()) {
-            std::fs::remove_file(&record)
-                .map_err(|e| HostError::Io(format!("{}: {e}", record.display())))?;
+            Err(HostError::NotFound(_)) => Ok(false),
+            other => other,
         }
-        Ok(deleted)
     }
 
     fn ipam_backend(&mut self) -> Result<&mut Box<dyn IpamBackend>, WitError> {
