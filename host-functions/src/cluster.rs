@@ -51,11 +51,7 @@ impl ClusterGrant {
         Err(ClusterError::Denied(format!(
             "plugin {plugin:?} may not reach API group {:?} (granted: {})",
             kind.group,
-            if self.groups.is_empty() {
-                "none".to_string()
-            } else {
-                self.groups.join(", ")
-            }
+            crate::grant::listed(&self.groups)
         )))
     }
 }

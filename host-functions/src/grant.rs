@@ -44,9 +44,26 @@ pub struct Grant {
     pub call_timeout: Duration,
 }
 
+/// `items` joined for a message, `none` when there are none.
+pub fn listed<T: std::fmt::Display>(items: &[T]) -> String {
+    if items.is_empty() {
+        return "none".into();
+    }
+    items
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl Grant {
     pub fn link_granted(&self, name: &str) -> bool {
         self.links.iter().any(|l| l == name)
+    }
+
+    /// A host link the plugin's config names, or one this call created.
+    pub fn host_link_granted(&self, name: &str) -> bool {
+        self.host_links.iter().any(|l| l == name)
     }
 
     /// True if the full sysctl key matches an allowlist pattern, with

@@ -71,14 +71,10 @@ pub trait IpamBackend: Send {
 /// grant, and `master` one of the host links the plugin's config names.
 pub fn check_master(grant: &Grant, master: &str) -> Result<(), HostError> {
     check_host(grant, &format!("create links on host link {master:?}"))?;
-    if !grant.host_links.iter().any(|l| l == master) {
+    if !grant.host_link_granted(master) {
         return Err(HostError::Denied(format!(
             "host link {master:?} is not one the plugin's config names (named: {})",
-            if grant.host_links.is_empty() {
-                "none".to_string()
-            } else {
-                grant.host_links.join(", ")
-            }
+            crate::grant::listed(&grant.host_links)
         )));
     }
     Ok(())

@@ -89,16 +89,10 @@ pub fn check_namespace(grant: &Grant, ns: Ns) -> Result<(), HostError> {
 pub fn check(grant: &Grant, ns: Ns, name: &str) -> Result<(), HostError> {
     check_namespace(grant, ns)?;
     match ns {
-        Ns::Host if !grant.host_links.iter().any(|l| l == name) => {
-            Err(HostError::Denied(format!(
-                "host link {name:?} is neither named by the plugin's config nor created by this call (may touch: {})",
-                if grant.host_links.is_empty() {
-                    "none".to_string()
-                } else {
-                    grant.host_links.join(", ")
-                }
-            )))
-        }
+        Ns::Host if !grant.host_link_granted(name) => Err(HostError::Denied(format!(
+            "host link {name:?} is neither named by the plugin's config nor created by this call (may touch: {})",
+            crate::grant::listed(&grant.host_links)
+        ))),
         Ns::Host => Ok(()),
         Ns::Container if !grant.link_granted(name) => Err(HostError::Denied(format!(
             "link {name:?} in the container netns was not granted to this call (granted: {})",

@@ -340,7 +340,7 @@ impl netlink::Host for HostState {
         Ok(links
             .into_iter()
             .filter(|l| match n {
-                Ns::Host => self.grant.host_links.contains(&l.name),
+                Ns::Host => self.grant.host_link_granted(&l.name),
                 Ns::Container => self.grant.link_granted(&l.name),
             })
             .map(wit_link)

@@ -91,7 +91,7 @@ impl Granted<'_> {
             if !self.covers(from) {
                 return Err(HostError::Denied(format!(
                     "rule from {from}: not an address of a granted link ({})",
-                    self.describe_addrs()
+                    crate::grant::listed(self.addrs)
                 )));
             }
         }
@@ -131,17 +131,6 @@ impl Granted<'_> {
             ))),
             None => Ok(()),
         }
-    }
-
-    fn describe_addrs(&self) -> String {
-        if self.addrs.is_empty() {
-            return "none".into();
-        }
-        self.addrs
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
     }
 }
 
