@@ -35,6 +35,13 @@ pub struct Grant {
     /// Host links the plugin's config names (`master`, `bridge`): the only
     /// ones it may build on, and only with `host_netns`.
     pub host_links: Vec<String>,
+    /// Host links this call created (a veth's host end): it may configure
+    /// them and make them bridge ports. Filled in by the host as it goes.
+    pub host_created: Vec<String>,
+    /// Pod links this call created: their per-interface sysctls are the
+    /// plugin's to set (as the reference plugins do) even when the admin's
+    /// tuning allowlist does not list them.
+    pub pod_created: Vec<String>,
     /// Sysctl key patterns; `IFNAME` in a pattern matches only granted links.
     pub sysctl_allowlist: Vec<String>,
     /// The API groups and namespace cluster calls may reach; `None` denies
@@ -63,26 +70,41 @@ impl Grant {
 
     /// A host link the plugin's config names, or one this call created.
     pub fn host_link_granted(&self, name: &str) -> bool {
+        self.config_names(name) || self.host_created.iter().any(|l| l == name)
+    }
+
+    /// A host link the plugin's config names.
+    pub fn config_names(&self, name: &str) -> bool {
         self.host_links.iter().any(|l| l == name)
     }
 
     /// True if the full sysctl key matches an allowlist pattern, with
-    /// `IFNAME` replaced by each granted link in turn.
+    /// `IFNAME` replaced by each granted link in turn; or is a
+    /// per-interface key of a pod link this call created.
     pub fn sysctl_allowed(&self, key: &str) -> bool {
-        self.sysctl_allowlist.iter().any(|pat| {
-            let candidates: Vec<String> = if pat.contains("IFNAME") {
-                self.links
-                    .iter()
-                    .map(|l| pat.replace("IFNAME", &regex::escape(l)))
-                    .collect()
-            } else {
-                vec![pat.clone()]
-            };
-            candidates
-                .iter()
-                .any(|p| Regex::new(p).is_ok_and(|re| re.is_match(key)))
-        })
+        let defaults: Vec<String> = DEFAULT_SYSCTL_ALLOWLIST
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        pattern_matches(&self.sysctl_allowlist, &self.links, key)
+            || pattern_matches(&defaults, &self.pod_created, key)
     }
+}
+
+fn pattern_matches(patterns: &[String], links: &[String], key: &str) -> bool {
+    patterns.iter().any(|pat| {
+        let candidates: Vec<String> = if pat.contains("IFNAME") {
+            links
+                .iter()
+                .map(|l| pat.replace("IFNAME", &regex::escape(l)))
+                .collect()
+        } else {
+            vec![pat.clone()]
+        };
+        candidates
+            .iter()
+            .any(|p| Regex::new(p).is_ok_and(|re| re.is_match(key)))
+    })
 }
 
 /// Reads an allowlist file (one regex per line, `#` comments), as the
@@ -111,6 +133,8 @@ pub(crate) fn test_grant(links: &[&str]) -> Grant {
         cluster: None,
         host_netns: false,
         host_links: Vec::new(),
+        host_created: Vec::new(),
+        pod_created: Vec::new(),
         sysctl_allowlist: DEFAULT_SYSCTL_ALLOWLIST
             .iter()
             .map(|s| s.to_string())

@@ -1,12 +1,16 @@
 //! Creating and deleting the pod's interface (`multus:plugin/links`, WIT
-//! 0.1.2), checked against the grant, with a real and a recording backend;
-//! and the IPAM delegation an interface plugin asks the host for.
+//! 0.1.2; the bridge calls 0.1.3), checked against the grant, with a real
+//! and a recording backend; and the IPAM delegation an interface plugin
+//! asks the host for.
 
 use std::sync::{Arc, Mutex};
 
 use futures::TryStreamExt;
-use netlink_packet_route::link::MacVlanMode as NlMode;
-use rtnetlink::{LinkMacVlan, LinkUnspec};
+use netlink_packet_route::link::{
+    AfSpecBridge, BridgeVlanInfoFlags, LinkAttribute, LinkExtentMask, MacVlanMode as NlMode,
+};
+use netlink_packet_route::AddressFamily;
+use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkBridgeVlan, LinkMacVlan, LinkUnspec};
 
 use crate::bindings::multus::plugin::types as wit;
 use crate::grant::Grant;
@@ -19,6 +23,23 @@ pub enum MacvlanMode {
     Private,
     Vepa,
     Passthru,
+}
+
+/// How a missing bridge is made (`bridge-settings`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BridgeSettings {
+    pub mtu: Option<u32>,
+    pub promisc: bool,
+    pub vlan_filtering: bool,
+}
+
+/// A bridge port's settings (`port-settings`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortSettings {
+    pub hairpin: bool,
+    pub drop_default_vlans: bool,
+    pub access_vlan: Option<u16>,
+    pub trunk_vlans: Vec<u16>,
 }
 
 pub trait LinksBackend: Send {
@@ -42,6 +63,16 @@ pub trait LinksBackend: Send {
     fn enable_forwarding(&mut self, ipv4: bool, ipv6: bool) -> Result<(), HostError>;
     /// Deletes `ifname` in the pod; false when it is not there.
     fn link_del(&mut self, ifname: &str) -> Result<bool, HostError>;
+    /// The host bridge `name`, found or created, promiscuous when asked,
+    /// `accept_ra` 0, up.
+    fn bridge_ensure(&mut self, name: &str, s: BridgeSettings) -> Result<LinkInfo, HostError>;
+    /// Host link `port` enslaved to `bridge`, with `s` applied.
+    fn bridge_attach(
+        &mut self,
+        port: &str,
+        bridge: &str,
+        s: &PortSettings,
+    ) -> Result<(), HostError>;
 }
 
 /// The host end's name: `veth` and 8 hex digits, chosen by the host.
@@ -67,14 +98,29 @@ pub trait IpamBackend: Send {
     fn check(&mut self) -> Result<(), WitError>;
 }
 
-/// May this call create a macvlan on `master`: the admin's `hostNetns`
-/// grant, and `master` one of the host links the plugin's config names.
-pub fn check_master(grant: &Grant, master: &str) -> Result<(), HostError> {
-    check_host(grant, &format!("create links on host link {master:?}"))?;
-    if !grant.host_link_granted(master) {
+/// May this call build on host link `name` (`what` it would do, for the
+/// message): the admin's `hostNetns` grant, and `name` one of the host
+/// links the plugin's config names (`master`, `bridge`).
+pub fn check_named(grant: &Grant, name: &str, what: &str) -> Result<(), HostError> {
+    check_host(grant, &format!("{what} host link {name:?}"))?;
+    if !grant.config_names(name) {
         return Err(HostError::Denied(format!(
-            "host link {master:?} is not one the plugin's config names (named: {})",
+            "host link {name:?} is not one the plugin's config names (named: {})",
             crate::grant::listed(&grant.host_links)
+        )));
+    }
+    Ok(())
+}
+
+/// May this call make `port` a port of `bridge`: the bridge is the
+/// config's, and the port a host link this call created, so no host
+/// interface (an uplink, say) is ever pulled into a bridge.
+pub fn check_attach(grant: &Grant, port: &str, bridge: &str) -> Result<(), HostError> {
+    check_named(grant, bridge, "attach ports to")?;
+    if !grant.host_created.iter().any(|l| l == port) {
+        return Err(HostError::Denied(format!(
+            "host link {port:?} was not created by this call; only those may join bridge {bridge:?} (created: {})",
+            crate::grant::listed(&grant.host_created)
         )));
     }
     Ok(())
@@ -177,6 +223,9 @@ impl LinksBackend for Kernel {
         })?;
         let peer = host_name.to_string();
         let host = self.worker(Ns::Host)?.run("veth-add", move |rt, h| {
+            // The host end's routes are the plugin's, as the reference's
+            // SetupVeth says (best effort: a node may have no IPv6).
+            let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{peer}/accept_ra"), "0");
             rt.block_on(async { Ok(link_info(&find(h, &peer).await?)) })
         })?;
         let pod_name = ifname.to_string();
@@ -227,6 +276,130 @@ impl LinksBackend for Kernel {
             })
         })
     }
+
+    fn bridge_ensure(&mut self, name: &str, s: BridgeSettings) -> Result<LinkInfo, HostError> {
+        let name = name.to_string();
+        self.worker(Ns::Host)?.run("bridge-ensure", move |rt, h| {
+            rt.block_on(async {
+                let found = match find(h, &name).await {
+                    Err(HostError::NotFound(_)) => None,
+                    other => Some(other?),
+                };
+                if found.is_none() {
+                    // Created down, as the reference: up only after accept_ra.
+                    let mut b = rtnetlink::LinkMessageBuilder::<LinkBridge>::new(&name);
+                    if let Some(m) = s.mtu {
+                        b = b.mtu(m);
+                    }
+                    if s.vlan_filtering {
+                        b = b.vlan_filtering(true);
+                    }
+                    match h.link().add(b.build()).execute().await {
+                        // Another ADD made it first: use theirs.
+                        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => {
+                        }
+                        other => other.map_err(nl)?,
+                    }
+                }
+                let l = link_info(&find(h, &name).await?);
+                if l.kind.as_deref() != Some("bridge") {
+                    return Err(HostError::Invalid(format!(
+                        "{name:?} already exists but is not a bridge"
+                    )));
+                }
+                if s.promisc {
+                    h.link()
+                        .set(
+                            LinkUnspec::new_with_index(l.index)
+                                .promiscuous(true)
+                                .build(),
+                        )
+                        .execute()
+                        .await
+                        .map_err(nl)?;
+                }
+                // The plugin owns the bridge's routes; like the reference,
+                // a node without IPv6 is no error.
+                let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{name}/accept_ra"), "0");
+                h.link()
+                    .set(LinkUnspec::new_with_index(l.index).up().build())
+                    .execute()
+                    .await
+                    .map_err(nl)?;
+                Ok(link_info(&find(h, &name).await?))
+            })
+        })
+    }
+
+    fn bridge_attach(
+        &mut self,
+        port: &str,
+        bridge: &str,
+        s: &PortSettings,
+    ) -> Result<(), HostError> {
+        let (port, bridge, s) = (port.to_string(), bridge.to_string(), s.clone());
+        self.worker(Ns::Host)?.run("bridge-attach", move |rt, h| {
+            rt.block_on(async {
+                let br = find(h, &bridge).await?.header.index;
+                let index = find(h, &port).await?.header.index;
+                h.link()
+                    .set(LinkUnspec::new_with_index(index).controller(br).build())
+                    .execute()
+                    .await
+                    .map_err(nl)?;
+                h.link()
+                    .set_port(LinkBridgePort::new(index).hairpin(s.hairpin).build())
+                    .execute()
+                    .await
+                    .map_err(nl)?;
+                if s.drop_default_vlans {
+                    for vid in port_vlans(h, index).await? {
+                        let m = LinkBridgeVlan::new(index)
+                            .vlan(vid, BridgeVlanInfoFlags::empty())
+                            .build();
+                        h.link().del_with_message(m).execute().await.map_err(nl)?;
+                    }
+                }
+                if let Some(vid) = s.access_vlan {
+                    let flags = BridgeVlanInfoFlags::Pvid | BridgeVlanInfoFlags::Untagged;
+                    let m = LinkBridgeVlan::new(index).vlan(vid, flags).build();
+                    h.link().set(m).execute().await.map_err(nl)?;
+                }
+                for &vid in &s.trunk_vlans {
+                    let m = LinkBridgeVlan::new(index)
+                        .vlan(vid, BridgeVlanInfoFlags::empty())
+                        .build();
+                    h.link().set(m).execute().await.map_err(nl)?;
+                }
+                Ok(())
+            })
+        })
+    }
+}
+
+/// The VLANs the bridge port `index` has (AF_BRIDGE dump; the kernel
+/// cannot filter it by link).
+async fn port_vlans(h: &Handle, index: u32) -> Result<Vec<u16>, HostError> {
+    let mut dump = h
+        .link()
+        .get()
+        .set_filter_mask(AddressFamily::Bridge, vec![LinkExtentMask::Brvlan])
+        .execute();
+    let mut vids = Vec::new();
+    while let Some(m) = dump.try_next().await.map_err(nl)? {
+        if m.header.index != index {
+            continue;
+        }
+        for a in &m.attributes {
+            if let LinkAttribute::AfSpecBridge(specs) = a {
+                vids.extend(specs.iter().filter_map(|s| match s {
+                    AfSpecBridge::VlanInfo(v) => Some(v.vid),
+                    _ => None,
+                }));
+            }
+        }
+    }
+    Ok(vids)
 }
 
 /// A few random bits for temporary link names.
@@ -312,5 +485,36 @@ impl LinksBackend for RecordingLinks {
             .expect("ops")
             .push(format!("link-del {ifname}"));
         Ok(true)
+    }
+
+    fn bridge_ensure(&mut self, name: &str, s: BridgeSettings) -> Result<LinkInfo, HostError> {
+        self.ops.lock().expect("ops").push(format!(
+            "bridge-ensure {name} mtu {:?} promisc {} vlan-filtering {}",
+            s.mtu, s.promisc, s.vlan_filtering
+        ));
+        Ok(LinkInfo {
+            name: name.into(),
+            index: 5,
+            mac: "02:00:00:00:00:05".into(),
+            mtu: s.mtu.unwrap_or(1500),
+            up: true,
+            promisc: s.promisc,
+            allmulti: false,
+            txqlen: 1000,
+            kind: Some("bridge".into()),
+        })
+    }
+
+    fn bridge_attach(
+        &mut self,
+        port: &str,
+        bridge: &str,
+        s: &PortSettings,
+    ) -> Result<(), HostError> {
+        self.ops.lock().expect("ops").push(format!(
+            "bridge-attach {port} to {bridge} hairpin {} drop-default-vlans {} access {:?} trunk {:?}",
+            s.hairpin, s.drop_default_vlans, s.access_vlan, s.trunk_vlans
+        ));
+        Ok(())
     }
 }

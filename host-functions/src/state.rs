@@ -13,7 +13,9 @@ use crate::bindings::multus::plugin::{
 };
 use crate::cluster::{ClusterBackend, ClusterError, Kind};
 use crate::grant::Grant;
-use crate::links::{IpamBackend, LinksBackend, MacvlanMode, RecordingLinks};
+use crate::links::{
+    BridgeSettings, IpamBackend, LinksBackend, MacvlanMode, PortSettings, RecordingLinks,
+};
 use crate::log::{Level, LogSink};
 use crate::netlink::{self as nl, LinkChange, NetlinkBackend, Ns, RecordingNetlink, Route};
 use crate::routing::policy::Granted;
@@ -62,6 +64,17 @@ impl LinksBackend for RecordingKernel {
     }
     fn link_del(&mut self, ifname: &str) -> Result<bool, HostError> {
         self.links.link_del(ifname)
+    }
+    fn bridge_ensure(&mut self, name: &str, s: BridgeSettings) -> Result<nl::LinkInfo, HostError> {
+        self.links.bridge_ensure(name, s)
+    }
+    fn bridge_attach(
+        &mut self,
+        port: &str,
+        bridge: &str,
+        s: &PortSettings,
+    ) -> Result<(), HostError> {
+        self.links.bridge_attach(port, bridge, s)
     }
 }
 
@@ -798,10 +811,12 @@ impl HostState {
         mac: Option<&str>,
     ) -> Result<nl::LinkInfo, HostError> {
         nl::check_namespace(&self.grant, Ns::Container)?;
-        crate::links::check_master(&self.grant, master)?;
+        crate::links::check_named(&self.grant, master, "create links on")?;
         let ifname = self.ifname()?;
         let mac = mac.map(nl::parse_mac).transpose()?;
-        self.kernel.macvlan_add(master, mode, mtu, mac, &ifname)
+        let made = self.kernel.macvlan_add(master, mode, mtu, mac, &ifname)?;
+        self.grant.pod_created.push(ifname);
+        Ok(made)
     }
 
     fn veth(&mut self, mtu: Option<u32>) -> Result<(nl::LinkInfo, nl::LinkInfo), HostError> {
@@ -811,7 +826,8 @@ impl HostState {
         let host_name = crate::links::host_veth_name();
         let made = self.kernel.veth_add(&ifname, &host_name, mtu)?;
         // The host end may be configured from now on.
-        self.grant.host_links.push(host_name);
+        self.grant.host_created.push(host_name);
+        self.grant.pod_created.push(ifname);
         Ok(made)
     }
 
@@ -872,6 +888,39 @@ impl links::Host for HostState {
     fn link_del(&mut self) -> Result<bool, WitError> {
         let out = self.unlink();
         out.map_err(|e| self.fail("links.link-del", e))
+    }
+
+    fn bridge_ensure(
+        &mut self,
+        name: String,
+        s: links::BridgeSettings,
+    ) -> Result<netlink::LinkInfo, WitError> {
+        let settings = BridgeSettings {
+            mtu: s.mtu,
+            promisc: s.promisc,
+            vlan_filtering: s.vlan_filtering,
+        };
+        let out = crate::links::check_named(&self.grant, &name, "create or set up")
+            .and_then(|()| self.kernel.bridge_ensure(&name, settings));
+        out.map(wit_link)
+            .map_err(|e| self.fail(&format!("links.bridge-ensure({name})"), e))
+    }
+
+    fn bridge_attach(
+        &mut self,
+        port: String,
+        bridge: String,
+        s: links::PortSettings,
+    ) -> Result<(), WitError> {
+        let settings = PortSettings {
+            hairpin: s.hairpin,
+            drop_default_vlans: s.drop_default_vlans,
+            access_vlan: s.access_vlan,
+            trunk_vlans: s.trunk_vlans,
+        };
+        let out = crate::links::check_attach(&self.grant, &port, &bridge)
+            .and_then(|()| self.kernel.bridge_attach(&port, &bridge, &settings));
+        out.map_err(|e| self.fail(&format!("links.bridge-attach({port}, {bridge})"), e))
     }
 
     fn ipam_add(&mut self) -> Result<types::CniResult, WitError> {

@@ -54,7 +54,8 @@ fn state(node: &Node, pod: &Pod, host_veth: &str) -> Value {
         "host": {"kind": host["linkinfo"]["info_kind"], "mtu": host["mtu"],
                  "up": host["flags"].as_array().unwrap().contains(&json!("UP")),
                  "addrs": node.ns.addrs(host_veth).unwrap(),
-                 "routes": lines(node.ns.ip(&["route", "show", "dev", host_veth]).unwrap())},
+                 "routes": lines(node.ns.ip(&["route", "show", "dev", host_veth]).unwrap()),
+                 "accept_ra": node.sysctl_in(&format!("/proc/sys/net/ipv6/conf/{host_veth}/accept_ra"))},
         "forwarding": node.sysctl_in("/proc/sys/net/ipv4/ip_forward"),
     })
 }

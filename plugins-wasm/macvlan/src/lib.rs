@@ -8,14 +8,10 @@
 //! CHECK runs the IPAM's CHECK and compares the link, its addresses and
 //! routes with prevResult.
 
-use std::net::IpAddr;
-
 use multus_plugin_sdk::conf::{ConfDns, NetConf};
-use multus_plugin_sdk::ip::{parse_ip, Cidr};
+use multus_plugin_sdk::iface;
 use multus_plugin_sdk::links::{self, MacvlanMode};
-use multus_plugin_sdk::netlink::{self, Namespace};
-use multus_plugin_sdk::routing::{self, RouteEntry};
-use multus_plugin_sdk::sysctl::{self, Key, LinkKey};
+use multus_plugin_sdk::netlink::Namespace;
 use multus_plugin_sdk::{
     code, error, invalid, Attachment, CniError, CniResult, Dns, Interface, Plugin, Request,
 };
@@ -55,69 +51,15 @@ impl Conf {
             "passthru" => MacvlanMode::Passthru,
             other => return Err(invalid(format!("macvlan: unknown \"mode\" {other:?}"))),
         };
-        let ipam_type = netconf
-            .raw
-            .get("ipam")
-            .and_then(|i| i.get("type"))
-            .and_then(|t| t.as_str())
-            .unwrap_or_default();
         Ok(Self {
             master,
             mode,
             mtu: netconf.get::<u32>("mtu")?.filter(|m| *m > 0),
             mac: netconf.runtime::<String>("mac")?.filter(|m| !m.is_empty()),
-            layer3: !ipam_type.is_empty(),
+            layer3: !netconf.ipam_type().is_empty(),
             dns: netconf.get("dns")?,
         })
     }
-}
-
-fn notify(ifname: &str) {
-    // As the reference (Debian's 1.1.1 sets only this one): best effort.
-    let _ = sysctl::set(
-        &Key {
-            section: "ipv4".into(),
-            link: Some(LinkKey {
-                group: "conf".into(),
-                link: ifname.into(),
-            }),
-            name: "arp_notify".into(),
-        },
-        "1",
-    );
-}
-
-/// The gateway of `family`'s first IP that has one.
-fn gateway(r: &CniResult, v4: bool) -> Option<String> {
-    r.ips
-        .iter()
-        .filter_map(|ip| ip.gateway.as_deref())
-        .find(|g| parse_ip(g).is_ok_and(|g: IpAddr| g.is_ipv4() == v4))
-        .map(String::from)
-}
-
-/// The IPAM result on the link, as the reference's `ConfigureIface`: up,
-/// its addresses, its routes (a route without `gw` goes via its family's
-/// gateway).
-fn configure(ifname: &str, r: &CniResult) -> Result<(), CniError> {
-    multus_plugin_sdk::link_up(NS, ifname)?;
-    for ip in &r.ips {
-        netlink::addr_add(NS, ifname, &ip.address)?;
-    }
-    for route in &r.routes {
-        let v4 = Cidr::parse(&route.dst).is_ok_and(|c| c.addr.is_ipv4());
-        let entry = RouteEntry {
-            dst: route.dst.clone(),
-            gw: route.gw.clone().or_else(|| gateway(r, v4)),
-            src: None,
-            table: route.table,
-            metric: route.priority,
-            scope: None,
-            protocol: None,
-        };
-        routing::route_add(NS, ifname, &entry)?;
-    }
-    Ok(())
 }
 
 struct Macvlan;
@@ -154,8 +96,9 @@ impl Plugin for Macvlan {
                 ip.interface = Some(0);
             }
             result.routes = ipam.routes.clone();
-            notify(&req.ifname);
-            configure(&req.ifname, &result).map_err(undo_all)?;
+            // As the reference (Debian's 1.1.1 sets only this one).
+            iface::conf_sysctl(&req.ifname, "ipv4", "arp_notify", "1");
+            iface::configure(&req.ifname, &result).map_err(undo_all)?;
         } else {
             multus_plugin_sdk::link_up(NS, &req.ifname).map_err(undo_link)?;
         }
@@ -164,8 +107,9 @@ impl Plugin for Macvlan {
     }
 
     fn del(req: Request) -> Result<(), CniError> {
-        let conf = Conf::load(&NetConf::parse(&req)?)?;
-        if conf.layer3 {
+        // Only what DEL needs: a config ADD refused must still be deletable.
+        let netconf = NetConf::parse(&req)?;
+        if !netconf.ipam_type().is_empty() {
             links::ipam_del()?;
         }
         links::link_del().map(drop)
@@ -180,40 +124,7 @@ impl Plugin for Macvlan {
         let prev = netconf
             .prev_result()?
             .ok_or_else(|| invalid("macvlan: required prevResult missing"))?;
-        let fail = |m: String| error(code::INTERNAL, format!("macvlan: {m}"));
-        let at = prev
-            .interfaces
-            .iter()
-            .position(|i| i.name == req.ifname && i.sandbox)
-            .ok_or_else(|| fail(format!("prevResult has no {} in the pod", req.ifname)))?;
-        let link = netlink::link_get(NS, &req.ifname)?;
-        if link.kind.as_deref() != Some("macvlan") {
-            return Err(fail(format!("{} is not a macvlan", req.ifname)));
-        }
-        if let Some(mac) = &prev.interfaces[at].mac {
-            if !mac.eq_ignore_ascii_case(&link.mac) {
-                return Err(fail(format!(
-                    "{} has MAC {}, not {mac}",
-                    req.ifname, link.mac
-                )));
-            }
-        }
-        let addrs = netlink::addr_list(NS, &req.ifname)?;
-        for ip in prev.ips.iter().filter(|ip| ip.interface == Some(at as u32)) {
-            if !addrs.contains(&ip.address) {
-                return Err(fail(format!("{} lacks {}", req.ifname, ip.address)));
-            }
-        }
-        let routes = netlink::route_list(NS, &req.ifname)?;
-        for want in &prev.routes {
-            let found = routes
-                .iter()
-                .any(|r| r.dst == want.dst && (want.gw.is_none() || r.gw == want.gw));
-            if !found {
-                return Err(fail(format!("route to {} is missing", want.dst)));
-            }
-        }
-        Ok(())
+        iface::check("macvlan", &req.ifname, "macvlan", &prev).map(drop)
     }
 
     fn status(req: Request) -> Result<(), CniError> {

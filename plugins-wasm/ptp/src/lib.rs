@@ -7,6 +7,7 @@
 //! iptables/nftables rules on the node, which no host call makes (yet).
 
 use multus_plugin_sdk::conf::{ConfDns, NetConf};
+use multus_plugin_sdk::iface;
 use multus_plugin_sdk::ip::{bits, parse_ip, Cidr};
 use multus_plugin_sdk::links;
 use multus_plugin_sdk::netlink::{self, Namespace};
@@ -27,25 +28,12 @@ impl Conf {
                 "ptp: \"ipMasq\": true is not supported by the wasm ptp (masquerading needs iptables/nftables rules on the node, which it cannot make); set it false or remove ptp.wasm to run the native ptp",
             ));
         }
-        let has_ipam = netconf
-            .raw
-            .get("ipam")
-            .and_then(|i| i.get("type"))
-            .and_then(|t| t.as_str())
-            .is_some_and(|t| !t.is_empty());
-        if !has_ipam {
+        if netconf.ipam_type().is_empty() {
             return Err(invalid("ptp: \"ipam\" with a \"type\" is required"));
         }
-        let dns: Option<ConfDns> = netconf.get("dns")?;
         Ok(Self {
             mtu: netconf.get::<u32>("mtu")?.filter(|m| *m > 0),
-            // As the reference: the conf's DNS only when it sets a field.
-            dns: dns.filter(|d| {
-                !d.nameservers.is_empty()
-                    || d.domain.is_some()
-                    || !d.search.is_empty()
-                    || !d.options.is_empty()
-            }),
+            dns: netconf.dns()?,
         })
     }
 }
@@ -180,31 +168,7 @@ impl Plugin for Ptp {
         let prev = netconf
             .prev_result()?
             .ok_or_else(|| invalid("ptp: Required prevResult missing"))?;
-        let fail = |m: String| error(code::INTERNAL, format!("ptp: {m}"));
-        let at = prev
-            .interfaces
-            .iter()
-            .position(|i| i.name == req.ifname && i.sandbox)
-            .ok_or_else(|| fail(format!("prevResult has no {} in the pod", req.ifname)))?;
-        let link = netlink::link_get(Namespace::Container, &req.ifname)?;
-        if link.kind.as_deref() != Some("veth") {
-            return Err(fail(format!("{} is not of type veth/p2p", req.ifname)));
-        }
-        if let Some(mac) = &prev.interfaces[at].mac {
-            if !mac.eq_ignore_ascii_case(&link.mac) {
-                return Err(fail(format!(
-                    "{} has MAC {}, not {mac}",
-                    req.ifname, link.mac
-                )));
-            }
-        }
-        let addrs = netlink::addr_list(Namespace::Container, &req.ifname)?;
-        for ip in prev.ips.iter().filter(|ip| ip.interface == Some(at as u32)) {
-            if !addrs.contains(&ip.address) {
-                return Err(fail(format!("{} lacks {}", req.ifname, ip.address)));
-            }
-        }
-        Ok(())
+        iface::check("ptp", &req.ifname, "veth", &prev).map(drop)
     }
 
     fn status(req: Request) -> Result<(), CniError> {

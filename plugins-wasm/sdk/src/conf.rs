@@ -70,6 +70,26 @@ impl NetConf {
         }
     }
 
+    /// `ipam.type`; empty when there is no IPAM (a layer-2 attachment).
+    pub fn ipam_type(&self) -> &str {
+        self.raw
+            .get("ipam")
+            .and_then(|i| i.get("type"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+
+    /// The config's own `dns`, when it sets any field (the reference
+    /// plugins then prefer it over the IPAM's).
+    pub fn dns(&self) -> Result<Option<ConfDns>, CniError> {
+        Ok(self.get::<ConfDns>("dns")?.filter(|d| {
+            !d.nameservers.is_empty()
+                || d.domain.is_some()
+                || !d.search.is_empty()
+                || !d.options.is_empty()
+        }))
+    }
+
     /// The `prevResult`, if any, as a typed result.
     pub fn prev_result(&self) -> Result<Option<CniResult>, CniError> {
         let Some(v) = self.raw.get("prevResult").filter(|v| !v.is_null()) else {

@@ -86,6 +86,8 @@ pub fn none(plugin: &str, settings: &PluginSettings) -> Grant {
         cluster: None,
         host_netns: false,
         host_links: Vec::new(),
+        host_created: Vec::new(),
+        pod_created: Vec::new(),
         sysctl_allowlist: Vec::new(),
         call_timeout: settings.host_call_timeout(),
     }
@@ -156,6 +158,8 @@ pub fn compute(
                 .collect(),
             _ => Vec::new(),
         },
+        host_created: Vec::new(),
+        pod_created: Vec::new(),
         sysctl_allowlist,
         call_timeout: settings.host_call_timeout(),
     }
