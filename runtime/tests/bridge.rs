@@ -289,3 +289,144 @@ fn layer2_bridge_matches_reference() {
     assert_same(&seen, &want);
     assert_eq!(seen[0]["result"]["ips"], Value::Null);
 }
+
+/// Nothing of the attachment on the node or in the pod.
+fn assert_nothing_left(node: &Node, pod: &Pod) {
+    assert_eq!(pod.ns.links().unwrap(), ["lo"]);
+    assert!(node.veths().is_empty(), "{:?}", node.veths());
+    assert!(node.reservations("brnet").is_empty());
+    assert!(node.cache_files().is_empty(), "{:?}", node.cache_files());
+}
+
+/// Keys the module will not half-honour, and bad values: code 7 naming
+/// the key, before anything is made (not even the bridge).
+#[test]
+fn refusals_name_the_key_and_make_nothing() {
+    let node = Node::new();
+    let pod = Pod::new();
+    for (extra, key) in [
+        (json!({"ipMasq": true}), "ipMasq"),
+        (json!({"macspoofchk": true}), "macspoofchk"),
+        (json!({"isGateway": true, "vlan": 10}), "isGateway"),
+        (
+            json!({"hairpinMode": true, "promiscMode": true}),
+            "hairpinMode",
+        ),
+        (json!({"vlan": 5000}), "vlan"),
+        (json!({"vlan": 10, "vlanTrunk": [{"id": 20}]}), "vlanTrunk"),
+        (
+            json!({"vlanTrunk": [{"minID": 30, "maxID": 20}]}),
+            "vlanTrunk",
+        ),
+        (json!({"vlanTrunk": [{"minID": 3}]}), "vlanTrunk"),
+        (json!({"mtu": "big"}), "mtu"),
+    ] {
+        let msg = assert_cni_error(
+            &node.run("ADD", "br-r", &pod, &conf(&node, extra.clone(), true)),
+            7,
+        );
+        assert!(msg.contains(key), "{extra}: {msg}");
+        assert!(!node.ns.links().unwrap().iter().any(|l| l == BR), "{extra}");
+        assert_nothing_left(&node, &pod);
+    }
+}
+
+/// A host link of the bridge's name that is no bridge: an invalid config
+/// (code 7), and the link untouched.
+#[test]
+fn a_non_bridge_of_that_name_is_an_error() {
+    let node = Node::new();
+    let pod = Pod::new();
+    let c = conf(&node, json!({"bridge": "uplink0"}), true);
+    let msg = assert_cni_error(&node.run("ADD", "br-n", &pod, &c), 7);
+    assert!(
+        msg.contains("\"uplink0\" already exists but is not a bridge"),
+        "{msg}"
+    );
+    let up = node.ns.link("uplink0").unwrap();
+    assert_eq!(up["linkinfo"]["info_kind"], "veth");
+    assert!(up["master"].is_null());
+    assert_nothing_left(&node, &pod);
+}
+
+/// A gateway bridge already holding another IPv4 address: refused without
+/// `forceAddress`, and unlike the reference (which leaves the veth and
+/// the IP), nothing is left; with it, the address is replaced.
+#[test]
+fn gateway_address_clash_rolls_back_or_is_forced() {
+    let node = Node::new();
+    let pod = Pod::new();
+    node.ns.ip(&["link", "add", BR, "type", "bridge"]).unwrap();
+    node.ns
+        .ip(&["addr", "add", "10.9.9.1/24", "dev", BR])
+        .unwrap();
+    let c = conf(&node, json!({"isGateway": true}), true);
+    let msg = assert_cni_error(&node.run("ADD", "br-g", &pod, &c), 999);
+    assert!(
+        msg.contains("already has an IP address different from 10.70.0.1/24"),
+        "{msg}"
+    );
+    assert_eq!(node.ns.addrs(BR).unwrap(), ["10.9.9.1/24"]);
+    assert_nothing_left(&node, &pod);
+
+    let c = conf(
+        &node,
+        json!({"isGateway": true, "forceAddress": true}),
+        true,
+    );
+    let out = node.run("ADD", "br-g", &pod, &c);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    assert_eq!(node.ns.addrs(BR).unwrap(), ["10.70.0.1/24"]);
+    let del = node.run("DEL", "br-g", &pod, &c);
+    assert!(del.ok(), "{} {}", del.stdout, del.stderr);
+    assert_nothing_left(&node, &pod);
+}
+
+/// DEL after the pod's netns is gone: the kernel took both veth ends with
+/// it; the IP and the cache are freed.
+#[test]
+fn del_after_the_pod_netns_is_gone() {
+    let node = Node::new();
+    let pod = Pod::new();
+    let c = conf(&node, json!({}), true);
+    let out = node.run("ADD", "br-d", &pod, &c);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    assert_eq!(node.reservations("brnet").len(), 1);
+    multus_testbed::ip(&["netns", "del", pod.ns.name()]).unwrap();
+    let del = node.run("DEL", "br-d", &pod, &c);
+    assert!(del.ok(), "{} {}", del.stdout, del.stderr);
+    assert!(node.veths().is_empty(), "{:?}", node.veths());
+    assert!(node.reservations("brnet").is_empty());
+    assert!(node.cache_files().is_empty());
+    let again = node.run("DEL", "br-d", &pod, &c);
+    assert!(again.ok(), "{} {}", again.stdout, again.stderr);
+}
+
+/// multus killed with SIGKILL after the veth pair was made and while its
+/// (native, slow) IPAM runs: the runtime's DEL removes both ends.
+#[test]
+fn killed_after_the_veth_then_del_removes_it() {
+    let node = Node::new();
+    node.install_wasm(&["bridge"]);
+    let bin = node.dir.path().join("bin");
+    slow_ipam(&bin);
+    let mut c = node.with_wasm(confs::multus_delegates(
+        &[
+            json!({"cniVersion": "1.0.0", "name": "brnet", "type": "bridge",
+                 "bridge": BR, "ipam": {"type": "slow-ipam"}}),
+        ],
+        &node.cni_dir(),
+        &bin,
+    ));
+    c["wasmPlugins"] = json!({"bridge": {"hostNetns": true}});
+    let conf = bytes(&c);
+    let pod = Pod::new();
+    node.kill_add_once_linked("crash", &pod, &conf, "eth0");
+    assert_eq!(node.veths().len(), 1, "left behind by the kill");
+
+    let del = node.run("DEL", "crash", &pod, &conf);
+    assert!(del.ok(), "{} {}", del.stdout, del.stderr);
+    assert_eq!(pod.ns.links().unwrap(), ["lo"]);
+    assert!(node.veths().is_empty(), "{:?}", node.veths());
+    assert!(node.cache_files().is_empty());
+}

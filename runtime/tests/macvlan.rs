@@ -200,20 +200,10 @@ fn the_grant_decides_the_master() {
 /// the cache multus wrote before the first delegate.
 #[test]
 fn killed_mid_add_then_del_removes_the_link() {
-    use std::io::Write;
-    use std::os::unix::fs::PermissionsExt;
     let node = Node::new();
     node.install_wasm(&["macvlan"]);
     let bin = node.dir.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    // An IPAM that takes its time on ADD and succeeds at once otherwise.
-    let slow = bin.join("slow-ipam");
-    std::fs::write(
-        &slow,
-        "#!/bin/sh\nif [ \"$CNI_COMMAND\" = ADD ]; then sleep 30; fi\nexit 0\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755)).unwrap();
+    slow_ipam(&bin);
     let mut c = node.with_wasm(confs::multus_delegates(
         &[
             json!({"cniVersion": "1.0.0", "name": "mvnet", "type": "macvlan",
@@ -225,23 +215,7 @@ fn killed_mid_add_then_del_removes_the_link() {
     c["wasmPlugins"] = json!({"macvlan": {"hostNetns": true}});
     let conf = bytes(&c);
     let pod = Pod::new();
-
-    let mut cmd = std::process::Command::new(multus_testbed::node::multus());
-    cmd.envs(pod_env("ADD", "crash", &pod.path))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null());
-    let ns = multus_testbed::in_netns(&mut cmd, &node.ns).unwrap();
-    let mut child = cmd.spawn().unwrap();
-    drop(ns);
-    child.stdin.take().unwrap().write_all(&conf).unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !pod.ns.links().unwrap().iter().any(|l| l == "eth0") {
-        assert!(std::time::Instant::now() < deadline, "no macvlan in time");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    node.kill_add_once_linked("crash", &pod, &conf, "eth0");
     assert!(
         pod.ns.links().unwrap().iter().any(|l| l == "eth0"),
         "left behind by the kill"

@@ -251,3 +251,42 @@ impl Node {
         })
     }
 }
+
+/// A native IPAM in `dir`, `slow-ipam`, that sleeps 30 s on ADD and
+/// succeeds at once otherwise: it holds multus mid-ADD for a kill.
+pub fn slow_ipam(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).unwrap();
+    let slow = dir.join("slow-ipam");
+    std::fs::write(
+        &slow,
+        "#!/bin/sh\nif [ \"$CNI_COMMAND\" = ADD ]; then sleep 30; fi\nexit 0\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755)).unwrap();
+    slow
+}
+
+impl Node {
+    /// Starts `ADD` of container `cid`, waits until the pod has `ifname`,
+    /// then kills multus with SIGKILL, as a node crash would.
+    pub fn kill_add_once_linked(&self, cid: &str, pod: &Pod, conf: &[u8], ifname: &str) {
+        use std::io::Write;
+        let mut cmd = std::process::Command::new(multus());
+        cmd.envs(pod_env("ADD", cid, &pod.path))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let ns = crate::in_netns(&mut cmd, &self.ns).unwrap();
+        let mut child = cmd.spawn().unwrap();
+        drop(ns);
+        child.stdin.take().unwrap().write_all(conf).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !pod.ns.links().unwrap().iter().any(|l| l == ifname) {
+            assert!(std::time::Instant::now() < deadline, "no {ifname} in time");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
