@@ -30,6 +30,7 @@ fn shipped_plugins_are_accepted_in_their_world() {
         ("whereabouts", "cluster-ipam"),
         ("macvlan", "interface-plugin"),
         ("ptp", "interface-plugin"),
+        ("bridge", "interface-plugin"),
         ("route-override", "chained"),
         ("sbr", "chained"),
         ("tuning", "chained"),
@@ -406,6 +407,47 @@ fn macvlan_dry_run_shows_the_link_and_its_ipam() {
     let (code, out, _) = run(&[]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("hostNetns"), "{out}");
+}
+
+/// The bridge's dry run with the VLAN keys this machine's kernel cannot
+/// run (it has no bridge VLAN filtering): the filtering bridge and the
+/// trunk port as the calls the host would make, the default VLAN dropped.
+#[test]
+fn bridge_dry_run_shows_the_bridge_and_its_vlan_port() {
+    use serde_json::json;
+    let dir = tempfile::tempdir().unwrap();
+    let conf = write_json(
+        dir.path(),
+        "br.json",
+        &json!({"cniVersion": "1.0.0", "name": "br", "type": "bridge", "bridge": "br-trunk",
+                "mtu": 9000, "preserveDefaultVlan": false,
+                "vlanTrunk": [{"minID": 200, "maxID": 202}, {"id": 300}],
+                "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.67.0.0/24"}]],
+                         "dataDir": dir.path().join("ipam")}}),
+    );
+    let before = host_network();
+    let (code, out, err) = plugin_run(
+        "bridge",
+        &[
+            "--conf".as_ref(),
+            conf.as_os_str(),
+            "--ifname".as_ref(),
+            "net1".as_ref(),
+            "--host-netns".as_ref(),
+            "--dry-run".as_ref(),
+        ],
+    );
+    assert_eq!(code, 0, "{out} {err}");
+    for want in [
+        "links: bridge-ensure br-trunk mtu Some(9000) promisc false vlan-filtering true",
+        "links: veth-add net1 peer veth",
+        "drop-default-vlans true access None trunk [200, 201, 202, 300]",
+        "netlink: addr-add Container net1 10.67.0.2/24",
+    ] {
+        assert!(out.contains(want), "{want:?} in {out}");
+    }
+    assert_eq!(host_network(), before);
+    assert!(!dir.path().join("ipam").exists());
 }
 
 /// `plugin new` for each world: the crate builds for wasm32-wasip2 as it

@@ -9,11 +9,23 @@ use multus_testbed::confs;
 use serde_json::{json, Value};
 
 fn probe_conf(node: &Node, plugin: &str, probe: &str, settings: Value) -> Vec<u8> {
+    probe_conf_with(node, plugin, probe, json!({}), settings)
+}
+
+/// The probe's conflist entry carries `keys` besides its `probe`.
+fn probe_conf_with(
+    node: &Node,
+    plugin: &str,
+    probe: &str,
+    keys: Value,
+    settings: Value,
+) -> Vec<u8> {
     let mut list = confs::bridge_host_local("probed", "cni0", "10.8.0.0/24", &node.data_dir());
-    list["plugins"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"type": plugin, "probe": probe}));
+    let mut entry = json!({"type": plugin, "probe": probe});
+    for (k, v) in keys.as_object().unwrap() {
+        entry[k] = v.clone();
+    }
+    list["plugins"].as_array_mut().unwrap().push(entry);
     let mut conf = node.with_wasm(confs::multus_delegates(
         &[list],
         &node.cni_dir(),
@@ -31,6 +43,18 @@ fn host_state() -> (String, String) {
 
 /// Runs one probe and checks the refusal and that nothing was left behind.
 fn refused(probe: &str, plugin: &str, settings: Value, code: u64, names: &[&str]) {
+    refused_with(probe, plugin, json!({}), settings, code, names)
+}
+
+/// `refused` with `keys` in the probe's config.
+fn refused_with(
+    probe: &str,
+    plugin: &str,
+    keys: Value,
+    settings: Value,
+    code: u64,
+    names: &[&str],
+) {
     let node = Node::new();
     node.install_wasm(&[plugin]);
     let pod = Pod::new();
@@ -46,7 +70,7 @@ fn refused(probe: &str, plugin: &str, settings: Value, code: u64, names: &[&str]
         "ADD",
         "probe",
         &pod,
-        &probe_conf(&node, plugin, probe, settings),
+        &probe_conf_with(&node, plugin, probe, keys, settings),
     );
     let msg = assert_cni_error(&out, code);
     for n in names {
@@ -87,6 +111,23 @@ fn refused(probe: &str, plugin: &str, settings: Value, code: u64, names: &[&str]
         veths(&after_node),
         veths(&before_node),
         "probe {probe}: no host veth left"
+    );
+    // The cluster network's own bridge stays, as bridges do; nothing else
+    // appears or changes master.
+    let others = |s: &str| -> Vec<String> {
+        s.lines()
+            .filter(|l| !l.starts_with("veth") && !l.starts_with("cni0"))
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(
+        others(&after_node),
+        others(&before_node),
+        "probe {probe}: host links untouched"
+    );
+    assert!(
+        node.ns.link("uplink0").unwrap()["master"].is_null(),
+        "probe {probe}"
     );
 }
 
@@ -324,5 +365,50 @@ fn forwarding_without_the_host_grant() {
         json!({}),
         7,
         &["sandbox-probe", "links.enable-forwarding", "hostNetns"],
+    );
+}
+
+#[test]
+fn bridge_without_the_host_grant() {
+    refused(
+        "bridge-ensure",
+        "sandbox-probe",
+        json!({}),
+        7,
+        &["sandbox-probe", "links.bridge-ensure(br-evil)", "hostNetns"],
+    );
+}
+
+#[test]
+fn bridge_the_config_does_not_name() {
+    refused(
+        "bridge-ensure",
+        "sandbox-probe",
+        json!({"hostNetns": true}),
+        7,
+        &[
+            "sandbox-probe",
+            "links.bridge-ensure(br-evil)",
+            "not one the plugin's config names",
+        ],
+    );
+}
+
+/// Even with the bridge and the master named in its config and the host
+/// grant, a plugin cannot pull a host link it did not create (an uplink)
+/// into a bridge.
+#[test]
+fn bridge_port_the_call_did_not_create() {
+    refused_with(
+        "bridge-attach-master",
+        "sandbox-probe",
+        json!({"bridge": "cni0", "master": "uplink0"}),
+        json!({"hostNetns": true}),
+        7,
+        &[
+            "sandbox-probe",
+            "links.bridge-attach(uplink0, cni0)",
+            "was not created by this call",
+        ],
     );
 }

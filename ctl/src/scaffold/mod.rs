@@ -13,6 +13,7 @@ pub enum World {
 const SDK_LIB: &str = include_str!("../../../plugins-wasm/sdk/src/lib.rs");
 const SDK_CONF: &str = include_str!("../../../plugins-wasm/sdk/src/conf.rs");
 const SDK_IP: &str = include_str!("../../../plugins-wasm/sdk/src/ip.rs");
+const SDK_IFACE: &str = include_str!("../../../plugins-wasm/sdk/src/iface.rs");
 const WIT_TYPES: &str = include_str!("../../../wit/types.wit");
 const WIT_MAPPER: &str = include_str!("../../../wit/mapper.wit");
 const WIT_ROUTING: &str = include_str!("../../../wit/routing.wit");
@@ -141,6 +142,7 @@ wit-bindgen = { version = "0.61", default-features = false, features = ["macros"
         ("sdk/src/lib.rs", SDK_LIB.replace("\"../../wit\"", "\"wit\"")),
         ("sdk/src/conf.rs", SDK_CONF.to_string()),
         ("sdk/src/ip.rs", SDK_IP.to_string()),
+        ("sdk/src/iface.rs", SDK_IFACE.to_string()),
         ("sdk/wit/types.wit", WIT_TYPES.to_string()),
         ("sdk/wit/mapper.wit", WIT_MAPPER.to_string()),
         ("sdk/wit/routing.wit", WIT_ROUTING.to_string()),

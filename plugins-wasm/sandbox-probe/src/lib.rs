@@ -135,6 +135,32 @@ impl Plugin for Probe {
             "veth" => {
                 multus_plugin_sdk::links::veth_add(None)?;
             }
+            "bridge-ensure" => {
+                multus_plugin_sdk::links::bridge_ensure(
+                    "br-evil",
+                    multus_plugin_sdk::links::BridgeSettings {
+                        mtu: None,
+                        promisc: false,
+                        vlan_filtering: false,
+                    },
+                )?;
+            }
+            "bridge-attach-master" => {
+                // Both names are in this probe's config; the master is still
+                // no link this call created.
+                let bridge: String = conf.get("bridge")?.unwrap_or_default();
+                let master: String = conf.get("master")?.unwrap_or_default();
+                multus_plugin_sdk::links::bridge_attach(
+                    &master,
+                    &bridge,
+                    &multus_plugin_sdk::links::PortSettings {
+                        hairpin: false,
+                        drop_default_vlans: false,
+                        access_vlan: None,
+                        trunk_vlans: Vec::new(),
+                    },
+                )?;
+            }
             "forwarding" => {
                 multus_plugin_sdk::links::enable_forwarding(true, false)?;
             }
