@@ -298,8 +298,6 @@ fn main() -> Result<()> {
         "legacy-networks",
         "sbr",
         "route-override",
-        "macvlan",
-        "ptp",
     ] {
         std::fs::copy(
             built.join(format!("{module}.wasm")),
@@ -324,7 +322,7 @@ fn main() -> Result<()> {
         ipam_table(&plugins, &multus, &wasm_conf, &data, args.calls)?;
         chained_table(&plugins, &wasm_conf, args.calls)?;
         cluster_ipam_table(&node, &multus, &wasm_conf, work.path())?;
-        return interface_table(&multus, &plugins, &wasm_conf, work.path(), args.cycles);
+        return interface_table(&multus, None, &plugins, &built, work.path(), args.cycles);
     }
 
     let cluster = confs::bridge_host_local("cluster", "cni0", "10.10.0.0/16", &data);
@@ -560,69 +558,244 @@ fn main() -> Result<()> {
             quantile(&k.del, 0.5),
         );
     }
+    let thick = Thick {
+        shim: &shim,
+        socket_dir: &socket_dir,
+    };
+    interface_table(
+        &multus,
+        Some(thick),
+        &plugins,
+        &built,
+        work.path(),
+        args.cycles,
+    )?;
     let _ = daemon.kill();
     let _ = daemon.wait();
 
     ipam_table(&plugins, &multus, &wasm_conf, &data, args.calls)?;
     chained_table(&plugins, &wasm_conf, args.calls)?;
-    cluster_ipam_table(&node, &multus, &wasm_conf, work.path())?;
-    interface_table(&multus, &plugins, &wasm_conf, work.path(), args.cycles)
+    cluster_ipam_table(&node, &multus, &wasm_conf, work.path())
 }
 
-/// A pod with two networks, a macvlan (eth0) and a ptp (net1), each with
-/// host-local, through the built multus: every plugin exec'd (the
-/// reference binaries, four execs per ADD) vs every plugin a module run
-/// in-process (no exec).
+/// Where the thick rows send their calls: the shim and the daemon's
+/// socket dir.
+struct Thick<'a> {
+    shim: &'a Path,
+    socket_dir: &'a Path,
+}
+
+/// The bare-netlink limit of the three-network pod: the same link, address
+/// and route operations as its ADD and DEL, issued by this process through
+/// the hosts' netlink wrapper (one worker thread per namespace, as multus
+/// has), with no plugin, no grant check, no IPAM and no exec.
+fn bare_netlink(cycles: usize) -> Result<Samples> {
+    use multus_host_functions::links::{BridgeSettings, LinksBackend, MacvlanMode, PortSettings};
+    use multus_host_functions::netlink::{Kernel, LinkChange, NetlinkBackend, Ns, Route};
+    use multus_host_functions::netns::PodNetns;
+    let timeout = Duration::from_secs(5);
+    let up = LinkChange {
+        up: Some(true),
+        ..Default::default()
+    };
+    let route = |dst: &str, gw: Option<&str>, scope: Option<u8>| -> Result<Route> {
+        Ok(Route {
+            dst: dst.parse()?,
+            gw: gw.map(str::parse).transpose()?,
+            priority: None,
+            table: None,
+            scope,
+        })
+    };
+    let mut out = Samples::default();
+    for i in 0..cycles {
+        let pod = Netns::new("bench-pod")?;
+        let started = Instant::now();
+        let mut k = Kernel {
+            pod: Some(PodNetns::open(&pod.path(), timeout)?),
+            host: None,
+            timeout,
+        };
+        let (pod_ip, p2p_ip) = (
+            format!("10.130.0.{}/16", i % 250 + 2),
+            format!("10.132.0.{}/24", i % 250 + 2),
+        );
+        // eth0: a port of cni1, the gateway address ensured on the bridge.
+        k.bridge_ensure(
+            "cni1",
+            BridgeSettings {
+                mtu: None,
+                promisc: false,
+                vlan_filtering: false,
+            },
+        )?;
+        let host0 = format!("vethb{i:07}");
+        k.veth_add("eth0", &host0, None)?;
+        k.link_set(Ns::Container, "eth0", &up)?;
+        k.link_set(Ns::Host, &host0, &up)?;
+        let port = PortSettings {
+            hairpin: false,
+            drop_default_vlans: false,
+            access_vlan: None,
+            trunk_vlans: Vec::new(),
+        };
+        k.bridge_attach(&host0, "cni1", &port)?;
+        k.addr_add(Ns::Container, "eth0", pod_ip.parse()?)?;
+        k.route_add(
+            Ns::Container,
+            "eth0",
+            &route("0.0.0.0/0", Some("10.130.0.1"), None)?,
+        )?;
+        if !k
+            .addr_list(Ns::Host, "cni1")?
+            .iter()
+            .any(|a| a.to_string() == "10.130.0.1/16")
+        {
+            k.addr_add(Ns::Host, "cni1", "10.130.0.1/16".parse()?)?;
+        }
+        // net1: a macvlan of uplink0.
+        k.macvlan_add("uplink0", MacvlanMode::Bridge, None, None, "net1")?;
+        k.link_set(Ns::Container, "net1", &up)?;
+        k.addr_add(
+            Ns::Container,
+            "net1",
+            format!("10.131.0.{}/16", i % 250 + 2).parse()?,
+        )?;
+        // net2: a ptp pair, routes on both ends.
+        let host2 = format!("vethp{i:07}");
+        k.veth_add("net2", &host2, None)?;
+        k.link_set(Ns::Container, "net2", &up)?;
+        k.addr_add(Ns::Container, "net2", p2p_ip.parse()?)?;
+        k.route_del(
+            Ns::Container,
+            "net2",
+            &route("10.132.0.0/24", None, Some(253))?,
+        )?;
+        k.route_add(
+            Ns::Container,
+            "net2",
+            &route("10.132.0.1/32", None, Some(253))?,
+        )?;
+        k.route_add(
+            Ns::Container,
+            "net2",
+            &route("10.132.0.0/24", Some("10.132.0.1"), None)?,
+        )?;
+        k.link_set(Ns::Host, &host2, &up)?;
+        k.addr_add(Ns::Host, &host2, "10.132.0.1/32".parse()?)?;
+        let to_pod = format!("{}/32", p2p_ip.split('/').next().unwrap_or_default());
+        k.route_add(Ns::Host, &host2, &route(&to_pod, None, Some(254))?)?;
+        out.add.push(started.elapsed());
+        let started = Instant::now();
+        for l in ["eth0", "net1", "net2"] {
+            k.link_del(l)?;
+        }
+        out.del.push(started.elapsed());
+    }
+    Ok(out)
+}
+
+/// A pod with three networks, each with host-local: eth0 on a bridge (the
+/// cluster network, default gateway), net1 a macvlan, net2 a ptp pair;
+/// through the built multus (thin) and through the shim and daemon (thick):
+/// every plugin exec'd (the reference binaries, six execs per ADD) vs every
+/// plugin a module run in-process (none); and the bare-netlink limit.
 fn interface_table(
     multus: &Path,
+    thick: Option<Thick>,
     plugins: &Path,
-    wasm_conf: &WasmConf,
+    built: &Path,
     work: &Path,
     cycles: usize,
 ) -> Result<()> {
     let nets = |dir: &str| -> Vec<Value> {
         let data = work.join(dir);
+        let ipam = |subnet: &str| json!({"type": "host-local", "dataDir": data, "ranges": [[{"subnet": subnet}]]});
         vec![
+            json!({"cniVersion": "1.0.0", "name": "cl", "plugins": [
+                {"type": "bridge", "bridge": "cni1", "isDefaultGateway": true,
+                 "ipam": ipam("10.130.0.0/16")}]}),
             json!({"cniVersion": "1.0.0", "name": "mv", "type": "macvlan", "master": "uplink0",
-                   "ipam": {"type": "host-local", "dataDir": data,
-                            "ranges": [[{"subnet": "10.120.0.0/16"}]]}}),
+                   "ipam": ipam("10.131.0.0/16")}),
             json!({"cniVersion": "1.0.0", "name": "pt", "type": "ptp",
-                   "ipam": {"type": "host-local", "dataDir": data,
-                            "ranges": [[{"subnet": "10.121.0.0/16"}]]}}),
+                   "ipam": ipam("10.132.0.0/16")}),
         ]
     };
-    let scenario = |name: &'static str, wasm: bool| -> Result<Scenario> {
+    // Their own plugin dir: a module replaces the native plugin of its type
+    // for every network of the node, and the other tables run the native
+    // bridge and macvlan.
+    let modules = work.join("interface-plugins");
+    std::fs::create_dir_all(&modules)?;
+    for m in ["bridge", "macvlan", "ptp", "host-local"] {
+        let file = format!("{m}.wasm");
+        std::fs::copy(built.join(&file), modules.join(&file))
+            .with_context(|| format!("no {file} in {} (scripts/build-plugins)", built.display()))?;
+    }
+    let granted = json!({"hostNetns": true});
+    let scenario = |name: &'static str, wasm: bool, thick: Option<&Thick>| -> Result<Scenario> {
         let mut c =
             confs::multus_delegates(&nets(name), &work.join(format!("cni-{name}")), plugins);
         if wasm {
-            c["wasmPluginDir"] = json!(wasm_conf.plugin_dir);
-            c["wasmCacheDir"] = json!(wasm_conf.cache_dir);
-            c["wasmPlugins"] = json!({"macvlan": {"hostNetns": true}, "ptp": {"hostNetns": true}});
+            c["wasmPluginDir"] = json!(modules);
+            c["wasmCacheDir"] = json!(work.join("interface-cache"));
+            c["wasmPlugins"] = json!({"bridge": granted, "macvlan": granted, "ptp": granted});
+        }
+        let mut program = multus.to_path_buf();
+        if let Some(t) = thick {
+            c["type"] = "multus-shim".into();
+            c["daemonSocketDir"] = json!(t.socket_dir);
+            program = t.shim.to_path_buf();
         }
         Ok(Scenario {
             name,
-            program: multus.to_path_buf(),
+            program,
             stdin: serde_json::to_vec(&c)?,
             direct: false,
             pod: false,
         })
     };
-    let reference = run(&scenario("reference", false)?, cycles)?;
-    let modules = run(&scenario("modules", true)?, cycles)?;
-    println!("\nA pod with a macvlan and a ptp network (host-local each) through multus, {cycles} cycles (ms)\n");
-    println!("| path | execs per ADD | ADD median | ADD p95 | DEL median | DEL p95 |");
-    println!("|---|---:|---:|---:|---:|---:|");
-    for (path, execs, s) in [
-        ("reference plugins, exec'd", 4, &reference),
-        ("wasm macvlan, ptp and host-local, in-process", 0, &modules),
-    ] {
+    let limit = bare_netlink(cycles)?;
+    let mut rows = vec![
+        ("bare netlink, one process, no plugin (the limit)", 0, limit),
+        (
+            "thin: reference plugins, exec'd",
+            6,
+            run(&scenario("reference", false, None)?, cycles)?,
+        ),
+        (
+            "thin: wasm bridge, macvlan, ptp, host-local, in-process",
+            0,
+            run(&scenario("modules", true, None)?, cycles)?,
+        ),
+    ];
+    if let Some(t) = &thick {
+        rows.push((
+            "thick: reference plugins, exec'd by the daemon",
+            6,
+            run(&scenario("thick-reference", false, Some(t))?, cycles)?,
+        ));
+        rows.push((
+            "thick: the modules in the daemon",
+            0,
+            run(&scenario("thick-modules", true, Some(t))?, cycles)?,
+        ));
+    }
+    let base = (quantile(&rows[0].2.add, 0.5), quantile(&rows[0].2.del, 0.5));
+    println!("\nA pod with three networks (bridge as eth0, macvlan, ptp; host-local each), {cycles} cycles (ms); over the limit = median minus the bare-netlink median\n");
+    println!("| path | execs per ADD | ADD median | ADD p95 | DEL median | DEL p95 | ADD over the limit | DEL over the limit |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (path, execs, s) in &rows {
+        let (add, del) = (quantile(&s.add, 0.5), quantile(&s.del, 0.5));
         println!(
-            "| {path} | {execs} | {:.2} | {:.2} | {:.2} | {:.2} |",
-            quantile(&s.add, 0.5),
+            "| {path} | {execs} | {add:.2} | {:.2} | {del:.2} | {:.2} | {:+.2} | {:+.2} |",
             quantile(&s.add, 0.95),
-            quantile(&s.del, 0.5),
-            quantile(&s.del, 0.95)
+            quantile(&s.del, 0.95),
+            add - base.0,
+            del - base.1,
         );
+    }
+    if thick.is_none() {
+        println!("(the thick rows need the daemon: run without --ipam-only)");
     }
     Ok(())
 }
