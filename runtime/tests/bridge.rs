@@ -395,6 +395,12 @@ fn del_after_the_pod_netns_is_gone() {
     multus_testbed::ip(&["netns", "del", pod.ns.name()]).unwrap();
     let del = node.run("DEL", "br-d", &pod, &c);
     assert!(del.ok(), "{} {}", del.stdout, del.stderr);
+    // The kernel tears a deleted netns down in the background; the host
+    // end goes with it, not with anything DEL does.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !node.veths().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     assert!(node.veths().is_empty(), "{:?}", node.veths());
     assert!(node.reservations("brnet").is_empty());
     assert!(node.cache_files().is_empty());
