@@ -378,6 +378,29 @@ fn api_down_fails_cleanly_and_del_retries() {
     assert!(msg.contains("whereabouts"), "{msg}");
 }
 
+/// Found by the soak: a DEL whose reservation delete fails must keep the
+/// allocation, so its retry frees the reservation too. (Freeing the pool
+/// first left the reservation with nothing pointing at it.)
+#[test]
+fn a_failed_reservation_delete_is_retried_not_leaked() {
+    let c = Pools::new();
+    let conf = c.conf("wabr0", "cni", json!({"range": "10.81.0.0/24"}));
+    let pod = Pod::new();
+    let out = c.run("ADD", &pod, "resv", &conf);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    assert_eq!(c.reservations().len(), 1);
+    c.api
+        .fail_next("DELETE", "/overlappingrangeipreservations/", 500, 1);
+    let del = c.run("DEL", &pod, "resv", &conf);
+    assert!(!del.ok(), "{}", del.stdout);
+    assert!(del.stdout.contains("reservation"), "{}", del.stdout);
+    assert_eq!(c.allocations("10.81.0.0-24").len(), 1, "kept for the retry");
+    let del = c.run("DEL", &pod, "resv", &conf);
+    assert!(del.ok(), "{} {}", del.stdout, del.stderr);
+    assert!(c.allocations("10.81.0.0-24").is_empty());
+    assert!(c.reservations().is_empty(), "{:?}", c.reservations());
+}
+
 /// Bad configs name the key, and nothing is built.
 #[test]
 fn bad_configs_name_the_key() {

@@ -9,6 +9,7 @@ pub mod kube_api;
 pub mod manifests;
 pub mod node;
 pub mod pod_resources;
+pub mod soak;
 
 use std::fs::File;
 use std::io::{self, Write};

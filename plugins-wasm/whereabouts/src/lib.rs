@@ -204,9 +204,12 @@ fn release(conf: &Conf, range: &IpRange, name: &str, owner: &Owner) -> Result<()
     .map(drop)
 }
 
-/// Frees the allocations of pool `name` that `doomed` picks, with a write
-/// guarded by the pool's resourceVersion (re-read on conflict), then their
-/// reservations. Returns the addresses freed.
+/// Frees the allocations of pool `name` that `doomed` picks: their
+/// reservations first, then the pool with a write guarded by its
+/// resourceVersion (re-read on conflict). In that order a failure at either
+/// step leaves the allocation in the pool, so a retried DEL finds it and
+/// frees both; the other order leaked the reservation whenever its delete
+/// failed after the pool write. Returns the addresses freed.
 fn free_where(
     conf: &Conf,
     range: &IpRange,
@@ -226,19 +229,17 @@ fn free_where(
         if freed.is_empty() {
             return Ok(Vec::new());
         }
+        let ips: Vec<IpAddr> = freed.iter().map(|o| range.ip(*o)).collect();
+        if conf.overlapping {
+            for ip in &ips {
+                unreserve(conf, *ip)?;
+            }
+        }
         for o in &freed {
             pool.allocations.remove(o);
         }
         match cluster::replace(&pools(), pool.name(), &pool.to_json()) {
-            Ok(_) => {
-                let ips: Vec<IpAddr> = freed.into_iter().map(|o| range.ip(o)).collect();
-                if conf.overlapping {
-                    for ip in &ips {
-                        unreserve(conf, *ip)?;
-                    }
-                }
-                return Ok(ips);
-            }
+            Ok(_) => return Ok(ips),
             Err(ClusterError::Conflict(_)) => backoff(attempt),
             Err(e) => return Err(cluster_error(&format!("writing IPPool {name}"), e)),
         }

@@ -417,6 +417,13 @@ impl FakeKubeApi {
             .push((method, path_part.into(), code, times));
     }
 
+    /// Forgets every injected fault and delay not yet used up.
+    pub fn clear_faults(&self) {
+        let mut st = self.state.lock().unwrap();
+        st.faults.clear();
+        st.delays.clear();
+    }
+
     /// A whereabouts object (`plural` of `whereabouts.cni.cncf.io`), as a
     /// GET would return it.
     pub fn custom_object(&self, plural: &str, namespace: &str, name: &str) -> Option<Value> {
