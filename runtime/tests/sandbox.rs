@@ -412,3 +412,40 @@ fn bridge_port_the_call_did_not_create() {
         ],
     );
 }
+
+/// Found by the soak: a module could return 50 000 routes, which multus
+/// cached and printed. Now refused at the boundary, naming the count.
+#[test]
+fn an_enormous_result_is_refused() {
+    refused(
+        "huge-result",
+        "sandbox-probe",
+        json!({}),
+        6,
+        &["sandbox-probe", "its result", "routes (at most 1024)"],
+    );
+}
+
+#[test]
+fn a_malformed_result_is_refused() {
+    refused(
+        "malformed-result",
+        "sandbox-probe",
+        json!({}),
+        6,
+        &["sandbox-probe", "not-an-address"],
+    );
+}
+
+/// Every denied call in one run, each refusal ignored by the module: the
+/// call fails anyway, naming the first.
+#[test]
+fn every_denied_call_in_one_run() {
+    refused(
+        "every-denied",
+        "sandbox-probe",
+        json!({}),
+        7,
+        &["sandbox-probe", "netlink.link-get(lo)"],
+    );
+}

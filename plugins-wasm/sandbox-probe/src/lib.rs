@@ -181,12 +181,79 @@ impl Plugin for Probe {
                     std::hint::black_box(&hog);
                 }
             }
+            "log-flood" => {
+                let line = "x".repeat(1024);
+                // 20 MB against a 64 KiB log budget per call.
+                for _ in 0..20_000 {
+                    multus_plugin_sdk::info(&line);
+                }
+            }
+            "host-call-loop" => {
+                for _ in 0..1_000_000 {
+                    netlink::link_get(Namespace::Container, &req.ifname)?;
+                }
+            }
+            "every-denied" => {
+                // Each refused, each refusal ignored: the call must fail anyway.
+                let _ = netlink::link_get(Namespace::Host, "lo");
+                let _ = netlink::link_get(Namespace::Container, "lo");
+                let _ = multus_plugin_sdk::links::veth_add(None);
+                let _ = multus_plugin_sdk::links::enable_forwarding(true, true);
+                let _ = sysctl::set(
+                    &Key {
+                        section: "ipv4".into(),
+                        link: None,
+                        name: "ip_forward".into(),
+                    },
+                    "1",
+                );
+                let _ = routing::rule_add(Namespace::Container, &rule(None, None, 254));
+            }
+            "store-race" => {
+                // Pods racing on one key of the plugin's store: exactly one
+                // insert wins; the losers fail naming the key.
+                let tx = multus_plugin_sdk::store::open()?;
+                if !tx.insert("the-one-key", &req.container_id)? {
+                    return Err(invalid(format!("store-race: {} lost the key", req.container_id)));
+                }
+            }
+            "huge-result" => {
+                let mut r = conf.prev_result()?.unwrap_or_else(CniResult::empty);
+                for i in 0..50_000 {
+                    r.routes.push(multus_plugin_sdk::Route {
+                        dst: format!("10.{}.{}.0/24", i / 256 % 256, i % 256),
+                        gw: None,
+                        mtu: None,
+                        advmss: None,
+                        priority: None,
+                        table: None,
+                        scope: None,
+                    });
+                }
+                return Ok(r);
+            }
+            "malformed-result" => {
+                let mut r = conf.prev_result()?.unwrap_or_else(CniResult::empty);
+                r.ips.push(multus_plugin_sdk::IpConfig {
+                    address: "not-an-address".into(),
+                    gateway: Some("nor-a-gateway".into()),
+                    interface: Some(99),
+                });
+                return Ok(r);
+            }
             other => return Err(invalid(format!("unknown probe {other:?}"))),
         }
         Ok(conf.prev_result()?.unwrap_or_else(CniResult::empty))
     }
 
-    fn del(_req: Request) -> Result<(), CniError> {
+    fn del(req: Request) -> Result<(), CniError> {
+        // The store-race winner gives its key back.
+        if NetConf::parse(&req)?.get::<String>("probe")?.as_deref() == Some("store-race") {
+            let tx = multus_plugin_sdk::store::open()?;
+            if tx.get("the-one-key")?.as_deref() == Some(req.container_id.as_str()) {
+                tx.remove("the-one-key")?;
+            }
+        }
         Ok(())
     }
 

@@ -60,6 +60,7 @@ fn soak_mode(
 ) -> Result<Vec<Outcome>> {
     let cycles = args.cycles.unwrap_or(if args.short { 100 } else { 1000 });
     let kills = args.kills.unwrap_or(if args.short { 4 } else { 20 });
+    let hostile = if args.short { 24 } else { 50 };
     let mut w = World::new(bin_dir, plugins, mode)?;
     // One pod first: it makes the bridge (which stays) and compiles the
     // modules, so the baseline is the node with no pod.
@@ -75,6 +76,7 @@ fn soak_mode(
     out.push(soak::faults::run(&w)?);
     out.push(soak::disk::run(&w)?);
     out.push(soak::caches::run(&w)?);
+    out.push(soak::hostile::run(&w, hostile)?);
     Ok(out)
 }
 

@@ -8,6 +8,7 @@ pub mod caches;
 pub mod cycles;
 pub mod disk;
 pub mod faults;
+pub mod hostile;
 pub mod kills;
 mod world;
 

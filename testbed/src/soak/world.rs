@@ -70,7 +70,7 @@ impl World {
         let work = tempfile::tempdir()?;
         let modules = work.path().join("plugins");
         std::fs::create_dir_all(&modules)?;
-        for m in ["host-local", "whereabouts"] {
+        for m in ["host-local", "whereabouts", "sandbox-probe"] {
             let file = format!("{m}.wasm");
             std::fs::copy(plugins.join(&file), modules.join(&file)).with_context(|| {
                 format!("no {file} in {} (scripts/build-plugins)", plugins.display())

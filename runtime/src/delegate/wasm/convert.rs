@@ -12,8 +12,78 @@ where
     s.parse().map_err(|e| format!("{what} {s:?}: {e}"))
 }
 
+/// Bounds on what a plugin may return: far above any real result, low
+/// enough that a hostile module cannot make multus cache and print
+/// megabytes (the soak's `huge-result` module returned 50 000 routes).
+const MAX_INTERFACES: usize = 64;
+const MAX_IPS: usize = 64;
+const MAX_ROUTES: usize = 1024;
+const MAX_DNS_ENTRIES: usize = 64;
+const MAX_TEXT: usize = 1024;
+
+fn bounded(r: &wit::CniResult) -> Result<(), String> {
+    let dns = r.dns.as_ref();
+    let counts = [
+        ("interfaces", r.interfaces.len(), MAX_INTERFACES),
+        ("ips", r.ips.len(), MAX_IPS),
+        ("routes", r.routes.len(), MAX_ROUTES),
+        (
+            "dns.nameservers",
+            dns.map_or(0, |d| d.nameservers.len()),
+            MAX_DNS_ENTRIES,
+        ),
+        (
+            "dns.search",
+            dns.map_or(0, |d| d.search.len()),
+            MAX_DNS_ENTRIES,
+        ),
+        (
+            "dns.options",
+            dns.map_or(0, |d| d.options.len()),
+            MAX_DNS_ENTRIES,
+        ),
+    ];
+    for (what, n, max) in counts {
+        if n > max {
+            return Err(format!("the result has {n} {what} (at most {max})"));
+        }
+    }
+    let texts = r
+        .interfaces
+        .iter()
+        .flat_map(|i| std::iter::once(&i.name).chain(&i.mac))
+        .chain(dns.into_iter().flat_map(|d| {
+            d.nameservers
+                .iter()
+                .chain(&d.search)
+                .chain(&d.options)
+                .chain(&d.domain)
+        }));
+    for t in texts {
+        if t.len() > MAX_TEXT {
+            return Err(format!(
+                "the result has a {}-byte name or DNS entry (at most {MAX_TEXT})",
+                t.len()
+            ));
+        }
+    }
+    if let Some(ip) = r.ips.iter().find(|ip| {
+        ip.interface
+            .is_some_and(|i| i as usize >= r.interfaces.len())
+    }) {
+        return Err(format!(
+            "ip {:?} names interface {} of {}",
+            ip.address,
+            ip.interface.unwrap_or_default(),
+            r.interfaces.len()
+        ));
+    }
+    Ok(())
+}
+
 /// `netns` fills in `sandbox` for the interfaces the plugin placed in the pod.
 pub fn result(r: &wit::CniResult, netns: &str) -> Result<CniResult, String> {
+    bounded(r)?;
     Ok(CniResult {
         interfaces: r
             .interfaces
@@ -112,5 +182,76 @@ pub fn to_wit(r: &CniResult) -> wit::CniResult {
             search: r.dns.search.clone(),
             options: r.dns.options.clone(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plain() -> wit::CniResult {
+        wit::CniResult {
+            interfaces: vec![wit::Interface {
+                name: "net1".into(),
+                mac: Some("02:00:00:00:00:01".into()),
+                mtu: None,
+                sandbox: true,
+            }],
+            ips: vec![wit::IpConfig {
+                address: "10.1.0.5/24".into(),
+                gateway: None,
+                interface: Some(0),
+            }],
+            routes: Vec::new(),
+            dns: None,
+        }
+    }
+
+    fn route(dst: String) -> wit::Route {
+        wit::Route {
+            dst,
+            gw: None,
+            mtu: None,
+            advmss: None,
+            priority: None,
+            table: None,
+            scope: None,
+        }
+    }
+
+    #[test]
+    fn a_real_result_passes() {
+        let mut r = plain();
+        r.routes = (0..MAX_ROUTES)
+            .map(|i| route(format!("10.{}.{}.0/24", i / 256, i % 256)))
+            .collect();
+        let out = result(&r, "/run/netns/p").unwrap();
+        assert_eq!(out.routes.len(), MAX_ROUTES);
+        assert_eq!(out.interfaces[0].sandbox.as_deref(), Some("/run/netns/p"));
+    }
+
+    #[test]
+    fn enormous_results_are_refused_naming_what() {
+        let mut r = plain();
+        r.routes = (0..50_000)
+            .map(|i| route(format!("10.{}.{}.0/24", i / 256 % 256, i % 256)))
+            .collect();
+        assert_eq!(
+            result(&r, "p").unwrap_err(),
+            "the result has 50000 routes (at most 1024)"
+        );
+        let mut r = plain();
+        r.interfaces[0].name = "x".repeat(5000);
+        assert!(result(&r, "p").unwrap_err().contains("5000-byte"));
+    }
+
+    #[test]
+    fn an_ip_on_a_missing_interface_is_refused() {
+        let mut r = plain();
+        r.ips[0].interface = Some(99);
+        assert_eq!(
+            result(&r, "p").unwrap_err(),
+            "ip \"10.1.0.5/24\" names interface 99 of 1"
+        );
     }
 }
