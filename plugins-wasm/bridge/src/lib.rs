@@ -159,17 +159,11 @@ impl Plugin for Bridge {
         };
         let mut result = CniResult::empty();
         if conf.layer3 {
-            let ipam = links::ipam_add().map_err(undo_link)?;
+            let ipam = iface::ipam_add("bridge").map_err(undo_link)?;
             let undo_all = |e: CniError| {
                 let _ = links::ipam_del();
                 undo_link(e)
             };
-            if ipam.ips.is_empty() {
-                return Err(undo_all(error(
-                    code::INTERNAL,
-                    "bridge: IPAM plugin returned missing IP config",
-                )));
-            }
             result.ips = ipam.ips;
             result.routes = ipam.routes;
             result.dns = ipam.dns;

@@ -13,7 +13,7 @@ use multus_plugin_sdk::iface;
 use multus_plugin_sdk::links::{self, MacvlanMode};
 use multus_plugin_sdk::netlink::Namespace;
 use multus_plugin_sdk::{
-    code, error, invalid, Attachment, CniError, CniResult, Dns, Interface, Plugin, Request,
+    invalid, Attachment, CniError, CniResult, Dns, Interface, Plugin, Request,
 };
 
 const NS: Namespace = Namespace::Container;
@@ -80,17 +80,11 @@ impl Plugin for Macvlan {
             sandbox: true,
         });
         if conf.layer3 {
-            let ipam = links::ipam_add().map_err(undo_link)?;
+            let ipam = iface::ipam_add("macvlan").map_err(undo_link)?;
             let undo_all = |e: CniError| {
                 let _ = links::ipam_del();
                 undo_link(e)
             };
-            if ipam.ips.is_empty() {
-                return Err(undo_all(error(
-                    code::INTERNAL,
-                    "macvlan: IPAM plugin returned missing IP config",
-                )));
-            }
             result.ips = ipam.ips.clone();
             for ip in &mut result.ips {
                 ip.interface = Some(0);

@@ -13,7 +13,7 @@ use multus_plugin_sdk::links;
 use multus_plugin_sdk::netlink::{self, Namespace};
 use multus_plugin_sdk::routing::{self, RouteEntry, Scope};
 use multus_plugin_sdk::{
-    code, error, invalid, Attachment, CniError, CniResult, Dns, Interface, Plugin, Request,
+    invalid, Attachment, CniError, CniResult, Dns, Interface, Plugin, Request,
 };
 
 struct Conf {
@@ -111,17 +111,11 @@ struct Ptp;
 impl Plugin for Ptp {
     fn add(req: Request) -> Result<CniResult, CniError> {
         let conf = Conf::load(&NetConf::parse(&req)?)?;
-        let mut result = links::ipam_add()?;
+        let mut result = iface::ipam_add("ptp")?;
         let undo_ipam = |e: CniError| {
             let _ = links::ipam_del();
             e
         };
-        if result.ips.is_empty() {
-            return Err(undo_ipam(error(
-                code::INTERNAL,
-                "ptp: IPAM plugin returned missing IP config",
-            )));
-        }
         let v4 = result.ips.iter().any(|ip| !ip.address.contains(':'));
         let v6 = result.ips.iter().any(|ip| ip.address.contains(':'));
         links::enable_forwarding(v4, v6).map_err(undo_ipam)?;

@@ -214,7 +214,10 @@ impl Plugin for Probe {
                 // insert wins; the losers fail naming the key.
                 let tx = multus_plugin_sdk::store::open()?;
                 if !tx.insert("the-one-key", &req.container_id)? {
-                    return Err(invalid(format!("store-race: {} lost the key", req.container_id)));
+                    return Err(invalid(format!(
+                        "store-race: {} lost the key",
+                        req.container_id
+                    )));
                 }
             }
             "huge-result" => {

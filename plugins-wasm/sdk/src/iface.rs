@@ -36,6 +36,20 @@ pub fn gateway(r: &CniResult, v4: bool) -> Option<String> {
         .map(String::from)
 }
 
+/// The config's IPAM result, run by the host; one without any IP is
+/// released again and refused, as the reference plugins refuse it.
+pub fn ipam_add(plugin: &str) -> Result<CniResult, CniError> {
+    let r = crate::links::ipam_add()?;
+    if r.ips.is_empty() {
+        let _ = crate::links::ipam_del();
+        return Err(error(
+            code::INTERNAL,
+            format!("{plugin}: IPAM plugin returned missing IP config"),
+        ));
+    }
+    Ok(r)
+}
+
 /// The result on pod link `ifname`: up, its addresses, its routes (a route
 /// without `gw` goes via its family's gateway).
 pub fn configure(ifname: &str, r: &CniResult) -> Result<(), CniError> {
