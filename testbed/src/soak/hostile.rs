@@ -156,15 +156,6 @@ pub fn run(w: &World, count: usize) -> Result<Outcome> {
         o.broke(Broken::Leftover, format!("probe store left {store:?}"));
     }
     w.check_node_clean(&mut o);
-    let held: Vec<String> = crate::files_under(&w.ipam_dir().join("hostile"))
-        .into_iter()
-        .filter(|f| f != "lock" && !f.starts_with("last_reserved_ip"))
-        .collect();
-    if !held.is_empty() {
-        o.broke(
-            Broken::Leak,
-            format!("hostile: host-local still holds {held:?}"),
-        );
-    }
+    super::world::check_host_local(&w.ipam_dir(), "hostile", &mut o);
     Ok(o)
 }

@@ -305,16 +305,7 @@ impl World {
     /// `check_node_clean` for a conf with these directories.
     pub fn check_node_clean_in(&self, cni_dir: &Path, ipam_dir: &Path, o: &mut Outcome) {
         for net in &NETWORKS[..2] {
-            let held: Vec<String> = files_under(&ipam_dir.join(net))
-                .into_iter()
-                .filter(|f| f != "lock" && !f.starts_with("last_reserved_ip"))
-                .collect();
-            if !held.is_empty() {
-                o.broke(
-                    Broken::Leak,
-                    format!("{net}: host-local still holds {held:?}"),
-                );
-            }
+            check_host_local(ipam_dir, net, o);
         }
         for pool in self.api.custom_objects("ippools", "kube-system") {
             let n = pool["spec"]["allocations"]
@@ -362,6 +353,20 @@ impl World {
                 );
             }
         }
+    }
+}
+
+/// No address held in host-local's store of `net` under `ipam_dir`.
+pub fn check_host_local(ipam_dir: &Path, net: &str, o: &mut Outcome) {
+    let held: Vec<String> = files_under(&ipam_dir.join(net))
+        .into_iter()
+        .filter(|f| f != "lock" && !f.starts_with("last_reserved_ip"))
+        .collect();
+    if !held.is_empty() {
+        o.broke(
+            Broken::Leak,
+            format!("{net}: host-local still holds {held:?}"),
+        );
     }
 }
 
