@@ -49,6 +49,9 @@ struct State {
     delays: Vec<(String, Duration, u32)>,
     /// (method, path substring, status code, how many more requests).
     faults: Vec<(Method, String, StatusCode, u32)>,
+    /// Down: every new connection is closed at once, as a stopped server's
+    /// would be refused (`set_down`); the state survives for when it is up.
+    down: bool,
     /// whereabouts' custom resources.
     custom: custom::Objects,
     /// Every change since `history_start`, for watches to replay.
@@ -203,6 +206,7 @@ impl FakeKubeApi {
             conflicts: 0,
             delays: Vec::new(),
             faults: Vec::new(),
+            down: false,
             custom: Default::default(),
             history: Vec::new(),
             history_start: 0,
@@ -216,6 +220,10 @@ impl FakeKubeApi {
                     _ = &mut stop => break,
                     conn = listener.accept() => {
                         let Ok((tcp, _)) = conn else { continue };
+                        if st.lock().unwrap().down {
+                            drop(tcp);
+                            continue;
+                        }
                         let (acceptor, st) = (acceptor.clone(), st.clone());
                         tokio::spawn(async move {
                             let Ok(tls) = acceptor.accept(tcp).await else { return };
@@ -417,11 +425,19 @@ impl FakeKubeApi {
             .push((method, path_part.into(), code, times));
     }
 
-    /// Forgets every injected fault and delay not yet used up.
+    /// Forgets every injected fault and delay not yet used up, and comes
+    /// back up.
     pub fn clear_faults(&self) {
         let mut st = self.state.lock().unwrap();
         st.faults.clear();
         st.delays.clear();
+        st.down = false;
+    }
+
+    /// Down (new connections closed at once) or up again, keeping every
+    /// object: a stopped API server that comes back.
+    pub fn set_down(&self, down: bool) {
+        self.state.lock().unwrap().down = down;
     }
 
     /// A whereabouts object (`plural` of `whereabouts.cni.cncf.io`), as a

@@ -1,5 +1,6 @@
-//! The API server failing under the cluster network's IPAM: 500s, 429s and
-//! answers slowed past the host-call timeout, during ADD and during DEL.
+//! The API server failing under the cluster network's IPAM: 500s, 429s,
+//! down (connections refused) and answers slowed past the host-call
+//! timeout, during ADD and during DEL.
 //! Every ADD either succeeds or fails with code 11 leaving nothing; every
 //! DEL either succeeds or fails keeping the cache, and its retry (the API
 //! healthy again) frees everything.
@@ -39,6 +40,10 @@ const FAULTS: &[Fault] = &[
             w.api
                 .fail_next("DELETE", "/overlappingrangeipreservations/", 500, 100)
         },
+    },
+    Fault {
+        what: "the API server down",
+        inject: |w| w.api.set_down(true),
     },
     Fault {
         what: "pool reads slowed 2 s",
