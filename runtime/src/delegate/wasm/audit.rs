@@ -16,6 +16,17 @@ pub enum Role {
     Mapper,
 }
 
+impl Role {
+    /// The role in a sentence ("... which an IPAM plugin may not use").
+    pub fn article_name(self) -> &'static str {
+        match self {
+            Role::Ipam => "an IPAM",
+            Role::Chained => "a chained",
+            Role::Mapper => "an annotation-mapper",
+        }
+    }
+}
+
 const WASI_ALLOWED: &[&str] = &["wasi:cli/", "wasi:io/", "wasi:random/", "wasi:clocks/"];
 
 fn ours(role: Role) -> &'static [&'static str] {

@@ -122,9 +122,10 @@ fn link_cold(
     let refused = audit::refused(engine, &loaded.component, role);
     if !refused.is_empty() {
         return Err(format!(
-            "module {} imports {} which a {role:?} plugin may not use (this host serves {} and WASI cli, io, random, clocks); refusing to run it",
+            "module {} imports {} which {} plugin may not use (this host serves {} and WASI cli, io, random, clocks); refusing to run it",
             loaded.sha256,
             refused.join(", "),
+            role.article_name(),
             multus_host_functions::WIT_PACKAGE
         ));
     }
