@@ -93,7 +93,8 @@ fn gateway_bridge(conf: &Conf, gws: &gateway::Gateways) -> Result<(), CniError> 
 /// MAC asked for. Both ends up, as the reference's `SetupVeth`.
 fn attach(conf: &Conf) -> Result<links::Veth, CniError> {
     let mut veth = links::veth_add(conf.mtu)?;
-    let setup = || -> Result<(), CniError> {
+    // The pod end read back: its MAC as set.
+    let setup = || -> Result<netlink::LinkInfo, CniError> {
         if let Some(mac) = &conf.mac {
             netlink::link_set(
                 POD,
@@ -116,14 +117,19 @@ fn attach(conf: &Conf) -> Result<links::Veth, CniError> {
                 access_vlan: (conf.vlan != 0).then_some(conf.vlan),
                 trunk_vlans: conf.trunk.clone(),
             },
-        )
+        )?;
+        netlink::link_get(POD, &veth.pod.name)
     };
-    if let Err(e) = setup() {
-        let _ = links::link_del();
-        return Err(e);
+    match setup() {
+        Ok(pod) => {
+            veth.pod = pod;
+            Ok(veth)
+        }
+        Err(e) => {
+            let _ = links::link_del();
+            Err(e)
+        }
     }
-    veth.pod = netlink::link_get(POD, &veth.pod.name)?;
-    Ok(veth)
 }
 
 /// The pod end with the IPAM's result, as the reference: DAD as
