@@ -23,7 +23,16 @@ use serde_json::Value;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-/// Runs `ip` and returns its stdout, or an error carrying its stderr.
+/// A millisecond quantile of `v` (0 when empty).
+pub fn quantile(v: &[std::time::Duration], q: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let mut ms: Vec<f64> = v.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    ms.sort_by(|a, b| a.total_cmp(b));
+    ms[((ms.len() as f64 - 1.0) * q).round() as usize]
+}
+
 /// The peak RSS (VmHWM) of process `pid` so far, in MiB.
 pub fn peak_rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -34,6 +43,7 @@ pub fn peak_rss_mib(pid: u32) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// Runs `ip` and returns its stdout, or an error carrying its stderr.
 pub fn ip(args: &[&str]) -> io::Result<String> {
     let out = Command::new("ip").args(args).output()?;
     if !out.status.success() {

@@ -18,7 +18,7 @@ use multus::delegate::wasm::{self, Role, Timings};
 use multus::delegate::PluginCall;
 use multus_testbed::kube_api::FakeKubeApi;
 use multus_testbed::node::SHIPPED_PLUGINS;
-use multus_testbed::{confs, enter, reference_plugin_dir, Netns};
+use multus_testbed::{confs, enter, quantile, reference_plugin_dir, Netns};
 use serde_json::{json, Value};
 
 #[derive(Parser)]
@@ -80,12 +80,6 @@ struct Samples {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
-}
-
-fn quantile(v: &[Duration], q: f64) -> f64 {
-    let mut v: Vec<f64> = v.iter().map(|d| ms(*d)).collect();
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[((v.len() as f64 - 1.0) * q).round() as usize]
 }
 
 /// Execs like a runtime and reads the child's rusage with wait4.

@@ -12,6 +12,7 @@ pub mod hostile;
 pub mod kills;
 mod world;
 
+pub use crate::quantile;
 pub use world::{Mode, Pod, World};
 
 use std::time::Duration;
@@ -77,16 +78,6 @@ pub enum Broken {
     Leak,
     Leftover,
     Violation,
-}
-
-/// A millisecond quantile of `v` (0 when empty).
-pub fn quantile(v: &[Duration], q: f64) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    let mut ms: Vec<f64> = v.iter().map(|d| d.as_secs_f64() * 1e3).collect();
-    ms.sort_by(|a, b| a.total_cmp(b));
-    ms[((ms.len() as f64 - 1.0) * q).round() as usize]
 }
 
 /// A small xorshift generator: the soak's random points, reproducible from
