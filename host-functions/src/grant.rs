@@ -82,24 +82,20 @@ impl Grant {
     /// `IFNAME` replaced by each granted link in turn; or is a
     /// per-interface key of a pod link this call created.
     pub fn sysctl_allowed(&self, key: &str) -> bool {
-        let defaults: Vec<String> = DEFAULT_SYSCTL_ALLOWLIST
-            .iter()
-            .map(|p| p.to_string())
-            .collect();
         pattern_matches(&self.sysctl_allowlist, &self.links, key)
-            || pattern_matches(&defaults, &self.pod_created, key)
+            || pattern_matches(DEFAULT_SYSCTL_ALLOWLIST, &self.pod_created, key)
     }
 }
 
-fn pattern_matches(patterns: &[String], links: &[String], key: &str) -> bool {
-    patterns.iter().any(|pat| {
+fn pattern_matches<P: AsRef<str>>(patterns: &[P], links: &[String], key: &str) -> bool {
+    patterns.iter().map(AsRef::as_ref).any(|pat: &str| {
         let candidates: Vec<String> = if pat.contains("IFNAME") {
             links
                 .iter()
                 .map(|l| pat.replace("IFNAME", &regex::escape(l)))
                 .collect()
         } else {
-            vec![pat.clone()]
+            vec![pat.to_string()]
         };
         candidates
             .iter()
