@@ -38,6 +38,10 @@ pub struct Grant {
     /// Host links this call created (a veth's host end): it may configure
     /// them and make them bridge ports. Filled in by the host as it goes.
     pub host_created: Vec<String>,
+    /// The pod's addresses this call's IPAM returned, recorded by the host
+    /// when the plugin asked for them: the only host routes and host
+    /// addresses a plugin may write are for these.
+    pub pod_addresses: Vec<ipnet::IpNet>,
     /// Pod links this call created: their per-interface sysctls are the
     /// plugin's to set (as the reference plugins do) even when the admin's
     /// tuning allowlist does not list them.
@@ -68,9 +72,14 @@ impl Grant {
         self.links.iter().any(|l| l == name)
     }
 
+    /// A host link this call created (its veth's host end).
+    pub fn host_created(&self, name: &str) -> bool {
+        self.host_created.iter().any(|l| l == name)
+    }
+
     /// A host link the plugin's config names, or one this call created.
     pub fn host_link_granted(&self, name: &str) -> bool {
-        self.config_names(name) || self.host_created.iter().any(|l| l == name)
+        self.config_names(name) || self.host_created(name)
     }
 
     /// A host link the plugin's config names.
@@ -130,6 +139,7 @@ pub(crate) fn test_grant(links: &[&str]) -> Grant {
         host_netns: false,
         host_links: Vec::new(),
         host_created: Vec::new(),
+        pod_addresses: Vec::new(),
         pod_created: Vec::new(),
         sysctl_allowlist: DEFAULT_SYSCTL_ALLOWLIST
             .iter()

@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod grant;
 pub mod links;
 pub mod log;
+pub mod names;
 pub mod netlink;
 pub mod netns;
 pub mod routing;

@@ -103,6 +103,7 @@ pub trait IpamBackend: Send {
 /// links the plugin's config names (`master`, `bridge`).
 pub fn check_named(grant: &Grant, name: &str, what: &str) -> Result<(), HostError> {
     check_host(grant, &format!("{what} host link {name:?}"))?;
+    crate::names::check_ifname(name, "host link")?;
     if !grant.config_names(name) {
         return Err(HostError::Denied(format!(
             "host link {name:?} is not one the plugin's config names (named: {})",
@@ -117,7 +118,7 @@ pub fn check_named(grant: &Grant, name: &str, what: &str) -> Result<(), HostErro
 /// interface (an uplink, say) is ever pulled into a bridge.
 pub fn check_attach(grant: &Grant, port: &str, bridge: &str) -> Result<(), HostError> {
     check_named(grant, bridge, "attach ports to")?;
-    if !grant.host_created.iter().any(|l| l == port) {
+    if !grant.host_created(port) {
         return Err(HostError::Denied(format!(
             "host link {port:?} was not created by this call; only those may join bridge {bridge:?} (created: {})",
             crate::grant::listed(&grant.host_created)

@@ -88,6 +88,7 @@ pub fn check_namespace(grant: &Grant, ns: Ns) -> Result<(), HostError> {
 /// plugin's config names and those this call created may be touched.
 pub fn check(grant: &Grant, ns: Ns, name: &str) -> Result<(), HostError> {
     check_namespace(grant, ns)?;
+    crate::names::check_ifname(name, "link")?;
     match ns {
         Ns::Host if !grant.host_link_granted(name) => Err(HostError::Denied(format!(
             "host link {name:?} is neither named by the plugin's config nor created by this call (may touch: {})",

@@ -46,6 +46,7 @@ pub fn build(
                 "sysctl group {group:?} (want conf or neigh)"
             )));
         }
+        crate::names::check_ifname(ifname, "sysctl link")?;
         if !grant.link_granted(ifname) {
             return Err(HostError::Denied(format!(
                 "sysctl on link {ifname:?}, which this call was not granted"
@@ -154,5 +155,12 @@ mod tests {
         assert!(build(&g, "ipv4", Some(("route", "net1")), "x").is_err());
         assert!(build(&g, "ipv4", None, "ip_forward").is_err());
         assert!(build(&g, "ipv4", Some(("conf", "../net1")), "x").is_err());
+        // Even a grant that somehow holds a path refuses it: the link is
+        // checked by the kernel's name rules before the grant and the path.
+        let mut g = test_grant(&["/proc/sys/kernel", ".."]);
+        g.sysctl_allowlist = vec![".*".into()];
+        let e = build(&g, "ipv4", Some(("conf", "/proc/sys/kernel")), "domainname").unwrap_err();
+        assert!(e.to_string().contains("not a valid interface name"), "{e}");
+        assert!(build(&g, "ipv4", Some(("conf", "..")), "domainname").is_err());
     }
 }

@@ -115,6 +115,7 @@ pub fn run(plugin: &str) -> Outcome {
         container_id: &env.container_id,
         netns: &env.netns,
         ifname: &env.ifname,
+        known_prev: None,
         cni_args: &cni_args,
         path: &[],
         extra_env: &[],

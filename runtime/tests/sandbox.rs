@@ -289,7 +289,7 @@ fn rule_into_main_for_all_sources() {
         "sandbox-probe",
         json!({}),
         7,
-        &["sandbox-probe", "routing.rule-add", "shared table 254"],
+        &["sandbox-probe", "routing.rule-add", "must select this call's traffic"],
     );
 }
 
@@ -447,5 +447,132 @@ fn every_denied_call_in_one_run() {
         json!({}),
         7,
         &["sandbox-probe", "netlink.link-get(lo)"],
+    );
+}
+
+/// Issue 19's confirmed escape, as a user found it: the shipped tuning
+/// module as the first plugin of a NAD's conflist, its config carrying a
+/// `prevResult` that names `/proc/sys/kernel` as a pod interface. The
+/// host's `kernel.domainname` was rewritten. Now a config's prevResult
+/// grants nothing and no path is an interface name.
+#[test]
+fn a_configs_prev_result_reaches_no_host_sysctl() {
+    let node = Node::new();
+    node.install_wasm(&["tuning"]);
+    let pod = Pod::new();
+    let before = std::fs::read_to_string("/proc/sys/kernel/domainname").unwrap();
+    let cluster = confs::bridge_host_local("cluster", "cni0", "10.8.0.0/24", &node.data_dir());
+    let esc = json!({"cniVersion": "1.0.0", "name": "esc", "plugins": [{"type": "tuning",
+        "prevResult": {"cniVersion": "1.0.0",
+            "interfaces": [{"name": "/proc/sys/kernel", "sandbox": "/var/run/netns/escns"}], "ips": []},
+        "sysctl": {"net.ipv4.conf./proc/sys/kernel.domainname": "escaped"}}]});
+    let conf = node.with_wasm(confs::multus_delegates(
+        &[cluster, esc],
+        &node.cni_dir(),
+        &plugins(),
+    ));
+    let out = node.run("ADD", "esc", &pod, &bytes(&conf));
+    let msg = assert_cni_error(&out, 7);
+    assert!(
+        msg.contains("tuning") && msg.contains("not a valid interface name"),
+        "{msg}"
+    );
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/domainname").unwrap(),
+        before,
+        "the host's kernel.domainname is untouched"
+    );
+    assert_eq!(pod.ns.links().unwrap(), vec!["lo"], "rolled back");
+    assert!(node.cache_files().is_empty());
+}
+
+/// The same escape through a granted pod link: a config's prevResult
+/// naming the pod's `lo` does not make `lo` this call's.
+#[test]
+fn a_configs_prev_result_grants_no_pod_link() {
+    let node = Node::new();
+    node.install_wasm(&["sandbox-probe"]);
+    let pod = Pod::new();
+    let cluster = confs::bridge_host_local("cluster", "cni0", "10.8.0.0/24", &node.data_dir());
+    let probe = json!({"cniVersion": "1.0.0", "name": "p", "plugins": [{"type": "sandbox-probe",
+        "probe": "ungranted-link",
+        "prevResult": {"cniVersion": "1.0.0",
+            "interfaces": [{"name": "lo", "sandbox": pod.ns.path()}], "ips": []}}]});
+    let conf = node.with_wasm(confs::multus_delegates(
+        &[cluster, probe],
+        &node.cni_dir(),
+        &plugins(),
+    ));
+    let out = node.run("ADD", "lo", &pod, &bytes(&conf));
+    let msg = assert_cni_error(&out, 7);
+    assert!(msg.contains("netlink.link-set(lo)") && msg.contains("not granted"), "{msg}");
+    let lo = pod.ns.link("lo").unwrap();
+    assert!(lo["flags"].as_array().unwrap().contains(&json!("UP")));
+}
+
+/// A rule with no from, iif or oif into a table nobody uses: it would pull
+/// every interface's traffic, eth0's included, into the plugin's table.
+#[test]
+fn rule_without_a_selector() {
+    refused(
+        "rule-no-selector",
+        "sandbox-probe",
+        json!({}),
+        7,
+        &["sandbox-probe", "routing.rule-add", "must select this call's traffic"],
+    );
+}
+
+/// `hostNetns` covers the links a config names, never the node's policy
+/// routing: `from all lookup 100 pref 0` is refused.
+#[test]
+fn host_rule_even_with_the_grant() {
+    refused(
+        "host-rule",
+        "sandbox-probe",
+        json!({"hostNetns": true}),
+        7,
+        &["sandbox-probe", "routing.rule-add", "host netns are no plugin's"],
+    );
+}
+
+/// Nor the node's routes: a route on the host link the config names, in
+/// main, is refused (only a host route to the pod, on a link the call
+/// created, may be written).
+#[test]
+fn host_route_on_a_named_link_even_with_the_grant() {
+    refused_with(
+        "host-route-named",
+        "sandbox-probe",
+        json!({"master": "uplink0"}),
+        json!({"hostNetns": true}),
+        7,
+        &["sandbox-probe", "routing.route-add(uplink0)", "links this call created"],
+    );
+}
+
+/// Nor an address its IPAM did not hand out on a host link it names.
+#[test]
+fn host_address_outside_the_pods_subnets() {
+    refused_with(
+        "host-addr",
+        "sandbox-probe",
+        json!({"master": "uplink0"}),
+        json!({"hostNetns": true}),
+        7,
+        &["sandbox-probe", "netlink.addr-add(uplink0)", "outside the subnets"],
+    );
+}
+
+/// A result that places a pod interface the module neither created nor was
+/// granted: it would become the next plugin's grant and the cached one.
+#[test]
+fn a_result_claiming_a_pod_interface_it_does_not_own() {
+    refused(
+        "claim-lo",
+        "sandbox-probe",
+        json!({}),
+        6,
+        &["sandbox-probe", "its result", "\"lo\"", "neither created nor was granted"],
     );
 }

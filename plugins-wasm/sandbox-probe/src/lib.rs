@@ -109,6 +109,49 @@ impl Plugin for Probe {
             "rule-main-without-from" => {
                 routing::rule_add(Namespace::Container, &rule(None, Some("0.0.0.0/0"), 254))?;
             }
+            "rule-no-selector" => {
+                // No from, iif or oif: every interface's traffic, eth0's too.
+                routing::rule_add(Namespace::Container, &rule(None, None, 100))?;
+            }
+            "host-rule" => {
+                // With hostNetns: `from all lookup 100 pref 0` on the node.
+                let mut r = rule(None, None, 100);
+                r.priority = Some(0);
+                routing::rule_add(Namespace::Host, &r)?;
+            }
+            "host-route-named" => {
+                // With hostNetns, a route on the host link its config names.
+                let master: String = conf.get("master")?.unwrap_or_default();
+                routing::route_add(
+                    Namespace::Host,
+                    &master,
+                    &RouteEntry {
+                        dst: "10.99.0.0/16".into(),
+                        gw: None,
+                        src: None,
+                        table: Some(254),
+                        metric: None,
+                        scope: None,
+                        protocol: None,
+                    },
+                )?;
+            }
+            "host-addr" => {
+                // With hostNetns, an address no IPAM gave this call.
+                let master: String = conf.get("master")?.unwrap_or_default();
+                netlink::addr_add(Namespace::Host, &master, "10.96.0.1/32")?;
+            }
+            "claim-lo" => {
+                // A result placing a pod interface it was never granted.
+                let mut r = conf.prev_result()?.unwrap_or_else(CniResult::empty);
+                r.interfaces.push(multus_plugin_sdk::Interface {
+                    name: "lo".into(),
+                    mac: None,
+                    mtu: None,
+                    sandbox: true,
+                });
+                return Ok(r);
+            }
             "rule-host-netns" => {
                 let own = format!("{}/32", own_ip(&conf)?);
                 routing::rule_add(Namespace::Host, &rule(Some(&own), None, 100))?;

@@ -88,6 +88,7 @@ fn call(
         container_id: target.container_id,
         netns: target.netns,
         ifname: target.ifname,
+        known_prev: prev,
         cni_args: target.cni_args,
         path: target.path,
         extra_env: &[],

@@ -22,6 +22,12 @@ pub struct PluginCall<'a> {
     pub container_id: &'a str,
     pub netns: &'a str,
     pub ifname: &'a str,
+    /// The prevResult the runtime itself produced for this call: the result
+    /// of the plugin before it in this chain (ADD) or the attachment's
+    /// cached result (DEL, CHECK). Never the `prevResult` a config carries:
+    /// this one alone tells a sandbox which pod interfaces and addresses
+    /// are the attachment's.
+    pub known_prev: Option<&'a serde_json::Value>,
     pub cni_args: &'a str,
     /// Directories searched for the plugin, in order; also its CNI_PATH.
     pub path: &'a [PathBuf],

@@ -81,6 +81,26 @@ fn bounded(r: &wit::CniResult) -> Result<(), String> {
     Ok(())
 }
 
+/// Every interface a plugin's result names is a valid interface name, and
+/// each it places in the pod is one of `pod_links` (those it was granted or
+/// created, as the host recorded): the result becomes the next plugin's
+/// prevResult and the cached one, which grant pod links in their turn.
+pub fn owned_interfaces(r: &wit::CniResult, pod_links: &[String]) -> Result<(), String> {
+    for i in &r.interfaces {
+        if !multus_host_functions::names::valid_ifname(&i.name) {
+            return Err(format!("interface {:?} is not a valid interface name", i.name));
+        }
+        if i.sandbox && !pod_links.iter().any(|l| *l == i.name) {
+            return Err(format!(
+                "it places interface {:?} in the pod, which it neither created nor was granted ({})",
+                i.name,
+                pod_links.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `netns` fills in `sandbox` for the interfaces the plugin placed in the pod.
 pub fn result(r: &wit::CniResult, netns: &str) -> Result<CniResult, String> {
     bounded(r)?;
@@ -253,5 +273,21 @@ mod tests {
             result(&r, "p").unwrap_err(),
             "ip \"10.1.0.5/24\" names interface 99 of 1"
         );
+    }
+
+    #[test]
+    fn a_result_claims_only_its_own_pod_interfaces() {
+        let links = ["net1".to_string()];
+        owned_interfaces(&plain(), &links).unwrap();
+        let mut r = plain();
+        r.interfaces[0].name = "eth0".into();
+        let e = owned_interfaces(&r, &links).unwrap_err();
+        assert!(e.contains("\"eth0\"") && e.contains("neither created"), "{e}");
+        r.interfaces[0].sandbox = false;
+        owned_interfaces(&r, &links).unwrap();
+        r.interfaces[0].name = "/proc/sys/kernel".into();
+        assert!(owned_interfaces(&r, &links)
+            .unwrap_err()
+            .contains("not a valid interface name"));
     }
 }

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use multus_host_functions::cluster::ClusterGrant;
 use multus_host_functions::grant::{read_allowlist, Grant, DEFAULT_SYSCTL_ALLOWLIST};
+use multus_host_functions::names::valid_ifname;
 use serde_json::Value;
 
 use super::audit::Role;
@@ -26,33 +27,35 @@ fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
 }
 
 /// The pod links a chained plugin may touch: CNI_IFNAME and the interfaces
-/// prevResult places in the pod.
-fn links(call: &PluginCall<'_>, config: &Value) -> Vec<String> {
-    let mut links = vec![call.ifname.to_string()];
-    let ifaces = config
-        .pointer("/prevResult/interfaces")
+/// the runtime's own prevResult places in the pod (never a config's
+/// `prevResult`: a NAD's author writes that), each a valid interface name.
+fn links(call: &PluginCall<'_>) -> Vec<String> {
+    let mut links: Vec<String> = Vec::new();
+    let ifaces = call
+        .known_prev
+        .and_then(|p| p.get("interfaces"))
         .and_then(Value::as_array);
-    for i in ifaces.into_iter().flatten() {
-        let in_pod = i
-            .get("sandbox")
-            .and_then(Value::as_str)
-            .is_some_and(|s| !s.is_empty());
-        if let (true, Some(name)) = (in_pod, i.get("name").and_then(Value::as_str)) {
-            if !links.iter().any(|l| l == name) {
-                links.push(name.to_string());
-            }
+    let in_pod = ifaces.into_iter().flatten().filter_map(|i| {
+        let sandbox = i.get("sandbox").and_then(Value::as_str);
+        sandbox.filter(|s| !s.is_empty())?;
+        i.get("name").and_then(Value::as_str)
+    });
+    for name in std::iter::once(call.ifname).chain(in_pod) {
+        if valid_ifname(name) && !links.iter().any(|l| l == name) {
+            links.push(name.to_string());
         }
     }
     links
 }
 
-/// The addresses prevResult gives the granted links: IPs whose interface
-/// is one of them, or that name no interface (chained plugins read those as
-/// CNI_IFNAME's, as reference sbr does).
-fn addresses(config: &Value, links: &[String]) -> Vec<ipnet::IpNet> {
-    let ifaces = config
-        .pointer("/prevResult/interfaces")
-        .and_then(Value::as_array);
+/// The addresses the runtime's prevResult gives the granted links: IPs
+/// whose interface is one of them, or that name no interface (chained
+/// plugins read those as CNI_IFNAME's, as reference sbr does).
+fn addresses(prev: Option<&Value>, links: &[String]) -> Vec<ipnet::IpNet> {
+    let Some(prev) = prev else {
+        return Vec::new();
+    };
+    let ifaces = prev.get("interfaces").and_then(Value::as_array);
     let granted = |i: u64| {
         ifaces
             .and_then(|v| v.get(i as usize))
@@ -60,8 +63,7 @@ fn addresses(config: &Value, links: &[String]) -> Vec<ipnet::IpNet> {
             .and_then(Value::as_str)
             .is_some_and(|n| links.iter().any(|l| l == n))
     };
-    config
-        .pointer("/prevResult/ips")
+    prev.get("ips")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
@@ -87,6 +89,7 @@ pub fn none(plugin: &str, settings: &PluginSettings) -> Grant {
         host_netns: false,
         host_links: Vec::new(),
         host_created: Vec::new(),
+        pod_addresses: Vec::new(),
         pod_created: Vec::new(),
         sysctl_allowlist: Vec::new(),
         call_timeout: settings.host_call_timeout(),
@@ -122,7 +125,7 @@ pub fn compute(
                 PathBuf::from,
             );
             let netns = (!call.netns.is_empty()).then(|| PathBuf::from(call.netns));
-            (Some(data_dir), netns, links(call, config))
+            (Some(data_dir), netns, links(call))
         }
         Role::Mapper => return none(call.plugin_type, settings),
     };
@@ -132,7 +135,7 @@ pub fn compute(
             .map(|s| s.to_string())
             .collect()
     });
-    let addresses = addresses(config, &links);
+    let addresses = addresses(call.known_prev, &links);
     // IPAM modules may keep cluster-wide pools, in the groups the admin
     // allows (whereabouts' by default).
     let cluster =
@@ -154,11 +157,13 @@ pub fn compute(
             Role::Chained => ["master", "bridge"]
                 .iter()
                 .filter_map(|k| str_at(config, &[k]))
+                .filter(|n| valid_ifname(n))
                 .map(String::from)
                 .collect(),
             _ => Vec::new(),
         },
         host_created: Vec::new(),
+        pod_addresses: Vec::new(),
         pod_created: Vec::new(),
         sysctl_allowlist,
         call_timeout: settings.host_call_timeout(),
@@ -178,6 +183,7 @@ mod tests {
             container_id: "c",
             netns: "/run/netns/p",
             ifname: "net1",
+            known_prev: None,
             cni_args: "",
             path: &[],
             extra_env: &[],
@@ -208,20 +214,25 @@ mod tests {
 
     #[test]
     fn chained_gets_ifname_and_pod_interfaces() {
-        let conf = json!({"name": "n", "prevResult": {"interfaces": [
-            {"name": "veth1", "mac": "x"}, {"name": "net1", "sandbox": "/run/netns/p"}, {"name": "extra", "sandbox": "/run/netns/p"}
+        let prev = json!({"interfaces": [
+            {"name": "veth1", "mac": "x"}, {"name": "net1", "sandbox": "/run/netns/p"}, {"name": "extra", "sandbox": "/run/netns/p"},
+            {"name": "/proc/sys/kernel", "sandbox": "/run/netns/p"}, {"name": "..", "sandbox": "/run/netns/p"}
         ], "ips": [
             {"address": "10.1.0.5/24", "interface": 1},
             {"address": "10.9.0.1/24", "interface": 0},
             {"address": "fd00::5/64"}
-        ]}});
+        ]});
+        let conf = json!({"name": "n"});
         let g = compute(
             Role::Chained,
-            &call(b"", "tuning"),
+            &PluginCall {
+                known_prev: Some(&prev),
+                ..call(b"", "tuning")
+            },
             &conf,
             &PluginSettings::default(),
         );
-        assert_eq!(g.links, vec!["net1", "extra"]);
+        assert_eq!(g.links, vec!["net1", "extra"], "no path is ever a link");
         let addrs: Vec<String> = g.addresses.iter().map(ToString::to_string).collect();
         assert_eq!(
             addrs,
@@ -230,5 +241,24 @@ mod tests {
         );
         assert_eq!(g.netns, Some(PathBuf::from("/run/netns/p")));
         assert_eq!(g.store_root, Some(PathBuf::from("/run/cni/tuning")));
+    }
+
+    /// A config's own `prevResult` is what a NAD's author wrote: it grants
+    /// nothing (the escape of issue 19 named `/proc/sys/kernel` there).
+    #[test]
+    fn a_configs_prev_result_grants_nothing() {
+        let conf = json!({"name": "n", "master": "../x", "bridge": "cni0", "prevResult": {"interfaces": [
+            {"name": "/proc/sys/kernel", "sandbox": "/var/run/netns/escns"},
+            {"name": "eth0", "sandbox": "/run/netns/p"}
+        ], "ips": [{"address": "0.0.0.0/0", "interface": 1}]}});
+        let g = compute(
+            Role::Chained,
+            &call(b"", "tuning"),
+            &conf,
+            &PluginSettings::default(),
+        );
+        assert_eq!(g.links, vec!["net1"]);
+        assert!(g.addresses.is_empty());
+        assert_eq!(g.host_links, vec!["cni0"], "a path is no host link either");
     }
 }

@@ -55,6 +55,7 @@ impl DelegatedIpam {
             container_id: &self.container_id,
             netns: &self.netns,
             ifname: &self.ifname,
+            known_prev: None,
             cni_args: &self.cni_args,
             path: &self.path,
             extra_env: &[],

@@ -460,7 +460,10 @@ pub fn run_with(
                 .get("cniVersion")
                 .and_then(Value::as_str)
                 .unwrap_or("1.1.0");
-            let result = convert::result(&r, call.netns)
+            let grant = &sb.store.data().grant;
+            let pod_links: Vec<String> = grant.links.iter().chain(&grant.pod_created).cloned().collect();
+            let result = convert::owned_interfaces(&r, &pod_links)
+                .and_then(|()| convert::result(&r, call.netns))
                 .map_err(|m| cni(Code::Decode, ty, format!("its result: {m}")))?;
             serde_json::to_vec(&result.to_value(version)).expect("result serializes")
         }

@@ -152,6 +152,9 @@ pub fn run(a: &RunArgs) -> i32 {
         container_id: &a.container_id,
         netns: &netns,
         ifname: &a.ifname,
+        // Here the runtime is the author at the terminal: the config's own
+        // prevResult is the one to grant from.
+        known_prev: conf.get("prevResult"),
         cni_args: &a.args,
         path: &[],
         extra_env: &[],

@@ -1,0 +1,158 @@
+//! `cluster`: objects of the API groups the admin granted an IPAM plugin,
+//! in its namespace only.
+
+use super::HostState;
+use crate::bindings::multus::plugin::cluster;
+use crate::cluster::{ClusterBackend, ClusterError, Kind};
+
+fn wit_cluster_error(e: ClusterError) -> cluster::ClusterError {
+    match e {
+        ClusterError::NotFound(m) => cluster::ClusterError::NotFound(m),
+        ClusterError::Conflict(m) => cluster::ClusterError::Conflict(m),
+        ClusterError::Invalid(m) => cluster::ClusterError::Invalid(m),
+        ClusterError::Denied(m) => cluster::ClusterError::Denied(m),
+        ClusterError::Unavailable(m) => cluster::ClusterError::Unavailable(m),
+    }
+}
+
+impl HostState {
+    /// Checks the grant, then runs one cluster call on the backend.
+    fn cluster_call<T>(
+        &mut self,
+        call: &str,
+        kind: &cluster::Kind,
+        f: impl FnOnce(&mut dyn ClusterBackend, &Kind) -> Result<T, ClusterError>,
+    ) -> Result<T, cluster::ClusterError> {
+        let kind = Kind {
+            group: kind.group.clone(),
+            version: kind.version.clone(),
+            plural: kind.plural.clone(),
+        };
+        let checked = match (&self.grant.cluster, self.cluster.as_deref_mut()) {
+            (Some(g), Some(backend)) => g.check(&self.grant.plugin, &kind).map(|()| backend),
+            _ => Err(ClusterError::Denied(format!(
+                "plugin {:?} was granted no cluster access",
+                self.grant.plugin
+            ))),
+        };
+        match checked {
+            Ok(backend) => f(backend, &kind).map_err(wit_cluster_error),
+            Err(e) => {
+                self.denials.push(format!("cluster.{call}({kind}): {e}"));
+                Err(wit_cluster_error(e))
+            }
+        }
+    }
+}
+
+impl cluster::Host for HostState {
+    /// Empty when the call has no cluster access or no usable credentials;
+    /// the next call then says why.
+    fn namespace(&mut self) -> String {
+        match (&self.grant.cluster, self.cluster.as_deref_mut()) {
+            (Some(_), Some(backend)) => backend.namespace().unwrap_or_default(),
+            _ => String::new(),
+        }
+    }
+
+    fn get(&mut self, kind: cluster::Kind, name: String) -> Result<String, cluster::ClusterError> {
+        self.cluster_call("get", &kind, |b, k| b.get(k, &name))
+    }
+
+    fn list(&mut self, kind: cluster::Kind) -> Result<String, cluster::ClusterError> {
+        self.cluster_call("list", &kind, |b, k| b.list(k))
+    }
+
+    fn create(
+        &mut self,
+        kind: cluster::Kind,
+        object: String,
+    ) -> Result<String, cluster::ClusterError> {
+        self.cluster_call("create", &kind, |b, k| b.create(k, &object))
+    }
+
+    fn replace(
+        &mut self,
+        kind: cluster::Kind,
+        name: String,
+        object: String,
+    ) -> Result<String, cluster::ClusterError> {
+        self.cluster_call("replace", &kind, |b, k| b.replace(k, &name, &object))
+    }
+
+    fn node_name(&mut self) -> String {
+        self.grant
+            .cluster
+            .as_ref()
+            .map(|g| g.node.clone())
+            .unwrap_or_default()
+    }
+
+    fn replace_status(
+        &mut self,
+        kind: cluster::Kind,
+        name: String,
+        object: String,
+    ) -> Result<String, cluster::ClusterError> {
+        self.cluster_call("replace-status", &kind, |b, k| {
+            b.replace_status(k, &name, &object)
+        })
+    }
+
+    fn delete(&mut self, kind: cluster::Kind, name: String) -> Result<(), cluster::ClusterError> {
+        self.cluster_call("delete", &kind, |b, k| b.delete(k, &name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{test_state as state, RecordingKernel};
+
+    #[test]
+    fn cluster_calls_reach_only_granted_groups() {
+        use crate::cluster::{ClusterGrant, RecordingCluster};
+        let rec = RecordingCluster::default();
+        let mut s = state(None, RecordingKernel::default());
+        let kind = |group: &str, plural: &str| cluster::Kind {
+            group: group.into(),
+            version: "v1".into(),
+            plural: plural.into(),
+        };
+        // No grant: nothing reaches the backend.
+        s.cluster = Some(Box::new(rec.clone()));
+        assert!(matches!(
+            cluster::Host::get(
+                &mut s,
+                kind("whereabouts.cni.cncf.io", "ippools"),
+                "p".into()
+            ),
+            Err(cluster::ClusterError::Denied(_))
+        ));
+        s.grant.cluster = Some(ClusterGrant {
+            groups: vec!["whereabouts.cni.cncf.io".into()],
+            node: "node1".into(),
+        });
+        assert!(matches!(
+            cluster::Host::get(
+                &mut s,
+                kind("whereabouts.cni.cncf.io", "ippools"),
+                "p".into()
+            ),
+            Err(cluster::ClusterError::NotFound(_))
+        ));
+        let e = cluster::Host::get(&mut s, kind("", "secrets"), "token".into()).unwrap_err();
+        assert!(
+            matches!(&e, cluster::ClusterError::Denied(m) if m.contains("granted: whereabouts.cni.cncf.io")),
+            "{e:?}"
+        );
+        assert_eq!(cluster::Host::namespace(&mut s), "kube-system");
+        assert_eq!(
+            rec.ops.lock().unwrap().clone(),
+            vec!["get ippools.whereabouts.cni.cncf.io/v1 p"],
+            "denied calls never reach the backend"
+        );
+        assert_eq!(s.denials.len(), 2);
+    }
+
+}

@@ -1,0 +1,108 @@
+//! The per-invocation store data (WASI context, grant, backends) and the
+//! host side of every WIT interface, one file each, with each call's grant
+//! check beside the call it guards: `store`, `netlink`, `routing`, `links`,
+//! `sysctl`, `cluster`, `log`.
+
+mod cluster;
+mod kernel;
+mod links;
+mod log;
+mod netlink;
+mod routing;
+mod store;
+mod sysctl;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::multus::plugin::types;
+use crate::cluster::ClusterBackend;
+use crate::grant::Grant;
+use crate::links::IpamBackend;
+use crate::log::LogSink;
+use crate::store::StoreBackend;
+use crate::{HostError, WitError};
+pub use kernel::{KernelBackend, RecordingKernel};
+
+pub struct HostState {
+    pub grant: Grant,
+    pub wasi: WasiCtx,
+    pub table: ResourceTable,
+    pub limits: StoreLimits,
+    pub store: Option<Box<dyn StoreBackend>>,
+    pub kernel: Box<dyn KernelBackend>,
+    /// Cluster calls, when the grant allows any.
+    pub cluster: Option<Box<dyn ClusterBackend>>,
+    /// The config's IPAM, for interface plugins.
+    pub ipam: Option<Box<dyn IpamBackend>>,
+    pub log: LogSink,
+    /// Every refusal, so the runtime can name it even if the guest hides it.
+    pub denials: Vec<String>,
+}
+
+impl HostState {
+    pub fn new(
+        grant: Grant,
+        wasi: WasiCtx,
+        memory_limit: usize,
+        store: Option<Box<dyn StoreBackend>>,
+        kernel: Box<dyn KernelBackend>,
+        container_id: &str,
+    ) -> Self {
+        let log = LogSink::new(&grant.plugin, container_id);
+        Self {
+            grant,
+            wasi,
+            table: ResourceTable::new(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(memory_limit)
+                .instances(16)
+                .tables(64)
+                .build(),
+            store,
+            kernel,
+            cluster: None,
+            ipam: None,
+            log,
+            denials: Vec::new(),
+        }
+    }
+
+    fn fail(&mut self, call: &str, e: HostError) -> WitError {
+        if matches!(e, HostError::Denied(_)) {
+            self.denials.push(format!("{call}: {e}"));
+        }
+        e.to_wit(call)
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for HostState {}
+
+/// A host state for `net1` in a pod netns on `kernel`, for tests.
+#[cfg(test)]
+pub(crate) fn test_state(
+    store: Option<crate::store::RecordingStore>,
+    kernel: RecordingKernel,
+) -> HostState {
+    let mut g = crate::grant::test_grant(&["net1"]);
+    g.netns = Some("/run/netns/pod".into());
+    let store = store.map(|s| Box::new(s) as Box<dyn StoreBackend>);
+    HostState::new(
+        g,
+        WasiCtx::builder().build(),
+        1 << 20,
+        store,
+        Box::new(kernel),
+        "cid",
+    )
+}
