@@ -8,6 +8,7 @@ use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, File, OpenOptions, OpenOptionsExt};
@@ -56,6 +57,37 @@ fn io(what: &str, e: std::io::Error) -> HostError {
 /// The on-disk store rooted at `<dataDir>/<network>`.
 pub struct FsStore {
     pub root: PathBuf,
+    /// How long `open` waits for another transaction's lock: the host
+    /// call's budget, so a wedged holder cannot stall a call past it.
+    pub lock_timeout: Duration,
+}
+
+/// Takes the exclusive flock of `file` within `timeout`. flock(2) has no
+/// timeout of its own, so this polls the non-blocking form with a short
+/// backoff (1 ms doubling to 16 ms): a store transaction lasts well under
+/// a millisecond, so the wait is rarely more than one step.
+fn lock_within(file: &File, timeout: Duration) -> Result<(), HostError> {
+    let until = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        // SAFETY: flock on an fd we own; released when `file` is closed.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EWOULDBLOCK) && e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(io("locking the store", e));
+        }
+        let now = Instant::now();
+        if now >= until {
+            return Err(HostError::Timeout {
+                call: "store.open (waiting for another transaction's lock)".into(),
+                after: timeout,
+            });
+        }
+        std::thread::sleep(pause.min(until - now));
+        pause = (pause * 2).min(Duration::from_millis(16));
+    }
 }
 
 impl StoreBackend for FsStore {
@@ -74,10 +106,7 @@ impl StoreBackend for FsStore {
                     .mode(0o600),
             )
             .map_err(|e| io("opening the lock file", e))?;
-        // SAFETY: flock on an fd we own; released when `lock` is closed.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(io("locking the store", std::io::Error::last_os_error()));
-        }
+        lock_within(&lock, self.lock_timeout)?;
         Ok(Box::new(FsTxn {
             dir,
             _lock: lock,
@@ -257,6 +286,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let s = FsStore {
             root: root(d.path(), "net"),
+            lock_timeout: Duration::from_secs(1),
         };
         let mut t = s.open().unwrap();
         assert!(t.insert("10.0.0.2", "cid\r\neth0").unwrap());
@@ -290,10 +320,15 @@ mod tests {
     fn lock_serializes_transactions() {
         let d = tempfile::tempdir().unwrap();
         let root = root(d.path(), "net");
-        let t1 = FsStore { root: root.clone() }.open().unwrap();
+        let store = |root: PathBuf, ms: u64| FsStore {
+            root,
+            lock_timeout: Duration::from_millis(ms),
+        };
+        let t1 = store(root.clone(), 1000).open().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = root.clone();
         let h = std::thread::spawn(move || {
-            let _t2 = FsStore { root }.open().unwrap();
+            let _t2 = store(waiter, 10_000).open().unwrap();
             tx.send(()).unwrap();
         });
         assert!(
@@ -304,5 +339,25 @@ mod tests {
         drop(t1);
         rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
         h.join().unwrap();
+    }
+
+    /// A holder that never lets go (a wedged process, a crafted lock
+    /// holder) costs a waiting host call its budget, not forever.
+    #[test]
+    fn a_held_lock_times_out_within_the_budget() {
+        let d = tempfile::tempdir().unwrap();
+        let root = root(d.path(), "net");
+        let store = |ms: u64| FsStore {
+            root: root.clone(),
+            lock_timeout: Duration::from_millis(ms),
+        };
+        let _held = store(1000).open().unwrap();
+        let e = match store(150).open() {
+            Err(e) => e,
+            Ok(_) => panic!("a held lock was taken"),
+        };
+        assert!(matches!(e, HostError::Timeout { .. }), "{e}");
+        assert!(e.to_string().contains("another transaction's lock"), "{e}");
+        assert!(e.to_wit("store.open").code == 11);
     }
 }

@@ -452,6 +452,29 @@ fn namespace_isolation_refuses_a_cross_namespace_nad() {
     c.assert_clean(&pod);
 }
 
+/// The default-network override is a selection too: under
+/// namespaceIsolation it may not name another namespace's NAD (it did).
+#[test]
+fn namespace_isolation_holds_for_the_default_network_override() {
+    let c = Cluster::new();
+    let pod = Pod::new();
+    c.api.add_pod(
+        "team",
+        "web",
+        "uid-t",
+        &[("v1.multus-cni.io/default-network", "other/storage")],
+        &[],
+    );
+    let conf = c.conf(json!({"namespaceIsolation": true}));
+    let out = c.run_in("team", "ADD", "c1", &pod, "web", "uid-t", &conf);
+    let msg = assert_cni_error(&out, 7);
+    assert!(
+        msg.contains("other/storage") && msg.contains("namespaceIsolation"),
+        "{msg}"
+    );
+    c.assert_clean(&pod);
+}
+
 #[test]
 fn api_faults_and_bad_selections() {
     let c = Cluster::new();

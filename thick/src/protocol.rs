@@ -17,6 +17,17 @@ pub const PATH_DELEGATE: &str = "/delegate";
 pub const PATH_HEALTHZ: &str = "/healthz";
 pub const PATH_READYZ: &str = "/readyz";
 
+/// The largest request the daemon reads: a CNI conf and the runtime's
+/// environment, base64'd, are a few KiB; 1 MiB leaves room for the largest
+/// conflists and never lets one connection make the daemon buffer more.
+pub const MAX_REQUEST_BYTES: usize = 1 << 20;
+/// How long the daemon waits for a request's headers, and then its body,
+/// before dropping the connection: a shim sends both at once.
+pub const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long the shim waits for `/healthz` or `/readyz` to answer: a daemon
+/// that cannot answer a probe in this time is treated as unreachable.
+pub const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Request {
     pub env: BTreeMap<String, String>,

@@ -10,10 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use multus::cni::{version, CniArgs, CniEnv, CniError, Code};
 use multus::outcome;
 
@@ -93,6 +93,8 @@ async fn serve_with<S, A, AF, R, RF>(
                 tokio::spawn(async move {
                     let svc = hyper::service::service_fn(move |req| route(d.clone(), req));
                     if let Err(e) = hyper::server::conn::http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(protocol::READ_TIMEOUT)
                         .serve_connection(TokioIo::new(stream), svc)
                         .await
                     {
@@ -194,7 +196,10 @@ async fn handle(
             } else {
                 Kind::Delegate
             };
-            let body = req.into_body().collect().await?.to_bytes();
+            let body = match read_body(req).await {
+                Ok(b) => b,
+                Err(e) => return Ok(cni_error(&e)),
+            };
             match serde_json::from_slice::<protocol::Request>(&body) {
                 Ok(r) => cni(daemon, r, kind).await,
                 Err(e) => cni_error(&CniError::new(
@@ -208,6 +213,33 @@ async fn handle(
             format!("no {method} {path}").into_bytes(),
         ),
     })
+}
+
+/// The request body, at most `MAX_REQUEST_BYTES` and within
+/// `READ_TIMEOUT`, read before the request takes an admission turn.
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, CniError> {
+    let limited = Limited::new(req.into_body(), protocol::MAX_REQUEST_BYTES);
+    match tokio::time::timeout(protocol::READ_TIMEOUT, limited.collect()).await {
+        Ok(Ok(body)) => Ok(body.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(CniError::new(
+            Code::Decode,
+            format!(
+                "multus-daemon: the request is larger than {} bytes",
+                protocol::MAX_REQUEST_BYTES
+            ),
+        )),
+        Ok(Err(e)) => Err(CniError::new(
+            Code::Io,
+            format!("multus-daemon: reading the request: {e}"),
+        )),
+        Err(_) => Err(CniError::new(
+            Code::Io,
+            format!(
+                "multus-daemon: the request body did not arrive within {} s",
+                protocol::READ_TIMEOUT.as_secs()
+            ),
+        )),
+    }
 }
 
 /// Which endpoint a request came in on.
@@ -241,7 +273,24 @@ async fn cni(daemon: Arc<Daemon>, req: protocol::Request, kind: Kind) -> Respons
     };
     m.waiting.inc();
     let container = req.env.get("CNI_CONTAINERID").cloned().unwrap_or_default();
-    let turn = daemon.containers.turn(&container).await;
+    // The container's turn is bounded like admission: a request stuck
+    // behind another for the same container is told to retry (code 11).
+    let queue_timeout = daemon.config.queue_timeout;
+    let turn = match tokio::time::timeout(queue_timeout, daemon.containers.turn(&container)).await
+    {
+        Ok(t) => t,
+        Err(_) => {
+            m.waiting.dec();
+            count(Code::TryAgainLater as u32);
+            return cni_error(&CniError::new(
+                Code::TryAgainLater,
+                format!(
+                    "multus-daemon: another request for container {container} is still running after {} ms",
+                    queue_timeout.as_millis()
+                ),
+            ));
+        }
+    };
     let entered = daemon.admission.enter().await;
     m.waiting.dec();
     let permit = match entered {

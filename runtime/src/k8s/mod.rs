@@ -144,6 +144,9 @@ impl PodContext {
             ));
         }
         let s = sels.remove(0);
+        // The override is a selection like any other: namespaceIsolation
+        // holds for it too (upstream checks only the networks annotation).
+        self.check_isolation(conf, &s)?;
         self.nad(conf, &s.namespace, &s.name, DEFAULT_NETWORK_ANNOTATION)
             .map(Some)
     }

@@ -13,7 +13,7 @@ use multus::cni::{version, CniError, Code};
 use multus::outcome::{self, Outcome};
 use multus_thick::client;
 use multus_thick::config::DEFAULT_SOCKET_DIR;
-use multus_thick::protocol::{self, PATH_CNI, PATH_HEALTHZ, PATH_READYZ};
+use multus_thick::protocol::{self, PATH_CNI, PATH_HEALTHZ, PATH_READYZ, PROBE_TIMEOUT};
 use serde_json::Value;
 
 /// The shim's keys of its conf.
@@ -21,6 +21,9 @@ struct ShimConf {
     socket: PathBuf,
     /// How long ADD/CHECK/GC/STATUS wait for `/readyz` (upstream: 60 s).
     ready_timeout: Duration,
+    /// How long the shim waits for the daemon's answer to the request
+    /// itself (ours; the kubelet's own CRI deadline is 2 min).
+    request_timeout: Duration,
 }
 
 fn shim_conf(stdin: &[u8]) -> ShimConf {
@@ -32,6 +35,9 @@ fn shim_conf(stdin: &[u8]) -> ShimConf {
     ShimConf {
         socket: Path::new(dir).join(protocol::SOCKET),
         ready_timeout: Duration::from_millis(v["daemonReadyTimeoutMs"].as_u64().unwrap_or(60_000)),
+        request_timeout: Duration::from_millis(
+            v["daemonRequestTimeoutMs"].as_u64().unwrap_or(120_000),
+        ),
     }
 }
 
@@ -88,13 +94,16 @@ async fn run(stdin: Vec<u8>) -> Outcome {
     }
     let conf = shim_conf(&stdin);
     if command == "DEL" {
-        if let Err(e) = client::call(&conf.socket, "GET", PATH_HEALTHZ, Vec::new()).await {
+        // A daemon that cannot answer its health probe in time (wedged,
+        // not just gone) is as unreachable as a closed socket: DEL alone.
+        let health = client::call(&conf.socket, "GET", PATH_HEALTHZ, Vec::new(), PROBE_TIMEOUT);
+        if let Err(e) = health.await {
             return del_alone(&stdin, &format!("{}: {e}", conf.socket.display()));
         }
     } else {
         let until = Instant::now() + conf.ready_timeout;
         loop {
-            match client::call(&conf.socket, "GET", PATH_READYZ, Vec::new()).await {
+            match client::call(&conf.socket, "GET", PATH_READYZ, Vec::new(), PROBE_TIMEOUT).await {
                 Ok((200, _)) => break,
                 other if Instant::now() >= until => {
                     let why = match other {
@@ -122,7 +131,7 @@ async fn run(stdin: Vec<u8>) -> Outcome {
         interface_attributes: None,
     })
     .expect("JSON values serialize");
-    match client::call(&conf.socket, "POST", PATH_CNI, body).await {
+    match client::call(&conf.socket, "POST", PATH_CNI, body, conf.request_timeout).await {
         Ok((200, b)) if b.is_empty() => Outcome {
             stdout: String::new(),
             status: 0,
@@ -154,6 +163,13 @@ async fn run(stdin: Vec<u8>) -> Outcome {
                 "multus-daemon answered {code}: {}",
                 String::from_utf8_lossy(&b).trim()
             ),
+            &stdin,
+        ),
+        // The daemon may still be running this request: a DEL alone now
+        // would race it, so the runtime is told to retry.
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => fail(
+            Code::TryAgainLater,
+            format!("multus-daemon at {}: {e}", conf.socket.display()),
             &stdin,
         ),
         // The daemon went away between the health check and the request.

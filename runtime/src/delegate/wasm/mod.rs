@@ -361,7 +361,12 @@ pub fn run_with(
             let store = g
                 .store_root
                 .clone()
-                .map(|root| Box::new(FsStore { root }) as Box<dyn StoreBackend>);
+                .map(|root| {
+                    Box::new(FsStore {
+                        root,
+                        lock_timeout: settings.host_call_timeout(),
+                    }) as Box<dyn StoreBackend>
+                });
             let kernel = Kernel {
                 pod,
                 host: None,
