@@ -2,6 +2,7 @@
 //! the CNI result or error.
 
 use std::fs::OpenOptions;
+use std::path::Path;
 use std::sync::Mutex;
 
 use tracing_subscriber::filter::LevelFilter;
@@ -9,7 +10,7 @@ use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriterExt};
 
 use crate::config::{LogLevel, MultusConf};
 
-fn level(l: LogLevel) -> LevelFilter {
+pub fn level(l: LogLevel) -> LevelFilter {
     match l {
         LogLevel::Debug => LevelFilter::DEBUG,
         LogLevel::Verbose => LevelFilter::INFO,
@@ -19,22 +20,30 @@ fn level(l: LogLevel) -> LevelFilter {
     }
 }
 
-/// Installs the global subscriber. A log file that cannot be opened is
-/// reported on stderr and otherwise ignored: logging must not fail a pod.
-pub fn init(conf: &MultusConf) {
-    let file = conf.log_file.as_ref().and_then(|p| {
+/// Where log lines go: `log_file` (appended) and/or stderr; `None` when
+/// neither. A log file that cannot be opened is reported on stderr (naming
+/// `who`) and otherwise ignored: logging must not fail a pod.
+pub fn writer(log_file: Option<&Path>, to_stderr: bool, who: &str) -> Option<BoxMakeWriter> {
+    let file = log_file.and_then(|p| {
         OpenOptions::new()
             .create(true)
             .append(true)
             .open(p)
-            .map_err(|e| eprintln!("multus: cannot open logFile {}: {e}", p.display()))
+            .map_err(|e| eprintln!("{who}: cannot open logFile {}: {e}", p.display()))
             .ok()
     });
-    let writer = match (file, conf.log_to_stderr) {
+    Some(match (file, to_stderr) {
         (Some(f), true) => BoxMakeWriter::new(Mutex::new(f).and(std::io::stderr)),
         (Some(f), false) => BoxMakeWriter::new(Mutex::new(f)),
         (None, true) => BoxMakeWriter::new(std::io::stderr),
-        (None, false) => return,
+        (None, false) => return None,
+    })
+}
+
+/// Installs the global subscriber.
+pub fn init(conf: &MultusConf) {
+    let Some(writer) = writer(conf.log_file.as_deref(), conf.log_to_stderr, "multus") else {
+        return;
     };
     let _ = tracing_subscriber::fmt()
         .with_writer(writer)

@@ -264,21 +264,33 @@ pub fn enter_path(path: &Path) -> io::Result<()> {
 
 /// Files in `dir` (recursively), as paths relative to it; empty if missing.
 pub fn files_under(dir: &Path) -> Vec<String> {
-    fn walk(base: &Path, d: &Path, out: &mut Vec<String>) {
-        let Ok(rd) = std::fs::read_dir(d) else { return };
-        for e in rd.flatten() {
-            let p = e.path();
+    try_files_under(dir).unwrap_or_else(|e| panic!("listing {}: {e}", dir.display()))
+}
+
+/// `files_under`, with an unreadable directory an error rather than "no
+/// files" (a check that cannot look must not pass); a missing `dir` has
+/// no files.
+pub fn try_files_under(dir: &Path) -> io::Result<Vec<String>> {
+    fn walk(base: &Path, d: &Path, out: &mut Vec<String>) -> io::Result<()> {
+        let rd = match std::fs::read_dir(d) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && d == base => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for e in rd {
+            let p = e?.path();
             if p.is_dir() {
-                walk(base, &p, out);
+                walk(base, &p, out)?;
             } else {
                 out.push(p.strip_prefix(base).unwrap_or(&p).display().to_string());
             }
         }
+        Ok(())
     }
     let mut out = Vec::new();
-    walk(dir, dir, &mut out);
+    walk(dir, dir, &mut out)?;
     out.sort();
-    out
+    Ok(out)
 }
 
 /// The directory with the reference plugins: `CNI_REFERENCE_DIR`, else

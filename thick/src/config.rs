@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 
 use multus::cni::{CniError, Code};
 use multus::config::multus::KEYS;
+use multus::config::LogLevel;
 use multus::config::NetworkConfig;
 
 use crate::shim_conf::Source;
@@ -45,6 +46,50 @@ pub struct DaemonConfig {
     /// The root native delegates are exec'd in (`chrootDir`: the host's
     /// root, mounted in the daemon's container).
     pub chroot_dir: Option<PathBuf>,
+    /// The daemon's own logging (`logLevel`, `logFile`, `logToStderr`, as
+    /// upstream's daemon reads them).
+    pub log: DaemonLog,
+}
+
+/// Where and how much the daemon logs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaemonLog {
+    /// `logLevel`; unset, the daemon logs at `verbose` (info): a daemon
+    /// says what it serves, where upstream's thin default (`panic`) says
+    /// nothing.
+    pub level: LogLevel,
+    pub file: Option<PathBuf>,
+    /// `logToStderr`, default true.
+    pub to_stderr: bool,
+}
+
+impl DaemonLog {
+    fn from_overrides(o: &Map<String, Value>) -> Result<Self, String> {
+        let level = match o.get("logLevel") {
+            None | Some(Value::Null) => LogLevel::Verbose,
+            Some(Value::String(s)) if s.is_empty() => LogLevel::Verbose,
+            Some(Value::String(s)) => LogLevel::parse(s).ok_or_else(|| {
+                format!("\"logLevel\" {s:?} is not debug, verbose, info, error or panic")
+            })?,
+            Some(_) => return Err("\"logLevel\" must be a string".into()),
+        };
+        let file = match o.get("logFile") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.is_empty() => None,
+            Some(Value::String(s)) => Some(PathBuf::from(s)),
+            Some(_) => return Err("\"logFile\" must be a path".into()),
+        };
+        let to_stderr = match o.get("logToStderr") {
+            None | Some(Value::Null) => true,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err("\"logToStderr\" must be a boolean".into()),
+        };
+        Ok(Self {
+            level,
+            file,
+            to_stderr,
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +125,11 @@ impl DaemonConfig {
             overrides: Map::new(),
             shim_conf: None,
             chroot_dir: None,
+            log: DaemonLog {
+                level: LogLevel::Verbose,
+                file: None,
+                to_stderr: true,
+            },
         };
         let (mut file, mut auto_dir, mut master, mut conf_dir, mut override_name) = (
             None::<String>,
@@ -141,6 +191,7 @@ impl DaemonConfig {
                 return Err(format!("unknown key {k:?}"));
             }
         }
+        c.log = DaemonLog::from_overrides(&c.overrides)?;
         let conf_dir = PathBuf::from(conf_dir.unwrap_or_else(|| "/etc/cni/net.d".into()));
         c.shim_conf = file.map(|f| {
             let source = if f == "auto" {
@@ -200,6 +251,23 @@ impl DaemonConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_daemons_own_logging() {
+        let c = DaemonConfig::parse(br#"{}"#).unwrap();
+        assert_eq!(c.log.level, LogLevel::Verbose);
+        assert!(c.log.to_stderr && c.log.file.is_none());
+        let c = DaemonConfig::parse(
+            br#"{"logLevel":"error","logFile":"/var/log/multus.log","logToStderr":false}"#,
+        )
+        .unwrap();
+        assert_eq!(c.log.level, LogLevel::Error);
+        assert_eq!(c.log.file, Some(PathBuf::from("/var/log/multus.log")));
+        assert!(!c.log.to_stderr);
+        let e = DaemonConfig::parse(br#"{"logLevel":"loud"}"#).unwrap_err();
+        assert!(e.contains("logLevel") && e.contains("loud"), "{e}");
+        assert!(DaemonConfig::parse(br#"{"logToStderr":"yes"}"#).is_err());
+    }
 
     #[test]
     fn keys_and_defaults() {

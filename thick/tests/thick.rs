@@ -1235,3 +1235,37 @@ fn a_wedged_daemon_does_not_block_the_shims_del() {
     assert!(msg.contains("not ready after 1500 ms"), "{msg}");
     drop(wedged);
 }
+
+/// `logLevel`, `logFile` and `logToStderr` in the daemon config set the
+/// daemon's own logging, as upstream's daemon reads them (they were
+/// accepted and ignored: the shipped `"logLevel": "error"` did nothing).
+#[test]
+fn the_daemon_logs_where_and_as_much_as_its_config_says() {
+    let node = Node::new();
+    let socket_dir = node.dir.path().join("run-multus");
+    let conf = shim_conf(&node, &socket_dir);
+    let pod = Pod::new();
+    let lines = |level: &str| -> String {
+        let log = node.dir.path().join(format!("daemon-{level}.log"));
+        let mut daemon = Daemon::start(
+            &node,
+            &json!({"socketDir": socket_dir, "logLevel": level, "logFile": log, "logToStderr": false}),
+        );
+        let add = shim(&node, "ADD", "log1", &pod, &conf);
+        assert!(add.ok(), "{} {}", add.stdout, add.stderr);
+        assert!(shim(&node, "DEL", "log1", &pod, &conf).ok());
+        assert_eq!(daemon.signal(libc::SIGTERM), Some(0));
+        std::fs::read_to_string(&log).unwrap_or_default()
+    };
+    let verbose = lines("verbose");
+    assert!(
+        verbose.contains("serving") && verbose.contains("request"),
+        "{verbose}"
+    );
+    assert!(!verbose.contains("DEBUG"), "{verbose}");
+    let quiet = lines("error");
+    assert!(!quiet.contains("INFO") && !quiet.contains("serving"), "{quiet}");
+    let debug = lines("debug");
+    assert!(debug.contains("DEBUG"), "{debug}");
+    assert_clean(&node, &pod);
+}

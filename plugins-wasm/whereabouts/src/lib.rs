@@ -106,15 +106,30 @@ fn reserve(conf: &Conf, owner: &Owner, ip: IpAddr) -> Result<bool, CniError> {
 fn drop_claims(owner: &Owner) -> Result<(), CniError> {
     let text =
         cluster::list(&reservations()).map_err(|e| cluster_error("listing reservations", e))?;
-    let list: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-    for item in list["items"].as_array().into_iter().flatten() {
+    // A list that cannot be read is an error, never "nothing to free": a
+    // DEL that reported success on it would leak this pod's reservations.
+    let unreadable = |why: String| {
+        error(
+            code::DECODE,
+            format!("whereabouts: listing reservations: the answer is not a reservation list ({why})"),
+        )
+    };
+    let list: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| unreadable(e.to_string()))?;
+    let items = list["items"]
+        .as_array()
+        .ok_or_else(|| unreadable("no items".into()))?;
+    for item in items {
         let spec = &item["spec"];
         if spec["containerid"] != owner.container_id.as_str()
             || spec["ifname"] != owner.ifname.as_str()
         {
             continue;
         }
-        let name = item["metadata"]["name"].as_str().unwrap_or_default();
+        let name = item["metadata"]["name"]
+            .as_str()
+            .filter(|n| !n.is_empty())
+            .ok_or_else(|| unreadable("a reservation of this pod has no name".into()))?;
         match cluster::delete(&reservations(), name) {
             Ok(()) | Err(ClusterError::NotFound(_)) => {}
             Err(e) => return Err(cluster_error(&format!("freeing reservation {name}"), e)),

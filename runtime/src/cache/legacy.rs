@@ -64,12 +64,19 @@ pub fn convert(
             (req, _) => req.to_string(),
         };
         let lib_path = libcni_cache_path(cni_dir, &net.name, container_id, &ifname);
+        // No libcni file is normal (a delegate without a cached result);
+        // one that cannot be read or parsed is not: its result and runtime
+        // args would silently become defaults, and the DEL would miss what
+        // they name.
         let lib: LibcniCache = match std::fs::read(&lib_path) {
             Ok(b) => {
+                let lib = serde_json::from_slice(&b)
+                    .map_err(|e| format!("libcni cache {}: {e}", lib_path.display()))?;
                 extra.push(lib_path);
-                serde_json::from_slice(&b).unwrap_or_default()
+                lib
             }
-            Err(_) => LibcniCache::default(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => LibcniCache::default(),
+            Err(e) => return Err(format!("libcni cache {}: {e}", lib_path.display())),
         };
         let cni_args = lib
             .cni_args
@@ -125,5 +132,22 @@ mod tests {
         assert!(f.delegates[1].result.is_none());
         let net = f.delegates[0].network(Path::new("x")).unwrap();
         assert_eq!(net.bytes, master.as_bytes());
+    }
+
+    /// A libcni cache that exists but is not one is an error naming it (it
+    /// used to become defaults, and DEL then ran without its result).
+    #[test]
+    fn a_corrupt_libcni_cache_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let master = r#"{"cniVersion":"0.4.0","name":"k8s","type":"bridge"}"#;
+        let list = json!([{"Name":"","ifnameRequest":"","Bytes": b64(master)}]);
+        std::fs::create_dir(d.path().join("results")).unwrap();
+        let lib = libcni_cache_path(d.path(), "k8s", "cid", "eth0");
+        std::fs::write(&lib, "{\"kind\":\"cniCacheV1\",\"result\":").unwrap();
+        let e = convert(d.path(), &list, "cid", "eth0").unwrap_err();
+        assert!(e.contains(&lib.display().to_string()), "{e}");
+        std::fs::write(&lib, r#"{"cniArgs":"not a list"}"#).unwrap();
+        assert!(convert(d.path(), &list, "cid", "eth0").is_err());
     }
 }

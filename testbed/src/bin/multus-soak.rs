@@ -66,7 +66,7 @@ fn soak_mode(
     // modules, so the baseline is the node with no pod.
     let mut warm = soak::cycles::run(&w, 1, 1)?;
     warm.scenario = "warm-up".into();
-    w.take_baseline();
+    w.take_baseline()?;
     let mut solo = soak::cycles::run(&w, 5, 1)?;
     solo.scenario = "one pod at a time".into();
     // A kill lands anywhere in an unloaded ADD, or just after it.

@@ -52,6 +52,9 @@ struct State {
     /// Down: every new connection is closed at once, as a stopped server's
     /// would be refused (`set_down`); the state survives for when it is up.
     down: bool,
+    /// Injected faults that took effect: answers failed or delayed, and
+    /// connections closed while down (what `faults_fired` reports).
+    fired: u64,
     /// whereabouts' custom resources.
     custom: custom::Objects,
     /// Every change since `history_start`, for watches to replay.
@@ -207,6 +210,7 @@ impl FakeKubeApi {
             delays: Vec::new(),
             faults: Vec::new(),
             down: false,
+            fired: 0,
             custom: Default::default(),
             history: Vec::new(),
             history_start: 0,
@@ -220,9 +224,13 @@ impl FakeKubeApi {
                     _ = &mut stop => break,
                     conn = listener.accept() => {
                         let Ok((tcp, _)) = conn else { continue };
-                        if st.lock().unwrap().down {
-                            drop(tcp);
-                            continue;
+                        {
+                            let mut s = st.lock().unwrap();
+                            if s.down {
+                                s.fired += 1;
+                                drop(tcp);
+                                continue;
+                            }
                         }
                         let (acceptor, st) = (acceptor.clone(), st.clone());
                         tokio::spawn(async move {
@@ -425,6 +433,13 @@ impl FakeKubeApi {
             .push((method, path_part.into(), code, times));
     }
 
+    /// How many injected faults have taken effect so far (a failed or
+    /// delayed answer, a connection closed while down): what a test counts,
+    /// rather than the faults it set up.
+    pub fn faults_fired(&self) -> u64 {
+        self.state.lock().unwrap().fired
+    }
+
     /// Forgets every injected fault and delay not yet used up, and comes
     /// back up.
     pub fn clear_faults(&self) {
@@ -519,10 +534,12 @@ async fn handle(
             .delays
             .iter_mut()
             .find(|(p, _, n)| *n > 0 && path.contains(p.as_str()));
-        d.map(|(_, d, n)| {
+        let d = d.map(|(_, d, n)| {
             *n -= 1;
             *d
-        })
+        });
+        st.fired += u64::from(d.is_some());
+        d
     };
     if let Some(d) = delay {
         tokio::time::sleep(d).await;
@@ -544,6 +561,7 @@ async fn handle(
                 *n -= 1;
                 *code
             });
+        st.fired += u64::from(fault.is_some());
         let answer = if !authorized(&st, client_cert, auth.as_deref()) {
             unauthorized()
         } else if let Some(code) = fault {

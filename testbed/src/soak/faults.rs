@@ -67,11 +67,15 @@ pub fn run(w: &World) -> Result<Outcome> {
     let started = Instant::now();
     let conf = w.conf();
     for (i, f) in FAULTS.iter().enumerate() {
+        // Faults are counted when they take effect, not when set up; one
+        // that never fires in either phase tested nothing and is a failure
+        // of the soak itself.
+        let mut fired_in_case = 0;
         for during in ["ADD", "DEL"] {
             let pod = Pod::new(format!("fault-{i}-{}", during.to_lowercase()))?;
+            let fired_before = w.api.faults_fired();
             if during == "ADD" {
                 (f.inject)(w);
-                o.api_faults += 1;
             }
             let (add, took) = w.run_with("ADD", &pod, &conf)?;
             o.add.push(took);
@@ -87,13 +91,19 @@ pub fn run(w: &World) -> Result<Outcome> {
                         ),
                     );
                 }
+                if w.api.faults_fired() > fired_before {
+                    fired_in_case += 1;
+                }
                 w.check_pod_clean(&pod, &mut o);
             } else {
                 if during == "DEL" {
                     (f.inject)(w);
-                    o.api_faults += 1;
                 }
                 let (del, took) = w.run_with("DEL", &pod, &conf)?;
+                if w.api.faults_fired() > fired_before {
+                    // Counted before the retry below clears the faults.
+                    fired_in_case += 1;
+                }
                 o.del.push(took);
                 if !del.ok() && !w.cni_dir().join(pod.container_id()).exists() {
                     o.broke(
@@ -123,6 +133,13 @@ pub fn run(w: &World) -> Result<Outcome> {
                 *p = format!("{} during {during}: {p}", f.what);
             }
         }
+        if fired_in_case == 0 {
+            o.broke(
+                Broken::Violation,
+                format!("{}: the fault never fired, during ADD or DEL", f.what),
+            );
+        }
+        o.api_faults += fired_in_case;
     }
     o.wall = started.elapsed();
     Ok(o)

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::{Broken, Outcome};
 use crate::kube_api::FakeKubeApi;
-use crate::{exec_cni, files_under, reference_plugin_dir, CniOutput, Netns};
+use crate::{exec_cni, reference_plugin_dir, try_files_under, CniOutput, Netns};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -266,8 +266,8 @@ impl World {
 
     /// The node's routes and rules, for the baseline and after; route
     /// flags left out (`linkdown` comes and goes with the bridge's ports).
-    fn routing(&self) -> Value {
-        let mut state = self.node.routing_state().unwrap_or(Value::Null);
+    fn routing(&self) -> Result<Value> {
+        let mut state = self.node.routing_state()?;
         for family in ["routes4", "routes6"] {
             for r in state[family].as_array_mut().into_iter().flatten() {
                 if let Some(o) = r.as_object_mut() {
@@ -275,24 +275,29 @@ impl World {
                 }
             }
         }
-        state
+        Ok(state)
     }
 
     /// Records the node's routing state with no pod attached. The bridge
     /// is made by the first ADD and stays (as the reference leaves it), so
     /// the baseline is taken after one full cycle.
-    pub fn take_baseline(&mut self) {
-        self.baseline = Some(self.routing());
+    pub fn take_baseline(&mut self) -> Result<()> {
+        self.baseline = Some(self.routing().context("the node's routing baseline")?);
+        Ok(())
     }
 
     /// Nothing left of `pod` in its own netns (before it is deleted).
     pub fn check_pod_clean(&self, pod: &Pod, o: &mut Outcome) {
-        let links = pod.ns.links().unwrap_or_default();
-        if links != ["lo"] {
-            o.broke(
+        match pod.ns.links() {
+            Ok(links) if links == ["lo"] => {}
+            Ok(links) => o.broke(
                 Broken::Leftover,
                 format!("pod {} still has {links:?}", pod.name),
-            );
+            ),
+            Err(e) => o.broke(
+                Broken::Violation,
+                format!("pod {}: cannot list its links to check them: {e}", pod.name),
+            ),
         }
     }
 
@@ -330,27 +335,40 @@ impl World {
                 format!("{} OverlappingRangeIPReservations left", reservations.len()),
             );
         }
-        let veths: Vec<String> = self
-            .node
-            .links()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|l| l.starts_with("veth"))
-            .collect();
-        if !veths.is_empty() {
-            o.broke(Broken::Leftover, format!("host veths left: {veths:?}"));
+        // A check that cannot look fails: it must never pass for want of
+        // an answer.
+        match self.node.links() {
+            Ok(links) => {
+                let veths: Vec<String> =
+                    links.into_iter().filter(|l| l.starts_with("veth")).collect();
+                if !veths.is_empty() {
+                    o.broke(Broken::Leftover, format!("host veths left: {veths:?}"));
+                }
+            }
+            Err(e) => o.broke(
+                Broken::Violation,
+                format!("cannot list the node's links to check them: {e}"),
+            ),
         }
-        let cache = files_under(cni_dir);
-        if !cache.is_empty() {
-            o.broke(Broken::Leftover, format!("cache files left: {cache:?}"));
+        match try_files_under(cni_dir) {
+            Ok(cache) if cache.is_empty() => {}
+            Ok(cache) => o.broke(Broken::Leftover, format!("cache files left: {cache:?}")),
+            Err(e) => o.broke(
+                Broken::Violation,
+                format!("cannot list {} to check it: {e}", cni_dir.display()),
+            ),
         }
         if let Some(base) = &self.baseline {
-            let now = self.routing();
-            if &now != base {
-                o.broke(
+            match self.routing() {
+                Ok(now) if &now == base => {}
+                Ok(now) => o.broke(
                     Broken::Leftover,
                     format!("node routes or rules changed: {now}"),
-                );
+                ),
+                Err(e) => o.broke(
+                    Broken::Violation,
+                    format!("cannot read the node's routing to check it: {e:#}"),
+                ),
             }
         }
     }
@@ -358,10 +376,19 @@ impl World {
 
 /// No address held in host-local's store of `net` under `ipam_dir`.
 pub fn check_host_local(ipam_dir: &Path, net: &str, o: &mut Outcome) {
-    let held: Vec<String> = files_under(&ipam_dir.join(net))
-        .into_iter()
-        .filter(|f| f != "lock" && !f.starts_with("last_reserved_ip"))
-        .collect();
+    let held: Vec<String> = match try_files_under(&ipam_dir.join(net)) {
+        Ok(files) => files
+            .into_iter()
+            .filter(|f| f != "lock" && !f.starts_with("last_reserved_ip"))
+            .collect(),
+        Err(e) => {
+            o.broke(
+                Broken::Violation,
+                format!("{net}: cannot list host-local's store to check it: {e}"),
+            );
+            return;
+        }
+    };
     if !held.is_empty() {
         o.broke(
             Broken::Leak,

@@ -94,24 +94,6 @@ fn main() {
             std::process::exit(2);
         }
     };
-    // Logs at info; the metrics layer reads the shared code's debug timing
-    // events (its own filter, so they are never printed).
-    let metrics = Arc::new(Metrics::default());
-    {
-        use tracing_subscriber::filter::LevelFilter;
-        use tracing_subscriber::layer::SubscriberExt;
-        use tracing_subscriber::util::SubscriberInitExt;
-        use tracing_subscriber::Layer;
-        let _ = tracing_subscriber::registry()
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .with_writer(std::io::stderr)
-                    .with_ansi(false)
-                    .with_filter(LevelFilter::INFO),
-            )
-            .with(MetricsLayer(metrics.clone()).with_filter(LevelFilter::DEBUG))
-            .try_init();
-    }
     let config = match DaemonConfig::read(&path) {
         Ok(c) => c,
         Err(e) => {
@@ -119,6 +101,28 @@ fn main() {
             std::process::exit(1);
         }
     };
+    // Logs where and as much as the config says; the metrics layer reads
+    // the shared code's debug timing events (its own filter, so they are
+    // never printed unless logLevel is debug).
+    let metrics = Arc::new(Metrics::default());
+    {
+        use tracing_subscriber::filter::LevelFilter;
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        use tracing_subscriber::Layer;
+        let log = &config.log;
+        let printed = multus::logging::writer(log.file.as_deref(), log.to_stderr, "multus-daemon")
+            .map(|w| {
+                tracing_subscriber::fmt::layer()
+                    .with_writer(w)
+                    .with_ansi(false)
+                    .with_filter(multus::logging::level(log.level))
+            });
+        let _ = tracing_subscriber::registry()
+            .with(printed)
+            .with(MetricsLayer(metrics.clone()).with_filter(LevelFilter::DEBUG))
+            .try_init();
+    }
     multus::delegate::wasm::engine::pool_instances(config.connection_limit as u32);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
