@@ -242,3 +242,26 @@ fn run_by_hand_it_says_what_it_is() {
         );
     }
 }
+
+/// An upstream key multus-wasm does not act on is named in the log with
+/// what to do instead (it was accepted silently); the ADD still works.
+#[test]
+fn upstream_keys_not_implemented_are_named_in_the_log() {
+    let node = Node::new();
+    let pod = Pod::new();
+    let mut conf = confs::multus_delegates(&first_two(&node)[..1], &node.cni_dir(), &plugins());
+    conf["auxiliaryCNIChainName"] = json!("vrf-chain");
+    conf["logOptions"] = json!({"maxAge": 5});
+    conf["logLevel"] = json!("verbose");
+    let out = node.run("ADD", "w1", &pod, &bytes(&conf));
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    for key in ["auxiliaryCNIChainName", "logOptions"] {
+        assert!(
+            out.stderr.contains(&format!("the multus conf sets \"{key}\"")),
+            "{key}: {}",
+            out.stderr
+        );
+    }
+    assert!(node.run("DEL", "w1", &pod, &bytes(&conf)).ok());
+    assert_rolled_back(&node, &pod);
+}

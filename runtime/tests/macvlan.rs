@@ -226,3 +226,43 @@ fn killed_mid_add_then_del_removes_the_link() {
     assert_eq!(pod.ns.links().unwrap(), ["lo"]);
     assert!(node.cache_files().is_empty());
 }
+
+/// STATUS of an interface module asks its IPAM too, as the reference
+/// plugins do (`ipam.ExecStatus`): an IPAM that is not ready makes the
+/// network not ready, with its own code.
+#[test]
+fn status_asks_the_ipam() {
+    use std::os::unix::fs::PermissionsExt;
+    let node = Node::new();
+    node.install_wasm(&["macvlan"]);
+    let bin = node.dir.path().join("status-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let ready = node.dir.path().join("ipam-ready");
+    std::fs::write(
+        bin.join("stub-ipam"),
+        format!(
+            "#!/bin/sh\ncat >/dev/null\n[ \"$CNI_COMMAND\" = STATUS ] || exit 1\n[ -e {} ] && exit 0\necho '{{\"cniVersion\":\"1.1.0\",\"code\":50,\"msg\":\"stub IPAM: no pool yet\"}}'\nexit 1\n",
+            ready.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(bin.join("stub-ipam"), std::fs::Permissions::from_mode(0o755))
+        .unwrap();
+    let mut c = node.with_wasm(confs::multus_delegates(
+        &[json!({"cniVersion": "1.1.0", "name": "mvnet", "plugins": [
+            {"type": "macvlan", "master": "uplink0", "ipam": {"type": "stub-ipam"}}]})],
+        &node.cni_dir(),
+        &bin,
+    ));
+    c["cniVersion"] = json!("1.1.0");
+    c["wasmPlugins"] = json!({"macvlan": {"hostNetns": true}});
+    let out = node.multus(&[("CNI_COMMAND", "STATUS")], &bytes(&c));
+    let msg = assert_cni_error(&out, 50);
+    assert!(
+        msg.contains("stub IPAM: no pool yet") && msg.contains("its IPAM \"stub-ipam\""),
+        "{msg}"
+    );
+    std::fs::write(&ready, "").unwrap();
+    let out = node.multus(&[("CNI_COMMAND", "STATUS")], &bytes(&c));
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+}

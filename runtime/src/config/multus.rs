@@ -51,6 +51,20 @@ pub const KEYS: &[&str] = &[
     "wasmPlugins",
 ];
 
+/// Upstream multus conf keys this implementation does not act on, and what
+/// to do instead: a hand-written conf that sets one is told so in the log
+/// rather than silently getting less than it asked for.
+pub const UNIMPLEMENTED: &[(&str, &str)] = &[
+    (
+        "auxiliaryCNIChainName",
+        "no auxiliary passthru chain is built: add those plugins to the cluster network's own conflist",
+    ),
+    (
+        "logOptions",
+        "logFile is not rotated by multus: rotate it with the node's logrotate (copytruncate)",
+    ),
+];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogLevel {
     Debug,
@@ -106,6 +120,8 @@ pub struct MultusConf {
     pub valid_attachments: Option<Vec<Attachment>>,
     pub wasm: WasmConf,
     pub kube: KubeConf,
+    /// Keys of [`UNIMPLEMENTED`] the conf sets (non-null), with the advice.
+    pub unimplemented: Vec<(&'static str, &'static str)>,
 }
 
 /// One (containerID, ifname) a runtime still uses, as GC lists them.
@@ -209,6 +225,11 @@ impl MultusConf {
             valid_attachments,
             wasm: WasmConf::parse(&o)?,
             kube: KubeConf::parse(&o)?,
+            unimplemented: UNIMPLEMENTED
+                .iter()
+                .filter(|(k, _)| o.raw(k).is_some_and(|v| v.get() != "null"))
+                .copied()
+                .collect(),
         })
     }
 }
@@ -331,6 +352,15 @@ mod tests {
         let mut keys = KEYS.to_vec();
         keys.sort();
         assert_eq!(documented, keys);
+    }
+
+    #[test]
+    fn upstream_keys_not_acted_on_are_named() {
+        let c = MultusConf::parse(br#"{"cniVersion":"1.0.0","name":"m","type":"multus","clusterNetwork":"k8s","AuxiliaryCNIChainName":"vrf","logOptions":{"maxAge":5},"retryDeleteOnError":true}"#).unwrap();
+        let keys: Vec<&str> = c.unimplemented.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, vec!["auxiliaryCNIChainName", "logOptions"]);
+        let c = MultusConf::parse(br#"{"cniVersion":"1.0.0","name":"m","type":"multus","clusterNetwork":"k8s","logOptions":null}"#).unwrap();
+        assert!(c.unimplemented.is_empty());
     }
 
     #[test]

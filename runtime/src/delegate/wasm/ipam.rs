@@ -48,7 +48,7 @@ fn wit_error(e: PluginError) -> WitError {
 }
 
 impl DelegatedIpam {
-    fn run(&self, command: Command) -> Result<Vec<u8>, WitError> {
+    pub(super) fn run(&self, command: Command) -> Result<Vec<u8>, WitError> {
         let call = PluginCall {
             plugin_type: &self.ipam_type,
             command,

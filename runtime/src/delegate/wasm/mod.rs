@@ -391,19 +391,25 @@ pub fn run_with(
         .pointer("/ipam/type")
         .and_then(Value::as_str)
         .filter(|t| !t.is_empty() && role == Role::Chained);
-    let ipam = ipam_type.map(|t| {
-        Box::new(ipam::DelegatedIpam {
-            dry_run,
-            wasm: conf.clone(),
-            ipam_type: t.to_string(),
-            container_id: call.container_id.to_string(),
-            netns: call.netns.to_string(),
-            ifname: call.ifname.to_string(),
-            cni_args: call.cni_args.to_string(),
-            path: call.path.to_vec(),
-            stdin: call.stdin.to_vec(),
-        }) as Box<dyn multus_host_functions::links::IpamBackend>
-    });
+    let delegated = |t: &str| ipam::DelegatedIpam {
+        dry_run: dry_run.as_ref().map(Backends::recording_clone),
+        wasm: conf.clone(),
+        ipam_type: t.to_string(),
+        container_id: call.container_id.to_string(),
+        netns: call.netns.to_string(),
+        ifname: call.ifname.to_string(),
+        cni_args: call.cni_args.to_string(),
+        path: call.path.to_vec(),
+        stdin: call.stdin.to_vec(),
+    };
+    let ipam = ipam_type
+        .map(|t| Box::new(delegated(t)) as Box<dyn multus_host_functions::links::IpamBackend>);
+    // STATUS asks the config's IPAM too, as the reference interface plugins
+    // do (`ipam.ExecStatus`): an interface plugin is not ready while its
+    // IPAM is not. The host does it, so every module gets it.
+    let ipam_status = ipam_type
+        .filter(|_| call.command == Command::Status)
+        .map(delegated);
     let reach = Reach {
         grant: g,
         store,
@@ -459,7 +465,18 @@ pub fn run_with(
             ))
         }
         Ok(Err(e)) => return Err(guest_error(ty, e)),
-        Ok(Ok(None)) => Vec::new(),
+        Ok(Ok(None)) => {
+            if let Some(ipam) = &ipam_status {
+                ipam.run(Command::Status).map_err(|e| {
+                    PluginError::Cni(CniError {
+                        code: e.code,
+                        msg: format!("wasm plugin {ty:?} STATUS: its IPAM {:?}: {}", ipam.ipam_type, e.msg),
+                        details: e.details,
+                    })
+                })?;
+            }
+            Vec::new()
+        }
         Ok(Ok(Some(r))) => {
             let version = config
                 .get("cniVersion")
