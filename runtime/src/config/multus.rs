@@ -61,7 +61,7 @@ pub const UNIMPLEMENTED: &[(&str, &str)] = &[
     ),
     (
         "logOptions",
-        "logFile is not rotated by multus: rotate it with the node's logrotate (copytruncate)",
+        "logFile is not rotated by multus: rotate it with the node's logrotate (multus opens it per call, in append mode)",
     ),
 ];
 
