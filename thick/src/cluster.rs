@@ -45,7 +45,12 @@ impl Credentials {
         let config = match self {
             Self::Kubeconfig(path) => config_from(path).await.map_err(|e| e.to_string())?,
             Self::InCluster => {
-                kube::Config::incluster().map_err(|e| format!("in-cluster credentials: {e}"))?
+                let mut c = kube::Config::incluster()
+                    .map_err(|e| format!("in-cluster credentials: {e}"))?;
+                // kube-rs ignores the proxy variables in a pod; client-go
+                // does not.
+                multus::k8s::client::set_proxy(&mut c, None)?;
+                c
             }
         };
         kube::Client::try_from(config).map_err(|e| format!("API client: {e}"))

@@ -377,13 +377,45 @@ fn kubeconfig_error(kubeconfig: &Path, msg: String) -> KubeError {
     }
 }
 
-/// The client config `kubeconfig` describes (its current context).
+/// The client config `kubeconfig` describes (its current context), with
+/// the proxy chosen as client-go chooses it (see [`super::proxy`]).
 pub async fn config_from(kubeconfig: &Path) -> Result<kube::Config, KubeError> {
     let err = |e: String| kubeconfig_error(kubeconfig, e);
     let kc = Kubeconfig::read_from(kubeconfig).map_err(|e| err(e.to_string()))?;
-    kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+    let explicit = cluster_proxy_url(&kc);
+    let mut config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
-        .map_err(|e| err(e.to_string()))
+        .map_err(|e| err(e.to_string()))?;
+    set_proxy(&mut config, explicit.as_deref()).map_err(err)?;
+    Ok(config)
+}
+
+/// The current context's cluster's `proxy-url`, if any.
+fn cluster_proxy_url(kc: &Kubeconfig) -> Option<String> {
+    let current = kc.current_context.as_deref()?;
+    let context = kc.contexts.iter().find(|c| c.name == current)?;
+    let cluster = context.context.as_ref()?.cluster.as_str();
+    kc.clusters
+        .iter()
+        .find(|c| c.name == cluster)?
+        .cluster
+        .as_ref()?
+        .proxy_url
+        .clone()
+}
+
+/// Sets `config`'s proxy from `explicit` (the kubeconfig's) or the
+/// process environment, for its server.
+pub fn set_proxy(config: &mut kube::Config, explicit: Option<&str>) -> Result<(), String> {
+    config.proxy_url = super::proxy::choose(
+        &config.cluster_url,
+        explicit,
+        &super::proxy::ProxyEnv::from_process(),
+    )?;
+    if let Some(p) = &config.proxy_url {
+        tracing::debug!(proxy = %p, server = %config.cluster_url, "API calls go through a proxy");
+    }
+    Ok(())
 }
 
 fn build(

@@ -11,6 +11,7 @@ pub mod events;
 pub mod mapper;
 pub mod nad;
 pub mod pod;
+pub mod proxy;
 pub mod selection;
 pub mod status;
 

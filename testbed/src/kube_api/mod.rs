@@ -132,6 +132,12 @@ impl FakeKubeApi {
     /// accepting the bearer token `token` or a client certificate of its CA;
     /// writes a kubeconfig for each (the token one reads a token file).
     pub fn start(ns: &Netns, token: &str) -> io::Result<Self> {
+        Self::start_on(ns, token, std::net::Ipv4Addr::LOCALHOST.into())
+    }
+
+    /// `start` on `ip`, an address of `ns` (a server that is not loopback,
+    /// as a real API server is not, for what proxies do with it).
+    pub fn start_on(ns: &Netns, token: &str, ip: std::net::IpAddr) -> io::Result<Self> {
         let dir = tempfile::tempdir()?;
         let other = |e: String| io::Error::other(e);
         let ca_key = rcgen::KeyPair::generate().map_err(|e| other(e.to_string()))?;
@@ -144,7 +150,7 @@ impl FakeKubeApi {
         let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key)
             .map_err(|e| other(e.to_string()))?;
         let key = rcgen::KeyPair::generate().map_err(|e| other(e.to_string()))?;
-        let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        let leaf = rcgen::CertificateParams::new(vec![ip.to_string()])
             .and_then(|p| p.signed_by(&key, &ca))
             .map_err(|e| other(e.to_string()))?;
         std::fs::write(dir.path().join("ca.crt"), ca.pem())?;
@@ -192,7 +198,7 @@ impl FakeKubeApi {
             let ns_path = ns.path();
             std::thread::spawn(move || -> io::Result<std::net::TcpListener> {
                 enter_path(&ns_path)?;
-                std::net::TcpListener::bind("127.0.0.1:0")
+                std::net::TcpListener::bind((ip, 0))
             })
             .join()
             .map_err(|_| other("bind thread panicked".into()))??
