@@ -23,22 +23,93 @@ pub fn whereabouts() -> PathBuf {
 }
 
 /// Every document of every file the kustomization in `dir` lists, as JSON
-/// values, named by their path relative to `dir`.
+/// values, named by their path relative to `dir`: [`build`], which must
+/// succeed.
 pub fn documents_in(dir: &Path) -> Vec<(String, Value)> {
+    build(dir).unwrap_or_else(|e| panic!("kustomize build {}: {e}", dir.display()))
+}
+
+/// The keys of a kustomization this builder understands; any other makes
+/// it fail, so a new one gets its rules here before a test can pass on it.
+const KUSTOMIZATION_KEYS: &[&str] = &["apiVersion", "kind", "resources", "images"];
+
+/// Builds the kustomization in `dir` under kustomize's load rules, as
+/// `kubectl apply -k` would: each resource is a file in or below `dir`
+/// (kustomize refuses anything else: "security; file ... is not in or
+/// below ...") or a folder with its own kustomization, built the same way
+/// wherever it is. Documents are named by their path relative to `dir`.
+pub fn build(dir: &Path) -> Result<Vec<(String, Value)>, String> {
+    let root = dir
+        .canonicalize()
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    let file = root.join("kustomization.yaml");
+    let text = std::fs::read_to_string(&file).map_err(|e| format!("{}: {e}", file.display()))?;
     let k: Value =
-        serde_yaml_ng::from_str(&std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap())
-            .unwrap();
-    let mut out = Vec::new();
-    for file in k["resources"].as_array().expect("resources") {
-        let file = file.as_str().unwrap();
-        let text = std::fs::read_to_string(dir.join(file)).unwrap();
-        for doc in serde_yaml_ng::Deserializer::from_str(&text) {
-            let v = Value::deserialize(doc).unwrap_or_else(|e| panic!("{file}: {e}"));
-            if !v.is_null() {
-                out.push((file.to_string(), v));
-            }
+        serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+    for key in k.as_object().into_iter().flat_map(|o| o.keys()) {
+        if !KUSTOMIZATION_KEYS.contains(&key.as_str()) {
+            return Err(format!("{}: key {key:?} is not modelled here", file.display()));
         }
     }
+    let mut out = Vec::new();
+    for entry in k["resources"].as_array().into_iter().flatten() {
+        let name = entry.as_str().ok_or("a resource that is not a string")?;
+        let path = root
+            .join(name)
+            .canonicalize()
+            .map_err(|e| format!("resource {name}: {e}"))?;
+        if path.is_dir() {
+            for (inner, doc) in build(&path)? {
+                out.push((format!("{name}/{inner}"), doc));
+            }
+            continue;
+        }
+        if !path.starts_with(&root) {
+            return Err(format!(
+                "security; file '{}' is not in or below '{}'",
+                path.display(),
+                root.display()
+            ));
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("{name}: {e}"))?;
+        for v in yaml_documents(&text).map_err(|e| format!("{name}: {e}"))? {
+            out.push((name.to_string(), v));
+        }
+    }
+    Ok(out)
+}
+
+/// The non-empty documents of a YAML stream, as JSON values.
+pub fn yaml_documents(text: &str) -> Result<Vec<Value>, String> {
+    let mut out = Vec::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(text) {
+        let v = Value::deserialize(doc).map_err(|e| e.to_string())?;
+        if !v.is_null() {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+/// Every folder under `deploy/` with a kustomization.
+pub fn kustomizations() -> Vec<PathBuf> {
+    fn walk(d: &Path, out: &mut Vec<PathBuf>) {
+        if d.join("kustomization.yaml").exists() {
+            out.push(d.to_path_buf());
+        }
+        let mut subs: Vec<PathBuf> = std::fs::read_dir(d)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        subs.sort();
+        for s in subs {
+            walk(&s, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&dir(), &mut out);
     out
 }
 
