@@ -4,9 +4,11 @@
 //! `protocol` is the wire format (upstream's), `config` the daemon config,
 //! `admit` the bound on requests in flight, `metrics` what the daemon
 //! exports, `server` the daemon's HTTP server, `shim_conf` the conf it
-//! writes for the runtime, `client` the shim's side.
+//! writes for the runtime, `client` the shim's side, `chroot` the start-up
+//! check of `chrootDir`.
 
 pub mod admit;
+pub mod chroot;
 pub mod client;
 pub mod cluster;
 pub mod config;

@@ -79,6 +79,9 @@ fn daemonset_runs_real_flags_and_mounts_what_both_containers_touch() {
     let ds: DaemonSet = typed(&find_in(&thick(), "DaemonSet", None));
     let spec = ds.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
     assert_eq!(spec.host_network, Some(true));
+    // chrootDir's /proc is the host's: the daemon must be in its PID
+    // namespace (issue 20: every native delegate failed without it).
+    assert_eq!(spec.host_pid, Some(true));
     let init = &spec.init_containers.as_ref().unwrap()[0];
     let daemon = &spec.containers[0];
     assert_eq!(init.image, daemon.image);

@@ -1269,3 +1269,50 @@ fn the_daemon_logs_where_and_as_much_as_its_config_says() {
     assert!(debug.contains("DEBUG"), "{debug}");
     assert_clean(&node, &pod);
 }
+
+/// Issue 20 on a real node: the daemon in a container's PID namespace with
+/// the host's root (and so the host's /proc) as `chrootDir`, which failed
+/// every native delegate (`failed to Statfs "/proc/11/task/11/ns/net"`).
+/// Reproduced here with `unshare --pid`: the daemon now refuses to start,
+/// naming the fix, instead of failing every pod.
+#[test]
+fn a_chroot_whose_proc_is_another_pid_namespaces_is_refused_at_start() {
+    let node = Node::new();
+    let root = node.dir.path().join("hostroot");
+    for d in ["proc", "run/netns"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    let socket_dir = node.dir.path().join("run-multus");
+    let config = node.dir.path().join("daemon-config.json");
+    std::fs::write(
+        &config,
+        bytes(&json!({"socketDir": socket_dir, "chrootDir": root})),
+    )
+    .unwrap();
+    let mut c = Command::new("unshare");
+    c.args(["--pid", "--fork", "--kill-child"])
+        .arg(DAEMON)
+        .arg("-config")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let _ns = in_netns(&mut c, &node.ns).unwrap();
+    with_host_root(&mut c, &root);
+    let mut child = c.spawn().unwrap();
+    let until = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > until {
+            let _ = child.kill();
+            panic!("the daemon started with another PID namespace's /proc as chrootDir");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("another PID namespace's") && stderr.contains("hostPID: true"),
+        "{stderr}"
+    );
+    assert!(!socket_dir.join("multus.sock").exists(), "it served nothing");
+}

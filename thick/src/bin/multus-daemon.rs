@@ -101,6 +101,12 @@ fn main() {
             std::process::exit(1);
         }
     };
+    if let Some(root) = &config.chroot_dir {
+        if let Err(e) = multus_thick::chroot::check_pid_namespace(root) {
+            eprintln!("multus-daemon: {e}");
+            std::process::exit(1);
+        }
+    }
     // Logs where and as much as the config says; the metrics layer reads
     // the shared code's debug timing events (its own filter, so they are
     // never printed unless logLevel is debug).
