@@ -25,6 +25,11 @@ pub struct Grant {
     pub store_root: Option<PathBuf>,
     /// The pod netns path (CNI_NETNS); `None` denies container netlink/sysctl.
     pub netns: Option<PathBuf>,
+    /// A DEL, GC or STATUS with no pod netns (CNI_NETNS empty, as
+    /// containerd sends its repeated DEL once the netns is removed): calls
+    /// into the pod find nothing (`NotFound`) instead of being denied, so a
+    /// DEL of what is already gone succeeds, as the CNI spec requires.
+    pub pod_gone: bool,
     /// Links of the pod netns this call may touch.
     pub links: Vec<String>,
     /// The addresses prevResult gives those links (rules from them are
@@ -133,6 +138,7 @@ pub(crate) fn test_grant(links: &[&str]) -> Grant {
         network: "n".into(),
         store_root: None,
         netns: None,
+        pod_gone: false,
         links: links.iter().map(|l| l.to_string()).collect(),
         addresses: Vec::new(),
         cluster: None,

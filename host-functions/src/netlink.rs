@@ -76,6 +76,9 @@ pub fn check_namespace(grant: &Grant, ns: Ns) -> Result<(), HostError> {
             "plugin {:?} has no hostNetns grant; the host namespace is off limits",
             grant.plugin
         ))),
+        Ns::Container if grant.netns.is_none() && grant.pod_gone => Err(HostError::NotFound(
+            "the pod's network namespace is gone (no CNI_NETNS)".into(),
+        )),
         Ns::Container if grant.netns.is_none() => {
             Err(HostError::Denied("no container netns in this call".into()))
         }

@@ -408,6 +408,32 @@ fn del_after_the_pod_netns_is_gone() {
     assert!(again.ok(), "{} {}", again.stdout, again.stderr);
 }
 
+/// containerd's sequence: StopPodSandbox's DEL with the netns, the netns
+/// removed, then RemovePodSandbox's DEL again with CNI_NETNS empty. The
+/// repeated DEL failed (`sandbox denied links.link-del: no container netns
+/// in this call`), so the sandbox could never be removed (issue 20). Also a
+/// first DEL with no netns at all (the cache there) frees the IP.
+#[test]
+fn del_repeated_with_no_netns_as_containerd_does() {
+    let node = Node::new();
+    let c = conf(&node, json!({}), true);
+    let pod = Pod::new();
+    assert!(node.run("ADD", "br-r", &pod, &c).ok());
+    assert!(node.run("DEL", "br-r", &pod, &c).ok());
+    multus_testbed::ip(&["netns", "del", pod.ns.name()]).unwrap();
+    let repeat = node.multus(&pod_env("DEL", "br-r", ""), &c);
+    assert!(repeat.ok(), "{} {}", repeat.stdout, repeat.stderr);
+
+    let pod = Pod::new();
+    let out = node.run("ADD", "br-n", &pod, &c);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    multus_testbed::ip(&["netns", "del", pod.ns.name()]).unwrap();
+    let del = node.multus(&pod_env("DEL", "br-n", ""), &c);
+    assert!(del.ok(), "{} {}", del.stdout, del.stderr);
+    assert!(node.reservations("brnet").is_empty());
+    assert!(node.cache_files().is_empty());
+}
+
 /// multus killed with SIGKILL after the veth pair was made and while its
 /// (native, slow) IPAM runs: the runtime's DEL removes both ends.
 #[test]

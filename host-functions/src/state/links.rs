@@ -48,10 +48,12 @@ impl HostState {
     }
 
     fn unlink(&mut self) -> Result<bool, HostError> {
-        nl::check_namespace(&self.grant, Ns::Container)?;
-        let ifname = self.ifname()?;
-        match self.kernel.link_del(&ifname) {
-            // The pod's namespace is gone, and the link with it.
+        let deleted = nl::check_namespace(&self.grant, Ns::Container)
+            .and_then(|()| self.ifname())
+            .and_then(|ifname| self.kernel.link_del(&ifname));
+        match deleted {
+            // The pod's namespace is gone (or was never named, on a
+            // repeated DEL), and the link with it.
             Err(HostError::NotFound(_)) => Ok(false),
             other => other,
         }

@@ -24,9 +24,7 @@ impl sysctl::Host for HostState {
 
 impl HostState {
     fn sysctl_key(&self, key: &sysctl::Key) -> Result<SysctlKey, HostError> {
-        if self.grant.netns.is_none() {
-            return Err(HostError::Denied("no container netns in this call".into()));
-        }
+        crate::netlink::check_namespace(&self.grant, crate::netlink::Ns::Container)?;
         let link = key
             .link
             .as_ref()

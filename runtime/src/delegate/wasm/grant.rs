@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::audit::Role;
 use super::PluginCall;
+use crate::cni::Command;
 use crate::config::PluginSettings;
 
 /// host-local's default state dir.
@@ -83,6 +84,7 @@ pub fn none(plugin: &str, settings: &PluginSettings) -> Grant {
         network: String::new(),
         store_root: None,
         netns: None,
+        pod_gone: false,
         links: Vec::new(),
         addresses: Vec::new(),
         cluster: None,
@@ -143,11 +145,16 @@ pub fn compute(
             groups: settings.cluster_groups.clone(),
             node: super::cluster::node_name(),
         });
+    // containerd repeats DEL with no CNI_NETNS after removing the netns.
+    let pod_gone = role == Role::Chained
+        && netns.is_none()
+        && matches!(call.command, Command::Del | Command::Gc | Command::Status);
     Grant {
         plugin: call.plugin_type.to_string(),
         network,
         store_root,
         netns,
+        pod_gone,
         links,
         addresses,
         cluster,
@@ -173,7 +180,6 @@ pub fn compute(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cni::Command;
     use serde_json::json;
 
     fn call<'a>(stdin: &'a [u8], ty: &'a str) -> PluginCall<'a> {
