@@ -588,3 +588,37 @@ fn node_slices_keep_nodes_apart() {
     }
     assert!(c.reservations().is_empty());
 }
+
+/// whereabouts.wasm with the defaults (no timeouts set) against a fresh API
+/// server, whose first IPPool write takes seconds (2.3 s on a real one: the
+/// quota evaluator of a new kind). The 2 s host-call budget aborted it and
+/// every first pod failed (issue 20); a cluster call now has 10 s within
+/// the plugin's 30 s. A dead API server is still reported at once.
+#[test]
+fn a_cold_api_server_first_write_with_the_defaults() {
+    let c = Pools::new();
+    let mut conf: Value = serde_json::from_slice(&c.conf(
+        "cold0",
+        "cni-cold",
+        json!({"range": "10.92.0.0/24"}),
+    ))
+    .unwrap();
+    conf.as_object_mut().unwrap().remove("wasmPlugins");
+    let conf = bytes(&conf);
+    c.api.slow_first_write("/ippools", std::time::Duration::from_millis(3000));
+    let pod = Pod::new();
+    let out = c.run("ADD", &pod, "cold", &conf);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    assert_eq!(net1(&pod), vec!["10.92.0.1/24"]);
+    assert_eq!(c.api.faults_fired(), 1, "the slow write happened");
+    assert!(c.run("DEL", &pod, "cold", &conf).ok());
+
+    let mut api = c.api;
+    api.stop();
+    let pod = Pod::new();
+    let started = std::time::Instant::now();
+    let out = Pools { node: c.node, api }.run("ADD", &pod, "dead", &conf);
+    let msg = assert_cni_error(&out, 11);
+    assert!(msg.contains("unavailable"), "{msg}");
+    eprintln!("dead API server reported after {:?}", started.elapsed());
+}

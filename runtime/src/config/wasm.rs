@@ -23,12 +23,17 @@ pub struct PluginSettings {
     /// Linear memory cap.
     #[serde(default = "default_memory")]
     pub memory_limit_mib: u32,
-    /// Wall-clock budget of one export call (epoch deadline).
-    #[serde(default = "default_timeout")]
-    pub timeout_ms: u64,
+    /// Wall-clock budget of one export call (epoch deadline); unset,
+    /// [`DEFAULT_TIMEOUT_MS`], or [`DEFAULT_CLUSTER_TIMEOUT_MS`] for an
+    /// IPAM module with cluster access.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
     /// Budget of one host call (netlink, sysctl, store).
     #[serde(default = "default_host_call")]
     pub host_call_timeout_ms: u64,
+    /// Budget of one cluster call, within what is left of `timeoutMs`.
+    #[serde(default = "default_cluster_call")]
+    pub cluster_call_timeout_ms: u64,
     /// May act in the host network namespace.
     #[serde(default)]
     pub host_netns: bool,
@@ -45,11 +50,21 @@ pub struct PluginSettings {
 fn default_memory() -> u32 {
     64
 }
-fn default_timeout() -> u64 {
-    5000
-}
+/// A call's budget when it has no cluster access.
+pub const DEFAULT_TIMEOUT_MS: u64 = 5000;
+/// A cluster IPAM call's budget: room for a few cluster calls at their
+/// full budget (a fresh API server's first write of a kind took 2.3 s on a
+/// real one) and the conflict retries of a busy pool.
+pub const DEFAULT_CLUSTER_TIMEOUT_MS: u64 = 30_000;
+
 fn default_host_call() -> u64 {
     2000
+}
+/// A cold API server is normal (its first write of a CRD kind sets up the
+/// quota evaluator), so a cluster call gets seconds, not the kernel's budget;
+/// a dead one refuses connections at once and is reported at once.
+fn default_cluster_call() -> u64 {
+    10_000
 }
 fn default_cluster_groups() -> Vec<String> {
     vec!["whereabouts.cni.cncf.io".into()]
@@ -60,8 +75,9 @@ impl Default for PluginSettings {
         Self {
             sha256: None,
             memory_limit_mib: default_memory(),
-            timeout_ms: default_timeout(),
+            timeout_ms: None,
             host_call_timeout_ms: default_host_call(),
+            cluster_call_timeout_ms: default_cluster_call(),
             host_netns: false,
             cluster_groups: default_cluster_groups(),
             cluster_namespace: None,
@@ -70,8 +86,17 @@ impl Default for PluginSettings {
 }
 
 impl PluginSettings {
-    pub fn timeout(&self) -> Duration {
-        Duration::from_millis(self.timeout_ms)
+    /// The call's budget; `cluster`: the call has cluster access.
+    pub fn timeout(&self, cluster: bool) -> Duration {
+        let default = if cluster {
+            DEFAULT_CLUSTER_TIMEOUT_MS
+        } else {
+            DEFAULT_TIMEOUT_MS
+        };
+        Duration::from_millis(self.timeout_ms.unwrap_or(default))
+    }
+    pub fn cluster_call_timeout(&self) -> Duration {
+        Duration::from_millis(self.cluster_call_timeout_ms)
     }
     pub fn host_call_timeout(&self) -> Duration {
         Duration::from_millis(self.host_call_timeout_ms)
@@ -143,7 +168,9 @@ mod tests {
         assert_eq!(t.sha256.as_deref(), Some("ab"));
         assert_eq!(t.memory_limit_mib, 8);
         assert!(t.host_netns);
-        assert_eq!(t.timeout_ms, 5000);
+        assert_eq!(t.timeout(false), Duration::from_millis(5000));
+        assert_eq!(t.timeout(true), Duration::from_millis(30_000));
+        assert_eq!(t.cluster_call_timeout(), Duration::from_millis(10_000));
         assert_eq!(w.settings("other"), PluginSettings::default());
     }
 

@@ -5,7 +5,7 @@
 //! kubeconfig, so a service-account token rotated since the last read is
 //! picked up instead of failing the pod.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -65,7 +65,9 @@ pub struct Kube {
     /// handed over (the daemon's, whose token files kube-rs re-reads).
     kubeconfig: Option<PathBuf>,
     client: RefCell<kube::Client>,
-    timeout: Duration,
+    /// Each request's bound; a caller with a deadline of its own sets it
+    /// per call ([`Kube::set_timeout`]).
+    timeout: Cell<Duration>,
 }
 
 /// Where the blocking calls run their requests.
@@ -136,7 +138,7 @@ impl Kube {
             rt: Exec::Own(rt),
             kubeconfig: Some(kubeconfig.to_path_buf()),
             client: RefCell::new(client),
-            timeout,
+            timeout: Cell::new(timeout),
         })
     }
 
@@ -151,8 +153,13 @@ impl Kube {
             rt: Exec::Shared(runtime),
             kubeconfig: None,
             client: RefCell::new(client),
-            timeout,
+            timeout: Cell::new(timeout),
         }
+    }
+
+    /// Bounds the next requests by `timeout` (a caller's remaining budget).
+    pub fn set_timeout(&self, timeout: Duration) {
+        self.timeout.set(timeout);
     }
 
     /// Runs one request with the timeout; on 401, re-reads the kubeconfig and
@@ -167,11 +174,11 @@ impl Kube {
             let started = std::time::Instant::now();
             let out = self
                 .rt
-                .block_on(async { tokio::time::timeout(self.timeout, f(client)).await })
+                .block_on(async { tokio::time::timeout(self.timeout.get(), f(client)).await })
                 .map_err(|_| KubeError {
                     call: call.to_string(),
                     kind: Kind::Transient,
-                    msg: format!("no answer within {} ms", self.timeout.as_millis()),
+                    msg: format!("no answer within {} ms", self.timeout.get().as_millis()),
                 })?
                 .map_err(|e| classify(call, e));
             tracing::debug!(
@@ -188,7 +195,7 @@ impl Kube {
                     call,
                     "401 from the API server; re-reading the kubeconfig and its token"
                 );
-                *self.client.borrow_mut() = build(rt, kubeconfig, self.timeout)?;
+                *self.client.borrow_mut() = build(rt, kubeconfig, self.timeout.get())?;
                 once()
             }
             (other, _, _) => other,

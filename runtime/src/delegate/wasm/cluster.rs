@@ -3,7 +3,7 @@
 //! the API client built from them on the first call.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kube::api::{ApiResource, DynamicObject};
 use multus_host_functions::cluster::{ClusterBackend, ClusterError, Kind};
@@ -103,18 +103,39 @@ pub struct KubeCluster {
     kubeconfig: Option<PathBuf>,
     /// The admin's `clusterNamespace`, else the kubeconfig's.
     namespace: Option<String>,
+    /// One call's budget (`clusterCallTimeoutMs`)...
     timeout: Duration,
+    /// ...within what is left of the plugin's own (`timeoutMs`).
+    deadline: Instant,
     client: Option<Kube>,
 }
 
 impl KubeCluster {
-    pub fn new(kubeconfig: Option<PathBuf>, namespace: Option<String>, timeout: Duration) -> Self {
+    pub fn new(
+        kubeconfig: Option<PathBuf>,
+        namespace: Option<String>,
+        timeout: Duration,
+        deadline: Instant,
+    ) -> Self {
         Self {
             kubeconfig,
             namespace,
             timeout,
+            deadline,
             client: None,
         }
+    }
+
+    /// The budget of the next call: its own, cut to what the plugin has
+    /// left; none left is "unavailable" (code 11), not a wait.
+    fn budget(&self) -> Result<Duration, ClusterError> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ClusterError::Unavailable(
+                "the plugin's timeoutMs is spent; no time left for another API call".into(),
+            ));
+        }
+        Ok(left.min(self.timeout))
     }
 
     fn kubeconfig(&self) -> Result<&Path, ClusterError> {
@@ -127,11 +148,14 @@ impl KubeCluster {
 
     fn session(&mut self) -> Result<(&Kube, String), ClusterError> {
         let ns = self.namespace()?;
+        let budget = self.budget()?;
         if self.client.is_none() {
             let kubeconfig = self.kubeconfig()?.to_path_buf();
             self.client = Some(Kube::new(&kubeconfig, self.timeout).map_err(error)?);
         }
-        Ok((self.client.as_ref().expect("just set"), ns))
+        let kube = self.client.as_ref().expect("just set");
+        kube.set_timeout(budget);
+        Ok((kube, ns))
     }
 }
 

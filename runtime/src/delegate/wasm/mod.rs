@@ -147,6 +147,9 @@ struct Sandbox {
     stdout: MemoryOutputPipe,
     stderr: MemoryOutputPipe,
     settings: PluginSettings,
+    /// The call's budget (`timeoutMs`, by default longer with cluster
+    /// access).
+    timeout: Duration,
 }
 
 /// What a component may reach during one call.
@@ -198,6 +201,7 @@ impl Sandbox {
             .stderr(stderr.clone())
             .build();
         let memory = settings.memory_limit_mib as usize * 1024 * 1024;
+        let timeout = settings.timeout(reach.grant.cluster.is_some());
         let mut state = HostState::new(
             reach.grant,
             wasi,
@@ -210,7 +214,7 @@ impl Sandbox {
         state.ipam = reach.ipam;
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limits);
-        store.set_epoch_deadline(engine::ticks(settings.timeout()));
+        store.set_epoch_deadline(engine::ticks(timeout));
         store.epoch_deadline_trap();
         Ok(Self {
             store,
@@ -218,6 +222,7 @@ impl Sandbox {
             stdout,
             stderr,
             settings,
+            timeout,
         })
     }
 
@@ -331,7 +336,8 @@ pub fn run_with(
             None => Box::new(cluster::KubeCluster::new(
                 cluster::kubeconfig(&config, conf.kubeconfig.as_deref()),
                 settings.cluster_namespace.clone(),
-                settings.host_call_timeout(),
+                settings.cluster_call_timeout(),
+                Instant::now() + settings.timeout(true),
             )),
         })
     };
@@ -461,7 +467,7 @@ pub fn run_with(
             return Err(cni(
                 Code::Internal,
                 ty,
-                describe_trap(&trap, &what, &sb.settings),
+                describe_trap(&trap, &what, sb.timeout, &sb.settings),
             ))
         }
         Ok(Err(e)) => return Err(guest_error(ty, e)),
@@ -549,7 +555,7 @@ pub fn map(
         Err(trap) => Err(cni(
             Code::Internal,
             name,
-            describe_trap(&trap, "select-networks", &sb.settings),
+            describe_trap(&trap, "select-networks", sb.timeout, &sb.settings),
         )),
         Ok(Err(e)) => Err(guest_error(name, e)),
         Ok(Ok(list)) => Ok(list),
@@ -608,12 +614,13 @@ fn call_export(
 fn describe_trap(
     e: &wasmtime::Error,
     call: &str,
+    timeout: Duration,
     settings: &crate::config::PluginSettings,
 ) -> String {
     match e.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::Interrupt) => format!(
             "{call} timed out after {}ms (epoch deadline)",
-            settings.timeout_ms
+            timeout.as_millis()
         ),
         Some(trap) => format!(
             "{call} trapped: {trap} (memory limit {} MiB)",
