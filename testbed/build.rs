@@ -9,5 +9,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &["../runtime/proto/podresources_v1.proto"],
             &["../runtime/proto"],
         )?;
+    // The kubelet's side of the CRI, to drive a real containerd.
+    println!("cargo:rerun-if-changed=proto/cri_runtime_v1.proto");
+    tonic_prost_build::configure()
+        .build_server(false)
+        .build_client(true)
+        .compile_protos(&["proto/cri_runtime_v1.proto"], &["proto"])?;
     Ok(())
 }
