@@ -492,7 +492,21 @@ impl Drop for MadeDirs {
 #[test]
 fn in_cluster_credentials() {
     let node = Node::new();
+    node.install_wasm(&["whereabouts"]);
     let api = api_with_web_on_macvlan(&node, "sa-token", "10.36.0.0/24");
+    // And a whereabouts network: its module's cluster calls use the same
+    // in-cluster credentials (issue 20's real node: they had none, and
+    // every DEL in thick mode failed "no kubeconfig for cluster calls").
+    let wa = json!({"cniVersion": "1.0.0", "name": "wa-net", "type": "bridge", "bridge": "wa0",
+        "ipam": {"type": "whereabouts", "range": "10.37.0.0/24"}});
+    api.add_nad("default", "wa-net", Some(&wa.to_string()), &[]);
+    api.add_pod(
+        "default",
+        "web",
+        "uid-web",
+        &[("k8s.v1.cni.cncf.io/networks", "macvlan-net,wa-net")],
+        &[],
+    );
     let sa = node.dir.path().join("serviceaccount");
     std::fs::create_dir_all(&sa).unwrap();
     std::fs::write(sa.join("token"), "sa-token").unwrap();
@@ -514,18 +528,27 @@ fn in_cluster_credentials() {
         |c| with_mounts(c, &[(sa.clone(), standard.to_path_buf())]),
     );
     // The shim conf names no kubeconfig: the API is the daemon's own.
-    let conf = shim_conf(&node, &socket_dir);
+    let conf = node.with_wasm(shim_conf(&node, &socket_dir));
     assert!(conf.get("kubeconfig").is_none());
     let pod = Pod::new();
     let add = shim(&node, "ADD", "ic1", &pod, &conf);
     assert!(add.ok(), "{} {}", add.stdout, add.stderr);
     assert!(pod_addr(&pod).starts_with("10.36.0."));
+    assert_eq!(pod.ns.addrs("net2").unwrap(), ["10.37.0.1/24"]);
     assert!(api
         .annotation("default", "web", "k8s.v1.cni.cncf.io/network-status")
-        .is_some_and(|s| s.contains("default/macvlan-net")));
+        .is_some_and(|s| s.contains("default/macvlan-net") && s.contains("default/wa-net")));
+    let allocations = || {
+        api.custom_objects("ippools", "kube-system")
+            .iter()
+            .map(|p| p["spec"]["allocations"].as_object().map_or(0, |a| a.len()))
+            .sum::<usize>()
+    };
+    assert_eq!(allocations(), 1);
     let del = shim(&node, "DEL", "ic1", &pod, &conf);
     assert!(del.ok(), "{} {}", del.stdout, del.stderr);
     assert!(node.reservations("macvlan-net").is_empty());
+    assert_eq!(allocations(), 0, "the whereabouts DEL reached the API too");
 }
 
 /// `chrootDir`: native delegates run inside that root. The plugins, their

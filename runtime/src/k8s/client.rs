@@ -142,6 +142,35 @@ impl Kube {
         })
     }
 
+    /// The pod's service account (in-cluster config, kube-rs re-reading the
+    /// token as the kubelet rotates it); `timeout` as in [`Kube::new`].
+    pub fn in_cluster(timeout: Duration) -> Result<Self, KubeError> {
+        let err = |msg: String| KubeError {
+            call: "in-cluster credentials".into(),
+            kind: Kind::Other,
+            msg,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| err(e.to_string()))?;
+        let mut config = kube::Config::incluster().map_err(|e| err(e.to_string()))?;
+        set_proxy(&mut config, None).map_err(err)?;
+        config.connect_timeout = Some(timeout);
+        config.read_timeout = Some(timeout);
+        config.write_timeout = Some(timeout);
+        let client = {
+            let _guard = rt.enter();
+            kube::Client::try_from(config).map_err(|e| err(e.to_string()))?
+        };
+        Ok(Self {
+            rt: Exec::Own(rt),
+            kubeconfig: None,
+            client: RefCell::new(client),
+            timeout: Cell::new(timeout),
+        })
+    }
+
     /// Calls through `client` on `runtime` (from a thread that is not one of
     /// its workers), each request bounded by `timeout`.
     pub fn shared(

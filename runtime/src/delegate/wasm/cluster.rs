@@ -138,25 +138,40 @@ impl KubeCluster {
         Ok(left.min(self.timeout))
     }
 
-    fn kubeconfig(&self) -> Result<&Path, ClusterError> {
-        self.kubeconfig.as_deref().ok_or_else(|| {
-            ClusterError::Invalid(
-                "no kubeconfig for cluster calls: set ipam.kubernetes.kubeconfig, a whereabouts flat file, or multus's kubeconfig".into(),
-            )
-        })
+    /// Where the credentials come from: the kubeconfig named, else the
+    /// pod's service account when multus runs in one (the thick daemon),
+    /// as client-go's in-cluster config.
+    fn source(&self) -> Result<Source<'_>, ClusterError> {
+        if let Some(p) = self.kubeconfig.as_deref() {
+            return Ok(Source::Kubeconfig(p));
+        }
+        if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some_and(|h| !h.is_empty()) {
+            return Ok(Source::InCluster);
+        }
+        Err(ClusterError::Invalid(
+            "no kubeconfig for cluster calls: set ipam.kubernetes.kubeconfig, a whereabouts flat file, or multus's kubeconfig (in a pod, its service account is used)".into(),
+        ))
     }
 
     fn session(&mut self) -> Result<(&Kube, String), ClusterError> {
         let ns = self.namespace()?;
         let budget = self.budget()?;
         if self.client.is_none() {
-            let kubeconfig = self.kubeconfig()?.to_path_buf();
-            self.client = Some(Kube::new(&kubeconfig, self.timeout).map_err(error)?);
+            let kube = match self.source()? {
+                Source::Kubeconfig(p) => Kube::new(p, self.timeout),
+                Source::InCluster => Kube::in_cluster(self.timeout),
+            };
+            self.client = Some(kube.map_err(error)?);
         }
         let kube = self.client.as_ref().expect("just set");
         kube.set_timeout(budget);
         Ok((kube, ns))
     }
+}
+
+enum Source<'a> {
+    Kubeconfig(&'a Path),
+    InCluster,
 }
 
 fn resource(kind: &Kind) -> ApiResource {
@@ -191,7 +206,10 @@ fn text<T: serde::Serialize>(v: &T) -> String {
 impl ClusterBackend for KubeCluster {
     fn namespace(&mut self) -> Result<String, ClusterError> {
         if self.namespace.is_none() {
-            let ns = context_namespace(self.kubeconfig()?).map_err(ClusterError::Invalid)?;
+            let ns = match self.source()? {
+                Source::Kubeconfig(p) => context_namespace(p).map_err(ClusterError::Invalid)?,
+                Source::InCluster => DEFAULT_NAMESPACE.to_string(),
+            };
             self.namespace = Some(ns);
         }
         Ok(self.namespace.clone().expect("just set"))
