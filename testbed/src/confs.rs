@@ -44,10 +44,13 @@ pub fn bridge_static_tuning(name: &str, bridge: &str, address: &str, ifname: &st
     })
 }
 
-/// A multus conf with a static delegate list (`delegates[0]` is eth0).
+/// A multus conf with a static delegate list (`delegates[0]` is eth0). Its
+/// `wasmPluginDir` does not exist (`Node::with_wasm` sets the node's): a
+/// test never picks up modules a real install left on the machine.
 pub fn multus_delegates(delegates: &[Value], cni_dir: &Path, bin_dir: &Path) -> Value {
     json!({
         "cniVersion": "1.0.0", "name": "multus-cni-network", "type": "multus",
-        "cniDir": cni_dir, "binDir": bin_dir, "delegates": delegates
+        "cniDir": cni_dir, "binDir": bin_dir, "delegates": delegates,
+        "wasmPluginDir": cni_dir.with_extension("no-wasm-plugins")
     })
 }

@@ -8,6 +8,7 @@
 //! check of `chrootDir`.
 
 pub mod admit;
+pub mod api_access;
 pub mod chroot;
 pub mod client;
 pub mod cluster;

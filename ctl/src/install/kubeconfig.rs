@@ -5,13 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use base64::Engine as _;
-use serde_json::json;
-
 use super::InstallError;
-
-pub const ENV_HOST: &str = "KUBERNETES_SERVICE_HOST";
-pub const ENV_PORT: &str = "KUBERNETES_SERVICE_PORT";
+pub use multus::k8s::kubeconfig::{ENV_HOST, ENV_PORT};
 
 /// What the kubelet mounts into a pod for its service account.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,47 +41,14 @@ impl ServiceAccount {
 
 /// `https://host:port` from the in-cluster variables (brackets for IPv6).
 pub fn server(host: Option<String>, port: Option<String>) -> Result<String, InstallError> {
-    let missing = |k: &str| {
+    multus::k8s::kubeconfig::server(host, port).map_err(|why| {
         InstallError::Invalid(format!(
-            "{k} is not set: the installer needs the in-cluster API address (run it in a pod, or set --kubeconfig)"
+            "{why}: the installer needs the in-cluster API address (run it in a pod, or set --kubeconfig)"
         ))
-    };
-    let host = host
-        .filter(|h| !h.is_empty())
-        .ok_or_else(|| missing(ENV_HOST))?;
-    let port = port
-        .filter(|p| !p.is_empty())
-        .ok_or_else(|| missing(ENV_PORT))?;
-    if port.parse::<u16>().is_err() {
-        return Err(InstallError::Invalid(format!(
-            "{ENV_PORT}={port:?} is not a port"
-        )));
-    }
-    Ok(if host.contains(':') {
-        format!("https://[{host}]:{port}")
-    } else {
-        format!("https://{host}:{port}")
     })
 }
 
-/// A kubeconfig for `server` trusting `ca` and reading its token from
-/// `token_file` on every use.
-pub fn render(server: &str, ca: &[u8], token_file: &Path) -> Vec<u8> {
-    let config = json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "local", "cluster": {
-            "server": server,
-            "certificate-authority-data": base64::engine::general_purpose::STANDARD.encode(ca),
-        }}],
-        "users": [{"name": "multus", "user": {"tokenFile": token_file}}],
-        "contexts": [{"name": "multus-context", "context": {"cluster": "local", "user": "multus"}}],
-        "current-context": "multus-context",
-    });
-    let mut bytes = serde_json::to_vec_pretty(&config).expect("JSON values serialize");
-    bytes.push(b'\n');
-    bytes
-}
+pub use multus::k8s::kubeconfig::render;
 
 #[cfg(test)]
 mod tests {

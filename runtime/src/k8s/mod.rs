@@ -8,6 +8,7 @@ pub mod api;
 pub mod client;
 pub mod devices;
 pub mod events;
+pub mod kubeconfig;
 pub mod mapper;
 pub mod nad;
 pub mod pod;

@@ -1,11 +1,12 @@
 //! `multus-daemon -config FILE`: thick mode's node daemon (upstream's
 //! binary name, flag and default config path).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use multus_thick::api_access::{ApiAccess, SERVICE_ACCOUNT};
 use multus_thick::cluster::{Cluster, Connector, Credentials};
 use multus_thick::config::{DaemonConfig, DEFAULT_PATH};
 use multus_thick::metrics::{Metrics, MetricsLayer};
@@ -50,6 +51,31 @@ fn keep_shim_conf(
         }
         let _ = std::fs::remove_file(dir.join(shim_conf::FILE));
     }))
+}
+
+/// Copies the service account's token again as the kubelet rotates it
+/// (every 10 s: a projected token is renewed at 80% of its lifetime, an hour
+/// or more), until `stop`.
+fn keep_token_fresh(access: ApiAccess, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut said = String::new();
+        while !stop.load(Ordering::Relaxed) {
+            let now = match access.refresh() {
+                Ok(_) => String::new(),
+                Err(e) => e,
+            };
+            if !now.is_empty() && now != said {
+                tracing::warn!("refreshing the plugins' token copy: {now}");
+            }
+            said = now;
+            for _ in 0..200 {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    })
 }
 
 /// Upstream's Go flags take one dash.
@@ -129,6 +155,32 @@ fn main() {
             .with(MetricsLayer(metrics.clone()).with_filter(LevelFilter::DEBUG))
             .try_init();
     }
+    let mut config = config;
+    let credentials = Credentials::find(config.kubeconfig().as_deref());
+    // In a pod with no kubeconfig of its own: a kubeconfig on a copy of
+    // the service account, for the processes the daemon starts outside it.
+    let access = match (&credentials, config.kubeconfig()) {
+        (Some(Credentials::InCluster), None) => {
+            match ApiAccess::prepare(
+                &config.socket_dir.join("api"),
+                Path::new(SERVICE_ACCOUNT),
+                |k| std::env::var(k).ok(),
+            ) {
+                Ok(a) => {
+                    config.overrides.insert(
+                        "kubeconfig".into(),
+                        a.kubeconfig().display().to_string().into(),
+                    );
+                    Some(a)
+                }
+                Err(e) => {
+                    eprintln!("multus-daemon: the service account's kubeconfig for plugins: {e}");
+                    std::process::exit(1);
+                }
+            }
+        }
+        _ => None,
+    };
     multus::delegate::wasm::engine::pool_instances(config.connection_limit as u32);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -137,6 +189,7 @@ fn main() {
         .expect("tokio runtime");
     let stop = Arc::new(AtomicBool::new(false));
     let writer = keep_shim_conf(&config, stop.clone());
+    let refresher = access.map(|a| keep_token_fresh(a, stop.clone()));
     let status = rt.block_on(async move {
         let listener = match server::bind(&config) {
             Ok(l) => l,
@@ -147,7 +200,7 @@ fn main() {
         };
         tracing::info!(socket = %config.socket().display(), limit = config.connection_limit, "serving");
         let metrics_port = config.metrics_port;
-        let cluster = match Credentials::find(config.kubeconfig().as_deref()) {
+        let cluster = match credentials {
             Some(credentials) => {
                 let node = std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty());
                 if node.is_none() {
@@ -201,7 +254,7 @@ fn main() {
         0
     });
     stop.store(true, Ordering::Relaxed);
-    if let Some(w) = writer {
+    for w in [writer, refresher].into_iter().flatten() {
         let _ = w.join();
     }
     std::process::exit(status);
