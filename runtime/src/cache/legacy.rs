@@ -16,8 +16,33 @@ use crate::config::NetworkConfig;
 struct GoDelegate {
     #[serde(rename = "Bytes")]
     bytes: String,
+    /// For a conflist, libcni's parsed list: its `Bytes` are the list as
+    /// the master conf has it. The delegate's own `Bytes` are then the
+    /// list re-marshalled from Go's typed fields, which drops every key it
+    /// does not know (a bridge's `bridge`, host-local's `ranges`): a DEL
+    /// from those fails (found on a real node, upgrading from Multus v4.3.0).
+    #[serde(rename = "CNINetworkConfigList", default)]
+    conflist: Option<GoConfList>,
     #[serde(rename = "ifnameRequest", default)]
     ifname_request: String,
+}
+
+#[derive(Deserialize)]
+struct GoConfList {
+    #[serde(rename = "Bytes", default)]
+    bytes: Option<String>,
+}
+
+impl GoDelegate {
+    /// The delegate's config as it was written: the conflist's own bytes
+    /// when there is a conflist, else the delegate's.
+    fn config_base64(&self) -> &str {
+        self.conflist
+            .as_ref()
+            .and_then(|c| c.bytes.as_deref())
+            .filter(|b| !b.is_empty())
+            .unwrap_or(&self.bytes)
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -54,7 +79,7 @@ pub fn convert(
     let mut extra = Vec::new();
     for (i, d) in go.iter().enumerate() {
         let bytes = base64::engine::general_purpose::STANDARD
-            .decode(&d.bytes)
+            .decode(d.config_base64())
             .map_err(|e| format!("delegate {i}: Bytes is not base64: {e}"))?;
         let net = NetworkConfig::from_bytes(&bytes, &format!("Go multus delegate {i}"))
             .map_err(|e| e.msg)?;
@@ -149,5 +174,30 @@ mod tests {
         assert!(e.contains(&lib.display().to_string()), "{e}");
         std::fs::write(&lib, r#"{"cniArgs":"not a list"}"#).unwrap();
         assert!(convert(d.path(), &list, "cid", "eth0").is_err());
+    }
+
+    /// Upstream's thick cache of a conflist master (recorded from Multus
+    /// v4.3.0 on a real node): the delegate's `Bytes` lost `bridge` and
+    /// `ranges`; the conflist's own `Bytes` have them, and DEL uses those.
+    #[test]
+    fn a_conflist_delegate_keeps_its_original_bytes() {
+        let d = tempfile::tempdir().unwrap();
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let original = r#"{"cniVersion":"1.0.0","name":"cluster","plugins":[{"type":"bridge","bridge":"cni0","ipam":{"type":"host-local","ranges":[[{"subnet":"10.244.0.0/24"}]]}}]}"#;
+        let lossy = r#"{"cniVersion":"1.0.0","name":"cluster","plugins":[{"ipam":{"type":"host-local"},"type":"bridge"}]}"#;
+        let single = r#"{"cniVersion":"1.0.0","name":"br-us","type":"bridge","bridge":"e2ebr0","ipam":{"type":"host-local","ranges":[[{"subnet":"10.61.0.0/24"}]]}}"#;
+        let list = json!([
+            {"Conf": {"ipam": {}}, "Name": "cluster", "ifnameRequest": "",
+             "CNINetworkConfigList": {"Name": "cluster", "CNIVersion": "1.0.0", "Bytes": b64(original)},
+             "Bytes": b64(lossy)},
+            {"Conf": {"type": "bridge"}, "Name": "default/br-us", "ifnameRequest": "",
+             "CNINetworkConfigList": {"Name": "", "Plugins": null, "Bytes": null},
+             "Bytes": b64(single)}
+        ]);
+        let (f, _) = convert(d.path(), &list, "cid", "eth0").unwrap();
+        let net = f.delegates[0].network(Path::new("x")).unwrap();
+        assert_eq!(net.bytes, original.as_bytes());
+        let net = f.delegates[1].network(Path::new("x")).unwrap();
+        assert_eq!(net.bytes, single.as_bytes());
     }
 }
