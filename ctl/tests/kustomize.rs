@@ -24,14 +24,22 @@ fn a_file_outside_the_kustomization_is_refused() {
     std::fs::write(d.path().join("crd.yaml"), "kind: X\n").unwrap();
     let sub = d.path().join("thick");
     std::fs::create_dir(&sub).unwrap();
-    std::fs::write(sub.join("kustomization.yaml"), "resources:\n  - ../crd.yaml\n").unwrap();
+    std::fs::write(
+        sub.join("kustomization.yaml"),
+        "resources:\n  - ../crd.yaml\n",
+    )
+    .unwrap();
     let e = build(&sub).unwrap_err();
     assert!(e.contains("is not in or below"), "{e}");
     // The same file as a folder with its own kustomization is allowed.
     let base = d.path().join("crd");
     std::fs::create_dir(&base).unwrap();
     std::fs::rename(d.path().join("crd.yaml"), base.join("crd.yaml")).unwrap();
-    std::fs::write(base.join("kustomization.yaml"), "resources:\n  - crd.yaml\n").unwrap();
+    std::fs::write(
+        base.join("kustomization.yaml"),
+        "resources:\n  - crd.yaml\n",
+    )
+    .unwrap();
     std::fs::write(sub.join("kustomization.yaml"), "resources:\n  - ../crd\n").unwrap();
     assert_eq!(build(&sub).unwrap().len(), 1);
 }

@@ -7,7 +7,8 @@ use libfuzzer_sys::fuzz_target;
 
 fn dir() -> &'static std::path::Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().expect("a temp dir")).path()
+    DIR.get_or_init(|| tempfile::tempdir().expect("a temp dir"))
+        .path()
 }
 
 fuzz_target!(|data: &[u8]| {

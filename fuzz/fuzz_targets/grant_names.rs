@@ -60,8 +60,17 @@ fuzz_target!(|data: &[u8]| {
         assert!(valid_ifname(l), "granted {l:?}");
     }
     // The config's own prevResult grants nothing.
-    if !i.prev_interfaces.iter().any(|(n, pod)| *pod && *n == i.probe) && i.probe != i.ifname {
-        assert!(!g.links.contains(&i.probe), "config prevResult granted {:?}", i.probe);
+    if !i
+        .prev_interfaces
+        .iter()
+        .any(|(n, pod)| *pod && *n == i.probe)
+        && i.probe != i.ifname
+    {
+        assert!(
+            !g.links.contains(&i.probe),
+            "config prevResult granted {:?}",
+            i.probe
+        );
     }
     // Every key allowed, so only the name and path checks stand between
     // the input and the kernel.

@@ -12,7 +12,12 @@ fn opt_s(u: &mut Unstructured) -> Result<Option<String>> {
 }
 
 fn result(u: &mut Unstructured) -> Result<wit::CniResult> {
-    let mut r = wit::CniResult { interfaces: vec![], ips: vec![], routes: vec![], dns: None };
+    let mut r = wit::CniResult {
+        interfaces: vec![],
+        ips: vec![],
+        routes: vec![],
+        dns: None,
+    };
     for _ in 0..u.int_in_range(0..=4)? {
         r.interfaces.push(wit::Interface {
             name: String::arbitrary(u)?,

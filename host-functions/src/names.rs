@@ -36,7 +36,15 @@ mod tests {
 
     #[test]
     fn the_kernels_rules() {
-        for ok in ["eth0", "net1", "eth0.100", "veth0123abcd", "a", "x-y_z@1", "123456789012345"] {
+        for ok in [
+            "eth0",
+            "net1",
+            "eth0.100",
+            "veth0123abcd",
+            "a",
+            "x-y_z@1",
+            "123456789012345",
+        ] {
             assert!(valid_ifname(ok), "{ok}");
         }
         for bad in [

@@ -75,7 +75,9 @@ fn lock_within(file: &File, timeout: Duration) -> Result<(), HostError> {
             return Ok(());
         }
         let e = std::io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EWOULDBLOCK) && e.kind() != std::io::ErrorKind::Interrupted {
+        if e.raw_os_error() != Some(libc::EWOULDBLOCK)
+            && e.kind() != std::io::ErrorKind::Interrupted
+        {
             return Err(io("locking the store", e));
         }
         let now = Instant::now();

@@ -120,7 +120,10 @@ fn with_invocation(
     };
     logging::init(&conf);
     for (key, instead) in &conf.unimplemented {
-        tracing::warn!(key, "the multus conf sets {key:?}, which multus-wasm does not implement: {instead}");
+        tracing::warn!(
+            key,
+            "the multus conf sets {key:?}, which multus-wasm does not implement: {instead}"
+        );
     }
     let runner = Dispatch {
         wasm: &conf.wasm,

@@ -49,7 +49,12 @@ fn a_pod_on_wasm_interface_plugins_runs_stops_and_is_removed() {
         let id = cri
             .run_pod("default", &format!("cri-{i}"), &format!("uid-cri-{i}"))
             .unwrap_or_else(|e| panic!("RunPodSandbox: {e}\n{}", containerd.log()));
-        assert_eq!(node.reservations("cri-cluster").len(), 1, "{}", containerd.log());
+        assert_eq!(
+            node.reservations("cri-cluster").len(),
+            1,
+            "{}",
+            containerd.log()
+        );
         cri.stop_pod(&id)
             .unwrap_or_else(|e| panic!("StopPodSandbox: {e}\n{}", containerd.log()));
         cri.remove_pod(&id)

@@ -257,7 +257,8 @@ fn upstream_keys_not_implemented_are_named_in_the_log() {
     assert!(out.ok(), "{} {}", out.stdout, out.stderr);
     for key in ["auxiliaryCNIChainName", "logOptions"] {
         assert!(
-            out.stderr.contains(&format!("the multus conf sets \"{key}\"")),
+            out.stderr
+                .contains(&format!("the multus conf sets \"{key}\"")),
             "{key}: {}",
             out.stderr
         );

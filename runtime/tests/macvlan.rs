@@ -246,8 +246,11 @@ fn status_asks_the_ipam() {
         ),
     )
     .unwrap();
-    std::fs::set_permissions(bin.join("stub-ipam"), std::fs::Permissions::from_mode(0o755))
-        .unwrap();
+    std::fs::set_permissions(
+        bin.join("stub-ipam"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     let mut c = node.with_wasm(confs::multus_delegates(
         &[json!({"cniVersion": "1.1.0", "name": "mvnet", "plugins": [
             {"type": "macvlan", "master": "uplink0", "ipam": {"type": "stub-ipam"}}]})],

@@ -48,8 +48,18 @@ fn setup(ip: &str) -> Setup {
 
 fn run(s: &Setup, cmd: &str, pod: &Pod, proxy_env: &[(&str, &str)]) -> multus_testbed::CniOutput {
     let mut env = pod_env(cmd, "px1", &pod.path);
-    for k in ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"] {
-        let v = proxy_env.iter().find(|(n, _)| *n == k).map_or("", |(_, v)| *v);
+    for k in [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "NO_PROXY",
+        "no_proxy",
+    ] {
+        let v = proxy_env
+            .iter()
+            .find(|(n, _)| *n == k)
+            .map_or("", |(_, v)| *v);
         env.push((k, v));
     }
     s.node.multus(&env, &s.conf)
@@ -99,11 +109,17 @@ fn no_proxy_names_the_server_by_cidr_ip_or_name() {
     ] {
         add_and_del(&s, &[("HTTPS_PROXY", url.as_str()), ("NO_PROXY", no_proxy)]);
     }
-    add_and_del(&s, &[("HTTPS_PROXY", url.as_str()), ("no_proxy", "198.18.0.1")]);
+    add_and_del(
+        &s,
+        &[("HTTPS_PROXY", url.as_str()), ("no_proxy", "198.18.0.1")],
+    );
     assert_eq!(proxy.carried(), Vec::<String>::new(), "nothing proxied");
     // A NO_PROXY that names only the proxy (what kube-rs matched against)
     // does not exempt the server.
-    add_and_del(&s, &[("HTTPS_PROXY", url.as_str()), ("NO_PROXY", "127.0.0.1")]);
+    add_and_del(
+        &s,
+        &[("HTTPS_PROXY", url.as_str()), ("NO_PROXY", "127.0.0.1")],
+    );
     assert!(!proxy.carried().is_empty());
 }
 
@@ -113,7 +129,13 @@ fn no_proxy_names_the_server_by_cidr_ip_or_name() {
 #[test]
 fn a_loopback_server_is_never_proxied() {
     let s = setup("127.0.0.1");
-    add_and_del(&s, &[("HTTPS_PROXY", "http://127.0.0.1:9/"), ("HTTP_PROXY", "http://127.0.0.1:9/")]);
+    add_and_del(
+        &s,
+        &[
+            ("HTTPS_PROXY", "http://127.0.0.1:9/"),
+            ("HTTP_PROXY", "http://127.0.0.1:9/"),
+        ],
+    );
 }
 
 /// A proxy that does not answer is an API error naming the call (code 11,

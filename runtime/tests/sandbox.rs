@@ -289,7 +289,11 @@ fn rule_into_main_for_all_sources() {
         "sandbox-probe",
         json!({}),
         7,
-        &["sandbox-probe", "routing.rule-add", "must select this call's traffic"],
+        &[
+            "sandbox-probe",
+            "routing.rule-add",
+            "must select this call's traffic",
+        ],
     );
 }
 
@@ -505,7 +509,10 @@ fn a_configs_prev_result_grants_no_pod_link() {
     ));
     let out = node.run("ADD", "lo", &pod, &bytes(&conf));
     let msg = assert_cni_error(&out, 7);
-    assert!(msg.contains("netlink.link-set(lo)") && msg.contains("not granted"), "{msg}");
+    assert!(
+        msg.contains("netlink.link-set(lo)") && msg.contains("not granted"),
+        "{msg}"
+    );
     let lo = pod.ns.link("lo").unwrap();
     assert!(lo["flags"].as_array().unwrap().contains(&json!("UP")));
 }
@@ -519,7 +526,11 @@ fn rule_without_a_selector() {
         "sandbox-probe",
         json!({}),
         7,
-        &["sandbox-probe", "routing.rule-add", "must select this call's traffic"],
+        &[
+            "sandbox-probe",
+            "routing.rule-add",
+            "must select this call's traffic",
+        ],
     );
 }
 
@@ -532,7 +543,11 @@ fn host_rule_even_with_the_grant() {
         "sandbox-probe",
         json!({"hostNetns": true}),
         7,
-        &["sandbox-probe", "routing.rule-add", "host netns are no plugin's"],
+        &[
+            "sandbox-probe",
+            "routing.rule-add",
+            "host netns are no plugin's",
+        ],
     );
 }
 
@@ -547,7 +562,11 @@ fn host_route_on_a_named_link_even_with_the_grant() {
         json!({"master": "uplink0"}),
         json!({"hostNetns": true}),
         7,
-        &["sandbox-probe", "routing.route-add(uplink0)", "links this call created"],
+        &[
+            "sandbox-probe",
+            "routing.route-add(uplink0)",
+            "links this call created",
+        ],
     );
 }
 
@@ -560,7 +579,11 @@ fn host_address_outside_the_pods_subnets() {
         json!({"master": "uplink0"}),
         json!({"hostNetns": true}),
         7,
-        &["sandbox-probe", "netlink.addr-add(uplink0)", "outside the subnets"],
+        &[
+            "sandbox-probe",
+            "netlink.addr-add(uplink0)",
+            "outside the subnets",
+        ],
     );
 }
 
@@ -573,6 +596,11 @@ fn a_result_claiming_a_pod_interface_it_does_not_own() {
         "sandbox-probe",
         json!({}),
         6,
-        &["sandbox-probe", "its result", "\"lo\"", "neither created nor was granted"],
+        &[
+            "sandbox-probe",
+            "its result",
+            "\"lo\"",
+            "neither created nor was granted",
+        ],
     );
 }

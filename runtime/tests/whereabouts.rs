@@ -597,15 +597,13 @@ fn node_slices_keep_nodes_apart() {
 #[test]
 fn a_cold_api_server_first_write_with_the_defaults() {
     let c = Pools::new();
-    let mut conf: Value = serde_json::from_slice(&c.conf(
-        "cold0",
-        "cni-cold",
-        json!({"range": "10.92.0.0/24"}),
-    ))
-    .unwrap();
+    let mut conf: Value =
+        serde_json::from_slice(&c.conf("cold0", "cni-cold", json!({"range": "10.92.0.0/24"})))
+            .unwrap();
     conf.as_object_mut().unwrap().remove("wasmPlugins");
     let conf = bytes(&conf);
-    c.api.slow_first_write("/ippools", std::time::Duration::from_millis(3000));
+    c.api
+        .slow_first_write("/ippools", std::time::Duration::from_millis(3000));
     let pod = Pod::new();
     let out = c.run("ADD", &pod, "cold", &conf);
     assert!(out.ok(), "{} {}", out.stdout, out.stderr);

@@ -46,7 +46,9 @@ async fn tunnel(mut client: TcpStream, carried: Arc<Mutex<Vec<String>>>) -> io::
     let mut upstream = match TcpStream::connect(&target).await {
         Ok(u) => u,
         Err(_) => {
-            client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await?;
+            client
+                .write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n")
+                .await?;
             return Ok(());
         }
     };

@@ -68,7 +68,13 @@ pub fn pause_image(dir: &Path, name: &str) -> io::Result<PathBuf> {
     std::fs::create_dir_all(layout.join("blobs/sha256"))?;
     let tar = |out: &Path, from: &Path| {
         run(Command::new("tar")
-            .args(["--sort=name", "--mtime=@0", "--owner=0", "--group=0", "--numeric-owner"])
+            .args([
+                "--sort=name",
+                "--mtime=@0",
+                "--owner=0",
+                "--group=0",
+                "--numeric-owner",
+            ])
             .arg("-C")
             .arg(from)
             .arg("-cf")
@@ -109,7 +115,10 @@ pub fn pause_image(dir: &Path, name: &str) -> io::Result<PathBuf> {
                 "annotations": {"io.containerd.image.name": name}}]})
         .to_string(),
     )?;
-    std::fs::write(layout.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )?;
     let archive = dir.join("pause.oci.tar");
     tar(&archive, &layout)?;
     Ok(archive)
@@ -232,16 +241,16 @@ state = {state:?}
         let path = self.socket.clone();
         let channel = rt
             .block_on(
-                Endpoint::from_static("http://[::1]:0").connect_with_connector(
-                    tower::service_fn(move |_: Uri| {
+                Endpoint::from_static("http://[::1]:0").connect_with_connector(tower::service_fn(
+                    move |_: Uri| {
                         let path = path.clone();
                         async move {
                             Ok::<_, io::Error>(TokioIo::new(
                                 tokio::net::UnixStream::connect(path).await?,
                             ))
                         }
-                    }),
-                ),
+                    },
+                )),
             )
             .map_err(io::Error::other)?;
         Ok(Cri {
@@ -260,7 +269,12 @@ pub struct Cri {
 impl Cri {
     /// RunPodSandbox of pod `namespace/name` (UID `uid`), with the pod
     /// network (the CNI ADD); its sandbox ID.
-    pub fn run_pod(&mut self, namespace: &str, name: &str, uid: &str) -> Result<String, tonic::Status> {
+    pub fn run_pod(
+        &mut self,
+        namespace: &str,
+        name: &str,
+        uid: &str,
+    ) -> Result<String, tonic::Status> {
         let config = proto::PodSandboxConfig {
             metadata: Some(proto::PodSandboxMetadata {
                 name: name.into(),

@@ -48,7 +48,10 @@ pub fn build(dir: &Path) -> Result<Vec<(String, Value)>, String> {
         serde_yaml_ng::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
     for key in k.as_object().into_iter().flat_map(|o| o.keys()) {
         if !KUSTOMIZATION_KEYS.contains(&key.as_str()) {
-            return Err(format!("{}: key {key:?} is not modelled here", file.display()));
+            return Err(format!(
+                "{}: key {key:?} is not modelled here",
+                file.display()
+            ));
         }
     }
     let mut out = Vec::new();

@@ -88,7 +88,12 @@ mod tests {
             serde_json::from_slice(&std::fs::read(a.kubeconfig()).unwrap()).unwrap();
         let token_file = dir.join("token");
         assert_eq!(
-            kc.auth_infos[0].auth_info.as_ref().unwrap().token_file.as_deref(),
+            kc.auth_infos[0]
+                .auth_info
+                .as_ref()
+                .unwrap()
+                .token_file
+                .as_deref(),
             Some(token_file.to_str().unwrap())
         );
         assert_eq!(std::fs::read_to_string(&token_file).unwrap(), "t1");

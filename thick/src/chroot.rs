@@ -10,12 +10,20 @@ use std::path::Path;
 /// change (the DaemonSet's `hostPID: true`, as upstream's thick manifest has).
 pub fn check_pid_namespace(root: &Path) -> Result<(), String> {
     let link = root.join("proc/self");
-    let target = std::fs::read_link(&link)
-        .map_err(|e| format!("chrootDir {}: reading {}: {e}", root.display(), link.display()))?;
-    let seen: u32 = target
-        .to_string_lossy()
-        .parse()
-        .map_err(|_| format!("chrootDir {}: {} is not a procfs", root.display(), link.display()))?;
+    let target = std::fs::read_link(&link).map_err(|e| {
+        format!(
+            "chrootDir {}: reading {}: {e}",
+            root.display(),
+            link.display()
+        )
+    })?;
+    let seen: u32 = target.to_string_lossy().parse().map_err(|_| {
+        format!(
+            "chrootDir {}: {} is not a procfs",
+            root.display(),
+            link.display()
+        )
+    })?;
     let me = std::process::id();
     if seen == me {
         return Ok(());

@@ -21,7 +21,10 @@ pub async fn call(
         Ok(out) => out,
         Err(_) => Err(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
-            format!("{method} {path}: no answer within {} ms", timeout.as_millis()),
+            format!(
+                "{method} {path}: no answer within {} ms",
+                timeout.as_millis()
+            ),
         )),
     }
 }

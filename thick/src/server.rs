@@ -276,8 +276,7 @@ async fn cni(daemon: Arc<Daemon>, req: protocol::Request, kind: Kind) -> Respons
     // The container's turn is bounded like admission: a request stuck
     // behind another for the same container is told to retry (code 11).
     let queue_timeout = daemon.config.queue_timeout;
-    let turn = match tokio::time::timeout(queue_timeout, daemon.containers.turn(&container)).await
-    {
+    let turn = match tokio::time::timeout(queue_timeout, daemon.containers.turn(&container)).await {
         Ok(t) => t,
         Err(_) => {
             m.waiting.dec();

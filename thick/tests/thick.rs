@@ -75,8 +75,14 @@ impl Daemon {
             .enable_all()
             .build()
             .unwrap();
-        rt.block_on(client::call(&self.socket, "GET", path, Vec::new(), CALL_TIMEOUT))
-            .map(|(c, _)| c)
+        rt.block_on(client::call(
+            &self.socket,
+            "GET",
+            path,
+            Vec::new(),
+            CALL_TIMEOUT,
+        ))
+        .map(|(c, _)| c)
     }
 
     /// The daemon's peak RSS so far (VmHWM), in MiB.
@@ -185,7 +191,13 @@ fn through_the_shim_and_alone_when_the_daemon_is_down() {
         .build()
         .unwrap();
     let (code, body) = rt
-        .block_on(client::call(&daemon.socket, "POST", "/cni", raw, CALL_TIMEOUT))
+        .block_on(client::call(
+            &daemon.socket,
+            "POST",
+            "/cni",
+            raw,
+            CALL_TIMEOUT,
+        ))
         .unwrap();
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
     let r: protocol::Response = serde_json::from_slice(&body).unwrap();
@@ -275,7 +287,11 @@ fn a_burst_of_200_pods_is_bounded() {
             }
         }
     }
-    assert!(pending.is_empty(), "{} pods never got their network", pending.len());
+    assert!(
+        pending.is_empty(),
+        "{} pods never got their network",
+        pending.len()
+    );
     let added = ips.len();
     assert_eq!(added, pods.len());
     ips.sort();
@@ -286,7 +302,9 @@ fn a_burst_of_200_pods_is_bounded() {
         peak < BURST_RSS_BOUND_MIB,
         "daemon peak RSS {peak:.1} MiB over {BURST_RSS_BOUND_MIB} MiB"
     );
-    eprintln!("burst: {added} added, {refused} refusals (code 11) retried, daemon peak RSS {peak:.1} MiB");
+    eprintln!(
+        "burst: {added} added, {refused} refusals (code 11) retried, daemon peak RSS {peak:.1} MiB"
+    );
     for (i, pod) in pods.iter().enumerate() {
         let del = shim(&node, "DEL", &format!("burst{i}"), pod, &conf);
         assert!(del.ok(), "{} {}", del.stdout, del.stderr);
@@ -634,7 +652,13 @@ fn delegate(
         .build()
         .unwrap();
     let (code, out) = rt
-        .block_on(client::call(socket, "POST", "/delegate", bytes(&body), CALL_TIMEOUT))
+        .block_on(client::call(
+            socket,
+            "POST",
+            "/delegate",
+            bytes(&body),
+            CALL_TIMEOUT,
+        ))
         .unwrap();
     (code, serde_json::from_slice(&out).unwrap_or(Value::Null))
 }
@@ -1204,17 +1228,28 @@ fn oversized_and_stalled_requests_are_cut_off() {
         .unwrap();
     let huge = vec![b' '; protocol::MAX_REQUEST_BYTES + 1];
     let (code, body) = rt
-        .block_on(client::call(&daemon.socket, "POST", "/cni", huge, CALL_TIMEOUT))
+        .block_on(client::call(
+            &daemon.socket,
+            "POST",
+            "/cni",
+            huge,
+            CALL_TIMEOUT,
+        ))
         .unwrap();
     assert_eq!(code, 400);
     let e: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(e["code"], 6);
     assert!(
-        e["msg"].as_str().unwrap().contains("larger than 1048576 bytes"),
+        e["msg"]
+            .as_str()
+            .unwrap()
+            .contains("larger than 1048576 bytes"),
         "{e}"
     );
     let mut stalled = std::os::unix::net::UnixStream::connect(&daemon.socket).unwrap();
-    stalled.write_all(b"POST /cni HTTP/1.1\r\nhost: x\r\n").unwrap();
+    stalled
+        .write_all(b"POST /cni HTTP/1.1\r\nhost: x\r\n")
+        .unwrap();
     assert_eq!(daemon.get("/healthz").unwrap(), 200, "served meanwhile");
     // The daemon closes the stalled connection after its read timeout
     // (the read would block for ever otherwise; the test's own bound is
@@ -1224,7 +1259,10 @@ fn oversized_and_stalled_requests_are_cut_off() {
         .unwrap();
     let mut rest = Vec::new();
     let read = stalled.read_to_end(&mut rest);
-    assert!(read.is_ok(), "closed by the daemon, not by our backstop: {read:?}");
+    assert!(
+        read.is_ok(),
+        "closed by the daemon, not by our backstop: {read:?}"
+    );
 }
 
 /// A daemon that accepts but never answers (wedged): the shim's DEL treats
@@ -1287,7 +1325,10 @@ fn the_daemon_logs_where_and_as_much_as_its_config_says() {
     );
     assert!(!verbose.contains("DEBUG"), "{verbose}");
     let quiet = lines("error");
-    assert!(!quiet.contains("INFO") && !quiet.contains("serving"), "{quiet}");
+    assert!(
+        !quiet.contains("INFO") && !quiet.contains("serving"),
+        "{quiet}"
+    );
     let debug = lines("debug");
     assert!(debug.contains("DEBUG"), "{debug}");
     assert_clean(&node, &pod);
@@ -1337,5 +1378,8 @@ fn a_chroot_whose_proc_is_another_pid_namespaces_is_refused_at_start() {
         stderr.contains("another PID namespace's") && stderr.contains("hostPID: true"),
         "{stderr}"
     );
-    assert!(!socket_dir.join("multus.sock").exists(), "it served nothing");
+    assert!(
+        !socket_dir.join("multus.sock").exists(),
+        "it served nothing"
+    );
 }

@@ -299,9 +299,7 @@ mod tests {
         theirs.iif = Some("eth0".into());
         let mut ours_too = r.clone();
         ours_too.to = Some(net("10.9.0.0/16"));
-        assert!(g
-            .check_rule(&ours_too, &[], &[r.clone()], false)
-            .is_ok());
+        assert!(g.check_rule(&ours_too, &[], &[r.clone()], false).is_ok());
         assert!(g
             .check_rule(&r, &[], &[r.clone(), theirs.clone()], true)
             .is_err());
@@ -323,7 +321,10 @@ mod tests {
             to
         }] {
             let e = check(&g, &r, &[], &[]).unwrap_err();
-            assert!(e.to_string().contains("must select this call's traffic"), "{e}");
+            assert!(
+                e.to_string().contains("must select this call's traffic"),
+                "{e}"
+            );
         }
         let mut bad = rule(None, 100);
         bad.iif = Some("../x".into());
@@ -343,8 +344,18 @@ mod tests {
         assert!(ok("veth01", "0.0.0.0/0", MAIN_TABLE).is_err());
         assert!(ok("veth01", "10.1.0.5/32", 255).is_err());
         assert!(ok("veth01", "10.1.0.5/32", 100).is_err());
-        check_host_route(&created, &[], "veth01", &net("10.9.9.9/32"), MAIN_TABLE, true).unwrap();
-        assert!(check_host_route(&created, &[], "eth0", &net("10.9.9.9/32"), MAIN_TABLE, true).is_err());
+        check_host_route(
+            &created,
+            &[],
+            "veth01",
+            &net("10.9.9.9/32"),
+            MAIN_TABLE,
+            true,
+        )
+        .unwrap();
+        assert!(
+            check_host_route(&created, &[], "eth0", &net("10.9.9.9/32"), MAIN_TABLE, true).is_err()
+        );
         check_host_addr(&pod, &net("10.1.0.1/24")).unwrap();
         assert!(check_host_addr(&pod, &net("10.96.0.1/32")).is_err());
         assert!(check_host_addr(&[], &net("10.1.0.1/24")).is_err());

@@ -154,5 +154,4 @@ mod tests {
         );
         assert_eq!(s.denials.len(), 2);
     }
-
 }

@@ -5,7 +5,9 @@ use ipnet::IpNet;
 
 use crate::links::{BridgeSettings, LinksBackend, MacvlanMode, PortSettings, RecordingLinks};
 use crate::netlink::{self as nl, LinkChange, NetlinkBackend, Ns, RecordingNetlink, Route};
-use crate::routing::{RecordingRouting, RouteEntry, RouteOp, RoutingBackend, Rule, RuleOp, TableRoute};
+use crate::routing::{
+    RecordingRouting, RouteEntry, RouteOp, RoutingBackend, Rule, RuleOp, TableRoute,
+};
 use crate::sysctl::{RecordingSysctl, SysctlBackend, SysctlKey};
 use crate::HostError;
 

@@ -145,7 +145,10 @@ impl links::Host for HostState {
     /// plugin may then route to or put on host links.
     fn ipam_add(&mut self) -> Result<types::CniResult, WitError> {
         let result = self.ipam_backend()?.add()?;
-        let addrs = result.ips.iter().filter_map(|ip| ip.address.parse::<ipnet::IpNet>().ok());
+        let addrs = result
+            .ips
+            .iter()
+            .filter_map(|ip| ip.address.parse::<ipnet::IpNet>().ok());
         self.grant.pod_addresses.extend(addrs);
         Ok(result)
     }

@@ -247,5 +247,4 @@ mod tests {
         );
         assert_eq!(s.denials.len(), 2);
     }
-
 }

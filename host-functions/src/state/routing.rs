@@ -333,5 +333,4 @@ mod tests {
         );
         assert_eq!(s.denials.len(), 3);
     }
-
 }

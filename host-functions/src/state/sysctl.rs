@@ -63,5 +63,4 @@ mod tests {
             vec!["set net.ipv4.conf.net1.arp_ignore=1"]
         );
     }
-
 }

@@ -111,7 +111,9 @@ fn drop_claims(owner: &Owner) -> Result<(), CniError> {
     let unreadable = |why: String| {
         error(
             code::DECODE,
-            format!("whereabouts: listing reservations: the answer is not a reservation list ({why})"),
+            format!(
+                "whereabouts: listing reservations: the answer is not a reservation list ({why})"
+            ),
         )
     };
     let list: serde_json::Value =

@@ -60,6 +60,8 @@ mod tests {
         assert_eq!(s("10.96.0.1", "443").unwrap(), "https://10.96.0.1:443");
         assert_eq!(s("fd00::1", "6443").unwrap(), "https://[fd00::1]:6443");
         assert!(s("10.96.0.1", "https").unwrap_err().contains(ENV_PORT));
-        assert!(server(None, Some("443".into())).unwrap_err().contains(ENV_HOST));
+        assert!(server(None, Some("443".into()))
+            .unwrap_err()
+            .contains(ENV_HOST));
     }
 }

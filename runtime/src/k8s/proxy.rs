@@ -72,7 +72,11 @@ fn host_port(server: &Uri) -> (String, u16) {
         .to_ascii_lowercase();
     let port = server
         .port_u16()
-        .unwrap_or(if server.scheme_str() == Some("http") { 80 } else { 443 });
+        .unwrap_or(if server.scheme_str() == Some("http") {
+            80
+        } else {
+            443
+        });
     (host, port)
 }
 
@@ -141,11 +145,13 @@ pub fn choose(
         return Ok(None);
     };
     let (host, port) = host_port(server);
-    let loopback = host == "localhost"
-        || host
-            .parse::<IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if loopback || env.no_proxy.as_deref().is_some_and(|l| exempt(l, &host, port)) {
+    let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if loopback
+        || env
+            .no_proxy
+            .as_deref()
+            .is_some_and(|l| exempt(l, &host, port))
+    {
         return Ok(None);
     }
     proxy_uri(value).map(Some)
@@ -183,19 +189,36 @@ mod tests {
         assert_eq!(via("https://10.244.3.7", &env(p, np)), None);
         assert_eq!(via("https://node1:6443", &env(p, np)), None);
         assert_eq!(via("https://kubernetes.default.svc", &env(p, np)), None);
-        assert_eq!(via("https://svc", &env(p, np)), corp, ".svc: subdomains only");
+        assert_eq!(
+            via("https://svc", &env(p, np)),
+            corp,
+            ".svc: subdomains only"
+        );
         assert_eq!(via("https://example.org", &env(p, np)), None);
         assert_eq!(via("https://api.example.org", &env(p, np)), None);
         assert_eq!(via("https://badexample.org", &env(p, np)), corp);
-        assert_eq!(via("https://10.96.0.1:443", &env(p, np)), corp, "port differs");
+        assert_eq!(
+            via("https://10.96.0.1:443", &env(p, np)),
+            corp,
+            "port differs"
+        );
         assert_eq!(via("https://10.96.0.1:8443", &env(p, np)), None);
         assert_eq!(via("https://10.96.0.1", &env(p, "*")), None);
         assert_eq!(via("https://[fd00::1]:6443", &env(p, "fd00::/8")), None);
-        assert_eq!(via("https://[fd00::1]:6443", &env(p, "[fd00::1]:6443")), None);
-        assert_eq!(via("https://API.Example.ORG", &env(p, "*.example.org")), None);
+        assert_eq!(
+            via("https://[fd00::1]:6443", &env(p, "[fd00::1]:6443")),
+            None
+        );
+        assert_eq!(
+            via("https://API.Example.ORG", &env(p, "*.example.org")),
+            None
+        );
         // A proxy that would break loopback servers (containerd's dead
         // proxy of issue 20) is never used for them, NO_PROXY or not.
-        assert_eq!(via("https://127.0.0.1:6443", &env("http://127.0.0.1:9/", "")), None);
+        assert_eq!(
+            via("https://127.0.0.1:6443", &env("http://127.0.0.1:9/", "")),
+            None
+        );
     }
 
     #[test]
@@ -203,7 +226,10 @@ mod tests {
         let e = env("http://proxy.corp:3128", "*");
         let server: Uri = "https://127.0.0.1:6443".parse().unwrap();
         assert_eq!(
-            choose(&server, Some("http://explicit:8080"), &e).unwrap().unwrap().to_string(),
+            choose(&server, Some("http://explicit:8080"), &e)
+                .unwrap()
+                .unwrap()
+                .to_string(),
             "http://explicit:8080/"
         );
         let bare = env("proxy.corp:3128", "");
@@ -214,7 +240,10 @@ mod tests {
         );
         let socks = env("socks5://proxy:1080", "");
         let msg = choose(&"https://10.0.0.1".parse().unwrap(), None, &socks).unwrap_err();
-        assert!(msg.contains("socks5") && msg.contains("not supported"), "{msg}");
+        assert!(
+            msg.contains("socks5") && msg.contains("not supported"),
+            "{msg}"
+        );
         assert_eq!(
             ProxyEnv::from(|k| match k {
                 "https_proxy" => Some("http://lower:1".into()),

@@ -812,8 +812,7 @@ fn interface_table(
             measured(scenario("thick-modules", true, Some(t))?)?,
         ));
     }
-    let rows: Vec<(&str, usize, Samples)> =
-        rows.into_iter().map(|(p, (e, s))| (p, e, s)).collect();
+    let rows: Vec<(&str, usize, Samples)> = rows.into_iter().map(|(p, (e, s))| (p, e, s)).collect();
     let base = (quantile(&rows[0].2.add, 0.5), quantile(&rows[0].2.del, 0.5));
     println!("\nA pod with three networks (bridge as eth0, macvlan, ptp; host-local each), {cycles} cycles (ms); over the limit = median minus the bare-netlink median\n");
     println!("| path | execs per ADD | ADD median | ADD p95 | DEL median | DEL p95 | ADD over the limit | DEL over the limit |");

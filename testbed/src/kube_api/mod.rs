@@ -562,7 +562,11 @@ async fn handle(
             *d
         });
         if matches!(method, Method::POST | Method::PUT) {
-            if let Some(i) = st.first_writes.iter().position(|(p, _)| path.contains(p.as_str())) {
+            if let Some(i) = st
+                .first_writes
+                .iter()
+                .position(|(p, _)| path.contains(p.as_str()))
+            {
                 d = Some(d.unwrap_or_default() + st.first_writes.remove(i).1);
             }
         }

@@ -339,8 +339,10 @@ impl World {
         // an answer.
         match self.node.links() {
             Ok(links) => {
-                let veths: Vec<String> =
-                    links.into_iter().filter(|l| l.starts_with("veth")).collect();
+                let veths: Vec<String> = links
+                    .into_iter()
+                    .filter(|l| l.starts_with("veth"))
+                    .collect();
                 if !veths.is_empty() {
                     o.broke(Broken::Leftover, format!("host veths left: {veths:?}"));
                 }

@@ -88,7 +88,10 @@ fn bounded(r: &wit::CniResult) -> Result<(), String> {
 pub fn owned_interfaces(r: &wit::CniResult, pod_links: &[String]) -> Result<(), String> {
     for i in &r.interfaces {
         if !multus_host_functions::names::valid_ifname(&i.name) {
-            return Err(format!("interface {:?} is not a valid interface name", i.name));
+            return Err(format!(
+                "interface {:?} is not a valid interface name",
+                i.name
+            ));
         }
         if i.sandbox && !pod_links.iter().any(|l| *l == i.name) {
             return Err(format!(
@@ -282,7 +285,10 @@ mod tests {
         let mut r = plain();
         r.interfaces[0].name = "eth0".into();
         let e = owned_interfaces(&r, &links).unwrap_err();
-        assert!(e.contains("\"eth0\"") && e.contains("neither created"), "{e}");
+        assert!(
+            e.contains("\"eth0\"") && e.contains("neither created"),
+            "{e}"
+        );
         r.interfaces[0].sandbox = false;
         owned_interfaces(&r, &links).unwrap();
         r.interfaces[0].name = "/proc/sys/kernel".into();

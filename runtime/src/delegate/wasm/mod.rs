@@ -364,15 +364,12 @@ pub fn run_with(
                 },
                 None => None,
             };
-            let store = g
-                .store_root
-                .clone()
-                .map(|root| {
-                    Box::new(FsStore {
-                        root,
-                        lock_timeout: settings.host_call_timeout(),
-                    }) as Box<dyn StoreBackend>
-                });
+            let store = g.store_root.clone().map(|root| {
+                Box::new(FsStore {
+                    root,
+                    lock_timeout: settings.host_call_timeout(),
+                }) as Box<dyn StoreBackend>
+            });
             let kernel = Kernel {
                 pod,
                 host: None,
@@ -476,7 +473,10 @@ pub fn run_with(
                 ipam.run(Command::Status).map_err(|e| {
                     PluginError::Cni(CniError {
                         code: e.code,
-                        msg: format!("wasm plugin {ty:?} STATUS: its IPAM {:?}: {}", ipam.ipam_type, e.msg),
+                        msg: format!(
+                            "wasm plugin {ty:?} STATUS: its IPAM {:?}: {}",
+                            ipam.ipam_type, e.msg
+                        ),
                         details: e.details,
                     })
                 })?;
@@ -489,7 +489,12 @@ pub fn run_with(
                 .and_then(Value::as_str)
                 .unwrap_or("1.1.0");
             let grant = &sb.store.data().grant;
-            let pod_links: Vec<String> = grant.links.iter().chain(&grant.pod_created).cloned().collect();
+            let pod_links: Vec<String> = grant
+                .links
+                .iter()
+                .chain(&grant.pod_created)
+                .cloned()
+                .collect();
             let result = convert::owned_interfaces(&r, &pod_links)
                 .and_then(|()| convert::result(&r, call.netns))
                 .map_err(|m| cni(Code::Decode, ty, format!("its result: {m}")))?;
