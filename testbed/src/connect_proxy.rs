@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::background::Background;
-use crate::{enter_path, Netns};
+use crate::{enter_path, listen_in, Netns};
 
 pub struct ConnectProxy {
     pub addr: SocketAddr,
@@ -63,16 +63,7 @@ async fn tunnel(mut client: TcpStream, carried: Arc<Mutex<Vec<String>>>) -> io::
 impl ConnectProxy {
     /// Listens on 127.0.0.1 of `ns` (which must have `lo` up).
     pub fn start(ns: &Netns) -> io::Result<Self> {
-        let listener = {
-            let ns_path = ns.path();
-            std::thread::spawn(move || -> io::Result<std::net::TcpListener> {
-                enter_path(&ns_path)?;
-                std::net::TcpListener::bind("127.0.0.1:0")
-            })
-            .join()
-            .map_err(|_| io::Error::other("bind thread panicked"))??
-        };
-        listener.set_nonblocking(true)?;
+        let listener = listen_in(ns, ([127, 0, 0, 1], 0).into())?;
         let addr = listener.local_addr()?;
         let carried = Arc::new(Mutex::new(Vec::new()));
         let counted = carried.clone();

@@ -255,6 +255,20 @@ pub fn enter(ns: &Netns) -> io::Result<()> {
 }
 
 /// Enters the netns at `path` for the rest of this thread's life.
+/// A TCP listener on `addr` inside `ns`, bound from a thread that enters
+/// it (the socket stays in that netns), non-blocking for tokio.
+pub fn listen_in(ns: &Netns, addr: std::net::SocketAddr) -> io::Result<std::net::TcpListener> {
+    let ns_path = ns.path();
+    let listener = std::thread::spawn(move || -> io::Result<std::net::TcpListener> {
+        enter_path(&ns_path)?;
+        std::net::TcpListener::bind(addr)
+    })
+    .join()
+    .map_err(|_| io::Error::other("bind thread panicked"))??;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
 pub fn enter_path(path: &Path) -> io::Result<()> {
     let f = File::open(path)?;
     // SAFETY: plain syscall on a valid fd.

@@ -156,9 +156,7 @@ impl Kube {
             .map_err(|e| err(e.to_string()))?;
         let mut config = kube::Config::incluster().map_err(|e| err(e.to_string()))?;
         set_proxy(&mut config, None).map_err(err)?;
-        config.connect_timeout = Some(timeout);
-        config.read_timeout = Some(timeout);
-        config.write_timeout = Some(timeout);
+        bound(&mut config, timeout);
         let client = {
             let _guard = rt.enter();
             kube::Client::try_from(config).map_err(|e| err(e.to_string()))?
@@ -454,15 +452,21 @@ pub fn set_proxy(config: &mut kube::Config, explicit: Option<&str>) -> Result<()
     Ok(())
 }
 
+/// Every request of a client made from `config` bounded by `timeout`,
+/// connect included.
+fn bound(config: &mut kube::Config, timeout: Duration) {
+    config.connect_timeout = Some(timeout);
+    config.read_timeout = Some(timeout);
+    config.write_timeout = Some(timeout);
+}
+
 fn build(
     rt: &tokio::runtime::Runtime,
     kubeconfig: &Path,
     timeout: Duration,
 ) -> Result<kube::Client, KubeError> {
     let mut config = rt.block_on(config_from(kubeconfig))?;
-    config.connect_timeout = Some(timeout);
-    config.read_timeout = Some(timeout);
-    config.write_timeout = Some(timeout);
+    bound(&mut config, timeout);
     // The client spawns its request buffer onto the current runtime.
     let _guard = rt.enter();
     kube::Client::try_from(config).map_err(|e| kubeconfig_error(kubeconfig, e.to_string()))

@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 use tokio_rustls::rustls;
 
 use super::background::Background;
-use super::{enter_path, Netns};
+use super::{listen_in, Netns};
 use watch::{Change, Collection, Query};
 
 mod custom;
@@ -195,18 +195,7 @@ impl FakeKubeApi {
             .map_err(|e| other(e.to_string()))?;
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
 
-        // Bind inside the node netns from a thread that enters it; the
-        // socket stays in that netns.
-        let listener = {
-            let ns_path = ns.path();
-            std::thread::spawn(move || -> io::Result<std::net::TcpListener> {
-                enter_path(&ns_path)?;
-                std::net::TcpListener::bind((ip, 0))
-            })
-            .join()
-            .map_err(|_| other("bind thread panicked".into()))??
-        };
-        listener.set_nonblocking(true)?;
+        let listener = listen_in(ns, (ip, 0).into())?;
         let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(State {
             pods: BTreeMap::new(),

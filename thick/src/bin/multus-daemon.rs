@@ -42,12 +42,7 @@ fn keep_shim_conf(
                 tracing::warn!("{now}");
             }
             said = now;
-            for _ in 0..20 {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            pause_unless_stopped(&stop, Duration::from_secs(1));
         }
         let _ = std::fs::remove_file(dir.join(shim_conf::FILE));
     }))
@@ -68,14 +63,18 @@ fn keep_token_fresh(access: ApiAccess, stop: Arc<AtomicBool>) -> std::thread::Jo
                 tracing::warn!("refreshing the plugins' token copy: {now}");
             }
             said = now;
-            for _ in 0..200 {
-                if stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            pause_unless_stopped(&stop, Duration::from_secs(10));
         }
     })
+}
+
+/// Sleeps `pause`, waking every 50 ms to return early once `stop` is set:
+/// the background loops end within 50 ms of SIGTERM.
+fn pause_unless_stopped(stop: &AtomicBool, pause: Duration) {
+    let until = Instant::now() + pause;
+    while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Upstream's Go flags take one dash.
