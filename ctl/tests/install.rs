@@ -104,7 +104,9 @@ impl Host {
         }
         c.args(args)
             .env("KUBERNETES_SERVICE_HOST", "10.96.0.1")
-            .env("KUBERNETES_SERVICE_PORT", "443");
+            .env("KUBERNETES_SERVICE_PORT", "443")
+            .env_remove("POD_NAME")
+            .env_remove("POD_NAMESPACE");
         c
     }
 
@@ -555,6 +557,66 @@ fn move_mode_moves_the_master_and_restores_it_on_exit() {
     assert!(!h.multus_net_d().join("10-kindnet.conflist").exists());
 }
 
+/// `--cleanup-on-exit` in a DaemonSet's pod: a SIGTERM removes the conf
+/// only when the DaemonSet is going away. In a rolling update the old
+/// pod's SIGTERM used to remove the conf, and pods created before the new
+/// installer started got the cluster network only (found by
+/// `scripts/e2e`'s rolling scenario).
+#[test]
+fn cleanup_on_exit_only_when_the_daemonset_goes() {
+    let node = ApiNode::new();
+    node.api
+        .add_pod("kube-system", "multus-x1", "uid-m", &[], &[]);
+    node.api.set_pod_owner("kube-system", "multus-x1", "multus");
+    let run = |ds: Option<bool>, down: bool| {
+        match ds {
+            Some(deleting) => node.api.put_daemonset("kube-system", "multus", deleting),
+            None => node.api.remove_daemonset("kube-system", "multus"),
+        }
+        let h = Host::new();
+        h.write("10-kindnet.conflist", &kindnet("1.0.0"));
+        let (mut c, _f) = node.command(&h, &["--cleanup-on-exit"]);
+        c.env("POD_NAME", "multus-x1")
+            .env("POD_NAMESPACE", "kube-system")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let w = Watcher(Some(c.spawn().unwrap()));
+        let conf = h.net_d().join("00-multus.conflist");
+        eventually("the conf", || conf.exists());
+        node.api.set_down(down);
+        let (code, log) = w.terminate();
+        node.api.set_down(false);
+        assert_eq!(code, Some(0), "{log}");
+        (conf.exists(), log)
+    };
+
+    let (kept, log) = run(Some(false), false);
+    assert!(kept, "a rolling update keeps the conf: {log}");
+    assert!(
+        log.contains("DaemonSet kube-system/multus still exists"),
+        "{log}"
+    );
+    let (kept, log) = run(Some(true), false);
+    assert!(!kept, "a DaemonSet being deleted: {log}");
+    assert!(log.contains("is being deleted"), "{log}");
+    let (kept, log) = run(None, false);
+    assert!(!kept, "a deleted DaemonSet: {log}");
+    // An API server that cannot answer: the conf stays, and the log says why.
+    let (kept, log) = run(Some(true), true);
+    assert!(kept, "{log}");
+    assert!(
+        log.contains("cannot tell whether the DaemonSet is being deleted"),
+        "{log}"
+    );
+    let gets: Vec<String> = node
+        .api
+        .requests()
+        .into_iter()
+        .filter(|r| r.contains("daemonsets"))
+        .collect();
+    assert_eq!(gets.len(), 3, "{gets:?}");
+}
+
 /// A node netns running the in-test API server; the installer runs inside.
 struct ApiNode {
     ns: Netns,
@@ -711,30 +773,29 @@ fn installed_conf_runs_a_pod_end_to_end() {
         let name = format!("{p}.wasm");
         std::fs::copy(built_plugins().join(&name), shipped.path().join(&name)).unwrap();
     }
-    let mut c = Command::new(MULTUSCTL);
-    c.args([
-        "install",
-        "--once",
-        "--host-root",
-        "/",
-        "--master-mode",
-        "move",
-    ])
-    .arg("--multus-bin")
-    .arg(multus())
-    .arg("--plugins")
-    .arg(shipped.path())
-    .arg("--cni-bin-dir")
-    .arg(&bin_dir)
-    .arg("--cni-conf-dir")
-    .arg(&net_d)
-    .arg("--config")
-    .arg(&config)
-    .arg("--serviceaccount-dir")
-    .arg(api.dir.path())
-    .env("KUBERNETES_SERVICE_HOST", api.addr.ip().to_string())
-    .env("KUBERNETES_SERVICE_PORT", api.addr.port().to_string());
-    let _ns = in_netns(&mut c, &node.ns).unwrap();
+    let install = |mode: &str| {
+        let mut c = Command::new(MULTUSCTL);
+        c.args(["install", mode, "--host-root", "/", "--master-mode", "move"])
+            .arg("--multus-bin")
+            .arg(multus())
+            .arg("--plugins")
+            .arg(shipped.path())
+            .arg("--cni-bin-dir")
+            .arg(&bin_dir)
+            .arg("--cni-conf-dir")
+            .arg(&net_d)
+            .arg("--config")
+            .arg(&config)
+            .arg("--serviceaccount-dir")
+            .arg(api.dir.path())
+            .env("KUBERNETES_SERVICE_HOST", api.addr.ip().to_string())
+            .env("KUBERNETES_SERVICE_PORT", api.addr.port().to_string())
+            .env("POD_NAME", "multus-x1")
+            .env("POD_NAMESPACE", "kube-system");
+        let f = in_netns(&mut c, &node.ns).unwrap();
+        (c, f)
+    };
+    let (mut c, _ns) = install("--once");
     let out = c.output().unwrap();
     ok(&out);
     assert!(stderr(&out).contains("precompiled"), "{}", stderr(&out));
@@ -792,6 +853,24 @@ fn installed_conf_runs_a_pod_end_to_end() {
     assert!(node.cache_files().is_empty(), "{:?}", node.cache_files());
     assert!(node.reservations("kindnet").is_empty() && node.reservations("second").is_empty());
     assert!(node.veths().is_empty(), "{:?}", node.veths());
+
+    // The watching installer, stopped in a rolling update: the conf stays.
+    api.add_pod("kube-system", "multus-x1", "uid-m", &[], &[]);
+    api.set_pod_owner("kube-system", "multus-x1", "multus");
+    api.put_daemonset("kube-system", "multus", false);
+    let multus_conf = net_d.join("00-multus.conflist");
+    std::fs::remove_file(&multus_conf).unwrap();
+    let (mut c, _ns) = install("--cleanup-on-exit");
+    let w = Watcher(Some(
+        c.stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    eventually("the conf", || multus_conf.exists());
+    let (code, log) = w.terminate();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(multus_conf.exists(), "{log}");
 
     // The deploy manifests grant exactly what multus and multusctl called
     // here: every request allowed, every rule used.

@@ -4,6 +4,9 @@
 //! with an expired one (upstream multus #852).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use multus::k8s::client::Kube;
 
 use super::InstallError;
 pub use multus::k8s::kubeconfig::{ENV_HOST, ENV_PORT};
@@ -35,6 +38,30 @@ impl ServiceAccount {
         Ok(Self {
             token,
             ca: read("ca.crt")?,
+        })
+    }
+}
+
+/// An API client as the installer pod's service account, with the
+/// kubeconfig it reads (again on a 401) kept for as long as it lives.
+pub struct SaClient {
+    pub kube: Kube,
+    _kubeconfig: tempfile::NamedTempFile,
+}
+
+impl ServiceAccount {
+    /// A client of `server` with the pod's own token file, so a rotated
+    /// token is read on every request; `timeout` bounds each request.
+    pub fn client(dir: &Path, server: &str, timeout: Duration) -> Result<SaClient, InstallError> {
+        let sa = Self::read(dir)?;
+        let mut tmp = tempfile::NamedTempFile::new()
+            .map_err(|e| InstallError::io("creating a temp file in", &std::env::temp_dir(), e))?;
+        let text = render(server, &sa.ca, &Self::token_path(dir));
+        std::io::Write::write_all(&mut tmp, &text)
+            .map_err(|e| InstallError::io("writing", tmp.path(), e))?;
+        Ok(SaClient {
+            kube: Kube::new(tmp.path(), timeout)?,
+            _kubeconfig: tmp,
         })
     }
 }

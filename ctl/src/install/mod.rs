@@ -12,6 +12,7 @@ pub mod conf;
 pub mod kubeconfig;
 pub mod master;
 pub mod nad;
+pub mod owner;
 pub mod plan;
 pub mod settings;
 pub mod watch;
@@ -113,7 +114,10 @@ pub struct Options {
     /// up to date, 1 otherwise (a readiness probe).
     #[arg(long)]
     pub check: bool,
-    /// On SIGTERM, remove multus's conf and move a moved master back.
+    /// On SIGTERM, remove multus's conf and move a moved master back, when
+    /// the installer's DaemonSet is being deleted (asked of the API with
+    /// the pod named by `POD_NAME`/`POD_NAMESPACE`; always when they are
+    /// unset), not in a rolling update.
     #[arg(long)]
     pub cleanup_on_exit: bool,
     /// How often the watching installer re-checks its inputs.

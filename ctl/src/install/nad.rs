@@ -8,9 +8,8 @@ use std::time::Duration;
 use kube::api::DynamicObject;
 use serde_json::json;
 
-use super::kubeconfig::{self, ServiceAccount};
+use super::kubeconfig::ServiceAccount;
 use super::InstallError;
-use multus::k8s::client::Kube;
 
 pub const MANAGED_BY: &str = "multusctl";
 
@@ -50,16 +49,8 @@ fn is_dns1123_subdomain(s: &str) -> bool {
 /// Creates the NAD with the installer pod's own service account; one that
 /// exists is left as it is. Returns whether it was created.
 pub fn ensure(sa_dir: &Path, server: &str, obj: &DynamicObject) -> Result<bool, InstallError> {
-    let sa = ServiceAccount::read(sa_dir)?;
-    // The client reads a kubeconfig; this one points at the pod's own
-    // token file, so a rotated token is read on every request.
-    let mut tmp = tempfile::NamedTempFile::new()
-        .map_err(|e| InstallError::io("creating a temp file in", &std::env::temp_dir(), e))?;
-    let text = kubeconfig::render(server, &sa.ca, &ServiceAccount::token_path(sa_dir));
-    std::io::Write::write_all(&mut tmp, &text)
-        .map_err(|e| InstallError::io("writing", tmp.path(), e))?;
-    let kube = Kube::new(tmp.path(), Duration::from_secs(10))?;
-    Ok(kube.create_nad(obj)?)
+    let client = ServiceAccount::client(sa_dir, server, Duration::from_secs(10))?;
+    Ok(client.kube.create_nad(obj)?)
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::plan::{self, Plan};
-use super::{binaries, kubeconfig, nad, InstallError, Options};
+use super::{binaries, kubeconfig, nad, owner, InstallError, Options};
 
 /// How often a waiting installer says again what it waits for.
 const REMIND: Duration = Duration::from_secs(30);
@@ -104,12 +104,19 @@ pub fn check(opts: &Options, env: Env) -> Result<Vec<String>, InstallError> {
 }
 
 /// Runs the installer until done (`--once`) or until `stop` is raised;
-/// then, with `--cleanup-on-exit`, undoes the install.
+/// then, with `--cleanup-on-exit`, undoes the install if its DaemonSet
+/// is going away.
 pub fn run(opts: &Options, env: Env, stop: &AtomicBool) -> Result<(), InstallError> {
     serve(opts, env, stop)?;
     if stop.load(Ordering::Relaxed) && opts.cleanup_on_exit {
-        for done in plan::cleanup(opts)? {
-            tracing::info!("{done}");
+        match owner::verdict(&opts.serviceaccount_dir, env) {
+            owner::Verdict::Keep(why) => tracing::info!("keeping the conf: {why}"),
+            owner::Verdict::CleanUp(why) => {
+                tracing::info!("cleaning up: {why}");
+                for done in plan::cleanup(opts)? {
+                    tracing::info!("{done}");
+                }
+            }
         }
     }
     Ok(())

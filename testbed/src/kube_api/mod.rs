@@ -60,6 +60,8 @@ struct State {
     fired: u64,
     /// whereabouts' custom resources.
     custom: custom::Objects,
+    /// DaemonSets by (namespace, name), for the installer's owner check.
+    daemonsets: BTreeMap<(String, String), Value>,
     /// Every change since `history_start`, for watches to replay.
     history: Vec<Change>,
     history_start: u64,
@@ -211,6 +213,7 @@ impl FakeKubeApi {
             down: false,
             fired: 0,
             custom: Default::default(),
+            daemonsets: Default::default(),
             history: Vec::new(),
             history_start: 0,
             changes: tokio::sync::watch::Sender::new(1000),
@@ -327,6 +330,37 @@ impl FakeKubeApi {
         pod["spec"]["containers"][0]["name"] = name.into();
         pod["spec"]["nodeName"] = NODE.into();
         st.put(Collection::Pods, (namespace.into(), name.into()), pod);
+    }
+
+    /// Makes DaemonSet `ds` (in the pod's namespace) the pod's controller.
+    pub fn set_pod_owner(&self, namespace: &str, name: &str, ds: &str) {
+        let mut st = self.state.lock().unwrap();
+        let key = (namespace.to_string(), name.to_string());
+        let mut pod = st.pods[&key].clone();
+        pod["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "DaemonSet",
+            "name": ds, "uid": format!("uid-{ds}"), "controller": true, "blockOwnerDeletion": true}]);
+        pod["metadata"]["resourceVersion"] = st.next_rv().into();
+        st.put(Collection::Pods, key, pod);
+    }
+
+    /// Stores DaemonSet `namespace/name`; `deleting` gives it the
+    /// deletionTimestamp of a foreground deletion in progress.
+    pub fn put_daemonset(&self, namespace: &str, name: &str, deleting: bool) {
+        let mut st = self.state.lock().unwrap();
+        let mut ds = json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": name, "namespace": namespace, "uid": format!("uid-{name}"),
+                         "resourceVersion": st.next_rv()},
+            "spec": {"selector": {"matchLabels": {"app": name}}, "template": {}}});
+        if deleting {
+            ds["metadata"]["deletionTimestamp"] = "2026-12-04T00:00:00Z".into();
+            ds["metadata"]["finalizers"] = json!(["foregroundDeletion"]);
+        }
+        st.daemonsets.insert((namespace.into(), name.into()), ds);
+    }
+
+    pub fn remove_daemonset(&self, namespace: &str, name: &str) {
+        let key = (namespace.to_string(), name.to_string());
+        self.state.lock().unwrap().daemonsets.remove(&key);
     }
 
     pub fn remove_pod(&self, namespace: &str, name: &str) {
@@ -734,6 +768,17 @@ fn route(st: &mut State, method: &Method, path: &str, body: &[u8]) -> (StatusCod
             &Method::POST,
             ["apis", "k8s.cni.cncf.io", "v1", "namespaces", ns, "network-attachment-definitions"],
         ) => create_nad(st, ns, body),
+        (&Method::GET, ["apis", "apps", "v1", "namespaces", ns, "daemonsets", name]) => {
+            match st.daemonsets.get(&(ns.to_string(), name.to_string())) {
+                Some(d) => (StatusCode::OK, d.clone()),
+                None => status(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    format!("daemonsets.apps \"{name}\" not found"),
+                    json!({"name": name, "group": "apps", "kind": "daemonsets"}),
+                ),
+            }
+        }
         (_, ["apis", custom::GROUP, custom::VERSION, "namespaces", ns, plural]) => {
             custom::route(st, method, ns, plural, None, false, body)
         }
