@@ -41,6 +41,7 @@ fn a_pod_on_wasm_interface_plugins_runs_stops_and_is_removed() {
         &cni_bin,
         &cni_conf,
         &[],
+        "info",
     )
     .unwrap();
     containerd.import_pause().unwrap();

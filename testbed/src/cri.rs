@@ -124,9 +124,59 @@ pub fn pause_image(dir: &Path, name: &str) -> io::Result<PathBuf> {
     Ok(archive)
 }
 
+/// The value of `key=` in a logrus text line (quoted or bare).
+fn log_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let at = line
+        .find(&format!(" {key}="))
+        .map(|i| i + key.len() + 2)
+        .or_else(|| {
+            line.starts_with(&format!("{key}="))
+                .then_some(key.len() + 1)
+        })?;
+    let rest = &line[at..];
+    match rest.strip_prefix('"') {
+        Some(q) => q.find('"').map(|end| &q[..end]),
+        None => Some(rest.split(' ').next().unwrap_or(rest)),
+    }
+}
+
+/// Pairs each sandbox's `begin cni setup` with its `cni result` line.
+pub fn cni_setup_times(log: &str) -> std::collections::HashMap<String, Duration> {
+    let mut begun = std::collections::HashMap::new();
+    let mut took = std::collections::HashMap::new();
+    for line in log.lines() {
+        let begin = line.contains("msg=\"begin cni setup\"");
+        if !begin && !line.contains("msg=\"cni result:") {
+            continue;
+        }
+        // The result's JSON is in the quoted msg: the id is the last field.
+        let id = line
+            .rsplit(" podsandboxid=")
+            .next()
+            .filter(|_| line.contains(" podsandboxid="));
+        let at = log_field(line, "time").and_then(|t| humantime::parse_rfc3339(t).ok());
+        let (Some(id), Some(at)) = (id, at) else {
+            continue;
+        };
+        let id = id
+            .split(' ')
+            .next()
+            .unwrap_or(id)
+            .trim_matches('"')
+            .to_string();
+        if begin {
+            begun.insert(id, at);
+        } else if let Some(start) = begun.remove(&id) {
+            took.insert(id, at.duration_since(start).unwrap_or_default());
+        }
+    }
+    took
+}
+
 /// A private containerd (own root, state and socket), CRI on, its CNI
 /// plugins in `cni_bin` with their confs in `cni_conf`, run in `node`'s
-/// netns with `env` added (a node's proxy variables, say); stopped on drop.
+/// netns with `env` added (a node's proxy variables, say) and logging at
+/// `log_level` (`debug` has its CNI setup lines); stopped on drop.
 pub struct Containerd {
     child: Child,
     pub dir: PathBuf,
@@ -147,6 +197,7 @@ impl Containerd {
         cni_bin: &Path,
         cni_conf: &Path,
         env: &[(&str, &str)],
+        log_level: &str,
     ) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let socket = dir.join("containerd.sock");
@@ -190,6 +241,9 @@ state = {state:?}
         let mut cmd = Command::new("containerd");
         cmd.arg("--config")
             .arg(&config)
+            .args(["--log-level", log_level])
+            // Timestamps in UTC, as `cni_setup_times` reads them.
+            .env("TZ", "UTC")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("containerd.log"))?);
@@ -215,6 +269,12 @@ state = {state:?}
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("containerd.log")).unwrap_or_default()
+    }
+
+    /// containerd's own measure of each sandbox's CNI setup, from its debug
+    /// log: `begin cni setup` to `cni result` of the same `podsandboxid`.
+    pub fn cni_setup_times(&self) -> std::collections::HashMap<String, Duration> {
+        cni_setup_times(&self.log())
     }
 
     /// `ctr` in the CRI's namespace (`k8s.io`).
@@ -324,5 +384,23 @@ impl Cri {
                 pod_sandbox_id: id.into(),
             }))
             .map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cni_setup_is_read_from_containerds_debug_lines() {
+        let log = concat!(
+            "time=\"2026-12-04T19:00:00.100000000Z\" level=debug msg=\"begin cni setup\" podsandboxid=abc\n",
+            "time=\"2026-12-04T19:00:00.110000000Z\" level=debug msg=\"begin cni setup\" podsandboxid=def\n",
+            "time=\"2026-12-04T19:00:00.130500000Z\" level=debug msg=\"cni result: {\\\"Interfaces\\\":{}}\" podsandboxid=abc\n",
+            "time=\"2026-12-04T19:00:00.200000000Z\" level=info msg=\"other\" podsandboxid=def\n",
+        );
+        let t = cni_setup_times(log);
+        assert_eq!(t.len(), 1, "{t:?}");
+        assert_eq!(t["abc"], Duration::from_micros(30_500));
     }
 }

@@ -254,7 +254,6 @@ pub fn enter(ns: &Netns) -> io::Result<()> {
     enter_path(&ns.path())
 }
 
-/// Enters the netns at `path` for the rest of this thread's life.
 /// A TCP listener on `addr` inside `ns`, bound from a thread that enters
 /// it (the socket stays in that netns), non-blocking for tokio.
 pub fn listen_in(ns: &Netns, addr: std::net::SocketAddr) -> io::Result<std::net::TcpListener> {
@@ -269,6 +268,7 @@ pub fn listen_in(ns: &Netns, addr: std::net::SocketAddr) -> io::Result<std::net:
     Ok(listener)
 }
 
+/// Enters the netns at `path` for the rest of this thread's life.
 pub fn enter_path(path: &Path) -> io::Result<()> {
     let f = File::open(path)?;
     // SAFETY: plain syscall on a valid fd.

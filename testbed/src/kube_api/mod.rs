@@ -28,6 +28,7 @@ use super::{listen_in, Netns};
 use watch::{Change, Collection, Query};
 
 mod custom;
+mod protobuf;
 mod watch;
 
 const POD: &str = include_str!("../fixtures/pod.json");
@@ -573,7 +574,27 @@ async fn handle(
         .get(hyper::header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
         .map(String::from);
+    let protobuf = req
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|t| t.starts_with(protobuf::CONTENT_TYPE));
     let body = req.into_body().collect().await?.to_bytes();
+    let body = match protobuf {
+        true => match protobuf::to_json(&body) {
+            Ok(json) => Bytes::from(json),
+            Err(e) => {
+                let (code, value) = status(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    format!("the protobuf body does not decode: {e}"),
+                    Value::Null,
+                );
+                return Ok(json_response(code, &value));
+            }
+        },
+        false => body,
+    };
     let delay = {
         let mut st = state.lock().unwrap();
         let d = st
@@ -642,11 +663,15 @@ async fn handle(
             .push(format!("{method} {path} {}", answer.0.as_u16()));
         answer
     };
-    Ok(Response::builder()
+    Ok(json_response(code, &value))
+}
+
+fn json_response(code: StatusCode, value: &Value) -> Response<Body> {
+    Response::builder()
         .status(code)
         .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(serde_json::to_vec(&value).expect("json"))).boxed())
-        .expect("response"))
+        .body(Full::new(Bytes::from(serde_json::to_vec(value).expect("json"))).boxed())
+        .expect("response")
 }
 
 /// A client certificate of the server's CA, or the current bearer token.

@@ -3,6 +3,9 @@
 //! later change as one JSON event per line (`ADDED`, `MODIFIED`, `DELETED`),
 //! until `timeoutSeconds` or the client goes; a version older than the
 //! retained history gets a `410 Gone` `ERROR` event, so clients relist.
+//! A watch with `sendInitialEvents=true` (client-go's streaming list, on by
+//! default since Kubernetes 1.34) first gets every object as `ADDED`, then
+//! a `BOOKMARK` annotated `k8s.io/initial-events-end`.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -36,6 +39,7 @@ pub(super) struct Query {
     resource_version: Option<u64>,
     node_name: Option<String>,
     timeout: Duration,
+    send_initial_events: bool,
 }
 
 impl Query {
@@ -45,11 +49,13 @@ impl Query {
             resource_version: None,
             node_name: None,
             timeout: Duration::from_secs(1800),
+            send_initial_events: false,
         };
         let bad = |msg: String| status(StatusCode::BAD_REQUEST, "BadRequest", msg, Value::Null);
         for (k, v) in form_urlencoded::parse(query.as_bytes()) {
             match k.as_ref() {
                 "watch" => q.watch = v == "true" || v == "1",
+                "sendInitialEvents" => q.send_initial_events = v == "true",
                 "resourceVersion" if !v.is_empty() => {
                     q.resource_version = Some(
                         v.parse()
@@ -106,14 +112,21 @@ fn list_item(collection: Collection, object: &Value) -> Value {
     o
 }
 
-pub(super) fn list(st: &State, collection: Collection, q: &Query) -> (StatusCode, Value) {
-    let objects: Vec<&Value> = match collection {
-        Collection::Pods => st.pods.values().collect(),
-        Collection::Nads => st.nads.values().collect(),
+/// The objects of `collection` that `q` selects.
+fn selected<'a>(
+    st: &'a State,
+    collection: Collection,
+    q: &'a Query,
+) -> impl Iterator<Item = &'a Value> {
+    let objects = match collection {
+        Collection::Pods => st.pods.values(),
+        Collection::Nads => st.nads.values(),
     };
-    let items: Vec<Value> = objects
-        .into_iter()
-        .filter(|o| q.matches(o))
+    objects.filter(|o| q.matches(o))
+}
+
+pub(super) fn list(st: &State, collection: Collection, q: &Query) -> (StatusCode, Value) {
+    let items: Vec<Value> = selected(st, collection, q)
         .map(|o| list_item(collection, o))
         .collect();
     let (kind, api_version) = match collection {
@@ -147,7 +160,7 @@ pub(super) fn stream(state: Arc<Mutex<State>>, collection: Collection, q: Query)
         let mut seen = q.resource_version.unwrap_or(0);
         let gone = {
             let st = state.lock().unwrap();
-            (seen < st.history_start).then(|| {
+            (seen < st.history_start && !q.send_initial_events).then(|| {
                 json!({"type": "ERROR", "object": status(
                     StatusCode::GONE, "Expired",
                     format!("too old resource version: {seen} ({})", st.history_start),
@@ -157,6 +170,27 @@ pub(super) fn stream(state: Arc<Mutex<State>>, collection: Collection, q: Query)
         if let Some(e) = gone {
             let _ = tx.send(line(&e)).await;
             return;
+        }
+        if q.send_initial_events {
+            let initial: Vec<Value> = {
+                let st = state.lock().unwrap();
+                seen = st.resource_version;
+                let (kind, api_version) = match collection {
+                    Collection::Pods => ("Pod", "v1"),
+                    Collection::Nads => ("NetworkAttachmentDefinition", "k8s.cni.cncf.io/v1"),
+                };
+                selected(&st, collection, &q)
+                    .map(|o| json!({"type": "ADDED", "object": o}))
+                    .chain([json!({"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": api_version,
+                        "metadata": {"resourceVersion": seen.to_string(),
+                                     "annotations": {"k8s.io/initial-events-end": "true"}}}})])
+                    .collect()
+            };
+            for e in &initial {
+                if tx.send(line(e)).await.is_err() {
+                    return;
+                }
+            }
         }
         loop {
             let (events, upto) = {

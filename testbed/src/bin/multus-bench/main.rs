@@ -4,6 +4,8 @@
 //! wasm IPAM call itself: exec'd reference host-local vs the wasm one, cold
 //! (compile) vs warm (precompiled), and where a warm call's time goes.
 
+mod cri;
+
 use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -51,6 +53,17 @@ struct Args {
     /// exec'd reference).
     #[arg(long)]
     ipam_only: bool,
+    /// Only the CRI table: pods through a private containerd's CRI, per
+    /// path (baseline, ours thin and thick, native and modules, upstream).
+    #[arg(long)]
+    cri: bool,
+    /// Runs of one pod per path in the CRI table.
+    #[arg(long, default_value_t = 7)]
+    cri_runs: usize,
+    /// Upstream Multus's built binaries (multus, multus-daemon,
+    /// multus-shim) for the CRI table's upstream rows.
+    #[arg(long)]
+    upstream: Option<PathBuf>,
     /// Another multus build (e.g. one with the compiler linked in) whose
     /// VERSION exec cost to show beside this one's.
     #[arg(long)]
@@ -303,6 +316,14 @@ fn main() -> Result<()> {
         .to_path_buf();
     let multus = args.multus.unwrap_or_else(|| here.join("multus"));
     let built = args.plugins.unwrap_or_else(|| here.join("../plugins"));
+    if args.cri {
+        return cri::run(&cri::Opts {
+            runs: args.cri_runs,
+            here: &here,
+            built: &built,
+            upstream: args.upstream.as_deref(),
+        });
+    }
     if !args.ipam_only {
         install_table(&here, &multus, &built, args.installs, args.image.as_deref())?;
         exec_table(&multus, args.multus_before.as_deref(), args.calls)?;

@@ -1,0 +1,614 @@
+//! `--cri`: a pod's network through the path the kubelet takes. A private
+//! containerd per path, driven over its CRI socket (RunPodSandbox,
+//! StopPodSandbox, RemovePodSandbox), the in-test API server holding the
+//! pods and their NADs, a pause image assembled here. Each pod has the
+//! cluster network (bridge + host-local) and two NADs (bridge, macvlan;
+//! host-local). "CNI setup" is containerd's own measure, from its log.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use multus_testbed::cri::{Containerd, Cri};
+use multus_testbed::kube_api::{FakeKubeApi, NODE};
+use multus_testbed::node::SHIPPED_PLUGINS;
+use multus_testbed::{enter, quantile, reference_plugin_dir, Netns};
+use serde_json::json;
+
+pub struct Opts<'a> {
+    /// Runs of one pod per path, interleaved.
+    pub runs: usize,
+    /// Where our built binaries are.
+    pub here: &'a Path,
+    /// Built wasm plugins.
+    pub built: &'a Path,
+    /// Upstream Multus's built binaries (`multus`, `multus-daemon`,
+    /// `multus-shim`), for its rows.
+    pub upstream: Option<&'a Path>,
+}
+
+const NETWORKS: &str = "k8s.v1.cni.cncf.io/networks";
+const STATUS: &str = "k8s.v1.cni.cncf.io/network-status";
+/// Pods started together in the second table.
+const AT_ONCE: usize = 10;
+/// Rounds of `AT_ONCE` pods per path.
+const ROUNDS_AT_ONCE: usize = 3;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Baseline,
+    Thin,
+    Thick,
+}
+
+struct PathSpec {
+    name: &'static str,
+    kind: Kind,
+    /// Every delegate a module (else the reference binaries).
+    modules: bool,
+    upstream: bool,
+}
+
+const PATHS: &[PathSpec] = &[
+    PathSpec {
+        name: "no multus: the cluster conflist alone (baseline)",
+        kind: Kind::Baseline,
+        modules: false,
+        upstream: false,
+    },
+    PathSpec {
+        name: "ours thin, native delegates",
+        kind: Kind::Thin,
+        modules: false,
+        upstream: false,
+    },
+    PathSpec {
+        name: "ours thin, every delegate a module",
+        kind: Kind::Thin,
+        modules: true,
+        upstream: false,
+    },
+    PathSpec {
+        name: "ours thick, native delegates",
+        kind: Kind::Thick,
+        modules: false,
+        upstream: false,
+    },
+    PathSpec {
+        name: "ours thick, every delegate a module",
+        kind: Kind::Thick,
+        modules: true,
+        upstream: false,
+    },
+    PathSpec {
+        name: "upstream Multus v4.3.0 thin",
+        kind: Kind::Thin,
+        modules: false,
+        upstream: true,
+    },
+    PathSpec {
+        name: "upstream Multus v4.3.0 thick",
+        kind: Kind::Thick,
+        modules: false,
+        upstream: true,
+    },
+];
+
+/// One path: its containerd and, in thick mode, its daemon.
+struct Lane<'a> {
+    spec: &'a PathSpec,
+    index: usize,
+    dir: PathBuf,
+    containerd: Containerd,
+    daemon: Option<Daemon>,
+}
+
+/// A thick daemon, restartable for the fresh-daemon column.
+struct Daemon {
+    cmd: Vec<String>,
+    env: Vec<(String, String)>,
+    socket: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    fn start(&mut self) -> Result<()> {
+        self.stop();
+        let _ = std::fs::remove_file(&self.socket);
+        let child = Command::new(&self.cmd[0])
+            .args(&self.cmd[1..])
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&self.log)?)
+            .spawn()
+            .with_context(|| format!("starting {}", self.cmd[0]))?;
+        self.child = Some(child);
+        let until = Instant::now() + Duration::from_secs(60);
+        while !self.socket.exists() {
+            if Instant::now() > until {
+                bail!(
+                    "{} never made {}: {}",
+                    self.cmd[0],
+                    self.socket.display(),
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn peak_rss_mib(&self) -> f64 {
+        self.child
+            .as_ref()
+            .and_then(|c| multus_testbed::peak_rss_mib(c.id()))
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One pod's figures, in ms.
+#[derive(Default, Clone)]
+struct PodTimes {
+    run: Duration,
+    cni: Duration,
+    stop: Duration,
+    remove: Duration,
+}
+
+fn link_all(from: &Path, to: &Path) -> Result<()> {
+    for e in std::fs::read_dir(from)? {
+        let p = e?.path();
+        std::os::unix::fs::symlink(&p, to.join(p.file_name().context("a file name")?))?;
+    }
+    Ok(())
+}
+
+/// Binds the fake API server's service account where client-go's
+/// in-cluster config reads it, in a mount namespace of the daemon's own
+/// (upstream's daemon takes no kubeconfig). The mount point is made once
+/// on the host; it is an empty directory under /run.
+const SA_PATH: &str = "/run/secrets/kubernetes.io/serviceaccount";
+
+impl<'a> Lane<'a> {
+    fn pod_name(&self, i: usize) -> String {
+        format!("cri-{}-{i}", self.index)
+    }
+
+    /// One pod through the CRI: run, check its networks, stop, remove.
+    fn pod(&self, cri: &mut Cri, api: &FakeKubeApi, i: usize) -> Result<PodTimes> {
+        let name = self.pod_name(i);
+        let uid = format!("uid-{name}");
+        let started = Instant::now();
+        let id = cri
+            .run_pod("default", &name, &uid)
+            .map_err(|e| anyhow::anyhow!("{}: RunPodSandbox {name}: {e}", self.spec.name))?;
+        let run = started.elapsed();
+        if self.spec.kind != Kind::Baseline {
+            let status = api.annotation("default", &name, STATUS).unwrap_or_default();
+            if !status.contains("default/cri-macvlan") || !status.contains("default/cri-bridge") {
+                bail!(
+                    "{}: pod {name} has no network-status naming both NADs: {status:?}",
+                    self.spec.name
+                );
+            }
+        }
+        let started = Instant::now();
+        cri.stop_pod(&id)
+            .map_err(|e| anyhow::anyhow!("{}: StopPodSandbox {name}: {e}", self.spec.name))?;
+        let stop = started.elapsed();
+        let started = Instant::now();
+        cri.remove_pod(&id)
+            .map_err(|e| anyhow::anyhow!("{}: RemovePodSandbox {name}: {e}", self.spec.name))?;
+        let remove = started.elapsed();
+        let cni = self
+            .containerd
+            .cni_setup_times()
+            .remove(&id)
+            .with_context(|| {
+                format!(
+                    "{}: no CNI setup lines for {id} in containerd's log",
+                    self.spec.name
+                )
+            })?;
+        Ok(PodTimes {
+            run,
+            cni,
+            stop,
+            remove,
+        })
+    }
+
+    /// `AT_ONCE` pods run together, then stopped and removed together.
+    fn pods_at_once(&self, api: &FakeKubeApi) -> Result<Vec<PodTimes>> {
+        std::thread::scope(|sc| {
+            let handles: Vec<_> = (0..AT_ONCE)
+                .map(|i| {
+                    sc.spawn(move || -> Result<PodTimes> {
+                        let mut cri = self.containerd.cri()?;
+                        self.pod(&mut cri, api, i)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("a pod thread"))
+                .collect()
+        })
+    }
+}
+
+pub fn run(opts: &Opts) -> Result<()> {
+    let reference = reference_plugin_dir();
+    let node = Netns::new("bench-cri").context("creating the node netns (needs root)")?;
+    node.ip(&[
+        "link", "add", "uplink0", "type", "veth", "peer", "name", "uplink0p",
+    ])?;
+    node.ip(&["link", "set", "uplink0", "up"])?;
+    enter(&node)?;
+    let work = tempfile::tempdir()?;
+    let ipam = work.path().join("ipam");
+    let api = FakeKubeApi::start(&node, "bench-token")?;
+    api.add_nad(
+        "default",
+        "cri-bridge",
+        Some(&json!({"cniVersion": "0.3.1", "name": "cri-bridge", "type": "bridge", "bridge": "cribr1",
+            "ipam": {"type": "host-local", "dataDir": ipam, "ranges": [[{"subnet": "10.90.0.0/16"}]]}}).to_string()),
+        &[],
+    );
+    api.add_nad(
+        "default",
+        "cri-macvlan",
+        Some(&json!({"cniVersion": "0.3.1", "name": "cri-macvlan", "type": "macvlan", "master": "uplink0", "mode": "bridge",
+            "ipam": {"type": "host-local", "dataDir": ipam, "ranges": [[{"subnet": "10.91.0.0/16"}]]}}).to_string()),
+        &[],
+    );
+    let modules = work.path().join("plugins");
+    std::fs::create_dir_all(&modules)?;
+    for m in SHIPPED_PLUGINS.iter().chain(&["bridge", "macvlan", "ptp"]) {
+        let f = format!("{m}.wasm");
+        std::fs::copy(opts.built.join(&f), modules.join(&f))
+            .with_context(|| format!("{f} in {} (scripts/build-plugins)", opts.built.display()))?;
+    }
+    let no_modules = work.path().join("no-plugins");
+    std::fs::create_dir_all(&no_modules)?;
+    let made_sa_path = !Path::new(SA_PATH).exists();
+
+    let mut lanes = Vec::new();
+    for (index, spec) in PATHS.iter().enumerate() {
+        let upstream = match (spec.upstream, opts.upstream) {
+            (false, _) => None,
+            (true, Some(dir)) => Some(dir),
+            (true, None) => continue,
+        };
+        let dir = work.path().join(format!("path{index}"));
+        let (bin, conf_dir, multus_d) = (dir.join("bin"), dir.join("net.d"), dir.join("multus.d"));
+        for d in [&bin, &conf_dir, &multus_d] {
+            std::fs::create_dir_all(d)?;
+        }
+        link_all(&reference, &bin)?;
+        let cluster = json!({"cniVersion": "0.3.1", "name": format!("cri-cluster-{index}"), "plugins": [
+            {"type": "bridge", "bridge": format!("crib{index}"), "isGateway": true, "isDefaultGateway": true,
+             "ipam": {"type": "host-local", "dataDir": ipam,
+                      "ranges": [[{"subnet": format!("10.{}.0.0/24", 100 + index)}]]}}]});
+        for i in 0..AT_ONCE {
+            let name = format!("cri-{index}-{i}");
+            api.add_pod(
+                "default",
+                &name,
+                &format!("uid-{name}"),
+                &[(NETWORKS, "cri-bridge,cri-macvlan")],
+                &[],
+            );
+        }
+        let mut multus = json!({"cniVersion": "0.3.1", "name": "multus-cni-network", "type": "multus",
+            "kubeconfig": api.kubeconfig(), "clusterNetwork": format!("cri-cluster-{index}"),
+            "confDir": multus_d, "cniDir": dir.join("cache"), "binDir": bin});
+        if upstream.is_none() {
+            multus["wasmPluginDir"] = json!(if spec.modules { &modules } else { &no_modules });
+            multus["wasmCacheDir"] = json!(work.path().join("wasm-cache"));
+            if spec.modules {
+                multus["wasmPlugins"] = json!({"bridge": {"hostNetns": true},
+                    "macvlan": {"hostNetns": true}, "ptp": {"hostNetns": true}});
+            }
+        }
+        let ours = |name: &str| -> Result<()> {
+            let from = opts.here.join(name);
+            std::os::unix::fs::symlink(&from, bin.join(name))
+                .with_context(|| format!("linking {}", from.display()))
+        };
+        let socket_dir = dir.join("run");
+        let mut daemon = None;
+        match (spec.kind, upstream) {
+            (Kind::Baseline, _) => {
+                std::fs::write(
+                    conf_dir.join("10-cluster.conflist"),
+                    serde_json::to_vec(&cluster)?,
+                )?;
+            }
+            (Kind::Thin, None) => {
+                ours("multus")?;
+                std::fs::write(
+                    multus_d.join("10-cluster.conflist"),
+                    serde_json::to_vec(&cluster)?,
+                )?;
+                std::fs::write(
+                    conf_dir.join("00-multus.conf"),
+                    serde_json::to_vec(&multus)?,
+                )?;
+            }
+            (Kind::Thin, Some(up)) => {
+                std::os::unix::fs::symlink(up.join("multus"), bin.join("multus"))?;
+                std::fs::write(
+                    multus_d.join("10-cluster.conflist"),
+                    serde_json::to_vec(&cluster)?,
+                )?;
+                std::fs::write(
+                    conf_dir.join("00-multus.conf"),
+                    serde_json::to_vec(&multus)?,
+                )?;
+            }
+            (Kind::Thick, None) => {
+                ours("multus-shim")?;
+                std::fs::write(
+                    multus_d.join("10-cluster.conflist"),
+                    serde_json::to_vec(&cluster)?,
+                )?;
+                let mut shim = multus.clone();
+                shim["type"] = "multus-shim".into();
+                shim["daemonSocketDir"] = json!(socket_dir);
+                std::fs::write(conf_dir.join("00-multus.conf"), serde_json::to_vec(&shim)?)?;
+                let config = dir.join("daemon-config.json");
+                std::fs::write(
+                    &config,
+                    serde_json::to_vec(
+                        &json!({"socketDir": socket_dir, "kubeconfig": api.kubeconfig()}),
+                    )?,
+                )?;
+                daemon = Some(Daemon {
+                    cmd: vec![
+                        opts.here.join("multus-daemon").display().to_string(),
+                        "-config".into(),
+                        config.display().to_string(),
+                    ],
+                    // As upstream's DaemonSet names the node.
+                    env: vec![("MULTUS_NODE_NAME".into(), NODE.into())],
+                    socket: socket_dir.join("multus.sock"),
+                    log: dir.join("daemon.log"),
+                    child: None,
+                });
+            }
+            (Kind::Thick, Some(up)) => {
+                std::os::unix::fs::symlink(up.join("multus-shim"), bin.join("multus-shim"))?;
+                std::fs::write(
+                    multus_d.join("10-cluster.conflist"),
+                    serde_json::to_vec(&cluster)?,
+                )?;
+                // As upstream's DaemonSet runs it: `multusConfigFile: auto`
+                // generates the shim's conf from the master (with a file of
+                // the user's instead, v4.3.0's daemon exits at once). Its
+                // own keys, and the multus keys it puts over every request.
+                let mut config = multus.clone();
+                let c = config.as_object_mut().context("an object")?;
+                c.remove("kubeconfig");
+                c.remove("type");
+                c.remove("name");
+                for (k, v) in [
+                    ("chrootDir", json!("")),
+                    ("socketDir", json!(socket_dir)),
+                    ("daemonSocketDir", json!(socket_dir)),
+                    ("cniConfigDir", json!(conf_dir)),
+                    ("multusAutoconfigDir", json!(multus_d)),
+                    ("multusConfigFile", json!("auto")),
+                    ("logToStderr", json!(true)),
+                    ("logLevel", json!("verbose")),
+                ] {
+                    c.insert(k.into(), v);
+                }
+                let path = dir.join("daemon-config.json");
+                std::fs::write(&path, serde_json::to_vec(&config)?)?;
+                let daemon_bin = up.join("multus-daemon").display().to_string();
+                let script = format!(
+                    "mount --bind {sa} {SA_PATH} && exec {daemon_bin} -config {config}",
+                    sa = api.dir.path().display(),
+                    config = path.display(),
+                );
+                std::fs::create_dir_all(SA_PATH)?;
+                daemon = Some(Daemon {
+                    cmd: vec![
+                        "unshare".into(),
+                        "--mount".into(),
+                        "--propagation".into(),
+                        // New netns mounts (each pod's) still reach it.
+                        "slave".into(),
+                        "sh".into(),
+                        "-c".into(),
+                        script,
+                    ],
+                    env: vec![
+                        ("MULTUS_NODE_NAME".into(), NODE.into()),
+                        ("KUBERNETES_SERVICE_HOST".into(), api.addr.ip().to_string()),
+                        (
+                            "KUBERNETES_SERVICE_PORT".into(),
+                            api.addr.port().to_string(),
+                        ),
+                    ],
+                    socket: socket_dir.join("multus.sock"),
+                    log: dir.join("daemon.log"),
+                    child: None,
+                });
+            }
+        }
+        let containerd = Containerd::start(
+            &dir.join("containerd"),
+            &node,
+            &bin,
+            &conf_dir,
+            &[],
+            "debug",
+        )?;
+        containerd.import_pause()?;
+        if let Some(d) = daemon.as_mut() {
+            d.start()?;
+        }
+        lanes.push(Lane {
+            spec,
+            index,
+            dir,
+            containerd,
+            daemon,
+        });
+    }
+
+    let result = measure(opts, &api, &mut lanes);
+    if made_sa_path {
+        let _ = std::fs::remove_dir(SA_PATH);
+        let _ = std::fs::remove_dir("/run/secrets/kubernetes.io");
+        let _ = std::fs::remove_dir("/run/secrets");
+    }
+    if result.is_err() {
+        for l in &lanes {
+            eprintln!(
+                "--- {} ({}): containerd log tail",
+                l.spec.name,
+                l.dir.display()
+            );
+            let log = l.containerd.log();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+            if let Some(d) = &l.daemon {
+                eprintln!(
+                    "--- daemon log: {}",
+                    std::fs::read_to_string(&d.log).unwrap_or_default()
+                );
+            }
+        }
+    }
+    result
+}
+
+fn med(v: &[PodTimes], f: fn(&PodTimes) -> Duration) -> f64 {
+    quantile(&v.iter().map(f).collect::<Vec<_>>(), 0.5)
+}
+
+fn measure(opts: &Opts, api: &FakeKubeApi, lanes: &mut [Lane]) -> Result<()> {
+    let mut cris: Vec<Cri> = lanes
+        .iter()
+        .map(|l| l.containerd.cri())
+        .collect::<std::io::Result<_>>()?;
+    // containerd's own first sandbox, the modules' first compile, each
+    // daemon's first pod: paid before anything is timed.
+    for (l, cri) in lanes.iter().zip(&mut cris) {
+        l.pod(cri, api, 0)?;
+    }
+    let mut one: Vec<Vec<PodTimes>> = vec![Vec::new(); lanes.len()];
+    let mut fresh: Vec<Vec<PodTimes>> = vec![Vec::new(); lanes.len()];
+    for _ in 0..opts.runs {
+        for (k, (l, cri)) in lanes.iter().zip(&mut cris).enumerate() {
+            one[k].push(l.pod(cri, api, 0)?);
+        }
+    }
+    // A fresh daemon's first pod: the daemon started again, the pod sent
+    // the moment its socket exists.
+    let lanes_fresh: Vec<usize> = (0..lanes.len())
+        .filter(|&k| lanes[k].daemon.is_some())
+        .collect();
+    for _ in 0..opts.runs {
+        for &k in &lanes_fresh {
+            lanes[k].daemon.as_mut().context("a daemon")?.start()?;
+            fresh[k].push(lanes[k].pod(&mut cris[k], api, 1)?);
+        }
+    }
+    let mut many: Vec<Vec<PodTimes>> = vec![Vec::new(); lanes.len()];
+    let mut rss = vec![0.0; lanes.len()];
+    for _ in 0..ROUNDS_AT_ONCE {
+        for (k, l) in lanes.iter().enumerate() {
+            many[k].extend(l.pods_at_once(api)?);
+            if let Some(d) = &l.daemon {
+                rss[k] = d.peak_rss_mib();
+            }
+        }
+    }
+
+    let base = |v: &[Vec<PodTimes>]| med(&v[0], |t| t.cni);
+    println!(
+        "\nA pod with the cluster network and two NADs through containerd's CRI: medians of {} runs, interleaved (ms).\n\"CNI setup\" is containerd's own measure (its `begin cni setup` to `cni result` log lines); \"+CNI\" is it minus the baseline's.\n",
+        opts.runs
+    );
+    println!("| path | RunPodSandbox | CNI setup | +CNI | first pod of a fresh daemon: CNI setup | StopPodSandbox | RemovePodSandbox |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (k, l) in lanes.iter().enumerate() {
+        let first = if fresh[k].is_empty() {
+            "".to_string()
+        } else {
+            format!("{:.1}", med(&fresh[k], |t| t.cni))
+        };
+        println!(
+            "| {} | {:.1} | {:.1} | {:+.1} | {first} | {:.1} | {:.1} |",
+            l.spec.name,
+            med(&one[k], |t| t.run),
+            med(&one[k], |t| t.cni),
+            med(&one[k], |t| t.cni) - base(&one),
+            med(&one[k], |t| t.stop),
+            med(&one[k], |t| t.remove),
+        );
+    }
+    println!("\n{AT_ONCE} pods at once, {ROUNDS_AT_ONCE} rounds per path (ms; the daemon's peak RSS over them)\n");
+    println!("| path | RunPodSandbox median | p95 | CNI setup median | p95 | +CNI | daemon peak RSS MiB |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (k, l) in lanes.iter().enumerate() {
+        let q = |f: fn(&PodTimes) -> Duration, p| {
+            quantile(&many[k].iter().map(f).collect::<Vec<_>>(), p)
+        };
+        let rss = if l.daemon.is_some() {
+            format!("{:.1}", rss[k])
+        } else {
+            String::new()
+        };
+        println!(
+            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:+.1} | {rss} |",
+            l.spec.name,
+            q(|t| t.run, 0.5),
+            q(|t| t.run, 0.95),
+            q(|t| t.cni, 0.5),
+            q(|t| t.cni, 0.95),
+            q(|t| t.cni, 0.5) - base(&many),
+        );
+    }
+    let over = |v: &[Vec<PodTimes>], name: &str| {
+        lanes
+            .iter()
+            .position(|l| l.spec.name == name)
+            .map(|k| med(&v[k], |t| t.cni) - base(v))
+    };
+    if let Some(up) = over(&one, PATHS[6].name) {
+        for p in &PATHS[1..5] {
+            if let Some(o) = over(&one, p.name) {
+                println!(
+                    "{}: {:.2} of upstream thick's CNI-setup overhead (1 pod)",
+                    p.name,
+                    o / up
+                );
+            }
+        }
+    } else {
+        println!("(no upstream rows: pass --upstream DIR with upstream Multus's multus, multus-daemon and multus-shim)");
+    }
+    Ok(())
+}
