@@ -8,6 +8,7 @@ use crate::cni::{version, CniEnv, CniError, Code, Command};
 use crate::config::{MultusConf, NetworkConfig};
 use crate::delegate::dispatch::Dispatch;
 use crate::invoke::hotplug::Attributes;
+use crate::invoke::pod_writes::AfterResult;
 use crate::invoke::Invocation;
 use crate::k8s::api::{Connect, FromKubeconfig};
 use crate::logging;
@@ -56,6 +57,9 @@ pub struct Host<'a> {
     pub cluster: &'a dyn Connect,
     /// Native delegates run chrooted here (the daemon's `chrootDir`).
     pub chroot: Option<&'a Path>,
+    /// Where ADD leaves the pod's API writes for after the answer (the
+    /// daemon's); `None`: written before it.
+    pub after_result: Option<&'a AfterResult>,
 }
 
 impl Host<'static> {
@@ -63,6 +67,7 @@ impl Host<'static> {
     pub const THIN: Self = Self {
         cluster: &FromKubeconfig,
         chroot: None,
+        after_result: None,
     };
 }
 
@@ -135,6 +140,7 @@ fn with_invocation(
         conf: &conf,
         runner: &runner,
         cluster: host.cluster,
+        after_result: host.after_result,
     };
     match f(&inv) {
         Ok(stdout) => Outcome { stdout, status: 0 },

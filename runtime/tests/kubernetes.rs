@@ -153,9 +153,19 @@ fn annotation_networks_and_network_status() {
     // Two writers race us to the pod: the first PUTs conflict.
     c.api.conflict_next_status_writes(2);
     let conf = c.conf(json!({}));
+    // The NADs are fetched at once (the cluster network's name is looked up
+    // as a NAD first, as upstream does): a slow API server costs one
+    // round trip, not three.
+    c.api.delay(
+        "/network-attachment-definitions/",
+        std::time::Duration::from_millis(300),
+        3,
+    );
+    c.api.take_peak_in_flight();
 
     let out = c.run("ADD", "c1", &pod, "web", "uid-1", &conf);
     assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    assert_eq!(c.api.take_peak_in_flight(), 3, "{:?}", c.api.requests());
     assert_eq!(out.json()["ips"][0]["address"], "10.10.0.2/24");
     let mut links = pod.ns.links().unwrap();
     links.sort();
@@ -190,7 +200,8 @@ fn annotation_networks_and_network_status() {
         &"GET /apis/k8s.cni.cncf.io/v1/namespaces/other/network-attachment-definitions/storage 200"
             .to_string()
     ));
-    let events: Vec<(String, String, String)> = c
+    // Posted at once: in any order.
+    let mut events: Vec<(String, String, String)> = c
         .api
         .events()
         .iter()
@@ -201,6 +212,7 @@ fn annotation_networks_and_network_status() {
             (s("type"), s("reason"), s("message"))
         })
         .collect();
+    events.sort();
     let added = |m: &str| {
         (
             "Normal".to_string(),
@@ -211,8 +223,8 @@ fn annotation_networks_and_network_status() {
     assert_eq!(
         events,
         vec![
-            added("Add eth0 [10.10.0.2/24] from cluster"),
             added("Add data0 [10.20.0.2/24] from default/macvlan-conf"),
+            added("Add eth0 [10.10.0.2/24] from cluster"),
             added("Add net2 [10.30.0.2/24] from other/storage"),
         ]
     );

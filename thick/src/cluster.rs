@@ -224,11 +224,36 @@ impl ClusterApi for Session {
         self.live.create_event(event)
     }
 
+    fn create_events(&self, events: &[Event]) -> Vec<Result<(), KubeError>> {
+        self.live.create_events(events)
+    }
+
     fn get_nad(&self, namespace: &str, name: &str) -> Result<Nad, KubeError> {
         match self.cluster.cached_nad(namespace, name) {
             Some(n) => Ok(n),
             None => self.live.get_nad(namespace, name),
         }
+    }
+
+    /// The cache's answers, and the misses fetched at once.
+    fn get_nads(&self, keys: &[(String, String)]) -> Vec<Result<Nad, KubeError>> {
+        let mut out: Vec<Option<Result<Nad, KubeError>>> = keys
+            .iter()
+            .map(|(ns, name)| self.cluster.cached_nad(ns, name).map(Ok))
+            .collect();
+        let misses: Vec<(String, String)> = keys
+            .iter()
+            .zip(&out)
+            .filter(|(_, o)| o.is_none())
+            .map(|(k, _)| k.clone())
+            .collect();
+        let mut fetched = self.live.get_nads(&misses).into_iter();
+        for slot in out.iter_mut().filter(|o| o.is_none()) {
+            *slot = fetched.next();
+        }
+        out.into_iter()
+            .map(|o| o.expect("every key answered"))
+            .collect()
     }
 }
 

@@ -38,6 +38,10 @@ pub struct DaemonConfig {
     pub queue_timeout: Duration,
     /// Where `/metrics` is served (`metricsPort`, all addresses as upstream).
     pub metrics_port: Option<u16>,
+    /// ADD answers before writing the pod's network-status and events,
+    /// which follow within the container's turn (`networkStatusAfterResult`,
+    /// ours, default true).
+    pub status_after_result: bool,
     /// Multus conf keys that replace the shim's.
     pub overrides: Map<String, Value>,
     /// The shim conf to write (`multusConfigFile`), and where
@@ -122,6 +126,7 @@ impl DaemonConfig {
             connection_limit: 32,
             queue_timeout: Duration::from_secs(30),
             metrics_port: None,
+            status_after_result: true,
             overrides: Map::new(),
             shim_conf: None,
             chroot_dir: None,
@@ -166,6 +171,10 @@ impl DaemonConfig {
             } else if is("queueTimeoutMs") {
                 c.queue_timeout =
                     Duration::from_millis(v.as_u64().ok_or("\"queueTimeoutMs\" must be a number")?);
+            } else if is("networkStatusAfterResult") {
+                c.status_after_result = v
+                    .as_bool()
+                    .ok_or("\"networkStatusAfterResult\" must be a boolean")?;
             } else if is("multusConfigFile") {
                 file = text("multusConfigFile", &v)?;
             } else if is("multusAutoconfigDir") {

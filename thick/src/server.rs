@@ -15,6 +15,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use multus::cni::{version, CniArgs, CniEnv, CniError, Code};
+use multus::invoke::pod_writes::AfterResult;
 use multus::outcome;
 
 use crate::admit::Admission;
@@ -302,15 +303,26 @@ async fn cni(daemon: Arc<Daemon>, req: protocol::Request, kind: Kind) -> Respons
     let d = daemon.clone();
     m.in_flight.inc();
     let done = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        let _turn = turn;
-        run(&d, req, kind)
+        let after = AfterResult::default();
+        let (resp, code) = run(&d, req, kind, &after);
+        (resp, code, after.take(), (turn, permit))
     })
     .await;
     m.in_flight.dec();
     match done {
-        Ok((resp, code)) => {
+        Ok((resp, code, after, held)) => {
             count(code);
+            // The pod's writes follow the answer, in the container's turn
+            // (its DEL waits for them) and admitted (a stopping daemon
+            // drains them).
+            if !after.is_empty() {
+                tokio::task::spawn_blocking(move || {
+                    let _held = held;
+                    for w in after {
+                        w();
+                    }
+                });
+            }
             resp
         }
         Err(e) => {
@@ -325,7 +337,12 @@ async fn cni(daemon: Arc<Daemon>, req: protocol::Request, kind: Kind) -> Respons
 
 /// One request, run by the same code as the thin `multus`; the answer and
 /// its CNI code (0 for success).
-fn run(daemon: &Daemon, req: protocol::Request, kind: Kind) -> (Response<Full<Bytes>>, u32) {
+fn run(
+    daemon: &Daemon,
+    req: protocol::Request,
+    kind: Kind,
+    after: &AfterResult,
+) -> (Response<Full<Bytes>>, u32) {
     let failed = |e: &CniError| (cni_error(e), e.code);
     let started = Instant::now();
     let mut env: BTreeMap<String, String> = req.env;
@@ -359,6 +376,7 @@ fn run(daemon: &Daemon, req: protocol::Request, kind: Kind) -> (Response<Full<By
     let host = multus::app::Host {
         cluster: &daemon.cluster,
         chroot: daemon.config.chroot_dir.as_deref(),
+        after_result: daemon.config.status_after_result.then_some(after),
     };
     let out = match kind {
         Kind::Cni => multus::app::run_with(&cni_env, &conf, &host),

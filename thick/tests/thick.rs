@@ -383,6 +383,18 @@ fn base64_of(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
 }
 
+/// The daemon writes network-status right after answering: wait for it.
+fn status_soon(api: &multus_testbed::kube_api::FakeKubeApi, name: &str) -> String {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(s) = api.annotation("default", name, "k8s.v1.cni.cncf.io/network-status") {
+            return s;
+        }
+        assert!(Instant::now() < until, "no network-status on {name}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// The Kubernetes path through the daemon: the pod's annotation selects a
 /// NAD (net1), network-status is written, and the daemon config's keys
 /// (here the kubeconfig) override the shim's conf.
@@ -400,9 +412,7 @@ fn pod_networks_from_the_api_through_the_daemon() {
     let add = shim(&node, "ADD", "k1", &pod, &conf);
     assert!(add.ok(), "{} {}", add.stdout, add.stderr);
     assert!(pod.ns.addrs("net1").unwrap()[0].starts_with("10.32.0."));
-    let status = api
-        .annotation("default", "web", "k8s.v1.cni.cncf.io/network-status")
-        .expect("network-status");
+    let status = status_soon(&api, "web");
     assert!(
         status.contains("default/macvlan-net") && status.contains("\"net1\""),
         "{status}"
@@ -553,9 +563,8 @@ fn in_cluster_credentials() {
     assert!(add.ok(), "{} {}", add.stdout, add.stderr);
     assert!(pod_addr(&pod).starts_with("10.36.0."));
     assert_eq!(pod.ns.addrs("net2").unwrap(), ["10.37.0.1/24"]);
-    assert!(api
-        .annotation("default", "web", "k8s.v1.cni.cncf.io/network-status")
-        .is_some_and(|s| s.contains("default/macvlan-net") && s.contains("default/wa-net")));
+    let status = status_soon(&api, "web");
+    assert!(status.contains("default/macvlan-net") && status.contains("default/wa-net"));
     let allocations = || {
         api.custom_objects("ippools", "kube-system")
             .iter()
@@ -816,6 +825,7 @@ fn watch_caches_serve_pods_and_nads() {
     let add = shim_for(&node, "ADD", "w1", &web, ("web", None), &conf);
     assert!(add.ok(), "{} {}", add.stdout, add.stderr);
     assert!(pod_addr(&web).starts_with("10.32.0."));
+    status_soon(&api, "web");
     assert_eq!(
         reads(before),
         Vec::<String>::new(),
@@ -929,6 +939,44 @@ fn pod_addr(pod: &Pod) -> String {
 /// The in-test API server in `node`'s netns (accepting `token`) with the
 /// pod `default/web` selecting the NAD `macvlan-net` (a macvlan on
 /// `subnet`).
+/// The daemon answers ADD before writing network-status, and the same
+/// container's DEL runs only once the write is done: a slow write holds up
+/// neither the pod's start nor lands after its DEL. With
+/// `networkStatusAfterResult: false` the answer waits for the write.
+#[test]
+fn network_status_follows_the_answer_and_precedes_the_del() {
+    let node = Node::new();
+    let api = api_with_web_on_macvlan(&node, "token-1", "10.38.0.0/24");
+    let socket_dir = node.dir.path().join("run-multus");
+    let put = "PUT /api/v1/namespaces/default/pods/web/status 200";
+    let puts = || api.requests().iter().filter(|r| *r == put).count();
+    for after in [true, false] {
+        let _daemon = Daemon::start(
+            &node,
+            &json!({"socketDir": socket_dir, "kubeconfig": api.kubeconfig(),
+                    "networkStatusAfterResult": after}),
+        );
+        let conf = shim_conf(&node, &socket_dir);
+        let pod = Pod::new();
+        let before = puts();
+        api.delay("pods/web/status", Duration::from_millis(1500), 1);
+        let add = shim(&node, "ADD", "late1", &pod, &conf);
+        assert!(add.ok(), "{} {}", add.stdout, add.stderr);
+        // The server logs a request when it answers, after the delay.
+        assert_eq!(
+            puts() == before,
+            after,
+            "after={after}: {:?}",
+            api.requests()
+        );
+        let del = shim(&node, "DEL", "late1", &pod, &conf);
+        assert!(del.ok(), "{} {}", del.stdout, del.stderr);
+        assert_eq!(puts(), before + 1, "the write is done before the DEL ran");
+        assert_clean(&node, &pod);
+        drop(_daemon);
+    }
+}
+
 fn api_with_web_on_macvlan(
     node: &Node,
     token: &str,

@@ -10,9 +10,10 @@ use crate::cni::result;
 use crate::cni::{CniError, Code, Command};
 use crate::delegate::chain;
 use crate::k8s::devices;
-use crate::k8s::{events, status, PodContext};
+use crate::k8s::{status, PodContext};
 use crate::{default_route, readiness};
 
+use super::pod_writes::PodWrites;
 use super::{parse_result, DeviceIds, Invocation, Planned};
 
 impl Invocation<'_> {
@@ -58,14 +59,23 @@ impl Invocation<'_> {
         if let Err(e) = cache::write(cni_dir, &file) {
             return Err(self.rollback(&planned, &file, last, e));
         }
-        if let Some(c) = &ctx {
-            if let Err(e) = self.write_network_status(c, &planned, &file) {
-                if self.conf.kube.network_status_required {
-                    return Err(self.rollback(&planned, &file, last, e));
+        if let Some(ctx) = ctx {
+            let writes = match self.pod_writes(ctx, &planned, &file) {
+                Ok(w) => w,
+                Err(e) => return Err(self.rollback(&planned, &file, last, e)),
+            };
+            match self.after_result {
+                Some(after) => after.push(Box::new(move || writes.finish_late())),
+                None => {
+                    if let Err(e) = writes.write_status() {
+                        if self.conf.kube.network_status_required {
+                            return Err(self.rollback(&planned, &file, last, e));
+                        }
+                        tracing::warn!(pod = %self.pod(), error = %e, "network-status not written (networkStatusRequired is false)");
+                    }
+                    writes.post_events();
                 }
-                tracing::warn!(pod = %self.pod(), error = %e, "network-status not written (networkStatusRequired is false)");
             }
-            self.record_added(c, &planned, &file);
         }
         let master = &planned[0];
         let raw = file.delegates[0]
@@ -124,54 +134,37 @@ impl Invocation<'_> {
         Ok(())
     }
 
-    /// One network-status entry per sandbox interface of every attachment,
-    /// written to the pod, except for pods in `systemNamespaces`.
-    fn write_network_status(
+    /// One network-status entry per sandbox interface of every attachment
+    /// (none for pods in `systemNamespaces`), and one `AddedInterface`
+    /// event per attachment that reported interfaces or addresses.
+    fn pod_writes(
         &self,
-        ctx: &PodContext,
+        ctx: PodContext,
         planned: &[Planned],
         file: &CacheFile,
-    ) -> Result<(), CniError> {
-        if self.conf.system_namespaces.contains(&ctx.pod_ref.namespace) {
-            return Ok(());
-        }
+    ) -> Result<PodWrites, CniError> {
         let mut entries = Vec::new();
+        let mut added = Vec::new();
         for (i, (p, d)) in planned.iter().zip(&file.delegates).enumerate() {
             let r = parse_result(p, d)?;
             let info = devices::read_info_file(&d.capability_args);
             entries.extend(status::entries(&r, &p.status_name, &d.ifname, i == 0, info));
-        }
-        let key = &self.conf.kube.network_status_annotation;
-        if !status::write(
-            ctx.api.as_ref(),
-            &ctx.pod_ref,
-            &ctx.pod,
-            key,
-            &status::render(&entries),
-        )? {
-            tracing::warn!(pod = %self.pod(), "the pod was deleted during ADD; network-status not written");
-        }
-        Ok(())
-    }
-
-    /// One `AddedInterface` event per attachment that reported interfaces
-    /// or addresses, once the whole ADD has succeeded.
-    fn record_added(&self, ctx: &PodContext, planned: &[Planned], file: &CacheFile) {
-        for (p, d) in planned.iter().zip(&file.delegates) {
-            let Ok(r) = parse_result(p, d) else { continue };
-            if r.interfaces.is_empty() && r.ips.is_empty() {
-                continue;
+            if !r.interfaces.is_empty() || !r.ips.is_empty() {
+                let ips = r.ips.iter().map(|ip| ip.address.to_string()).collect();
+                added.push((d.ifname.clone(), ips, p.status_name.clone()));
             }
-            let ips: Vec<String> = r.ips.iter().map(|ip| ip.address.to_string()).collect();
-            events::record(
-                ctx.api.as_ref(),
-                &ctx.pod_ref,
-                &ctx.pod,
-                events::Kind::Normal,
-                "AddedInterface",
-                &events::added_interface(&d.ifname, &ips, &p.status_name),
-            );
         }
+        let status = (!self.conf.system_namespaces.contains(&ctx.pod_ref.namespace)).then(|| {
+            (
+                self.conf.kube.network_status_annotation.clone(),
+                status::render(&entries),
+            )
+        });
+        Ok(PodWrites {
+            events: PodWrites::added_events(&ctx, &added),
+            ctx,
+            status,
+        })
     }
 
     fn rollback(

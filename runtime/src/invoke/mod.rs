@@ -7,6 +7,7 @@ mod check;
 mod del;
 mod gc;
 pub mod hotplug;
+pub mod pod_writes;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -20,6 +21,7 @@ use serde_json::Map;
 use crate::cache::{self, CacheFile, CachedDelegate};
 use crate::cni::result::CniResult;
 use crate::cni::{CniEnv, CniError, Command};
+use crate::config::kube::DEFAULT_NETWORK_ANNOTATION;
 use crate::config::{resolve::resolve, ClusterNetwork, MultusConf, NetworkConfig};
 use crate::delegate::chain::{ChainError, Target};
 use crate::delegate::PluginRunner;
@@ -37,6 +39,9 @@ pub struct Invocation<'a> {
     /// Where the API client comes from (the conf's kubeconfig, or the
     /// daemon's shared, cached one).
     pub cluster: &'a dyn Connect,
+    /// The daemon's: ADD leaves the pod's network-status and events here,
+    /// to be written after the answer. `None` writes them before.
+    pub after_result: Option<&'a pod_writes::AfterResult>,
 }
 
 /// An attachment ready to run: its network, interface and arguments.
@@ -106,9 +111,41 @@ impl<'a> Invocation<'a> {
     ) -> Result<Vec<(Named, Option<NetworkSelection>)>, CniError> {
         let conf = self.conf;
         let mut named: Vec<(Named, Option<NetworkSelection>)> = Vec::new();
-        let overridden = match ctx {
-            Some(c) => c.default_network_override(conf)?,
-            None => None,
+        let ns = self.env.args.get("K8S_POD_NAMESPACE");
+        let system = ns.is_some_and(|ns| conf.system_namespaces.iter().any(|s| s == ns));
+        // Everything the annotations select is read and checked first, so
+        // every NAD the pod needs is fetched at once.
+        let (override_sel, sels) = match ctx {
+            Some(c) => {
+                let sels = c.selections(conf)?;
+                for sel in &sels {
+                    c.check_isolation(conf, sel)?;
+                }
+                (c.default_network_override(conf)?, sels)
+            }
+            None => (None, Vec::new()),
+        };
+        if let Some(c) = ctx {
+            let by_name =
+                |r: &String| (!r.contains('/')).then(|| (conf.multus_namespace.clone(), r.clone()));
+            let cluster = match (&conf.cluster, &override_sel) {
+                (_, Some(o)) => Some((o.namespace.clone(), o.name.clone())),
+                (ClusterNetwork::Reference(r), None) => by_name(r),
+                (ClusterNetwork::Delegates(_), None) => None,
+            };
+            let defaults = conf.default_networks.iter().filter(|_| !system);
+            let keys: Vec<(String, String)> = cluster
+                .into_iter()
+                .chain(defaults.filter_map(by_name))
+                .chain(sels.iter().map(|s| (s.namespace.clone(), s.name.clone())))
+                .collect();
+            c.prefetch(&keys);
+        }
+        let overridden = match (ctx, &override_sel) {
+            (Some(c), Some(o)) => {
+                Some(c.nad(conf, &o.namespace, &o.name, DEFAULT_NETWORK_ANNOTATION)?)
+            }
+            _ => None,
         };
         match (&conf.cluster, overridden) {
             (ClusterNetwork::Delegates(d), over) => {
@@ -122,8 +159,7 @@ impl<'a> Invocation<'a> {
                 named.push((self.network_ref(ctx, r, "clusterNetwork")?, None))
             }
         }
-        let ns = self.env.args.get("K8S_POD_NAMESPACE");
-        if !ns.is_some_and(|ns| conf.system_namespaces.iter().any(|s| s == ns)) {
+        if !system {
             for (i, r) in conf.default_networks.iter().enumerate() {
                 named.push((
                     self.network_ref(ctx, r, &format!("defaultNetworks[{i}]"))?,
@@ -132,8 +168,7 @@ impl<'a> Invocation<'a> {
             }
         }
         if let Some(c) = ctx {
-            for sel in c.selections(conf)? {
-                c.check_isolation(conf, &sel)?;
+            for sel in sels {
                 let n = c.nad(conf, &sel.namespace, &sel.name, "network selection")?;
                 named.push((n, Some(sel)));
             }

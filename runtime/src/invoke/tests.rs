@@ -54,6 +54,7 @@ fn add_converts_master_result_and_caches_everything() {
         conf: &s.conf,
         runner: &r,
         cluster: &FromKubeconfig,
+        after_result: None,
     };
     let out = inv.add().unwrap();
     assert_eq!(out["cniVersion"], "1.0.0");
@@ -89,6 +90,7 @@ fn failed_add_rolls_back_in_reverse_and_removes_cache() {
         conf: &s.conf,
         runner: &r,
         cluster: &FromKubeconfig,
+        after_result: None,
     };
     let e = inv.add().unwrap_err();
     assert_eq!(e.code, 7);
@@ -116,6 +118,7 @@ fn del_uses_cache_keeps_going_and_reports_all() {
         conf: &s.conf,
         runner: &r,
         cluster: &FromKubeconfig,
+        after_result: None,
     }
     .add()
     .unwrap();
@@ -133,6 +136,7 @@ fn del_uses_cache_keeps_going_and_reports_all() {
         conf: &conf,
         runner: &r,
         cluster: &FromKubeconfig,
+        after_result: None,
     }
     .del()
     .unwrap_err();
@@ -154,6 +158,7 @@ fn del_uses_cache_keeps_going_and_reports_all() {
         conf: &conf,
         runner: &r,
         cluster: &FromKubeconfig,
+        after_result: None,
     };
     inv.del().unwrap();
     assert!(cache::read(&conf.cni_dir, "cid", "eth0").unwrap().is_none());
@@ -171,6 +176,7 @@ fn add_over_an_interrupted_add_deletes_it_first() {
         conf: &s.conf,
         runner: &r,
         cluster: &FromKubeconfig,
+        after_result: None,
     };
     inv.add().unwrap();
     inv.add().unwrap();
@@ -193,6 +199,7 @@ fn check_needs_cache_and_skips_old_versions() {
         conf: &s.conf,
         runner: &r,
         cluster: &FromKubeconfig,
+        after_result: None,
     };
     assert_eq!(inv.check().unwrap_err().code, 3);
     inv.add().unwrap();
@@ -202,6 +209,7 @@ fn check_needs_cache_and_skips_old_versions() {
         conf: &s.conf,
         runner: &r2,
         cluster: &FromKubeconfig,
+        after_result: None,
     }
     .check()
     .unwrap();
@@ -226,6 +234,7 @@ fn status_reports_worst() {
         conf: &s.conf,
         runner: &r,
         cluster: &FromKubeconfig,
+        after_result: None,
     }
     .status()
     .unwrap_err();

@@ -20,13 +20,29 @@ pub enum Read {
     Live,
 }
 
-pub trait ClusterApi {
+/// `Send`: the daemon finishes a pod's API writes after answering, on
+/// another thread.
+pub trait ClusterApi: Send {
     fn get_pod(&self, pod: &PodRef, read: Read) -> Result<Pod, KubeError>;
     /// PUT `pods/status` with the pod's `resourceVersion`: a concurrent
     /// write is a `Conflict`, never overwritten.
     fn replace_pod_status(&self, pod: &Pod) -> Result<Pod, KubeError>;
     fn create_event(&self, event: &Event) -> Result<Event, KubeError>;
+    /// Several events; a client that can should post them at once.
+    fn create_events(&self, events: &[Event]) -> Vec<Result<(), KubeError>> {
+        events
+            .iter()
+            .map(|e| self.create_event(e).map(drop))
+            .collect()
+    }
     fn get_nad(&self, namespace: &str, name: &str) -> Result<Nad, KubeError>;
+    /// Several NADs, each answer in order; a client that can should fetch
+    /// them at once.
+    fn get_nads(&self, keys: &[(String, String)]) -> Vec<Result<Nad, KubeError>> {
+        keys.iter()
+            .map(|(ns, name)| self.get_nad(ns, name))
+            .collect()
+    }
 }
 
 /// Where an invocation's API client comes from.
@@ -79,7 +95,15 @@ impl ClusterApi for Kube {
         Kube::create_event(self, event)
     }
 
+    fn create_events(&self, events: &[Event]) -> Vec<Result<(), KubeError>> {
+        Kube::create_events(self, events)
+    }
+
     fn get_nad(&self, namespace: &str, name: &str) -> Result<Nad, KubeError> {
         Kube::get_nad(self, namespace, name)
+    }
+
+    fn get_nads(&self, keys: &[(String, String)]) -> Vec<Result<Nad, KubeError>> {
+        Kube::get_nads(self, keys)
     }
 }

@@ -198,35 +198,88 @@ impl Kube {
     {
         let once = || {
             let client = self.client.borrow().clone();
-            let started = std::time::Instant::now();
-            let out = self
-                .rt
-                .block_on(async { tokio::time::timeout(self.timeout.get(), f(client)).await })
-                .map_err(|_| KubeError {
-                    call: call.to_string(),
-                    kind: Kind::Transient,
-                    msg: format!("no answer within {} ms", self.timeout.get().as_millis()),
-                })?
-                .map_err(|e| classify(call, e));
-            tracing::debug!(
-                call,
-                duration_ms = format!("{:.2}", started.elapsed().as_secs_f64() * 1e3),
-                ok = out.is_ok(),
-                "API request"
-            );
-            out
+            self.rt.block_on(self.attempt(call, f(client)))
         };
-        match (once(), &self.rt, &self.kubeconfig) {
-            (Err(e), Exec::Own(rt), Some(kubeconfig)) if e.kind == Kind::Unauthorized => {
-                tracing::warn!(
-                    call,
-                    "401 from the API server; re-reading the kubeconfig and its token"
-                );
-                *self.client.borrow_mut() = build(rt, kubeconfig, self.timeout.get())?;
-                once()
-            }
-            (other, _, _) => other,
+        match once() {
+            Err(e) if e.kind == Kind::Unauthorized && self.reread(call)? => once(),
+            other => other,
         }
+    }
+
+    /// One request bounded by the timeout, classified and logged.
+    async fn attempt<T>(
+        &self,
+        call: &str,
+        request: impl Future<Output = Result<T, kube::Error>>,
+    ) -> Result<T, KubeError> {
+        let started = std::time::Instant::now();
+        let out = tokio::time::timeout(self.timeout.get(), request)
+            .await
+            .map_err(|_| KubeError {
+                call: call.to_string(),
+                kind: Kind::Transient,
+                msg: format!("no answer within {} ms", self.timeout.get().as_millis()),
+            })?
+            .map_err(|e| classify(call, e));
+        tracing::debug!(
+            call,
+            duration_ms = format!("{:.2}", started.elapsed().as_secs_f64() * 1e3),
+            ok = out.is_ok(),
+            "API request"
+        );
+        out
+    }
+
+    /// After a 401: re-reads the kubeconfig and its token (a client of our
+    /// own only); whether to try again.
+    fn reread(&self, call: &str) -> Result<bool, KubeError> {
+        let (Exec::Own(rt), Some(kubeconfig)) = (&self.rt, &self.kubeconfig) else {
+            return Ok(false);
+        };
+        tracing::warn!(
+            call,
+            "401 from the API server; re-reading the kubeconfig and its token"
+        );
+        *self.client.borrow_mut() = build(rt, kubeconfig, self.timeout.get())?;
+        Ok(true)
+    }
+
+    /// NADs `(namespace, name)` fetched at once (one round trip of the
+    /// slowest, not the sum), each answer in order.
+    pub fn get_nads(&self, keys: &[(String, String)]) -> Vec<Result<Nad, KubeError>> {
+        let once = || {
+            let client = self.client.borrow().clone();
+            self.rt
+                .block_on(futures_util::future::join_all(keys.iter().map(
+                    |(ns, name)| {
+                        let c = client.clone();
+                        async move {
+                            let call = format!("GET network-attachment-definition {ns}/{name}");
+                            self.attempt(&call, async move {
+                                Api::<DynamicObject>::namespaced_with(c, ns, &nad_resource())
+                                    .get(name)
+                                    .await
+                            })
+                            .await
+                        }
+                    },
+                )))
+        };
+        let mut out = once();
+        let refused = out
+            .iter()
+            .find_map(|r| r.as_ref().err().filter(|e| e.kind == Kind::Unauthorized))
+            .map(|e| e.call.clone());
+        if let Some(call) = refused {
+            match self.reread(&call) {
+                Ok(true) => out = once(),
+                Ok(false) => {}
+                Err(e) => return keys.iter().map(|_| Err(e.clone())).collect(),
+            }
+        }
+        out.into_iter()
+            .map(|r| r.map(|o| Nad::from_object(&o)))
+            .collect()
     }
 
     pub fn get_pod(&self, namespace: &str, name: &str) -> Result<Pod, KubeError> {
@@ -262,6 +315,27 @@ impl Kube {
         })
     }
 
+    /// Events posted at once (one round trip of the slowest). No retry
+    /// after a 401: events are best effort.
+    pub fn create_events(&self, events: &[Event]) -> Vec<Result<(), KubeError>> {
+        let client = self.client.borrow().clone();
+        self.rt
+            .block_on(futures_util::future::join_all(events.iter().map(|e| {
+                let c = client.clone();
+                async move {
+                    let ns = e.metadata.namespace.clone().unwrap_or_default();
+                    let call = format!("POST event in {ns}");
+                    self.attempt(&call, async move {
+                        Api::<Event>::namespaced(c, &ns)
+                            .create(&PostParams::default(), e)
+                            .await
+                    })
+                    .await
+                    .map(drop)
+                }
+            })))
+    }
+
     /// Every pod of the cluster.
     pub fn list_pods(&self) -> Result<Vec<Pod>, KubeError> {
         self.call("LIST pods in all namespaces", |c| async move {
@@ -273,15 +347,9 @@ impl Kube {
     }
 
     pub fn get_nad(&self, namespace: &str, name: &str) -> Result<Nad, KubeError> {
-        let obj = self.call(
-            &format!("GET network-attachment-definition {namespace}/{name}"),
-            |c| async move {
-                Api::<DynamicObject>::namespaced_with(c, namespace, &nad_resource())
-                    .get(name)
-                    .await
-            },
-        )?;
-        Ok(Nad::from_object(&obj))
+        self.get_nads(&[(namespace.to_string(), name.to_string())])
+            .pop()
+            .expect("one answer per key")
     }
 }
 

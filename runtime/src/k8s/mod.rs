@@ -16,6 +16,8 @@ pub mod proxy;
 pub mod selection;
 pub mod status;
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -24,7 +26,7 @@ use crate::cni::{CniEnv, CniError, Code};
 use crate::config::kube::{DEFAULT_NETWORK_ANNOTATION, RESOURCE_NAME_ANNOTATION};
 use crate::config::{resolve::resolve, MultusConf, NetworkConfig};
 use api::{ClusterApi, Connect};
-use client::Kind;
+use client::{Kind, KubeError, Nad};
 use pod::PodRef;
 use selection::NetworkSelection;
 
@@ -52,6 +54,8 @@ pub struct PodContext {
     pub api: Box<dyn ClusterApi>,
     pub pod_ref: PodRef,
     pub pod: Pod,
+    /// NADs fetched ahead, together ([`PodContext::prefetch`]).
+    fetched: RefCell<HashMap<(String, String), Result<Nad, KubeError>>>,
 }
 
 impl PodContext {
@@ -100,7 +104,30 @@ impl PodContext {
         };
         let pod = pod::get(api.as_ref(), &pod_ref, wait)?;
         pod::check_uid(&pod, &pod_ref)?;
-        Ok(Some(Self { api, pod_ref, pod }))
+        Ok(Some(Self {
+            api,
+            pod_ref,
+            pod,
+            fetched: RefCell::default(),
+        }))
+    }
+
+    /// Fetches the NADs `keys` at once, for the lookups that follow: the
+    /// pod waits for the slowest, not for the sum.
+    pub fn prefetch(&self, keys: &[(String, String)]) {
+        let mut want: Vec<(String, String)> = Vec::new();
+        for k in keys {
+            if !want.contains(k) && !self.fetched.borrow().contains_key(k) {
+                want.push(k.clone());
+            }
+        }
+        if want.len() < 2 {
+            return;
+        }
+        let answers = self.api.get_nads(&want);
+        self.fetched
+            .borrow_mut()
+            .extend(want.into_iter().zip(answers));
     }
 
     /// A `clusterNetwork`/`defaultNetworks` entry: a name is a NAD in
@@ -120,9 +147,13 @@ impl PodContext {
         Ok(Named::file(resolve(reference, &conf.conf_dir, field)?))
     }
 
-    /// The pod's `v1.multus-cni.io/default-network`: a NAD replacing the
-    /// cluster network (namespace defaults to `multusNamespace`).
-    pub fn default_network_override(&self, conf: &MultusConf) -> Result<Option<Named>, CniError> {
+    /// The pod's `v1.multus-cni.io/default-network`, parsed and checked: the
+    /// NAD replacing the cluster network (namespace defaults to
+    /// `multusNamespace`).
+    pub fn default_network_override(
+        &self,
+        conf: &MultusConf,
+    ) -> Result<Option<NetworkSelection>, CniError> {
         let Some(value) = pod::annotations(&self.pod).remove(DEFAULT_NETWORK_ANNOTATION) else {
             return Ok(None);
         };
@@ -149,8 +180,7 @@ impl PodContext {
         // The override is a selection like any other: namespaceIsolation
         // holds for it too (upstream checks only the networks annotation).
         self.check_isolation(conf, &s)?;
-        self.nad(conf, &s.namespace, &s.name, DEFAULT_NETWORK_ANNOTATION)
-            .map(Some)
+        Ok(Some(s))
     }
 
     /// Every selection annotation key of the conf, in order, parsed, then
@@ -233,8 +263,13 @@ impl PodContext {
         name: &str,
         field: &str,
     ) -> Result<Option<Named>, CniError> {
-        find_nad(
-            self.api.as_ref(),
+        let key = (namespace.to_string(), name.to_string());
+        let answer = match self.fetched.borrow_mut().remove(&key) {
+            Some(a) => a,
+            None => self.api.get_nad(namespace, name),
+        };
+        named_nad(
+            answer,
             conf,
             namespace,
             name,
@@ -250,7 +285,24 @@ fn find_nad(
     name: &str,
     context: &str,
 ) -> Result<Option<Named>, CniError> {
-    let nad = match kube.get_nad(namespace, name) {
+    named_nad(
+        kube.get_nad(namespace, name),
+        conf,
+        namespace,
+        name,
+        context,
+    )
+}
+
+/// An API answer for NAD `namespace/name` as a network; not found is `None`.
+fn named_nad(
+    answer: Result<Nad, KubeError>,
+    conf: &MultusConf,
+    namespace: &str,
+    name: &str,
+    context: &str,
+) -> Result<Option<Named>, CniError> {
+    let nad = match answer {
         Ok(n) => n,
         Err(e) if e.kind == Kind::NotFound => return Ok(None),
         Err(e) => return Err(pod::to_cni(e, context)),

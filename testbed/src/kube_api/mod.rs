@@ -61,6 +61,9 @@ struct State {
     fired: u64,
     /// whereabouts' custom resources.
     custom: custom::Objects,
+    /// Requests being answered now, and the most at once so far.
+    in_flight: u32,
+    peak_in_flight: u32,
     /// DaemonSets by (namespace, name), for the installer's owner check.
     daemonsets: BTreeMap<(String, String), Value>,
     /// Every change since `history_start`, for watches to replay.
@@ -215,6 +218,8 @@ impl FakeKubeApi {
             fired: 0,
             custom: Default::default(),
             daemonsets: Default::default(),
+            in_flight: 0,
+            peak_in_flight: 0,
             history: Vec::new(),
             history_start: 0,
             changes: tokio::sync::watch::Sender::new(1000),
@@ -549,6 +554,14 @@ impl FakeKubeApi {
     }
 
     /// "METHOD path status" of every request so far.
+    /// The most requests answered at once since the last call (which
+    /// resets it): whether a client sent requests concurrently.
+    pub fn take_peak_in_flight(&self) -> u32 {
+        let mut st = self.state.lock().unwrap();
+        let now = st.in_flight;
+        std::mem::replace(&mut st.peak_in_flight, now)
+    }
+
     pub fn requests(&self) -> Vec<String> {
         self.state.lock().unwrap().log.clone()
     }
@@ -559,6 +572,24 @@ impl FakeKubeApi {
     }
 }
 
+/// Counts a request in flight while it is answered.
+struct Answering(Arc<Mutex<State>>);
+
+impl Answering {
+    fn new(state: &Arc<Mutex<State>>) -> Self {
+        let mut st = state.lock().unwrap();
+        st.in_flight += 1;
+        st.peak_in_flight = st.peak_in_flight.max(st.in_flight);
+        Self(state.clone())
+    }
+}
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).in_flight -= 1;
+    }
+}
+
 type Body = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
 
 async fn handle(
@@ -566,6 +597,7 @@ async fn handle(
     client_cert: bool,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, hyper::Error> {
+    let _answering = Answering::new(&state);
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or_default().to_string();

@@ -201,9 +201,9 @@ fn main() {
         let metrics_port = config.metrics_port;
         let cluster = match credentials {
             Some(credentials) => {
-                let node = std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty());
+                let node = multus::delegate::wasm::cluster::node_name_from_env();
                 if node.is_none() {
-                    tracing::warn!("NODE_NAME is not set: pods are read from the API server, not a watch cache");
+                    tracing::warn!("neither NODE_NAME nor MULTUS_NODE_NAME is set: pods are read from the API server, not a watch cache");
                 }
                 match Cluster::start(&credentials, node, metrics.clone()).await {
                     Ok(c) => Some(c),

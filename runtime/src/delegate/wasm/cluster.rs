@@ -79,15 +79,24 @@ pub fn context_namespace(kubeconfig: &Path) -> Result<String, String> {
         .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string()))
 }
 
-/// The node multus runs on: `$NODE_NAME` (the daemon's, or one the admin
-/// sets for the runtime), else the host name, which is the Kubernetes node
-/// name unless the kubelet was told otherwise.
+/// The variables naming the node, in order: ours, then upstream's
+/// (`MULTUS_NODE_NAME`, what upstream's thick DaemonSet sets).
+pub const NODE_NAME_VARS: [&str; 2] = ["NODE_NAME", "MULTUS_NODE_NAME"];
+
+/// The node name from the environment ([`NODE_NAME_VARS`]), if set.
+pub fn node_name_from_env() -> Option<String> {
+    NODE_NAME_VARS
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|n| !n.is_empty()))
+}
+
+/// The node multus runs on: `$NODE_NAME` or `$MULTUS_NODE_NAME` (the
+/// daemon's, or one the admin sets for the runtime), else the host name,
+/// which is the Kubernetes node name unless the kubelet was told otherwise.
 pub fn node_name() -> String {
     static NODE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     NODE.get_or_init(|| {
-        std::env::var("NODE_NAME")
-            .ok()
-            .filter(|n| !n.is_empty())
+        node_name_from_env()
             .or_else(|| {
                 std::fs::read_to_string("/proc/sys/kernel/hostname")
                     .ok()
