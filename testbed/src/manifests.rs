@@ -154,6 +154,13 @@ pub fn grants(
     out
 }
 
+/// A logged request to a URL every authenticated user may read (the
+/// `system:public-info-viewer` ClusterRole): no RBAC rule is involved.
+pub fn is_public(request: &str) -> bool {
+    let path = request.split(' ').nth(1).unwrap_or_default();
+    ["/version", "/healthz", "/livez", "/readyz"].contains(&path)
+}
+
 /// The (apiGroup, resource, verb, namespace) of a logged API request
 /// ("METHOD /path status", a watch logged as "GET /path?watch status"); the
 /// namespace is empty for a request across all namespaces.

@@ -117,6 +117,34 @@ fn keep<K>(
     }));
 }
 
+/// How often an idle daemon asks the API server something, so a pooled
+/// connection is always open (hyper closes one idle for 90 s).
+const KEEP_OPEN: Duration = Duration::from_secs(30);
+
+/// The watches hold their connections; without this the first pod after
+/// start (or after a quiet minute) pays a new connection and TLS handshake
+/// for its network-status write. Once the caches are listed (their lists
+/// done, their watches streaming), a `GET /version` leaves a connection in
+/// the pool, and again every [`KEEP_OPEN`].
+fn keep_a_connection_open(
+    client: kube::Client,
+    pods: Option<Store<Pod>>,
+    nads: Store<DynamicObject>,
+) {
+    tokio::spawn(async move {
+        if let Some(p) = &pods {
+            let _ = p.wait_until_ready().await;
+        }
+        let _ = nads.wait_until_ready().await;
+        loop {
+            if let Err(e) = client.apiserver_version().await {
+                tracing::debug!(error = %e, "keeping a connection to the API server open");
+            }
+            tokio::time::sleep(KEEP_OPEN).await;
+        }
+    });
+}
+
 impl Cluster {
     /// Connects and starts the watches on the current runtime; the caches
     /// fill in the background (until then, every read is live).
@@ -153,6 +181,7 @@ impl Cluster {
             );
             reader
         };
+        keep_a_connection_open(client.clone(), pods.clone(), nads.clone());
         let cluster = Arc::new(Self {
             client,
             runtime: tokio::runtime::Handle::current(),

@@ -242,6 +242,16 @@ impl DaemonConfig {
             .map_err(|msg| CniError::new(Code::Decode, msg))
     }
 
+    /// The wasm settings the daemon config's keys give (`wasmPluginDir`,
+    /// `wasmCacheDir`, `wasmPlugins`, else their defaults): what the daemon
+    /// warms at start.
+    pub fn wasm(&self) -> Result<multus::config::WasmConf, String> {
+        let bytes = serde_json::to_vec(&self.overrides).expect("a JSON object");
+        multus::config::keys::FoldedObject::parse(&bytes, "the daemon config")
+            .and_then(|o| multus::config::WasmConf::parse(&o))
+            .map_err(|e| e.to_string())
+    }
+
     /// The shim's conf with this config's multus keys put over it.
     pub fn apply(&self, conf: &[u8]) -> Result<Vec<u8>, String> {
         if self.overrides.is_empty() {

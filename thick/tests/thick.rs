@@ -917,6 +917,7 @@ fn watch_caches_serve_pods_and_nads() {
     let used: std::collections::BTreeSet<_> = api
         .requests()
         .iter()
+        .filter(|r| !manifests::is_public(r))
         .map(|r| {
             let (g, res, verb, _) = manifests::authorization(r);
             let key = (g, res, verb);
@@ -1189,6 +1190,29 @@ fn a_module_replaced_on_disk_is_used_by_the_next_call() {
     let msg = assert_cni_error(&add, 7);
     assert!(msg.contains("wasm plugin \"tuning\""), "{msg}");
     assert_clean(&node, &pod2);
+}
+
+/// A fresh daemon's first pod pays no module loading: at start, before its
+/// socket exists, the daemon compiles what has no artifact yet and loads
+/// and links every module of `wasmPluginDir`.
+#[test]
+fn the_daemon_warms_its_modules_before_serving() {
+    let node = Node::new();
+    node.install_wasm(&["tuning", "host-local"]);
+    let socket_dir = node.dir.path().join("run-multus");
+    let _daemon = Daemon::start(&node, &node.with_wasm(json!({"socketDir": socket_dir})));
+    let log = std::fs::read_to_string(node.dir.path().join("daemon.log")).unwrap();
+    let warmed = log
+        .lines()
+        .position(|l| l.contains("wasm modules loaded and linked") && l.contains("modules=2"))
+        .unwrap_or_else(|| panic!("{log}"));
+    let serving = log.lines().position(|l| l.contains("serving")).unwrap();
+    assert!(warmed < serving, "{log}");
+    let artifacts = multus_testbed::files_under(&node.wasm_cache())
+        .into_iter()
+        .filter(|f| f.ends_with(".cwasm"))
+        .count();
+    assert_eq!(artifacts, 2, "compiled at start, not by the first pod");
 }
 
 /// `multusConfigFile: auto`: the daemon writes `00-multus.conf` from the

@@ -738,6 +738,11 @@ fn unauthorized() -> (StatusCode, Value) {
 fn route(st: &mut State, method: &Method, path: &str, body: &[u8]) -> (StatusCode, Value) {
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (method, parts.as_slice()) {
+        (&Method::GET, ["version"]) => (
+            StatusCode::OK,
+            json!({"major": "1", "minor": "36", "gitVersion": "v1.36.2",
+                   "goVersion": "go1.25.5", "compiler": "gc", "platform": "linux/amd64"}),
+        ),
         (&Method::GET, ["api", "v1", "namespaces", ns, "pods", name]) => {
             match st.pods.get(&(ns.to_string(), name.to_string())) {
                 Some(p) => (StatusCode::OK, p.clone()),

@@ -181,6 +181,21 @@ fn main() {
         _ => None,
     };
     multus::delegate::wasm::engine::pool_instances(config.connection_limit as u32);
+    // Paid now, not by the first pod: every module loaded and linked
+    // before the socket exists (until then shims run pods themselves).
+    match config.wasm() {
+        Ok(wasm) => {
+            let started = Instant::now();
+            let warmed = multus::delegate::wasm::warm_up(&wasm);
+            tracing::info!(
+                modules = warmed,
+                dir = %wasm.plugin_dir.display(),
+                duration_ms = format!("{:.1}", started.elapsed().as_secs_f64() * 1e3),
+                "wasm modules loaded and linked"
+            );
+        }
+        Err(e) => tracing::warn!("the daemon config's wasm keys: {e}"),
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

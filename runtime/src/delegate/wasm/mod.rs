@@ -139,6 +139,40 @@ fn link_cold(
     })
 }
 
+/// Loads (compiling what has no artifact yet) and links, for every role,
+/// each module of `conf.plugin_dir`: what a long-lived process (the
+/// daemon) does at start, so its first pod pays none of it. A module that
+/// fails is left for its first call to report. Returns the modules warmed.
+pub fn warm_up(conf: &WasmConf) -> usize {
+    let Ok(engine) = engine::engine() else {
+        return 0;
+    };
+    let Ok(dir) = std::fs::read_dir(&conf.plugin_dir) else {
+        return 0;
+    };
+    let mut warmed = 0;
+    for entry in dir.flatten() {
+        let module = entry.path();
+        let Some(ty) = module
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".wasm"))
+        else {
+            continue;
+        };
+        let pin = conf.settings(ty).sha256;
+        let Ok(loaded) = artifact::load(engine, ty, &module, &conf.cache_dir, pin.as_deref())
+        else {
+            continue;
+        };
+        for role in [Role::Ipam, Role::Chained, Role::Mapper] {
+            let _ = link(engine, &module, role, &loaded);
+        }
+        warmed += 1;
+    }
+    warmed
+}
+
 /// A store ready for one call: the linked component, its host state (grant,
 /// limits, deadline) and the captured stdout/stderr.
 struct Sandbox {
