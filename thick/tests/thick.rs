@@ -797,7 +797,8 @@ fn watch_caches_serve_pods_and_nads() {
     let _daemon = Daemon::start_with(
         &node,
         &json!({"socketDir": socket_dir, "kubeconfig": api.kubeconfig(), "metricsPort": port}),
-        &[("NODE_NAME", multus_testbed::kube_api::NODE)],
+        // Upstream's DaemonSet's name for it: the pod cache works with it too.
+        &[("MULTUS_NODE_NAME", multus_testbed::kube_api::NODE)],
     );
     wait_for_sample(&node, port, r#"multus_cache_objects{kind="pods"}"#, 2.0);
     wait_for_sample(

@@ -200,9 +200,32 @@ fn parse(
 pub fn remove(cni_dir: &Path, container_id: &str) -> Result<(), CniError> {
     let p = path(cni_dir, container_id);
     match fs::remove_file(&p) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_err("cannot remove", &p, e)),
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err("cannot remove", &p, e)),
+    }
+    remove_temp_files(cni_dir, container_id);
+    Ok(())
+}
+
+/// The container's temp files a write killed before its rename left
+/// behind (`write` names them `.<container>.<random>`). Requests for one
+/// container never overlap (the runtime's rule, the daemon's turn), so
+/// none is being written now.
+fn remove_temp_files(cni_dir: &Path, container_id: &str) {
+    let prefix = format!(".{container_id}.");
+    let Ok(entries) = fs::read_dir(cni_dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(&prefix))
+        {
+            if let Err(err) = fs::remove_file(e.path()) {
+                tracing::warn!(file = %e.path().display(), error = %err, "cannot remove a stale cache temp file");
+            }
+        }
     }
 }
 
@@ -270,9 +293,19 @@ mod tests {
         );
         fs::create_dir(dir.join("results")).unwrap();
         assert_eq!(list(&dir).unwrap(), vec!["c1"]);
+        // A write killed before its rename left its temp file (the soak
+        // found one): the container's DEL removes it, not another's.
+        fs::write(dir.join(".c1.Xyz123"), b"{").unwrap();
+        fs::write(dir.join(".c10.Xyz123"), b"{").unwrap();
         remove(&dir, "c1").unwrap();
         remove(&dir, "c1").unwrap();
         assert!(read(&dir, "c1", "eth0").unwrap().is_none());
+        let left: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(left.contains(&".c10.Xyz123".to_string()), "{left:?}");
+        assert!(!left.contains(&".c1.Xyz123".to_string()), "{left:?}");
     }
 
     #[test]

@@ -30,7 +30,8 @@ impl Invocation<'_> {
                 // the runtime from deleting the pod.
                 Err(e) => {
                     tracing::warn!(pod = %self.pod(), error = %e, "no cache and the networks cannot be resolved; nothing to delete");
-                    Ok(())
+                    // What a killed ADD may have left before its first write.
+                    cache::remove(&self.conf.cni_dir, &self.env.container_id)
                 }
             },
         }

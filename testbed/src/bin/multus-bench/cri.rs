@@ -385,8 +385,8 @@ pub fn run(opts: &Opts) -> Result<()> {
                         "-config".into(),
                         config.display().to_string(),
                     ],
-                    // As upstream's DaemonSet names the node.
-                    env: vec![("MULTUS_NODE_NAME".into(), NODE.into())],
+                    // As deploy/thick's DaemonSet names the node.
+                    env: vec![("NODE_NAME".into(), NODE.into())],
                     socket: socket_dir.join("multus.sock"),
                     log: dir.join("daemon.log"),
                     child: None,
