@@ -900,6 +900,61 @@ fn installed_conf_runs_a_pod_end_to_end() {
     assert_eq!(used_namespaced, namespaced, "Role rules nothing calls");
 }
 
+/// A module a new image no longer ships is removed from the plugin dir
+/// (left there, a `bridge.wasm` would keep running every bridge network);
+/// one an admin dropped there, or replaced since, stays.
+#[test]
+fn a_module_no_longer_shipped_is_removed_but_an_admins_stays() {
+    let h = Host::new();
+    h.write("10-kindnet.conflist", &kindnet("1.0.0"));
+    let ship = |names: &[&str]| {
+        let d = h.root().join(format!("ship-{}", names.len()));
+        std::fs::create_dir_all(&d).unwrap();
+        for n in names {
+            std::fs::copy(
+                built_plugins().join(format!("{n}.wasm")),
+                d.join(format!("{n}.wasm")),
+            )
+            .unwrap();
+        }
+        d
+    };
+    let plugin_dir = h.root().join("etc/cni/multus/plugins");
+    let first = ship(&["host-local", "bridge", "static"]);
+    ok(&h.once(&["--plugins", first.to_str().unwrap(), "--skip-precompile"]));
+    // The admin's own module, and a shipped one the admin replaced.
+    std::fs::copy(
+        built_plugins().join("tuning.wasm"),
+        plugin_dir.join("custom.wasm"),
+    )
+    .unwrap();
+    std::fs::copy(
+        built_plugins().join("tuning.wasm"),
+        plugin_dir.join("static.wasm"),
+    )
+    .unwrap();
+    let second = ship(&["host-local"]);
+    let o = h.once(&["--plugins", second.to_str().unwrap(), "--skip-precompile"]);
+    ok(&o);
+    let mut left: Vec<String> = std::fs::read_dir(&plugin_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".wasm"))
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        ["custom.wasm", "host-local.wasm", "static.wasm"],
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("removed: no longer shipped"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn version_names_the_wit_package() {
     let out = Command::new(MULTUSCTL).arg("--version").output().unwrap();

@@ -3,10 +3,12 @@
 //! while the old binary runs never sees "text file busy", upstream #1221),
 //! then the plugins precompiled so the first pod never waits for a compile.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
 
 use super::settings;
 use super::{InstallError, Options};
@@ -21,6 +23,8 @@ pub struct Installed {
     pub unchanged: Vec<PathBuf>,
     pub compiled: Vec<String>,
     pub precompile_time: Duration,
+    /// Modules a previous install shipped and this one does not.
+    pub removed: Vec<PathBuf>,
 }
 
 fn current_exe() -> Result<PathBuf, InstallError> {
@@ -59,6 +63,53 @@ fn modules(dir: &Path) -> Result<Vec<PathBuf>, InstallError> {
         .collect();
     found.sort();
     Ok(found)
+}
+
+/// What the installer last placed in the plugin dir (name to sha256), so
+/// a module a later image no longer ships is removed; modules an admin
+/// dropped there are not in it and stay.
+const SHIPPED: &str = ".multusctl-shipped.json";
+
+fn digest(p: &Path) -> Result<String, InstallError> {
+    let bytes = std::fs::read(p).map_err(|e| InstallError::io("reading", p, e))?;
+    Ok(format!("{:x}", Sha256::digest(&bytes)))
+}
+
+/// Removes the modules the last install shipped and this one does not, if
+/// still as installed (one an admin replaced since is theirs now), then
+/// records what this install shipped. A leftover module would keep taking
+/// over its type: a `bridge.wasm` no longer shipped would still run every
+/// bridge network, the cluster network's included.
+fn remove_unshipped(
+    plugin_dir: &Path,
+    shipped: &BTreeMap<String, String>,
+) -> Result<Vec<PathBuf>, InstallError> {
+    let record = plugin_dir.join(SHIPPED);
+    let before: BTreeMap<String, String> = match std::fs::read(&record) {
+        Ok(b) => serde_json::from_slice(&b).unwrap_or_default(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
+        Err(e) => return Err(InstallError::io("reading", &record, e)),
+    };
+    let mut removed = Vec::new();
+    for (name, sha) in before.iter().filter(|(n, _)| !shipped.contains_key(*n)) {
+        let p = plugin_dir.join(name);
+        match digest(&p) {
+            Ok(now) if &now == sha => {
+                std::fs::remove_file(&p).map_err(|e| InstallError::io("removing", &p, e))?;
+                removed.push(p);
+            }
+            Ok(_) => {
+                tracing::info!(module = %p.display(), "no longer shipped but changed since installed; left in place")
+            }
+            Err(_) => {}
+        }
+    }
+    if before != *shipped {
+        let bytes = serde_json::to_vec_pretty(shipped).expect("a map serializes");
+        fsutil::write_atomic(&record, &bytes, 0o644)
+            .map_err(|e| InstallError::io("writing", &record, e))?;
+    }
+    Ok(removed)
 }
 
 pub fn install(opts: &Options, keys: &Map<String, Value>) -> Result<Installed, InstallError> {
@@ -103,6 +154,7 @@ pub fn install(opts: &Options, keys: &Map<String, Value>) -> Result<Installed, I
     ));
     let plugin_dir = opts.host(&plugin_dir_host);
     let mut installed = Vec::new();
+    let mut shipped = BTreeMap::new();
     for module in modules(&plugins)? {
         let name = module
             .file_name()
@@ -110,8 +162,10 @@ pub fn install(opts: &Options, keys: &Map<String, Value>) -> Result<Installed, I
             .to_owned();
         let to = plugin_dir.join(&name);
         install_file(&module, &to, 0o644, &mut done)?;
+        shipped.insert(name.to_string_lossy().into_owned(), digest(&to)?);
         installed.push((to, plugin_dir_host.join(&name)));
     }
+    done.removed = remove_unshipped(&plugin_dir, &shipped)?;
     if opts.skip_precompile || installed.is_empty() {
         return Ok(done);
     }

@@ -128,6 +128,9 @@ fn serve(opts: &Options, env: Env, stop: &AtomicBool) -> Result<(), InstallError
     for p in &installed.copied {
         tracing::info!(path = %p.display(), "installed");
     }
+    for p in &installed.removed {
+        tracing::info!(path = %p.display(), "removed: no longer shipped");
+    }
     if !installed.compiled.is_empty() {
         tracing::info!(
             modules = ?installed.compiled,
