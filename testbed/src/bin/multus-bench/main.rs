@@ -64,6 +64,10 @@ struct Args {
     /// multus-shim) for the CRI table's upstream rows.
     #[arg(long)]
     upstream: Option<PathBuf>,
+    /// Only the table of pods started at once (thin vs thick, with the
+    /// daemon's peak RSS).
+    #[arg(long)]
+    concurrency_only: bool,
     /// Another multus build (e.g. one with the compiler linked in) whose
     /// VERSION exec cost to show beside this one's.
     #[arg(long)]
@@ -543,6 +547,13 @@ fn main() -> Result<()> {
     for s in &scenarios {
         run(s, 1)?; // warm-up: page cache, first compile of wasm modules
     }
+    if args.concurrency_only {
+        take_peak_rss(daemon.id());
+        concurrency_table(&scenarios[3], &scenarios[8], daemon.id())?;
+        let _ = daemon.kill();
+        let _ = daemon.wait();
+        return Ok(());
+    }
     let results: Vec<Samples> = scenarios
         .iter()
         .map(|s| run(s, args.cycles))
@@ -589,26 +600,7 @@ fn main() -> Result<()> {
     );
 
     // Pods started at once: thin (f) vs thick (i), the Kubernetes path.
-    let (thin, thick) = (&scenarios[3], &scenarios[8]);
-    println!("\n{} at once vs {}: ADD and DEL of N pods started together (ms); the daemon's peak RSS while they ran\n", thin.name, thick.name);
-    println!("| pods at once | thin ADD median | thin ADD p95 | thick ADD median | thick ADD p95 | thin DEL median | thick DEL median | daemon peak RSS MiB |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for concurrent in [1, 10, MAX_CONCURRENT] {
-        let rounds = (60 / concurrent).max(2);
-        let t = run_concurrent(thin, concurrent, rounds)?;
-        take_peak_rss(daemon.id());
-        let k = run_concurrent(thick, concurrent, rounds)?;
-        let peak = take_peak_rss(daemon.id());
-        println!(
-            "| {concurrent} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {peak:.1} |",
-            quantile(&t.add, 0.5),
-            quantile(&t.add, 0.95),
-            quantile(&k.add, 0.5),
-            quantile(&k.add, 0.95),
-            quantile(&t.del, 0.5),
-            quantile(&k.del, 0.5),
-        );
-    }
+    concurrency_table(&scenarios[3], &scenarios[8], daemon.id())?;
     let thick = Thick {
         shim: &shim,
         socket_dir: &socket_dir,
@@ -627,6 +619,31 @@ fn main() -> Result<()> {
     ipam_table(&plugins, &multus, &wasm_conf, &data, args.calls)?;
     chained_table(&plugins, &wasm_conf, args.calls)?;
     cluster_ipam_table(&node, &multus, &wasm_conf, work.path())
+}
+
+/// Pods started at once through `thin` and `thick` (the daemon `daemon`):
+/// ADD and DEL latency, and the daemon's peak RSS while they ran.
+fn concurrency_table(thin: &Scenario, thick: &Scenario, daemon: u32) -> Result<()> {
+    println!("\n{} at once vs {}: ADD and DEL of N pods started together (ms); the daemon's peak RSS while they ran\n", thin.name, thick.name);
+    println!("| pods at once | thin ADD median | thin ADD p95 | thick ADD median | thick ADD p95 | thin DEL median | thick DEL median | daemon peak RSS MiB |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for concurrent in [1, 10, MAX_CONCURRENT] {
+        let rounds = (60 / concurrent).max(2);
+        let t = run_concurrent(thin, concurrent, rounds)?;
+        take_peak_rss(daemon);
+        let k = run_concurrent(thick, concurrent, rounds)?;
+        let peak = take_peak_rss(daemon);
+        println!(
+            "| {concurrent} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {peak:.1} |",
+            quantile(&t.add, 0.5),
+            quantile(&t.add, 0.95),
+            quantile(&k.add, 0.5),
+            quantile(&k.add, 0.95),
+            quantile(&t.del, 0.5),
+            quantile(&k.del, 0.5),
+        );
+    }
+    Ok(())
 }
 
 /// Where the thick rows send their calls: the shim and the daemon's
