@@ -61,7 +61,8 @@ struct Args {
     #[arg(long, default_value_t = 7)]
     cri_runs: usize,
     /// Upstream Multus's built binaries (multus, multus-daemon,
-    /// multus-shim) for the CRI table's upstream rows.
+    /// multus-shim): the CRI table's upstream rows, and upstream thin
+    /// beside (b) in the latency table.
     #[arg(long)]
     upstream: Option<PathBuf>,
     /// Only the table of pods started at once (thin vs thick, with the
@@ -472,7 +473,7 @@ fn main() -> Result<()> {
         Ok(serde_json::to_vec(&c)?)
     };
     let shim = here.join("multus-shim");
-    let scenarios = [
+    let mut scenarios = vec![
         Scenario {
             name: "(a) bridge+host-local exec'd directly",
             program: plugins.join("bridge"),
@@ -544,6 +545,17 @@ fn main() -> Result<()> {
             pod: false,
         },
     ];
+    // Last, so the indices above stay: multus's own cost beside upstream's.
+    let upstream_thin = args.upstream.as_ref().map(|up| up.join("multus"));
+    if let Some(program) = &upstream_thin {
+        scenarios.push(Scenario {
+            name: "(u) as (b), upstream Multus v4.3.0 thin",
+            program: program.clone(),
+            stdin: multus_conf(std::slice::from_ref(&cluster), false)?,
+            direct: false,
+            pod: false,
+        });
+    }
     for s in &scenarios {
         run(s, 1)?; // warm-up: page cache, first compile of wasm modules
     }
@@ -579,6 +591,16 @@ fn main() -> Result<()> {
         med(1, |r| &r.add) - med(0, |r| &r.add),
         med(1, |r| &r.del) - med(0, |r| &r.del)
     );
+    if upstream_thin.is_some() {
+        let (ours, theirs) = (
+            med(1, |r| &r.add) - med(0, |r| &r.add),
+            med(10, |r| &r.add) - med(0, |r| &r.add),
+        );
+        println!(
+            "upstream Multus thin over (a): ADD {theirs:+.2} ms; ours is {:.2} of it (target: 1/8)",
+            ours / theirs
+        );
+    }
     println!(
         "Kubernetes API path, (f) - (c): ADD {:+.2} ms, DEL {:+.2} ms; the wasm mapper, (g) - (f): ADD {:+.2} ms",
         med(3, |r| &r.add) - med(2, |r| &r.add),
