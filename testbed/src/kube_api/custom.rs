@@ -41,12 +41,7 @@ fn kind_of(plural: &str) -> Option<(&'static str, &'static [&'static str])> {
 }
 
 fn not_found(plural: &str, name: &str) -> (StatusCode, Value) {
-    status(
-        StatusCode::NOT_FOUND,
-        "NotFound",
-        format!("{plural}.{GROUP} \"{name}\" not found"),
-        json!({"name": name, "group": GROUP, "kind": plural}),
-    )
+    super::not_found(plural, GROUP, name)
 }
 
 /// `PUT .../<name>/status`: only `status` changes, guarded by the

@@ -746,7 +746,7 @@ fn route(st: &mut State, method: &Method, path: &str, body: &[u8]) -> (StatusCod
         (&Method::GET, ["api", "v1", "namespaces", ns, "pods", name]) => {
             match st.pods.get(&(ns.to_string(), name.to_string())) {
                 Some(p) => (StatusCode::OK, p.clone()),
-                None => pod_not_found(name),
+                None => not_found("pods", "", name),
             }
         }
         (&Method::POST, ["api", "v1", "namespaces", ns, "events"]) => {
@@ -783,7 +783,7 @@ fn route(st: &mut State, method: &Method, path: &str, body: &[u8]) -> (StatusCod
                 );
             };
             if !st.pods.contains_key(&key) {
-                return pod_not_found(name);
+                return not_found("pods", "", name);
             }
             if st.conflicts > 0 {
                 // Another writer (the kubelet, say) updates the pod first.
@@ -819,12 +819,7 @@ fn route(st: &mut State, method: &Method, path: &str, body: &[u8]) -> (StatusCod
             ["apis", "k8s.cni.cncf.io", "v1", "namespaces", ns, "network-attachment-definitions", name],
         ) => match st.nads.get(&(ns.to_string(), name.to_string())) {
             Some(n) => (StatusCode::OK, n.clone()),
-            None => status(
-                StatusCode::NOT_FOUND,
-                "NotFound",
-                format!("network-attachment-definitions.k8s.cni.cncf.io \"{name}\" not found"),
-                json!({"name": name, "group": "k8s.cni.cncf.io", "kind": "network-attachment-definitions"}),
-            ),
+            None => not_found("network-attachment-definitions", "k8s.cni.cncf.io", name),
         },
         (
             &Method::POST,
@@ -833,12 +828,7 @@ fn route(st: &mut State, method: &Method, path: &str, body: &[u8]) -> (StatusCod
         (&Method::GET, ["apis", "apps", "v1", "namespaces", ns, "daemonsets", name]) => {
             match st.daemonsets.get(&(ns.to_string(), name.to_string())) {
                 Some(d) => (StatusCode::OK, d.clone()),
-                None => status(
-                    StatusCode::NOT_FOUND,
-                    "NotFound",
-                    format!("daemonsets.apps \"{name}\" not found"),
-                    json!({"name": name, "group": "apps", "kind": "daemonsets"}),
-                ),
+                None => not_found("daemonsets", "apps", name),
             }
         }
         (_, ["apis", custom::GROUP, custom::VERSION, "namespaces", ns, plural]) => {
@@ -915,11 +905,20 @@ fn create_nad(st: &mut State, ns: &str, body: &[u8]) -> (StatusCode, Value) {
     (StatusCode::CREATED, nad)
 }
 
-fn pod_not_found(name: &str) -> (StatusCode, Value) {
+/// The apiserver's 404 for `name` of resource `plural` in API group
+/// `group` (empty for the core group).
+fn not_found(plural: &str, group: &str, name: &str) -> (StatusCode, Value) {
+    let (resource, details) = match group {
+        "" => (plural.to_string(), json!({"name": name, "kind": plural})),
+        g => (
+            format!("{plural}.{g}"),
+            json!({"name": name, "group": g, "kind": plural}),
+        ),
+    };
     status(
         StatusCode::NOT_FOUND,
         "NotFound",
-        format!("pods \"{name}\" not found"),
-        json!({"name": name, "kind": "pods"}),
+        format!("{resource} \"{name}\" not found"),
+        details,
     )
 }
