@@ -121,26 +121,23 @@ impl<'a> Invocation<'a> {
                 for sel in &sels {
                     c.check_isolation(conf, sel)?;
                 }
-                (c.default_network_override(conf)?, sels)
+                let over = c.default_network_override(conf)?;
+                let cluster = match (&conf.cluster, &over) {
+                    (_, Some(o)) => Some((o.namespace.clone(), o.name.clone())),
+                    (ClusterNetwork::Reference(r), None) => k8s::reference_nad(conf, r),
+                    (ClusterNetwork::Delegates(_), None) => None,
+                };
+                let defaults = conf.default_networks.iter().filter(|_| !system);
+                let keys: Vec<(String, String)> = cluster
+                    .into_iter()
+                    .chain(defaults.filter_map(|r| k8s::reference_nad(conf, r)))
+                    .chain(sels.iter().map(|s| (s.namespace.clone(), s.name.clone())))
+                    .collect();
+                c.prefetch(&keys);
+                (over, sels)
             }
             None => (None, Vec::new()),
         };
-        if let Some(c) = ctx {
-            let by_name =
-                |r: &String| (!r.contains('/')).then(|| (conf.multus_namespace.clone(), r.clone()));
-            let cluster = match (&conf.cluster, &override_sel) {
-                (_, Some(o)) => Some((o.namespace.clone(), o.name.clone())),
-                (ClusterNetwork::Reference(r), None) => by_name(r),
-                (ClusterNetwork::Delegates(_), None) => None,
-            };
-            let defaults = conf.default_networks.iter().filter(|_| !system);
-            let keys: Vec<(String, String)> = cluster
-                .into_iter()
-                .chain(defaults.filter_map(by_name))
-                .chain(sels.iter().map(|s| (s.namespace.clone(), s.name.clone())))
-                .collect();
-            c.prefetch(&keys);
-        }
         let overridden = match (ctx, &override_sel) {
             (Some(c), Some(o)) => {
                 Some(c.nad(conf, &o.namespace, &o.name, DEFAULT_NETWORK_ANNOTATION)?)

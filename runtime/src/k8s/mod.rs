@@ -139,8 +139,8 @@ impl PodContext {
         reference: &str,
         field: &str,
     ) -> Result<Named, CniError> {
-        if !reference.contains('/') {
-            if let Some(n) = self.find_nad(conf, &conf.multus_namespace, reference, field)? {
+        if let Some((ns, name)) = reference_nad(conf, reference) {
+            if let Some(n) = self.find_nad(conf, &ns, &name, field)? {
                 return Ok(n);
             }
         }
@@ -327,14 +327,20 @@ pub fn network_without_pod(
     reference: &str,
     field: &str,
 ) -> Result<Option<Named>, CniError> {
-    if reference.contains('/') {
+    let Some((ns, name)) = reference_nad(conf, reference) else {
         return Ok(None);
-    }
+    };
     let Some(api) = cluster
         .connect(conf, conf.kube.request_timeout)
         .map_err(|e| pod::to_cni(e, field))?
     else {
         return Ok(None);
     };
-    find_nad(api.as_ref(), conf, &conf.multus_namespace, reference, field)
+    find_nad(api.as_ref(), conf, &ns, &name, field)
+}
+
+/// The NAD a `clusterNetwork`/`defaultNetworks` entry may name: a name (no
+/// `/`, which makes it a path) is looked up in `multusNamespace` first.
+pub fn reference_nad(conf: &MultusConf, reference: &str) -> Option<(String, String)> {
+    (!reference.contains('/')).then(|| (conf.multus_namespace.clone(), reference.to_string()))
 }
