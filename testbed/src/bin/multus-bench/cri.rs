@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use multus_testbed::cri::{Containerd, Cri};
 use multus_testbed::kube_api::{FakeKubeApi, NODE};
 use multus_testbed::node::SHIPPED_PLUGINS;
-use multus_testbed::{enter, quantile, reference_plugin_dir, Netns};
+use multus_testbed::{quantile, reference_plugin_dir};
 use serde_json::json;
 
 pub struct Opts<'a> {
@@ -254,12 +254,7 @@ impl<'a> Lane<'a> {
 
 pub fn run(opts: &Opts) -> Result<()> {
     let reference = reference_plugin_dir();
-    let node = Netns::new("bench-cri").context("creating the node netns (needs root)")?;
-    node.ip(&[
-        "link", "add", "uplink0", "type", "veth", "peer", "name", "uplink0p",
-    ])?;
-    node.ip(&["link", "set", "uplink0", "up"])?;
-    enter(&node)?;
+    let node = super::enter_bench_node("bench-cri")?;
     let work = tempfile::tempdir()?;
     let ipam = work.path().join("ipam");
     let api = FakeKubeApi::start(&node, "bench-token")?;
@@ -287,10 +282,18 @@ pub fn run(opts: &Opts) -> Result<()> {
     let no_modules = work.path().join("no-plugins");
     std::fs::create_dir_all(&no_modules)?;
     let made_sa_path = !Path::new(SA_PATH).exists();
+    // Absolute: the binaries are linked into each path's bin dir.
+    let upstream_dir = opts
+        .upstream
+        .map(|d| {
+            d.canonicalize()
+                .with_context(|| format!("--upstream {}", d.display()))
+        })
+        .transpose()?;
 
     let mut lanes = Vec::new();
     for (index, spec) in PATHS.iter().enumerate() {
-        let upstream = match (spec.upstream, opts.upstream) {
+        let upstream = match (spec.upstream, upstream_dir.as_deref()) {
             (false, _) => None,
             (true, Some(dir)) => Some(dir),
             (true, None) => continue,
@@ -326,48 +329,33 @@ pub fn run(opts: &Opts) -> Result<()> {
                     "macvlan": {"hostNetns": true}, "ptp": {"hostNetns": true}});
             }
         }
-        let ours = |name: &str| -> Result<()> {
-            let from = opts.here.join(name);
-            std::os::unix::fs::symlink(&from, bin.join(name))
-                .with_context(|| format!("linking {}", from.display()))
+        let cluster_file = match spec.kind {
+            Kind::Baseline => conf_dir.join("10-cluster.conflist"),
+            Kind::Thin | Kind::Thick => multus_d.join("10-cluster.conflist"),
         };
+        std::fs::write(cluster_file, serde_json::to_vec(&cluster)?)?;
+        // What the runtime execs for multus: ours or upstream's.
+        let multus_bin = match spec.kind {
+            Kind::Baseline => None,
+            Kind::Thin => Some("multus"),
+            Kind::Thick => Some("multus-shim"),
+        };
+        if let Some(name) = multus_bin {
+            let from = upstream.unwrap_or(opts.here).join(name);
+            std::os::unix::fs::symlink(&from, bin.join(name))
+                .with_context(|| format!("linking {}", from.display()))?;
+        }
         let socket_dir = dir.join("run");
         let mut daemon = None;
         match (spec.kind, upstream) {
-            (Kind::Baseline, _) => {
-                std::fs::write(
-                    conf_dir.join("10-cluster.conflist"),
-                    serde_json::to_vec(&cluster)?,
-                )?;
-            }
-            (Kind::Thin, None) => {
-                ours("multus")?;
-                std::fs::write(
-                    multus_d.join("10-cluster.conflist"),
-                    serde_json::to_vec(&cluster)?,
-                )?;
-                std::fs::write(
-                    conf_dir.join("00-multus.conf"),
-                    serde_json::to_vec(&multus)?,
-                )?;
-            }
-            (Kind::Thin, Some(up)) => {
-                std::os::unix::fs::symlink(up.join("multus"), bin.join("multus"))?;
-                std::fs::write(
-                    multus_d.join("10-cluster.conflist"),
-                    serde_json::to_vec(&cluster)?,
-                )?;
+            (Kind::Baseline, _) => {}
+            (Kind::Thin, _) => {
                 std::fs::write(
                     conf_dir.join("00-multus.conf"),
                     serde_json::to_vec(&multus)?,
                 )?;
             }
             (Kind::Thick, None) => {
-                ours("multus-shim")?;
-                std::fs::write(
-                    multus_d.join("10-cluster.conflist"),
-                    serde_json::to_vec(&cluster)?,
-                )?;
                 let mut shim = multus.clone();
                 shim["type"] = "multus-shim".into();
                 shim["daemonSocketDir"] = json!(socket_dir);
@@ -393,11 +381,6 @@ pub fn run(opts: &Opts) -> Result<()> {
                 });
             }
             (Kind::Thick, Some(up)) => {
-                std::os::unix::fs::symlink(up.join("multus-shim"), bin.join("multus-shim"))?;
-                std::fs::write(
-                    multus_d.join("10-cluster.conflist"),
-                    serde_json::to_vec(&cluster)?,
-                )?;
                 // As upstream's DaemonSet runs it: `multusConfigFile: auto`
                 // generates the shim's conf from the master (with a file of
                 // the user's instead, v4.3.0's daemon exits at once). Its

@@ -223,6 +223,18 @@ fn run_concurrent(s: &Scenario, concurrent: usize, rounds: usize) -> Result<Samp
     Ok(out)
 }
 
+/// A node netns with the macvlan master `uplink0` (one end of a veth),
+/// entered by this thread (its children start there).
+fn enter_bench_node(name: &str) -> Result<Netns> {
+    let node = Netns::new(name).context("creating the node netns (needs root)")?;
+    node.ip(&[
+        "link", "add", "uplink0", "type", "veth", "peer", "name", "uplink0p",
+    ])?;
+    node.ip(&["link", "set", "uplink0", "up"])?;
+    enter(&node)?;
+    Ok(node)
+}
+
 /// The daemon's peak RSS (VmHWM) in MiB, then reset for the next reading.
 fn take_peak_rss(pid: u32) -> f64 {
     let mib = multus_testbed::peak_rss_mib(pid).unwrap_or(0.0);
@@ -337,12 +349,7 @@ fn main() -> Result<()> {
         return Ok(());
     }
     let plugins = reference_plugin_dir();
-    let node = Netns::new("bench-node").context("creating the node netns (needs root)")?;
-    node.ip(&[
-        "link", "add", "uplink0", "type", "veth", "peer", "name", "uplink0p",
-    ])?;
-    node.ip(&["link", "set", "uplink0", "up"])?;
-    enter(&node)?;
+    let node = enter_bench_node("bench-node")?;
     let work = tempfile::tempdir()?;
     let data = work.path().join("ipam");
     let plugin_dir = work.path().join("plugins");
