@@ -8,8 +8,8 @@
 
 use std::path::{Path, PathBuf};
 
+use multus::config::master;
 use multus::config::MultusConf;
-use multusctl::install::master;
 use serde_json::{Map, Value};
 
 pub const FILE: &str = "00-multus.conf";

@@ -68,9 +68,9 @@ fn modules(dir: &Path) -> Result<Vec<PathBuf>, InstallError> {
 /// What the installer last placed in the plugin dir (name to sha256), so
 /// a module a later image no longer ships is removed; modules an admin
 /// dropped there are not in it and stay.
-const SHIPPED: &str = ".multusctl-shipped.json";
+pub const SHIPPED: &str = ".multusctl-shipped.json";
 
-fn digest(p: &Path) -> Result<String, InstallError> {
+pub fn digest(p: &Path) -> Result<String, InstallError> {
     let bytes = std::fs::read(p).map_err(|e| InstallError::io("reading", p, e))?;
     Ok(format!("{:x}", Sha256::digest(&bytes)))
 }

@@ -4,9 +4,9 @@
 
 use serde_json::{Map, Value};
 
-use super::master::{self, Master, CONF, CONFLIST};
 use super::InstallError;
 use multus::cni::version::Version;
+use multus::config::master::{self, Master, CONF, CONFLIST};
 use multus::config::MultusConf;
 
 /// The network name upstream gives multus's conf.

@@ -10,7 +10,6 @@
 pub mod binaries;
 pub mod conf;
 pub mod kubeconfig;
-pub mod master;
 pub mod nad;
 pub mod owner;
 pub mod plan;
@@ -20,6 +19,7 @@ pub mod watch;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use multus::config::master::MasterError;
 use multus::k8s::client::KubeError;
 
 /// Where the master conf ends up.
@@ -150,6 +150,15 @@ pub enum InstallError {
     Kube(#[from] KubeError),
     #[error("gave up after {} waiting for {what}", humantime::format_duration(*waited))]
     Timeout { waited: Duration, what: String },
+}
+
+impl From<MasterError> for InstallError {
+    fn from(e: MasterError) -> Self {
+        match e {
+            MasterError::Unfinished(msg) => Self::Master(msg),
+            MasterError::List { dir, source } => Self::io("listing", &dir, source),
+        }
+    }
 }
 
 impl InstallError {

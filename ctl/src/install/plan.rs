@@ -9,9 +9,9 @@ use serde_json::{Map, Value};
 
 use super::conf::{self, Inputs};
 use super::kubeconfig::{self, ServiceAccount};
-use super::master::{self, Master, CONF, CONFLIST};
 use super::settings;
 use super::{InstallError, MasterMode, Options};
+use multus::config::master::{self, Master, CONF, CONFLIST};
 use multus::config::multus::DEFAULT_CONF_DIR;
 use multus::fsutil;
 

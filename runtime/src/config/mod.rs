@@ -2,6 +2,7 @@
 
 pub mod keys;
 pub mod kube;
+pub mod master;
 pub mod multus;
 pub mod netconf;
 pub mod resolve;

@@ -14,8 +14,8 @@ pub const DEFAULT_CONF_DIR: &str = "/etc/cni/multus/net.d";
 pub const DEFAULT_CNI_DIR: &str = "/var/lib/cni/multus";
 pub const DEFAULT_BIN_DIR: &str = "/opt/cni/bin";
 
-/// Every key of the multus conf this implementation reads (README "The
-/// multus conf"), in its canonical spelling.
+/// Every key of the multus conf this implementation reads (the table of
+/// docs/configuration.md), in its canonical spelling.
 pub const KEYS: &[&str] = &[
     "cniVersion",
     "cniVersions",
@@ -331,14 +331,13 @@ mod tests {
         assert_eq!(MultusConf::parse(b"{not json").unwrap_err().code, 6);
     }
 
-    /// The README's key table lists exactly the keys multus reads.
+    /// docs/configuration.md's key table lists exactly the keys multus reads.
     #[test]
     fn readme_documents_every_key() {
-        let readme = include_str!("../../../README.md");
-        let table = readme
-            .split("## The multus conf")
-            .nth(1)
-            .and_then(|t| t.split("\n\n").find(|p| p.starts_with("| key")))
+        let doc = include_str!("../../../docs/configuration.md");
+        let table = doc
+            .split("\n\n")
+            .find(|p| p.starts_with("| key"))
             .expect("the key table");
         let mut documented: Vec<&str> = table
             .lines()

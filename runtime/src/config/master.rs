@@ -1,13 +1,26 @@
 //! The master CNI conf: the node's own network (kindnet, flannel, calico,
-//! ...), which multus attaches as every pod's eth0.
+//! ...), which multus attaches as every pod's eth0. Read by the installer
+//! (thin) and by the daemon (thick, for the shim conf it writes).
 
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use super::InstallError;
-use multus::config::resolve::is_multus_conf;
-use multus::config::NetworkConfig;
+use super::resolve::is_multus_conf;
+use super::NetworkConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MasterError {
+    /// The master is missing pieces or unreadable: the node's CNI may still
+    /// be writing it, so a waiting caller tries again.
+    #[error("{0}")]
+    Unfinished(String),
+    #[error("listing {}: {source}", dir.display())]
+    List {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+}
 
 /// The name of the conf multus writes, by the master's format.
 pub const CONF: &str = "00-multus.conf";
@@ -28,12 +41,12 @@ pub fn is_candidate(name: &str) -> bool {
 }
 
 /// Reads and validates the master at `path`.
-pub fn read(path: &Path) -> Result<Master, InstallError> {
+pub fn read(path: &Path) -> Result<Master, MasterError> {
     let bytes = std::fs::read(path).map_err(|e| {
-        InstallError::Master(format!("reading the master conf {}: {e}", path.display()))
+        MasterError::Unfinished(format!("reading the master conf {}: {e}", path.display()))
     })?;
     let net = NetworkConfig::from_bytes(&bytes, &format!("master conf {}", path.display()))
-        .map_err(|e| InstallError::Master(e.msg))?;
+        .map_err(|e| MasterError::Unfinished(e.msg))?;
     Ok(Master {
         file_name: file_name(path),
         bytes,
@@ -50,7 +63,7 @@ fn file_name(path: &Path) -> String {
 /// The master in `dir`: `wanted` when given, else the first candidate in
 /// lexical order that is not a multus conf by its content either. `None`
 /// when there is none (yet).
-pub fn find(dir: &Path, wanted: Option<&str>) -> Result<Option<PathBuf>, InstallError> {
+pub fn find(dir: &Path, wanted: Option<&str>) -> Result<Option<PathBuf>, MasterError> {
     if let Some(name) = wanted {
         let p = dir.join(name);
         return Ok(p.exists().then_some(p));
@@ -58,7 +71,12 @@ pub fn find(dir: &Path, wanted: Option<&str>) -> Result<Option<PathBuf>, Install
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(InstallError::io("listing", dir, e)),
+        Err(source) => {
+            return Err(MasterError::List {
+                dir: dir.to_path_buf(),
+                source,
+            })
+        }
     };
     let mut names: Vec<String> = entries
         .filter_map(|e| e.ok())
