@@ -79,6 +79,9 @@ enum Exec {
 
 impl Exec {
     fn block_on<F: Future>(&self, f: F) -> F::Output {
+        // On the heap: a client future is tens of KiB, and on the stack
+        // of each of the daemon's request threads it stays resident.
+        let f = Box::pin(f);
         match self {
             Exec::Own(rt) => rt.block_on(f),
             Exec::Shared(h) => h.block_on(f),
