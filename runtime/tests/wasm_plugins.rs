@@ -619,7 +619,7 @@ fn wasm_static_matches_reference_static() {
 
     // CHECK: a prevResult with another gateway, or none at all, fails on
     // both. One without a configured address fails ours; the reference
-    // passes it (it only compares the addresses it finds: README).
+    // passes it (it only compares the addresses it finds: docs/wasm-plugins.md).
     let c = conf("1.0.0", base.clone(), json!({}));
     let added = ipam(&reference, &[], "ADD", "s1", "net1", "", &c).json();
     let mut other_gw = added.clone();

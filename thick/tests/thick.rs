@@ -232,8 +232,7 @@ fn through_the_shim_and_alone_when_the_daemon_is_down() {
     assert_eq!(daemon.signal(libc::SIGTERM), Some(0));
 }
 
-/// Peak RSS the daemon stays under through a 200-pod burst (README
-/// "Thick mode"; the DaemonSet's memory request is sized from it).
+/// Peak RSS the daemon stays under through a 200-pod burst (docs/thick-mode.md; the DaemonSet's memory request is sized from it).
 const BURST_RSS_BOUND_MIB: f64 = 48.0;
 
 /// A node rebooting with 200 pods: 200 ADDs at once against
