@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod compile;
+pub mod doctor;
 pub mod inspect;
 pub mod install;
 pub mod reconcile;

@@ -27,6 +27,8 @@ pub enum Commands {
     /// Cluster-wide IPAM (whereabouts pools) administration.
     #[command(subcommand)]
     Ipam(commands::ipam::IpamCommand),
+    /// Check this node's install and explain each problem found.
+    Doctor(commands::doctor::DoctorArgs),
 }
 
 /// Runs the parsed command; the process exit status.
@@ -35,6 +37,7 @@ pub fn run(cli: Cli) -> i32 {
         Commands::Install(opts) => commands::install::run(&opts),
         Commands::Plugin(cmd) => commands::plugin::run(&cmd),
         Commands::Ipam(cmd) => commands::ipam::run(&cmd),
+        Commands::Doctor(args) => commands::doctor::run(&args),
     }
 }
 

@@ -1,5 +1,6 @@
 //! One file per `multusctl` subcommand.
 
+pub mod doctor;
 pub mod install;
 pub mod ipam;
 pub mod plugin;
