@@ -7,5 +7,6 @@ pub mod compile;
 pub mod doctor;
 pub mod inspect;
 pub mod install;
+pub mod objects;
 pub mod reconcile;
 pub mod scaffold;

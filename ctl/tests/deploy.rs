@@ -29,13 +29,17 @@ fn every_document_is_a_valid_object_of_its_kind() {
         match v["kind"].as_str().unwrap_or_default() {
             "CustomResourceDefinition" => {
                 let crd: CustomResourceDefinition = typed(file, v);
-                assert_eq!(crd.spec.group, "k8s.cni.cncf.io");
-                assert_eq!(crd.spec.names.plural, "network-attachment-definitions");
+                let (plural, version) = match crd.spec.group.as_str() {
+                    "k8s.cni.cncf.io" => ("network-attachment-definitions", "v1"),
+                    "multus-wasm.io" => ("wasmplugins", "v1alpha1"),
+                    other => panic!("{file}: a CRD of group {other}"),
+                };
+                assert_eq!(crd.spec.names.plural, plural);
                 assert!(crd
                     .spec
                     .versions
                     .iter()
-                    .any(|v| v.name == "v1" && v.served && v.storage));
+                    .any(|v| v.name == version && v.served && v.storage));
             }
             "ServiceAccount" => drop(typed::<ServiceAccount>(file, v)),
             "ClusterRole" => drop(typed::<ClusterRole>(file, v)),
@@ -49,6 +53,7 @@ fn every_document_is_a_valid_object_of_its_kind() {
         kinds.push(v["kind"].as_str().unwrap().to_string());
     }
     kinds.sort();
+    kinds.dedup();
     assert_eq!(
         kinds,
         [
@@ -151,14 +156,52 @@ fn daemonset_runs_real_flags_and_mounts_what_the_installer_writes() {
             );
         }
     }
+    plugin_sync_sees_the_plugin_and_cache_dirs(&ds, wasm_dir, cache_dir);
+}
+
+/// The plugin-sync container runs real flags, as this node (NODE_NAME),
+/// and writes the plugin and cache dirs the runtime reads (`plugin sync`
+/// defaults to the conf's defaults, so the conf must keep them).
+pub fn plugin_sync_sees_the_plugin_and_cache_dirs(ds: &DaemonSet, wasm_dir: &str, cache_dir: &str) {
+    use multusctl::cli::commands::plugin::PluginCommand;
+    let spec = ds.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    let c = spec
+        .containers
+        .iter()
+        .find(|c| c.name == "plugin-sync")
+        .expect("a plugin-sync container");
+    let mut command = c.command.clone().unwrap();
+    command.extend(["--node".to_string(), "n".to_string()]);
+    let args = match Cli::try_parse_from(&command) {
+        Ok(Cli {
+            command: Commands::Plugin(PluginCommand::Sync(a)),
+        }) => a,
+        other => panic!("{command:?}: {other:?}"),
+    };
+    assert_eq!(args.plugin_dir, Path::new(wasm_dir));
+    assert_eq!(args.cache_dir, Path::new(cache_dir));
+    assert!(c.env.iter().flatten().any(|e| e.name == "NODE_NAME"
+        && e.value_from
+            .as_ref()
+            .and_then(|v| v.field_ref.as_ref())
+            .is_some_and(|f| f.field_path == "spec.nodeName")));
+    for host in [wasm_dir, cache_dir] {
+        let seen = args.host_root.join(host.trim_start_matches('/'));
+        assert_eq!(
+            host_path_of(ds, c, &seen).as_deref(),
+            Some(Path::new(host)),
+            "{} in plugin-sync",
+            seen.display()
+        );
+    }
 }
 
 #[test]
 fn bindings_name_the_daemonsets_service_account() {
     let sa: ServiceAccount = typed("rbac.yaml", &find("ServiceAccount", None));
     let ns = sa.metadata.namespace.clone();
-    let crb: ClusterRoleBinding = typed("rbac.yaml", &find("ClusterRoleBinding", None));
-    let rb: RoleBinding = typed("rbac.yaml", &find("RoleBinding", None));
+    let crb: ClusterRoleBinding = typed("rbac.yaml", &find("ClusterRoleBinding", Some("multus")));
+    let rb: RoleBinding = typed("rbac.yaml", &find("RoleBinding", Some("multus-master-nad")));
     for subjects in [crb.subjects.unwrap(), rb.subjects.unwrap()] {
         assert_eq!(subjects.len(), 1);
         assert_eq!(Some(subjects[0].name.clone()), sa.metadata.name);
@@ -166,7 +209,7 @@ fn bindings_name_the_daemonsets_service_account() {
     }
     assert_eq!(crb.role_ref.kind, "ClusterRole");
     assert_eq!(rb.role_ref.kind, "Role");
-    let role: Role = typed("rbac.yaml", &find("Role", None));
+    let role: Role = typed("rbac.yaml", &find("Role", Some("multus-master-nad")));
     assert_eq!(rb.role_ref.name, role.metadata.name.clone().unwrap());
     // The master's NAD is created in multusNamespace: the Role must be there.
     let cm: ConfigMap = typed("configmap.yaml", &find("ConfigMap", None));

@@ -874,8 +874,10 @@ fn installed_conf_runs_a_pod_end_to_end() {
 
     // The deploy manifests grant exactly what multus and multusctl called
     // here: every request allowed, every rule used.
-    let cluster: ClusterRole = serde_json::from_value(deploy::find("ClusterRole", None)).unwrap();
-    let role: Role = serde_json::from_value(deploy::find("Role", None)).unwrap();
+    let cluster: ClusterRole =
+        serde_json::from_value(deploy::find("ClusterRole", Some("multus"))).unwrap();
+    let role: Role =
+        serde_json::from_value(deploy::find("Role", Some("multus-master-nad"))).unwrap();
     let role_ns = role.metadata.namespace.clone().unwrap();
     let (cluster, namespaced) = (
         deploy::grants(&cluster.rules.unwrap()),

@@ -163,7 +163,8 @@ pub fn is_public(request: &str) -> bool {
 
 /// The (apiGroup, resource, verb, namespace) of a logged API request
 /// ("METHOD /path status", a watch logged as "GET /path?watch status"); the
-/// namespace is empty for a request across all namespaces.
+/// namespace is empty for a request across all namespaces or of a
+/// cluster-scoped kind.
 pub fn authorization(request: &str) -> (String, String, String, String) {
     let mut it = request.split(' ');
     let (method, path) = (it.next().unwrap(), it.next().unwrap());
@@ -186,8 +187,11 @@ pub fn authorization(request: &str) -> (String, String, String, String) {
             String::new(),
         );
     }
-    let ["namespaces", ns, resource, tail @ ..] = rest else {
-        panic!("not namespaced: {request}")
+    // A cluster-scoped object: `<resource>/<name>[/<sub>]`, no namespace.
+    let (ns, resource, tail) = match rest {
+        ["namespaces", ns, resource, tail @ ..] => (*ns, *resource, tail),
+        [resource, tail @ ..] if *resource != "namespaces" => ("", *resource, tail),
+        _ => panic!("not an object request: {request}"),
     };
     let resource = match tail {
         [_, sub] => format!("{resource}/{sub}"),

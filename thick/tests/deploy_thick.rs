@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use clap::Parser;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Container};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use multus::config::wasm::{DEFAULT_CACHE_DIR, DEFAULT_PLUGIN_DIR};
 use multus_testbed::manifests::{configmap_file, documents_in, find_in, host_path_of, thick};
 use multus_thick::config::DaemonConfig;
@@ -33,6 +33,8 @@ fn every_document_is_a_valid_object_of_its_kind() {
                 "ClusterRoleBinding" => drop(typed::<ClusterRoleBinding>(&v)),
                 "ConfigMap" => drop(typed::<ConfigMap>(&v)),
                 "DaemonSet" => drop(typed::<DaemonSet>(&v)),
+                "Role" => drop(typed::<Role>(&v)),
+                "RoleBinding" => drop(typed::<RoleBinding>(&v)),
                 "ServiceAccount" | "CustomResourceDefinition" => {}
                 other => panic!("unexpected kind {other:?}"),
             }
@@ -40,6 +42,7 @@ fn every_document_is_a_valid_object_of_its_kind() {
         })
         .collect();
     kinds.sort();
+    kinds.dedup();
     assert_eq!(
         kinds,
         [
@@ -48,6 +51,8 @@ fn every_document_is_a_valid_object_of_its_kind() {
             "ConfigMap",
             "CustomResourceDefinition",
             "DaemonSet",
+            "Role",
+            "RoleBinding",
             "ServiceAccount"
         ]
     );
@@ -158,5 +163,33 @@ fn daemonset_runs_real_flags_and_mounts_what_both_containers_touch() {
                 config.metrics_port.unwrap() as i32
             )
         );
+    }
+
+    // The plugin-sync container: real flags, and the plugin and cache dirs
+    // the daemon reads are where it writes them.
+    let sync = spec
+        .containers
+        .iter()
+        .find(|c| c.name == "plugin-sync")
+        .unwrap();
+    let command = sync.command.clone().unwrap();
+    let parsed = multusctl::cli::Cli::try_parse_from(
+        command.iter().cloned().chain(["--node".into(), "n".into()]),
+    );
+    let Ok(multusctl::cli::Cli {
+        command:
+            multusctl::cli::Commands::Plugin(multusctl::cli::commands::plugin::PluginCommand::Sync(
+                args,
+            )),
+    }) = parsed
+    else {
+        panic!("{command:?}: {parsed:?}");
+    };
+    for (seen, host) in [
+        (&args.plugin_dir, DEFAULT_PLUGIN_DIR),
+        (&args.cache_dir, DEFAULT_CACHE_DIR),
+    ] {
+        assert_eq!(seen, Path::new(host));
+        same_host_path(&ds, sync, &args.host_root.join(&host[1..]), Path::new(host));
     }
 }

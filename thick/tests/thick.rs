@@ -910,9 +910,12 @@ fn watch_caches_serve_pods_and_nads() {
     assert!(node.cache_files().is_empty());
 
     // deploy/thick's ClusterRole grants exactly what the daemon called.
-    let role: ClusterRole =
-        serde_json::from_value(manifests::find_in(&manifests::thick(), "ClusterRole", None))
-            .unwrap();
+    let role: ClusterRole = serde_json::from_value(manifests::find_in(
+        &manifests::thick(),
+        "ClusterRole",
+        Some("multus"),
+    ))
+    .unwrap();
     let granted = manifests::grants(&role.rules.unwrap());
     let used: std::collections::BTreeSet<_> = api
         .requests()

@@ -149,10 +149,39 @@ impl WasmConf {
         p.is_file().then_some(p)
     }
 
-    pub fn settings(&self, ty: &str) -> PluginSettings {
-        self.plugins.get(ty).cloned().unwrap_or_default()
+    /// Where a WasmPlugin object's grants for `ty` are placed, beside its
+    /// module (written by `multusctl plugin sync`, always with the module's
+    /// sha256 as the pin, so they never apply to another module).
+    pub fn grants_path(&self, ty: &str) -> PathBuf {
+        self.plugin_dir.join(format!("{ty}{GRANTS_SUFFIX}"))
+    }
+
+    /// The grants and limits of plugin `ty`: the conf's `wasmPlugins.<ty>`
+    /// or a WasmPlugin object's; a type granted by both, differently, is
+    /// refused rather than one silently winning.
+    pub fn settings(&self, ty: &str) -> Result<PluginSettings, String> {
+        let path = self.grants_path(ty);
+        let object = match std::fs::read(&path) {
+            Ok(b) => Some(
+                serde_json::from_slice::<PluginSettings>(&b)
+                    .map_err(|e| format!("{}: {e}", path.display()))?,
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        match (self.plugins.get(ty), object) {
+            (Some(conf), Some(object)) if *conf != object => Err(format!(
+                "wasmPlugins.{ty} in the multus conf and the WasmPlugin object's grants ({}) disagree: grant {ty} in one place",
+                path.display()
+            )),
+            (_, Some(object)) => Ok(object),
+            (conf, None) => Ok(conf.cloned().unwrap_or_default()),
+        }
     }
 }
+
+/// The file name suffix of a WasmPlugin object's grants in the plugin dir.
+pub const GRANTS_SUFFIX: &str = ".grants.json";
 
 #[cfg(test)]
 mod tests {
@@ -164,14 +193,46 @@ mod tests {
         let w = WasmConf::parse(&o).unwrap();
         assert_eq!(w.plugin_dir, PathBuf::from("/p"));
         assert_eq!(w.cache_dir, PathBuf::from(DEFAULT_CACHE_DIR));
-        let t = w.settings("tuning");
+        let t = w.settings("tuning").unwrap();
         assert_eq!(t.sha256.as_deref(), Some("ab"));
         assert_eq!(t.memory_limit_mib, 8);
         assert!(t.host_netns);
         assert_eq!(t.timeout(false), Duration::from_millis(5000));
         assert_eq!(t.timeout(true), Duration::from_millis(30_000));
         assert_eq!(t.cluster_call_timeout(), Duration::from_millis(10_000));
-        assert_eq!(w.settings("other"), PluginSettings::default());
+        assert_eq!(w.settings("other").unwrap(), PluginSettings::default());
+    }
+
+    #[test]
+    fn an_objects_grants_apply_and_a_conflicting_conf_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let conf = |extra: &str| {
+            let s = format!(r#"{{"wasmPluginDir":"{}"{extra}}}"#, d.path().display());
+            WasmConf::parse(&FoldedObject::parse(s.as_bytes(), "c").unwrap()).unwrap()
+        };
+        let w = conf("");
+        std::fs::write(
+            w.grants_path("tuning"),
+            r#"{"sha256":"ab","hostNetns":true}"#,
+        )
+        .unwrap();
+        let t = w.settings("tuning").unwrap();
+        assert_eq!((t.sha256.as_deref(), t.host_netns), (Some("ab"), true));
+        // The same grants in the conf are no conflict; other ones are.
+        let same = conf(r#","wasmPlugins":{"tuning":{"sha256":"ab","hostNetns":true}}"#);
+        assert_eq!(same.settings("tuning").unwrap(), t);
+        let other = conf(r#","wasmPlugins":{"tuning":{"hostNetns":false}}"#);
+        let e = other.settings("tuning").unwrap_err();
+        assert!(
+            e.contains("wasmPlugins.tuning") && e.contains("tuning.grants.json"),
+            "{e}"
+        );
+        // A grants file that is not PluginSettings names itself.
+        std::fs::write(w.grants_path("tuning"), r#"{"hostNet":true}"#).unwrap();
+        assert!(w
+            .settings("tuning")
+            .unwrap_err()
+            .contains("tuning.grants.json"));
     }
 
     #[test]

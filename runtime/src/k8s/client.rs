@@ -358,8 +358,13 @@ impl Kube {
 
 /// Custom objects of any kind, as JSON, for the wasm `cluster` interface.
 impl Kube {
+    /// An empty `ns` is a cluster-scoped kind.
     fn custom_api(&self, c: kube::Client, ns: &str, res: &ApiResource) -> Api<DynamicObject> {
-        Api::namespaced_with(c, ns, res)
+        if ns.is_empty() {
+            Api::all_with(c, res)
+        } else {
+            Api::namespaced_with(c, ns, res)
+        }
     }
 
     pub fn get_object(

@@ -1,9 +1,11 @@
-//! whereabouts' custom resources on the in-test API server: IPPool,
-//! OverlappingRangeIPReservation and NodeSlicePool in
-//! `whereabouts.cni.cncf.io/v1alpha1`, served as a kube-apiserver serves
-//! CRDs: a resourceVersion on every write, 409 Conflict on a replace with a
-//! stale one, 409 AlreadyExists, 404, and 422 for what the CRDs' schemas
-//! reject (a missing required field, a replace without resourceVersion).
+//! Custom resources on the in-test API server, served as a kube-apiserver
+//! serves CRDs: whereabouts' IPPool, OverlappingRangeIPReservation and
+//! NodeSlicePool in `whereabouts.cni.cncf.io/v1alpha1`, and the
+//! cluster-scoped WasmPlugin in `multus-wasm.io/v1alpha1`; ConfigMaps are
+//! kept the same way. A resourceVersion on every write, 409 Conflict on a
+//! replace with a stale one, 409 AlreadyExists, 404, and 422 for what the
+//! CRDs' schemas reject (a missing required field, a replace without
+//! resourceVersion).
 
 use std::collections::BTreeMap;
 
@@ -13,27 +15,51 @@ use serde_json::{json, Value};
 use super::{status, State};
 
 pub const GROUP: &str = "whereabouts.cni.cncf.io";
+pub const PLUGIN_GROUP: &str = "multus-wasm.io";
 pub const VERSION: &str = "v1alpha1";
 
-/// (plural, kind, required fields of spec).
-const KINDS: &[(&str, &str, &[&str])] = &[
-    ("ippools", "IPPool", &["range", "allocations"]),
+/// (plural, kind, required fields of spec; `None`: no spec, as a ConfigMap).
+const KINDS: &[(&str, &str, Option<&[&str]>)] = &[
+    ("ippools", "IPPool", Some(&["range", "allocations"])),
     (
         "overlappingrangeipreservations",
         "OverlappingRangeIPReservation",
-        &["podref"],
+        Some(&["podref"]),
     ),
-    ("nodeslicepools", "NodeSlicePool", &["range", "sliceSize"]),
+    (
+        "nodeslicepools",
+        "NodeSlicePool",
+        Some(&["range", "sliceSize"]),
+    ),
+    ("wasmplugins", "WasmPlugin", Some(&["sha256", "source"])),
+    ("configmaps", "ConfigMap", None),
 ];
 
 /// Kinds whose `status` is a subresource: the main resource's writes leave
 /// it alone, and only `PUT .../status` changes it.
-const STATUS_SUBRESOURCE: &[&str] = &["nodeslicepools"];
+const STATUS_SUBRESOURCE: &[&str] = &["nodeslicepools", "wasmplugins"];
+
+/// The API group of `plural`, as its messages and list kinds name it.
+fn group_of(plural: &str) -> &'static str {
+    match plural {
+        "wasmplugins" => PLUGIN_GROUP,
+        "configmaps" => "",
+        _ => GROUP,
+    }
+}
+
+/// `plural.group` as the apiserver's messages say it (`configmaps` alone).
+fn qualified(plural: &str) -> String {
+    match group_of(plural) {
+        "" => plural.to_string(),
+        g => format!("{plural}.{g}"),
+    }
+}
 
 /// Objects by (plural, namespace, name).
 pub type Objects = BTreeMap<(String, String, String), Value>;
 
-fn kind_of(plural: &str) -> Option<(&'static str, &'static [&'static str])> {
+fn kind_of(plural: &str) -> Option<(&'static str, Option<&'static [&'static str]>)> {
     KINDS
         .iter()
         .find(|(p, _, _)| *p == plural)
@@ -41,7 +67,7 @@ fn kind_of(plural: &str) -> Option<(&'static str, &'static [&'static str])> {
 }
 
 fn not_found(plural: &str, name: &str) -> (StatusCode, Value) {
-    super::not_found(plural, GROUP, name)
+    super::not_found(plural, group_of(plural), name)
 }
 
 /// `PUT .../<name>/status`: only `status` changes, guarded by the
@@ -64,7 +90,7 @@ fn replace_status(
     if obj["metadata"]["resourceVersion"] != stored["metadata"]["resourceVersion"] {
         return conflict(
             "Conflict",
-            format!("Operation cannot be fulfilled on {plural}.{GROUP} \"{n}\": the object has been modified; please apply your changes to the latest version and try again"),
+            format!("Operation cannot be fulfilled on {} \"{n}\": the object has been modified; please apply your changes to the latest version and try again", qualified(plural)),
             plural,
             n,
         );
@@ -92,22 +118,34 @@ fn conflict(reason: &str, message: String, plural: &str, name: &str) -> (StatusC
         StatusCode::CONFLICT,
         reason,
         message,
-        json!({"name": name, "group": GROUP, "kind": plural}),
+        json!({"name": name, "group": group_of(plural), "kind": plural}),
     )
 }
 
 fn invalid(kind: &str, name: &str, field: &str, message: &str) -> (StatusCode, Value) {
+    let group = KINDS
+        .iter()
+        .find(|(_, k, _)| *k == kind)
+        .map_or(GROUP, |(p, _, _)| group_of(p));
     status(
         StatusCode::UNPROCESSABLE_ENTITY,
         "Invalid",
-        format!("{kind}.{GROUP} \"{name}\" is invalid: {field}: {message}"),
-        json!({"name": name, "group": GROUP, "kind": kind,
+        format!("{kind}.{group} \"{name}\" is invalid: {field}: {message}"),
+        json!({"name": name, "group": group, "kind": kind,
                "causes": [{"reason": "FieldValueRequired", "message": message, "field": field}]}),
     )
 }
 
 /// What the CRD's schema refuses in `obj`, as the apiserver says it.
-fn validate(kind: &str, required: &[&str], name: &str, obj: &Value) -> Option<(StatusCode, Value)> {
+fn validate(
+    kind: &str,
+    required: Option<&[&str]>,
+    name: &str,
+    obj: &Value,
+) -> Option<(StatusCode, Value)> {
+    let Some(required) = required else {
+        return None;
+    };
     if !obj["spec"].is_object() {
         return Some(invalid(kind, name, "spec", "Required value"));
     }
@@ -133,7 +171,8 @@ fn validate(kind: &str, required: &[&str], name: &str, obj: &Value) -> Option<(S
     None
 }
 
-/// Serves `/apis/whereabouts.cni.cncf.io/v1alpha1/namespaces/<ns>/<plural>[/<name>]`.
+/// Serves `<group path>/namespaces/<ns>/<plural>[/<name>]`, or
+/// `<group path>/<plural>[/<name>]` for a cluster-scoped kind (`ns` empty).
 pub fn route(
     st: &mut State,
     method: &Method,
@@ -176,9 +215,13 @@ pub fn route(
                 .filter(|((p, n, _), _)| p == plural && n == ns)
                 .map(|(_, v)| v.clone())
                 .collect();
+            let api_version = match group_of(plural) {
+                "" => "v1".to_string(),
+                g => format!("{g}/{VERSION}"),
+            };
             (
                 StatusCode::OK,
-                json!({"apiVersion": format!("{GROUP}/{VERSION}"), "kind": format!("{kind}List"),
+                json!({"apiVersion": api_version, "kind": format!("{kind}List"),
                        "metadata": {"resourceVersion": st.resource_version.to_string()},
                        "items": items}),
             )
@@ -209,14 +252,16 @@ pub fn route(
             if st.custom.contains_key(&key(&n)) {
                 return conflict(
                     "AlreadyExists",
-                    format!("{plural}.{GROUP} \"{n}\" already exists"),
+                    format!("{} \"{n}\" already exists", qualified(plural)),
                     plural,
                     &n,
                 );
             }
             let rv = st.next_rv();
             let m = &mut obj["metadata"];
-            m["namespace"] = ns.into();
+            if !ns.is_empty() {
+                m["namespace"] = ns.into();
+            }
             m["uid"] = format!("{plural}-{ns}-{n}-{rv}").into();
             m["resourceVersion"] = rv.into();
             m["generation"] = 1.into();
@@ -257,16 +302,18 @@ pub fn route(
             if obj["metadata"]["resourceVersion"] != stored["metadata"]["resourceVersion"] {
                 return conflict(
                     "Conflict",
-                    format!("Operation cannot be fulfilled on {plural}.{GROUP} \"{n}\": the object has been modified; please apply your changes to the latest version and try again"),
+                    format!("Operation cannot be fulfilled on {} \"{n}\": the object has been modified; please apply your changes to the latest version and try again", qualified(plural)),
                     plural,
                     n,
                 );
             }
             let rv = st.next_rv();
             let generation = stored["metadata"]["generation"].as_u64().unwrap_or(1)
-                + u64::from(obj["spec"] != stored["spec"]);
+                + u64::from(obj["spec"] != stored["spec"] || required.is_none());
             let m = &mut obj["metadata"];
-            m["namespace"] = ns.into();
+            if !ns.is_empty() {
+                m["namespace"] = ns.into();
+            }
             m["uid"] = stored["metadata"]["uid"].clone();
             m["creationTimestamp"] = stored["metadata"]["creationTimestamp"].clone();
             m["resourceVersion"] = rv.into();
@@ -281,7 +328,7 @@ pub fn route(
             Some(o) => (
                 StatusCode::OK,
                 json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
-                       "details": {"name": n, "group": GROUP, "kind": plural,
+                       "details": {"name": n, "group": group_of(plural), "kind": plural,
                                    "uid": o["metadata"]["uid"]}}),
             ),
             None => not_found(plural, n),

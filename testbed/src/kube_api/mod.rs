@@ -507,8 +507,8 @@ impl FakeKubeApi {
         self.state.lock().unwrap().down = down;
     }
 
-    /// A whereabouts object (`plural` of `whereabouts.cni.cncf.io`), as a
-    /// GET would return it.
+    /// A custom object (or ConfigMap) of `plural`, as a GET would return
+    /// it; `namespace` empty for a cluster-scoped kind.
     pub fn custom_object(&self, plural: &str, namespace: &str, name: &str) -> Option<Value> {
         self.state
             .lock()
@@ -518,7 +518,7 @@ impl FakeKubeApi {
             .cloned()
     }
 
-    /// Every whereabouts object of `plural` in `namespace`.
+    /// Every custom object of `plural` in `namespace`.
     pub fn custom_objects(&self, plural: &str, namespace: &str) -> Vec<Value> {
         self.state
             .lock()
@@ -539,13 +539,24 @@ impl FakeKubeApi {
             .unwrap_or_default()
             .to_string();
         let rv = st.next_rv();
-        object["metadata"]["namespace"] = namespace.into();
+        if !namespace.is_empty() {
+            object["metadata"]["namespace"] = namespace.into();
+        }
         if object["metadata"]["uid"].is_null() {
             object["metadata"]["uid"] = format!("{plural}-{namespace}-{name}-{rv}").into();
         }
         object["metadata"]["resourceVersion"] = rv.into();
         st.custom
             .insert((plural.into(), namespace.into(), name), object);
+    }
+
+    /// Deletes a custom object (or ConfigMap), as another client would.
+    pub fn delete_custom(&self, plural: &str, namespace: &str, name: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .custom
+            .remove(&(plural.into(), namespace.into(), name.into()));
     }
 
     /// Events created so far, as stored.
@@ -830,6 +841,21 @@ fn route(st: &mut State, method: &Method, path: &str, body: &[u8]) -> (StatusCod
                 Some(d) => (StatusCode::OK, d.clone()),
                 None => not_found("daemonsets", "apps", name),
             }
+        }
+        (_, ["api", "v1", "namespaces", ns, "configmaps"]) => {
+            custom::route(st, method, ns, "configmaps", None, false, body)
+        }
+        (_, ["api", "v1", "namespaces", ns, "configmaps", name]) => {
+            custom::route(st, method, ns, "configmaps", Some(name), false, body)
+        }
+        (_, ["apis", custom::PLUGIN_GROUP, custom::VERSION, plural]) => {
+            custom::route(st, method, "", plural, None, false, body)
+        }
+        (_, ["apis", custom::PLUGIN_GROUP, custom::VERSION, plural, name]) => {
+            custom::route(st, method, "", plural, Some(name), false, body)
+        }
+        (_, ["apis", custom::PLUGIN_GROUP, custom::VERSION, plural, name, "status"]) => {
+            custom::route(st, method, "", plural, Some(name), true, body)
         }
         (_, ["apis", custom::GROUP, custom::VERSION, "namespaces", ns, plural]) => {
             custom::route(st, method, ns, plural, None, false, body)

@@ -160,7 +160,9 @@ pub fn warm_up(conf: &WasmConf) -> usize {
         else {
             continue;
         };
-        let pin = conf.settings(ty).sha256;
+        let Ok(pin) = conf.settings(ty).map(|s| s.sha256) else {
+            continue;
+        };
         let Ok(loaded) = artifact::load(engine, ty, &module, &conf.cache_dir, pin.as_deref())
         else {
             continue;
@@ -211,7 +213,9 @@ impl Sandbox {
         let engine =
             engine::engine().map_err(|e| cni(Code::Internal, ty, format!("engine: {e}")))?;
         t.engine = started.elapsed();
-        let settings = conf.settings(ty);
+        let settings = conf
+            .settings(ty)
+            .map_err(|e| cni(Code::InvalidConfig, ty, e))?;
         let loaded = artifact::load(
             engine,
             ty,
@@ -352,7 +356,9 @@ pub fn run_with(
 ) -> Result<(Vec<u8>, Timings), PluginError> {
     let ty = call.plugin_type;
     let mut t = Timings::default();
-    let settings = conf.settings(ty);
+    let settings = conf
+        .settings(ty)
+        .map_err(|e| cni(Code::InvalidConfig, ty, e))?;
     let mut config: Value = serde_json::from_slice(call.stdin)
         .map_err(|e| cni(Code::Decode, ty, format!("config: {e}")))?;
     // whereabouts' flat-file defaults, read here on the module's behalf.
@@ -560,7 +566,9 @@ pub fn map(
     selected: &[wit_mapper::NetworkSelection],
 ) -> Result<Vec<wit_mapper::NetworkSelection>, PluginError> {
     let mut t = Timings::default();
-    let settings = conf.settings(name);
+    let settings = conf
+        .settings(name)
+        .map_err(|e| cni(Code::InvalidConfig, name, e))?;
     let reach = Reach {
         grant: grant::none(name, &settings),
         store: None,

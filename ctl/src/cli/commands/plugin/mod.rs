@@ -2,8 +2,11 @@
 
 pub mod compile;
 pub mod inspect;
+pub mod list;
 pub mod new;
+pub mod push;
 pub mod run;
+pub mod sync;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum PluginCommand {
@@ -16,6 +19,14 @@ pub enum PluginCommand {
     /// Run a plugin once: `--dry-run` records its host calls and changes
     /// nothing; `--netns` runs it for real there.
     Run(Box<run::RunArgs>),
+    /// Create or update a WasmPlugin object (and the ConfigMap with its
+    /// bytes) from a built module: every node's `plugin sync` places it.
+    Push(push::PushArgs),
+    /// WasmPlugin objects and their rollout over the nodes.
+    List(list::ListArgs),
+    /// This node's side of WasmPlugin objects: place, replace and remove
+    /// modules as the objects say.
+    Sync(sync::SyncArgs),
 }
 
 pub fn run(cmd: &PluginCommand) -> i32 {
@@ -24,5 +35,8 @@ pub fn run(cmd: &PluginCommand) -> i32 {
         PluginCommand::Inspect(args) => inspect::run(args),
         PluginCommand::Run(args) => run::run(args),
         PluginCommand::New(args) => new::run(args),
+        PluginCommand::Push(args) => push::run(args),
+        PluginCommand::List(args) => list::run(args),
+        PluginCommand::Sync(args) => sync::run(args),
     }
 }

@@ -1,0 +1,146 @@
+//! WasmPlugin objects (`multus-wasm.io/v1alpha1`, cluster-scoped): a wasm
+//! plugin as a Kubernetes object. The object's name is the plugin type
+//! (`<name>.wasm` on the nodes); its spec says where the module is (a
+//! ConfigMap's `binaryData` in the multus namespace), its required sha256,
+//! and its grants (everything `wasmPlugins.<type>` holds, but the pin).
+//! Each node's `multusctl plugin sync` places it and reports in `status`.
+
+pub mod status;
+pub mod sync;
+
+use kube::api::ApiResource;
+use multus::config::wasm::PluginSettings;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+pub const GROUP: &str = "multus-wasm.io";
+pub const VERSION: &str = "v1alpha1";
+pub const KIND: &str = "WasmPlugin";
+pub const PLURAL: &str = "wasmplugins";
+
+pub fn resource() -> ApiResource {
+    ApiResource {
+        group: GROUP.into(),
+        version: VERSION.into(),
+        api_version: format!("{GROUP}/{VERSION}"),
+        kind: KIND.into(),
+        plural: PLURAL.into(),
+    }
+}
+
+pub fn configmap_resource() -> ApiResource {
+    ApiResource {
+        group: String::new(),
+        version: "v1".into(),
+        api_version: "v1".into(),
+        kind: "ConfigMap".into(),
+        plural: "configmaps".into(),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Spec {
+    /// The module's digest (hex): nodes refuse other bytes.
+    pub sha256: String,
+    pub source: Source,
+    /// The role `multusctl plugin inspect` found when it was pushed; nodes
+    /// audit the module themselves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// `wasmPlugins.<type>`'s keys but `sha256`: `hostNetns`,
+    /// `memoryLimitMib`, `timeoutMs`, `hostCallTimeoutMs`,
+    /// `clusterCallTimeoutMs`, `clusterGroups`, `clusterNamespace`.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub grants: Map<String, Value>,
+}
+
+/// Where the module's bytes are. Only a ConfigMap today; an image
+/// reference is the next source, a sibling of `configMap`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Source {
+    pub config_map: ConfigMapSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigMapSource {
+    /// In the multus namespace.
+    pub name: String,
+    /// The `binaryData` key.
+    pub key: String,
+}
+
+impl Spec {
+    pub fn from_object(obj: &Value) -> Result<Self, String> {
+        serde_json::from_value(obj["spec"].clone()).map_err(|e| format!("spec: {e}"))
+    }
+
+    /// The settings multus applies to this plugin: its grants, pinned to
+    /// its digest.
+    pub fn settings(&self) -> Result<PluginSettings, String> {
+        if self.grants.contains_key("sha256") {
+            return Err("spec.grants.sha256: the pin is spec.sha256".into());
+        }
+        if self.sha256.len() != 64 || !self.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!(
+                "spec.sha256 {:?} is not a sha256 in hex",
+                self.sha256
+            ));
+        }
+        let mut all = self.grants.clone();
+        all.insert("sha256".into(), self.sha256.to_ascii_lowercase().into());
+        serde_json::from_value(Value::Object(all)).map_err(|e| format!("spec.grants: {e}"))
+    }
+}
+
+/// Whether `name` can be a WasmPlugin's name and so a module's file name.
+pub fn valid_type(name: &str) -> Result<(), String> {
+    multus::config::netconf::validate_type(name)?;
+    if name.starts_with('.') {
+        return Err(format!("{name:?} is not a plugin name"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn grants_become_settings_pinned_to_the_digest() {
+        let sha = "ab".repeat(32);
+        let obj = json!({"spec": {"sha256": sha, "source": {"configMap": {"name": "m", "key": "k"}},
+            "grants": {"hostNetns": true, "memoryLimitMib": 16}}});
+        let s = Spec::from_object(&obj).unwrap().settings().unwrap();
+        assert_eq!(
+            (s.sha256.as_deref(), s.host_netns, s.memory_limit_mib),
+            (Some(sha.as_str()), true, 16)
+        );
+        let bad = json!({"spec": {"sha256": sha, "source": {"configMap": {"name": "m", "key": "k"}},
+            "grants": {"hostNet": true}}});
+        let e = Spec::from_object(&bad).unwrap().settings().unwrap_err();
+        assert!(e.contains("spec.grants") && e.contains("hostNet"), "{e}");
+        let pin = json!({"spec": {"sha256": sha, "source": {"configMap": {"name": "m", "key": "k"}},
+            "grants": {"sha256": sha}}});
+        assert!(Spec::from_object(&pin)
+            .unwrap()
+            .settings()
+            .unwrap_err()
+            .contains("spec.sha256"));
+        let short =
+            json!({"spec": {"sha256": "abc", "source": {"configMap": {"name": "m", "key": "k"}}}});
+        assert!(Spec::from_object(&short)
+            .unwrap()
+            .settings()
+            .unwrap_err()
+            .contains("not a sha256"));
+        let image = json!({"spec": {"sha256": sha, "source": {"image": "x"}}});
+        assert!(Spec::from_object(&image).unwrap_err().contains("image"));
+        assert!(
+            valid_type("tuning").is_ok() && valid_type(".x").is_err() && valid_type("a/b").is_err()
+        );
+    }
+}

@@ -1,0 +1,246 @@
+//! A node's side of WasmPlugin objects: every object's module fetched,
+//! verified against its sha256, audited and precompiled, and only then
+//! placed in the plugin dir (atomically, with its grants beside it); a
+//! module whose object is gone removed. What this node placed is recorded
+//! in `<pluginDir>/.multusctl-objects.json`, so modules an admin dropped
+//! there by hand are never replaced or removed. Each object's status gets
+//! this node's entry.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use multus::config::wasm::{PluginSettings, GRANTS_SUFFIX};
+use multus::fsutil;
+use multus::k8s::client::{Kind, Kube};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::status::{report, NodeState};
+use super::{configmap_resource, resource, valid_type, Spec};
+use crate::compile::{engine, precompile};
+use crate::inspect::report as audit;
+
+/// What this node placed from objects: type to sha256.
+pub const RECORD: &str = ".multusctl-objects.json";
+
+/// Where this node keeps plugins, and who it is.
+pub struct Target {
+    pub node: String,
+    /// Where the ConfigMaps are.
+    pub namespace: String,
+    /// As this process sees them (under the host root).
+    pub plugin_dir: PathBuf,
+    pub cache_dir: PathBuf,
+    /// The plugin dir as multus sees it (the artifact index's key).
+    pub host_plugin_dir: PathBuf,
+}
+
+/// What one pass did, per type.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Pass {
+    pub placed: Vec<String>,
+    pub unchanged: Vec<String>,
+    pub removed: Vec<String>,
+    /// (type, why): the node keeps what it had.
+    pub refused: Vec<(String, String)>,
+}
+
+fn digest(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+fn read_record(dir: &Path) -> BTreeMap<String, String> {
+    std::fs::read(dir.join(RECORD))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn file_digest(p: &Path) -> Option<String> {
+    std::fs::read(p).ok().map(|b| digest(&b))
+}
+
+fn grants_bytes(settings: &PluginSettings) -> Vec<u8> {
+    serde_json::to_vec_pretty(settings).expect("settings serialize")
+}
+
+/// The module bytes of `spec`, from its ConfigMap, checked against its
+/// digest.
+fn fetch(kube: &Kube, namespace: &str, spec: &Spec) -> Result<Vec<u8>, String> {
+    let cm = &spec.source.config_map;
+    let obj = kube
+        .get_object(&configmap_resource(), namespace, &cm.name)
+        .map_err(|e| e.to_string())?;
+    let encoded = obj.data["binaryData"][&cm.key].as_str().ok_or_else(|| {
+        format!(
+            "ConfigMap {namespace}/{} has no binaryData key {:?}",
+            cm.name, cm.key
+        )
+    })?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .map_err(|e| {
+            format!(
+                "ConfigMap {namespace}/{} binaryData {:?}: {e}",
+                cm.name, cm.key
+            )
+        })?;
+    let got = digest(&bytes);
+    if !got.eq_ignore_ascii_case(&spec.sha256) {
+        return Err(format!(
+            "ConfigMap {namespace}/{} holds a module with sha256 {got}, not the object's {}",
+            cm.name, spec.sha256
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Places `bytes` as `<ty>.wasm` once a role accepts it and it is
+/// precompiled; its grants first, pinned to its digest, so that for the
+/// instant between the two renames a call fails on the pin rather than
+/// running a module under another's grants.
+fn place(t: &Target, ty: &str, bytes: &[u8], settings: &PluginSettings) -> Result<(), String> {
+    let engine = engine()?;
+    let final_path = t.plugin_dir.join(format!("{ty}.wasm"));
+    let host_path = t.host_plugin_dir.join(format!("{ty}.wasm"));
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!(".{ty}.wasm."))
+        .tempfile_in(&t.plugin_dir)
+        .map_err(|e| format!("a temp file in {}: {e}", t.plugin_dir.display()))?;
+    std::fs::write(tmp.path(), bytes).map_err(|e| format!("{}: {e}", tmp.path().display()))?;
+    let pre = precompile(&engine, tmp.path(), &host_path, &t.cache_dir)?;
+    let verdict = audit(
+        &engine,
+        &final_path,
+        pre.size,
+        pre.sha256.clone(),
+        &pre.component,
+    );
+    if !verdict.accepted {
+        let why: Vec<String> = verdict
+            .roles
+            .iter()
+            .map(|r| format!("{}: {}", r.role, r.refused.join(", ")))
+            .collect();
+        return Err(format!("no role accepts the module ({})", why.join("; ")));
+    }
+    let grants = t.plugin_dir.join(format!("{ty}{GRANTS_SUFFIX}"));
+    fsutil::write_atomic(&grants, &grants_bytes(settings), 0o644)
+        .map_err(|e| format!("{}: {e}", grants.display()))?;
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .map_err(|e| format!("{}: {e}", tmp.path().display()))?;
+    tmp.persist(&final_path)
+        .map_err(|e| format!("{}: {e}", final_path.display()))?;
+    // Indexed again under the placed file's stamp (the rename changed it),
+    // from the artifact just written: no compile.
+    precompile(&engine, &final_path, &host_path, &t.cache_dir).map(drop)
+}
+
+fn remove(t: &Target, ty: &str, sha: &str) -> Result<bool, String> {
+    let module = t.plugin_dir.join(format!("{ty}.wasm"));
+    // One changed since it was placed is an admin's now: left alone.
+    if file_digest(&module).is_some_and(|d| d == sha) {
+        std::fs::remove_file(&module).map_err(|e| format!("{}: {e}", module.display()))?;
+    }
+    let grants = t.plugin_dir.join(format!("{ty}{GRANTS_SUFFIX}"));
+    match std::fs::remove_file(&grants) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(format!("{}: {e}", grants.display())),
+    }
+}
+
+/// One object: placed, already in place, or refused (the node keeps what
+/// it had); the digest it now runs.
+fn one(
+    kube: &Kube,
+    t: &Target,
+    ty: &str,
+    obj: &Value,
+    record: &mut BTreeMap<String, String>,
+    pass: &mut Pass,
+) -> Result<String, String> {
+    valid_type(ty)?;
+    let spec = Spec::from_object(obj)?;
+    let settings = spec.settings()?;
+    let want = spec.sha256.to_ascii_lowercase();
+    let module = t.plugin_dir.join(format!("{ty}.wasm"));
+    let grants = t.plugin_dir.join(format!("{ty}{GRANTS_SUFFIX}"));
+    let have = file_digest(&module);
+    if have.is_some() && !record.contains_key(ty) {
+        return Err(format!(
+            "{} was not placed by a WasmPlugin object: remove it (or the object) to let one manage {ty}",
+            module.display()
+        ));
+    }
+    if have.as_deref() == Some(want.as_str())
+        && std::fs::read(&grants).ok() == Some(grants_bytes(&settings))
+    {
+        record.insert(ty.into(), want.clone());
+        pass.unchanged.push(ty.into());
+        return Ok(want);
+    }
+    let bytes = fetch(kube, &t.namespace, &spec)?;
+    place(t, ty, &bytes, &settings)?;
+    record.insert(ty.into(), want.clone());
+    pass.placed.push(ty.into());
+    Ok(want)
+}
+
+/// One pass over every WasmPlugin object. An API error listing them
+/// changes nothing on the node.
+pub fn sync_once(kube: &Kube, t: &Target) -> Result<Pass, String> {
+    let list = match kube.list_objects(&resource(), "") {
+        Ok(l) => l,
+        Err(e) if e.kind == Kind::NotFound => {
+            return Err(format!(
+                "{e}: the WasmPlugin CRD is not installed (kubectl apply -k deploy/crd)"
+            ))
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    std::fs::create_dir_all(&t.plugin_dir)
+        .map_err(|e| format!("{}: {e}", t.plugin_dir.display()))?;
+    let mut record = read_record(&t.plugin_dir);
+    let before = record.clone();
+    let mut pass = Pass::default();
+    let mut seen = Vec::new();
+    for obj in &list.items {
+        let Some(ty) = obj.metadata.name.clone() else {
+            continue;
+        };
+        seen.push(ty.clone());
+        let value = serde_json::to_value(obj).map_err(|e| e.to_string())?;
+        let entry = match one(kube, t, &ty, &value, &mut record, &mut pass) {
+            Ok(sha) => NodeState::new(&t.node, Some(sha), None),
+            Err(why) => {
+                tracing::warn!(plugin = %ty, error = %why, "WasmPlugin refused; this node keeps what it had");
+                pass.refused.push((ty.clone(), why.clone()));
+                let running = record.get(&ty).cloned();
+                NodeState::new(&t.node, running, Some(why))
+            }
+        };
+        if let Err(e) = report(kube, &ty, &entry) {
+            tracing::warn!(plugin = %ty, error = %e, "cannot write the WasmPlugin's status");
+        }
+    }
+    for (ty, sha) in before.iter().filter(|(ty, _)| !seen.contains(ty)) {
+        match remove(t, ty, sha) {
+            Ok(_) => {
+                record.remove(ty);
+                pass.removed.push(ty.clone());
+            }
+            Err(e) => pass.refused.push((ty.clone(), e)),
+        }
+    }
+    if record != before {
+        let bytes = serde_json::to_vec_pretty(&record).expect("a map serializes");
+        let p = t.plugin_dir.join(RECORD);
+        fsutil::write_atomic(&p, &bytes, 0o644).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    Ok(pass)
+}

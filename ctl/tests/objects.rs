@@ -1,0 +1,356 @@
+//! WasmPlugin objects against the in-test API server: `plugin push` makes
+//! the object and its ConfigMap, each node's `plugin sync` places the
+//! module with its grants and reports in the status, a changed object
+//! rolls out (to a node that was offline too, on its next pass), a wrong
+//! digest or a module no role accepts is refused while the node keeps what
+//! it had, a deleted object's module goes, and an admin's own module is
+//! never touched.
+
+use std::path::Path;
+use std::process::Command;
+
+use base64::Engine;
+use multus::config::multus::MultusConf;
+use multus_testbed::kube_api::FakeKubeApi;
+use multus_testbed::node::built_plugins;
+use multus_testbed::{in_netns, Netns};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+const MULTUSCTL: &str = env!("CARGO_BIN_EXE_multusctl");
+const NS: &str = "kube-system";
+const PLUGINS: &str = "etc/cni/multus/plugins";
+
+fn ctl(ns: &Netns, api: &FakeKubeApi, args: &[&str]) -> (i32, String, String) {
+    let mut c = Command::new(MULTUSCTL);
+    c.args(args).arg("--kubeconfig").arg(api.kubeconfig());
+    let _ns = in_netns(&mut c, ns).unwrap();
+    let out = c.output().unwrap();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn sync(ns: &Netns, api: &FakeKubeApi, node: &str, root: &Path) -> (i32, String) {
+    let (code, out, err) = ctl(
+        ns,
+        api,
+        &[
+            "plugin",
+            "sync",
+            "--once",
+            "--node",
+            node,
+            "--host-root",
+            root.to_str().unwrap(),
+        ],
+    );
+    (code, out + &err)
+}
+
+fn sha(bytes: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+fn module(name: &str) -> Vec<u8> {
+    std::fs::read(built_plugins().join(format!("{name}.wasm"))).unwrap()
+}
+
+/// A node's view: the module's digest and the grants file, if placed.
+fn placed(root: &Path, ty: &str) -> (Option<String>, Option<Value>) {
+    let dir = root.join(PLUGINS);
+    (
+        std::fs::read(dir.join(format!("{ty}.wasm")))
+            .ok()
+            .map(|b| sha(&b)),
+        std::fs::read(dir.join(format!("{ty}.grants.json")))
+            .ok()
+            .map(|b| serde_json::from_slice(&b).unwrap()),
+    )
+}
+
+fn node_status(api: &FakeKubeApi, ty: &str, node: &str) -> Value {
+    let obj = api.custom_object("wasmplugins", "", ty).unwrap();
+    obj["status"]["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|n| n["node"] == node)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+#[test]
+fn a_pushed_plugin_rolls_out_to_every_node_and_goes_when_deleted() {
+    let ns = Netns::new("t-objects").unwrap();
+    let api = FakeKubeApi::start(&ns, "token-1").unwrap();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let tuning = module("tuning");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tuning.wasm");
+    std::fs::write(&file, &tuning).unwrap();
+
+    // Grants multus would refuse are refused before anything is written.
+    let (code, _, err) = ctl(
+        &ns,
+        &api,
+        &[
+            "plugin",
+            "push",
+            file.to_str().unwrap(),
+            "--grant",
+            "hostNet=true",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--grant") && err.contains("hostNet"), "{err}");
+    assert!(api.custom_objects("configmaps", NS).is_empty());
+
+    let (code, out, err) = ctl(
+        &ns,
+        &api,
+        &[
+            "plugin",
+            "push",
+            file.to_str().unwrap(),
+            "--grant",
+            "hostNetns=true",
+            "--grant",
+            "memoryLimitMib=16",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&sha(&tuning)) && out.contains("chained"),
+        "{out}"
+    );
+    let obj = api.custom_object("wasmplugins", "", "tuning").unwrap();
+    assert_eq!(obj["spec"]["sha256"], sha(&tuning));
+    assert_eq!(
+        obj["spec"]["grants"],
+        json!({"hostNetns": true, "memoryLimitMib": 16})
+    );
+
+    // Two nodes converge, each reporting in the status.
+    let before_sync = api.requests().len();
+    for (name, root) in [("node-a", a.path()), ("node-b", b.path())] {
+        let (code, log) = sync(&ns, &api, name, root);
+        assert_eq!(code, 0, "{log}");
+        let (digest, grants) = placed(root, "tuning");
+        assert_eq!(digest.as_deref(), Some(sha(&tuning).as_str()));
+        let grants = grants.unwrap();
+        assert_eq!(
+            (
+                grants["hostNetns"].as_bool(),
+                grants["memoryLimitMib"].as_u64()
+            ),
+            (Some(true), Some(16))
+        );
+        assert_eq!(grants["sha256"], sha(&tuning));
+        assert_eq!(node_status(&api, "tuning", name)["sha256"], sha(&tuning));
+    }
+    sync_is_granted_exactly_what_it_calls(&api.requests()[before_sync..]);
+    let obj = api.custom_object("wasmplugins", "", "tuning").unwrap();
+    assert_eq!(
+        (
+            obj["status"]["readyNodes"].as_u64(),
+            obj["status"]["failedNodes"].as_u64()
+        ),
+        (Some(2), Some(0))
+    );
+    // Precompiled: the artifact of the placed module is in the cache.
+    let cache = a.path().join("var/lib/cni/multus/wasm-cache");
+    assert!(multus::delegate::wasm::artifact::artifact_path(&cache, &sha(&tuning)).is_file());
+    // multus applies the object's grants, and refuses a conf that grants
+    // the type differently.
+    let conf = |extra: &str| {
+        let s = format!(
+            r#"{{"cniVersion":"1.0.0","name":"m","type":"multus","clusterNetwork":"x","wasmPluginDir":"{}"{extra}}}"#,
+            a.path().join(PLUGINS).display()
+        );
+        MultusConf::parse(s.as_bytes()).unwrap()
+    };
+    let s = conf("").wasm.settings("tuning").unwrap();
+    assert_eq!(
+        (s.host_netns, s.memory_limit_mib, s.sha256),
+        (true, 16, Some(sha(&tuning)))
+    );
+    let e = conf(r#","wasmPlugins":{"tuning":{"hostNetns":false}}"#)
+        .wasm
+        .settings("tuning")
+        .unwrap_err();
+    assert!(e.contains("disagree"), "{e}");
+    // A second pass changes nothing.
+    let (code, _) = sync(&ns, &api, "node-a", a.path());
+    assert_eq!(code, 0);
+
+    // A new version while node-b is offline: node-a takes it now, node-b
+    // on its next pass.
+    let v2 = module("route-override");
+    std::fs::write(&file, &v2).unwrap();
+    let (code, _, err) = ctl(
+        &ns,
+        &api,
+        &[
+            "plugin",
+            "push",
+            file.to_str().unwrap(),
+            "--grant",
+            "hostNetns=true",
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(sync(&ns, &api, "node-a", a.path()).0, 0);
+    assert_eq!(
+        placed(a.path(), "tuning").0.as_deref(),
+        Some(sha(&v2).as_str())
+    );
+    assert_eq!(
+        placed(b.path(), "tuning").0.as_deref(),
+        Some(sha(&tuning).as_str())
+    );
+    let (_, out, _) = ctl(&ns, &api, &["plugin", "list", "--json"]);
+    let rows: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rows[0]["readyNodes"], json!(["node-a"]), "{rows:#}");
+    assert_eq!(sync(&ns, &api, "node-b", b.path()).0, 0);
+    assert_eq!(
+        placed(b.path(), "tuning").0.as_deref(),
+        Some(sha(&v2).as_str())
+    );
+    let (_, out, _) = ctl(&ns, &api, &["plugin", "list"]);
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("tuning") && l.contains("chained") && l.contains(" 2 ")),
+        "{out}"
+    );
+
+    // Deleted: every node removes the module and its grants; an admin's
+    // own module beside it stays.
+    std::fs::write(a.path().join(PLUGINS).join("mine.wasm"), b"admin's").unwrap();
+    let (code, _, _) = ctl(&ns, &api, &["plugin", "list"]);
+    assert_eq!(code, 0);
+    api.delete_custom("wasmplugins", "", "tuning");
+    assert_eq!(sync(&ns, &api, "node-a", a.path()).0, 0);
+    assert_eq!(placed(a.path(), "tuning"), (None, None));
+    assert!(a.path().join(PLUGINS).join("mine.wasm").is_file());
+}
+
+/// deploy/plugins' rules for the nodes' sync grant exactly what it called.
+fn sync_is_granted_exactly_what_it_calls(requests: &[String]) {
+    use k8s_openapi::api::rbac::v1::{ClusterRole, Role};
+    use multus_testbed::manifests as deploy;
+    let cluster: ClusterRole =
+        serde_json::from_value(deploy::find("ClusterRole", Some("multus-plugin-sync"))).unwrap();
+    let role: Role =
+        serde_json::from_value(deploy::find("Role", Some("multus-plugin-sync"))).unwrap();
+    let (cluster, namespaced) = (
+        deploy::grants(&cluster.rules.unwrap()),
+        deploy::grants(&role.rules.unwrap()),
+    );
+    let mut used = std::collections::BTreeSet::new();
+    for r in requests {
+        let (g, res, verb, ns) = deploy::authorization(r);
+        let key = (g, res, verb);
+        assert!(
+            cluster.contains(&key) || (namespaced.contains(&key) && ns == NS),
+            "not granted: {r}"
+        );
+        used.insert(key);
+    }
+    let granted: std::collections::BTreeSet<_> = cluster.union(&namespaced).cloned().collect();
+    assert_eq!(used, granted, "rules the sync never uses");
+}
+
+#[test]
+fn a_wrong_digest_or_an_unfit_module_is_refused_and_the_node_keeps_its_own() {
+    let ns = Netns::new("t-objects-bad").unwrap();
+    let api = FakeKubeApi::start(&ns, "token-1").unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let good = module("static");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("static.wasm");
+    std::fs::write(&file, &good).unwrap();
+    assert_eq!(
+        ctl(&ns, &api, &["plugin", "push", file.to_str().unwrap()]).0,
+        0
+    );
+    assert_eq!(sync(&ns, &api, "n1", root.path()).0, 0);
+
+    // Someone swaps the ConfigMap's bytes: the digest no longer matches.
+    let mut cm = api
+        .custom_object("configmaps", NS, "wasm-plugin-static")
+        .unwrap();
+    let other = module("host-local");
+    cm["binaryData"]["module.wasm"] = base64::engine::general_purpose::STANDARD
+        .encode(&other)
+        .into();
+    api.put_custom("configmaps", NS, cm);
+    let mut obj = api.custom_object("wasmplugins", "", "static").unwrap();
+    obj["spec"]["sha256"] = sha(b"something else").into();
+    api.put_custom("wasmplugins", "", obj);
+    let (code, log) = sync(&ns, &api, "n1", root.path());
+    assert_eq!(code, 1, "{log}");
+    assert_eq!(
+        placed(root.path(), "static").0.as_deref(),
+        Some(sha(&good).as_str())
+    );
+    let st = node_status(&api, "static", "n1");
+    assert!(
+        st["error"].as_str().unwrap().contains("not the object's"),
+        "{st}"
+    );
+    assert_eq!(st["sha256"], sha(&good));
+
+    // Bytes that are no component, with their true digest: no role takes them.
+    let junk = b"\0asm\x0d\0\x01\0 not a component".to_vec();
+    let mut cm = api
+        .custom_object("configmaps", NS, "wasm-plugin-static")
+        .unwrap();
+    cm["binaryData"]["module.wasm"] = base64::engine::general_purpose::STANDARD
+        .encode(&junk)
+        .into();
+    api.put_custom("configmaps", NS, cm);
+    let mut obj = api.custom_object("wasmplugins", "", "static").unwrap();
+    obj["spec"]["sha256"] = sha(&junk).into();
+    api.put_custom("wasmplugins", "", obj);
+    let (code, _) = sync(&ns, &api, "n1", root.path());
+    assert_eq!(code, 1);
+    assert_eq!(
+        placed(root.path(), "static").0.as_deref(),
+        Some(sha(&good).as_str())
+    );
+    assert!(node_status(&api, "static", "n1")["error"]
+        .as_str()
+        .unwrap()
+        .contains("not a valid component"));
+    // Nothing half-written is left in the plugin dir.
+    let names: Vec<String> = std::fs::read_dir(root.path().join(PLUGINS))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.starts_with(".static.wasm.")),
+        "{names:?}"
+    );
+
+    // An admin's own module of a type an object names is not replaced.
+    let other_root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(other_root.path().join(PLUGINS)).unwrap();
+    std::fs::write(
+        other_root.path().join(PLUGINS).join("static.wasm"),
+        b"admin's",
+    )
+    .unwrap();
+    let (code, _) = sync(&ns, &api, "n2", other_root.path());
+    assert_eq!(code, 1);
+    assert_eq!(
+        std::fs::read(other_root.path().join(PLUGINS).join("static.wasm")).unwrap(),
+        b"admin's"
+    );
+    assert!(node_status(&api, "static", "n2")["error"]
+        .as_str()
+        .unwrap()
+        .contains("not placed by a WasmPlugin object"));
+}
