@@ -33,6 +33,15 @@ fn ctl(ns: &Netns, api: &FakeKubeApi, args: &[&str]) -> (i32, String, String) {
     )
 }
 
+/// `plugin push FILE` with each grant as `--grant`.
+fn push(ns: &Netns, api: &FakeKubeApi, file: &Path, grants: &[&str]) -> (i32, String, String) {
+    let mut args = vec!["plugin", "push", file.to_str().unwrap()];
+    for g in grants {
+        args.extend(["--grant", g]);
+    }
+    ctl(ns, api, &args)
+}
+
 fn sync(ns: &Netns, api: &FakeKubeApi, node: &str, root: &Path) -> (i32, String) {
     let (code, out, err) = ctl(
         ns,
@@ -93,34 +102,12 @@ fn a_pushed_plugin_rolls_out_to_every_node_and_goes_when_deleted() {
     std::fs::write(&file, &tuning).unwrap();
 
     // Grants multus would refuse are refused before anything is written.
-    let (code, _, err) = ctl(
-        &ns,
-        &api,
-        &[
-            "plugin",
-            "push",
-            file.to_str().unwrap(),
-            "--grant",
-            "hostNet=true",
-        ],
-    );
+    let (code, _, err) = push(&ns, &api, &file, &["hostNet=true"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--grant") && err.contains("hostNet"), "{err}");
     assert!(api.custom_objects("configmaps", NS).is_empty());
 
-    let (code, out, err) = ctl(
-        &ns,
-        &api,
-        &[
-            "plugin",
-            "push",
-            file.to_str().unwrap(),
-            "--grant",
-            "hostNetns=true",
-            "--grant",
-            "memoryLimitMib=16",
-        ],
-    );
+    let (code, out, err) = push(&ns, &api, &file, &["hostNetns=true", "memoryLimitMib=16"]);
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains(&sha(&tuning)) && out.contains("chained"),
@@ -190,17 +177,7 @@ fn a_pushed_plugin_rolls_out_to_every_node_and_goes_when_deleted() {
     // on its next pass.
     let v2 = module("route-override");
     std::fs::write(&file, &v2).unwrap();
-    let (code, _, err) = ctl(
-        &ns,
-        &api,
-        &[
-            "plugin",
-            "push",
-            file.to_str().unwrap(),
-            "--grant",
-            "hostNetns=true",
-        ],
-    );
+    let (code, _, err) = push(&ns, &api, &file, &["hostNetns=true"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(sync(&ns, &api, "node-a", a.path()).0, 0);
     assert_eq!(
@@ -272,10 +249,7 @@ fn a_wrong_digest_or_an_unfit_module_is_refused_and_the_node_keeps_its_own() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("static.wasm");
     std::fs::write(&file, &good).unwrap();
-    assert_eq!(
-        ctl(&ns, &api, &["plugin", "push", file.to_str().unwrap()]).0,
-        0
-    );
+    assert_eq!(push(&ns, &api, &file, &[]).0, 0);
     assert_eq!(sync(&ns, &api, "n1", root.path()).0, 0);
 
     // Someone swaps the ConfigMap's bytes: the digest no longer matches.
