@@ -356,7 +356,8 @@ fn thick_mode_asks_the_daemon() {
     healthy(root);
     std::fs::remove_file(root.join("etc/cni/net.d/00-multus.conflist")).unwrap();
     let shim = json!({"cniVersion": "1.0.0", "name": "multus-cni-network", "type": "multus-shim",
-        "clusterNetwork": "/etc/cni/net.d/10-kindnet.conflist", "daemonSocketDir": "/run/multus/",
+        // The daemon's path, as multus-daemon writes it in deploy/thick.
+        "clusterNetwork": "/host/etc/cni/net.d/10-kindnet.conflist", "daemonSocketDir": "/run/multus/",
         "kubeconfig": "/etc/cni/net.d/multus.d/multus.kubeconfig"});
     write(root, "etc/cni/net.d/00-multus.conf", shim.to_string());
     for bin in ["multus-shim"] {
@@ -371,6 +372,16 @@ fn thick_mode_asks_the_daemon() {
     let (code, report) = doctor(root, &[]);
     assert_eq!(code, 1, "{report:#}");
     has(&report, "runtime conf", "ok", &["thick"]);
+    has(
+        &report,
+        "cluster network",
+        "ok",
+        &[
+            "the daemon's path",
+            "/etc/cni/net.d/10-kindnet.conflist",
+            "kindnet",
+        ],
+    );
     has(
         &report,
         "daemon",

@@ -199,10 +199,30 @@ pub fn check_master(node: &Node, ours: &Ours, out: &mut Vec<Finding>) {
     } else {
         reference.clone()
     };
+    // The shim conf's paths are the daemon's (deploy/thick mounts the
+    // host's conf dir at /host/etc/cni/net.d): the master is then found
+    // by its file name in the runtime's conf dir.
+    let daemon_path = ours.daemon_socket_dir.is_some() && reference.contains('/');
+    let on_host = daemon_path
+        .then(|| Path::new(&reference).file_name())
+        .flatten()
+        .map(|n| node.host(&node.cni_conf_dir).join(n))
+        .filter(|p| !node.host(Path::new(&reference)).exists() && p.exists());
+    let host_ref = on_host
+        .as_ref()
+        .map_or(host_ref, |p| p.display().to_string());
     match resolve(&host_ref, &node.host(&ours.conf.conf_dir), "clusterNetwork") {
         Ok(net) => out.push(Finding::ok(
             MASTER,
-            format!("{reference}: network {} ({} plugin(s))", net.name, net.plugins.len()),
+            match &on_host {
+                Some(p) => format!(
+                    "{reference} (the daemon's path; on the host {}): network {} ({} plugin(s))",
+                    node.cni_conf_dir.join(p.file_name().unwrap_or_default()).display(),
+                    net.name,
+                    net.plugins.len()
+                ),
+                None => format!("{reference}: network {} ({} plugin(s))", net.name, net.plugins.len()),
+            },
         )),
         Err(e) if !reference.contains('/') && ours.conf.kubeconfig.is_some() => {
             out.push(Finding::warning(
