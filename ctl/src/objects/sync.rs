@@ -1,4 +1,5 @@
-//! A node's side of WasmPlugin objects: every object's module fetched,
+//! A node's side of WasmPlugin objects: on every change (a watch) and at
+//! each resync, every object's module fetched,
 //! verified against its sha256, audited and precompiled, and only then
 //! placed in the plugin dir (atomically, with its grants beside it); a
 //! module whose object is gone removed. What this node placed is recorded
@@ -44,6 +45,8 @@ pub struct Pass {
     pub removed: Vec<String>,
     /// (type, why): the node keeps what it had.
     pub refused: Vec<(String, String)>,
+    /// The list's resourceVersion: where a watch for the next change starts.
+    pub resource_version: Option<String>,
 }
 
 fn digest(bytes: &[u8]) -> String {
@@ -207,7 +210,10 @@ pub fn sync_once(kube: &Kube, t: &Target) -> Result<Pass, String> {
         .map_err(|e| format!("{}: {e}", t.plugin_dir.display()))?;
     let mut record = read_record(&t.plugin_dir);
     let before = record.clone();
-    let mut pass = Pass::default();
+    let mut pass = Pass {
+        resource_version: list.metadata.resource_version.clone(),
+        ..Pass::default()
+    };
     let mut seen = Vec::new();
     for obj in &list.items {
         let Some(ty) = obj.metadata.name.clone() else {

@@ -441,6 +441,48 @@ impl Kube {
         )
     }
 
+    /// Watches `res` from `resource_version` for at most `window` (under
+    /// the client's per-read timeout: an idle watch sends nothing): `true`
+    /// at the first added, modified or deleted object, `false` when the
+    /// window passes quietly. A version too old (410) is an error of kind
+    /// `Other`: list again.
+    pub fn wait_for_change(
+        &self,
+        res: &ApiResource,
+        ns: &str,
+        resource_version: &str,
+        window: Duration,
+    ) -> Result<bool, KubeError> {
+        use futures_util::TryStreamExt;
+        use kube::api::{WatchEvent, WatchParams};
+        let call = format!("WATCH {} from {resource_version}", res.plural);
+        let api = self.custom_api(self.client.borrow().clone(), ns, res);
+        let params = WatchParams::default().timeout(window.as_secs().max(1) as u32);
+        self.rt.block_on(async {
+            let stream = api
+                .watch(&params, resource_version)
+                .await
+                .map_err(|e| classify(&call, e))?;
+            let mut stream = std::pin::pin!(stream);
+            while let Some(event) = stream.try_next().await.map_err(|e| classify(&call, e))? {
+                match event {
+                    WatchEvent::Added(_) | WatchEvent::Modified(_) | WatchEvent::Deleted(_) => {
+                        return Ok(true)
+                    }
+                    WatchEvent::Bookmark(_) => {}
+                    WatchEvent::Error(e) => {
+                        return Err(KubeError {
+                            call: call.clone(),
+                            kind: Kind::Other,
+                            msg: format!("{} ({})", e.message, e.code),
+                        })
+                    }
+                }
+            }
+            Ok(false)
+        })
+    }
+
     pub fn delete_object(&self, res: &ApiResource, ns: &str, name: &str) -> Result<(), KubeError> {
         self.call(
             &format!("DELETE {} {ns}/{name}", res.plural),

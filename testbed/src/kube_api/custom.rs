@@ -59,6 +59,18 @@ fn qualified(plural: &str) -> String {
 /// Objects by (plural, namespace, name).
 pub type Objects = BTreeMap<(String, String, String), Value>;
 
+/// A change of a watchable kind, for its watches (a delete gets a new
+/// resourceVersion, as the apiserver gives it).
+pub(super) fn record(st: &mut State, plural: &str, kind: &'static str, mut object: Value) {
+    if plural != "wasmplugins" {
+        return;
+    }
+    if kind == "DELETED" {
+        object["metadata"]["resourceVersion"] = st.next_rv().into();
+    }
+    st.record(super::watch::Collection::WasmPlugins, kind, object);
+}
+
 fn kind_of(plural: &str) -> Option<(&'static str, Option<&'static [&'static str]>)> {
     KINDS
         .iter()
@@ -99,6 +111,7 @@ fn replace_status(
     updated["status"] = obj["status"].clone();
     updated["metadata"]["resourceVersion"] = st.next_rv().into();
     st.custom.insert(key.clone(), updated.clone());
+    record(st, plural, "MODIFIED", updated.clone());
     (StatusCode::OK, updated)
 }
 
@@ -267,6 +280,7 @@ pub fn route(
             m["generation"] = 1.into();
             m["creationTimestamp"] = "2026-12-01T00:00:00Z".into();
             st.custom.insert(key(&n), obj.clone());
+            record(st, plural, "ADDED", obj.clone());
             (StatusCode::CREATED, obj)
         }
         (&Method::PUT, Some(n)) => {
@@ -322,15 +336,19 @@ pub fn route(
                 obj["status"] = stored["status"].clone();
             }
             st.custom.insert(key(n), obj.clone());
+            record(st, plural, "MODIFIED", obj.clone());
             (StatusCode::OK, obj)
         }
         (&Method::DELETE, Some(n)) => match st.custom.remove(&key(n)) {
-            Some(o) => (
-                StatusCode::OK,
-                json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+            Some(o) => {
+                record(st, plural, "DELETED", o.clone());
+                (
+                    StatusCode::OK,
+                    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
                        "details": {"name": n, "group": group_of(plural), "kind": plural,
                                    "uid": o["metadata"]["uid"]}}),
-            ),
+                )
+            }
             None => not_found(plural, n),
         },
         _ => status(

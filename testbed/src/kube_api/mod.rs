@@ -99,6 +99,7 @@ impl State {
         let map = match collection {
             Collection::Pods => &mut self.pods,
             Collection::Nads => &mut self.nads,
+            Collection::WasmPlugins => unreachable!("custom.rs stores custom objects"),
         };
         let kind = if map.insert(key, object.clone()).is_some() {
             "MODIFIED"
@@ -112,6 +113,7 @@ impl State {
         let removed = match collection {
             Collection::Pods => self.pods.remove(key),
             Collection::Nads => self.nads.remove(key),
+            Collection::WasmPlugins => unreachable!("custom.rs stores custom objects"),
         };
         if let Some(mut object) = removed {
             object["metadata"]["resourceVersion"] = self.next_rv().into();
@@ -546,17 +548,27 @@ impl FakeKubeApi {
             object["metadata"]["uid"] = format!("{plural}-{namespace}-{name}-{rv}").into();
         }
         object["metadata"]["resourceVersion"] = rv.into();
-        st.custom
-            .insert((plural.into(), namespace.into(), name), object);
+        let kind = if st
+            .custom
+            .insert((plural.into(), namespace.into(), name), object.clone())
+            .is_some()
+        {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        custom::record(&mut st, plural, kind, object);
     }
 
     /// Deletes a custom object (or ConfigMap), as another client would.
     pub fn delete_custom(&self, plural: &str, namespace: &str, name: &str) {
-        self.state
-            .lock()
-            .unwrap()
+        let mut st = self.state.lock().unwrap();
+        if let Some(o) = st
             .custom
-            .remove(&(plural.into(), namespace.into(), name.into()));
+            .remove(&(plural.into(), namespace.into(), name.into()))
+        {
+            custom::record(&mut st, plural, "DELETED", o);
+        }
     }
 
     /// Events created so far, as stored.
@@ -667,6 +679,14 @@ async fn handle(
         (&Method::GET, "/api/v1/pods") => Some(Collection::Pods),
         (&Method::GET, "/apis/k8s.cni.cncf.io/v1/network-attachment-definitions") => {
             Some(Collection::Nads)
+        }
+        // Listed by custom.rs; only a watch is served from the history.
+        (&Method::GET, "/apis/multus-wasm.io/v1alpha1/wasmplugins")
+            if query
+                .split('&')
+                .any(|kv| kv == "watch=true" || kv == "watch=1") =>
+        {
+            Some(Collection::WasmPlugins)
         }
         _ => None,
     };

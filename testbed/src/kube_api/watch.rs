@@ -23,6 +23,20 @@ use super::{status, State};
 pub(super) enum Collection {
     Pods,
     Nads,
+    /// Stored with the other custom objects (custom.rs records their
+    /// changes); only watched here, listed by custom.rs.
+    WasmPlugins,
+}
+
+impl Collection {
+    /// The kind and apiVersion of one object.
+    fn kind(self) -> (&'static str, &'static str) {
+        match self {
+            Collection::Pods => ("Pod", "v1"),
+            Collection::Nads => ("NetworkAttachmentDefinition", "k8s.cni.cncf.io/v1"),
+            Collection::WasmPlugins => ("WasmPlugin", "multus-wasm.io/v1alpha1"),
+        }
+    }
 }
 
 /// One change, as a watch sends it.
@@ -117,25 +131,28 @@ fn selected<'a>(
     st: &'a State,
     collection: Collection,
     q: &'a Query,
-) -> impl Iterator<Item = &'a Value> {
-    let objects = match collection {
-        Collection::Pods => st.pods.values(),
-        Collection::Nads => st.nads.values(),
+) -> Box<dyn Iterator<Item = &'a Value> + 'a> {
+    let objects: Box<dyn Iterator<Item = &'a Value>> = match collection {
+        Collection::Pods => Box::new(st.pods.values()),
+        Collection::Nads => Box::new(st.nads.values()),
+        Collection::WasmPlugins => Box::new(
+            st.custom
+                .iter()
+                .filter(|((p, _, _), _)| p == "wasmplugins")
+                .map(|(_, v)| v),
+        ),
     };
-    objects.filter(|o| q.matches(o))
+    Box::new(objects.filter(|o| q.matches(o)))
 }
 
 pub(super) fn list(st: &State, collection: Collection, q: &Query) -> (StatusCode, Value) {
     let items: Vec<Value> = selected(st, collection, q)
         .map(|o| list_item(collection, o))
         .collect();
-    let (kind, api_version) = match collection {
-        Collection::Pods => ("PodList", "v1"),
-        Collection::Nads => ("NetworkAttachmentDefinitionList", "k8s.cni.cncf.io/v1"),
-    };
+    let (kind, api_version) = collection.kind();
     (
         StatusCode::OK,
-        json!({"kind": kind, "apiVersion": api_version,
+        json!({"kind": format!("{kind}List"), "apiVersion": api_version,
                "metadata": {"resourceVersion": st.resource_version.to_string()},
                "items": items}),
     )
@@ -175,10 +192,7 @@ pub(super) fn stream(state: Arc<Mutex<State>>, collection: Collection, q: Query)
             let initial: Vec<Value> = {
                 let st = state.lock().unwrap();
                 seen = st.resource_version;
-                let (kind, api_version) = match collection {
-                    Collection::Pods => ("Pod", "v1"),
-                    Collection::Nads => ("NetworkAttachmentDefinition", "k8s.cni.cncf.io/v1"),
-                };
+                let (kind, api_version) = collection.kind();
                 selected(&st, collection, &q)
                     .map(|o| json!({"type": "ADDED", "object": o}))
                     .chain([json!({"type": "BOOKMARK", "object": {"kind": kind, "apiVersion": api_version,

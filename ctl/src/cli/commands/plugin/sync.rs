@@ -1,8 +1,10 @@
 //! `multusctl plugin sync`: this node's side of WasmPlugin objects (run
 //! by the DaemonSets as a container of its own, so neither the installer
-//! nor the daemon carries it). Every `--interval` it lists the objects and
-//! converges the plugin dir on them; a node that was down converges on
-//! its first pass. SIGTERM/SIGINT end it between passes.
+//! nor the daemon carries it). It lists the objects and converges the
+//! plugin dir on them, then watches them: each change starts a pass at
+//! once, and every `--interval` a full pass runs anyway (a ConfigMap that
+//! came after its object, an API error). A node that was down converges
+//! on its first pass. SIGTERM/SIGINT end it within a watch window.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use multus::k8s::client::Kube;
 
+use crate::objects::resource;
 use crate::objects::sync::{sync_once, Target};
 
 #[derive(Debug, clap::Args)]
@@ -33,7 +36,8 @@ pub struct SyncArgs {
     /// The API credentials; default the pod's service account.
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    /// A full pass at least this often, changes or not.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
     pub interval: Duration,
     /// One pass, then exit (1 if an object was refused or the API failed).
     #[arg(long)]
@@ -89,7 +93,7 @@ pub fn run(a: &SyncArgs) -> i32 {
         }
     }
     loop {
-        let ok = match sync_once(&kube, &target) {
+        let (ok, from) = match sync_once(&kube, &target) {
             Ok(pass) => {
                 for ty in &pass.placed {
                     tracing::info!(plugin = %ty, "placed");
@@ -97,22 +101,55 @@ pub fn run(a: &SyncArgs) -> i32 {
                 for ty in &pass.removed {
                     tracing::info!(plugin = %ty, "removed: its WasmPlugin is gone");
                 }
-                pass.refused.is_empty()
+                (pass.refused.is_empty(), pass.resource_version)
             }
             Err(e) => {
                 tracing::error!(error = %e, "listing WasmPlugins; the plugin dir is left as it is");
-                false
+                (false, None)
             }
         };
         if a.once {
             return i32::from(!ok);
         }
-        let until = Instant::now() + a.interval;
-        while Instant::now() < until {
-            if stop.load(Ordering::Relaxed) {
-                return 0;
-            }
-            std::thread::sleep(Duration::from_millis(200));
+        if wait(&kube, from.as_deref(), a.interval, &stop) {
+            return 0;
         }
+    }
+}
+
+/// Under the client's per-read timeout (10 s), as an idle watch sends
+/// nothing; also how long a SIGTERM may wait.
+const WINDOW: Duration = Duration::from_secs(8);
+
+/// Waits for a change of the objects after `from`, or `interval`; `true`
+/// when told to stop. Without a version to watch from (the list failed),
+/// or when the watch fails, it waits a window and lists again.
+fn wait(kube: &Kube, from: Option<&str>, interval: Duration, stop: &AtomicBool) -> bool {
+    let until = Instant::now() + interval;
+    while Instant::now() < until {
+        if stop.load(Ordering::Relaxed) {
+            return true;
+        }
+        let Some(from) = from else {
+            sleep_unless(stop, WINDOW);
+            return stop.load(Ordering::Relaxed);
+        };
+        match kube.wait_for_change(&resource(), "", from, WINDOW.min(until - Instant::now())) {
+            Ok(true) => return stop.load(Ordering::Relaxed),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "watching WasmPlugins; listing again");
+                sleep_unless(stop, Duration::from_secs(2));
+                return stop.load(Ordering::Relaxed);
+            }
+        }
+    }
+    stop.load(Ordering::Relaxed)
+}
+
+fn sleep_unless(stop: &AtomicBool, d: Duration) {
+    let until = Instant::now() + d;
+    while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
