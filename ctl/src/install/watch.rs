@@ -14,7 +14,7 @@ const POLL: Duration = Duration::from_secs(1);
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// Sleeps `d`, returning early (true) when `stop` is raised.
-fn sleep_unless(stop: &AtomicBool, d: Duration) -> bool {
+pub fn sleep_unless(stop: &AtomicBool, d: Duration) -> bool {
     let until = Instant::now() + d;
     while Instant::now() < until {
         if stop.load(Ordering::Relaxed) {

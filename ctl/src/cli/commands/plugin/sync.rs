@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use multus::k8s::client::Kube;
 
+use crate::install::watch::sleep_unless;
 use crate::objects::resource;
 use crate::objects::sync::{sync_once, Target};
 
@@ -131,25 +132,16 @@ fn wait(kube: &Kube, from: Option<&str>, interval: Duration, stop: &AtomicBool) 
             return true;
         }
         let Some(from) = from else {
-            sleep_unless(stop, WINDOW);
-            return stop.load(Ordering::Relaxed);
+            return sleep_unless(stop, WINDOW);
         };
         match kube.wait_for_change(&resource(), "", from, WINDOW.min(until - Instant::now())) {
             Ok(true) => return stop.load(Ordering::Relaxed),
             Ok(false) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "watching WasmPlugins; listing again");
-                sleep_unless(stop, Duration::from_secs(2));
-                return stop.load(Ordering::Relaxed);
+                return sleep_unless(stop, Duration::from_secs(2));
             }
         }
     }
     stop.load(Ordering::Relaxed)
-}
-
-fn sleep_unless(stop: &AtomicBool, d: Duration) {
-    let until = Instant::now() + d;
-    while Instant::now() < until && !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
