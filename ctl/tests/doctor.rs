@@ -336,9 +336,15 @@ fn serve(socket: &Path, readyz: u16) {
     std::thread::spawn(move || {
         for s in listener.incoming() {
             let mut s = s.unwrap();
+            let mut head = Vec::new();
             let mut buf = [0u8; 1024];
-            let n = s.read(&mut buf).unwrap();
-            let req = String::from_utf8_lossy(&buf[..n]).to_string();
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let req = String::from_utf8_lossy(&head).to_string();
             let code = if req.starts_with("GET /readyz") {
                 readyz
             } else {

@@ -20,11 +20,10 @@ fn get(socket: &Path, path: &str) -> Result<u16, String> {
     s.set_read_timeout(budget)
         .and(s.set_write_timeout(budget))
         .map_err(|e| e.to_string())?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: multus-daemon\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
+    // One write: a server may answer (and close) once it has the head.
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: multus-daemon\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes()).map_err(|e| e.to_string())?;
     let mut head = Vec::new();
     let mut buf = [0u8; 256];
     while !head.windows(2).any(|w| w == b"\r\n") {
