@@ -524,7 +524,11 @@ fn move_mode_moves_the_master_and_restores_it_on_exit() {
     let w = api.watch(&h, &["--master-mode", "move", "--cleanup-on-exit"]);
     let conf = h.net_d().join("00-multus.conflist");
     eventually("the conf", || conf.exists());
-    assert!(!h.net_d().join("10-kindnet.conflist").exists());
+    // Removed right after the conf is written (never a moment without a
+    // network conf), so a moment after it appears.
+    eventually("the master moved away", || {
+        !h.net_d().join("10-kindnet.conflist").exists()
+    });
     assert_eq!(
         std::fs::read(h.multus_net_d().join("10-kindnet.conflist")).unwrap(),
         original,
