@@ -572,7 +572,7 @@ fn cleanup_on_exit_only_when_the_daemonset_goes() {
     node.api
         .add_pod("kube-system", "multus-x1", "uid-m", &[], &[]);
     node.api.set_pod_owner("kube-system", "multus-x1", "multus");
-    let run = |ds: Option<bool>, down: bool| {
+    let run = |ds: Option<bool>, down: bool, revoked: bool| {
         match ds {
             Some(deleting) => node.api.put_daemonset("kube-system", "multus", deleting),
             None => node.api.remove_daemonset("kube-system", "multus"),
@@ -588,30 +588,40 @@ fn cleanup_on_exit_only_when_the_daemonset_goes() {
         let conf = h.net_d().join("00-multus.conflist");
         eventually("the conf", || conf.exists());
         node.api.set_down(down);
+        if revoked {
+            node.api.accept_token("the service account is deleted");
+        }
         let (code, log) = w.terminate();
         node.api.set_down(false);
+        node.api.accept_token("token-1");
         assert_eq!(code, Some(0), "{log}");
         (conf.exists(), log)
     };
 
-    let (kept, log) = run(Some(false), false);
+    let (kept, log) = run(Some(false), false, false);
     assert!(kept, "a rolling update keeps the conf: {log}");
     assert!(
         log.contains("DaemonSet kube-system/multus still exists"),
         "{log}"
     );
-    let (kept, log) = run(Some(true), false);
+    let (kept, log) = run(Some(true), false, false);
     assert!(!kept, "a DaemonSet being deleted: {log}");
     assert!(log.contains("is being deleted"), "{log}");
-    let (kept, log) = run(None, false);
+    let (kept, log) = run(None, false, false);
     assert!(!kept, "a deleted DaemonSet: {log}");
     // An API server that cannot answer: the conf stays, and the log says why.
-    let (kept, log) = run(Some(true), true);
+    let (kept, log) = run(Some(true), true, false);
     assert!(kept, "{log}");
     assert!(
         log.contains("cannot tell whether the DaemonSet is being deleted"),
         "{log}"
     );
+    // `kubectl delete -k deploy/`: the service account goes with the
+    // DaemonSet, and the pod's token is refused (found by scripts/e2e
+    // once its overlays kept POD_NAME): the conf goes.
+    let (kept, log) = run(Some(false), false, true);
+    assert!(!kept, "{log}");
+    assert!(log.contains("credentials are refused"), "{log}");
     let gets: Vec<String> = node
         .api
         .requests()

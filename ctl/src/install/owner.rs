@@ -79,6 +79,14 @@ pub fn verdict(sa_dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> Verdict {
     };
     match lookup(sa_dir, env, &ns, &pod) {
         Ok(v) => v,
+        // `kubectl delete -k deploy/` deletes the service account and its
+        // RBAC with the DaemonSet: the pod's own credentials refused is the
+        // uninstall itself (a rolling update keeps them).
+        Err(InstallError::Kube(e)) if matches!(e.kind, Kind::Unauthorized | Kind::Forbidden) => {
+            Verdict::CleanUp(format!(
+                "the installer's credentials are refused ({e}): its service account or RBAC is deleted with the DaemonSet"
+            ))
+        }
         Err(e) => Verdict::Keep(format!(
             "cannot tell whether the DaemonSet is being deleted: {e}"
         )),
