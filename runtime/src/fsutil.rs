@@ -6,6 +6,12 @@ use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 
+/// Host path `p` as a process sees it with the host's `/` at `root` (a
+/// DaemonSet pod's host mount, a chroot).
+pub fn under_root(root: &Path, p: &Path) -> std::path::PathBuf {
+    root.join(p.strip_prefix("/").unwrap_or(p))
+}
+
 /// Writes `bytes` to `path` through a temp file in the same directory
 /// (fsync'd, chmod'ed to `mode`, renamed over `path`), then fsyncs the
 /// directory. The parent is created with mode 0700 when missing.

@@ -14,7 +14,8 @@ use super::{Finding, Node};
 const CACHE: &str = "cache";
 const RESERVATIONS: &str = "ip reservations";
 
-pub fn check_cache(node: &Node, ours: &Ours, out: &mut Vec<Finding>) {
+/// The cache's container IDs, for the reservation check.
+pub fn check_cache(node: &Node, ours: &Ours, out: &mut Vec<Finding>) -> Vec<String> {
     let shown = ours.conf.cni_dir.display();
     let dir = node.host(&ours.conf.cni_dir);
     let ids = match cache::list(&dir) {
@@ -25,7 +26,7 @@ pub fn check_cache(node: &Node, ours: &Ours, out: &mut Vec<Finding>) {
                 e.msg,
                 "check the directory's permissions",
             ));
-            return;
+            return Vec::new();
         }
     };
     let mut stale = 0;
@@ -89,6 +90,7 @@ pub fn check_cache(node: &Node, ours: &Ours, out: &mut Vec<Finding>) {
             format!("{shown}: {} container(s), none stale", ids.len()),
         ));
     }
+    ids
 }
 
 /// The container ID a host-local reservation file holds (`<id>\r\n<ifname>`).

@@ -78,7 +78,7 @@ pub struct Node {
 impl Node {
     /// A host path as this process sees it.
     pub fn host(&self, p: &Path) -> PathBuf {
-        self.host_root.join(p.strip_prefix("/").unwrap_or(p))
+        multus::fsutil::under_root(&self.host_root, p)
     }
 }
 

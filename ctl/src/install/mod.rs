@@ -128,7 +128,7 @@ pub struct Options {
 impl Options {
     /// The path of host path `p` as this process sees it.
     pub fn host(&self, p: &Path) -> PathBuf {
-        self.host_root.join(p.strip_prefix("/").unwrap_or(p))
+        multus::fsutil::under_root(&self.host_root, p)
     }
 }
 

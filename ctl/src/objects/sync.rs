@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
-use multus::config::wasm::{PluginSettings, GRANTS_SUFFIX};
+use multus::config::wasm::{grants_path, PluginSettings};
+use multus::delegate::wasm::artifact::hex;
 use multus::fsutil;
 use multus::k8s::client::{Kind, Kube};
 use serde_json::Value;
@@ -21,6 +22,7 @@ use super::status::{report, NodeState};
 use super::{configmap_resource, resource, valid_type, Spec};
 use crate::compile::{engine, precompile};
 use crate::inspect::report as audit;
+use crate::install::binaries;
 
 /// What this node placed from objects: type to sha256.
 pub const RECORD: &str = ".multusctl-objects.json";
@@ -50,7 +52,7 @@ pub struct Pass {
 }
 
 fn digest(bytes: &[u8]) -> String {
-    format!("{:x}", Sha256::digest(bytes))
+    hex(&Sha256::digest(bytes))
 }
 
 fn read_record(dir: &Path) -> BTreeMap<String, String> {
@@ -61,7 +63,7 @@ fn read_record(dir: &Path) -> BTreeMap<String, String> {
 }
 
 fn file_digest(p: &Path) -> Option<String> {
-    std::fs::read(p).ok().map(|b| digest(&b))
+    binaries::digest(p).ok()
 }
 
 fn grants_bytes(settings: &PluginSettings) -> Vec<u8> {
@@ -128,7 +130,7 @@ fn place(t: &Target, ty: &str, bytes: &[u8], settings: &PluginSettings) -> Resul
             .collect();
         return Err(format!("no role accepts the module ({})", why.join("; ")));
     }
-    let grants = t.plugin_dir.join(format!("{ty}{GRANTS_SUFFIX}"));
+    let grants = grants_path(&t.plugin_dir, ty);
     fsutil::write_atomic(&grants, &grants_bytes(settings), 0o644)
         .map_err(|e| format!("{}: {e}", grants.display()))?;
     std::fs::set_permissions(
@@ -149,7 +151,7 @@ fn remove(t: &Target, ty: &str, sha: &str) -> Result<bool, String> {
     if file_digest(&module).is_some_and(|d| d == sha) {
         std::fs::remove_file(&module).map_err(|e| format!("{}: {e}", module.display()))?;
     }
-    let grants = t.plugin_dir.join(format!("{ty}{GRANTS_SUFFIX}"));
+    let grants = grants_path(&t.plugin_dir, ty);
     match std::fs::remove_file(&grants) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
@@ -172,7 +174,7 @@ fn one(
     let settings = spec.settings()?;
     let want = spec.sha256.to_ascii_lowercase();
     let module = t.plugin_dir.join(format!("{ty}.wasm"));
-    let grants = t.plugin_dir.join(format!("{ty}{GRANTS_SUFFIX}"));
+    let grants = grants_path(&t.plugin_dir, ty);
     let have = file_digest(&module);
     if have.is_some() && !record.contains_key(ty) {
         return Err(format!(

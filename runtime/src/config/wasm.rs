@@ -2,7 +2,7 @@
 //! `wasmCacheDir` and the per-plugin `wasmPlugins` settings of the multus conf.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -153,7 +153,7 @@ impl WasmConf {
     /// module (written by `multusctl plugin sync`, always with the module's
     /// sha256 as the pin, so they never apply to another module).
     pub fn grants_path(&self, ty: &str) -> PathBuf {
-        self.plugin_dir.join(format!("{ty}{GRANTS_SUFFIX}"))
+        grants_path(&self.plugin_dir, ty)
     }
 
     /// The grants and limits of plugin `ty`: the conf's `wasmPlugins.<ty>`
@@ -180,8 +180,10 @@ impl WasmConf {
     }
 }
 
-/// The file name suffix of a WasmPlugin object's grants in the plugin dir.
-pub const GRANTS_SUFFIX: &str = ".grants.json";
+/// Where a WasmPlugin object's grants for `ty` are in `plugin_dir`.
+pub fn grants_path(plugin_dir: &Path, ty: &str) -> PathBuf {
+    plugin_dir.join(format!("{ty}.grants.json"))
+}
 
 #[cfg(test)]
 mod tests {

@@ -20,7 +20,7 @@ impl NativeRunner<'_> {
     /// `p` as this process sees it.
     fn seen(&self, p: &Path) -> PathBuf {
         match self.chroot {
-            Some(root) => root.join(p.strip_prefix("/").unwrap_or(p)),
+            Some(root) => crate::fsutil::under_root(root, p),
             None => p.to_path_buf(),
         }
     }

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use multus::fsutil::under_root;
 use multus::k8s::client::Kube;
 
 use crate::install::watch::sleep_unless;
@@ -43,10 +44,6 @@ pub struct SyncArgs {
     /// One pass, then exit (1 if an object was refused or the API failed).
     #[arg(long)]
     pub once: bool,
-}
-
-fn host(root: &std::path::Path, p: &std::path::Path) -> PathBuf {
-    root.join(p.strip_prefix("/").unwrap_or(p))
 }
 
 pub fn run(a: &SyncArgs) -> i32 {
@@ -82,8 +79,8 @@ pub fn run(a: &SyncArgs) -> i32 {
     let target = Target {
         node: a.node.clone(),
         namespace: a.namespace.clone(),
-        plugin_dir: host(&a.host_root, &a.plugin_dir),
-        cache_dir: host(&a.host_root, &a.cache_dir),
+        plugin_dir: under_root(&a.host_root, &a.plugin_dir),
+        cache_dir: under_root(&a.host_root, &a.cache_dir),
         host_plugin_dir: a.plugin_dir.clone(),
     };
     let stop = Arc::new(AtomicBool::new(false));
