@@ -107,6 +107,8 @@ fn plugin_run(module: &str, args: &[&std::ffi::OsStr]) -> (i32, String, String) 
     let out = Command::new(MULTUSCTL)
         .args(["plugin", "run"])
         .arg(built_plugins().join(format!("{module}.wasm")))
+        .arg("--store-root")
+        .arg(std::env::temp_dir())
         .args(args)
         .output()
         .unwrap();

@@ -22,7 +22,7 @@ pub struct Grant {
     pub plugin: String,
     pub network: String,
     /// The store's directory; `None` denies the store.
-    pub store_root: Option<PathBuf>,
+    pub store_root: Option<crate::store::StoreDir>,
     /// The pod netns path (CNI_NETNS); `None` denies container netlink/sysctl.
     pub netns: Option<PathBuf>,
     /// A DEL, GC or STATUS with no pod netns (CNI_NETNS empty, as

@@ -3,6 +3,7 @@
 //! recording backend that records the operations and changes nothing.
 //! What a guest may touch is decided per invocation by a [`grant::Grant`].
 
+pub mod beneath;
 pub mod bindings;
 pub mod cluster;
 pub mod grant;

@@ -54,9 +54,43 @@ fn io(what: &str, e: std::io::Error) -> HostError {
     HostError::Io(format!("{what}: {e}"))
 }
 
-/// The on-disk store rooted at `<dataDir>/<network>`.
+/// A store's directory: `rel` beneath an admin's store root. The only way
+/// to make one checks that `rel` is plain names, and the store opens it
+/// without following a symlink below the root
+/// ([`crate::beneath`]), so no config value can put a store elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreDir {
+    root: PathBuf,
+    rel: PathBuf,
+}
+
+impl StoreDir {
+    pub fn beneath(root: &Path, rel: &Path) -> Result<Self, String> {
+        let parts = crate::beneath::plain_components(rel)?;
+        if parts.is_empty() {
+            return Err("names the store root itself".into());
+        }
+        Ok(Self {
+            root: root.to_path_buf(),
+            rel: rel.to_path_buf(),
+        })
+    }
+
+    /// `<root>/<rel>`, for messages.
+    pub fn path(&self) -> PathBuf {
+        self.root.join(&self.rel)
+    }
+
+    /// This store's directory for `network` (host-local's
+    /// `<dataDir>/<network>`); `network` must be a plain name.
+    pub fn join(&self, network: &str) -> Result<Self, String> {
+        Self::beneath(&self.root, &self.rel.join(network))
+    }
+}
+
+/// The on-disk store in a [`StoreDir`].
 pub struct FsStore {
-    pub root: PathBuf,
+    pub dir: StoreDir,
     /// How long `open` waits for another transaction's lock: the host
     /// call's budget, so a wedged holder cannot stall a call past it.
     pub lock_timeout: Duration,
@@ -94,10 +128,19 @@ fn lock_within(file: &File, timeout: Duration) -> Result<(), HostError> {
 
 impl StoreBackend for FsStore {
     fn open(&self) -> Result<Box<dyn Txn>, HostError> {
-        Dir::create_ambient_dir_all(&self.root, ambient_authority())
-            .map_err(|e| io(&format!("creating {}", self.root.display()), e))?;
-        let dir = Dir::open_ambient_dir(&self.root, ambient_authority())
-            .map_err(|e| io(&format!("opening {}", self.root.display()), e))?;
+        let path = self.dir.path();
+        // The root is the admin's: made if missing, as the state dirs of a
+        // fresh node are.
+        Dir::create_ambient_dir_all(&self.dir.root, ambient_authority())
+            .map_err(|e| io(&format!("creating {}", self.dir.root.display()), e))?;
+        let fd = crate::beneath::open_dir(&self.dir.root, &self.dir.rel, true).map_err(|e| {
+            let what = format!("opening {}", path.display());
+            match crate::beneath::is_symlink_refusal(&e) {
+                true => HostError::Denied(format!("{what}: {e}")),
+                false => io(&what, e),
+            }
+        })?;
+        let dir = Dir::from_std_file(std::fs::File::from(fd));
         let lock = dir
             .open_with(
                 LOCK,
@@ -112,7 +155,7 @@ impl StoreBackend for FsStore {
         Ok(Box::new(FsTxn {
             dir,
             _lock: lock,
-            root: self.root.clone(),
+            root: path,
         }))
     }
 }
@@ -274,10 +317,6 @@ impl Txn for RecordingStore {
     }
 }
 
-/// `<dataDir>/<network>`: where a network's store lives.
-pub fn root(data_dir: &Path, network: &str) -> PathBuf {
-    data_dir.join(network)
-}
 
 #[cfg(test)]
 mod tests {
@@ -287,7 +326,7 @@ mod tests {
     fn fs_store_is_host_local_layout() {
         let d = tempfile::tempdir().unwrap();
         let s = FsStore {
-            root: root(d.path(), "net"),
+            dir: StoreDir::beneath(d.path(), Path::new("net")).unwrap(),
             lock_timeout: Duration::from_secs(1),
         };
         let mut t = s.open().unwrap();
@@ -310,6 +349,31 @@ mod tests {
         assert!(t.get("nope").unwrap().is_none());
     }
 
+    /// A store dir is plain names beneath its root, and a symlink planted
+    /// below the root (say, to another network's reservations) is refused.
+    #[test]
+    fn a_store_dir_stays_beneath_its_root() {
+        let d = tempfile::tempdir().unwrap();
+        for bad in ["../x", "a/../../x", "/etc", "", "."] {
+            assert!(StoreDir::beneath(d.path(), Path::new(bad)).is_err(), "{bad}");
+        }
+        let dir = StoreDir::beneath(d.path(), Path::new("networks")).unwrap();
+        assert!(dir.join("../other").is_err() && dir.join("a/b").is_ok());
+        std::fs::create_dir_all(d.path().join("networks/other")).unwrap();
+        std::os::unix::fs::symlink(
+            d.path().join("networks/other"),
+            d.path().join("networks/mine"),
+        )
+        .unwrap();
+        let s = FsStore {
+            dir: dir.join("mine").unwrap(),
+            lock_timeout: Duration::from_secs(1),
+        };
+        let e = s.open().err().expect("a symlinked store is refused");
+        assert!(e.to_string().contains("symlink"), "{e}");
+        assert!(!d.path().join("networks/other/lock").exists());
+    }
+
     #[test]
     fn keys_cannot_escape() {
         for k in ["", "../x", "a/b", ".", "..", "lock", ".hidden", "a\0b"] {
@@ -321,9 +385,9 @@ mod tests {
     #[test]
     fn lock_serializes_transactions() {
         let d = tempfile::tempdir().unwrap();
-        let root = root(d.path(), "net");
-        let store = |root: PathBuf, ms: u64| FsStore {
-            root,
+        let root = StoreDir::beneath(d.path(), Path::new("net")).unwrap();
+        let store = |dir: StoreDir, ms: u64| FsStore {
+            dir,
             lock_timeout: Duration::from_millis(ms),
         };
         let t1 = store(root.clone(), 1000).open().unwrap();
@@ -348,9 +412,9 @@ mod tests {
     #[test]
     fn a_held_lock_times_out_within_the_budget() {
         let d = tempfile::tempdir().unwrap();
-        let root = root(d.path(), "net");
+        let root = StoreDir::beneath(d.path(), Path::new("net")).unwrap();
         let store = |ms: u64| FsStore {
-            root: root.clone(),
+            dir: root.clone(),
             lock_timeout: Duration::from_millis(ms),
         };
         let _held = store(1000).open().unwrap();

@@ -5,6 +5,7 @@
 //! `invoke` the per-command orchestration and `app` the binary's entry.
 
 pub mod app;
+pub mod boundary;
 pub mod cache;
 pub mod cni;
 pub mod config;

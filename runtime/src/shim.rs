@@ -8,6 +8,7 @@ use std::io::Read;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
+use crate::boundary::{Bounds, PluginType};
 use crate::cni::{CniEnv, CniError, Code, Command};
 use crate::config::WasmConf;
 use crate::delegate::wasm::{self, Role};
@@ -18,6 +19,7 @@ const ENV_PLUGIN_DIR: &str = "MULTUS_WASM_PLUGIN_DIR";
 const ENV_CACHE_DIR: &str = "MULTUS_WASM_CACHE_DIR";
 const ENV_PLUGINS: &str = "MULTUS_WASM_PLUGINS";
 const ENV_KUBECONFIG: &str = "MULTUS_WASM_KUBECONFIG";
+const ENV_BOUNDS: &str = "MULTUS_WASM_BOUNDS";
 
 /// The environment that lets a re-entered multus find its wasm settings.
 pub fn env(conf: &WasmConf) -> Vec<(String, String)> {
@@ -28,6 +30,10 @@ pub fn env(conf: &WasmConf) -> Vec<(String, String)> {
             ENV_PLUGINS.into(),
             serde_json::to_string(&conf.plugins).expect("settings serialize"),
         ),
+        (
+            ENV_BOUNDS.into(),
+            serde_json::to_string(&conf.bounds).expect("bounds serialize"),
+        ),
     ];
     if let Some(k) = &conf.kubeconfig {
         env.push((ENV_KUBECONFIG.into(), k.display().to_string()));
@@ -37,7 +43,7 @@ pub fn env(conf: &WasmConf) -> Vec<(String, String)> {
 
 /// Makes `<cacheDir>/bin/<ipam>` a link to the `multus` binary at `me`;
 /// returns the dir.
-pub fn prepare(conf: &WasmConf, ipam: &str, me: &Path) -> Result<PathBuf, CniError> {
+pub fn prepare(conf: &WasmConf, ipam: &PluginType, me: &Path) -> Result<PathBuf, CniError> {
     let dir = conf.cache_dir.join("bin");
     let io = |what: &str, p: &Path, e: std::io::Error| {
         CniError::new(
@@ -50,7 +56,7 @@ pub fn prepare(conf: &WasmConf, ipam: &str, me: &Path) -> Result<PathBuf, CniErr
         .mode(0o700)
         .create(&dir)
         .map_err(|e| io("creating", &dir, e))?;
-    let link = dir.join(ipam);
+    let link = dir.join(ipam.as_str());
     if std::fs::read_link(&link).is_ok_and(|t| t == me) {
         return Ok(dir);
     }
@@ -74,11 +80,14 @@ fn conf_from_env() -> Result<WasmConf, CniError> {
     };
     let plugins = serde_json::from_str(&var(ENV_PLUGINS)?)
         .map_err(|e| CniError::new(Code::InvalidEnv, format!("{ENV_PLUGINS}: {e}")))?;
+    let bounds: Bounds = serde_json::from_str(&var(ENV_BOUNDS)?)
+        .map_err(|e| CniError::new(Code::InvalidEnv, format!("{ENV_BOUNDS}: {e}")))?;
     Ok(WasmConf {
         plugin_dir: var(ENV_PLUGIN_DIR)?.into(),
         cache_dir: var(ENV_CACHE_DIR)?.into(),
         plugins,
         kubeconfig: std::env::var_os(ENV_KUBECONFIG).map(Into::into),
+        bounds,
     })
 }
 
@@ -99,7 +108,11 @@ pub fn run(plugin: &str) -> Outcome {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
-    let Some(module) = conf.module(plugin) else {
+    let plugin = match PluginType::parse(plugin, "the IPAM shim's name") {
+        Ok(p) => p,
+        Err(r) => return fail(r.into()),
+    };
+    let Some(module) = conf.module(&plugin) else {
         return fail(CniError::new(
             Code::InvalidConfig,
             format!(
@@ -110,7 +123,7 @@ pub fn run(plugin: &str) -> Outcome {
     };
     let cni_args = std::env::var("CNI_ARGS").unwrap_or_default();
     let call = PluginCall {
-        plugin_type: plugin,
+        plugin_type: &plugin,
         command: env.command,
         container_id: &env.container_id,
         netns: &env.netns,

@@ -198,6 +198,8 @@ impl Node {
     pub fn with_wasm(&self, mut conf: Value) -> Value {
         conf["wasmPluginDir"] = serde_json::json!(self.dir.path().join("plugins"));
         conf["wasmCacheDir"] = serde_json::json!(self.wasm_cache());
+        // The test's stores live in its scratch dir, beside the defaults.
+        conf["storeRoots"] = serde_json::json!(["/var/lib/cni", "/run/cni", self.dir.path()]);
         conf
     }
 }

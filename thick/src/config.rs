@@ -17,6 +17,16 @@ use crate::shim_conf::Source;
 pub const DEFAULT_PATH: &str = "/etc/cni/net.d/multus.d/daemon-config.json";
 pub const DEFAULT_SOCKET_DIR: &str = "/run/multus/";
 
+/// `requestTimeoutMs`'s default. A shim's request may wait for the
+/// container's turn and then for an admission turn (`queueTimeoutMs` each,
+/// 30 s by default) before it runs, and the shim gives up on the daemon
+/// after `daemonRequestTimeoutMs` (120 s by default, the kubelet's own CRI
+/// deadline). 2 × 30 s + 50 s leaves 10 s, so the runtime gets the daemon's
+/// own answer (naming the pod and what ran too long) rather than the shim's
+/// "no answer" (which cannot say what happened); 50 s is still far beyond
+/// any healthy ADD (milliseconds, or a few seconds with slow IPAM).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(50);
+
 /// Upstream daemon keys this daemon does not implement yet, and why.
 const NOT_YET: &[(&str, &str)] = &[
     ("enablePprof", "not implemented"),
@@ -36,6 +46,11 @@ pub struct DaemonConfig {
     /// How long a request may wait for its turn before code 11
     /// (`queueTimeoutMs`, ours).
     pub queue_timeout: Duration,
+    /// How long an admitted request may run before the daemon answers it
+    /// with an error and frees its admission turn (`requestTimeoutMs`,
+    /// ours): config apply, the API calls and every delegate. Work that
+    /// cannot be stopped keeps the container's turn until it ends.
+    pub request_timeout: Duration,
     /// Where `/metrics` is served (`metricsPort`, all addresses as upstream).
     pub metrics_port: Option<u16>,
     /// ADD answers before writing the pod's network-status and events,
@@ -125,6 +140,7 @@ impl DaemonConfig {
             socket_dir: DEFAULT_SOCKET_DIR.into(),
             connection_limit: 32,
             queue_timeout: Duration::from_secs(30),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
             metrics_port: None,
             status_after_result: true,
             overrides: Map::new(),
@@ -171,6 +187,12 @@ impl DaemonConfig {
             } else if is("queueTimeoutMs") {
                 c.queue_timeout =
                     Duration::from_millis(v.as_u64().ok_or("\"queueTimeoutMs\" must be a number")?);
+            } else if is("requestTimeoutMs") {
+                c.request_timeout = Duration::from_millis(
+                    v.as_u64()
+                        .filter(|n| *n > 0)
+                        .ok_or("\"requestTimeoutMs\" must be a number above 0")?,
+                );
             } else if is("networkStatusAfterResult") {
                 c.status_after_result = v
                     .as_bool()
@@ -306,6 +328,20 @@ mod tests {
     }
 
     #[test]
+    fn request_timeout() {
+        let d = DaemonConfig::parse(b"{}").unwrap();
+        assert_eq!(d.request_timeout, DEFAULT_REQUEST_TIMEOUT);
+        // Both queue waits and the deadline end before the shim's own
+        // default deadline (daemonRequestTimeoutMs, 120 s).
+        assert!(2 * d.queue_timeout + d.request_timeout < Duration::from_secs(120));
+        let c = DaemonConfig::parse(br#"{"requestTimeoutMs":1500,"queueTimeoutMs":200}"#).unwrap();
+        assert_eq!(c.request_timeout, Duration::from_millis(1500));
+        assert_eq!(c.queue_timeout, Duration::from_millis(200));
+        // Not a multus conf key: never put over the shims' confs.
+        assert!(c.overrides.is_empty());
+    }
+
+    #[test]
     fn unsupported_and_bad_keys_are_named() {
         for (conf, want) in [
             (r#"{"chrootDir":7}"#, "\"chrootDir\" must be a string"),
@@ -313,6 +349,11 @@ mod tests {
             (r#"{"forceCNIVersion":true}"#, "never rewrites the master"),
             (r#"{"multusConfigFile":3}"#, "must be a string"),
             (r#"{"connectionLimit":0}"#, "connectionLimit"),
+            (
+                r#"{"requestTimeoutMs":0}"#,
+                "\"requestTimeoutMs\" must be a number above 0",
+            ),
+            (r#"{"requestTimeoutMs":"5s"}"#, "requestTimeoutMs"),
             (r#"{"sockDir":"/x"}"#, "unknown key \"sockDir\""),
             ("[]", "not a JSON object"),
         ] {

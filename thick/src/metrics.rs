@@ -1,7 +1,8 @@
 //! Prometheus metrics on `metricsPort` (text format): requests by command
 //! and result code with latency, delegate plugin calls, wasm phases, API
-//! requests, requests in flight and waiting, watch events and cache sizes. Plugin, wasm and API figures
-//! come from the debug events the shared code already emits (`plugin call`,
+//! requests, requests in flight and waiting, requests past their deadline
+//! (answered, and still running), watch events and cache sizes. Plugin,
+//! wasm and API figures come from the debug events the shared code already emits (`plugin call`,
 //! `wasm call`, `API request`), read by a tracing layer, so the CNI code
 //! path carries no metrics code.
 
@@ -70,6 +71,8 @@ pub struct Metrics {
     pub api_seconds: Family<ApiLabels, Histogram, fn() -> Histogram>,
     pub in_flight: Gauge<i64, AtomicI64>,
     pub waiting: Gauge<i64, AtomicI64>,
+    pub timed_out: Family<CommandLabels, Counter>,
+    pub abandoned: Gauge<i64, AtomicI64>,
     pub watch_events: Family<CacheLabels, Counter>,
     cache_objects: Family<CacheLabels, Gauge<i64, AtomicI64>>,
     sizes: Mutex<Option<Sizes>>,
@@ -87,6 +90,8 @@ impl Default for Metrics {
             api_seconds: Family::new_with_constructor(seconds),
             in_flight: Gauge::default(),
             waiting: Gauge::default(),
+            timed_out: Family::default(),
+            abandoned: Gauge::default(),
             watch_events: Family::default(),
             cache_objects: Family::default(),
             sizes: Mutex::new(None),
@@ -131,6 +136,16 @@ impl Default for Metrics {
             "requests_waiting",
             "CNI requests waiting for their turn (connectionLimit)",
             m.waiting.clone(),
+        );
+        r.register(
+            "requests_timed_out",
+            "CNI requests answered with an error at requestTimeoutMs, by command",
+            m.timed_out.clone(),
+        );
+        r.register(
+            "requests_abandoned",
+            "CNI requests answered at requestTimeoutMs whose work still runs",
+            m.abandoned.clone(),
         );
         r.register(
             "watch_events",

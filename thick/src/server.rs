@@ -1,12 +1,16 @@
 //! The daemon's HTTP server on its unix socket: `/cni` runs the request
 //! exactly as the thin `multus` would (the same code), `/delegate` one
 //! network's hot-plug, `/healthz` answers while the process is up,
-//! `/readyz` until SIGTERM; the metrics port serves `/metrics` and the
-//! two probes.
+//! `/readyz` until SIGTERM (and not while `connectionLimit` requests run on
+//! past their deadline); the metrics port serves `/metrics` and the two
+//! probes. A request is answered within `requestTimeoutMs` of its
+//! admission: past it, with an error, its admission turn going to the next
+//! request while its work (which cannot be stopped) keeps the container's
+//! turn until it ends.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,6 +21,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use multus::cni::{version, CniArgs, CniEnv, CniError, Code};
 use multus::invoke::pod_writes::AfterResult;
 use multus::outcome;
+use prometheus_client::metrics::gauge::Gauge;
+use tokio::sync::{OwnedMutexGuard, OwnedSemaphorePermit};
 
 use crate::admit::Admission;
 use crate::cluster::Connector;
@@ -162,21 +168,23 @@ fn cni_error(e: &CniError) -> Response<Full<Bytes>> {
     )
 }
 
-/// `/healthz` (up) and `/readyz` (until SIGTERM), on the socket for the
-/// shims and on the metrics port for the kubelet's probes.
+/// `/healthz` (up) and `/readyz` (until SIGTERM, and while fewer than
+/// `connectionLimit` requests run on past their deadline), on the socket
+/// for the shims and on the metrics port for the kubelet's probes.
 fn probe(daemon: &Daemon, req: &Request<Incoming>) -> Option<Response<Full<Bytes>>> {
     if !matches!(req.method(), &Method::GET | &Method::POST) {
         return None;
     }
     match req.uri().path() {
         PATH_HEALTHZ => Some(reply(StatusCode::OK, Vec::new())),
-        PATH_READYZ if daemon.ready.load(Ordering::Relaxed) => {
-            Some(reply(StatusCode::OK, Vec::new()))
-        }
-        PATH_READYZ => Some(reply(
+        PATH_READYZ if !daemon.ready.load(Ordering::Relaxed) => Some(reply(
             StatusCode::INTERNAL_SERVER_ERROR,
             b"stopping".to_vec(),
         )),
+        PATH_READYZ => Some(match daemon.admission.saturated() {
+            None => reply(StatusCode::OK, Vec::new()),
+            Some(why) => reply(StatusCode::INTERNAL_SERVER_ERROR, why.into_bytes()),
+        }),
         _ => None,
     }
 }
@@ -252,27 +260,59 @@ enum Kind {
     Delegate,
 }
 
-async fn cni(daemon: Arc<Daemon>, req: protocol::Request, kind: Kind) -> Response<Full<Bytes>> {
-    let started = Instant::now();
-    let mut command = req.env.get("CNI_COMMAND").cloned().unwrap_or_default();
-    if kind == Kind::Delegate {
-        command = format!("delegate {command}");
-    }
-    let m = daemon.metrics.clone();
-    let count = |code: u32| {
+/// Counts a request's answer in the metrics: by command and code, and its
+/// latency from arrival.
+#[derive(Clone)]
+struct Tally {
+    metrics: Arc<Metrics>,
+    command: String,
+    started: Instant,
+}
+
+impl Tally {
+    fn count(&self, code: u32) {
+        let m = &self.metrics;
         m.requests
             .get_or_create(&RequestLabels {
-                command: command.clone(),
+                command: self.command.clone(),
                 code: code.to_string(),
             })
             .inc();
         m.request_seconds
             .get_or_create(&CommandLabels {
-                command: command.clone(),
+                command: self.command.clone(),
             })
-            .observe(started.elapsed().as_secs_f64());
+            .observe(self.started.elapsed().as_secs_f64());
+    }
+}
+
+/// A gauge raised while this is held.
+struct Raised(Gauge<i64, AtomicI64>);
+
+impl Raised {
+    fn new(g: &Gauge<i64, AtomicI64>) -> Self {
+        g.inc();
+        Self(g.clone())
+    }
+}
+
+impl Drop for Raised {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+async fn cni(daemon: Arc<Daemon>, req: protocol::Request, kind: Kind) -> Response<Full<Bytes>> {
+    let mut command = req.env.get("CNI_COMMAND").cloned().unwrap_or_default();
+    if kind == Kind::Delegate {
+        command = format!("delegate {command}");
+    }
+    let tally = Tally {
+        metrics: daemon.metrics.clone(),
+        command,
+        started: Instant::now(),
     };
-    m.waiting.inc();
+    let waiting = Raised::new(&tally.metrics.waiting);
     let container = req.env.get("CNI_CONTAINERID").cloned().unwrap_or_default();
     // The container's turn is bounded like admission: a request stuck
     // behind another for the same container is told to retry (code 11).
@@ -280,8 +320,8 @@ async fn cni(daemon: Arc<Daemon>, req: protocol::Request, kind: Kind) -> Respons
     let turn = match tokio::time::timeout(queue_timeout, daemon.containers.turn(&container)).await {
         Ok(t) => t,
         Err(_) => {
-            m.waiting.dec();
-            count(Code::TryAgainLater as u32);
+            drop(waiting);
+            tally.count(Code::TryAgainLater as u32);
             return cni_error(&CniError::new(
                 Code::TryAgainLater,
                 format!(
@@ -292,32 +332,69 @@ async fn cni(daemon: Arc<Daemon>, req: protocol::Request, kind: Kind) -> Respons
         }
     };
     let entered = daemon.admission.enter().await;
-    m.waiting.dec();
+    drop(waiting);
     let permit = match entered {
         Ok(p) => p,
         Err(msg) => {
-            count(Code::TryAgainLater as u32);
+            tally.count(Code::TryAgainLater as u32);
             return cni_error(&CniError::new(Code::TryAgainLater, msg));
         }
     };
+    // Admitted: from here the request runs to its answer or its deadline
+    // even if the caller hangs up, so its turns are accounted for alike.
+    let t = tally.clone();
+    match tokio::spawn(admitted(daemon, req, kind, turn, permit, t)).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            tally.count(Code::Internal as u32);
+            cni_error(&CniError::new(
+                Code::Internal,
+                format!("multus-daemon: the request failed: {e}"),
+            ))
+        }
+    }
+}
+
+/// What a request's blocking work hands back: the answer, its CNI code,
+/// the pod's writes that follow the answer, and the container's turn
+/// (given back only when the work ends).
+type Ran = (
+    Response<Full<Bytes>>,
+    u32,
+    Vec<multus::invoke::pod_writes::Work>,
+    Option<OwnedMutexGuard<()>>,
+);
+
+/// Runs an admitted request within `requestTimeoutMs` of its admission.
+async fn admitted(
+    daemon: Arc<Daemon>,
+    req: protocol::Request,
+    kind: Kind,
+    turn: Option<OwnedMutexGuard<()>>,
+    permit: OwnedSemaphorePermit,
+    tally: Tally,
+) -> Response<Full<Bytes>> {
+    let pod = pod_of(&req.env);
+    let container = req.env.get("CNI_CONTAINERID").cloned().unwrap_or_default();
+    let running = Raised::new(&tally.metrics.in_flight);
     let d = daemon.clone();
-    m.in_flight.inc();
-    let done = tokio::task::spawn_blocking(move || {
+    let mut work = tokio::task::spawn_blocking(move || -> Ran {
         let after = AfterResult::default();
         let (resp, code) = run(&d, req, kind, &after);
-        (resp, code, after.take(), (turn, permit))
-    })
-    .await;
-    m.in_flight.dec();
+        (resp, code, after.take(), turn)
+    });
+    let deadline = daemon.config.request_timeout;
+    let done = tokio::time::timeout(deadline, &mut work).await;
+    drop(running);
     match done {
-        Ok((resp, code, after, held)) => {
-            count(code);
+        Ok(Ok((resp, code, after, turn))) => {
+            tally.count(code);
             // The pod's writes follow the answer, in the container's turn
             // (its DEL waits for them) and admitted (a stopping daemon
             // drains them).
             if !after.is_empty() {
                 tokio::task::spawn_blocking(move || {
-                    let _held = held;
+                    let _held = (turn, permit);
                     for w in after {
                         w();
                     }
@@ -325,14 +402,67 @@ async fn cni(daemon: Arc<Daemon>, req: protocol::Request, kind: Kind) -> Respons
             }
             resp
         }
-        Err(e) => {
-            count(Code::Internal as u32);
+        Ok(Err(e)) => {
+            tally.count(Code::Internal as u32);
             cni_error(&CniError::new(
                 Code::Internal,
                 format!("multus-daemon: the request failed: {e}"),
             ))
         }
+        Err(_) => {
+            // The work cannot be stopped (a delegate, a read, an API call
+            // in a blocking thread): the runtime gets its answer now, the
+            // next request gets this one's admission turn, and the
+            // container's turn stays with the work (in its result) so the
+            // container's DEL or retry never runs beside a half-done ADD.
+            let e = CniError::new(
+                Code::Internal,
+                format!(
+                    "multus-daemon: {} for pod {pod} (container {container}) did not finish within requestTimeoutMs ({} ms); it still runs, and the container's next request waits for it",
+                    tally.command,
+                    deadline.as_millis()
+                ),
+            );
+            tracing::warn!(
+                pod = %pod,
+                container = %container,
+                command = %tally.command,
+                "request past its deadline: answered with an error; its admission turn is freed, the container's turn is held until it ends"
+            );
+            let abandoned = daemon.admission.abandon(permit);
+            let m = tally.metrics.clone();
+            m.timed_out
+                .get_or_create(&CommandLabels {
+                    command: tally.command.clone(),
+                })
+                .inc();
+            let still = Raised::new(&m.abandoned);
+            tally.count(e.code);
+            tokio::spawn(async move {
+                // The pod's writes, if any, are dropped: the runtime was
+                // told this request failed.
+                let ended = work.await;
+                drop((abandoned, still));
+                tracing::warn!(
+                    pod = %pod,
+                    container = %container,
+                    command = %tally.command,
+                    status = ended.as_ref().map_or(Code::Internal as u32, |r| r.1),
+                    duration_ms = format!("{:.2}", tally.started.elapsed().as_secs_f64() * 1e3),
+                    "a request answered at its deadline has ended; the container's turn is free"
+                );
+            });
+            cni_error(&e)
+        }
     }
+}
+
+/// The pod a request is for, `namespace/name` from its `CNI_ARGS` (`-` for
+/// what they lack).
+fn pod_of(env: &BTreeMap<String, String>) -> String {
+    let args = CniArgs::parse(env.get("CNI_ARGS").map_or("", String::as_str)).unwrap_or_default();
+    let arg = |k: &str| args.get(k).unwrap_or("-").to_string();
+    format!("{}/{}", arg("K8S_POD_NAMESPACE"), arg("K8S_POD_NAME"))
 }
 
 /// One request, run by the same code as the thin `multus`; the answer and
@@ -350,11 +480,9 @@ fn run(
     env.entry("CNI_IFNAME".into())
         .or_insert_with(|| "eth0".into());
     // Every line logged for this request names its pod and container.
-    let args = CniArgs::parse(env.get("CNI_ARGS").map_or("", String::as_str)).unwrap_or_default();
-    let pod_arg = |k: &str| args.get(k).unwrap_or("-").to_string();
     let span = tracing::info_span!(
         "request",
-        pod = %format!("{}/{}", pod_arg("K8S_POD_NAMESPACE"), pod_arg("K8S_POD_NAME")),
+        pod = %pod_of(&env),
         container = %env.get("CNI_CONTAINERID").map_or("-", String::as_str),
     );
     let _in_request = span.enter();

@@ -2,7 +2,8 @@
 //! with the reference plugins: requests through the shim, a request shaped
 //! as upstream's shim sends it, DEL with the daemon down (the shim's own),
 //! ADD with the daemon down (code 11, nothing built), a 200-pod burst over
-//! the connection limit, a queue timeout, SIGTERM.
+//! the connection limit, a queue timeout, a request past its deadline,
+//! SIGTERM.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -1457,4 +1458,206 @@ fn a_chroot_whose_proc_is_another_pid_namespaces_is_refused_at_start() {
         !socket_dir.join("multus.sock").exists(),
         "it served nothing"
     );
+}
+
+/// One raw request on the daemon's socket: its status and body.
+fn call(socket: &Path, method: &str, path: &str, body: Vec<u8>) -> (u16, Vec<u8>) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(client::call(socket, method, path, body, CALL_TIMEOUT))
+        .unwrap()
+}
+
+/// A request whose work hangs past `requestTimeoutMs` is answered at once
+/// with an error naming the deadline, its pod and its container, and gives
+/// its admission turn to the next request: two hung ADDs against
+/// `connectionLimit` 2 leave room for another pod (they held both slots
+/// for as long as they hung, so every other pod was told "busy"). Their
+/// work keeps each container's turn: a DEL for a hung container waits for
+/// it (code 11 past `queueTimeoutMs`), and runs once the ADD has ended.
+/// With as many abandoned requests as `connectionLimit`, `/readyz` fails
+/// (the shims' ADDs wait for it) while `/healthz` stays 200.
+#[test]
+fn a_request_past_its_deadline_frees_its_slot_but_not_its_container() {
+    use std::os::unix::fs::PermissionsExt;
+    let node = Node::new();
+    let bin = node.dir.path().join("hang-bin");
+    let gate = node.dir.path().join("gate");
+    for d in [&bin, &gate] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let script = |name: &str, text: String| {
+        let p = bin.join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    // ADD hangs until the test releases its container (30 s at most, so a
+    // failed test leaves nothing running for long); DEL notes whether the
+    // container's ADD had ended when it ran.
+    script(
+        "hang",
+        format!(
+            r#"#!/bin/sh
+cat >/dev/null
+g={g}
+c=$CNI_CONTAINERID
+if [ "$CNI_COMMAND" = DEL ]; then
+  if [ -e $g/ended-$c ]; then touch $g/del-after-$c; else touch $g/del-during-$c; fi
+  exit 0
+fi
+touch $g/started-$c
+n=0
+while [ ! -e $g/release-$c ] && [ $n -lt 600 ]; do sleep 0.05; n=$((n+1)); done
+touch $g/ended-$c
+echo '{{"cniVersion":"1.0.0"}}'
+"#,
+            g = gate.display()
+        ),
+    );
+    script(
+        "ok",
+        "#!/bin/sh\ncat >/dev/null\necho '{\"cniVersion\":\"1.0.0\"}'\n".into(),
+    );
+    let socket_dir = node.dir.path().join("run-multus");
+    let port = 19094;
+    let daemon = Daemon::start(
+        &node,
+        &json!({"socketDir": socket_dir, "connectionLimit": 2, "requestTimeoutMs": 1500,
+            "queueTimeoutMs": 1000, "metricsPort": port}),
+    );
+    let conf_of = |plugin: &str, ready_ms: u64| {
+        let mut conf = confs::multus_delegates(
+            &[json!({"cniVersion": "1.0.0", "name": plugin, "type": plugin})],
+            &node.cni_dir(),
+            &bin,
+        );
+        conf["type"] = "multus-shim".into();
+        conf["daemonSocketDir"] = json!(socket_dir);
+        conf["daemonReadyTimeoutMs"] = ready_ms.into();
+        conf
+    };
+    let (hang, ok) = (conf_of("hang", 1500), conf_of("ok", 1500));
+    let marker = |what: &str, cid: &str| gate.join(format!("{what}-{cid}")).exists();
+    let release = |cid: &str| std::fs::write(gate.join(format!("release-{cid}")), "").unwrap();
+
+    // Two ADDs that hang, at once: both slots taken, both answered at the
+    // deadline while their delegates still run.
+    let stuck = [("stuck1", Pod::new()), ("stuck2", Pod::new())];
+    let started = Instant::now();
+    let outs: Vec<_> = std::thread::scope(|s| {
+        let hs: Vec<_> = stuck
+            .iter()
+            .map(|(cid, pod)| s.spawn(|| shim(&node, "ADD", cid, pod, &hang)))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let took = started.elapsed();
+    let still_hanging = stuck.iter().all(|(cid, _)| !marker("ended", cid));
+    if !still_hanging || took >= Duration::from_secs(20) {
+        stuck.iter().for_each(|(cid, _)| release(cid));
+    }
+    assert!(
+        still_hanging,
+        "answered only after the delegates ended ({took:?})"
+    );
+    assert!(took < Duration::from_secs(20), "answered after {took:?}");
+    for ((cid, _), out) in stuck.iter().zip(&outs) {
+        assert!(marker("started", cid), "{cid}'s delegate ran");
+        let e = assert_cni_error(out, 999);
+        assert!(
+            e.contains(&format!("ADD for pod default/web (container {cid})"))
+                && e.contains("requestTimeoutMs (1500 ms)"),
+            "{e}"
+        );
+    }
+
+    // Up, but not ready: as many requests run on as may run at once.
+    assert_eq!(daemon.get("/healthz").unwrap(), 200);
+    let (code, body) = call(&daemon.socket, "GET", "/readyz", Vec::new());
+    let why = String::from_utf8_lossy(&body);
+    assert_eq!(code, 500, "{why}");
+    assert!(
+        why.contains("2 requests past their deadline") && why.contains("connectionLimit is 2"),
+        "{why}"
+    );
+    // Their slots are free: a request that does not wait for /readyz is
+    // served (it was refused "busy" after queueTimeoutMs).
+    let served = Pod::new();
+    let env: std::collections::BTreeMap<String, String> = pod_env("ADD", "served1", &served.path)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let raw = serde_json::to_vec(&json!({"env": env, "config": base64_of(&bytes(&ok))})).unwrap();
+    let (code, body) = call(&daemon.socket, "POST", "/cni", raw);
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    let r: protocol::Response = serde_json::from_slice(&body).unwrap();
+    assert_eq!(r.result["cniVersion"], "1.0.0");
+    // A shim's ADD waits for /readyz: told to retry when it never comes...
+    let waiting = Pod::new();
+    let e = assert_cni_error(&shim(&node, "ADD", "served2", &waiting, &ok), 11);
+    assert!(e.contains("not ready after 1500 ms"), "{e}");
+    // ...and served once one hung ADD ends.
+    let patient = conf_of("ok", 20000);
+    let out = std::thread::scope(|s| {
+        let h = s.spawn(|| shim(&node, "ADD", "served2", &waiting, &patient));
+        std::thread::sleep(Duration::from_millis(300));
+        release("stuck1");
+        h.join().unwrap()
+    });
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+
+    // stuck2's ADD still runs: its DEL waits for the container's turn, is
+    // told to retry, and runs nothing.
+    let del = shim(&node, "DEL", "stuck2", &stuck[1].1, &hang);
+    let ran = marker("del-during", "stuck2") || marker("del-after", "stuck2");
+    release("stuck2");
+    let e = assert_cni_error(&del, 11);
+    assert!(
+        e.contains("container stuck2 is still running after 1000 ms"),
+        "{e}"
+    );
+    assert!(!ran, "the DEL ran beside its container's hung ADD");
+    // Once the ADD has ended, the DEL runs, after it.
+    let until = Instant::now() + Duration::from_secs(20);
+    while sample(&scrape(&node, port), "multus_requests_abandoned") != 0.0 {
+        assert!(Instant::now() < until, "the released ADDs never ended");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(daemon.get("/readyz").unwrap(), 200);
+    let del = shim(&node, "DEL", "stuck2", &stuck[1].1, &hang);
+    assert!(del.ok(), "{} {}", del.stdout, del.stderr);
+    assert!(marker("del-after", "stuck2") && !marker("del-during", "stuck2"));
+    for (cid, pod, conf) in [
+        ("stuck1", &stuck[0].1, &hang),
+        ("served1", &served, &ok),
+        ("served2", &waiting, &ok),
+    ] {
+        let del = shim(&node, "DEL", cid, pod, conf);
+        assert!(del.ok(), "{cid}: {} {}", del.stdout, del.stderr);
+    }
+    assert!(node.cache_files().is_empty(), "{:?}", node.cache_files());
+
+    let m = scrape(&node, port);
+    for (name, want) in [
+        (r#"multus_requests_timed_out_total{command="ADD"}"#, 2.0),
+        (
+            r#"multus_server_requests_total{command="ADD",code="999"}"#,
+            2.0,
+        ),
+        (
+            r#"multus_server_requests_total{command="ADD",code="0"}"#,
+            2.0,
+        ),
+        (
+            r#"multus_server_requests_total{command="DEL",code="11"}"#,
+            1.0,
+        ),
+        ("multus_requests_abandoned", 0.0),
+        ("multus_requests_in_flight", 0.0),
+        ("multus_requests_waiting", 0.0),
+    ] {
+        assert_eq!(sample(&m, name), want, "{name}: {m}");
+    }
 }

@@ -97,11 +97,9 @@ impl Spec {
 
 /// Whether `name` can be a WasmPlugin's name and so a module's file name.
 pub fn valid_type(name: &str) -> Result<(), String> {
-    multus::config::netconf::validate_type(name)?;
-    if name.starts_with('.') {
-        return Err(format!("{name:?} is not a plugin name"));
-    }
-    Ok(())
+    multus::boundary::PluginType::parse(name, "name")
+        .map(drop)
+        .map_err(|r| r.msg)
 }
 
 #[cfg(test)]

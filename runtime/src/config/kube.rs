@@ -21,7 +21,7 @@ pub const DEFAULT_DEVICE_INFO_DIR: &str = "/var/run/k8s.cni.cncf.io/devinfo";
 /// One annotation mapper: a wasm module in `wasmPluginDir` and its settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MapperRef {
-    pub module: String,
+    pub module: crate::boundary::PluginType,
     /// Handed to the mapper as JSON text.
     pub config: Map<String, Value>,
 }
@@ -74,26 +74,22 @@ impl KubeConf {
         let annotation_mappers = mappers
             .into_iter()
             .enumerate()
-            .map(|(i, v)| match serde_json::from_value::<MapperEntry>(v) {
-                Ok(MapperEntry::Module(module)) => Ok(MapperRef {
-                    module,
-                    config: Map::new(),
-                }),
-                Ok(MapperEntry::Full { module, config }) => Ok(MapperRef { module, config }),
-                Err(_) => Err(CniError::new(
-                    Code::InvalidConfig,
-                    format!("multus conf: \"annotationMappers\"[{i}]: want a module name or {{\"module\": .., \"config\": {{..}}}}"),
-                )),
+            .map(|(i, v)| {
+                let (module, config) = match serde_json::from_value::<MapperEntry>(v) {
+                    Ok(MapperEntry::Module(module)) => (module, Map::new()),
+                    Ok(MapperEntry::Full { module, config }) => (module, config),
+                    Err(_) => return Err(CniError::new(
+                        Code::InvalidConfig,
+                        format!("multus conf: \"annotationMappers\"[{i}]: want a module name or {{\"module\": .., \"config\": {{..}}}}"),
+                    )),
+                };
+                let key = format!("multus conf: \"annotationMappers\"[{i}] module");
+                Ok(MapperRef {
+                    module: crate::boundary::PluginType::parse(&module, &key)?,
+                    config,
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
-        for m in &annotation_mappers {
-            crate::config::netconf::validate_type(&m.module).map_err(|e| {
-                CniError::new(
-                    Code::InvalidConfig,
-                    format!("multus conf: \"annotationMappers\" module: {e}"),
-                )
-            })?;
-        }
         let ms = |key: &str, default: u64| -> Result<Duration, CniError> {
             Ok(Duration::from_millis(o.get(key)?.unwrap_or(default)))
         };
@@ -143,7 +139,7 @@ mod tests {
         assert_eq!(c.networks_annotations[0], "tke.cloud.tencent.com/networks");
         assert!(!c.network_status_required);
         assert_eq!(c.request_timeout, Duration::from_millis(500));
-        assert_eq!(c.annotation_mappers[0].module, "tke");
+        assert_eq!(c.annotation_mappers[0].module.as_str(), "tke");
         assert_eq!(c.annotation_mappers[1].config["label"], "nets");
     }
 

@@ -49,6 +49,10 @@ pub const KEYS: &[&str] = &[
     "wasmPluginDir",
     "wasmCacheDir",
     "wasmPlugins",
+    "storeRoots",
+    "configFileRoots",
+    "kubeconfigAllowlist",
+    "nadPluginTypes",
 ];
 
 /// Upstream multus conf keys this implementation does not act on, and what

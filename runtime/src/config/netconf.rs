@@ -4,6 +4,7 @@
 use serde_json::{Map, Value};
 
 use super::keys::FoldedObject;
+use crate::boundary::plugin_type::{ipam_type, PluginType};
 use crate::cni::env::validate_id;
 use crate::cni::{version, CniError, Code};
 
@@ -76,14 +77,14 @@ impl NetworkConfig {
                 "the config",
             )?],
         };
+        // Types become file names (a module, its grants, an exec): each
+        // is checked here, where the config enters, and again where it is
+        // used (the runners take only a `PluginType`).
         for (i, p) in plugins.iter().enumerate() {
             let ty = p.get("type").and_then(Value::as_str).unwrap_or_default();
-            validate_type(ty).map_err(|m| {
-                CniError::new(
-                    Code::InvalidConfig,
-                    format!("{origin}: plugins[{i}] \"type\": {m}"),
-                )
-            })?;
+            PluginType::parse(ty, &format!("{origin}: plugins[{i}] \"type\""))?;
+            let plugin = Value::Object(p.clone());
+            ipam_type(&plugin, &format!("{origin}: plugins[{i}] \"ipam.type\""))?;
         }
         Ok(Self {
             name,
@@ -106,18 +107,6 @@ impl NetworkConfig {
             .map(|p| p.get("type").and_then(Value::as_str).unwrap_or_default())
             .collect()
     }
-}
-
-/// A plugin type becomes a file name looked up in the plugin dirs, so it must
-/// not be able to point anywhere else.
-pub fn validate_type(ty: &str) -> Result<(), String> {
-    if ty.is_empty() {
-        return Err("missing".into());
-    }
-    if ty.contains('/') || ty == "." || ty == ".." || ty.contains('\0') {
-        return Err(format!("{ty:?} is not a plugin name"));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -162,6 +151,13 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.code, 7);
         assert!(e.msg.contains("plugins[0] \"type\""), "{}", e.msg);
+        let e = NetworkConfig::from_bytes(
+            br#"{"cniVersion":"1.0.0","name":"n","type":"macvlan","ipam":{"type":"/bin/sh"}}"#,
+            "d",
+        )
+        .unwrap_err();
+        assert_eq!(e.code, 7);
+        assert!(e.msg.contains("plugins[0] \"ipam.type\""), "{}", e.msg);
         let e = NetworkConfig::from_bytes(br#"{"cniVersion":"3.0.0","name":"n","type":"a"}"#, "d")
             .unwrap_err();
         assert_eq!(e.code, 1);

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::keys::FoldedObject;
+use crate::boundary::{Bounds, PluginType};
 use crate::cni::CniError;
 
 pub const DEFAULT_PLUGIN_DIR: &str = "/etc/cni/multus/plugins";
@@ -110,6 +111,8 @@ pub struct WasmConf {
     pub plugins: BTreeMap<String, PluginSettings>,
     /// multus's own kubeconfig: the last resort of a module's cluster calls.
     pub kubeconfig: Option<PathBuf>,
+    /// What configs may name on the host.
+    pub bounds: Bounds,
 }
 
 impl Default for WasmConf {
@@ -119,6 +122,7 @@ impl Default for WasmConf {
             cache_dir: DEFAULT_CACHE_DIR.into(),
             plugins: BTreeMap::new(),
             kubeconfig: None,
+            bounds: Bounds::default(),
         }
     }
 }
@@ -140,11 +144,12 @@ impl WasmConf {
                 .get::<String>("kubeconfig")?
                 .filter(|s| !s.is_empty())
                 .map(PathBuf::from),
+            bounds: Bounds::parse(o)?,
         })
     }
 
     /// The module for plugin `ty`, if one is installed.
-    pub fn module(&self, ty: &str) -> Option<PathBuf> {
+    pub fn module(&self, ty: &PluginType) -> Option<PathBuf> {
         let p = self.plugin_dir.join(format!("{ty}.wasm"));
         p.is_file().then_some(p)
     }
@@ -152,14 +157,14 @@ impl WasmConf {
     /// Where a WasmPlugin object's grants for `ty` are placed, beside its
     /// module (written by `multusctl plugin sync`, always with the module's
     /// sha256 as the pin, so they never apply to another module).
-    pub fn grants_path(&self, ty: &str) -> PathBuf {
+    pub fn grants_path(&self, ty: &PluginType) -> PathBuf {
         grants_path(&self.plugin_dir, ty)
     }
 
     /// The grants and limits of plugin `ty`: the conf's `wasmPlugins.<ty>`
     /// or a WasmPlugin object's; a type granted by both, differently, is
     /// refused rather than one silently winning.
-    pub fn settings(&self, ty: &str) -> Result<PluginSettings, String> {
+    pub fn settings(&self, ty: &PluginType) -> Result<PluginSettings, String> {
         let path = self.grants_path(ty);
         let object = match std::fs::read(&path) {
             Ok(b) => Some(
@@ -169,7 +174,7 @@ impl WasmConf {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(format!("{}: {e}", path.display())),
         };
-        match (self.plugins.get(ty), object) {
+        match (self.plugins.get(ty.as_str()), object) {
             (Some(conf), Some(object)) if *conf != object => Err(format!(
                 "wasmPlugins.{ty} in the multus conf and the WasmPlugin object's grants ({}) disagree: grant {ty} in one place",
                 path.display()
@@ -189,20 +194,24 @@ pub fn grants_path(plugin_dir: &Path, ty: &str) -> PathBuf {
 mod tests {
     use super::*;
 
+    fn ty(s: &str) -> PluginType {
+        PluginType::parse(s, "type").unwrap()
+    }
+
     #[test]
     fn defaults_and_settings() {
         let o = FoldedObject::parse(br#"{"WasmPluginDir":"/p","wasmPlugins":{"tuning":{"sha256":"ab","memoryLimitMib":8,"hostNetns":true}}}"#, "c").unwrap();
         let w = WasmConf::parse(&o).unwrap();
         assert_eq!(w.plugin_dir, PathBuf::from("/p"));
         assert_eq!(w.cache_dir, PathBuf::from(DEFAULT_CACHE_DIR));
-        let t = w.settings("tuning").unwrap();
+        let t = w.settings(&ty("tuning")).unwrap();
         assert_eq!(t.sha256.as_deref(), Some("ab"));
         assert_eq!(t.memory_limit_mib, 8);
         assert!(t.host_netns);
         assert_eq!(t.timeout(false), Duration::from_millis(5000));
         assert_eq!(t.timeout(true), Duration::from_millis(30_000));
         assert_eq!(t.cluster_call_timeout(), Duration::from_millis(10_000));
-        assert_eq!(w.settings("other").unwrap(), PluginSettings::default());
+        assert_eq!(w.settings(&ty("other")).unwrap(), PluginSettings::default());
     }
 
     #[test]
@@ -214,25 +223,25 @@ mod tests {
         };
         let w = conf("");
         std::fs::write(
-            w.grants_path("tuning"),
+            w.grants_path(&ty("tuning")),
             r#"{"sha256":"ab","hostNetns":true}"#,
         )
         .unwrap();
-        let t = w.settings("tuning").unwrap();
+        let t = w.settings(&ty("tuning")).unwrap();
         assert_eq!((t.sha256.as_deref(), t.host_netns), (Some("ab"), true));
         // The same grants in the conf are no conflict; other ones are.
         let same = conf(r#","wasmPlugins":{"tuning":{"sha256":"ab","hostNetns":true}}"#);
-        assert_eq!(same.settings("tuning").unwrap(), t);
+        assert_eq!(same.settings(&ty("tuning")).unwrap(), t);
         let other = conf(r#","wasmPlugins":{"tuning":{"hostNetns":false}}"#);
-        let e = other.settings("tuning").unwrap_err();
+        let e = other.settings(&ty("tuning")).unwrap_err();
         assert!(
             e.contains("wasmPlugins.tuning") && e.contains("tuning.grants.json"),
             "{e}"
         );
         // A grants file that is not PluginSettings names itself.
-        std::fs::write(w.grants_path("tuning"), r#"{"hostNet":true}"#).unwrap();
+        std::fs::write(w.grants_path(&ty("tuning")), r#"{"hostNet":true}"#).unwrap();
         assert!(w
-            .settings("tuning")
+            .settings(&ty("tuning"))
             .unwrap_err()
             .contains("tuning.grants.json"));
     }

@@ -7,6 +7,7 @@ use std::time::Instant;
 use serde_json::{Map, Value};
 
 use super::{runtime_config, PluginCall, PluginError, PluginRunner};
+use crate::boundary::PluginType;
 use crate::cni::result::{self, CniResult};
 use crate::cni::version::Version;
 use crate::cni::{CniError, Command};
@@ -54,6 +55,11 @@ fn plugin_conf(
     let mut conf = plugin.clone();
     conf.insert("name".into(), Value::String(net.name.clone()));
     conf.insert("cniVersion".into(), Value::String(net.cni_version.clone()));
+    // Only the runtime's own result is a prevResult (the spec gives the
+    // first plugin of an ADD none): one a config carries would reach a
+    // native plugin that echoes it (portmap), whose output then reads as
+    // the host's own knowledge and grants the next module its links.
+    conf.remove("prevResult");
     if let Some(prev) = prev {
         conf.insert("prevResult".into(), prev.clone());
     }
@@ -80,10 +86,18 @@ fn call(
         .get("type")
         .and_then(Value::as_str)
         .unwrap_or_default();
+    let fail = |source: PluginError| ChainError {
+        network: net.name.clone(),
+        plugin: ty.to_string(),
+        command,
+        source: Box::new(source),
+    };
+    let plugin_type =
+        PluginType::parse(ty, "type").map_err(|r| fail(PluginError::Cni(r.into())))?;
     let stdin = plugin_conf(net, plugin, prev, target, extra);
     let started = Instant::now();
     let out = runner.run(&PluginCall {
-        plugin_type: ty,
+        plugin_type: &plugin_type,
         command,
         container_id: target.container_id,
         netns: target.netns,
@@ -98,12 +112,7 @@ fn call(
         network = %net.name, plugin = ty, ifname = target.ifname, command = %command,
         duration_us = started.elapsed().as_micros() as u64, ok = out.is_ok(), "plugin call"
     );
-    out.map_err(|source| ChainError {
-        network: net.name.clone(),
-        plugin: ty.to_string(),
-        command,
-        source: Box::new(source),
-    })
+    out.map_err(fail)
 }
 
 fn parse_result(net: &NetworkConfig, ty: &str, stdout: &[u8]) -> Result<Value, ChainError> {

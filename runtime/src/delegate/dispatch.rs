@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::native::NativeRunner;
 use super::wasm::{self, Role};
 use super::{PluginCall, PluginError, PluginRunner};
+use crate::boundary::plugin_type::ipam_type;
 use crate::cni::{CniError, Code};
 use crate::config::WasmConf;
 use crate::shim;
@@ -32,18 +33,17 @@ impl Dispatch<'_> {
 
 impl PluginRunner for Dispatch<'_> {
     fn run(&self, call: &PluginCall<'_>) -> Result<Vec<u8>, PluginError> {
-        let ipam = serde_json::from_slice::<Value>(call.stdin)
-            .ok()
-            .and_then(|c| {
-                c.pointer("/ipam/type")
-                    .and_then(Value::as_str)
-                    .map(String::from)
-            });
+        // The IPAM type becomes a module lookup, a shim link or a native
+        // plugin's exec: checked before any of them.
+        let ipam = match serde_json::from_slice::<Value>(call.stdin) {
+            Ok(c) => ipam_type(&c, "ipam.type").map_err(|r| PluginError::Cni(r.into()))?,
+            Err(_) => None,
+        };
         if let Some(module) = self.wasm.module(call.plugin_type) {
             // An IPAM plugin run directly as a conflist entry (its `ipam`
             // names itself) gets the ipam role: its store and, for a
             // cluster IPAM, the cluster; never the pod's network.
-            let role = match ipam.as_deref() {
+            let role = match &ipam {
                 Some(t) if t == call.plugin_type => Role::Ipam,
                 _ => Role::Chained,
             };

@@ -12,12 +12,15 @@ pub mod recording;
 
 use std::path::PathBuf;
 
+use crate::boundary::PluginType;
 use crate::cni::{CniError, Code, Command};
 
 /// One CNI call of one plugin binary (or, later, component).
 #[derive(Debug, Clone)]
 pub struct PluginCall<'a> {
-    pub plugin_type: &'a str,
+    /// Checked where the config entered ([`PluginType`]): a file name,
+    /// never a path.
+    pub plugin_type: &'a PluginType,
     pub command: Command,
     pub container_id: &'a str,
     pub netns: &'a str,

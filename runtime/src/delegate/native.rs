@@ -28,7 +28,7 @@ impl NativeRunner<'_> {
     fn find(&self, call: &PluginCall<'_>) -> Result<PathBuf, PluginError> {
         call.path
             .iter()
-            .map(|d| d.join(call.plugin_type))
+            .map(|d| d.join(call.plugin_type.as_str()))
             .find(|p| self.seen(p).is_file())
             .ok_or_else(|| PluginError::NotFound {
                 plugin_type: call.plugin_type.to_string(),

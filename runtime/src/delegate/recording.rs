@@ -68,17 +68,17 @@ impl Recording {
 impl PluginRunner for Recording {
     fn run(&self, call: &PluginCall<'_>) -> Result<Vec<u8>, PluginError> {
         self.calls.borrow_mut().push(RecordedCall {
-            plugin_type: call.plugin_type.into(),
+            plugin_type: call.plugin_type.to_string(),
             command: call.command,
             ifname: call.ifname.into(),
             stdin: call.stdin.to_vec(),
         });
-        if let Some((only, e)) = self.failures.borrow().get(call.plugin_type) {
+        if let Some((only, e)) = self.failures.borrow().get(call.plugin_type.as_str()) {
             if only.is_none_or(|c| c == call.command) {
                 return Err(PluginError::Cni(e.clone()));
             }
         }
-        match self.outputs.borrow().get(call.plugin_type) {
+        match self.outputs.borrow().get(call.plugin_type.as_str()) {
             Some(out) if call.command == Command::Add => Ok(out.clone()),
             _ => Ok(Vec::new()),
         }

@@ -123,6 +123,21 @@ fn classify(call: &str, e: kube::Error) -> KubeError {
 impl Kube {
     /// Reads `kubeconfig`; `timeout` bounds each request (connect included).
     pub fn new(kubeconfig: &Path, timeout: Duration) -> Result<Self, KubeError> {
+        let kc = Kubeconfig::read_from(kubeconfig)
+            .map_err(|e| kubeconfig_error(kubeconfig, e.to_string()))?;
+        let mut kube = Self::with_kubeconfig(kc, kubeconfig, timeout)?;
+        kube.kubeconfig = Some(kubeconfig.to_path_buf());
+        Ok(kube)
+    }
+
+    /// A client for `kc`, already read (from `origin`, for messages). It
+    /// never re-reads the file (the boundary read it for a module, once).
+    pub fn with_kubeconfig(
+        kc: Kubeconfig,
+        origin: &Path,
+        timeout: Duration,
+    ) -> Result<Self, KubeError> {
+        let kubeconfig = origin;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -132,14 +147,14 @@ impl Kube {
                 msg: e.to_string(),
             })?;
         let started = std::time::Instant::now();
-        let client = build(&rt, kubeconfig, timeout)?;
+        let client = build(&rt, kc, kubeconfig, timeout)?;
         tracing::debug!(
             duration_ms = format!("{:.2}", started.elapsed().as_secs_f64() * 1e3),
             "API client built"
         );
         Ok(Self {
             rt: Exec::Own(rt),
-            kubeconfig: Some(kubeconfig.to_path_buf()),
+            kubeconfig: None,
             client: RefCell::new(client),
             timeout: Cell::new(timeout),
         })
@@ -243,7 +258,9 @@ impl Kube {
             call,
             "401 from the API server; re-reading the kubeconfig and its token"
         );
-        *self.client.borrow_mut() = build(rt, kubeconfig, self.timeout.get())?;
+        let kc = Kubeconfig::read_from(kubeconfig)
+            .map_err(|e| kubeconfig_error(kubeconfig, e.to_string()))?;
+        *self.client.borrow_mut() = build(rt, kc, kubeconfig, self.timeout.get())?;
         Ok(true)
     }
 
@@ -532,8 +549,14 @@ fn kubeconfig_error(kubeconfig: &Path, msg: String) -> KubeError {
 /// The client config `kubeconfig` describes (its current context), with
 /// the proxy chosen as client-go chooses it (see [`super::proxy`]).
 pub async fn config_from(kubeconfig: &Path) -> Result<kube::Config, KubeError> {
+    let kc = Kubeconfig::read_from(kubeconfig)
+        .map_err(|e| kubeconfig_error(kubeconfig, e.to_string()))?;
+    config_of(kc, kubeconfig).await
+}
+
+/// The client config of `kc`, read from `kubeconfig`.
+async fn config_of(kc: Kubeconfig, kubeconfig: &Path) -> Result<kube::Config, KubeError> {
     let err = |e: String| kubeconfig_error(kubeconfig, e);
-    let kc = Kubeconfig::read_from(kubeconfig).map_err(|e| err(e.to_string()))?;
     let explicit = cluster_proxy_url(&kc);
     let mut config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
         .await
@@ -580,10 +603,11 @@ fn bound(config: &mut kube::Config, timeout: Duration) {
 
 fn build(
     rt: &tokio::runtime::Runtime,
+    kc: Kubeconfig,
     kubeconfig: &Path,
     timeout: Duration,
 ) -> Result<kube::Client, KubeError> {
-    let mut config = rt.block_on(config_from(kubeconfig))?;
+    let mut config = rt.block_on(config_of(kc, kubeconfig))?;
     bound(&mut config, timeout);
     // The client spawns its request buffer onto the current runtime.
     let _guard = rt.enter();

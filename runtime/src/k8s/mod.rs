@@ -307,8 +307,12 @@ fn named_nad(
         Err(e) if e.kind == Kind::NotFound => return Ok(None),
         Err(e) => return Err(pod::to_cni(e, context)),
     };
+    let net = nad::network(&nad, namespace, name, &conf.conf_dir)?;
+    if !conf.system_namespaces.iter().any(|s| s == namespace) {
+        nad::check_types(&net, &conf.wasm.bounds, namespace, name)?;
+    }
     Ok(Some(Named {
-        net: nad::network(&nad, namespace, name, &conf.conf_dir)?,
+        net,
         status_name: format!("{namespace}/{name}"),
         resource: nad
             .annotations

@@ -5,6 +5,8 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use super::client::Nad;
+use crate::boundary::plugin_type::ipam_type;
+use crate::boundary::{Bounds, PluginType};
 use crate::cni::{CniError, Code};
 use crate::config::{resolve::resolve, NetworkConfig};
 
@@ -41,6 +43,40 @@ pub fn network(
         return NetworkConfig::from_bytes(&bytes, &origin);
     }
     NetworkConfig::from_bytes(config.as_bytes(), &origin)
+}
+
+/// The admin's `nadPluginTypes` for a NAD outside `systemNamespaces`:
+/// every type its plugins name (`type`, `ipam.type`) must be listed, or
+/// nothing of it runs.
+pub fn check_types(
+    net: &NetworkConfig,
+    bounds: &Bounds,
+    namespace: &str,
+    name: &str,
+) -> Result<(), CniError> {
+    if bounds.nad_plugin_types.is_none() {
+        return Ok(());
+    }
+    for (i, p) in net.plugins.iter().enumerate() {
+        let plugin = Value::Object(p.clone());
+        let ty = p.get("type").and_then(Value::as_str).unwrap_or_default();
+        let types = [
+            Some(PluginType::parse(ty, "type")?),
+            ipam_type(&plugin, "ipam.type")?,
+        ];
+        for (t, key) in types.iter().zip(["type", "ipam.type"]) {
+            let Some(t) = t.as_ref().filter(|t| !bounds.nad_may_name(t)) else {
+                continue;
+            };
+            return Err(CniError::new(
+                Code::InvalidConfig,
+                format!(
+                    "network-attachment-definition {namespace}/{name}: plugins[{i}] {key} \"{t}\" is not in nadPluginTypes, the plugin types NADs outside systemNamespaces may name"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Applies a selection's `cni-args` (into every plugin's `args.cni`, the pod's
@@ -102,6 +138,27 @@ mod tests {
             annotations: Default::default(),
             config: config.map(String::from),
         }
+    }
+
+    #[test]
+    fn nad_plugin_types_bound_every_type_a_nad_names() {
+        let net = |c: &str| NetworkConfig::from_bytes(c.as_bytes(), "t").unwrap();
+        let b = Bounds {
+            nad_plugin_types: Some(vec![
+                PluginType::parse("macvlan", "t").unwrap(),
+                PluginType::parse("static", "t").unwrap(),
+            ]),
+            ..Bounds::default()
+        };
+        let ok = net(r#"{"cniVersion":"1.0.0","name":"n","type":"macvlan","ipam":{"type":"static"}}"#);
+        check_types(&ok, &b, "ns", "n").unwrap();
+        check_types(&ok, &Bounds::default(), "ns", "n").unwrap();
+        let ipam = net(r#"{"cniVersion":"1.0.0","name":"n","type":"macvlan","ipam":{"type":"host-local"}}"#);
+        let e = check_types(&ipam, &b, "ns", "n").unwrap_err();
+        assert!(e.code == 7 && e.msg.contains("ipam.type") && e.msg.contains("host-local"), "{}", e.msg);
+        let chained = net(r#"{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"macvlan"},{"type":"tuning"}]}"#);
+        let e = check_types(&chained, &b, "ns", "n").unwrap_err();
+        assert!(e.msg.contains("plugins[1] type \"tuning\""), "{}", e.msg);
     }
 
     #[test]

@@ -124,6 +124,7 @@ impl World {
             "cniDir": cni_dir, "binDir": reference_plugin_dir(), "delegates": delegates,
             "wasmPluginDir": self.work.path().join("plugins"),
             "wasmCacheDir": self.work.path().join("wasm-cache"),
+            "storeRoots": [self.work.path()],
             "wasmPlugins": {"whereabouts": {"timeoutMs": 60000, "hostCallTimeoutMs": 10000}},
         });
         if self.mode == Mode::Thick {

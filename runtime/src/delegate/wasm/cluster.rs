@@ -6,9 +6,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use kube::api::{ApiResource, DynamicObject};
+use kube::config::Kubeconfig;
 use multus_host_functions::cluster::{ClusterBackend, ClusterError, Kind};
 use serde_json::Value;
 
+use crate::boundary::file::{self, Roots};
+use crate::boundary::kubeconfig::ModuleKubeconfig;
+use crate::boundary::{self, Bounds, Refused};
 use crate::k8s::client::{Kind as ErrorKind, Kube, KubeError};
 
 /// Where whereabouts looks for its flat-file defaults, in order.
@@ -21,11 +25,25 @@ pub const FLAT_FILES: &[&str] = &[
 /// The namespace whereabouts uses when the kubeconfig's context names none.
 pub const DEFAULT_NAMESPACE: &str = "kube-system";
 
-/// Merges the whereabouts flat file (`ipam.configuration_path`, else the
-/// first of [`FLAT_FILES`] that exists) under the IPAM conf: a key the conf
-/// sets wins, as in whereabouts. Only for an `ipam` of type `whereabouts`
-/// or one naming a `configuration_path`. Returns the file it read.
-pub fn merge_flat_file(config: &mut Value) -> Result<Option<PathBuf>, String> {
+/// The whereabouts flat file merged into an IPAM conf: its content, as the
+/// admin wrote it.
+pub struct FlatFile {
+    pub path: PathBuf,
+    pub content: Value,
+}
+
+/// Merges the whereabouts flat file (`ipam.configuration_path`, which must
+/// lie beneath `configFileRoots`, else the first of [`FLAT_FILES`] that
+/// exists) under the IPAM conf: a key the conf sets wins, as in
+/// whereabouts. Only for an `ipam` of type `whereabouts` or one naming a
+/// `configuration_path`. Files are read through the boundary (regular,
+/// capped, within `timeout`).
+pub fn merge_flat_file(
+    config: &mut Value,
+    bounds: &Bounds,
+    timeout: Duration,
+) -> Result<Option<FlatFile>, Refused> {
+    const KEY: &str = "ipam.configuration_path";
     let Some(ipam) = config.get_mut("ipam").and_then(Value::as_object_mut) else {
         return Ok(None);
     };
@@ -35,48 +53,62 @@ pub fn merge_flat_file(config: &mut Value) -> Result<Option<PathBuf>, String> {
         .filter(|p| !p.is_empty())
         .map(PathBuf::from);
     let whereabouts = ipam.get("type").and_then(Value::as_str) == Some("whereabouts");
-    let path = match named {
-        Some(p) => p,
+    let (path, bytes) = match named {
+        Some(p) => {
+            let roots = Roots {
+                roots: &bounds.config_file_roots,
+                key: "configFileRoots",
+            };
+            let bytes = file::read(&roots, &p, KEY, timeout)?;
+            (p, bytes)
+        }
         None if whereabouts => match FLAT_FILES.iter().map(Path::new).find(|p| p.is_file()) {
-            Some(p) => p.to_path_buf(),
+            Some(p) => {
+                let exact = [p.to_path_buf()];
+                let roots = Roots {
+                    roots: &exact,
+                    key: "the whereabouts flat file",
+                };
+                (p.to_path_buf(), file::read(&roots, p, KEY, timeout)?)
+            }
             None => return Ok(None),
         },
         None => return Ok(None),
     };
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| format!("ipam.configuration_path {}: {e}", path.display()))?;
-    let file: Value = serde_json::from_str(&text)
-        .map_err(|e| format!("ipam.configuration_path {}: {e}", path.display()))?;
-    for (k, v) in file.as_object().into_iter().flatten() {
+    let content: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Refused::new(KEY, format!("{}: {e}", path.display())))?;
+    for (k, v) in content.as_object().into_iter().flatten() {
         ipam.entry(k.clone()).or_insert_with(|| v.clone());
     }
-    Ok(Some(path))
+    Ok(Some(FlatFile { path, content }))
 }
 
-/// The kubeconfig for cluster calls: the IPAM conf's
-/// `kubernetes.kubeconfig` (after the flat file's defaults), else multus's.
-pub fn kubeconfig(config: &Value, multus: Option<&Path>) -> Option<PathBuf> {
-    config
-        .pointer("/ipam/kubernetes/kubeconfig")
-        .and_then(Value::as_str)
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| multus.map(Path::to_path_buf))
+/// The kubeconfig of a module's cluster calls: what the IPAM conf itself
+/// names (`original`, before any flat file) passes the boundary's
+/// allowlist; the admin's flat file's, or else multus's own, is used as is.
+pub fn kubeconfig(
+    original: &Value,
+    flat: Option<&FlatFile>,
+    bounds: &Bounds,
+    multus: Option<&Path>,
+) -> Result<Option<ModuleKubeconfig>, Refused> {
+    let at = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_str).map(String::from);
+    let named = at(original, "/ipam/kubernetes/kubeconfig");
+    let flat = flat.and_then(|f| at(&f.content, "/kubernetes/kubeconfig"));
+    boundary::kubeconfig::choose(named.as_deref(), flat.as_deref(), bounds, multus)
 }
 
 /// The kubeconfig's current context's namespace, else [`DEFAULT_NAMESPACE`].
-pub fn context_namespace(kubeconfig: &Path) -> Result<String, String> {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig)
-        .map_err(|e| format!("kubeconfig {}: {e}", kubeconfig.display()))?;
+pub fn context_namespace(kc: &Kubeconfig) -> String {
     let current = kc.current_context.clone().unwrap_or_default();
-    Ok(kc
+    kc
         .contexts
         .iter()
         .find(|c| c.name == current)
         .and_then(|c| c.context.as_ref())
         .and_then(|c| c.namespace.clone())
         .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string()))
+        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string())
 }
 
 /// The variables naming the node, in order: ours, then upstream's
@@ -109,7 +141,9 @@ pub fn node_name() -> String {
 
 /// The API server, reached with `kubeconfig` on the first call.
 pub struct KubeCluster {
-    kubeconfig: Option<PathBuf>,
+    kubeconfig: Option<ModuleKubeconfig>,
+    /// Read and checked on the first call.
+    parsed: Option<Kubeconfig>,
     /// The admin's `clusterNamespace`, else the kubeconfig's.
     namespace: Option<String>,
     /// One call's budget (`clusterCallTimeoutMs`)...
@@ -121,13 +155,14 @@ pub struct KubeCluster {
 
 impl KubeCluster {
     pub fn new(
-        kubeconfig: Option<PathBuf>,
+        kubeconfig: Option<ModuleKubeconfig>,
         namespace: Option<String>,
         timeout: Duration,
         deadline: Instant,
     ) -> Self {
         Self {
             kubeconfig,
+            parsed: None,
             namespace,
             timeout,
             deadline,
@@ -150,9 +185,16 @@ impl KubeCluster {
     /// Where the credentials come from: the kubeconfig named, else the
     /// pod's service account when multus runs in one (the thick daemon),
     /// as client-go's in-cluster config.
-    fn source(&self) -> Result<Source<'_>, ClusterError> {
-        if let Some(p) = self.kubeconfig.as_deref() {
-            return Ok(Source::Kubeconfig(p));
+    fn source(&mut self) -> Result<Source<'_>, ClusterError> {
+        if let Some(kc) = &self.kubeconfig {
+            if self.parsed.is_none() {
+                let budget = self.budget()?;
+                let parsed = boundary::kubeconfig::load(kc, budget)
+                    .map_err(|r| ClusterError::Invalid(r.to_string()))?;
+                self.parsed = Some(parsed);
+            }
+            let parsed = self.parsed.as_ref().expect("just set");
+            return Ok(Source::Kubeconfig(parsed, &kc.path));
         }
         if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some_and(|h| !h.is_empty()) {
             return Ok(Source::InCluster);
@@ -166,9 +208,10 @@ impl KubeCluster {
         let ns = self.namespace()?;
         let budget = self.budget()?;
         if self.client.is_none() {
+            let timeout = self.timeout;
             let kube = match self.source()? {
-                Source::Kubeconfig(p) => Kube::new(p, self.timeout),
-                Source::InCluster => Kube::in_cluster(self.timeout),
+                Source::Kubeconfig(kc, p) => Kube::with_kubeconfig(kc.clone(), p, timeout),
+                Source::InCluster => Kube::in_cluster(timeout),
             };
             self.client = Some(kube.map_err(error)?);
         }
@@ -179,7 +222,7 @@ impl KubeCluster {
 }
 
 enum Source<'a> {
-    Kubeconfig(&'a Path),
+    Kubeconfig(&'a Kubeconfig, &'a Path),
     InCluster,
 }
 
@@ -216,7 +259,7 @@ impl ClusterBackend for KubeCluster {
     fn namespace(&mut self) -> Result<String, ClusterError> {
         if self.namespace.is_none() {
             let ns = match self.source()? {
-                Source::Kubeconfig(p) => context_namespace(p).map_err(ClusterError::Invalid)?,
+                Source::Kubeconfig(kc, _) => context_namespace(kc),
                 Source::InCluster => DEFAULT_NAMESPACE.to_string(),
             };
             self.namespace = Some(ns);
@@ -288,45 +331,53 @@ mod tests {
             r#"{"datastore":"kubernetes","kubernetes":{"kubeconfig":"/etc/wa.kubeconfig"},"range":"10.9.0.0/16"}"#,
         )
         .unwrap();
+        let bounds = Bounds {
+            config_file_roots: vec![d.path().to_path_buf()],
+            ..Bounds::default()
+        };
+        let t = Duration::from_secs(5);
         let mut c = json!({"ipam": {"type": "whereabouts", "range": "10.1.0.0/24",
             "configuration_path": flat}});
-        assert_eq!(merge_flat_file(&mut c).unwrap(), Some(flat.clone()));
+        let original = c.clone();
+        let merged = merge_flat_file(&mut c, &bounds, t).unwrap().unwrap();
+        assert_eq!(merged.path, flat);
         assert_eq!(c["ipam"]["range"], "10.1.0.0/24", "the conf wins");
+        let multus = Some(Path::new("/multus"));
+        let chosen = |orig: &Value, f: Option<&FlatFile>| {
+            kubeconfig(orig, f, &bounds, multus).map(|k| k.map(|k| k.path))
+        };
         assert_eq!(
-            kubeconfig(&c, Some(Path::new("/multus"))),
-            Some(PathBuf::from("/etc/wa.kubeconfig"))
+            chosen(&original, Some(&merged)).unwrap(),
+            Some(PathBuf::from("/etc/wa.kubeconfig")),
+            "the admin's flat file names it"
         );
         let mut other = json!({"ipam": {"type": "host-local"}});
-        assert_eq!(merge_flat_file(&mut other).unwrap(), None);
-        assert_eq!(
-            kubeconfig(&other, Some(Path::new("/multus"))),
-            Some(PathBuf::from("/multus"))
-        );
+        assert!(merge_flat_file(&mut other, &bounds, t).unwrap().is_none());
+        assert_eq!(chosen(&other, None).unwrap(), Some(PathBuf::from("/multus")));
+        let own = json!({"ipam": {"kubernetes": {"kubeconfig": "/evil/kubeconfig"}}});
+        assert!(chosen(&own, Some(&merged)).is_err(), "the config's own is checked");
         let mut missing = json!({"ipam": {"type": "whereabouts", "configuration_path": "/nope"}});
-        assert!(merge_flat_file(&mut missing).unwrap_err().contains("/nope"));
+        let e = merge_flat_file(&mut missing, &bounds, t).err().unwrap();
+        assert!(e.msg.contains("/nope") && e.msg.contains("configFileRoots"), "{e}");
     }
 
     #[test]
     fn namespace_from_the_context_else_kube_system() {
-        let d = tempfile::tempdir().unwrap();
         let kc = |ns: Option<&str>| {
             let mut ctx = json!({"cluster": "c", "user": "u"});
             if let Some(ns) = ns {
                 ctx["namespace"] = ns.into();
             }
-            let p = d.path().join(format!("kc-{}", ns.unwrap_or("none")));
-            std::fs::write(
-                &p,
-                json!({"apiVersion": "v1", "kind": "Config",
+            Kubeconfig::from_yaml(
+                &json!({"apiVersion": "v1", "kind": "Config",
                 "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1"}}],
                 "users": [{"name": "u", "user": {}}],
                 "contexts": [{"name": "x", "context": ctx}], "current-context": "x"})
                 .to_string(),
             )
-            .unwrap();
-            p
+            .unwrap()
         };
-        assert_eq!(context_namespace(&kc(Some("ipam"))).unwrap(), "ipam");
-        assert_eq!(context_namespace(&kc(None)).unwrap(), "kube-system");
+        assert_eq!(context_namespace(&kc(Some("ipam"))), "ipam");
+        assert_eq!(context_namespace(&kc(None)), "kube-system");
     }
 }

@@ -9,7 +9,9 @@ use serde_json::Value;
 
 use super::audit::Role;
 use super::PluginCall;
-use crate::cni::Command;
+use crate::boundary::{store_dir, Bounds, Refused};
+use crate::cni::env::validate_id;
+use crate::cni::{Code, Command};
 use crate::config::PluginSettings;
 
 /// host-local's default state dir.
@@ -98,12 +100,15 @@ pub fn none(plugin: &str, settings: &PluginSettings) -> Grant {
     }
 }
 
+/// The grant of `call`; its store directory passes the boundary
+/// (`storeRoots`), or the call is refused naming the key.
 pub fn compute(
     role: Role,
     call: &PluginCall<'_>,
     config: &Value,
     settings: &PluginSettings,
-) -> Grant {
+    bounds: &Bounds,
+) -> Result<Grant, Refused> {
     let network = config
         .get("name")
         .and_then(Value::as_str)
@@ -117,19 +122,27 @@ pub fn compute(
         Role::Ipam => {
             let data_dir = str_at(config, &["ipam", "dataDir"])
                 .map_or_else(|| PathBuf::from(IPAM_DATA_DIR), PathBuf::from);
-            let root = (!network.is_empty())
-                .then(|| multus_host_functions::store::root(&data_dir, &network));
+            let root = match network.as_str() {
+                "" => None,
+                n => {
+                    validate_id(n, "name", Code::InvalidConfig)
+                        .map_err(|e| Refused::new("name", e.msg))?;
+                    let dir = store_dir(bounds, &data_dir, "ipam.dataDir")?;
+                    Some(dir.join(n).map_err(|e| Refused::new("name", e))?)
+                }
+            };
             (root, None, Vec::new())
         }
         Role::Chained => {
             let data_dir = str_at(config, &["dataDir"]).map_or_else(
-                || Path::new(CHAINED_DATA_DIR).join(call.plugin_type),
+                || Path::new(CHAINED_DATA_DIR).join(call.plugin_type.as_str()),
                 PathBuf::from,
             );
             let netns = (!call.netns.is_empty()).then(|| PathBuf::from(call.netns));
-            (Some(data_dir), netns, links(call))
+            let dir = store_dir(bounds, &data_dir, "dataDir")?;
+            (Some(dir), netns, links(call))
         }
-        Role::Mapper => return none(call.plugin_type, settings),
+        Role::Mapper => return Ok(none(call.plugin_type, settings)),
     };
     let sysctl_allowlist = read_allowlist(Path::new(SYSCTL_ALLOWLIST)).unwrap_or_else(|| {
         DEFAULT_SYSCTL_ALLOWLIST
@@ -149,7 +162,7 @@ pub fn compute(
     let pod_gone = role == Role::Chained
         && netns.is_none()
         && matches!(call.command, Command::Del | Command::Gc | Command::Status);
-    Grant {
+    Ok(Grant {
         plugin: call.plugin_type.to_string(),
         network,
         store_root,
@@ -174,15 +187,21 @@ pub fn compute(
         pod_created: Vec::new(),
         sysctl_allowlist,
         call_timeout: settings.host_call_timeout(),
-    }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::boundary::PluginType;
     use serde_json::json;
 
-    fn call<'a>(stdin: &'a [u8], ty: &'a str) -> PluginCall<'a> {
+    fn ty(s: &str) -> &'static PluginType {
+        Box::leak(Box::new(PluginType::parse(s, "type").unwrap()))
+    }
+
+    fn call<'a>(stdin: &'a [u8], t: &str) -> PluginCall<'a> {
+        let ty = ty(t);
         PluginCall {
             plugin_type: ty,
             command: Command::Add,
@@ -199,14 +218,16 @@ mod tests {
 
     #[test]
     fn ipam_gets_store_only() {
-        let conf = json!({"name": "n", "ipam": {"type": "host-local", "dataDir": "/d"}});
+        let conf = json!({"name": "n", "ipam": {"type": "host-local", "dataDir": "/var/lib/cni/d"}});
         let g = compute(
             Role::Ipam,
             &call(b"", "host-local"),
             &conf,
             &PluginSettings::default(),
-        );
-        assert_eq!(g.store_root, Some(PathBuf::from("/d/n")));
+            &Bounds::default(),
+        )
+        .unwrap();
+        assert_eq!(g.store_root.map(|d| d.path()), Some(PathBuf::from("/var/lib/cni/d/n")));
         assert!(g.netns.is_none() && g.links.is_empty() && !g.host_netns);
         let conf = json!({"name": "n", "ipam": {"type": "host-local"}});
         let g = compute(
@@ -214,8 +235,10 @@ mod tests {
             &call(b"", "host-local"),
             &conf,
             &PluginSettings::default(),
-        );
-        assert_eq!(g.store_root, Some(PathBuf::from("/var/lib/cni/networks/n")));
+            &Bounds::default(),
+        )
+        .unwrap();
+        assert_eq!(g.store_root.map(|d| d.path()), Some(PathBuf::from("/var/lib/cni/networks/n")));
     }
 
     #[test]
@@ -237,7 +260,9 @@ mod tests {
             },
             &conf,
             &PluginSettings::default(),
-        );
+            &Bounds::default(),
+        )
+        .unwrap();
         assert_eq!(g.links, vec!["net1", "extra"], "no path is ever a link");
         let addrs: Vec<String> = g.addresses.iter().map(ToString::to_string).collect();
         assert_eq!(
@@ -246,7 +271,22 @@ mod tests {
             "not the host veth's"
         );
         assert_eq!(g.netns, Some(PathBuf::from("/run/netns/p")));
-        assert_eq!(g.store_root, Some(PathBuf::from("/run/cni/tuning")));
+        assert_eq!(g.store_root.map(|d| d.path()), Some(PathBuf::from("/run/cni/tuning")));
+    }
+
+    /// A dataDir outside the admin's store roots, or a network name that is
+    /// a path, is refused naming the key.
+    #[test]
+    fn a_store_only_beneath_the_roots() {
+        let refused = |role: Role, ty: &str, conf: serde_json::Value| {
+            compute(role, &call(b"", ty), &conf, &PluginSettings::default(), &Bounds::default())
+                .unwrap_err()
+                .key
+        };
+        assert_eq!(refused(Role::Ipam, "host-local", json!({"name": "n", "ipam": {"dataDir": "/etc/ssh"}})), "ipam.dataDir");
+        assert_eq!(refused(Role::Ipam, "host-local", json!({"name": "../../../etc", "ipam": {}})), "name");
+        assert_eq!(refused(Role::Chained, "tuning", json!({"name": "n", "dataDir": "/root/.ssh"})), "dataDir");
+        assert_eq!(refused(Role::Chained, "tuning", json!({"name": "n", "dataDir": "/run/cni/../../etc"})), "dataDir");
     }
 
     /// A config's own `prevResult` is what a NAD's author wrote: it grants
@@ -262,7 +302,9 @@ mod tests {
             &call(b"", "tuning"),
             &conf,
             &PluginSettings::default(),
-        );
+            &Bounds::default(),
+        )
+        .unwrap();
         assert_eq!(g.links, vec!["net1"]);
         assert!(g.addresses.is_empty());
         assert_eq!(g.host_links, vec!["cni0"], "a path is no host link either");

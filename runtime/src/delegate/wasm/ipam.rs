@@ -11,6 +11,7 @@ use multus_host_functions::WitError;
 use serde_json::Value;
 
 use super::{convert, Role};
+use crate::boundary::PluginType;
 use crate::cni::result::CniResult;
 use crate::cni::Command;
 use crate::config::WasmConf;
@@ -23,7 +24,7 @@ pub struct DelegatedIpam {
     /// a native one is not exec'd.
     pub dry_run: Option<super::Backends>,
     pub wasm: WasmConf,
-    pub ipam_type: String,
+    pub ipam_type: PluginType,
     pub container_id: String,
     pub netns: String,
     pub ifname: String,

@@ -33,6 +33,8 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::WasiCtxBuilder;
 
 use super::{PluginCall, PluginError};
+use crate::boundary::plugin_type::ipam_type;
+use crate::boundary::{self, PluginType};
 use crate::cni::{CniError, Code, Command};
 use crate::config::{PluginSettings, WasmConf};
 pub use audit::Role;
@@ -157,13 +159,14 @@ pub fn warm_up(conf: &WasmConf) -> usize {
             .file_name()
             .and_then(|n| n.to_str())
             .and_then(|n| n.strip_suffix(".wasm"))
+            .and_then(|n| PluginType::parse(n, "module file").ok())
         else {
             continue;
         };
-        let Ok(pin) = conf.settings(ty).map(|s| s.sha256) else {
+        let Ok(pin) = conf.settings(&ty).map(|s| s.sha256) else {
             continue;
         };
-        let Ok(loaded) = artifact::load(engine, ty, &module, &conf.cache_dir, pin.as_deref())
+        let Ok(loaded) = artifact::load(engine, &ty, &module, &conf.cache_dir, pin.as_deref())
         else {
             continue;
         };
@@ -204,7 +207,7 @@ impl Sandbox {
     fn new(
         conf: &WasmConf,
         role: Role,
-        ty: &str,
+        ty: &PluginType,
         module: &Path,
         reach: Reach,
         t: &mut Timings,
@@ -361,20 +364,40 @@ pub fn run_with(
         .map_err(|e| cni(Code::InvalidConfig, ty, e))?;
     let mut config: Value = serde_json::from_slice(call.stdin)
         .map_err(|e| cni(Code::Decode, ty, format!("config: {e}")))?;
+    // Every config value that names a host resource passes the boundary
+    // before anything runs: the IPAM type, the flat file, the store, the
+    // credentials.
+    let refused = |r: boundary::Refused| cni(Code::InvalidConfig, ty, r);
+    let ipam_type = match role {
+        Role::Chained => ipam_type(&config, "ipam.type").map_err(refused)?,
+        _ => None,
+    };
+    let original = config.clone();
     // whereabouts' flat-file defaults, read here on the module's behalf.
     let flat_file = match role {
         Role::Ipam => {
-            cluster::merge_flat_file(&mut config).map_err(|e| cni(Code::InvalidConfig, ty, e))?
+            cluster::merge_flat_file(&mut config, &conf.bounds, settings.host_call_timeout())
+                .map_err(refused)?
         }
         _ => None,
     };
-    let g = grant::compute(role, call, &config, &settings);
+    let g = grant::compute(role, call, &config, &settings, &conf.bounds).map_err(refused)?;
+    let kubeconfig = match &g.cluster {
+        Some(_) => cluster::kubeconfig(
+            &original,
+            flat_file.as_ref(),
+            &conf.bounds,
+            conf.kubeconfig.as_deref(),
+        )
+        .map_err(refused)?,
+        None => None,
+    };
     let cluster_backend = |recording: Option<RecordingCluster>| -> Option<Box<dyn ClusterBackend>> {
         g.cluster.as_ref()?;
         Some(match recording {
             Some(r) => Box::new(r),
             None => Box::new(cluster::KubeCluster::new(
-                cluster::kubeconfig(&config, conf.kubeconfig.as_deref()),
+                kubeconfig.clone(),
                 settings.cluster_namespace.clone(),
                 settings.cluster_call_timeout(),
                 Instant::now() + settings.timeout(true),
@@ -397,16 +420,16 @@ pub fn run_with(
                         if matches!(call.command, Command::Del | Command::Gc | Command::Status)
                             && !p.exists() =>
                     {
-                        tracing::debug!(plugin = ty, error = %e, "pod netns gone; container calls will find nothing");
+                        tracing::debug!(plugin = ty.as_str(), error = %e, "pod netns gone; container calls will find nothing");
                         None
                     }
                     Err(e) => return Err(cni(Code::InvalidConfig, ty, format!("CNI_NETNS: {e}"))),
                 },
                 None => None,
             };
-            let store = g.store_root.clone().map(|root| {
+            let store = g.store_root.clone().map(|dir| {
                 Box::new(FsStore {
-                    root,
+                    dir,
                     lock_timeout: settings.host_call_timeout(),
                 }) as Box<dyn StoreBackend>
             });
@@ -430,14 +453,10 @@ pub fn run_with(
         ),
     };
     // An interface plugin's IPAM, run by the host when the plugin asks.
-    let ipam_type = config
-        .pointer("/ipam/type")
-        .and_then(Value::as_str)
-        .filter(|t| !t.is_empty() && role == Role::Chained);
-    let delegated = |t: &str| ipam::DelegatedIpam {
+    let delegated = |t: &PluginType| ipam::DelegatedIpam {
         dry_run: dry_run.as_ref().map(Backends::recording_clone),
         wasm: conf.clone(),
-        ipam_type: t.to_string(),
+        ipam_type: t.clone(),
         container_id: call.container_id.to_string(),
         netns: call.netns.to_string(),
         ifname: call.ifname.to_string(),
@@ -446,11 +465,13 @@ pub fn run_with(
         stdin: call.stdin.to_vec(),
     };
     let ipam = ipam_type
+        .as_ref()
         .map(|t| Box::new(delegated(t)) as Box<dyn multus_host_functions::links::IpamBackend>);
     // STATUS asks the config's IPAM too, as the reference interface plugins
     // do (`ipam.ExecStatus`): an interface plugin is not ready while its
     // IPAM is not. The host does it, so every module gets it.
     let ipam_status = ipam_type
+        .as_ref()
         .filter(|_| call.command == Command::Status)
         .map(delegated);
     let reach = Reach {
@@ -482,7 +503,7 @@ pub fn run_with(
         },
         container_id: call.container_id.to_string(),
         ifname: call.ifname.to_string(),
-        config: match flat_file {
+        config: match &flat_file {
             Some(_) => config.to_string(),
             None => String::from_utf8_lossy(call.stdin).into_owned(),
         },
@@ -559,7 +580,7 @@ fn guest_error(ty: &str, e: wit::CniError) -> PluginError {
 /// reaches nothing but the log.
 pub fn map(
     conf: &WasmConf,
-    name: &str,
+    name: &PluginType,
     module: &Path,
     config: &str,
     pod: &wit_mapper::PodMetadata,

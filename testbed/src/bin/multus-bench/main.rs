@@ -6,6 +6,7 @@
 
 mod cri;
 
+use multus::boundary::PluginType;
 use std::io::{Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -378,6 +379,10 @@ fn main() -> Result<()> {
         cache_dir: work.path().join("wasm-cache"),
         plugins: Default::default(),
         kubeconfig: None,
+        bounds: multus::boundary::Bounds {
+            store_roots: vec![work.path().to_path_buf()],
+            ..Default::default()
+        },
     };
     // As the daemon runs its wasm calls (the bench is one long process).
     multus::delegate::wasm::engine::pool_instances(32);
@@ -398,6 +403,7 @@ fn main() -> Result<()> {
         if wasm {
             c["wasmPluginDir"] = json!(wasm_conf.plugin_dir);
             c["wasmCacheDir"] = json!(wasm_conf.cache_dir);
+            c["storeRoots"] = json!(wasm_conf.bounds.store_roots);
         }
         Ok(serde_json::to_vec(&c)?)
     };
@@ -434,6 +440,7 @@ fn main() -> Result<()> {
             c["annotationMappers"] = json!(["legacy-networks"]);
             c["wasmPluginDir"] = json!(wasm_conf.plugin_dir);
             c["wasmCacheDir"] = json!(wasm_conf.cache_dir);
+            c["storeRoots"] = json!(wasm_conf.bounds.store_roots);
         }
         Ok(serde_json::to_vec(&c)?)
     };
@@ -835,6 +842,7 @@ fn interface_table(
         if wasm {
             c["wasmPluginDir"] = json!(modules);
             c["wasmCacheDir"] = json!(work.join("interface-cache"));
+            c["storeRoots"] = json!([work]);
             c["wasmPlugins"] = json!({"bridge": granted, "macvlan": granted, "ptp": granted});
         }
         let mut program = multus.to_path_buf();
@@ -925,6 +933,7 @@ fn cluster_ipam_table(
     let mut conf = confs::multus_delegates(&nets, &work.join("multus-wa"), &reference_plugin_dir());
     conf["wasmPluginDir"] = json!(wasm_conf.plugin_dir);
     conf["wasmCacheDir"] = json!(wasm_conf.cache_dir);
+    conf["storeRoots"] = json!(wasm_conf.bounds.store_roots);
     conf["wasmPlugins"] = json!({"whereabouts": {"timeoutMs": 60000, "hostCallTimeoutMs": 10000}});
     let s = Scenario {
         name: "whereabouts",
@@ -1007,7 +1016,7 @@ fn chained_table(plugins: &Path, wasm_conf: &WasmConf, calls: usize) -> Result<(
     let in_process = |plugin: &str, stdin: &[u8], i: usize| -> Result<Duration> {
         let cid = format!("chained{i}");
         let call = PluginCall {
-            plugin_type: plugin,
+            plugin_type: &PluginType::parse(plugin, "type")?,
             command: CniCommand::Add,
             container_id: &cid,
             netns,
@@ -1018,7 +1027,9 @@ fn chained_table(plugins: &Path, wasm_conf: &WasmConf, calls: usize) -> Result<(
             extra_env: &[],
             stdin,
         };
-        let module = wasm_conf.module(plugin).context("module")?;
+        let module = wasm_conf
+            .module(&PluginType::parse(plugin, "type")?)
+            .context("module")?;
         let start = Instant::now();
         wasm::run(wasm_conf, Role::Chained, &module, &call)
             .map_err(|e| anyhow::anyhow!("wasm {plugin}: {e}"))?;
@@ -1072,7 +1083,7 @@ fn ipam_table(
     let conf = json!({"cniVersion": "1.0.0", "name": "ipam-bench", "type": "bridge",
         "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.20.0.0/16"}]], "dataDir": data}});
     let stdin = serde_json::to_vec(&conf)?;
-    let shim_dir = multus::shim::prepare(wasm_conf, "host-local", multus)
+    let shim_dir = multus::shim::prepare(wasm_conf, &PluginType::parse("host-local", "type")?, multus)
         .map_err(|e| anyhow::anyhow!(e.msg))?;
     let shim_env = multus::shim::env(wasm_conf);
     let exec_pair =
@@ -1095,7 +1106,7 @@ fn ipam_table(
     let run_module = |plugin: &str, stdin: &[u8], i: usize, cmd: CniCommand| -> Result<Timings> {
         let cid = format!("inproc{i}");
         let call = PluginCall {
-            plugin_type: plugin,
+            plugin_type: &PluginType::parse(plugin, "type")?,
             command: cmd,
             container_id: &cid,
             netns: "",
@@ -1106,7 +1117,9 @@ fn ipam_table(
             extra_env: &[],
             stdin,
         };
-        let module = wasm_conf.module(plugin).context("module")?;
+        let module = wasm_conf
+            .module(&PluginType::parse(plugin, "type")?)
+            .context("module")?;
         let (_, t) = wasm::run(wasm_conf, Role::Ipam, &module, &call)
             .map_err(|e| anyhow::anyhow!(e.to_string()))?;
         Ok(t)
@@ -1119,7 +1132,7 @@ fn ipam_table(
         ..wasm_conf.clone()
     };
     let cold_call = PluginCall {
-        plugin_type: "host-local",
+        plugin_type: &PluginType::parse("host-local", "type")?,
         command: CniCommand::Status,
         container_id: "cold",
         netns: "",
@@ -1130,7 +1143,9 @@ fn ipam_table(
         extra_env: &[],
         stdin: &stdin,
     };
-    let module = wasm_conf.module("host-local").context("module")?;
+    let module = wasm_conf
+        .module(&PluginType::parse("host-local", "type")?)
+        .context("module")?;
     let (_, cold) = wasm::run(&cold_conf, Role::Ipam, &module, &cold_call)
         .map_err(|e| anyhow::anyhow!(e.to_string()))?;
     let (_, warm) = wasm::run(&cold_conf, Role::Ipam, &module, &cold_call)

@@ -133,8 +133,8 @@ fn reconcile(kube: &Kube, ns: &str, dry_run: bool) -> Result<Report, String> {
 pub fn run(a: &ReconcileArgs) -> i32 {
     let ns = match &a.namespace {
         Some(ns) => ns.clone(),
-        None => match context_namespace(&a.kubeconfig) {
-            Ok(ns) => ns,
+        None => match kube::config::Kubeconfig::read_from(&a.kubeconfig) {
+            Ok(kc) => context_namespace(&kc),
             Err(e) => {
                 eprintln!("multusctl ipam reconcile: --kubeconfig: {e}");
                 return 2;

@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 
+use multus::boundary::PluginType;
 use multus::cni::Command;
 use multus::config::WasmConf;
 use multus::delegate::wasm::{self, Backends, Role};
@@ -53,6 +54,11 @@ pub struct RunArgs {
     /// does (interface plugins need it to create links on a host link).
     #[arg(long)]
     pub host_netns: bool,
+    /// A directory the plugin's store (`dataDir`, `ipam.dataDir`) may lie
+    /// beneath, besides the multus conf's default `storeRoots`
+    /// (/var/lib/cni, /run/cni); repeatable.
+    #[arg(long, value_name = "DIR")]
+    pub store_root: Vec<PathBuf>,
 }
 
 fn usage(msg: String) -> i32 {
@@ -123,8 +129,15 @@ pub fn run(a: &RunArgs) -> i32 {
         cache_dir: cache.path().to_path_buf(),
         plugins: Default::default(),
         kubeconfig: None,
+        bounds: Default::default(),
     };
-    let plugin_type = conf["type"]
+    for root in &a.store_root {
+        if !root.is_absolute() {
+            return usage(format!("--store-root {}: not an absolute path", root.display()));
+        }
+        wasm_conf.bounds.store_roots.push(root.clone());
+    }
+    let named = conf["type"]
         .as_str()
         .map(String::from)
         .or_else(|| {
@@ -133,12 +146,16 @@ pub fn run(a: &RunArgs) -> i32 {
                 .map(|s| s.to_string_lossy().into_owned())
         })
         .unwrap_or_default();
+    let plugin_type = match PluginType::parse(&named, "the conf's \"type\"") {
+        Ok(t) => t,
+        Err(e) => return usage(format!("--conf {}: {e}", a.conf.display())),
+    };
     if a.host_netns {
         let settings = multus::config::PluginSettings {
             host_netns: true,
             ..Default::default()
         };
-        wasm_conf.plugins.insert(plugin_type.clone(), settings);
+        wasm_conf.plugins.insert(plugin_type.to_string(), settings);
     }
     let netns = match &a.netns {
         Some(p) => p.display().to_string(),
