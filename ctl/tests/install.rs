@@ -765,7 +765,8 @@ fn installed_conf_runs_a_pod_end_to_end() {
     let config = dir.join("config.json");
     std::fs::write(
         &config,
-        bytes(&json!({"cniDir": node.cni_dir(), "confDir": multus_net_d, "wasmPluginDir": dir.join("plugins"), "wasmCacheDir": node.wasm_cache()})),
+        bytes(&json!({"cniDir": node.cni_dir(), "confDir": multus_net_d, "wasmPluginDir": dir.join("plugins"), "wasmCacheDir": node.wasm_cache(),
+            "storeRoots": [node.dir.path()]})),
     )
     .unwrap();
     let second = confs::macvlan_host_local("second", "uplink0", "10.245.0.0/24", &node.data_dir());

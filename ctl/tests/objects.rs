@@ -159,7 +159,10 @@ fn a_pushed_plugin_rolls_out_to_every_node_and_goes_when_deleted() {
         );
         MultusConf::parse(s.as_bytes()).unwrap()
     };
-    let s = conf("").wasm.settings(&multus::boundary::PluginType::parse("tuning", "t").unwrap()).unwrap();
+    let s = conf("")
+        .wasm
+        .settings(&multus::boundary::PluginType::parse("tuning", "t").unwrap())
+        .unwrap();
     assert_eq!(
         (s.host_netns, s.memory_limit_mib, s.sha256),
         (true, 16, Some(sha(&tuning)))

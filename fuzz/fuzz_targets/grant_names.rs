@@ -2,13 +2,15 @@
 //! prevResult or a plugin can bring: whatever the input, a granted link is
 //! a valid interface name, a sysctl the host builds is a path under
 //! `/proc/sys/net` with nothing but plain components, and a netlink call is
-//! allowed only on a granted, valid link. Property checks, not just "no
-//! panic".
+//! allowed only on a granted, valid link; a plugin type the boundary
+//! accepts is a plain file name, and a store it grants lies beneath an
+//! admin's root by plain names. Property checks, not just "no panic".
 #![no_main]
 use std::path::Component;
 
 use arbitrary::{Arbitrary, Unstructured};
 use libfuzzer_sys::fuzz_target;
+use multus::boundary::{Bounds, PluginType};
 use multus::cni::Command;
 use multus::config::PluginSettings;
 use multus::delegate::wasm::{grant, Role};
@@ -29,6 +31,8 @@ struct Input {
     link: String,
     name: String,
     probe: String,
+    plugin: String,
+    data_dir: String,
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -41,10 +45,40 @@ fuzz_target!(|data: &[u8]| {
         .map(|(n, pod)| json!({"name": n, "sandbox": if *pod { "/run/netns/p" } else { "" }}))
         .collect();
     let prev = json!({"interfaces": interfaces, "ips": []});
+    if let Ok(t) = PluginType::parse(&i.plugin, "type") {
+        let s = t.as_str();
+        assert!(!s.is_empty() && s.len() <= 128 && !s.contains('/'), "{s:?}");
+        assert!(!s.starts_with('.') && !s.starts_with('-'), "{s:?}");
+    }
+    let bounds = Bounds::default();
+    let store_config = json!({"name": "n", "dataDir": i.data_dir});
+    let tuning = PluginType::parse("tuning", "type").unwrap();
+    let store_call = PluginCall {
+        plugin_type: &tuning,
+        command: Command::Add,
+        container_id: "c",
+        netns: "/run/netns/p",
+        ifname: "net1",
+        known_prev: None,
+        cni_args: "",
+        path: &[],
+        extra_env: &[],
+        stdin: b"",
+    };
+    let settings = PluginSettings::default();
+    if let Ok(g) = grant::compute(Role::Chained, &store_call, &store_config, &settings, &bounds) {
+        if let Some(dir) = g.store_root {
+            let p = dir.path();
+            let root = bounds.store_roots.iter().find(|r| p.starts_with(r));
+            let rest = p.strip_prefix(root.expect("beneath a root")).unwrap();
+            assert!(rest.components().count() > 0, "{p:?}");
+            assert!(rest.components().all(|c| matches!(c, Component::Normal(_))), "{p:?}");
+        }
+    }
     let config = json!({"name": "n", "master": i.master, "bridge": i.bridge,
         "prevResult": {"interfaces": [{"name": i.probe, "sandbox": "/run/netns/p"}]}});
     let call = PluginCall {
-        plugin_type: "tuning",
+        plugin_type: &tuning,
         command: Command::Add,
         container_id: "c",
         netns: "/run/netns/p",
@@ -55,7 +89,8 @@ fuzz_target!(|data: &[u8]| {
         extra_env: &[],
         stdin: b"",
     };
-    let mut g = grant::compute(Role::Chained, &call, &config, &PluginSettings::default());
+    let mut g = grant::compute(Role::Chained, &call, &config, &settings, &bounds)
+        .expect("the default store is beneath the default roots");
     for l in g.links.iter().chain(&g.host_links) {
         assert!(valid_ifname(l), "granted {l:?}");
     }

@@ -60,7 +60,9 @@ fn openat(dir: &impl AsRawFd, name: &OsStr, flags: libc::c_int) -> io::Result<Ow
         // O_NOFOLLOW on a symlink answers ELOOP (ENOTDIR with
         // O_DIRECTORY): say what it was.
         if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) && is_symlink(dir, &c) {
-            return Err(io::Error::other(SymlinkRefused(name.to_string_lossy().into_owned())));
+            return Err(io::Error::other(SymlinkRefused(
+                name.to_string_lossy().into_owned(),
+            )));
         }
         return Err(e);
     }
@@ -72,7 +74,12 @@ fn is_symlink(dir: &impl AsRawFd, name: &CString) -> bool {
     // SAFETY: a valid dirfd, a NUL-terminated name and a stat buffer of ours.
     unsafe {
         let mut st: libc::stat = std::mem::zeroed();
-        libc::fstatat(dir.as_raw_fd(), name.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) == 0
+        libc::fstatat(
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        ) == 0
             && st.st_mode & libc::S_IFMT == libc::S_IFLNK
     }
 }
@@ -152,8 +159,7 @@ mod tests {
         assert!(open_file(&root, Path::new("file-link")).is_err());
         std::fs::write(root.join("a/f"), "ok").unwrap();
         let mut s = String::new();
-        io::Read::read_to_string(&mut open_file(&root, Path::new("a/f")).unwrap(), &mut s)
-            .unwrap();
+        io::Read::read_to_string(&mut open_file(&root, Path::new("a/f")).unwrap(), &mut s).unwrap();
         assert_eq!(s, "ok");
     }
 }

@@ -317,7 +317,6 @@ impl Txn for RecordingStore {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,7 +354,10 @@ mod tests {
     fn a_store_dir_stays_beneath_its_root() {
         let d = tempfile::tempdir().unwrap();
         for bad in ["../x", "a/../../x", "/etc", "", "."] {
-            assert!(StoreDir::beneath(d.path(), Path::new(bad)).is_err(), "{bad}");
+            assert!(
+                StoreDir::beneath(d.path(), Path::new(bad)).is_err(),
+                "{bad}"
+            );
         }
         let dir = StoreDir::beneath(d.path(), Path::new("networks")).unwrap();
         assert!(dir.join("../other").is_err() && dir.join("a/b").is_ok());

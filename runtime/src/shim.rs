@@ -80,8 +80,13 @@ fn conf_from_env() -> Result<WasmConf, CniError> {
     };
     let plugins = serde_json::from_str(&var(ENV_PLUGINS)?)
         .map_err(|e| CniError::new(Code::InvalidEnv, format!("{ENV_PLUGINS}: {e}")))?;
-    let bounds: Bounds = serde_json::from_str(&var(ENV_BOUNDS)?)
-        .map_err(|e| CniError::new(Code::InvalidEnv, format!("{ENV_BOUNDS}: {e}")))?;
+    // Missing (a parent multus from before the bounds, mid-upgrade): the
+    // defaults, which are the tightest.
+    let bounds: Bounds = match std::env::var(ENV_BOUNDS) {
+        Ok(b) => serde_json::from_str(&b)
+            .map_err(|e| CniError::new(Code::InvalidEnv, format!("{ENV_BOUNDS}: {e}")))?,
+        Err(_) => Bounds::default(),
+    };
     Ok(WasmConf {
         plugin_dir: var(ENV_PLUGIN_DIR)?.into(),
         cache_dir: var(ENV_CACHE_DIR)?.into(),

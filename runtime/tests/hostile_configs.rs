@@ -22,22 +22,14 @@ fn trap_script(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
         format!("#!/bin/sh\ntouch {}\ncat >/dev/null\n", marker.display()),
     )
     .unwrap();
-    std::fs::set_permissions(
-        &script,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     (script, marker)
 }
 
 /// A multus conf whose only network is `net`, with the interface modules
 /// granted the host netns (what makes their IPAM delegation reachable).
 fn conf_of(node: &Node, net: Value, extra: Value) -> Vec<u8> {
-    let mut conf = node.with_wasm(confs::multus_delegates(
-        &[net],
-        &node.cni_dir(),
-        &plugins(),
-    ));
+    let mut conf = node.with_wasm(confs::multus_delegates(&[net], &node.cni_dir(), &plugins()));
     let granted = json!({"hostNetns": true});
     conf["wasmPlugins"] = json!({"macvlan": granted, "ptp": granted, "bridge": granted});
     for (k, v) in extra.as_object().unwrap() {
@@ -65,15 +57,27 @@ fn ipam_type_never_names_a_binary_or_a_module_path() {
     node.install_wasm(&["macvlan", "ptp", "bridge"]);
     let (script, marker) = trap_script(node.dir.path(), "evil");
     // A module and grants beside the script, as in a pod's emptyDir.
-    std::fs::copy(built_plugins().join("sandbox-probe.wasm"), script.with_extension("wasm")).unwrap();
-    std::fs::write(script.with_extension("grants.json"), r#"{"hostNetns":true}"#).unwrap();
+    std::fs::copy(
+        built_plugins().join("sandbox-probe.wasm"),
+        script.with_extension("wasm"),
+    )
+    .unwrap();
+    std::fs::write(
+        script.with_extension("grants.json"),
+        r#"{"hostNetns":true}"#,
+    )
+    .unwrap();
     let relative = format!("../../../../..{}", script.display());
     for (ty, extra) in [
         ("macvlan", json!({"master": "uplink0"})),
         ("ptp", json!({})),
         ("bridge", json!({"bridge": "br-hostile"})),
     ] {
-        for ipam in [script.display().to_string(), relative.clone(), "/bin/sh".into()] {
+        for ipam in [
+            script.display().to_string(),
+            relative.clone(),
+            "/bin/sh".into(),
+        ] {
             let mut net = json!({"cniVersion": "1.0.0", "name": "h", "type": ty,
                 "ipam": {"type": ipam, "x": "$(touch /tmp/multus-hostile-ran)"}});
             for (k, v) in extra.as_object().unwrap() {
@@ -105,8 +109,15 @@ fn a_config_never_chooses_credentials() {
             "current-context": "x"})
     };
     let exec = node.dir.path().join("exec.kubeconfig");
-    std::fs::write(&exec, kubeconfig(json!({"exec": {"apiVersion": "client.authentication.k8s.io/v1",
-        "command": script, "interactiveMode": "Never"}})).to_string()).unwrap();
+    std::fs::write(
+        &exec,
+        kubeconfig(
+            json!({"exec": {"apiVersion": "client.authentication.k8s.io/v1",
+        "command": script, "interactiveMode": "Never"}}),
+        )
+        .to_string(),
+    )
+    .unwrap();
     let token = node.dir.path().join("token.kubeconfig");
     std::fs::write(&token, kubeconfig(json!({"tokenFile": secret})).to_string()).unwrap();
     let net = |kc: &Path| {
@@ -116,12 +127,23 @@ fn a_config_never_chooses_credentials() {
     };
     node.install_wasm(&["bridge"]);
     for kc in [&exec, &token] {
-        let msg = refused(&node, &conf_of(&node, net(kc), json!({})), "ipam.kubernetes.kubeconfig");
-        assert!(msg.contains("kubeconfigAllowlist") && !msg.contains("CANARY"), "{msg}");
+        let msg = refused(
+            &node,
+            &conf_of(&node, net(kc), json!({})),
+            "ipam.kubernetes.kubeconfig",
+        );
+        assert!(
+            msg.contains("kubeconfigAllowlist") && !msg.contains("CANARY"),
+            "{msg}"
+        );
     }
     // Even allowlisted, an exec user is refused before any call.
     let allow = json!({"kubeconfigAllowlist": [node.dir.path()]});
-    let msg = refused(&node, &conf_of(&node, net(&exec), allow), "ipam.kubernetes.kubeconfig");
+    let msg = refused(
+        &node,
+        &conf_of(&node, net(&exec), allow),
+        "ipam.kubernetes.kubeconfig",
+    );
     assert!(msg.contains("runs a command"), "{msg}");
     assert!(!marker.exists(), "the exec credential plugin ran");
 }
@@ -139,14 +161,26 @@ fn data_dir_only_beneath_the_store_roots() {
     let range = json!([[{"subnet": "10.92.0.0/24"}]]);
     let msg = refused(
         &node,
-        &conf_of(&node, list(json!([bridge(json!({"type": "host-local", "ranges": range, "dataDir": target}))])), json!({})),
+        &conf_of(
+            &node,
+            list(json!([bridge(
+                json!({"type": "host-local", "ranges": range, "dataDir": target})
+            )])),
+            json!({}),
+        ),
         "ipam.dataDir",
     );
     assert!(msg.contains("storeRoots"), "{msg}");
     let msg = refused(
         &node,
-        &conf_of(&node, list(json!([bridge(json!({"type": "host-local", "ranges": range, "dataDir": node.data_dir()})),
-            {"type": "tuning", "dataDir": target}])), json!({})),
+        &conf_of(
+            &node,
+            list(
+                json!([bridge(json!({"type": "host-local", "ranges": range, "dataDir": node.data_dir()})),
+            {"type": "tuning", "dataDir": target}]),
+            ),
+            json!({}),
+        ),
         "dataDir",
     );
     assert!(msg.contains("storeRoots"), "{msg}");
@@ -159,13 +193,22 @@ fn data_dir_only_beneath_the_store_roots() {
     // Refused when the store opens it: the path and the link named.
     let msg = refused(
         &node,
-        &conf_of(&node, list(json!([bridge(json!({"type": "host-local", "ranges": range, "dataDir": via_link}))])), json!({})),
+        &conf_of(
+            &node,
+            list(json!([bridge(
+                json!({"type": "host-local", "ranges": range, "dataDir": via_link})
+            )])),
+            json!({}),
+        ),
         "symlink",
     );
     assert!(msg.contains("links/ipam"), "{msg}");
     assert!(!target.exists(), "nothing created outside the roots");
     assert_eq!(node.reservations("other"), ["10.92.0.9"]);
-    assert!(node.reservations("st").is_empty(), "the rolled-back ADD left no reservation");
+    assert!(
+        node.reservations("st").is_empty(),
+        "the rolled-back ADD left no reservation"
+    );
 }
 
 /// 4. A config-named file that is a FIFO, a device, huge, or outside the
@@ -180,9 +223,16 @@ fn config_named_files_are_bounded() {
     let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
     let huge = roots.join("huge.conf");
-    std::fs::File::create(&huge).unwrap().set_len(1 << 30).unwrap();
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
     let root_only = node.dir.path().join("root-only.json");
-    std::fs::write(&root_only, r#"{"range": "10.93.0.0/24", "SECRET": "CANARY"}"#).unwrap();
+    std::fs::write(
+        &root_only,
+        r#"{"range": "10.93.0.0/24", "SECRET": "CANARY"}"#,
+    )
+    .unwrap();
     let extra = json!({"configFileRoots": [roots]});
     let started = std::time::Instant::now();
     for (path, why) in [
@@ -193,8 +243,15 @@ fn config_named_files_are_bounded() {
     ] {
         let net = json!({"cniVersion": "1.0.0", "name": "cf", "type": "bridge", "bridge": "br-cf",
             "ipam": {"type": "whereabouts", "configuration_path": path}});
-        let msg = refused(&node, &conf_of(&node, net, extra.clone()), "ipam.configuration_path");
-        assert!(msg.contains(why) && !msg.contains("CANARY"), "{path}: {msg}");
+        let msg = refused(
+            &node,
+            &conf_of(&node, net, extra.clone()),
+            "ipam.configuration_path",
+        );
+        assert!(
+            msg.contains(why) && !msg.contains("CANARY"),
+            "{path}: {msg}"
+        );
     }
     // Well inside any deadline: nothing waited on the FIFO.
     assert!(started.elapsed() < std::time::Duration::from_secs(60));
@@ -213,7 +270,10 @@ fn the_ipam_shim_links_only_plain_names() {
     let net = json!({"cniVersion": "1.0.0", "name": "sh", "type": "bridge", "bridge": "br-sh",
         "ipam": {"type": ty, "ranges": [[{"subnet": "10.94.0.0/24"}]], "dataDir": node.data_dir()}});
     refused(&node, &conf_of(&node, net, json!({})), "ipam.type");
-    assert!(std::fs::symlink_metadata(x.join("evil")).is_err(), "no link at the config's path");
+    assert!(
+        std::fs::symlink_metadata(x.join("evil")).is_err(),
+        "no link at the config's path"
+    );
 }
 
 /// 6. A config's own `prevResult` on the first plugin never reaches a
@@ -240,7 +300,11 @@ fn a_configs_prev_result_grants_nothing_through_a_native_plugin() {
         assert_cni_error(&out, out.json()["code"].as_u64().unwrap());
     }
     node.run("DEL", "c1", &pod, &conf);
-    assert_eq!(pod.sysctl(key), before, "lo's sysctl changed through a forged prevResult");
+    assert_eq!(
+        pod.sysctl(key),
+        before,
+        "lo's sysctl changed through a forged prevResult"
+    );
 }
 
 /// The admin's `nadPluginTypes`: a NAD outside `systemNamespaces` naming
@@ -255,25 +319,42 @@ fn nad_plugin_types_bound_user_namespaces_only() {
     let cluster = json!({"cniVersion": "1.0.0", "name": "cluster", "type": "macvlan", "master": "uplink0",
         "ipam": {"type": "static", "addresses": [{"address": "10.96.0.2/24"}]}});
     std::fs::write(node.conf_dir().join("10-cluster.conf"), bytes(&cluster)).unwrap();
-    let nad = |ipam: &str| json!({"cniVersion": "1.0.0", "name": "mv", "type": "macvlan", "master": "uplink0",
+    let nad = |ipam: &str| {
+        json!({"cniVersion": "1.0.0", "name": "mv", "type": "macvlan", "master": "uplink0",
         "ipam": {"type": ipam, "addresses": [{"address": "10.97.0.5/24"}], "ranges": [[{"subnet": "10.97.0.0/24"}]],
-                 "dataDir": node.data_dir()}}).to_string();
+                 "dataDir": node.data_dir()}}).to_string()
+    };
     api.add_nad("team", "allowed", Some(&nad("static")), &[]);
     api.add_nad("team", "denied", Some(&nad("host-local")), &[]);
     api.add_nad("kube-system", "sys", Some(&nad("host-local")), &[]);
     let networks = "k8s.v1.cni.cncf.io/networks";
     api.add_pod("team", "ok", "uid-1", &[(networks, "allowed")], &[]);
     api.add_pod("team", "bad", "uid-2", &[(networks, "denied")], &[]);
-    api.add_pod("team", "sys", "uid-3", &[(networks, "kube-system/sys")], &[]);
-    let mut conf = node.with_wasm(json!({"cniVersion": "1.0.0", "name": "multus-cni-network", "type": "multus",
+    api.add_pod(
+        "team",
+        "sys",
+        "uid-3",
+        &[(networks, "kube-system/sys")],
+        &[],
+    );
+    let mut conf = node.with_wasm(
+        json!({"cniVersion": "1.0.0", "name": "multus-cni-network", "type": "multus",
         "kubeconfig": api.kubeconfig(), "clusterNetwork": "cluster", "confDir": node.conf_dir(),
-        "cniDir": node.cni_dir(), "binDir": plugins(), "nadPluginTypes": ["macvlan", "static"]}));
+        "cniDir": node.cni_dir(), "binDir": plugins(), "nadPluginTypes": ["macvlan", "static"]}),
+    );
     conf["wasmPlugins"] = json!({"macvlan": {"hostNetns": true}});
     let conf = bytes(&conf);
     let run = |cmd: &str, pod: &Pod, name: &str, uid: &str| {
-        let args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=team;K8S_POD_NAME={name};K8S_POD_UID={uid}");
-        let env = [("CNI_COMMAND", cmd), ("CNI_CONTAINERID", name), ("CNI_NETNS", pod.path.as_str()),
-            ("CNI_IFNAME", "eth0"), ("CNI_ARGS", args.as_str()), ("CNI_PATH", "/usr/lib/cni")];
+        let args =
+            format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=team;K8S_POD_NAME={name};K8S_POD_UID={uid}");
+        let env = [
+            ("CNI_COMMAND", cmd),
+            ("CNI_CONTAINERID", name),
+            ("CNI_NETNS", pod.path.as_str()),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_ARGS", args.as_str()),
+            ("CNI_PATH", "/usr/lib/cni"),
+        ];
         node.multus(&env, &conf)
     };
     let ok = Pod::new();
@@ -284,11 +365,23 @@ fn nad_plugin_types_bound_user_namespaces_only() {
     let bad = Pod::new();
     let out = run("ADD", &bad, "bad", "uid-2");
     let msg = assert_cni_error(&out, 7);
-    assert!(msg.contains("nadPluginTypes") && msg.contains("host-local") && msg.contains("team/denied"), "{msg}");
-    assert_eq!(bad.ns.links().unwrap(), ["lo"], "nothing ran, not even the cluster network");
+    assert!(
+        msg.contains("nadPluginTypes") && msg.contains("host-local") && msg.contains("team/denied"),
+        "{msg}"
+    );
+    assert_eq!(
+        bad.ns.links().unwrap(),
+        ["lo"],
+        "nothing ran, not even the cluster network"
+    );
     assert!(node.reservations("mv").is_empty());
     let sys = Pod::new();
     let out = run("ADD", &sys, "sys", "uid-3");
-    assert!(out.ok(), "a system namespace's NAD is the admin's: {} {}", out.stdout, out.stderr);
+    assert!(
+        out.ok(),
+        "a system namespace's NAD is the admin's: {} {}",
+        out.stdout,
+        out.stderr
+    );
     run("DEL", &sys, "sys", "uid-3");
 }

@@ -117,6 +117,12 @@ fn ipam_shim(node: &Node, name: &str) -> (std::path::PathBuf, Vec<(&'static str,
             node.wasm_cache().display().to_string(),
         ),
         ("MULTUS_WASM_PLUGINS", "{}".to_string()),
+        (
+            "MULTUS_WASM_BOUNDS",
+            serde_json::json!({"storeRoots": [node.dir.path()], "configFileRoots": [],
+                "kubeconfigAllowlist": [], "nadPluginTypes": null})
+            .to_string(),
+        ),
     ];
     (shim.join(name), env)
 }

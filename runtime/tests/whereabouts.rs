@@ -41,6 +41,7 @@ impl Pools {
             &plugins(),
         ));
         c["wasmPlugins"] = json!({"whereabouts": {"timeoutMs": 60000, "hostCallTimeoutMs": 10000}});
+        c["kubeconfigAllowlist"] = json!([self.api.kubeconfig()]);
         bytes(&c)
     }
 
@@ -504,14 +505,16 @@ fn in_process_as_a_conflist_entry() {
         "kubernetes": {"kubeconfig": c.api.kubeconfig()}});
     let net = json!({"cniVersion": "1.0.0", "name": "wa-inproc", "plugins": [
         {"type": "whereabouts", "ipam": ipam}]});
-    let conf = bytes(&c.node.with_wasm(confs::multus_delegates(
+    let mut conf = c.node.with_wasm(confs::multus_delegates(
         &[
             confs::bridge_host_local("cluster", "cni0", "10.31.0.0/16", &c.node.data_dir()),
             net,
         ],
         &c.node.cni_dir(),
         &plugins(),
-    )));
+    ));
+    conf["kubeconfigAllowlist"] = json!([c.api.kubeconfig()]);
+    let conf = bytes(&conf);
     let pod = Pod::new();
     let out = c.run("ADD", &pod, "inproc", &conf);
     assert!(out.ok(), "{} {}", out.stdout, out.stderr);

@@ -3,6 +3,7 @@
 //! integration tests. A "node" netns stands in for the host so
 //! nothing (bridges, host veths) touches the real host's network.
 
+pub mod audit;
 pub mod background;
 pub mod confs;
 pub mod connect_proxy;

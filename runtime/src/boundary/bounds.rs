@@ -142,7 +142,10 @@ mod tests {
         assert!(b.nad_may_name(&PluginType::parse("anything", "t").unwrap()));
         let b = parse(r#"{"storeRoots":["/data/cni"],"kubeconfigAllowlist":["/etc/wa.kubeconfig"],"nadPluginTypes":["macvlan","static"]}"#).unwrap();
         assert_eq!(b.store_roots, [PathBuf::from("/data/cni")]);
-        assert_eq!(b.kubeconfig_allowlist, [PathBuf::from("/etc/wa.kubeconfig")]);
+        assert_eq!(
+            b.kubeconfig_allowlist,
+            [PathBuf::from("/etc/wa.kubeconfig")]
+        );
         assert!(b.nad_may_name(&PluginType::parse("static", "t").unwrap()));
         assert!(!b.nad_may_name(&PluginType::parse("bridge", "t").unwrap()));
         for (bad, key) in [
@@ -158,15 +161,27 @@ mod tests {
 
     #[test]
     fn beneath_a_root_or_the_root_file_itself() {
-        let roots = [PathBuf::from("/var/lib/cni"), PathBuf::from("/etc/wa.kubeconfig")];
-        let s = |p: &str| split_beneath(&roots, Path::new(p)).map(|(r, rel)| (r, rel.to_path_buf()));
+        let roots = [
+            PathBuf::from("/var/lib/cni"),
+            PathBuf::from("/etc/wa.kubeconfig"),
+        ];
+        let s =
+            |p: &str| split_beneath(&roots, Path::new(p)).map(|(r, rel)| (r, rel.to_path_buf()));
         assert_eq!(
             s("/var/lib/cni/networks"),
             Some((PathBuf::from("/var/lib/cni"), PathBuf::from("networks")))
         );
-        assert_eq!(s("/etc/wa.kubeconfig"), None, "an exact file is no root to be beneath");
+        assert_eq!(
+            s("/etc/wa.kubeconfig"),
+            None,
+            "an exact file is no root to be beneath"
+        );
         assert_eq!(s("/var/lib/cni"), None, "the root itself is no store");
-        assert_eq!(s("/var/lib/cnix/a"), None, "components, not string prefixes");
+        assert_eq!(
+            s("/var/lib/cnix/a"),
+            None,
+            "components, not string prefixes"
+        );
         assert_eq!(s("/etc/passwd"), None);
     }
 }

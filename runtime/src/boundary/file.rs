@@ -26,7 +26,12 @@ pub struct Roots<'a> {
 /// Reads `path`, which config key `key` named, if it lies beneath one of
 /// `roots`; symlinks below a root are not followed (a root that is the
 /// file itself is opened as the admin named it).
-pub fn read(roots: &Roots<'_>, path: &Path, key: &str, timeout: Duration) -> Result<Vec<u8>, Refused> {
+pub fn read(
+    roots: &Roots<'_>,
+    path: &Path,
+    key: &str,
+    timeout: Duration,
+) -> Result<Vec<u8>, Refused> {
     let refused = |why: String| Refused::new(key, format!("{}: {why}", path.display()));
     if !path.is_absolute() {
         return Err(refused("not an absolute path".into()));
@@ -63,7 +68,10 @@ pub fn read(roots: &Roots<'_>, path: &Path, key: &str, timeout: Duration) -> Res
     match rx.recv_timeout(timeout) {
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(e)) => Err(refused(e.to_string())),
-        Err(_) => Err(refused(format!("not read within {} ms", timeout.as_millis()))),
+        Err(_) => Err(refused(format!(
+            "not read within {} ms",
+            timeout.as_millis()
+        ))),
     }
 }
 
@@ -104,7 +112,10 @@ mod tests {
         std::fs::write(d.path().join("secret"), "s").unwrap();
         std::os::unix::fs::symlink(d.path().join("secret"), root.join("link")).unwrap();
         let roots = [root.clone()];
-        let r = Roots { roots: &roots, key: "configFileRoots" };
+        let r = Roots {
+            roots: &roots,
+            key: "configFileRoots",
+        };
         let t = Duration::from_secs(5);
         let read = |p: &Path| read(&r, p, "ipam.configuration_path", t);
         assert_eq!(read(&root.join("ok.conf")).unwrap(), b"{}");
@@ -112,13 +123,22 @@ mod tests {
         assert!(read(&fifo).unwrap_err().msg.contains("not a regular file"));
         assert!(started.elapsed() < t, "a FIFO does not block");
         assert!(read(&root.join("huge")).unwrap_err().msg.contains("larger"));
-        assert!(read(&root.join("link")).unwrap_err().msg.contains("symlink"));
+        assert!(read(&root.join("link"))
+            .unwrap_err()
+            .msg
+            .contains("symlink"));
         let e = read(Path::new("/dev/zero")).unwrap_err();
-        assert!(e.msg.contains("configFileRoots") && e.key == "ipam.configuration_path", "{e}");
+        assert!(
+            e.msg.contains("configFileRoots") && e.key == "ipam.configuration_path",
+            "{e}"
+        );
         assert!(read(&d.path().join("secret")).is_err());
         // The admin's exact file is opened as named; /dev/zero still is no file.
         let dev = [PathBuf::from("/dev/zero")];
-        let r = Roots { roots: &dev, key: "kubeconfigAllowlist" };
+        let r = Roots {
+            roots: &dev,
+            key: "kubeconfigAllowlist",
+        };
         assert!(super::read(&r, Path::new("/dev/zero"), "k", t)
             .unwrap_err()
             .msg

@@ -52,8 +52,9 @@ pub fn choose(
             return Ok(Some(ModuleKubeconfig::exact(path, "kubeconfig")));
         }
         let allowed = bounds.kubeconfig_allowlist.iter().any(|r| r == path)
-            || split_beneath(&bounds.kubeconfig_allowlist, path)
-                .is_some_and(|(_, rel)| multus_host_functions::beneath::plain_components(rel).is_ok());
+            || split_beneath(&bounds.kubeconfig_allowlist, path).is_some_and(|(_, rel)| {
+                multus_host_functions::beneath::plain_components(rel).is_ok()
+            });
         if path.is_absolute() && allowed {
             return Ok(Some(ModuleKubeconfig {
                 path: path.to_path_buf(),
@@ -71,7 +72,10 @@ pub fn choose(
         ));
     }
     if let Some(flat) = flat.filter(|s| !s.is_empty()) {
-        return Ok(Some(ModuleKubeconfig::exact(Path::new(flat), "the whereabouts flat file")));
+        return Ok(Some(ModuleKubeconfig::exact(
+            Path::new(flat),
+            "the whereabouts flat file",
+        )));
     }
     Ok(own.map(|p| ModuleKubeconfig::exact(p, "kubeconfig")))
 }
@@ -128,12 +132,22 @@ mod tests {
             choose(named, flat, b, Some(own)).map(|k| k.map(|k| k.path))
         };
         assert_eq!(c(None, None, &b).unwrap(), Some(own.to_path_buf()));
-        assert_eq!(c(Some(own.to_str().unwrap()), None, &b).unwrap(), Some(own.to_path_buf()));
+        assert_eq!(
+            c(Some(own.to_str().unwrap()), None, &b).unwrap(),
+            Some(own.to_path_buf())
+        );
         let wa = "/etc/cni/net.d/whereabouts.d/whereabouts.kubeconfig";
         let e = c(Some(wa), None, &b).unwrap_err();
         assert!(e.key == KEY && e.msg.contains("kubeconfigAllowlist"), "{e}");
-        assert_eq!(c(None, Some(wa), &b).unwrap(), Some(PathBuf::from(wa)), "the admin's flat file");
-        assert!(c(Some("/var/lib/kubelet/pods/x/evil"), Some(wa), &b).is_err(), "the config's own wins, and is refused");
+        assert_eq!(
+            c(None, Some(wa), &b).unwrap(),
+            Some(PathBuf::from(wa)),
+            "the admin's flat file"
+        );
+        assert!(
+            c(Some("/var/lib/kubelet/pods/x/evil"), Some(wa), &b).is_err(),
+            "the config's own wins, and is refused"
+        );
         b.kubeconfig_allowlist = vec![PathBuf::from("/etc/cni/net.d/whereabouts.d")];
         assert_eq!(c(Some(wa), None, &b).unwrap(), Some(PathBuf::from(wa)));
         assert!(c(Some("relative.kubeconfig"), None, &b).is_err());
@@ -160,13 +174,32 @@ mod tests {
         let t = Duration::from_secs(5);
         let ok = load(&write("ok", serde_json::json!({"tokenFile": "token"})), t).unwrap();
         let dir = d.path().display();
-        assert_eq!(ok.auth_infos[0].auth_info.as_ref().unwrap().token_file, Some(format!("{dir}/token")));
-        assert_eq!(ok.clusters[0].cluster.as_ref().unwrap().certificate_authority, Some(format!("{dir}/ca.crt")));
+        assert_eq!(
+            ok.auth_infos[0].auth_info.as_ref().unwrap().token_file,
+            Some(format!("{dir}/token"))
+        );
+        assert_eq!(
+            ok.clusters[0]
+                .cluster
+                .as_ref()
+                .unwrap()
+                .certificate_authority,
+            Some(format!("{dir}/ca.crt"))
+        );
         let exec = serde_json::json!({"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": "/bin/touch", "args": ["/tmp/pwned"]}});
-        assert!(load(&write("exec", exec), t).unwrap_err().msg.contains("runs a command"));
+        assert!(load(&write("exec", exec), t)
+            .unwrap_err()
+            .msg
+            .contains("runs a command"));
         let provider = serde_json::json!({"auth-provider": {"name": "gcp", "config": {"cmd-path": "/bin/sh"}}});
-        assert!(load(&write("ap", provider), t).unwrap_err().msg.contains("runs a command"));
+        assert!(load(&write("ap", provider), t)
+            .unwrap_err()
+            .msg
+            .contains("runs a command"));
         let dev = ModuleKubeconfig::exact(Path::new("/dev/zero"), "kubeconfig");
-        assert!(load(&dev, t).unwrap_err().msg.contains("not a regular file"));
+        assert!(load(&dev, t)
+            .unwrap_err()
+            .msg
+            .contains("not a regular file"));
     }
 }

@@ -14,7 +14,7 @@ pub const MAX_LEN: usize = 128;
 /// path separator) and more: no leading `.` or `-`, and only
 /// `[A-Za-z0-9_.+-]`, at most [`MAX_LEN`] bytes. The only way to make one
 /// is [`PluginType::parse`].
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct PluginType(String);
 
@@ -52,12 +52,23 @@ impl PluginType {
         };
         match why {
             None => Ok(Self(s.to_string())),
-            Some(why) => Err(Refused::new(key, format!("{s:?} is not a plugin type: {why}"))),
+            Some("missing") => Err(Refused::new(key, "missing")),
+            Some(why) => Err(Refused::new(
+                key,
+                format!("{s:?} is not a plugin type: {why}"),
+            )),
         }
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// As its name, quoted: what messages naming a plugin show.
+impl fmt::Debug for PluginType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
     }
 }
 
@@ -77,7 +88,10 @@ impl std::ops::Deref for PluginType {
 /// A config's `ipam.type` as a plugin type; absent (or empty, or not a
 /// string) is `None`. `key` names where the config came from.
 pub fn ipam_type(config: &serde_json::Value, key: &str) -> Result<Option<PluginType>, Refused> {
-    match config.pointer("/ipam/type").and_then(serde_json::Value::as_str) {
+    match config
+        .pointer("/ipam/type")
+        .and_then(serde_json::Value::as_str)
+    {
         None | Some("") => Ok(None),
         Some(t) => PluginType::parse(t, key).map(Some),
     }
@@ -89,13 +103,35 @@ mod tests {
 
     #[test]
     fn only_plain_names() {
-        for ok in ["bridge", "host-local", "sriov", "ovn-k8s-cni-overlay", "k8s_net", "a.b", "c++", "10x"] {
+        for ok in [
+            "bridge",
+            "host-local",
+            "sriov",
+            "ovn-k8s-cni-overlay",
+            "k8s_net",
+            "a.b",
+            "c++",
+            "10x",
+        ] {
             assert_eq!(PluginType::parse(ok, "type").unwrap().as_str(), ok);
         }
         let long = "a".repeat(129);
         for bad in [
-            "", "/bin/sh", "../../../../bin/sh", "/../../tmp/x/evil", "a/b", ".", "..", ".hidden",
-            "-rf", "sh\0", "sh x", "ünï", "$(id)", "a\nb", &long,
+            "",
+            "/bin/sh",
+            "../../../../bin/sh",
+            "/../../tmp/x/evil",
+            "a/b",
+            ".",
+            "..",
+            ".hidden",
+            "-rf",
+            "sh\0",
+            "sh x",
+            "ünï",
+            "$(id)",
+            "a\nb",
+            &long,
         ] {
             let e = PluginType::parse(bad, "ipam.type").unwrap_err();
             assert_eq!(e.key, "ipam.type", "{bad:?}");

@@ -34,10 +34,19 @@ mod tests {
         let ok = store_dir(&b, Path::new("/var/lib/cni/networks"), "ipam.dataDir").unwrap();
         assert_eq!(ok.path(), PathBuf::from("/var/lib/cni/networks"));
         assert_eq!(
-            store_dir(&b, Path::new("/run/cni/tuning"), "dataDir").unwrap().path(),
+            store_dir(&b, Path::new("/run/cni/tuning"), "dataDir")
+                .unwrap()
+                .path(),
             PathBuf::from("/run/cni/tuning")
         );
-        for bad in ["/etc", "/etc/ssh", "/var/lib/cni/../../etc", "relative/x", "/var/lib/cni", "/var/lib/cnix"] {
+        for bad in [
+            "/etc",
+            "/etc/ssh",
+            "/var/lib/cni/../../etc",
+            "relative/x",
+            "/var/lib/cni",
+            "/var/lib/cnix",
+        ] {
             let e = store_dir(&b, Path::new(bad), "ipam.dataDir").unwrap_err();
             assert_eq!(e.key, "ipam.dataDir", "{bad}");
             assert!(e.msg.contains(bad), "{e}");

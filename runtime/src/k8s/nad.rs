@@ -150,13 +150,22 @@ mod tests {
             ]),
             ..Bounds::default()
         };
-        let ok = net(r#"{"cniVersion":"1.0.0","name":"n","type":"macvlan","ipam":{"type":"static"}}"#);
+        let ok =
+            net(r#"{"cniVersion":"1.0.0","name":"n","type":"macvlan","ipam":{"type":"static"}}"#);
         check_types(&ok, &b, "ns", "n").unwrap();
         check_types(&ok, &Bounds::default(), "ns", "n").unwrap();
-        let ipam = net(r#"{"cniVersion":"1.0.0","name":"n","type":"macvlan","ipam":{"type":"host-local"}}"#);
+        let ipam = net(
+            r#"{"cniVersion":"1.0.0","name":"n","type":"macvlan","ipam":{"type":"host-local"}}"#,
+        );
         let e = check_types(&ipam, &b, "ns", "n").unwrap_err();
-        assert!(e.code == 7 && e.msg.contains("ipam.type") && e.msg.contains("host-local"), "{}", e.msg);
-        let chained = net(r#"{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"macvlan"},{"type":"tuning"}]}"#);
+        assert!(
+            e.code == 7 && e.msg.contains("ipam.type") && e.msg.contains("host-local"),
+            "{}",
+            e.msg
+        );
+        let chained = net(
+            r#"{"cniVersion":"1.0.0","name":"n","plugins":[{"type":"macvlan"},{"type":"tuning"}]}"#,
+        );
         let e = check_types(&chained, &b, "ns", "n").unwrap_err();
         assert!(e.msg.contains("plugins[1] type \"tuning\""), "{}", e.msg);
     }

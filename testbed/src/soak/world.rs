@@ -125,6 +125,7 @@ impl World {
             "wasmPluginDir": self.work.path().join("plugins"),
             "wasmCacheDir": self.work.path().join("wasm-cache"),
             "storeRoots": [self.work.path()],
+            "kubeconfigAllowlist": [self.api.kubeconfig()],
             "wasmPlugins": {"whereabouts": {"timeoutMs": 60000, "hostCallTimeoutMs": 10000}},
         });
         if self.mode == Mode::Thick {

@@ -84,25 +84,22 @@ pub fn merge_flat_file(
 }
 
 /// The kubeconfig of a module's cluster calls: what the IPAM conf itself
-/// names (`original`, before any flat file) passes the boundary's
+/// names (`named`, read before any flat file) passes the boundary's
 /// allowlist; the admin's flat file's, or else multus's own, is used as is.
 pub fn kubeconfig(
-    original: &Value,
+    named: Option<&str>,
     flat: Option<&FlatFile>,
     bounds: &Bounds,
     multus: Option<&Path>,
 ) -> Result<Option<ModuleKubeconfig>, Refused> {
-    let at = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_str).map(String::from);
-    let named = at(original, "/ipam/kubernetes/kubeconfig");
-    let flat = flat.and_then(|f| at(&f.content, "/kubernetes/kubeconfig"));
-    boundary::kubeconfig::choose(named.as_deref(), flat.as_deref(), bounds, multus)
+    let flat = flat.and_then(|f| f.content.pointer("/kubernetes/kubeconfig")?.as_str());
+    boundary::kubeconfig::choose(named, flat, bounds, multus)
 }
 
 /// The kubeconfig's current context's namespace, else [`DEFAULT_NAMESPACE`].
 pub fn context_namespace(kc: &Kubeconfig) -> String {
     let current = kc.current_context.clone().unwrap_or_default();
-    kc
-        .contexts
+    kc.contexts
         .iter()
         .find(|c| c.name == current)
         .and_then(|c| c.context.as_ref())
@@ -338,27 +335,31 @@ mod tests {
         let t = Duration::from_secs(5);
         let mut c = json!({"ipam": {"type": "whereabouts", "range": "10.1.0.0/24",
             "configuration_path": flat}});
-        let original = c.clone();
         let merged = merge_flat_file(&mut c, &bounds, t).unwrap().unwrap();
         assert_eq!(merged.path, flat);
         assert_eq!(c["ipam"]["range"], "10.1.0.0/24", "the conf wins");
         let multus = Some(Path::new("/multus"));
-        let chosen = |orig: &Value, f: Option<&FlatFile>| {
-            kubeconfig(orig, f, &bounds, multus).map(|k| k.map(|k| k.path))
+        let chosen = |named: Option<&str>, f: Option<&FlatFile>| {
+            kubeconfig(named, f, &bounds, multus).map(|k| k.map(|k| k.path))
         };
         assert_eq!(
-            chosen(&original, Some(&merged)).unwrap(),
+            chosen(None, Some(&merged)).unwrap(),
             Some(PathBuf::from("/etc/wa.kubeconfig")),
             "the admin's flat file names it"
         );
         let mut other = json!({"ipam": {"type": "host-local"}});
         assert!(merge_flat_file(&mut other, &bounds, t).unwrap().is_none());
-        assert_eq!(chosen(&other, None).unwrap(), Some(PathBuf::from("/multus")));
-        let own = json!({"ipam": {"kubernetes": {"kubeconfig": "/evil/kubeconfig"}}});
-        assert!(chosen(&own, Some(&merged)).is_err(), "the config's own is checked");
+        assert_eq!(chosen(None, None).unwrap(), Some(PathBuf::from("/multus")));
+        assert!(
+            chosen(Some("/evil/kubeconfig"), Some(&merged)).is_err(),
+            "the config's own is checked"
+        );
         let mut missing = json!({"ipam": {"type": "whereabouts", "configuration_path": "/nope"}});
         let e = merge_flat_file(&mut missing, &bounds, t).err().unwrap();
-        assert!(e.msg.contains("/nope") && e.msg.contains("configFileRoots"), "{e}");
+        assert!(
+            e.msg.contains("/nope") && e.msg.contains("configFileRoots"),
+            "{e}"
+        );
     }
 
     #[test]

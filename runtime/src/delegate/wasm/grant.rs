@@ -13,6 +13,7 @@ use crate::boundary::{store_dir, Bounds, Refused};
 use crate::cni::env::validate_id;
 use crate::cni::{Code, Command};
 use crate::config::PluginSettings;
+use multus_host_functions::store::StoreDir;
 
 /// host-local's default state dir.
 pub const IPAM_DATA_DIR: &str = "/var/lib/cni/networks";
@@ -79,6 +80,22 @@ fn addresses(prev: Option<&Value>, links: &[String]) -> Vec<ipnet::IpNet> {
         .collect()
 }
 
+/// The store of a call: the directory its config names (`key`) must pass
+/// the boundary; the host's `default`, outside roots an admin narrowed,
+/// only leaves the module without a store (static IPAM and the interface
+/// plugins never open one; a store call is then denied).
+fn store(
+    bounds: &Bounds,
+    named: Option<PathBuf>,
+    default: PathBuf,
+    key: &str,
+) -> Result<Option<StoreDir>, Refused> {
+    match named {
+        Some(dir) => store_dir(bounds, &dir, key).map(Some),
+        None => Ok(store_dir(bounds, &default, key).ok()),
+    }
+}
+
 /// A grant of nothing: no store, no netns, no links, no sysctls.
 pub fn none(plugin: &str, settings: &PluginSettings) -> Grant {
     Grant {
@@ -119,28 +136,34 @@ pub fn compute(
     // and interface, exactly where reference tuning keeps its backups, so a
     // pod added by one is deleted correctly by the other.
     let (store_root, netns, links) = match role {
+        // `<dataDir>/<name>` is an IPAM module's store (a dataDir that is
+        // a root itself is fine, its networks lie beneath it).
         Role::Ipam => {
-            let data_dir = str_at(config, &["ipam", "dataDir"])
-                .map_or_else(|| PathBuf::from(IPAM_DATA_DIR), PathBuf::from);
             let root = match network.as_str() {
                 "" => None,
                 n => {
                     validate_id(n, "name", Code::InvalidConfig)
                         .map_err(|e| Refused::new("name", e.msg))?;
-                    let dir = store_dir(bounds, &data_dir, "ipam.dataDir")?;
-                    Some(dir.join(n).map_err(|e| Refused::new("name", e))?)
+                    let named = str_at(config, &["ipam", "dataDir"]).map(|d| Path::new(d).join(n));
+                    store(
+                        bounds,
+                        named,
+                        Path::new(IPAM_DATA_DIR).join(n),
+                        "ipam.dataDir",
+                    )?
                 }
             };
             (root, None, Vec::new())
         }
         Role::Chained => {
-            let data_dir = str_at(config, &["dataDir"]).map_or_else(
-                || Path::new(CHAINED_DATA_DIR).join(call.plugin_type.as_str()),
-                PathBuf::from,
-            );
             let netns = (!call.netns.is_empty()).then(|| PathBuf::from(call.netns));
-            let dir = store_dir(bounds, &data_dir, "dataDir")?;
-            (Some(dir), netns, links(call))
+            let named = str_at(config, &["dataDir"]).map(PathBuf::from);
+            let default = Path::new(CHAINED_DATA_DIR).join(call.plugin_type.as_str());
+            (
+                store(bounds, named, default, "dataDir")?,
+                netns,
+                links(call),
+            )
         }
         Role::Mapper => return Ok(none(call.plugin_type, settings)),
     };
@@ -218,7 +241,8 @@ mod tests {
 
     #[test]
     fn ipam_gets_store_only() {
-        let conf = json!({"name": "n", "ipam": {"type": "host-local", "dataDir": "/var/lib/cni/d"}});
+        let conf =
+            json!({"name": "n", "ipam": {"type": "host-local", "dataDir": "/var/lib/cni/d"}});
         let g = compute(
             Role::Ipam,
             &call(b"", "host-local"),
@@ -227,7 +251,10 @@ mod tests {
             &Bounds::default(),
         )
         .unwrap();
-        assert_eq!(g.store_root.map(|d| d.path()), Some(PathBuf::from("/var/lib/cni/d/n")));
+        assert_eq!(
+            g.store_root.map(|d| d.path()),
+            Some(PathBuf::from("/var/lib/cni/d/n"))
+        );
         assert!(g.netns.is_none() && g.links.is_empty() && !g.host_netns);
         let conf = json!({"name": "n", "ipam": {"type": "host-local"}});
         let g = compute(
@@ -238,7 +265,10 @@ mod tests {
             &Bounds::default(),
         )
         .unwrap();
-        assert_eq!(g.store_root.map(|d| d.path()), Some(PathBuf::from("/var/lib/cni/networks/n")));
+        assert_eq!(
+            g.store_root.map(|d| d.path()),
+            Some(PathBuf::from("/var/lib/cni/networks/n"))
+        );
     }
 
     #[test]
@@ -271,7 +301,10 @@ mod tests {
             "not the host veth's"
         );
         assert_eq!(g.netns, Some(PathBuf::from("/run/netns/p")));
-        assert_eq!(g.store_root.map(|d| d.path()), Some(PathBuf::from("/run/cni/tuning")));
+        assert_eq!(
+            g.store_root.map(|d| d.path()),
+            Some(PathBuf::from("/run/cni/tuning"))
+        );
     }
 
     /// A dataDir outside the admin's store roots, or a network name that is
@@ -279,14 +312,79 @@ mod tests {
     #[test]
     fn a_store_only_beneath_the_roots() {
         let refused = |role: Role, ty: &str, conf: serde_json::Value| {
-            compute(role, &call(b"", ty), &conf, &PluginSettings::default(), &Bounds::default())
-                .unwrap_err()
-                .key
+            compute(
+                role,
+                &call(b"", ty),
+                &conf,
+                &PluginSettings::default(),
+                &Bounds::default(),
+            )
+            .unwrap_err()
+            .key
         };
-        assert_eq!(refused(Role::Ipam, "host-local", json!({"name": "n", "ipam": {"dataDir": "/etc/ssh"}})), "ipam.dataDir");
-        assert_eq!(refused(Role::Ipam, "host-local", json!({"name": "../../../etc", "ipam": {}})), "name");
-        assert_eq!(refused(Role::Chained, "tuning", json!({"name": "n", "dataDir": "/root/.ssh"})), "dataDir");
-        assert_eq!(refused(Role::Chained, "tuning", json!({"name": "n", "dataDir": "/run/cni/../../etc"})), "dataDir");
+        assert_eq!(
+            refused(
+                Role::Ipam,
+                "host-local",
+                json!({"name": "n", "ipam": {"dataDir": "/etc/ssh"}})
+            ),
+            "ipam.dataDir"
+        );
+        assert_eq!(
+            refused(
+                Role::Ipam,
+                "host-local",
+                json!({"name": "../../../etc", "ipam": {}})
+            ),
+            "name"
+        );
+        assert_eq!(
+            refused(
+                Role::Chained,
+                "tuning",
+                json!({"name": "n", "dataDir": "/root/.ssh"})
+            ),
+            "dataDir"
+        );
+        assert_eq!(
+            refused(
+                Role::Chained,
+                "tuning",
+                json!({"name": "n", "dataDir": "/run/cni/../../etc"})
+            ),
+            "dataDir"
+        );
+        let b = Bounds::default();
+        let at_root = json!({"name": "n", "ipam": {"dataDir": "/var/lib/cni"}});
+        let g = compute(
+            Role::Ipam,
+            &call(b"", "host-local"),
+            &at_root,
+            &PluginSettings::default(),
+            &b,
+        )
+        .unwrap();
+        assert_eq!(
+            g.store_root.map(|d| d.path()),
+            Some(PathBuf::from("/var/lib/cni/n")),
+            "a root as dataDir"
+        );
+        let narrowed = Bounds {
+            store_roots: vec![PathBuf::from("/data")],
+            ..b
+        };
+        let g = compute(
+            Role::Chained,
+            &call(b"", "macvlan"),
+            &json!({"name": "n"}),
+            &PluginSettings::default(),
+            &narrowed,
+        )
+        .unwrap();
+        assert!(
+            g.store_root.is_none(),
+            "the default outside narrowed roots: no store, no failure"
+        );
     }
 
     /// A config's own `prevResult` is what a NAD's author wrote: it grants

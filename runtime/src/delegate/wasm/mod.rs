@@ -372,7 +372,11 @@ pub fn run_with(
         Role::Chained => ipam_type(&config, "ipam.type").map_err(refused)?,
         _ => None,
     };
-    let original = config.clone();
+    // What the config itself names, before the admin's flat file fills in.
+    let named_kubeconfig = config
+        .pointer("/ipam/kubernetes/kubeconfig")
+        .and_then(Value::as_str)
+        .map(String::from);
     // whereabouts' flat-file defaults, read here on the module's behalf.
     let flat_file = match role {
         Role::Ipam => {
@@ -384,7 +388,7 @@ pub fn run_with(
     let g = grant::compute(role, call, &config, &settings, &conf.bounds).map_err(refused)?;
     let kubeconfig = match &g.cluster {
         Some(_) => cluster::kubeconfig(
-            &original,
+            named_kubeconfig.as_deref(),
             flat_file.as_ref(),
             &conf.bounds,
             conf.kubeconfig.as_deref(),

@@ -934,6 +934,7 @@ fn cluster_ipam_table(
     conf["wasmPluginDir"] = json!(wasm_conf.plugin_dir);
     conf["wasmCacheDir"] = json!(wasm_conf.cache_dir);
     conf["storeRoots"] = json!(wasm_conf.bounds.store_roots);
+    conf["kubeconfigAllowlist"] = json!([api.kubeconfig()]);
     conf["wasmPlugins"] = json!({"whereabouts": {"timeoutMs": 60000, "hostCallTimeoutMs": 10000}});
     let s = Scenario {
         name: "whereabouts",
@@ -1083,8 +1084,9 @@ fn ipam_table(
     let conf = json!({"cniVersion": "1.0.0", "name": "ipam-bench", "type": "bridge",
         "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.20.0.0/16"}]], "dataDir": data}});
     let stdin = serde_json::to_vec(&conf)?;
-    let shim_dir = multus::shim::prepare(wasm_conf, &PluginType::parse("host-local", "type")?, multus)
-        .map_err(|e| anyhow::anyhow!(e.msg))?;
+    let shim_dir =
+        multus::shim::prepare(wasm_conf, &PluginType::parse("host-local", "type")?, multus)
+            .map_err(|e| anyhow::anyhow!(e.msg))?;
     let shim_env = multus::shim::env(wasm_conf);
     let exec_pair =
         |program: &Path, extra: &[(String, String)], i: usize| -> Result<(Duration, Duration)> {

@@ -4,7 +4,7 @@
 //! it runs for real in that network namespace. Exits 0 when the plugin
 //! succeeded, 1 when it failed (its CNI error printed), 2 on bad arguments.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use multus::boundary::PluginType;
 use multus::cni::Command;
@@ -131,9 +131,22 @@ pub fn run(a: &RunArgs) -> i32 {
         kubeconfig: None,
         bounds: Default::default(),
     };
+    // The conf is the operator's own, given on the command line: a
+    // kubeconfig it names is theirs to use (still never running a command).
+    if let Some(kc) = conf
+        .pointer("/ipam/kubernetes/kubeconfig")
+        .and_then(Value::as_str)
+    {
+        if Path::new(kc).is_absolute() {
+            wasm_conf.bounds.kubeconfig_allowlist.push(kc.into());
+        }
+    }
     for root in &a.store_root {
         if !root.is_absolute() {
-            return usage(format!("--store-root {}: not an absolute path", root.display()));
+            return usage(format!(
+                "--store-root {}: not an absolute path",
+                root.display()
+            ));
         }
         wasm_conf.bounds.store_roots.push(root.clone());
     }
