@@ -366,13 +366,11 @@ fn thick_mode_asks_the_daemon() {
         "clusterNetwork": "/host/etc/cni/net.d/10-kindnet.conflist", "daemonSocketDir": "/run/multus/",
         "kubeconfig": "/etc/cni/net.d/multus.d/multus.kubeconfig"});
     write(root, "etc/cni/net.d/00-multus.conf", shim.to_string());
-    for bin in ["multus-shim"] {
-        std::fs::copy(
-            root.join("opt/cni/bin/multus"),
-            root.join("opt/cni/bin").join(bin),
-        )
-        .unwrap();
-    }
+    std::fs::copy(
+        root.join("opt/cni/bin/multus"),
+        root.join("opt/cni/bin/multus-shim"),
+    )
+    .unwrap();
     // No daemon: an error naming the socket.
     std::fs::create_dir_all(root.join("run/multus")).unwrap();
     let (code, report) = doctor(root, &[]);

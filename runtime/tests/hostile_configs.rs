@@ -49,7 +49,7 @@ fn refused(node: &Node, conf: &[u8], key: &str) -> String {
     msg
 }
 
-/// 1. An interface module's `ipam.type` naming a host binary, by absolute
+/// Case 1: An interface module's `ipam.type` naming a host binary, by absolute
 /// or relative path, or a module and grants the author wrote elsewhere.
 #[test]
 fn ipam_type_never_names_a_binary_or_a_module_path() {
@@ -92,7 +92,7 @@ fn ipam_type_never_names_a_binary_or_a_module_path() {
     assert!(node.ns.links().unwrap().iter().all(|l| l != "br-hostile"));
 }
 
-/// 2. A kubeconfig the config names: never one the admin did not allow,
+/// Case 2: A kubeconfig the config names: never one the admin did not allow,
 /// and none read on a module's behalf runs a command.
 #[test]
 fn a_config_never_chooses_credentials() {
@@ -148,7 +148,7 @@ fn a_config_never_chooses_credentials() {
     assert!(!marker.exists(), "the exec credential plugin ran");
 }
 
-/// 3. A store directory outside the admin's roots, or redirected by a
+/// Case 3: A store directory outside the admin's roots, or redirected by a
 /// symlink below one, is refused; nothing is created there.
 #[test]
 fn data_dir_only_beneath_the_store_roots() {
@@ -211,7 +211,7 @@ fn data_dir_only_beneath_the_store_roots() {
     );
 }
 
-/// 4. A config-named file that is a FIFO, a device, huge, or outside the
+/// Case 4: A config-named file that is a FIFO, a device, huge, or outside the
 /// admin's roots: refused at once, never read into memory or waited on.
 #[test]
 fn config_named_files_are_bounded() {
@@ -257,7 +257,7 @@ fn config_named_files_are_bounded() {
     assert!(started.elapsed() < std::time::Duration::from_secs(60));
 }
 
-/// 5. A native plugin's `ipam.type` naming a path to a module: no shim
+/// Case 5: A native plugin's `ipam.type` naming a path to a module: no shim
 /// link is ever made outside the cache dir (nor inside, for a path).
 #[test]
 fn the_ipam_shim_links_only_plain_names() {
@@ -276,7 +276,7 @@ fn the_ipam_shim_links_only_plain_names() {
     );
 }
 
-/// 6. A config's own `prevResult` on the first plugin never reaches a
+/// Case 6: A config's own `prevResult` on the first plugin never reaches a
 /// native plugin that echoes it (portmap), so the module after it is not
 /// granted the links it names (`lo`).
 #[test]
@@ -384,4 +384,62 @@ fn nad_plugin_types_bound_user_namespaces_only() {
         out.stderr
     );
     run("DEL", &sys, "sys", "uid-3");
+}
+
+/// Found by attacking the boundary: a delegate of type `multus` would run
+/// multus again with a conf of the NAD's choosing (its `binDir`, grants,
+/// roots); a NAD with no `spec.config` named after multus's own conf would
+/// make it recurse; a key differing only in case (`IPAM`) is what a Go
+/// plugin would act on; a store in multus's own cache dir would forge
+/// another type's artifact index or the DEL cache.
+#[test]
+fn multus_never_delegates_to_itself_nor_stores_in_its_own_dirs() {
+    let node = Node::new();
+    node.install_wasm(&["tuning"]);
+    let (script, marker) = trap_script(node.dir.path(), "payload");
+    let bin = script.parent().unwrap();
+    let own = json!({"cniVersion": "1.0.0", "name": "pwn", "type": "multus", "binDir": bin,
+        "cniDir": node.dir.path().join("pwn"), "delegates": [{"cniVersion": "1.0.0", "name": "x", "type": "payload"}]});
+    let msg = refused(&node, &conf_of(&node, own, json!({})), "type");
+    assert!(msg.contains("never delegates to itself"), "{msg}");
+    let case = json!({"cniVersion": "1.0.0", "name": "ci", "type": "bridge", "bridge": "br-ci",
+        "ipam": {"type": "static", "addresses": [{"address": "10.98.0.2/24"}]}, "IPAM": {"type": "payload"}});
+    let msg = refused(&node, &conf_of(&node, case, json!({})), "IPAM");
+    assert!(msg.contains("only in case"), "{msg}");
+    for dir in [node.wasm_cache(), node.cni_dir()] {
+        let list = json!({"cniVersion": "1.0.0", "name": "own", "plugins": [
+            {"type": "bridge", "bridge": "br-own", "ipam": {"type": "host-local",
+                "ranges": [[{"subnet": "10.99.0.0/24"}]], "dataDir": node.data_dir()}},
+            {"type": "tuning", "dataDir": dir}]});
+        let msg = refused(&node, &conf_of(&node, list, json!({})), "dataDir");
+        assert!(msg.contains("multus's own"), "{msg}");
+    }
+    assert!(!marker.exists(), "the payload ran");
+
+    // A NAD without spec.config named after multus's own network.
+    let api = FakeKubeApi::start(&node.ns, "token-1").unwrap();
+    std::fs::create_dir_all(node.conf_dir()).unwrap();
+    let multus_conf = node.with_wasm(json!({"cniVersion": "1.0.0", "name": "multus-cni-network",
+        "type": "multus", "kubeconfig": api.kubeconfig(), "clusterNetwork": "cluster",
+        "confDir": node.conf_dir(), "cniDir": node.cni_dir(), "binDir": plugins()}));
+    std::fs::write(node.conf_dir().join("00-multus.conf"), bytes(&multus_conf)).unwrap();
+    let cluster = confs::bridge_host_local("cluster", "cni0", "10.100.0.0/24", &node.data_dir());
+    std::fs::write(node.conf_dir().join("10-cluster.conflist"), bytes(&cluster)).unwrap();
+    api.add_nad("default", "multus-cni-network", None, &[]);
+    api.add_pod(
+        "default",
+        "web",
+        "uid-1",
+        &[("k8s.v1.cni.cncf.io/networks", "multus-cni-network")],
+        &[],
+    );
+    let pod = Pod::new();
+    let out = node.run("ADD", "c1", &pod, &bytes(&multus_conf));
+    let msg = assert_cni_error(&out, 7);
+    assert!(
+        msg.contains("multus-cni-network") && msg.contains("not found"),
+        "{msg}"
+    );
+    node.run("DEL", "c1", &pod, &bytes(&multus_conf));
+    assert_eq!(pod.ns.links().unwrap(), ["lo"]);
 }

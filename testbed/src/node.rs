@@ -199,7 +199,8 @@ impl Node {
         conf["wasmPluginDir"] = serde_json::json!(self.dir.path().join("plugins"));
         conf["wasmCacheDir"] = serde_json::json!(self.wasm_cache());
         // The test's stores live in its scratch dir, beside the defaults.
-        conf["storeRoots"] = serde_json::json!(["/var/lib/cni", "/run/cni", self.dir.path()]);
+        conf["storeRoots"] =
+            serde_json::json!(["/var/lib/cni/networks", "/run/cni", self.dir.path()]);
         conf
     }
 }

@@ -138,7 +138,7 @@ pub fn check_modules(node: &Node, ours: &Ours, out: &mut Vec<Finding>) {
                 out.push(Finding::error(
                     MODULES,
                     format!("{} has sha256 {sha}, but wasmPlugins.{ty}.sha256 pins {pin}: every {ty} call fails", shown.display()),
-                    format!("put the pinned module back, or update the pin to the module you meant to install"),
+                    "put the pinned module back, or update the pin to the module you meant to install".to_string(),
                 ));
                 continue;
             }

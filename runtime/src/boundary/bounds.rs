@@ -9,9 +9,10 @@ use serde::{Deserialize, Serialize};
 use super::{PluginType, Refused};
 use crate::config::keys::FoldedObject;
 
-/// The CNI state roots: host-local's `/var/lib/cni/networks` and the
-/// chained plugins' `/run/cni/<type>` lie beneath them.
-pub const DEFAULT_STORE_ROOTS: &[&str] = &["/var/lib/cni", "/run/cni"];
+/// host-local's state dir and the chained plugins' (`/run/cni/<type>`):
+/// not all of `/var/lib/cni`, which holds multus's DEL cache, the wasm
+/// artifacts and the runtime's cached results.
+pub const DEFAULT_STORE_ROOTS: &[&str] = &["/var/lib/cni/networks", "/run/cni"];
 
 /// Where whereabouts keeps its flat file (the directories of
 /// [`crate::delegate::wasm::cluster::FLAT_FILES`]): the only places a
@@ -36,6 +37,12 @@ pub struct Bounds {
     /// The plugin types a NAD outside `systemNamespaces` may name (its
     /// plugins' `type` and `ipam.type`); `None` allows any.
     pub nad_plugin_types: Option<Vec<PluginType>>,
+    /// multus's own directories (`cniDir`, `wasmCacheDir`,
+    /// `wasmPluginDir`): no store may be one of them or lie beneath one,
+    /// whatever the roots (a module writing the DEL cache or an artifact
+    /// index would be multus's own knowledge, or another type's code).
+    #[serde(default)]
+    pub reserved: Vec<PathBuf>,
 }
 
 impl Default for Bounds {
@@ -46,6 +53,7 @@ impl Default for Bounds {
             config_file_roots: paths(DEFAULT_CONFIG_FILE_ROOTS),
             kubeconfig_allowlist: Vec::new(),
             nad_plugin_types: None,
+            reserved: Vec::new(),
         }
     }
 }
@@ -93,6 +101,7 @@ impl Bounds {
             config_file_roots: roots(o, "configFileRoots", d.config_file_roots)?,
             kubeconfig_allowlist: roots(o, "kubeconfigAllowlist", d.kubeconfig_allowlist)?,
             nad_plugin_types: types,
+            reserved: Vec::new(),
         })
     }
 

@@ -227,7 +227,15 @@ impl MultusConf {
             kubeconfig: non_empty(o.get("kubeconfig")?).map(PathBuf::from),
             runtime_config: o.get("runtimeConfig")?.unwrap_or_default(),
             valid_attachments,
-            wasm: WasmConf::parse(&o)?,
+            wasm: {
+                let mut wasm = WasmConf::parse(&o)?;
+                let cni_dir: PathBuf = non_empty(o.get("cniDir")?)
+                    .unwrap_or_else(|| DEFAULT_CNI_DIR.into())
+                    .into();
+                wasm.bounds.reserved =
+                    vec![cni_dir, wasm.cache_dir.clone(), wasm.plugin_dir.clone()];
+                wasm
+            },
             kube: KubeConf::parse(&o)?,
             unimplemented: UNIMPLEMENTED
                 .iter()

@@ -81,10 +81,23 @@ impl NetworkConfig {
         // is checked here, where the config enters, and again where it is
         // used (the runners take only a `PluginType`).
         for (i, p) in plugins.iter().enumerate() {
+            let at = |key: &str| format!("{origin}: plugins[{i}] \"{key}\"");
+            let bad = |key: &str, msg: String| {
+                CniError::new(Code::InvalidConfig, format!("{}: {msg}", at(key)))
+            };
+            exact_keys(p, &["type", "ipam"]).map_err(|m| bad("type", m))?;
+            if let Some(ipam) = p.get("ipam").and_then(Value::as_object) {
+                exact_keys(ipam, &["type"]).map_err(|m| bad("ipam", m))?;
+            }
             let ty = p.get("type").and_then(Value::as_str).unwrap_or_default();
-            PluginType::parse(ty, &format!("{origin}: plugins[{i}] \"type\""))?;
+            let ty = PluginType::parse(ty, &at("type"))?;
             let plugin = Value::Object(p.clone());
-            ipam_type(&plugin, &format!("{origin}: plugins[{i}] \"ipam.type\""))?;
+            let ipam = ipam_type(&plugin, &at("ipam.type"))?;
+            for (t, key) in [(Some(ty), "type"), (ipam, "ipam.type")] {
+                if t.as_ref().is_some_and(|t| t.starts_with("multus")) {
+                    return Err(bad(key, "multus never delegates to itself (a delegate of type multus* would run with a conf of the config's choosing)".into()));
+                }
+            }
         }
         Ok(Self {
             name,
@@ -107,6 +120,22 @@ impl NetworkConfig {
             .map(|p| p.get("type").and_then(Value::as_str).unwrap_or_default())
             .collect()
     }
+}
+
+/// Go plugins read JSON keys case-insensitively (the last match wins), so
+/// a key that differs from one of `keys` only in case (`IPAM`, `Type`)
+/// would be what a native plugin acts on while multus checked the other:
+/// refused.
+fn exact_keys(o: &Map<String, Value>, keys: &[&str]) -> Result<(), String> {
+    for k in o.keys() {
+        let folded = k.to_lowercase();
+        if let Some(want) = keys.iter().find(|w| **w == folded && *w != k) {
+            return Err(format!(
+                "key {k:?} differs from {want:?} only in case; Go plugins would read it as {want:?}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -158,6 +187,16 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.code, 7);
         assert!(e.msg.contains("plugins[0] \"ipam.type\""), "{}", e.msg);
+        for bad in [
+            r#"{"cniVersion":"1.0.0","name":"n","type":"multus","delegates":[]}"#,
+            r#"{"cniVersion":"1.0.0","name":"n","type":"bridge","ipam":{"type":"multus-shim"}}"#,
+            r#"{"cniVersion":"1.0.0","name":"n","type":"ipvlan","ipam":{"type":"static"},"IPAM":{"type":"dhcp"}}"#,
+            r#"{"cniVersion":"1.0.0","name":"n","type":"ipvlan","ipam":{"type":"static","Type":"dhcp"}}"#,
+            r#"{"cniVersion":"1.0.0","name":"n","type":"bridge","TYPE":"x"}"#,
+        ] {
+            let e = NetworkConfig::from_bytes(bad.as_bytes(), "d").unwrap_err();
+            assert_eq!(e.code, 7, "{bad}");
+        }
         let e = NetworkConfig::from_bytes(br#"{"cniVersion":"3.0.0","name":"n","type":"a"}"#, "d")
             .unwrap_err();
         assert_eq!(e.code, 1);

@@ -99,6 +99,10 @@ pub fn resolve(reference: &str, conf_dir: &Path, field: &str) -> Result<NetworkC
         files.sort_by_key(|f| f.extension().and_then(|e| e.to_str()) != Some("conflist"));
         for file in files {
             let Ok(bytes) = fs::read(&file) else { continue };
+            // multus's own conf is never a delegate (it would exec multus).
+            if is_multus_conf(&file, &bytes) {
+                continue;
+            }
             let name = serde_json::from_slice::<Value>(&bytes)
                 .ok()
                 .and_then(|v| v.get("name").and_then(Value::as_str).map(String::from));

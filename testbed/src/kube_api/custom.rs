@@ -156,9 +156,7 @@ fn validate(
     name: &str,
     obj: &Value,
 ) -> Option<(StatusCode, Value)> {
-    let Some(required) = required else {
-        return None;
-    };
+    let required = required?;
     if !obj["spec"].is_object() {
         return Some(invalid(kind, name, "spec", "Required value"));
     }

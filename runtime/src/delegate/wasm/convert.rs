@@ -93,7 +93,7 @@ pub fn owned_interfaces(r: &wit::CniResult, pod_links: &[String]) -> Result<(), 
                 i.name
             ));
         }
-        if i.sandbox && !pod_links.iter().any(|l| *l == i.name) {
+        if i.sandbox && !pod_links.contains(&i.name) {
             return Err(format!(
                 "it places interface {:?} in the pod, which it neither created nor was granted ({})",
                 i.name,

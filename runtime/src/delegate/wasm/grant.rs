@@ -241,8 +241,7 @@ mod tests {
 
     #[test]
     fn ipam_gets_store_only() {
-        let conf =
-            json!({"name": "n", "ipam": {"type": "host-local", "dataDir": "/var/lib/cni/d"}});
+        let conf = json!({"name": "n", "ipam": {"type": "host-local", "dataDir": "/var/lib/cni/networks/d"}});
         let g = compute(
             Role::Ipam,
             &call(b"", "host-local"),
@@ -253,7 +252,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             g.store_root.map(|d| d.path()),
-            Some(PathBuf::from("/var/lib/cni/d/n"))
+            Some(PathBuf::from("/var/lib/cni/networks/d/n"))
         );
         assert!(g.netns.is_none() && g.links.is_empty() && !g.host_netns);
         let conf = json!({"name": "n", "ipam": {"type": "host-local"}});
@@ -355,7 +354,7 @@ mod tests {
             "dataDir"
         );
         let b = Bounds::default();
-        let at_root = json!({"name": "n", "ipam": {"dataDir": "/var/lib/cni"}});
+        let at_root = json!({"name": "n", "ipam": {"dataDir": "/var/lib/cni/networks"}});
         let g = compute(
             Role::Ipam,
             &call(b"", "host-local"),
@@ -366,7 +365,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             g.store_root.map(|d| d.path()),
-            Some(PathBuf::from("/var/lib/cni/n")),
+            Some(PathBuf::from("/var/lib/cni/networks/n")),
             "a root as dataDir"
         );
         let narrowed = Bounds {

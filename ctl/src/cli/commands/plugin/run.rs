@@ -56,7 +56,7 @@ pub struct RunArgs {
     pub host_netns: bool,
     /// A directory the plugin's store (`dataDir`, `ipam.dataDir`) may lie
     /// beneath, besides the multus conf's default `storeRoots`
-    /// (/var/lib/cni, /run/cni); repeatable.
+    /// (/var/lib/cni/networks, /run/cni); repeatable.
     #[arg(long, value_name = "DIR")]
     pub store_root: Vec<PathBuf>,
 }
@@ -131,6 +131,7 @@ pub fn run(a: &RunArgs) -> i32 {
         kubeconfig: None,
         bounds: Default::default(),
     };
+    wasm_conf.bounds.reserved = vec![wasm_conf.cache_dir.clone(), wasm_conf.plugin_dir.clone()];
     // The conf is the operator's own, given on the command line: a
     // kubeconfig it names is theirs to use (still never running a command).
     if let Some(kc) = conf
