@@ -49,16 +49,23 @@ impl PodWrites {
     /// attachment that reported any.
     pub fn added_events(ctx: &PodContext, added: &[(String, Vec<String>, String)]) -> Vec<Event> {
         let now = Timestamp::now();
+        // An event's name is `<pod>.<its time in hex ns>`, as client-go's
+        // recorder names them: one nanosecond apart each, or the API
+        // server refuses all but the first as "already exists".
         added
             .iter()
-            .map(|(ifname, ips, network)| {
+            .zip(0..)
+            .map(|((ifname, ips, network), i)| {
+                let at = now
+                    .checked_add(k8s_openapi::jiff::SignedDuration::from_nanos(i))
+                    .unwrap_or(now);
                 events::event(
                     &ctx.pod_ref,
                     &ctx.pod,
                     events::Kind::Normal,
                     "AddedInterface",
                     &events::added_interface(ifname, ips, network),
-                    now,
+                    at,
                 )
             })
             .collect()

@@ -797,6 +797,21 @@ fn route(st: &mut State, method: &Method, path: &str, body: &[u8]) -> (StatusCod
                     Value::Null,
                 );
             }
+            // Names are unique per namespace: the real API server refuses
+            // a second Event of one name (409 AlreadyExists).
+            let name = ev["metadata"]["name"].clone();
+            if st
+                .events
+                .iter()
+                .any(|e| e["metadata"]["namespace"] == *ns && e["metadata"]["name"] == name)
+            {
+                return status(
+                    StatusCode::CONFLICT,
+                    "AlreadyExists",
+                    format!("events {name} already exists"),
+                    json!({"name": name, "kind": "events"}),
+                );
+            }
             let rv = st.next_rv();
             ev["metadata"]["uid"] = format!("event-{rv}").into();
             ev["metadata"]["resourceVersion"] = rv.into();
