@@ -1,6 +1,7 @@
 //! The documentation's relative links point at files that exist: every
 //! Markdown file of the repository (the READMEs, `docs/`), each link
-//! resolved from its own directory.
+//! resolved from its own directory. And the scripts the docs name stand
+//! alone: each builds what the binaries it runs need.
 
 use std::path::{Path, PathBuf};
 
@@ -59,4 +60,34 @@ fn every_relative_link_in_the_docs_exists() {
 fn links_are_found_and_external_ones_skipped() {
     let md = "see [a](docs/a.md#x), [b](https://x.io/y), [c](#top), [d](../d.md \"t\")";
     assert_eq!(relative_links(md), ["docs/a.md", "../d.md"]);
+}
+
+/// `multus` compiles a module it has no artifact for by running the
+/// `multusctl` beside it, so a script that builds `multus` and runs it
+/// must build `multusctl` in the same profile (the soak did not: on a
+/// fresh checkout every wasm call failed "cannot run multusctl").
+#[test]
+fn every_script_that_builds_multus_builds_multusctl() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    for e in std::fs::read_dir(root.join("scripts")).unwrap().flatten() {
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        let builds = |bin: &str, release: bool| {
+            text.lines()
+                .filter(|l| {
+                    let words: Vec<&str> = l.split_whitespace().collect();
+                    l.contains("cargo build") && words.windows(2).any(|w| w == ["--bin", bin])
+                })
+                .any(|l| l.contains("--release") == release || l.contains("${flags[@]}"))
+        };
+        for release in [false, true] {
+            if builds("multus", release) {
+                assert!(
+                    builds("multusctl", release),
+                    "{} builds multus ({}) but not multusctl",
+                    e.path().display(),
+                    if release { "release" } else { "debug" }
+                );
+            }
+        }
+    }
 }
