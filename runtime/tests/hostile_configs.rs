@@ -289,22 +289,27 @@ fn a_configs_prev_result_grants_nothing_through_a_native_plugin() {
     let forged = json!({"cniVersion": "1.0.0",
         "interfaces": [{"name": "lo", "sandbox": pod.path}],
         "ips": [{"address": "10.95.0.5/24", "interface": 0}]});
-    let net = json!({"cniVersion": "1.0.0", "name": "pr", "plugins": [
-        {"type": "portmap", "capabilities": {"portMappings": true}, "prevResult": forged},
-        {"type": "tuning", "sysctl": {"net.ipv4.conf.lo.arp_ignore": "2"}}]});
-    let conf = conf_of(&node, net, json!({}));
-    let out = node.run("ADD", "c1", &pod, &conf);
-    // portmap without a prevResult fails the ADD, or passes an empty one:
-    // either way tuning never gets `lo`.
-    if !out.ok() {
-        assert_cni_error(&out, out.json()["code"].as_u64().unwrap());
+    // Every spelling a Go plugin reads as prevResult (the second round of
+    // attacks used `PrevResult` and `prevReſult`).
+    for spelling in ["prevResult", "PrevResult", "prevresult", "prevRe\u{17f}ult"] {
+        let mut first = json!({"type": "portmap", "capabilities": {"portMappings": true}});
+        first[spelling] = forged.clone();
+        let net = json!({"cniVersion": "1.0.0", "name": "pr", "plugins": [
+            first, {"type": "tuning", "sysctl": {"net.ipv4.conf.lo.arp_ignore": "2"}}]});
+        let conf = conf_of(&node, net, json!({}));
+        let out = node.run("ADD", "c1", &pod, &conf);
+        // portmap without a prevResult fails the ADD, or passes an empty
+        // one: either way tuning never gets `lo`.
+        if !out.ok() {
+            assert_cni_error(&out, out.json()["code"].as_u64().unwrap());
+        }
+        node.run("DEL", "c1", &pod, &conf);
+        assert_eq!(
+            pod.sysctl(key),
+            before,
+            "lo's sysctl changed through {spelling}"
+        );
     }
-    node.run("DEL", "c1", &pod, &conf);
-    assert_eq!(
-        pod.sysctl(key),
-        before,
-        "lo's sysctl changed through a forged prevResult"
-    );
 }
 
 /// The admin's `nadPluginTypes`: a NAD outside `systemNamespaces` naming

@@ -738,6 +738,50 @@ fn delegate_hot_plugs_one_network() {
     assert!(node.cache_files().is_empty());
 }
 
+/// A hot-plugged network is a user's NAD relayed by a controller: the
+/// admin's `nadPluginTypes` hold for it, and its `interfaceAttributes` are
+/// validated as the pod annotation's are (an IP of
+/// `10.0.0.5;K8S_POD_NAME=other` would have named another pod in the
+/// delegate's CNI_ARGS). Found by attacking the boundary of issue 27.
+#[test]
+fn delegate_requests_are_bound_like_the_pods_nads() {
+    let node = Node::new();
+    let socket_dir = node.dir.path().join("run-multus");
+    let daemon = Daemon::start(
+        &node,
+        &json!({"socketDir": socket_dir, "binDir": plugins(), "cniDir": node.cni_dir(),
+                "nadPluginTypes": ["macvlan", "host-local"]}),
+    );
+    let conf = shim_conf(&node, &socket_dir);
+    let pod = Pod::new();
+    let add = shim(&node, "ADD", "b1", &pod, &conf);
+    assert!(add.ok(), "{} {}", add.stdout, add.stderr);
+    let bridge = confs::bridge_host_local("hot-br", "br-hot", "10.36.0.0/24", &node.data_dir());
+    let (code, out) = delegate(&daemon.socket, "ADD", "b1", &pod, &bridge, None);
+    assert_eq!((code, out["code"].as_u64()), (400, Some(7)), "{out}");
+    assert!(
+        out["msg"].as_str().unwrap().contains("nadPluginTypes"),
+        "{out}"
+    );
+    let macvlan = confs::macvlan_host_local("hot", "uplink0", "10.35.0.0/24", &node.data_dir());
+    for attrs in [
+        json!({"ips": ["10.35.0.5;K8S_POD_NAMESPACE=kube-system;K8S_POD_NAME=coredns"]}),
+        json!({"mac": "x;Y=z"}),
+    ] {
+        let (code, out) = delegate(&daemon.socket, "ADD", "b1", &pod, &macvlan, Some(attrs));
+        assert_eq!((code, out["code"].as_u64()), (400, Some(7)), "{out}");
+        assert!(
+            out["msg"].as_str().unwrap().contains("interfaceAttributes"),
+            "{out}"
+        );
+    }
+    assert!(!pod.ns.links().unwrap().contains(&"net2".to_string()));
+    assert!(node.reservations("hot").is_empty() && node.reservations("hot-br").is_empty());
+    let del = shim(&node, "DEL", "b1", &pod, &conf);
+    assert!(del.ok(), "{} {}", del.stdout, del.stderr);
+    assert_clean(&node, &pod);
+}
+
 /// The pod `default/<name>`'s request through the shim (with the pod UID
 /// the runtime names, when given).
 fn shim_for(

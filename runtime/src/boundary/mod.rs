@@ -28,7 +28,40 @@ pub use store::store_dir;
 
 use crate::cni::{CniError, Code};
 
+/// `key` as Go's `encoding/json` matches it to a field: case-insensitively,
+/// with Unicode's simple folds (`ſ` is `s`, the Kelvin sign `k`). Native
+/// plugins read their configs this way, so a key that folds to one multus
+/// decides on (`type`, `ipam`, `prevResult`) is that key to them.
+pub fn go_fold(key: &str) -> String {
+    key.chars()
+        .map(|c| match c {
+            '\u{17f}' => 's',
+            '\u{212a}' => 'k',
+            c => c,
+        })
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
 /// A config value the boundary refused: the key it came from and why.
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn keys_fold_as_go_reads_them() {
+        for k in [
+            "prevResult",
+            "PrevResult",
+            "prevresult",
+            "prevReſult",
+            "PREVRESULT",
+        ] {
+            assert_eq!(super::go_fold(k), "prevresult", "{k}");
+        }
+        assert_eq!(super::go_fold("IPAM"), "ipam");
+        assert_ne!(super::go_fold("ipam2"), "ipam");
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{key}: {msg}")]
 pub struct Refused {

@@ -122,13 +122,14 @@ impl NetworkConfig {
     }
 }
 
-/// Go plugins read JSON keys case-insensitively (the last match wins), so
+/// Go plugins read JSON keys case-insensitively (the last match wins, and
+/// `ſ` reads as `s`), so
 /// a key that differs from one of `keys` only in case (`IPAM`, `Type`)
 /// would be what a native plugin acts on while multus checked the other:
 /// refused.
 fn exact_keys(o: &Map<String, Value>, keys: &[&str]) -> Result<(), String> {
     for k in o.keys() {
-        let folded = k.to_lowercase();
+        let folded = crate::boundary::go_fold(k);
         if let Some(want) = keys.iter().find(|w| **w == folded && *w != k) {
             return Err(format!(
                 "key {k:?} differs from {want:?} only in case; Go plugins would read it as {want:?}"

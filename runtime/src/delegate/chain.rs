@@ -59,7 +59,9 @@ fn plugin_conf(
     // first plugin of an ADD none): one a config carries would reach a
     // native plugin that echoes it (portmap), whose output then reads as
     // the host's own knowledge and grants the next module its links.
-    conf.remove("prevResult");
+    // Every spelling a Go plugin reads as prevResult (`PrevResult`,
+    // `prevReſult`): the last would win over the runtime's own.
+    conf.retain(|k, _| crate::boundary::go_fold(k) != "prevresult");
     if let Some(prev) = prev {
         conf.insert("prevResult".into(), prev.clone());
     }

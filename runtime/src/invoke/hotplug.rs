@@ -11,7 +11,7 @@ use crate::cni::{CniError, Code, Command};
 use crate::config::NetworkConfig;
 use crate::delegate::chain;
 use crate::k8s::nad;
-use crate::k8s::selection::NetworkSelection;
+use crate::k8s::selection::{self, NetworkSelection};
 
 use super::Invocation;
 
@@ -25,14 +25,19 @@ pub struct Attributes {
 }
 
 impl Attributes {
-    /// As a selection element asking the same, for its args.
-    fn selection(&self) -> NetworkSelection {
-        NetworkSelection {
-            ips: self.ips.clone(),
-            mac: self.mac.clone(),
-            cni_args: self.cni_args.clone(),
-            ..Default::default()
+    /// As a selection element asking the same, for its args: validated as
+    /// the pod annotation's are (they become `CNI_ARGS` and runtimeConfig,
+    /// where `10.0.0.5;K8S_POD_NAME=other` would name another pod).
+    fn selection(&self) -> Result<NetworkSelection, CniError> {
+        let mut item = serde_json::json!({"name": "hotplug", "ips": self.ips});
+        if let Some(mac) = &self.mac {
+            item["mac"] = mac.clone().into();
         }
+        if let Some(args) = &self.cni_args {
+            item["cni-args"] = Value::Object(args.clone());
+        }
+        selection::element(item, "")
+            .map_err(|m| CniError::new(Code::InvalidConfig, format!("interfaceAttributes: {m}")))
     }
 }
 
@@ -45,6 +50,16 @@ impl Invocation<'_> {
         )
     }
 
+    /// A hot-plugged network is a NAD the controller relays for the pod:
+    /// the admin's `nadPluginTypes` hold for it as for the annotation's.
+    fn check_types(&self, net: &NetworkConfig) -> Result<(), CniError> {
+        let ns = self.env.args.get("K8S_POD_NAMESPACE").unwrap_or_default();
+        if self.conf.system_namespaces.iter().any(|s| s == ns) {
+            return Ok(());
+        }
+        nad::check_types(net, &self.conf.wasm.bounds, ns, &net.name)
+    }
+
     fn hotplug_entry<'f>(&self, file: &'f CacheFile) -> Option<&'f CachedDelegate> {
         file.delegates.iter().find(|d| d.ifname == self.env.ifname)
     }
@@ -52,6 +67,8 @@ impl Invocation<'_> {
     /// ADD of `net` as `CNI_IFNAME`. An interface of that name the cache
     /// already has (a retried request) is deleted first.
     pub fn hotplug_add(&self, net: &NetworkConfig, attrs: &Attributes) -> Result<Value, CniError> {
+        self.check_types(net)?;
+        let sel = attrs.selection()?;
         let mut file = self.pod_cache()?;
         if let Some(f) = &mut file {
             if self.hotplug_entry(f).is_some() {
@@ -60,7 +77,6 @@ impl Invocation<'_> {
                 *f = self.pod_cache()?.unwrap_or_else(|| f.clone());
             }
         }
-        let sel = attrs.selection();
         let net = nad::inject(net, sel.cni_args.as_ref(), None)?;
         let entry = CachedDelegate::new(
             &net,
@@ -105,6 +121,7 @@ impl Invocation<'_> {
     /// DEL of `CNI_IFNAME`: the cached attachment (its config and result),
     /// else `net` with no previous result. Errors are returned.
     pub fn hotplug_del(&self, net: &NetworkConfig) -> Result<(), CniError> {
+        self.check_types(net)?;
         let path = self.search_path();
         let file = self.pod_cache()?;
         let recorded = file.as_ref().and_then(|f| self.hotplug_entry(f)).cloned();
