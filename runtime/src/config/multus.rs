@@ -13,6 +13,8 @@ use crate::cni::{version, CniError, Code};
 pub const DEFAULT_CONF_DIR: &str = "/etc/cni/multus/net.d";
 pub const DEFAULT_CNI_DIR: &str = "/var/lib/cni/multus";
 pub const DEFAULT_BIN_DIR: &str = "/opt/cni/bin";
+/// Where libcni caches the results the container runtime's DEL reads.
+pub const LIBCNI_CACHE_DIR: &str = "/var/lib/cni/results";
 
 /// Every key of the multus conf this implementation reads (the table of
 /// docs/configuration.md), in its canonical spelling.
@@ -232,8 +234,18 @@ impl MultusConf {
                 let cni_dir: PathBuf = non_empty(o.get("cniDir")?)
                     .unwrap_or_else(|| DEFAULT_CNI_DIR.into())
                     .into();
-                wasm.bounds.reserved =
-                    vec![cni_dir, wasm.cache_dir.clone(), wasm.plugin_dir.clone()];
+                let conf_dir: PathBuf = non_empty(o.get("confDir")?)
+                    .unwrap_or_else(|| DEFAULT_CONF_DIR.into())
+                    .into();
+                // libcni's result cache (containerd's, CRI-O's) too: a
+                // result forged there is what the runtime's DEL trusts.
+                wasm.bounds.reserved = vec![
+                    cni_dir,
+                    conf_dir,
+                    wasm.cache_dir.clone(),
+                    wasm.plugin_dir.clone(),
+                    PathBuf::from(LIBCNI_CACHE_DIR),
+                ];
                 wasm
             },
             kube: KubeConf::parse(&o)?,
