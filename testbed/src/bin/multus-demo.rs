@@ -107,7 +107,7 @@ fn main() -> Result<()> {
         }
         conf["wasmPluginDir"] = serde_json::json!(installed);
         conf["wasmCacheDir"] = serde_json::json!(work.path().join("wasm-cache"));
-        conf["storeRoots"] = serde_json::json!([work.path()]);
+        conf["storeRoots"] = serde_json::json!(["/var/lib/cni/networks", "/run/cni", work.path()]);
     }
     section("the pod (served by the in-process API server)");
     println!("default/demo  k8s.v1.cni.cncf.io/networks: {selection:?}");

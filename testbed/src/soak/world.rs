@@ -124,7 +124,7 @@ impl World {
             "cniDir": cni_dir, "binDir": reference_plugin_dir(), "delegates": delegates,
             "wasmPluginDir": self.work.path().join("plugins"),
             "wasmCacheDir": self.work.path().join("wasm-cache"),
-            "storeRoots": [self.work.path()],
+            "storeRoots": ["/var/lib/cni/networks", "/run/cni", self.work.path()],
             "kubeconfigAllowlist": [self.api.kubeconfig()],
             "wasmPlugins": {"whereabouts": {"timeoutMs": 60000, "hostCallTimeoutMs": 10000}},
         });

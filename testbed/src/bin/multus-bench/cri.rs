@@ -324,7 +324,7 @@ pub fn run(opts: &Opts) -> Result<()> {
         if upstream.is_none() {
             multus["wasmPluginDir"] = json!(if spec.modules { &modules } else { &no_modules });
             multus["wasmCacheDir"] = json!(work.path().join("wasm-cache"));
-            multus["storeRoots"] = json!([work.path()]);
+            multus["storeRoots"] = json!(["/var/lib/cni/networks", "/run/cni", work.path()]);
             if spec.modules {
                 multus["wasmPlugins"] = json!({"bridge": {"hostNetns": true},
                     "macvlan": {"hostNetns": true}, "ptp": {"hostNetns": true}});

@@ -380,7 +380,11 @@ fn main() -> Result<()> {
         plugins: Default::default(),
         kubeconfig: None,
         bounds: multus::boundary::Bounds {
-            store_roots: vec![work.path().to_path_buf()],
+            store_roots: vec![
+                "/var/lib/cni/networks".into(),
+                "/run/cni".into(),
+                work.path().to_path_buf(),
+            ],
             ..Default::default()
         },
     };
@@ -842,7 +846,7 @@ fn interface_table(
         if wasm {
             c["wasmPluginDir"] = json!(modules);
             c["wasmCacheDir"] = json!(work.join("interface-cache"));
-            c["storeRoots"] = json!([work]);
+            c["storeRoots"] = json!(["/var/lib/cni/networks", "/run/cni", work]);
             c["wasmPlugins"] = json!({"bridge": granted, "macvlan": granted, "ptp": granted});
         }
         let mut program = multus.to_path_buf();
