@@ -85,13 +85,14 @@ impl std::ops::Deref for PluginType {
     }
 }
 
-/// A config's `ipam.type` as a plugin type; absent (or empty, or not a
-/// string) is `None`. `key` names where the config came from.
-pub fn ipam_type(config: &serde_json::Value, key: &str) -> Result<Option<PluginType>, Refused> {
-    match config
-        .pointer("/ipam/type")
-        .and_then(serde_json::Value::as_str)
-    {
+/// A plugin config's `ipam.type` as a plugin type; absent (or empty, or
+/// not a string) is `None`. `key` names where the config came from.
+pub fn ipam_type(
+    plugin: &serde_json::Map<String, serde_json::Value>,
+    key: &str,
+) -> Result<Option<PluginType>, Refused> {
+    let ty = plugin.get("ipam").and_then(|i| i.get("type"));
+    match ty.and_then(serde_json::Value::as_str) {
         None | Some("") => Ok(None),
         Some(t) => PluginType::parse(t, key).map(Some),
     }

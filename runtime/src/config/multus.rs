@@ -200,7 +200,7 @@ impl MultusConf {
             Some(v) => Some(v),
             None => o.get("cni.dev/attachments")?,
         };
-        Ok(Self {
+        let mut conf = Self {
             name: o.get("name")?.unwrap_or_default(),
             cni_version,
             cluster,
@@ -229,32 +229,25 @@ impl MultusConf {
             kubeconfig: non_empty(o.get("kubeconfig")?).map(PathBuf::from),
             runtime_config: o.get("runtimeConfig")?.unwrap_or_default(),
             valid_attachments,
-            wasm: {
-                let mut wasm = WasmConf::parse(&o)?;
-                let cni_dir: PathBuf = non_empty(o.get("cniDir")?)
-                    .unwrap_or_else(|| DEFAULT_CNI_DIR.into())
-                    .into();
-                let conf_dir: PathBuf = non_empty(o.get("confDir")?)
-                    .unwrap_or_else(|| DEFAULT_CONF_DIR.into())
-                    .into();
-                // libcni's result cache (containerd's, CRI-O's) too: a
-                // result forged there is what the runtime's DEL trusts.
-                wasm.bounds.reserved = vec![
-                    cni_dir,
-                    conf_dir,
-                    wasm.cache_dir.clone(),
-                    wasm.plugin_dir.clone(),
-                    PathBuf::from(LIBCNI_CACHE_DIR),
-                ];
-                wasm
-            },
+            wasm: WasmConf::parse(&o)?,
             kube: KubeConf::parse(&o)?,
             unimplemented: UNIMPLEMENTED
                 .iter()
                 .filter(|(k, _)| o.raw(k).is_some_and(|v| v.get() != "null"))
                 .copied()
                 .collect(),
-        })
+        };
+        // No store may be multus's own directories, nor libcni's result
+        // cache (containerd's, CRI-O's): a result forged there is what the
+        // runtime's DEL trusts.
+        conf.wasm.bounds.reserved = vec![
+            conf.cni_dir.clone(),
+            conf.conf_dir.clone(),
+            conf.wasm.cache_dir.clone(),
+            conf.wasm.plugin_dir.clone(),
+            PathBuf::from(LIBCNI_CACHE_DIR),
+        ];
+        Ok(conf)
     }
 }
 

@@ -91,8 +91,7 @@ impl NetworkConfig {
             }
             let ty = p.get("type").and_then(Value::as_str).unwrap_or_default();
             let ty = PluginType::parse(ty, &at("type"))?;
-            let plugin = Value::Object(p.clone());
-            let ipam = ipam_type(&plugin, &at("ipam.type"))?;
+            let ipam = ipam_type(p, &at("ipam.type"))?;
             for (t, key) in [(Some(ty), "type"), (ipam, "ipam.type")] {
                 if t.as_ref().is_some_and(|t| t.starts_with("multus")) {
                     return Err(bad(key, "multus never delegates to itself (a delegate of type multus* would run with a conf of the config's choosing)".into()));

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::native::NativeRunner;
 use super::wasm::{self, Role};
@@ -35,7 +35,7 @@ impl PluginRunner for Dispatch<'_> {
     fn run(&self, call: &PluginCall<'_>) -> Result<Vec<u8>, PluginError> {
         // The IPAM type becomes a module lookup, a shim link or a native
         // plugin's exec: checked before any of them.
-        let ipam = match serde_json::from_slice::<Value>(call.stdin) {
+        let ipam = match serde_json::from_slice::<Map<String, Value>>(call.stdin) {
             Ok(c) => ipam_type(&c, "ipam.type").map_err(|r| PluginError::Cni(r.into()))?,
             Err(_) => None,
         };

@@ -58,11 +58,10 @@ pub fn check_types(
         return Ok(());
     }
     for (i, p) in net.plugins.iter().enumerate() {
-        let plugin = Value::Object(p.clone());
         let ty = p.get("type").and_then(Value::as_str).unwrap_or_default();
         let types = [
             Some(PluginType::parse(ty, "type")?),
-            ipam_type(&plugin, "ipam.type")?,
+            ipam_type(p, "ipam.type")?,
         ];
         for (t, key) in types.iter().zip(["type", "ipam.type"]) {
             let Some(t) = t.as_ref().filter(|t| !bounds.nad_may_name(t)) else {

@@ -369,7 +369,10 @@ pub fn run_with(
     // credentials.
     let refused = |r: boundary::Refused| cni(Code::InvalidConfig, ty, r);
     let ipam_type = match role {
-        Role::Chained => ipam_type(&config, "ipam.type").map_err(refused)?,
+        Role::Chained => match config.as_object() {
+            Some(c) => ipam_type(c, "ipam.type").map_err(refused)?,
+            None => None,
+        },
         _ => None,
     };
     // What the config itself names, before the admin's flat file fills in.
