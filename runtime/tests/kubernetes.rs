@@ -161,11 +161,36 @@ fn annotation_networks_and_network_status() {
         std::time::Duration::from_millis(300),
         3,
     );
-    c.api.take_peak_in_flight();
+    let nads = ["/network-attachment-definitions/"];
+    c.api.track_peak(&nads);
+    // The status write and the events, at once too: each an etcd write
+    // on a real API server. Slowed, so that at once means overlapping.
+    let writes = [
+        "PUT /api/v1/namespaces/default/pods/web/status",
+        "POST /api/v1/namespaces/default/events",
+    ];
+    c.api.track_peak(&writes);
+    c.api
+        .delay("/status", std::time::Duration::from_millis(300), 1);
+    c.api
+        .delay("/events", std::time::Duration::from_millis(300), 3);
+    let (conns, h2_conns) = c.api.connections();
 
     let out = c.run("ADD", "c1", &pod, "web", "uid-1", &conf);
     assert!(out.ok(), "{} {}", out.stdout, out.stderr);
-    assert_eq!(c.api.take_peak_in_flight(), 3, "{:?}", c.api.requests());
+    assert_eq!(c.api.peak(&nads), 3, "{:?}", c.api.requests());
+    assert_eq!(c.api.peak(&writes), 4, "{:?}", c.api.requests());
+    // Every call of the ADD (the pod, three NADs at once, three status
+    // writes, three events at once) on one HTTP/2 connection: one TLS
+    // handshake, as client-go makes (over HTTP/1.1, each call in flight
+    // took a connection of its own).
+    let (after, h2) = c.api.connections();
+    assert_eq!(
+        (after - conns, h2 - h2_conns),
+        (1, 1),
+        "{:?}",
+        c.api.requests()
+    );
     assert_eq!(out.json()["ips"][0]["address"], "10.10.0.2/24");
     let mut links = pod.ns.links().unwrap();
     links.sort();

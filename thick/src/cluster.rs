@@ -1,12 +1,13 @@
 //! The daemon's view of the cluster: one API client shared by every request,
 //! the node's pods and all NADs kept current by watches, and a live GET when
 //! a cache misses (a static pod, a pod or NAD the watch has not delivered
-//! yet, a cache still listing). The network-status write and events are
-//! always direct calls.
+//! yet, a cache still listing), except for a NAD the API server just said
+//! does not exist. The network-status write and events are always direct
+//! calls.
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Event, Pod, PodSpec};
@@ -53,7 +54,7 @@ impl Credentials {
                 c
             }
         };
-        kube::Client::try_from(config).map_err(|e| format!("API client: {e}"))
+        multus::k8s::transport::client(config).map_err(|e| format!("API client: {e}"))
     }
 }
 
@@ -63,7 +64,17 @@ pub struct Cluster {
     /// The pods of this node (`NODE_NAME`); `None` when the node is unknown.
     pods: Option<Store<Pod>>,
     nads: Store<DynamicObject>,
+    /// NADs the API server said do not exist, and when: a name looked up
+    /// on every pod that is never a NAD (the cluster network's, tried as
+    /// a NAD first as upstream does) costs one GET per [`ABSENT_FOR`], not
+    /// one per pod. A NAD created since is found in `nads` once the watch
+    /// delivers it; until then (milliseconds) or for `ABSENT_FOR` at most
+    /// when the watch is down, it is reported missing, which a kubelet
+    /// retries.
+    absent: std::sync::Mutex<std::collections::HashMap<(String, String), Instant>>,
 }
+
+const ABSENT_FOR: Duration = Duration::from_secs(10);
 
 /// What multus never reads of a pod: the spec (but `nodeName`) and the
 /// managed fields. A `pods/status` write keeps the stored spec whatever is
@@ -187,6 +198,7 @@ impl Cluster {
             runtime: tokio::runtime::Handle::current(),
             pods,
             nads,
+            absent: Default::default(),
         });
         let sizes = cluster.clone();
         metrics.cache_objects(move || {
@@ -219,13 +231,43 @@ impl Cluster {
         Some((*pod).clone())
     }
 
-    fn cached_nad(&self, namespace: &str, name: &str) -> Option<Nad> {
+    /// The cache's answer: the NAD, or NotFound when the API server said
+    /// so within `ABSENT_FOR` and the watch has not brought it since.
+    fn cached_nad(&self, namespace: &str, name: &str) -> Option<Result<Nad, KubeError>> {
         if !Self::ready(&self.nads) {
             return None;
         }
         let key = ObjectRef::new_with(name, nad_resource()).within(namespace);
-        let obj = self.nads.get(&key)?;
-        Some(Nad::from_object(&obj))
+        if let Some(obj) = self.nads.get(&key) {
+            return Some(Ok(Nad::from_object(&obj)));
+        }
+        let absent = self.absent.lock().unwrap_or_else(|p| p.into_inner());
+        let since = absent.get(&(namespace.to_string(), name.to_string()))?;
+        (since.elapsed() < ABSENT_FOR).then(|| {
+            Err(KubeError {
+                call: format!("GET network-attachment-definition {namespace}/{name}"),
+                kind: multus::k8s::client::Kind::NotFound,
+                msg: format!(
+                    "not found (the API server's answer within the last {} s)",
+                    ABSENT_FOR.as_secs()
+                ),
+            })
+        })
+    }
+
+    /// Remembers what a live GET said of a NAD's existence.
+    fn learn_nad(&self, namespace: &str, name: &str, answer: &Result<Nad, KubeError>) {
+        let key = (namespace.to_string(), name.to_string());
+        let mut absent = self.absent.lock().unwrap_or_else(|p| p.into_inner());
+        match answer {
+            Err(e) if e.kind == multus::k8s::client::Kind::NotFound => {
+                absent.insert(key, Instant::now());
+            }
+            Ok(_) => {
+                absent.remove(&key);
+            }
+            Err(_) => {}
+        }
     }
 }
 
@@ -257,18 +299,25 @@ impl ClusterApi for Session {
         self.live.create_events(events)
     }
 
+    fn replace_pod_status_with_events(
+        &self,
+        pod: &Pod,
+        events: &[Event],
+    ) -> (Result<Pod, KubeError>, Vec<Result<(), KubeError>>) {
+        self.live.replace_pod_status_with_events(pod, events)
+    }
+
     fn get_nad(&self, namespace: &str, name: &str) -> Result<Nad, KubeError> {
-        match self.cluster.cached_nad(namespace, name) {
-            Some(n) => Ok(n),
-            None => self.live.get_nad(namespace, name),
-        }
+        self.get_nads(&[(namespace.to_string(), name.to_string())])
+            .pop()
+            .expect("one answer per key")
     }
 
     /// The cache's answers, and the misses fetched at once.
     fn get_nads(&self, keys: &[(String, String)]) -> Vec<Result<Nad, KubeError>> {
         let mut out: Vec<Option<Result<Nad, KubeError>>> = keys
             .iter()
-            .map(|(ns, name)| self.cluster.cached_nad(ns, name).map(Ok))
+            .map(|(ns, name)| self.cluster.cached_nad(ns, name))
             .collect();
         let misses: Vec<(String, String)> = keys
             .iter()
@@ -276,7 +325,11 @@ impl ClusterApi for Session {
             .filter(|(_, o)| o.is_none())
             .map(|(k, _)| k.clone())
             .collect();
-        let mut fetched = self.live.get_nads(&misses).into_iter();
+        let fetched = self.live.get_nads(&misses);
+        for ((ns, name), answer) in misses.iter().zip(&fetched) {
+            self.cluster.learn_nad(ns, name, answer);
+        }
+        let mut fetched = fetched.into_iter();
         for slot in out.iter_mut().filter(|o| o.is_none()) {
             *slot = fetched.next();
         }

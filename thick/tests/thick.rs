@@ -931,6 +931,37 @@ fn watch_caches_serve_pods_and_nads() {
         ["GET /apis/k8s.cni.cncf.io/v1/namespaces/default/network-attachment-definitions/macvlan-net 404"]
     );
     assert_eq!(third.ns.links().unwrap(), ["lo"]);
+    // Known missing: for a while the daemon says so itself, without a GET
+    // per pod (a name looked up on every pod that is never a NAD).
+    let before = api.requests().len();
+    let e = assert_cni_error(
+        &shim_for(&node, "ADD", "w2", &third, ("web", None), &conf),
+        7,
+    );
+    assert!(e.contains("default/macvlan-net not found"), "{e}");
+    assert_eq!(reads(before), Vec::<String>::new());
+    // Created again: found as soon as the watch brings it.
+    let seen = sample(
+        &scrape(&node, port),
+        r#"multus_watch_events_total{kind="network-attachment-definitions"}"#,
+    );
+    api.add_nad("default", "macvlan-net", Some(&nad("10.34.0.0/24")), &[]);
+    wait_for_sample(
+        &node,
+        port,
+        r#"multus_watch_events_total{kind="network-attachment-definitions"}"#,
+        seen + 1.0,
+    );
+    let fourth = Pod::new();
+    let before = api.requests().len();
+    let add = shim_for(&node, "ADD", "w4", &fourth, ("web", None), &conf);
+    assert!(add.ok(), "{} {}", add.stdout, add.stderr);
+    assert!(
+        pod_addr(&fourth).starts_with("10.34.0."),
+        "{}",
+        pod_addr(&fourth)
+    );
+    assert_eq!(reads(before), Vec::<String>::new());
 
     // The sandbox of a pod recreated under the same name: the cached pod's
     // UID does not match, so it is read live, and the ADD is refused as
@@ -946,7 +977,11 @@ fn watch_caches_serve_pods_and_nads() {
         ["GET /api/v1/namespaces/default/pods/web 200"]
     );
 
-    for (cid, pod, name) in [("w1", &web, "web"), ("a1", &second, "api")] {
+    for (cid, pod, name) in [
+        ("w1", &web, "web"),
+        ("a1", &second, "api"),
+        ("w4", &fourth, "web"),
+    ] {
         let del = shim_for(&node, "DEL", cid, pod, (name, None), &conf);
         assert!(del.ok(), "{} {}", del.stdout, del.stderr);
         assert_eq!(pod.ns.links().unwrap(), ["lo"]);

@@ -67,13 +67,12 @@ impl Invocation<'_> {
             match self.after_result {
                 Some(after) => after.push(Box::new(move || writes.finish_late())),
                 None => {
-                    if let Err(e) = writes.write_status() {
+                    if let Err(e) = writes.write() {
                         if self.conf.kube.network_status_required {
                             return Err(self.rollback(&planned, &file, last, e));
                         }
                         tracing::warn!(pod = %self.pod(), error = %e, "network-status not written (networkStatusRequired is false)");
                     }
-                    writes.post_events();
                 }
             }
         }

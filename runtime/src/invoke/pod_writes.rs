@@ -71,9 +71,33 @@ impl PodWrites {
             .collect()
     }
 
-    /// Writes network-status (conflicts retried); a pod deleted meanwhile
-    /// is not an error.
-    pub fn write_status(&self) -> Result<(), CniError> {
+    /// Writes network-status (conflicts retried) and posts the events
+    /// with its first attempt, at once: on a real API server each is an
+    /// etcd write, and one after the other they doubled what the pod
+    /// waited for. So the events may be recorded for an ADD whose status
+    /// write then fails it (upstream posts them before writing the status
+    /// at all). A pod deleted meanwhile is not an error.
+    pub fn write(&self) -> Result<(), CniError> {
+        let Some((key, value)) = &self.status else {
+            self.report(&self.ctx.api.create_events(&self.events));
+            return Ok(());
+        };
+        let api = self.ctx.api.as_ref();
+        let mut posted = Vec::new();
+        let written = status::write_with(api, &self.ctx.pod_ref, &self.ctx.pod, key, value, |p| {
+            let (r, events) = api.replace_pod_status_with_events(p, &self.events);
+            posted = events;
+            r
+        });
+        self.report(&posted);
+        if !written? {
+            tracing::warn!(pod = %self.ctx.pod_ref, "the pod was deleted during ADD; network-status not written");
+        }
+        Ok(())
+    }
+
+    /// Network-status alone (a retry after `write` failed).
+    fn write_status(&self) -> Result<(), CniError> {
         let Some((key, value)) = &self.status else {
             return Ok(());
         };
@@ -89,28 +113,23 @@ impl PodWrites {
         Ok(())
     }
 
-    /// Posts the events at once; best effort.
-    pub fn post_events(&self) {
-        for (r, e) in self
-            .ctx
-            .api
-            .create_events(&self.events)
-            .iter()
-            .zip(&self.events)
-        {
+    /// Events are best effort: a failure is logged.
+    fn report(&self, posted: &[Result<(), crate::k8s::client::KubeError>]) {
+        for (r, e) in posted.iter().zip(&self.events) {
             if let Err(err) = r {
                 tracing::debug!(pod = %self.ctx.pod_ref, reason = ?e.reason, error = %err, "event not recorded");
             }
         }
     }
 
-    /// After the answer: the status write retried while the API server is
-    /// unavailable (within [`LATE_BUDGET`]), then the events.
+    /// After the answer: `write`, the status write then retried alone while
+    /// the API server is unavailable (within [`LATE_BUDGET`]).
     pub fn finish_late(self) {
         let started = Instant::now();
         let mut pause = LATE_BACKOFF;
+        let mut outcome = self.write();
         loop {
-            match self.write_status() {
+            match outcome {
                 Ok(()) => break,
                 Err(e)
                     if e.code == Code::TryAgainLater as u32
@@ -119,6 +138,7 @@ impl PodWrites {
                     tracing::debug!(pod = %self.ctx.pod_ref, error = %e, "network-status write failed; retrying");
                     std::thread::sleep(pause);
                     pause *= 2;
+                    outcome = self.write_status();
                 }
                 Err(e) => {
                     tracing::error!(pod = %self.ctx.pod_ref, error = %e, "network-status not written after the ADD's answer");
@@ -126,6 +146,5 @@ impl PodWrites {
                 }
             }
         }
-        self.post_events();
     }
 }

@@ -35,6 +35,15 @@ pub trait ClusterApi: Send {
             .map(|e| self.create_event(e).map(drop))
             .collect()
     }
+    /// A `pods/status` write and events at once (one round trip of the
+    /// slower on a client that can): what each returned.
+    fn replace_pod_status_with_events(
+        &self,
+        pod: &Pod,
+        events: &[Event],
+    ) -> (Result<Pod, KubeError>, Vec<Result<(), KubeError>>) {
+        (self.replace_pod_status(pod), self.create_events(events))
+    }
     fn get_nad(&self, namespace: &str, name: &str) -> Result<Nad, KubeError>;
     /// Several NADs, each answer in order; a client that can should fetch
     /// them at once.
@@ -97,6 +106,14 @@ impl ClusterApi for Kube {
 
     fn create_events(&self, events: &[Event]) -> Vec<Result<(), KubeError>> {
         Kube::create_events(self, events)
+    }
+
+    fn replace_pod_status_with_events(
+        &self,
+        pod: &Pod,
+        events: &[Event],
+    ) -> (Result<Pod, KubeError>, Vec<Result<(), KubeError>>) {
+        Kube::replace_pod_status_with_events(self, pod, events)
     }
 
     fn get_nad(&self, namespace: &str, name: &str) -> Result<Nad, KubeError> {

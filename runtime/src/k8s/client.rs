@@ -177,7 +177,7 @@ impl Kube {
         bound(&mut config, timeout);
         let client = {
             let _guard = rt.enter();
-            kube::Client::try_from(config).map_err(|e| err(e.to_string()))?
+            super::transport::client(config).map_err(err)?
         };
         Ok(Self {
             rt: Exec::Own(rt),
@@ -338,22 +338,56 @@ impl Kube {
     /// Events posted at once (one round trip of the slowest). No retry
     /// after a 401: events are best effort.
     pub fn create_events(&self, events: &[Event]) -> Vec<Result<(), KubeError>> {
+        self.rt.block_on(self.post_events(events))
+    }
+
+    async fn post_events(&self, events: &[Event]) -> Vec<Result<(), KubeError>> {
         let client = self.client.borrow().clone();
-        self.rt
-            .block_on(futures_util::future::join_all(events.iter().map(|e| {
-                let c = client.clone();
-                async move {
-                    let ns = e.metadata.namespace.clone().unwrap_or_default();
-                    let call = format!("POST event in {ns}");
-                    self.attempt(&call, async move {
-                        Api::<Event>::namespaced(c, &ns)
-                            .create(&PostParams::default(), e)
-                            .await
-                    })
-                    .await
-                    .map(drop)
-                }
-            })))
+        futures_util::future::join_all(events.iter().map(|e| {
+            let c = client.clone();
+            async move {
+                let ns = e.metadata.namespace.clone().unwrap_or_default();
+                let call = format!("POST event in {ns}");
+                self.attempt(&call, async move {
+                    Api::<Event>::namespaced(c, &ns)
+                        .create(&PostParams::default(), e)
+                        .await
+                })
+                .await
+                .map(drop)
+            }
+        }))
+        .await
+    }
+
+    /// `replace_pod_status` and `create_events` at once, on one connection
+    /// when the server speaks HTTP/2. A status write refused 401 is tried
+    /// again alone, after re-reading the credentials.
+    pub fn replace_pod_status_with_events(
+        &self,
+        pod: &Pod,
+        events: &[Event],
+    ) -> (Result<Pod, KubeError>, Vec<Result<(), KubeError>>) {
+        let ns = pod.metadata.namespace.clone().unwrap_or_default();
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let call = format!("PUT pod {ns}/{name} status");
+        let client = self.client.borrow().clone();
+        let status = self.attempt(&call, async {
+            Api::<Pod>::namespaced(client, &ns)
+                .replace_status(&name, &PostParams::default(), pod)
+                .await
+        });
+        let (status, posted) = self
+            .rt
+            .block_on(futures_util::future::join(status, self.post_events(events)));
+        match status {
+            Err(e) if e.kind == Kind::Unauthorized => match self.reread(&call) {
+                Ok(true) => (self.replace_pod_status(pod), posted),
+                Ok(false) => (Err(e), posted),
+                Err(reread) => (Err(reread), posted),
+            },
+            other => (other, posted),
+        }
     }
 
     /// Every pod of the cluster.
@@ -611,7 +645,7 @@ fn build(
     bound(&mut config, timeout);
     // The client spawns its request buffer onto the current runtime.
     let _guard = rt.enter();
-    kube::Client::try_from(config).map_err(|e| kubeconfig_error(kubeconfig, e.to_string()))
+    super::transport::client(config).map_err(|e| kubeconfig_error(kubeconfig, e))
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod pod;
 pub mod proxy;
 pub mod selection;
 pub mod status;
+pub mod transport;
 
 use std::cell::RefCell;
 use std::collections::HashMap;

@@ -14,7 +14,7 @@ use serde_json::Value;
 use k8s_openapi::api::core::v1::Pod;
 
 use super::api::{ClusterApi, Read};
-use super::client::Kind;
+use super::client::{Kind, KubeError};
 use super::pod::{self, PodRef};
 use crate::cni::result::{CniResult, Dns};
 use crate::cni::CniError;
@@ -141,6 +141,22 @@ pub fn write(
     key: &str,
     value: &str,
 ) -> Result<bool, CniError> {
+    write_with(kube, want, known, key, value, |p| {
+        kube.replace_pod_status(p)
+    })
+}
+
+/// `write`, its first attempt made by `first` (which may send other
+/// requests with it).
+pub fn write_with(
+    kube: &dyn ClusterApi,
+    want: &PodRef,
+    known: &Pod,
+    key: &str,
+    value: &str,
+    first: impl FnOnce(&Pod) -> Result<Pod, KubeError>,
+) -> Result<bool, CniError> {
+    let mut first = Some(first);
     let mut current = known.clone();
     let mut attempt = 0;
     loop {
@@ -148,7 +164,11 @@ pub fn write(
         let mut annotations: BTreeMap<String, String> = pod::annotations(&current);
         annotations.insert(key.to_string(), value.to_string());
         current.metadata.annotations = Some(annotations);
-        match kube.replace_pod_status(&current) {
+        let written = match first.take() {
+            Some(f) => f(&current),
+            None => kube.replace_pod_status(&current),
+        };
+        match written {
             Ok(_) => return Ok(true),
             Err(e) if e.kind == Kind::NotFound => return Ok(false),
             Err(e) if e.kind == Kind::Conflict && attempt < CONFLICT_ATTEMPTS => {

@@ -61,9 +61,13 @@ struct State {
     fired: u64,
     /// whereabouts' custom resources.
     custom: custom::Objects,
-    /// Requests being answered now, and the most at once so far.
-    in_flight: u32,
-    peak_in_flight: u32,
+    /// TLS connections accepted so far, and how many of them speak HTTP/2.
+    connections: u64,
+    h2_connections: u64,
+    /// What is being answered now (`METHOD path` each), and the most at
+    /// once so far among those matching each tracked set of substrings.
+    answering: Vec<String>,
+    peaks: Vec<(Vec<String>, u32)>,
     /// DaemonSets by (namespace, name), for the installer's owner check.
     daemonsets: BTreeMap<(String, String), Value>,
     /// Every change since `history_start`, for watches to replay.
@@ -192,7 +196,7 @@ impl FakeKubeApi {
         .allow_unauthenticated()
         .build()
         .map_err(|e| other(e.to_string()))?;
-        let tls = rustls::ServerConfig::builder_with_provider(provider)
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| other(e.to_string()))?
             .with_client_cert_verifier(client_auth)
@@ -201,6 +205,8 @@ impl FakeKubeApi {
                 rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
             )
             .map_err(|e| other(e.to_string()))?;
+        // As kube-apiserver: HTTP/2 to a client offering it, else HTTP/1.1.
+        tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
 
         let listener = listen_in(ns, (ip, 0).into())?;
@@ -220,8 +226,10 @@ impl FakeKubeApi {
             fired: 0,
             custom: Default::default(),
             daemonsets: Default::default(),
-            in_flight: 0,
-            peak_in_flight: 0,
+            connections: 0,
+            h2_connections: 0,
+            answering: Vec::new(),
+            peaks: Vec::new(),
             history: Vec::new(),
             history_start: 0,
             changes: tokio::sync::watch::Sender::new(1000),
@@ -247,10 +255,23 @@ impl FakeKubeApi {
                             let Ok(tls) = acceptor.accept(tcp).await else { return };
                             // The verifier only lets through certificates of our CA.
                             let client_cert = tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
+                            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                            {
+                                let mut s = st.lock().unwrap();
+                                s.connections += 1;
+                                s.h2_connections += u64::from(h2);
+                            }
                             let svc = hyper::service::service_fn(move |req| handle(st.clone(), client_cert, req));
-                            let _ = hyper::server::conn::http1::Builder::new()
-                                .serve_connection(TokioIo::new(tls), svc)
-                                .await;
+                            let io = TokioIo::new(tls);
+                            let _ = if h2 {
+                                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                                    .serve_connection(io, svc)
+                                    .await
+                            } else {
+                                hyper::server::conn::http1::Builder::new()
+                                    .serve_connection(io, svc)
+                                    .await
+                            };
                         });
                     }
                 }
@@ -577,12 +598,27 @@ impl FakeKubeApi {
     }
 
     /// "METHOD path status" of every request so far.
-    /// The most requests answered at once since the last call (which
-    /// resets it): whether a client sent requests concurrently.
-    pub fn take_peak_in_flight(&self) -> u32 {
-        let mut st = self.state.lock().unwrap();
-        let now = st.in_flight;
-        std::mem::replace(&mut st.peak_in_flight, now)
+    /// TLS connections accepted so far, and how many of them speak HTTP/2.
+    pub fn connections(&self) -> (u64, u64) {
+        let s = self.state.lock().unwrap();
+        (s.connections, s.h2_connections)
+    }
+
+    /// From now on, tracks the most requests answered at once among those
+    /// whose `METHOD path` contains any of `parts` ([`Self::peak`]).
+    pub fn track_peak(&self, parts: &[&str]) {
+        let parts = parts.iter().map(|p| p.to_string()).collect();
+        self.state.lock().unwrap().peaks.push((parts, 0));
+    }
+
+    /// The most requests matching `parts` answered at once since
+    /// `track_peak(parts)`: whether a client sent them concurrently.
+    pub fn peak(&self, parts: &[&str]) -> u32 {
+        let st = self.state.lock().unwrap();
+        st.peaks
+            .iter()
+            .find(|(p, _)| p.iter().map(String::as_str).eq(parts.iter().copied()))
+            .map_or(0, |(_, n)| *n)
     }
 
     pub fn requests(&self) -> Vec<String> {
@@ -596,20 +632,32 @@ impl FakeKubeApi {
 }
 
 /// Counts a request in flight while it is answered.
-struct Answering(Arc<Mutex<State>>);
+struct Answering(Arc<Mutex<State>>, String);
 
 impl Answering {
-    fn new(state: &Arc<Mutex<State>>) -> Self {
+    fn new(state: &Arc<Mutex<State>>, request: String) -> Self {
         let mut st = state.lock().unwrap();
-        st.in_flight += 1;
-        st.peak_in_flight = st.peak_in_flight.max(st.in_flight);
-        Self(state.clone())
+        st.answering.push(request.clone());
+        let State {
+            answering, peaks, ..
+        } = &mut *st;
+        for (parts, peak) in peaks.iter_mut() {
+            let now = answering
+                .iter()
+                .filter(|r| parts.iter().any(|p| r.contains(p.as_str())))
+                .count() as u32;
+            *peak = (*peak).max(now);
+        }
+        Self(state.clone(), request)
     }
 }
 
 impl Drop for Answering {
     fn drop(&mut self) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).in_flight -= 1;
+        let mut st = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = st.answering.iter().position(|r| *r == self.1) {
+            st.answering.swap_remove(i);
+        }
     }
 }
 
@@ -620,9 +668,9 @@ async fn handle(
     client_cert: bool,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, hyper::Error> {
-    let _answering = Answering::new(&state);
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    let _answering = Answering::new(&state, format!("{method} {path}"));
     let query = req.uri().query().unwrap_or_default().to_string();
     let auth = req
         .headers()

@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use multus_testbed::cri::{Containerd, Cri};
 use multus_testbed::kube_api::{FakeKubeApi, NODE};
+
+use super::breakdown::{rows, Rows};
+use super::pod_api::{KitApi, PodApi};
 use multus_testbed::node::SHIPPED_PLUGINS;
 use multus_testbed::{quantile, reference_plugin_dir};
 use serde_json::json;
@@ -26,6 +29,10 @@ pub struct Opts<'a> {
     /// Upstream Multus's built binaries (`multus`, `multus-daemon`,
     /// `multus-shim`), for its rows.
     pub upstream: Option<&'a Path>,
+    /// The in-test API server's lane.
+    pub in_process: bool,
+    /// The cluster kit, for the lane on a real kube-apiserver + etcd.
+    pub kit: Option<&'a Path>,
 }
 
 const NETWORKS: &str = "k8s.v1.cni.cncf.io/networks";
@@ -102,6 +109,8 @@ struct Lane<'a> {
     dir: PathBuf,
     containerd: Containerd,
     daemon: Option<Daemon>,
+    /// The UIDs of its pods, by index.
+    uids: Vec<String>,
 }
 
 /// A thick daemon, restartable for the fresh-daemon column.
@@ -190,23 +199,44 @@ impl<'a> Lane<'a> {
     }
 
     /// One pod through the CRI: run, check its networks, stop, remove.
-    fn pod(&self, cri: &mut Cri, api: &FakeKubeApi, i: usize) -> Result<PodTimes> {
+    fn pod(&self, cri: &mut Cri, api: &dyn PodApi, i: usize) -> Result<PodTimes> {
+        self.pod_then(cri, api, i, || Ok(()))
+    }
+
+    /// `pod`, with `between` run once the pod's networks are checked and
+    /// before it is stopped (untimed).
+    fn pod_then(
+        &self,
+        cri: &mut Cri,
+        api: &dyn PodApi,
+        i: usize,
+        between: impl FnOnce() -> Result<()>,
+    ) -> Result<PodTimes> {
         let name = self.pod_name(i);
-        let uid = format!("uid-{name}");
+        let uid = &self.uids[i];
         let started = Instant::now();
         let id = cri
-            .run_pod("default", &name, &uid)
+            .run_pod("default", &name, uid)
             .map_err(|e| anyhow::anyhow!("{}: RunPodSandbox {name}: {e}", self.spec.name))?;
         let run = started.elapsed();
         if self.spec.kind != Kind::Baseline {
-            let status = api.annotation("default", &name, STATUS).unwrap_or_default();
-            if !status.contains("default/cri-macvlan") || !status.contains("default/cri-bridge") {
-                bail!(
-                    "{}: pod {name} has no network-status naming both NADs: {status:?}",
-                    self.spec.name
-                );
+            // A daemon writes it right after its answer: a moment later.
+            let until = Instant::now() + Duration::from_secs(5);
+            loop {
+                let status = api.annotation("default", &name, STATUS).unwrap_or_default();
+                if status.contains("default/cri-macvlan") && status.contains("default/cri-bridge") {
+                    break;
+                }
+                if Instant::now() > until {
+                    bail!(
+                        "{}: pod {name} has no network-status naming both NADs: {status:?}",
+                        self.spec.name
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(20));
             }
         }
+        between()?;
         let started = Instant::now();
         cri.stop_pod(&id)
             .map_err(|e| anyhow::anyhow!("{}: StopPodSandbox {name}: {e}", self.spec.name))?;
@@ -234,7 +264,7 @@ impl<'a> Lane<'a> {
     }
 
     /// `AT_ONCE` pods run together, then stopped and removed together.
-    fn pods_at_once(&self, api: &FakeKubeApi) -> Result<Vec<PodTimes>> {
+    fn pods_at_once(&self, api: &dyn PodApi) -> Result<Vec<PodTimes>> {
         std::thread::scope(|sc| {
             let handles: Vec<_> = (0..AT_ONCE)
                 .map(|i| {
@@ -252,26 +282,36 @@ impl<'a> Lane<'a> {
     }
 }
 
+/// Each lane asked for: the in-test API server's, then the real one's.
 pub fn run(opts: &Opts) -> Result<()> {
-    let reference = reference_plugin_dir();
     let node = super::enter_bench_node("bench-cri")?;
+    if opts.in_process {
+        let api = FakeKubeApi::start(&node, "bench-token")?;
+        run_on(opts, &node, &api)?;
+    }
+    if let Some(kit) = opts.kit {
+        let api = KitApi::start(kit)?;
+        run_on(opts, &node, &api)?;
+    }
+    Ok(())
+}
+
+fn run_on(opts: &Opts, node: &multus_testbed::Netns, api: &dyn PodApi) -> Result<()> {
+    let reference = reference_plugin_dir();
     let work = tempfile::tempdir()?;
     let ipam = work.path().join("ipam");
-    let api = FakeKubeApi::start(&node, "bench-token")?;
     api.add_nad(
         "default",
         "cri-bridge",
-        Some(&json!({"cniVersion": "0.3.1", "name": "cri-bridge", "type": "bridge", "bridge": "cribr1",
-            "ipam": {"type": "host-local", "dataDir": ipam, "ranges": [[{"subnet": "10.90.0.0/16"}]]}}).to_string()),
-        &[],
-    );
+        &json!({"cniVersion": "0.3.1", "name": "cri-bridge", "type": "bridge", "bridge": "cribr1",
+            "ipam": {"type": "host-local", "dataDir": ipam, "ranges": [[{"subnet": "10.90.0.0/16"}]]}}).to_string(),
+    )?;
     api.add_nad(
         "default",
         "cri-macvlan",
-        Some(&json!({"cniVersion": "0.3.1", "name": "cri-macvlan", "type": "macvlan", "master": "uplink0", "mode": "bridge",
-            "ipam": {"type": "host-local", "dataDir": ipam, "ranges": [[{"subnet": "10.91.0.0/16"}]]}}).to_string()),
-        &[],
-    );
+        &json!({"cniVersion": "0.3.1", "name": "cri-macvlan", "type": "macvlan", "master": "uplink0", "mode": "bridge",
+            "ipam": {"type": "host-local", "dataDir": ipam, "ranges": [[{"subnet": "10.91.0.0/16"}]]}}).to_string(),
+    )?;
     let modules = work.path().join("plugins");
     std::fs::create_dir_all(&modules)?;
     for m in SHIPPED_PLUGINS.iter().chain(&["bridge", "macvlan", "ptp"]) {
@@ -308,16 +348,15 @@ pub fn run(opts: &Opts) -> Result<()> {
             {"type": "bridge", "bridge": format!("crib{index}"), "isGateway": true, "isDefaultGateway": true,
              "ipam": {"type": "host-local", "dataDir": ipam,
                       "ranges": [[{"subnet": format!("10.{}.0.0/24", 100 + index)}]]}}]});
-        for i in 0..AT_ONCE {
-            let name = format!("cri-{index}-{i}");
-            api.add_pod(
-                "default",
-                &name,
-                &format!("uid-{name}"),
-                &[(NETWORKS, "cri-bridge,cri-macvlan")],
-                &[],
-            );
-        }
+        let uids = (0..AT_ONCE)
+            .map(|i| {
+                api.add_pod(
+                    "default",
+                    &format!("cri-{index}-{i}"),
+                    &[(NETWORKS, "cri-bridge,cri-macvlan")],
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
         let mut multus = json!({"cniVersion": "0.3.1", "name": "multus-cni-network", "type": "multus",
             "kubeconfig": api.kubeconfig(), "clusterNetwork": format!("cri-cluster-{index}"),
             "confDir": multus_d, "cniDir": dir.join("cache"), "binDir": bin});
@@ -408,7 +447,7 @@ pub fn run(opts: &Opts) -> Result<()> {
                 let daemon_bin = up.join("multus-daemon").display().to_string();
                 let script = format!(
                     "mount --bind {sa} {SA_PATH} && exec {daemon_bin} -config {config}",
-                    sa = api.dir.path().display(),
+                    sa = api.service_account().display(),
                     config = path.display(),
                 );
                 std::fs::create_dir_all(SA_PATH)?;
@@ -425,10 +464,10 @@ pub fn run(opts: &Opts) -> Result<()> {
                     ],
                     env: vec![
                         ("MULTUS_NODE_NAME".into(), NODE.into()),
-                        ("KUBERNETES_SERVICE_HOST".into(), api.addr.ip().to_string()),
+                        ("KUBERNETES_SERVICE_HOST".into(), api.service().0),
                         (
                             "KUBERNETES_SERVICE_PORT".into(),
-                            api.addr.port().to_string(),
+                            api.service().1.to_string(),
                         ),
                     ],
                     socket: socket_dir.join("multus.sock"),
@@ -437,14 +476,8 @@ pub fn run(opts: &Opts) -> Result<()> {
                 });
             }
         }
-        let containerd = Containerd::start(
-            &dir.join("containerd"),
-            &node,
-            &bin,
-            &conf_dir,
-            &[],
-            "debug",
-        )?;
+        let containerd =
+            Containerd::start(&dir.join("containerd"), node, &bin, &conf_dir, &[], "debug")?;
         containerd.import_pause()?;
         if let Some(d) = daemon.as_mut() {
             d.start()?;
@@ -455,10 +488,11 @@ pub fn run(opts: &Opts) -> Result<()> {
             dir,
             containerd,
             daemon,
+            uids,
         });
     }
 
-    let result = measure(opts, &api, &mut lanes);
+    let result = measure(opts, api, &mut lanes);
     if made_sa_path {
         let _ = std::fs::remove_dir(SA_PATH);
         let _ = std::fs::remove_dir("/run/secrets/kubernetes.io");
@@ -491,7 +525,7 @@ fn med(v: &[PodTimes], f: fn(&PodTimes) -> Duration) -> f64 {
     quantile(&v.iter().map(f).collect::<Vec<_>>(), 0.5)
 }
 
-fn measure(opts: &Opts, api: &FakeKubeApi, lanes: &mut [Lane]) -> Result<()> {
+fn measure(opts: &Opts, api: &dyn PodApi, lanes: &mut [Lane]) -> Result<()> {
     let mut cris: Vec<Cri> = lanes
         .iter()
         .map(|l| l.containerd.cri())
@@ -530,23 +564,38 @@ fn measure(opts: &Opts, api: &FakeKubeApi, lanes: &mut [Lane]) -> Result<()> {
         }
     }
 
+    let ours: Vec<usize> = (0..lanes.len())
+        .filter(|&k| lanes[k].spec.modules && !lanes[k].spec.upstream)
+        .collect();
+    let broken_down: Vec<(usize, Vec<(Rows, PodTimes)>)> = ours
+        .into_iter()
+        .map(|k| Ok((k, break_down(&mut lanes[k], &mut cris[k], api, opts.runs)?)))
+        .collect::<Result<_>>()?;
+
+    println!("\n## On {}\n", api.label());
     let base = |v: &[Vec<PodTimes>]| med(&v[0], |t| t.cni);
     println!(
         "\nA pod with the cluster network and two NADs through containerd's CRI: medians of {} runs, interleaved (ms).\n\"CNI setup\" is containerd's own measure (its `begin cni setup` to `cni result` log lines); \"+CNI\" is it minus the baseline's.\n",
         opts.runs
     );
-    println!("| path | RunPodSandbox | CNI setup | +CNI | first pod of a fresh daemon: CNI setup | StopPodSandbox | RemovePodSandbox |");
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("| path | RunPodSandbox | +Run | CNI setup | +CNI | first pod of a fresh daemon: RunPodSandbox, CNI setup | StopPodSandbox | RemovePodSandbox |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    let base_run = med(&one[0], |t| t.run);
     for (k, l) in lanes.iter().enumerate() {
         let first = if fresh[k].is_empty() {
             "".to_string()
         } else {
-            format!("{:.1}", med(&fresh[k], |t| t.cni))
+            format!(
+                "{:.1}, {:.1}",
+                med(&fresh[k], |t| t.run),
+                med(&fresh[k], |t| t.cni)
+            )
         };
         println!(
-            "| {} | {:.1} | {:.1} | {:+.1} | {first} | {:.1} | {:.1} |",
+            "| {} | {:.1} | {:+.1} | {:.1} | {:+.1} | {first} | {:.1} | {:.1} |",
             l.spec.name,
             med(&one[k], |t| t.run),
+            med(&one[k], |t| t.run) - base_run,
             med(&one[k], |t| t.cni),
             med(&one[k], |t| t.cni) - base(&one),
             med(&one[k], |t| t.stop),
@@ -575,24 +624,162 @@ fn measure(opts: &Opts, api: &FakeKubeApi, lanes: &mut [Lane]) -> Result<()> {
             q(|t| t.cni, 0.5) - base(&many),
         );
     }
-    let over = |v: &[Vec<PodTimes>], name: &str| {
-        lanes
-            .iter()
-            .position(|l| l.spec.name == name)
-            .map(|k| med(&v[k], |t| t.cni) - base(v))
+    print_breakdown(lanes, &broken_down);
+    // Overheads over the baseline (1 pod), RunPodSandbox's and CNI setup's.
+    let over = |k: usize, f: fn(&PodTimes) -> Duration| med(&one[k], f) - med(&one[0], f);
+    let lane = |p: &PathSpec| lanes.iter().position(|l| std::ptr::eq(l.spec, p));
+    let best = |upstream: bool| {
+        (0..lanes.len())
+            .filter(|&k| lanes[k].spec.kind != Kind::Baseline && lanes[k].spec.upstream == upstream)
+            .min_by(|&a, &b| over(a, |t| t.run).total_cmp(&over(b, |t| t.run)))
     };
-    if let Some(up) = over(&one, PATHS[6].name) {
-        for p in &PATHS[1..5] {
-            if let Some(o) = over(&one, p.name) {
+    match (best(false), best(true)) {
+        (Some(ours), Some(up)) => {
+            let ratio = |a: usize, b: usize, f: fn(&PodTimes) -> Duration| over(a, f) / over(b, f);
+            println!(
+                "\nRunPodSandbox overhead, ours best ({}) / upstream's best ({}): {:.2} (CNI setup: {:.2})",
+                lanes[ours].spec.name,
+                lanes[up].spec.name,
+                ratio(ours, up, |t| t.run),
+                ratio(ours, up, |t| t.cni)
+            );
+            if let (Some(thin), Some(up_thin)) = (lane(&PATHS[2]), lane(&PATHS[5])) {
                 println!(
-                    "{}: {:.2} of upstream thick's CNI-setup overhead (1 pod)",
-                    p.name,
-                    o / up
+                    "RunPodSandbox overhead, {} / upstream thin: {:.2} (CNI setup: {:.2})",
+                    PATHS[2].name,
+                    ratio(thin, up_thin, |t| t.run),
+                    ratio(thin, up_thin, |t| t.cni)
+                );
+            }
+            if let (Some(thick), Some(up_thick)) = (lane(&PATHS[4]), lane(&PATHS[6])) {
+                println!(
+                    "RunPodSandbox overhead, {} / upstream thick: {:.2} (CNI setup: {:.2})",
+                    PATHS[4].name,
+                    ratio(thick, up_thick, |t| t.run),
+                    ratio(thick, up_thick, |t| t.cni)
                 );
             }
         }
-    } else {
-        println!("(no upstream rows: pass --upstream DIR with upstream Multus's multus, multus-daemon and multus-shim)");
+        _ => println!("(no upstream rows: pass --upstream DIR with upstream Multus's multus, multus-daemon and multus-shim)"),
+    }
+    for k in (0..lanes.len()).filter(|&k| !fresh[k].is_empty()) {
+        println!(
+            "{}: a fresh daemon's first pod, RunPodSandbox overhead {:.2}x a warm one's",
+            lanes[k].spec.name,
+            (med(&fresh[k], |t| t.run) - base_run) / over(k, |t| t.run)
+        );
     }
     Ok(())
+}
+
+/// Debug-logged ADDs of one of our lanes, one pod at a time after a warm
+/// one: each one's rows (from multus's or the daemon's log) and times.
+/// The lane's conf (thin) or daemon (thick) is restored after.
+fn break_down(
+    lane: &mut Lane,
+    cri: &mut Cri,
+    api: &dyn PodApi,
+    runs: usize,
+) -> Result<Vec<(Rows, PodTimes)>> {
+    let log = lane.dir.join("debug.log");
+    let file = match lane.spec.kind {
+        Kind::Thin => lane.dir.join("net.d/00-multus.conf"),
+        Kind::Thick => lane.dir.join("daemon-config.json"),
+        Kind::Baseline => return Ok(Vec::new()),
+    };
+    let original = std::fs::read(&file)?;
+    let mut conf: serde_json::Value = serde_json::from_slice(&original)?;
+    conf["logLevel"] = json!("debug");
+    conf["logFile"] = json!(log);
+    if lane.spec.kind == Kind::Thick {
+        conf["logToStderr"] = json!(false);
+    }
+    std::fs::write(&file, serde_json::to_vec(&conf)?)?;
+    let restart = |lane: &mut Lane| -> Result<()> {
+        match lane.daemon.as_mut() {
+            Some(d) => d.start(),
+            None => Ok(()),
+        }
+    };
+    let out = (|| -> Result<Vec<(Rows, PodTimes)>> {
+        restart(lane)?;
+        lane.pod(cri, api, 0)?;
+        let mut out = Vec::new();
+        for _ in 0..runs {
+            std::fs::write(&log, "")?;
+            let mut text = String::new();
+            let times = lane.pod_then(cri, api, 0, || {
+                // The daemon's writes after its answer, then the log.
+                std::thread::sleep(Duration::from_millis(300));
+                text = std::fs::read_to_string(&log)?;
+                Ok(())
+            })?;
+            out.push((rows(&text), times));
+        }
+        Ok(out)
+    })();
+    std::fs::write(&file, original)?;
+    restart(lane)?;
+    out
+}
+
+fn print_breakdown(lanes: &[Lane], broken_down: &[(usize, Vec<(Rows, PodTimes)>)]) {
+    if broken_down.is_empty() {
+        return;
+    }
+    let names: std::collections::BTreeSet<&String> = broken_down
+        .iter()
+        .flat_map(|(_, v)| v.iter().flat_map(|(r, _)| r.keys()))
+        .collect();
+    println!("\nWhere one ADD's time goes (ms, median over the debug-logged pods; \u{d7}N: calls or connections per ADD; calls made at once count as one span):\n");
+    print!("| |");
+    for (k, _) in broken_down {
+        print!(" {} |", lanes[*k].spec.name);
+    }
+    println!();
+    println!("|---|{}", "---:|".repeat(broken_down.len()));
+    let cell = |v: &[(Rows, PodTimes)], name: &str| {
+        let ms: Vec<Duration> = v
+            .iter()
+            .map(|(r, _)| Duration::from_secs_f64(r.get(name).map_or(0.0, |x| x.0) / 1e3))
+            .collect();
+        let mut n: Vec<usize> = v
+            .iter()
+            .map(|(r, _)| r.get(name).map_or(0, |x| x.1))
+            .collect();
+        n.sort_unstable();
+        let n = n.get(n.len() / 2).copied().unwrap_or(0);
+        format!(
+            "{:.2}{}",
+            quantile(&ms, 0.5),
+            if n > 1 {
+                format!(" \u{d7}{n}")
+            } else {
+                String::new()
+            }
+        )
+    };
+    for name in names {
+        print!("| {name} |");
+        for (_, v) in broken_down {
+            print!(" {} |", cell(v, name));
+        }
+        println!();
+    }
+    for (label, f) in [
+        (
+            "containerd's CNI setup",
+            (|t: &PodTimes| t.cni) as fn(&PodTimes) -> Duration,
+        ),
+        ("RunPodSandbox", |t: &PodTimes| t.run),
+    ] {
+        print!("| {label} |");
+        for (_, v) in broken_down {
+            print!(
+                " {:.2} |",
+                quantile(&v.iter().map(|(_, t)| f(t)).collect::<Vec<_>>(), 0.5)
+            );
+        }
+        println!();
+    }
 }

@@ -4,7 +4,9 @@
 //! wasm IPAM call itself: exec'd reference host-local vs the wasm one, cold
 //! (compile) vs warm (precompiled), and where a warm call's time goes.
 
+mod breakdown;
 mod cri;
+mod pod_api;
 
 use multus::boundary::PluginType;
 use std::io::{Read, Write};
@@ -61,6 +63,14 @@ struct Args {
     /// Runs of one pod per path in the CRI table.
     #[arg(long, default_value_t = 7)]
     cri_runs: usize,
+    /// Where the CRI table's pods and NADs live: `in-process` (the in-test
+    /// API server), `kit` (a real kube-apiserver + etcd: the cluster kit's
+    /// `k8s/up.sh`), or `both` (the kit's lane only when the kit is built).
+    #[arg(long, value_enum, default_value_t = CriApi::Both)]
+    cri_api: CriApi,
+    /// The cluster kit (../shared/cluster-kit, built once per machine).
+    #[arg(long, env = "MULTUS_KIT", default_value = "/var/tmp/kit")]
+    kit: PathBuf,
     /// Upstream Multus's built binaries (multus, multus-daemon,
     /// multus-shim): the CRI table's upstream rows, and upstream thin
     /// beside (b) in the latency table.
@@ -74,6 +84,13 @@ struct Args {
     /// VERSION exec cost to show beside this one's.
     #[arg(long)]
     multus_before: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum CriApi {
+    InProcess,
+    Kit,
+    Both,
 }
 
 struct Scenario {
@@ -335,11 +352,21 @@ fn main() -> Result<()> {
     let multus = args.multus.unwrap_or_else(|| here.join("multus"));
     let built = args.plugins.unwrap_or_else(|| here.join("../plugins"));
     if args.cri {
+        let built_kit = args.kit.join("k8s/up.sh").exists();
+        if args.cri_api == CriApi::Both && !built_kit {
+            eprintln!(
+                "bench: no real API server lane: no cluster kit at {} (../shared/cluster-kit/README.md; --kit DIR)",
+                args.kit.display()
+            );
+        }
         return cri::run(&cri::Opts {
             runs: args.cri_runs,
             here: &here,
             built: &built,
             upstream: args.upstream.as_deref(),
+            in_process: args.cri_api != CriApi::Kit,
+            kit: (args.cri_api == CriApi::Kit || (args.cri_api == CriApi::Both && built_kit))
+                .then_some(args.kit.as_path()),
         });
     }
     if !args.ipam_only {
