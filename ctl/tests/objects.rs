@@ -172,9 +172,16 @@ fn a_pushed_plugin_rolls_out_to_every_node_and_goes_when_deleted() {
         .settings(&multus::boundary::PluginType::parse("tuning", "t").unwrap())
         .unwrap_err();
     assert!(e.contains("disagree"), "{e}");
-    // A second pass changes nothing.
+    // A second pass changes nothing, and asks for nothing but the list:
+    // no module read back, no status read or written again.
+    let before = api.requests().len();
     let (code, _) = sync(&ns, &api, "node-a", a.path());
     assert_eq!(code, 0);
+    let second = &api.requests()[before..];
+    assert!(
+        second.len() == 1 && second[0].starts_with("GET ") && second[0].contains("/wasmplugins"),
+        "{second:?}"
+    );
 
     // A new version while node-b is offline: node-a takes it now, node-b
     // on its next pass.
@@ -397,8 +404,81 @@ fn a_running_sync_places_a_pushed_plugin_at_once() {
     // own requests are the admin's.
     let sync_requests: Vec<String> = api.requests()[before..]
         .iter()
-        .filter(|r| !r.starts_with("POST") && !r.ends_with("/configmaps/wasm-plugin-static 404"))
+        .filter(|r| {
+            !r.starts_with("POST")
+                && !r.ends_with("/configmaps/wasm-plugin-static 404")
+                && !r.ends_with("/wasmplugins/static 404")
+        })
         .cloned()
         .collect();
     sync_is_granted(&sync_requests, true);
+}
+
+/// Nodes reporting at once each apply their own status entry: none is
+/// refused for another's write, every entry lands, and the counts add up
+/// (a read-modify-write of the whole status, guarded by its
+/// resourceVersion, made each node retry on every other's write).
+#[test]
+fn nodes_reporting_at_once_never_conflict_and_the_counts_add_up() {
+    const NODES: usize = 8;
+    let ns = Netns::new("t-objects-fleet").unwrap();
+    let api = FakeKubeApi::start(&ns, "token-1").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("static.wasm");
+    let bytes = module("static");
+    std::fs::write(&file, &bytes).unwrap();
+    assert_eq!(push(&ns, &api, &file, &[]).0, 0);
+    let roots: Vec<tempfile::TempDir> = (0..NODES).map(|_| tempfile::tempdir().unwrap()).collect();
+    // Placed once (precompiled), so that the passes below only report,
+    // all at the same moment.
+    for (i, root) in roots.iter().enumerate() {
+        assert_eq!(sync(&ns, &api, &format!("node-{i}"), root.path()).0, 0);
+    }
+    let mut obj = api.custom_object("wasmplugins", "", "static").unwrap();
+    obj["status"] = json!({});
+    api.put_custom("wasmplugins", "", obj);
+    let before = api.requests().len();
+    std::thread::scope(|s| {
+        for (i, root) in roots.iter().enumerate() {
+            let (ns, api) = (&ns, &api);
+            s.spawn(move || {
+                let (code, log) = sync(ns, api, &format!("node-{i}"), root.path());
+                assert_eq!(code, 0, "{log}");
+            });
+        }
+    });
+    let writes: Vec<String> = api.requests()[before..]
+        .iter()
+        .filter(|r| r.contains("/status"))
+        .cloned()
+        .collect();
+    // One apply per node, none refused; at most one count write each (a
+    // refused one is dropped: a later writer counts).
+    let applies = writes.iter().filter(|r| r.starts_with("PATCH")).count();
+    assert_eq!(applies, NODES, "{writes:?}");
+    assert!(
+        writes
+            .iter()
+            .all(|r| r.starts_with("PUT") || r.ends_with(" 200")),
+        "{writes:?}"
+    );
+    assert!(writes.len() <= 2 * NODES, "{writes:?}");
+    let obj = api.custom_object("wasmplugins", "", "static").unwrap();
+    let nodes = obj["status"]["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), NODES, "{obj:#}");
+    assert_eq!(
+        (
+            obj["status"]["readyNodes"].as_u64(),
+            obj["status"]["failedNodes"].as_u64()
+        ),
+        (Some(NODES as u64), Some(0)),
+        "{obj:#}"
+    );
+    // Each a manager of its own: a node's entry is only ever its own.
+    for i in 0..NODES {
+        assert_eq!(
+            node_status(&api, "static", &format!("node-{i}"))["sha256"],
+            sha(&bytes)
+        );
+    }
 }

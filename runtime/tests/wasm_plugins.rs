@@ -336,6 +336,30 @@ fn changed_module_is_picked_up_and_pins_refuse_it() {
     assert!(msg.contains("host-local") && msg.contains("pins"), "{msg}");
     assert_eq!(pod.ns.links().unwrap(), vec!["lo"]);
     assert!(node.reservations("cluster").is_empty());
+
+    // The right pin runs it (checked against the digest indexed with the
+    // file's stamp); the same file changed in place, to the same size,
+    // moves its ctime, so it is hashed again and refused.
+    use sha2::Digest;
+    let sha: String = sha2::Sha256::digest(&b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect();
+    pinned["wasmPlugins"] = json!({"host-local": {"sha256": sha}});
+    assert!(node.run("ADD", "k4", &pod, &bytes(&pinned)).ok());
+    assert!(node.run("DEL", "k4", &pod, &bytes(&pinned)).ok());
+    let last = b.len() - 1;
+    b[last] = 0x02;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&module)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, &b))
+        .unwrap();
+    let out = node.run("ADD", "k5", &pod, &bytes(&pinned));
+    let msg = assert_cni_error(&out, 7);
+    assert!(msg.contains("pins"), "{msg}");
+    assert_eq!(pod.ns.links().unwrap(), vec!["lo"]);
+    assert!(node.reservations("cluster").is_empty());
 }
 
 /// bridge + static, then tuning (reference, or wasm once installed).

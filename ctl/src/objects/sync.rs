@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use multus::config::wasm::{grants_path, PluginSettings};
-use multus::delegate::wasm::artifact::hex;
+use multus::delegate::wasm::artifact::{self, hex};
 use multus::fsutil;
 use multus::k8s::client::{Kind, Kube};
 use serde_json::Value;
@@ -175,7 +175,14 @@ fn one(
     let want = spec.sha256.to_ascii_lowercase();
     let module = t.plugin_dir.join(format!("{ty}.wasm"));
     let grants = grants_path(&t.plugin_dir, ty);
-    let have = file_digest(&module);
+    // Placing indexed it: unchanged since, it is not read and hashed on
+    // every pass.
+    let have = artifact::indexed_digest(
+        &t.cache_dir,
+        &t.host_plugin_dir.join(format!("{ty}.wasm")),
+        &module,
+    )
+    .or_else(|| file_digest(&module));
     if have.is_some() && !record.contains_key(ty) {
         return Err(format!(
             "{} was not placed by a WasmPlugin object: remove it (or the object) to let one manage {ty}",
@@ -232,7 +239,7 @@ pub fn sync_once(kube: &Kube, t: &Target) -> Result<Pass, String> {
                 NodeState::new(&t.node, running, Some(why))
             }
         };
-        if let Err(e) = report(kube, &ty, &entry) {
+        if let Err(e) = report(kube, &ty, obj, &entry) {
             tracing::warn!(plugin = %ty, error = %e, "cannot write the WasmPlugin's status");
         }
     }

@@ -92,7 +92,18 @@ impl<T: Connect + ?Sized> Connect for Arc<T> {
 }
 
 impl ClusterApi for Kube {
-    fn get_pod(&self, pod: &PodRef, _: Read) -> Result<Pod, KubeError> {
+    /// `Cached`: from the API server's watch cache first, which the kubelet
+    /// found the pod through, so it is rarely behind for the sandbox's own
+    /// pod; a pod it lacks or has under another UID is read live.
+    fn get_pod(&self, pod: &PodRef, read: Read) -> Result<Pod, KubeError> {
+        if read == Read::Cached {
+            match self.get_pod_cached(&pod.namespace, &pod.name) {
+                Ok(p) if super::pod::check_uid(&p, pod).is_ok() => return Ok(p),
+                Ok(_) => {}
+                Err(e) if e.kind == super::client::Kind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
         Kube::get_pod(self, &pod.namespace, &pod.name)
     }
 

@@ -308,6 +308,19 @@ impl Kube {
         })
     }
 
+    /// The pod from the API server's watch cache (`resourceVersion=0`):
+    /// no etcd read, but possibly behind it.
+    pub fn get_pod_cached(&self, namespace: &str, name: &str) -> Result<Pod, KubeError> {
+        self.call(
+            &format!("GET pod {namespace}/{name} (cached)"),
+            |c| async move {
+                Api::<Pod>::namespaced(c, namespace)
+                    .get_with(name, &kube::api::GetParams::any())
+                    .await
+            },
+        )
+    }
+
     /// PUT `pods/status` with the pod's `resourceVersion`: a concurrent write
     /// is a `Conflict`, never overwritten.
     pub fn replace_pod_status(&self, pod: &Pod) -> Result<Pod, KubeError> {
@@ -490,6 +503,35 @@ impl Kube {
                     .await
             },
         )
+    }
+
+    /// Server-side apply of `status` (a partial object) as `manager`,
+    /// taking over fields another manager owns (`force`): the object as it
+    /// is after.
+    pub fn apply_object_status(
+        &self,
+        res: &ApiResource,
+        ns: &str,
+        name: &str,
+        manager: &str,
+        status: &serde_json::Value,
+    ) -> Result<DynamicObject, KubeError> {
+        let patch = serde_json::json!({
+            "apiVersion": res.api_version, "kind": res.kind,
+            "metadata": {"name": name}, "status": status,
+        });
+        self.call(&format!("APPLY {} {ns}/{name} status", res.plural), |c| {
+            let patch = patch.clone();
+            async move {
+                self.custom_api(c, ns, res)
+                    .patch_status(
+                        name,
+                        &kube::api::PatchParams::apply(manager).force(),
+                        &kube::api::Patch::Apply(patch),
+                    )
+                    .await
+            }
+        })
     }
 
     /// Watches `res` from `resource_version` for at most `window` (under

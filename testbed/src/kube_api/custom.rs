@@ -115,6 +115,125 @@ fn replace_status(
     (StatusCode::OK, updated)
 }
 
+/// `PATCH .../wasmplugins/<name>/status` as a server-side apply, the one
+/// kind of patch the nodes send: `status.nodes` is a list-map keyed by
+/// `node` (the CRD says so), so an applier's entries replace those of the
+/// same keys, the entries it applied before and leaves out now go, and
+/// everyone else's stay. An entry another manager applied is taken over
+/// only with `force`, as the apiserver's conflict detection says; the
+/// resourceVersion is not checked unless the body carries one.
+pub fn apply_status(
+    st: &mut State,
+    plural: &str,
+    name: &str,
+    query: &str,
+    content_type: &str,
+    body: &[u8],
+) -> (StatusCode, Value) {
+    if plural != "wasmplugins" {
+        return status(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource".into(),
+            Value::Null,
+        );
+    }
+    if !content_type.starts_with("application/apply-patch") {
+        return status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml (got {content_type:?})"),
+            Value::Null,
+        );
+    }
+    let param = |k: &str| {
+        form_urlencoded::parse(query.as_bytes())
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.into_owned())
+    };
+    let Some(manager) = param("fieldManager").filter(|m| !m.is_empty()) else {
+        return invalid(
+            "PatchOptions",
+            "",
+            "fieldManager",
+            "Required value: is required for apply patch",
+        );
+    };
+    let force = param("force").as_deref() == Some("true");
+    let patch = match parse("WasmPlugin", body) {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let key = (plural.to_string(), String::new(), name.to_string());
+    let Some(stored) = st.custom.get(&key).cloned() else {
+        return not_found(plural, name);
+    };
+    if let Some(rv) = patch["metadata"]["resourceVersion"].as_str() {
+        if Some(rv) != stored["metadata"]["resourceVersion"].as_str() {
+            return conflict(
+                "Conflict",
+                format!("Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again", qualified(plural)),
+                plural,
+                name,
+            );
+        }
+    }
+    let applied: Vec<Value> = patch["status"]["nodes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut owners = st.appliers.get(&key).cloned().unwrap_or_default();
+    for entry in &applied {
+        let Some(node) = entry["node"].as_str() else {
+            return invalid("WasmPlugin", name, "status.nodes", "Required value: node");
+        };
+        if let Some(owner) = owners.get(node).filter(|o| **o != manager) {
+            if !force {
+                return conflict(
+                    "Conflict",
+                    format!("Apply failed with 1 conflict: conflict with \"{owner}\": .status.nodes[node=\"{node}\"]"),
+                    plural,
+                    name,
+                );
+            }
+        }
+    }
+    let keys: Vec<&str> = applied.iter().filter_map(|e| e["node"].as_str()).collect();
+    let mut nodes: Vec<Value> = stored["status"]["nodes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| {
+            let node = e["node"].as_str().unwrap_or_default();
+            !keys.contains(&node) && owners.get(node) != Some(&manager)
+        })
+        .collect();
+    owners.retain(|_, m| *m != manager);
+    for entry in applied {
+        owners.insert(
+            entry["node"].as_str().unwrap_or_default().into(),
+            manager.clone(),
+        );
+        nodes.push(entry);
+    }
+    let mut updated = stored;
+    if !updated["status"].is_object() {
+        updated["status"] = json!({});
+    }
+    updated["status"]["nodes"] = Value::Array(nodes);
+    for (k, v) in patch["status"].as_object().into_iter().flatten() {
+        if k != "nodes" {
+            updated["status"][k] = v.clone();
+        }
+    }
+    updated["metadata"]["resourceVersion"] = st.next_rv().into();
+    st.appliers.insert(key.clone(), owners);
+    st.custom.insert(key, updated.clone());
+    record(st, plural, "MODIFIED", updated.clone());
+    (StatusCode::OK, updated)
+}
+
 fn parse(kind: &str, body: &[u8]) -> Result<Value, (StatusCode, Value)> {
     serde_json::from_slice(body).map_err(|_| {
         status(

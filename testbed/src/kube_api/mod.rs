@@ -61,6 +61,9 @@ struct State {
     fired: u64,
     /// whereabouts' custom resources.
     custom: custom::Objects,
+    /// Who applied each entry of a list-map status (server-side apply), by
+    /// object (plural, namespace, name) and entry key.
+    appliers: BTreeMap<(String, String, String), BTreeMap<String, String>>,
     /// TLS connections accepted so far, and how many of them speak HTTP/2.
     connections: u64,
     h2_connections: u64,
@@ -226,6 +229,7 @@ impl FakeKubeApi {
             fired: 0,
             custom: Default::default(),
             daemonsets: Default::default(),
+            appliers: BTreeMap::new(),
             connections: 0,
             h2_connections: 0,
             answering: Vec::new(),
@@ -242,6 +246,10 @@ impl FakeKubeApi {
                     _ = &mut stop => break,
                     conn = listener.accept() => {
                         let Ok((tcp, _)) = conn else { continue };
+                        // As Go's net package does for every TCP connection
+                        // (kube-apiserver's included): with Nagle on, an
+                        // HTTP/2 frame waits for the client's delayed ACK.
+                        let _ = tcp.set_nodelay(true);
                         {
                             let mut s = st.lock().unwrap();
                             if s.down {
@@ -677,11 +685,13 @@ async fn handle(
         .get(hyper::header::AUTHORIZATION)
         .and_then(|h| h.to_str().ok())
         .map(String::from);
-    let protobuf = req
+    let content_type = req
         .headers()
         .get(hyper::header::CONTENT_TYPE)
         .and_then(|h| h.to_str().ok())
-        .is_some_and(|t| t.starts_with(protobuf::CONTENT_TYPE));
+        .unwrap_or_default()
+        .to_string();
+    let protobuf = content_type.starts_with(protobuf::CONTENT_TYPE);
     let body = req.into_body().collect().await?.to_bytes();
     let body = match protobuf {
         true => match protobuf::to_json(&body) {
@@ -768,7 +778,7 @@ async fn handle(
                 Err(e) => e,
             }
         } else {
-            route(&mut st, &method, &path, &body)
+            route(&mut st, &method, &path, &query, &content_type, &body)
         };
         st.log
             .push(format!("{method} {path} {}", answer.0.as_u16()));
@@ -814,7 +824,14 @@ fn unauthorized() -> (StatusCode, Value) {
     )
 }
 
-fn route(st: &mut State, method: &Method, path: &str, body: &[u8]) -> (StatusCode, Value) {
+fn route(
+    st: &mut State,
+    method: &Method,
+    path: &str,
+    query: &str,
+    content_type: &str,
+    body: &[u8],
+) -> (StatusCode, Value) {
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     match (method, parts.as_slice()) {
         (&Method::GET, ["version"]) => (
@@ -937,6 +954,10 @@ fn route(st: &mut State, method: &Method, path: &str, body: &[u8]) -> (StatusCod
         (_, ["apis", custom::PLUGIN_GROUP, custom::VERSION, plural, name]) => {
             custom::route(st, method, "", plural, Some(name), false, body)
         }
+        (
+            &Method::PATCH,
+            ["apis", custom::PLUGIN_GROUP, custom::VERSION, plural, name, "status"],
+        ) => custom::apply_status(st, plural, name, query, content_type, body),
         (_, ["apis", custom::PLUGIN_GROUP, custom::VERSION, plural, name, "status"]) => {
             custom::route(st, method, "", plural, Some(name), true, body)
         }

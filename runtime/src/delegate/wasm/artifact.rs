@@ -8,8 +8,12 @@
 //! Hashing the module on every call would cost more than loading the
 //! artifact, so an index file remembers each module's digest together with
 //! a stamp of its file (device, inode, size, ctime, mtime); the module is
-//! read and hashed again only when the stamp changed, or always when the
-//! conf pins its digest.
+//! read and hashed again only when the stamp changed. A pin is checked
+//! against that digest too: the kernel moves ctime on every change to the
+//! file's content or metadata and user space cannot set it back, and a
+//! file replaced by another has another inode or ctime, so an unchanged
+//! stamp means the content that was hashed (the index lives in
+//! `wasmCacheDir`, which no store or config value may name).
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -62,6 +66,14 @@ pub fn stamp(module: &Path) -> std::io::Result<String> {
     ))
 }
 
+/// The digest indexed for the module multus knows as `module`, if the
+/// file `seen` (the same file, as another mount namespace names it) still
+/// has the stamp it was indexed with: what a module's digest is without
+/// reading it.
+pub fn indexed_digest(cache_dir: &Path, module: &Path, seen: &Path) -> Option<String> {
+    indexed_sha(cache_dir, module, &stamp(seen).ok()?)
+}
+
 /// The module's digest from the index, if its stamp still matches.
 fn indexed_sha(cache_dir: &Path, module: &Path, stamp: &str) -> Option<String> {
     let idx = std::fs::read_to_string(index_path(cache_dir, module)).ok()?;
@@ -106,11 +118,8 @@ pub fn load(
     let unreadable =
         |e: std::io::Error| err(plugin, format!("cannot read {}: {e}", module.display()));
     let stamp = stamp(module).map_err(unreadable)?;
-    // A pinned module is always hashed again (see the top of this file).
-    if let Some(w) = warm()
-        .get(module)
-        .filter(|w| w.stamp == stamp && pin.is_none())
-    {
+    if let Some(w) = warm().get(module).filter(|w| w.stamp == stamp) {
+        check_pin(plugin, module, pin, &w.sha256)?;
         return Ok(Loaded {
             component: w.component.clone(),
             sha256: w.sha256.clone(),
@@ -130,6 +139,20 @@ pub fn load(
     Ok(loaded)
 }
 
+/// Refuses a module whose digest is not the conf's pin.
+fn check_pin(plugin: &str, module: &Path, pin: Option<&str>, sha256: &str) -> Result<(), CniError> {
+    match pin {
+        Some(pin) if !pin.eq_ignore_ascii_case(sha256) => Err(err(
+            plugin,
+            format!(
+                "{} has sha256 {sha256}, the conf pins {pin}; refusing the changed module",
+                module.display()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// `load` without a warm component: the digest (indexed or hashed), the
 /// pin, the artifact (compiled first when missing).
 fn load_cold(
@@ -144,7 +167,7 @@ fn load_cold(
     let unreadable =
         |e: std::io::Error| err(plugin, format!("cannot read {}: {e}", module.display()));
     let mut bytes = None;
-    let sha256 = match indexed_sha(cache_dir, module, stamp).filter(|_| pin.is_none()) {
+    let sha256 = match indexed_sha(cache_dir, module, stamp) {
         Some(sha) => sha,
         None => {
             let b = std::fs::read(module).map_err(unreadable)?;
@@ -153,17 +176,7 @@ fn load_cold(
             sha
         }
     };
-    if let Some(pin) = pin {
-        if !pin.eq_ignore_ascii_case(&sha256) {
-            return Err(err(
-                plugin,
-                format!(
-                    "{} has sha256 {sha256}, the conf pins {pin}; refusing the changed module",
-                    module.display()
-                ),
-            ));
-        }
-    }
+    check_pin(plugin, module, pin, &sha256)?;
     let path = artifact_path(cache_dir, &sha256);
     if path.is_file() {
         // SAFETY: the cache dir is root-only and artifacts are written

@@ -344,9 +344,11 @@ fn run_on(opts: &Opts, node: &multus_testbed::Netns, api: &dyn PodApi) -> Result
             std::fs::create_dir_all(d)?;
         }
         link_all(&reference, &bin)?;
-        let cluster = json!({"cniVersion": "0.3.1", "name": format!("cri-cluster-{index}"), "plugins": [
+        // One name in every lane (the breakdown's rows), each with its own
+        // range and so its own host-local dir.
+        let cluster = json!({"cniVersion": "0.3.1", "name": "cri-cluster", "plugins": [
             {"type": "bridge", "bridge": format!("crib{index}"), "isGateway": true, "isDefaultGateway": true,
-             "ipam": {"type": "host-local", "dataDir": ipam,
+             "ipam": {"type": "host-local", "dataDir": dir.join("cluster-ipam"),
                       "ranges": [[{"subnet": format!("10.{}.0.0/24", 100 + index)}]]}}]});
         let uids = (0..AT_ONCE)
             .map(|i| {
@@ -358,7 +360,7 @@ fn run_on(opts: &Opts, node: &multus_testbed::Netns, api: &dyn PodApi) -> Result
             })
             .collect::<Result<Vec<_>>>()?;
         let mut multus = json!({"cniVersion": "0.3.1", "name": "multus-cni-network", "type": "multus",
-            "kubeconfig": api.kubeconfig(), "clusterNetwork": format!("cri-cluster-{index}"),
+            "kubeconfig": api.kubeconfig(), "clusterNetwork": "cri-cluster",
             "confDir": multus_d, "cniDir": dir.join("cache"), "binDir": bin});
         if upstream.is_none() {
             multus["wasmPluginDir"] = json!(if spec.modules { &modules } else { &no_modules });
