@@ -8,6 +8,7 @@ pub mod background;
 pub mod confs;
 pub mod connect_proxy;
 pub mod cri;
+pub mod kit;
 pub mod kube_api;
 pub mod manifests;
 pub mod node;

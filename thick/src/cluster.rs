@@ -214,6 +214,19 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// Waits, at most `bound`, for the caches' first lists: whether they
+    /// are in. A daemon that serves only then reads its first pods from
+    /// them instead of paying a live GET each.
+    pub async fn wait_listed(&self, bound: Duration) -> bool {
+        let listed = async {
+            if let Some(p) = &self.pods {
+                let _ = p.wait_until_ready().await;
+            }
+            let _ = self.nads.wait_until_ready().await;
+        };
+        tokio::time::timeout(bound, listed).await.is_ok()
+    }
+
     fn ready<K>(store: &Store<K>) -> bool
     where
         K: kube::Resource + Clone + 'static,

@@ -101,6 +101,10 @@ fn config_path() -> Result<Option<PathBuf>, String> {
     Ok(Some(path))
 }
 
+/// How long the daemon waits for its watch caches' first lists before it
+/// serves anyway.
+const LISTED_WITHIN: Duration = Duration::from_secs(2);
+
 fn main() {
     // A native plugin execs its wasm IPAM through a link to this binary.
     if let Some(plugin) = multus::shim::invoked_as() {
@@ -205,14 +209,6 @@ fn main() {
     let writer = keep_shim_conf(&config, stop.clone());
     let refresher = access.map(|a| keep_token_fresh(a, stop.clone()));
     let status = rt.block_on(async move {
-        let listener = match server::bind(&config) {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("multus-daemon: binding {}: {e}", config.socket().display());
-                return 1;
-            }
-        };
-        tracing::info!(socket = %config.socket().display(), limit = config.connection_limit, "serving");
         let metrics_port = config.metrics_port;
         let cluster = match credentials {
             Some(credentials) => {
@@ -233,6 +229,25 @@ fn main() {
                 None
             }
         };
+        // The caches' first lists before the socket exists (until then
+        // shims run pods themselves), bounded: an API server that does not
+        // answer delays serving by this much at most.
+        if let Some(c) = &cluster {
+            let started = Instant::now();
+            if c.wait_listed(LISTED_WITHIN).await {
+                tracing::info!(duration_ms = format!("{:.1}", started.elapsed().as_secs_f64() * 1e3), "watch caches listed");
+            } else {
+                tracing::warn!(within_ms = LISTED_WITHIN.as_millis() as u64, "watch caches not listed yet; serving, reading live until they are");
+            }
+        }
+        let listener = match server::bind(&config) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("multus-daemon: binding {}: {e}", config.socket().display());
+                return 1;
+            }
+        };
+        tracing::info!(socket = %config.socket().display(), limit = config.connection_limit, "serving");
         let daemon = Daemon::new(config, metrics, Connector(cluster));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         if let Some(port) = metrics_port {

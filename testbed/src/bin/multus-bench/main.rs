@@ -352,7 +352,7 @@ fn main() -> Result<()> {
     let multus = args.multus.unwrap_or_else(|| here.join("multus"));
     let built = args.plugins.unwrap_or_else(|| here.join("../plugins"));
     if args.cri {
-        let built_kit = args.kit.join("k8s/up.sh").exists();
+        let built_kit = multus_testbed::kit::built(&args.kit);
         if args.cri_api == CriApi::Both && !built_kit {
             eprintln!(
                 "bench: no real API server lane: no cluster kit at {} (../shared/cluster-kit/README.md; --kit DIR)",

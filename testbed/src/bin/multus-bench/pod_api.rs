@@ -5,12 +5,10 @@
 //! admission and etcd on every call.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
-
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use kube::api::{ApiResource, DynamicObject};
 use multus::k8s::client::Kube;
+use multus_testbed::kit::Kit;
 use multus_testbed::kube_api::{FakeKubeApi, NODE};
 use serde_json::json;
 
@@ -66,7 +64,7 @@ impl PodApi for FakeKubeApi {
 
 /// The kit's etcd and kube-apiserver, stopped on drop.
 pub struct KitApi {
-    k8s: PathBuf,
+    kit: Kit,
     /// The admin's client (one call at a time: it is not `Sync`).
     admin: std::sync::Mutex<Kube>,
     sa: tempfile::TempDir,
@@ -83,52 +81,25 @@ fn pods() -> ApiResource {
 }
 
 impl KitApi {
-    /// `kit`: the cluster kit's directory (its `k8s/up.sh`); started fresh
-    /// and seeded (the NAD CRD, multus's RBAC, Node node1).
+    /// `kit`: the cluster kit's directory; started fresh and seeded.
     pub fn start(kit: &Path) -> Result<Self> {
-        let k8s = kit.join("k8s");
-        let up = k8s.join("up.sh");
-        if !up.exists() {
-            bail!(
-                "no {} (the cluster kit, built once per machine: ../shared/cluster-kit/README.md)",
-                up.display()
-            );
-        }
-        let out = Command::new(&up)
-            .args(["--fresh", "--seed"])
-            .output()
-            .with_context(|| format!("running {}", up.display()))?;
-        if !out.status.success() {
-            bail!(
-                "{} --fresh --seed failed: {}{}",
-                up.display(),
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let admin = Kube::new(&k8s.join("admin.kubeconfig"), Duration::from_secs(30))
-            .context("the kit's admin kubeconfig")?;
+        let kit = Kit::start(kit)?;
+        let admin = kit.admin()?;
         let sa = tempfile::tempdir()?;
         let kubeconfig: serde_json::Value = serde_yaml_ng::from_slice(
-            &std::fs::read(k8s.join("multus.kubeconfig")).context("the kit's multus.kubeconfig")?,
+            &std::fs::read(kit.multus_kubeconfig()).context("the kit's multus.kubeconfig")?,
         )?;
         let token = kubeconfig["users"][0]["user"]["token"]
             .as_str()
             .context("a token in the kit's multus.kubeconfig")?;
         std::fs::write(sa.path().join("token"), token)?;
-        std::fs::copy(k8s.join("pki/ca.crt"), sa.path().join("ca.crt"))?;
+        std::fs::copy(kit.k8s.join("pki/ca.crt"), sa.path().join("ca.crt"))?;
         std::fs::write(sa.path().join("namespace"), "kube-system")?;
         Ok(Self {
-            k8s,
+            kit,
             admin: std::sync::Mutex::new(admin),
             sa,
         })
-    }
-}
-
-impl Drop for KitApi {
-    fn drop(&mut self) {
-        let _ = Command::new(self.k8s.join("down.sh")).output();
     }
 }
 
@@ -174,7 +145,7 @@ impl PodApi for KitApi {
     }
 
     fn kubeconfig(&self) -> PathBuf {
-        self.k8s.join("multus.kubeconfig")
+        self.kit.multus_kubeconfig()
     }
 
     fn service_account(&self) -> PathBuf {

@@ -1,0 +1,105 @@
+//! The cluster kit's real kube-apiserver + etcd (`../shared/cluster-kit`,
+//! built once per machine), started fresh by its `k8s/up.sh` in the
+//! caller's network namespace (so its loopback stays the caller's own) and
+//! stopped on drop: what the in-process API server hides (TLS,
+//! authentication, admission, etcd) for the benches and the fleet.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use multus::k8s::client::Kube;
+
+/// Where the kit is unless told: `MULTUS_KIT`, else `/var/tmp/kit`.
+pub fn default_dir() -> PathBuf {
+    std::env::var_os("MULTUS_KIT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/var/tmp/kit".into())
+}
+
+/// Whether `kit` is built (its `k8s/up.sh` and apiserver are there).
+pub fn built(kit: &Path) -> bool {
+    kit.join("k8s/up.sh").exists() && kit.join("k8s/bin/kube-apiserver").exists()
+}
+
+pub struct Kit {
+    pub k8s: PathBuf,
+}
+
+impl Kit {
+    /// Starts etcd and kube-apiserver fresh, seeded (the NAD CRD,
+    /// multus's RBAC, Node node1).
+    pub fn start(kit: &Path) -> Result<Self> {
+        let k8s = kit.join("k8s");
+        let up = k8s.join("up.sh");
+        if !built(kit) {
+            bail!(
+                "no cluster kit at {} (built once per machine: ../shared/cluster-kit/README.md)",
+                kit.display()
+            );
+        }
+        let out = Command::new(&up)
+            .args(["--fresh", "--seed"])
+            .output()
+            .with_context(|| format!("running {}", up.display()))?;
+        if !out.status.success() {
+            bail!(
+                "{} --fresh --seed failed: {}{}",
+                up.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(Self { k8s })
+    }
+
+    /// The cluster admin's kubeconfig.
+    pub fn admin_kubeconfig(&self) -> PathBuf {
+        self.k8s.join("admin.kubeconfig")
+    }
+
+    /// A client as the cluster admin.
+    pub fn admin(&self) -> Result<Kube> {
+        Kube::new(&self.admin_kubeconfig(), Duration::from_secs(30))
+            .context("the kit's admin kubeconfig")
+    }
+
+    /// The kubeconfig of the user `multus` (a token; upstream's RBAC).
+    pub fn multus_kubeconfig(&self) -> PathBuf {
+        self.k8s.join("multus.kubeconfig")
+    }
+
+    /// `kubectl` of the kit, as the admin.
+    pub fn kubectl(&self, args: &[&str]) -> Result<String> {
+        let out = Command::new(self.k8s.join("bin/kubectl"))
+            .arg("--kubeconfig")
+            .arg(self.admin_kubeconfig())
+            .args(args)
+            .output()
+            .context("running the kit's kubectl")?;
+        if !out.status.success() {
+            bail!(
+                "kubectl {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The pid of one of the kit's servers (`etcd`, `kube-apiserver`).
+    pub fn pid(&self, server: &str) -> Option<u32> {
+        std::fs::read_to_string(self.k8s.join(format!("run/{server}.pid")))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for Kit {
+    fn drop(&mut self) {
+        let _ = Command::new(self.k8s.join("down.sh")).output();
+    }
+}
