@@ -184,11 +184,14 @@ fn a_pushed_plugin_rolls_out_to_every_node_and_goes_when_deleted() {
     );
 
     // A new version while node-b is offline: node-a takes it now, node-b
-    // on its next pass.
+    // on its next pass. The push's replace races the nodes' status
+    // writes: a conflict is read again and retried.
     let v2 = module("route-override");
     std::fs::write(&file, &v2).unwrap();
+    api.fail_next("PUT", "/wasmplugins/tuning", 409, 2);
     let (code, _, err) = push(&ns, &api, &file, &["hostNetns=true"]);
     assert_eq!(code, 0, "{err}");
+    assert_eq!(api.faults_fired(), 2);
     assert_eq!(sync(&ns, &api, "node-a", a.path()).0, 0);
     assert_eq!(
         placed(a.path(), "tuning").0.as_deref(),

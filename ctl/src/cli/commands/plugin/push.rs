@@ -58,21 +58,33 @@ fn grants(pairs: &[String]) -> Result<Map<String, Value>, String> {
 }
 
 /// Creates `obj`, or replaces what is there with its resourceVersion.
+/// Creates `obj` or replaces the one of its name. Every node writes a
+/// WasmPlugin's status, which moves its resourceVersion, so a replace
+/// races them: a conflict (or a create racing another push) reads again
+/// and retries.
 fn upsert(kube: &Kube, res: &ApiResource, ns: &str, mut obj: DynamicObject) -> Result<(), String> {
+    const ATTEMPTS: usize = 10;
     let name = obj.metadata.name.clone().unwrap_or_default();
-    match kube.get_object(res, ns, &name) {
-        Ok(old) => {
-            obj.metadata.resource_version = old.metadata.resource_version;
-            kube.replace_object(res, ns, &name, &obj)
-                .map(drop)
-                .map_err(|e| e.to_string())
+    let mut last = String::new();
+    for _ in 0..ATTEMPTS {
+        let written = match kube.get_object(res, ns, &name) {
+            Ok(old) => {
+                obj.metadata.resource_version = old.metadata.resource_version;
+                kube.replace_object(res, ns, &name, &obj).map(drop)
+            }
+            Err(e) if e.kind == Kind::NotFound => {
+                obj.metadata.resource_version = None;
+                kube.create_object(res, ns, &obj).map(drop)
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        match written {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind == Kind::Conflict => last = e.to_string(),
+            Err(e) => return Err(e.to_string()),
         }
-        Err(e) if e.kind == Kind::NotFound => kube
-            .create_object(res, ns, &obj)
-            .map(drop)
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
     }
+    Err(format!("{last} ({ATTEMPTS} attempts)"))
 }
 
 fn object(res: &ApiResource, ns: Option<&str>, name: &str, body: Value) -> DynamicObject {
