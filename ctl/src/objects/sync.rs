@@ -49,6 +49,9 @@ pub struct Pass {
     pub refused: Vec<(String, String)>,
     /// The list's resourceVersion: where a watch for the next change starts.
     pub resource_version: Option<String>,
+    /// Each listed object's `metadata.generation`: a watch event with the
+    /// same one changed only the status.
+    pub generations: BTreeMap<String, i64>,
 }
 
 fn digest(bytes: &[u8]) -> String {
@@ -221,6 +224,11 @@ pub fn sync_once(kube: &Kube, t: &Target) -> Result<Pass, String> {
     let before = record.clone();
     let mut pass = Pass {
         resource_version: list.metadata.resource_version.clone(),
+        generations: list
+            .items
+            .iter()
+            .filter_map(|o| Some((o.metadata.name.clone()?, o.metadata.generation?)))
+            .collect(),
         ..Pass::default()
     };
     let mut seen = Vec::new();

@@ -35,6 +35,14 @@ pub struct KubeError {
     pub msg: String,
 }
 
+/// What a watch window saw ([`Kube::wait_for_change`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Watched {
+    pub changed: bool,
+    /// Where the next window starts: the last event's or bookmark's.
+    pub resource_version: String,
+}
+
 /// A NetworkAttachmentDefinition, as far as multus reads it.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Nad {
@@ -534,10 +542,12 @@ impl Kube {
         })
     }
 
-    /// Watches `res` from `resource_version` for at most `window` (under
-    /// the client's per-read timeout: an idle watch sends nothing): `true`
-    /// at the first added, modified or deleted object, `false` when the
-    /// window passes quietly. A version too old (410) is an error of kind
+    /// Watches `res` from `resource_version` for at most `window`: whether
+    /// an object was added or deleted, or changed its spec (a
+    /// `metadata.generation` other than `generations` has for it), and the
+    /// version to watch from next. A status-only change (every node writes
+    /// its entry) is not one: at N nodes, each waking every node for a
+    /// list would be N² lists. A version too old (410) is an error of kind
     /// `Other`: list again.
     pub fn wait_for_change(
         &self,
@@ -545,24 +555,34 @@ impl Kube {
         ns: &str,
         resource_version: &str,
         window: Duration,
-    ) -> Result<bool, KubeError> {
+        generations: &BTreeMap<String, i64>,
+    ) -> Result<Watched, KubeError> {
         use futures_util::TryStreamExt;
         use kube::api::{WatchEvent, WatchParams};
         let call = format!("WATCH {} from {resource_version}", res.plural);
         let api = self.custom_api(self.client.borrow().clone(), ns, res);
         let params = WatchParams::default().timeout(window.as_secs().max(1) as u32);
-        self.rt.block_on(async {
+        let mut seen = Watched {
+            changed: false,
+            resource_version: resource_version.to_string(),
+        };
+        let watching = async {
             let stream = api
                 .watch(&params, resource_version)
                 .await
                 .map_err(|e| classify(&call, e))?;
             let mut stream = std::pin::pin!(stream);
             while let Some(event) = stream.try_next().await.map_err(|e| classify(&call, e))? {
-                match event {
-                    WatchEvent::Added(_) | WatchEvent::Modified(_) | WatchEvent::Deleted(_) => {
-                        return Ok(true)
+                let (obj, changed) = match &event {
+                    WatchEvent::Added(o) | WatchEvent::Deleted(o) => (o, true),
+                    WatchEvent::Modified(o) => {
+                        let name = o.metadata.name.as_deref().unwrap_or_default();
+                        (o, o.metadata.generation != generations.get(name).copied())
                     }
-                    WatchEvent::Bookmark(_) => {}
+                    WatchEvent::Bookmark(b) => {
+                        seen.resource_version = b.metadata.resource_version.clone();
+                        continue;
+                    }
                     WatchEvent::Error(e) => {
                         return Err(KubeError {
                             call: call.clone(),
@@ -570,10 +590,33 @@ impl Kube {
                             msg: format!("{} ({})", e.message, e.code),
                         })
                     }
+                };
+                if let Some(rv) = &obj.metadata.resource_version {
+                    seen.resource_version = rv.clone();
+                }
+                if changed {
+                    seen.changed = true;
+                    return Ok(());
                 }
             }
-            Ok(false)
-        })
+            Ok(())
+        };
+        // The server ends the watch after `window`; one that does not
+        // answer is cut a timeout later.
+        let bound = window + self.timeout.get();
+        // The timer is made inside the runtime, which it needs.
+        match self
+            .rt
+            .block_on(async { tokio::time::timeout(bound, watching).await })
+        {
+            Ok(Ok(())) => Ok(seen),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(KubeError {
+                call,
+                kind: Kind::Transient,
+                msg: format!("no end of the watch within {} ms", bound.as_millis()),
+            }),
+        }
     }
 
     pub fn delete_object(&self, res: &ApiResource, ns: &str, name: &str) -> Result<(), KubeError> {
@@ -669,11 +712,13 @@ pub fn set_proxy(config: &mut kube::Config, explicit: Option<&str>) -> Result<()
     Ok(())
 }
 
-/// Every request of a client made from `config` bounded by `timeout`,
-/// connect included.
+/// A client made from `config` connects within `timeout`; each call is
+/// bounded by it too ([`Kube::attempt`]). Not its connection's reads: an
+/// HTTP/2 connection always has a read pending, so a read timeout would
+/// cut an idle one (and fail the call about to use it); HTTP/2 pings find
+/// a dead one instead (k8s/transport.rs).
 fn bound(config: &mut kube::Config, timeout: Duration) {
     config.connect_timeout = Some(timeout);
-    config.read_timeout = Some(timeout);
     config.write_timeout = Some(timeout);
 }
 

@@ -12,11 +12,11 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::Uri;
 use hyper_util::client::legacy::connect::{proxy::Tunnel, Connection, HttpConnector};
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use kube::client::{retry::RetryPolicy, ConfigExt};
 use tower::{BoxError, Service, ServiceBuilder};
 
@@ -96,7 +96,13 @@ where
     connector.set_connect_timeout(config.connect_timeout);
     connector.set_read_timeout(config.read_timeout);
     connector.set_write_timeout(config.write_timeout);
+    // client-go's: a ping after 30 s without a frame, the connection
+    // dropped when its answer takes 15 s (a dead peer, a lost route).
     let http = hyper_util::client::legacy::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .http2_keep_alive_timeout(Duration::from_secs(15))
+        .http2_keep_alive_while_idle(true)
         .build::<_, kube::client::Body>(connector);
     let auth = config
         .auth_layer()

@@ -69,7 +69,9 @@ fn counts(metrics: &str) -> Counts {
             continue;
         };
         let kind = label(labels, "resource");
-        if !matches!(kind, Some("wasmplugins" | "configmaps")) || label(labels, "verb") == Some("WATCH") {
+        if !matches!(kind, Some("wasmplugins" | "configmaps"))
+            || label(labels, "verb") == Some("WATCH")
+        {
             continue;
         }
         match name {
@@ -95,7 +97,12 @@ fn usage(pid: u32) -> (f64, f64) {
         .rsplit_once(')')
         .map(|(_, r)| r.split_whitespace().collect())
         .unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     let cpu = (ticks(11) + ticks(12)) / 100.0;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let rss = status
@@ -158,7 +165,9 @@ fn main() -> Result<()> {
     for &n in &args.nodes {
         rows.extend(fleet(&args, n, &repo, &multusctl, &plugins)?);
     }
-    println!("\nPlugin rollouts to N simulated nodes (a process each) on a real kube-apiserver + etcd.");
+    println!(
+        "\nPlugin rollouts to N simulated nodes (a process each) on a real kube-apiserver + etcd."
+    );
     println!("Requests, 409s and response bytes are the API server's own counts for wasmplugins and configmaps, watches excluded.\n");
     println!("| nodes | rollout | until the status shows all nodes, s | API requests per node | 409 conflicts | response KiB per node | apiserver CPU s | etcd CPU s | apiserver RSS MiB | etcd RSS MiB |");
     println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
@@ -183,7 +192,14 @@ fn main() -> Result<()> {
 fn fleet(args: &Args, n: usize, repo: &Path, multusctl: &Path, plugins: &Path) -> Result<Vec<Row>> {
     eprintln!("fleet: {n} nodes");
     let kit = Kit::start(&args.kit)?;
-    kit.kubectl(&["apply", "-f", &repo.join("deploy/crd/wasmplugins.yaml").display().to_string()])?;
+    kit.kubectl(&[
+        "apply",
+        "-f",
+        &repo
+            .join("deploy/crd/wasmplugins.yaml")
+            .display()
+            .to_string(),
+    ])?;
     kit.kubectl(&[
         "wait",
         "--for",
@@ -200,8 +216,9 @@ fn fleet(args: &Args, n: usize, repo: &Path, multusctl: &Path, plugins: &Path) -
             let dir = work.path().join(format!("v{}", i + 1));
             std::fs::create_dir_all(&dir)?;
             let file = dir.join("tuning.wasm");
-            std::fs::copy(plugins.join(format!("{m}.wasm")), &file)
-                .with_context(|| format!("{m}.wasm in {} (scripts/build-plugins)", plugins.display()))?;
+            std::fs::copy(plugins.join(format!("{m}.wasm")), &file).with_context(|| {
+                format!("{m}.wasm in {} (scripts/build-plugins)", plugins.display())
+            })?;
             Ok(file)
         })
         .collect::<Result<_>>()?;
@@ -214,7 +231,11 @@ fn fleet(args: &Args, n: usize, repo: &Path, multusctl: &Path, plugins: &Path) -
             .arg(&cache)
             .output()?;
         if !out.status.success() {
-            bail!("precompiling {}: {}", v.display(), String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "precompiling {}: {}",
+                v.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
     let admin = kit.admin_kubeconfig();
@@ -227,7 +248,13 @@ fn fleet(args: &Args, n: usize, repo: &Path, multusctl: &Path, plugins: &Path) -
         let log = std::fs::File::create(work.path().join(format!("node-{i}.log")))?;
         nodes.0.push(
             Command::new(multusctl)
-                .args(["plugin", "sync", "--node", &format!("node-{i}"), "--host-root"])
+                .args([
+                    "plugin",
+                    "sync",
+                    "--node",
+                    &format!("node-{i}"),
+                    "--host-root",
+                ])
                 .arg(&root)
                 .arg("--kubeconfig")
                 .arg(&admin)
@@ -253,13 +280,22 @@ fn fleet(args: &Args, n: usize, repo: &Path, multusctl: &Path, plugins: &Path) -
             break;
         }
         if Instant::now() > until {
-            bail!("only {watching} of {n} nodes watching after {:?}", args.timeout);
+            bail!(
+                "only {watching} of {n} nodes watching after {:?}",
+                args.timeout
+            );
         }
         std::thread::sleep(Duration::from_millis(500));
     }
-    let rollout = |what: &'static str, act: &dyn Fn() -> Result<()>, done: &dyn Fn(&Value) -> bool| -> Result<Row> {
+    let rollout = |what: &'static str,
+                   act: &dyn Fn() -> Result<()>,
+                   done: &dyn Fn(&Value) -> bool|
+     -> Result<Row> {
         let before = counts(&kit.kubectl(&["get", "--raw", "/metrics"])?);
-        let pids = (kit.pid("kube-apiserver").unwrap_or(0), kit.pid("etcd").unwrap_or(0));
+        let pids = (
+            kit.pid("kube-apiserver").unwrap_or(0),
+            kit.pid("etcd").unwrap_or(0),
+        );
         let (api0, etcd0) = (usage(pids.0).0, usage(pids.1).0);
         let started = Instant::now();
         act()?;
@@ -269,7 +305,10 @@ fn fleet(args: &Args, n: usize, repo: &Path, multusctl: &Path, plugins: &Path) -
                 break;
             }
             if started.elapsed() > args.timeout {
-                bail!("{what} at {n} nodes: not done within {:?}: {status}", args.timeout);
+                bail!(
+                    "{what} at {n} nodes: not done within {:?}: {status}",
+                    args.timeout
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -302,13 +341,19 @@ fn fleet(args: &Args, n: usize, repo: &Path, multusctl: &Path, plugins: &Path) -
             .arg(&admin)
             .output()?;
         if !out.status.success() {
-            bail!("push {}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "push {}: {}",
+                file.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(())
     };
     let digest = |file: &Path| -> Result<String> {
         use sha2::Digest;
-        Ok(multus::delegate::wasm::artifact::hex(&sha2::Sha256::digest(std::fs::read(file)?)))
+        Ok(multus::delegate::wasm::artifact::hex(
+            &sha2::Sha256::digest(std::fs::read(file)?),
+        ))
     };
     let all_ready = |sha: String| {
         move |s: &Value| {
@@ -319,15 +364,31 @@ fn fleet(args: &Args, n: usize, repo: &Path, multusctl: &Path, plugins: &Path) -
         }
     };
     let mut rows = Vec::new();
-    rows.push(rollout("a plugin pushed", &|| push(&versions[0]), &all_ready(digest(&versions[0])?))?);
-    rows.push(rollout("a new version", &|| push(&versions[1]), &all_ready(digest(&versions[1])?))?);
+    rows.push(rollout(
+        "a plugin pushed",
+        &|| push(&versions[0]),
+        &all_ready(digest(&versions[0])?),
+    )?);
+    rows.push(rollout(
+        "a new version",
+        &|| push(&versions[1]),
+        &all_ready(digest(&versions[1])?),
+    )?);
     let v2 = digest(&versions[1])?;
     rows.push(rollout(
         "a bad digest (every node refuses it, keeps the last)",
         &|| {
             let patch = serde_json::json!({"spec": {"sha256": "0".repeat(64)}}).to_string();
-            kit.kubectl(&["patch", "wasmplugin", "tuning", "--type", "merge", "-p", &patch])
-                .map(drop)
+            kit.kubectl(&[
+                "patch",
+                "wasmplugin",
+                "tuning",
+                "--type",
+                "merge",
+                "-p",
+                &patch,
+            ])
+            .map(drop)
         },
         &|s: &Value| {
             s["failedNodes"].as_u64() == Some(n as u64)
@@ -339,7 +400,9 @@ fn fleet(args: &Args, n: usize, repo: &Path, multusctl: &Path, plugins: &Path) -
     // What each node placed: the version it runs.
     let placed: BTreeMap<String, usize> = (0..n)
         .map(|i| {
-            let f = work.path().join(format!("node-{i}/etc/cni/multus/plugins/tuning.wasm"));
+            let f = work
+                .path()
+                .join(format!("node-{i}/etc/cni/multus/plugins/tuning.wasm"));
             digest(&f).unwrap_or_else(|_| "none".into())
         })
         .fold(BTreeMap::new(), |mut m, d| {

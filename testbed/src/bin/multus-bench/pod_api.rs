@@ -4,13 +4,13 @@
 //! A real one costs what an in-process one hides: TLS, authentication,
 //! admission and etcd on every call.
 
-use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use kube::api::{ApiResource, DynamicObject};
 use multus::k8s::client::Kube;
 use multus_testbed::kit::Kit;
 use multus_testbed::kube_api::{FakeKubeApi, NODE};
 use serde_json::json;
+use std::path::{Path, PathBuf};
 
 /// What the bench needs of an API server.
 pub trait PodApi: Sync {

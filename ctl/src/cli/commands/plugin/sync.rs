@@ -91,7 +91,7 @@ pub fn run(a: &SyncArgs) -> i32 {
         }
     }
     loop {
-        let (ok, from) = match sync_once(&kube, &target) {
+        let (ok, from, generations) = match sync_once(&kube, &target) {
             Ok(pass) => {
                 for ty in &pass.placed {
                     tracing::info!(plugin = %ty, "placed");
@@ -99,41 +99,53 @@ pub fn run(a: &SyncArgs) -> i32 {
                 for ty in &pass.removed {
                     tracing::info!(plugin = %ty, "removed: its WasmPlugin is gone");
                 }
-                (pass.refused.is_empty(), pass.resource_version)
+                (
+                    pass.refused.is_empty(),
+                    pass.resource_version,
+                    pass.generations,
+                )
             }
             Err(e) => {
                 tracing::error!(error = %e, "listing WasmPlugins; the plugin dir is left as it is");
-                (false, None)
+                (false, None, Default::default())
             }
         };
         if a.once {
             return i32::from(!ok);
         }
-        if wait(&kube, from.as_deref(), a.interval, &stop) {
+        if wait(&kube, from, &generations, a.interval, &stop) {
             return 0;
         }
     }
 }
 
-/// Under the client's per-read timeout (10 s), as an idle watch sends
-/// nothing; also how long a SIGTERM may wait.
+/// One watch request's length: how long a SIGTERM may wait.
 const WINDOW: Duration = Duration::from_secs(8);
 
-/// Waits for a change of the objects after `from`, or `interval`; `true`
-/// when told to stop. Without a version to watch from (the list failed),
-/// or when the watch fails, it waits a window and lists again.
-fn wait(kube: &Kube, from: Option<&str>, interval: Duration, stop: &AtomicBool) -> bool {
+/// Waits for a change of the objects' specs after `from` (the watch
+/// windows going on from the last version seen, so status writes are
+/// neither acted on nor replayed), or `interval`; `true` when told to
+/// stop. Without a version to watch from (the list failed), or when the
+/// watch fails, it waits a window and lists again.
+fn wait(
+    kube: &Kube,
+    mut from: Option<String>,
+    generations: &std::collections::BTreeMap<String, i64>,
+    interval: Duration,
+    stop: &AtomicBool,
+) -> bool {
     let until = Instant::now() + interval;
     while Instant::now() < until {
         if stop.load(Ordering::Relaxed) {
             return true;
         }
-        let Some(from) = from else {
+        let Some(rv) = from.as_deref() else {
             return sleep_unless(stop, WINDOW);
         };
-        match kube.wait_for_change(&resource(), "", from, WINDOW.min(until - Instant::now())) {
-            Ok(true) => return stop.load(Ordering::Relaxed),
-            Ok(false) => {}
+        let window = WINDOW.min(until - Instant::now());
+        match kube.wait_for_change(&resource(), "", rv, window, generations) {
+            Ok(w) if w.changed => return stop.load(Ordering::Relaxed),
+            Ok(w) => from = Some(w.resource_version),
             Err(e) => {
                 tracing::warn!(error = %e, "watching WasmPlugins; listing again");
                 return sleep_unless(stop, Duration::from_secs(2));
