@@ -378,6 +378,9 @@ fn a_running_sync_places_a_pushed_plugin_at_once() {
     let file = dir.path().join("static.wasm");
     let bytes = module("static");
     std::fs::write(&file, &bytes).unwrap();
+    // Its first status write fails: no other write wakes it, so it tries
+    // again on its own, soon.
+    api.fail_next("PATCH", "/wasmplugins/static/status", 500, 1);
     assert_eq!(push(&ns, &api, &file, &[]).0, 0);
     let pushed = std::time::Instant::now();
     while placed(root.path(), "static").0.as_deref() != Some(sha(&bytes).as_str()) {
@@ -400,6 +403,7 @@ fn a_running_sync_places_a_pushed_plugin_at_once() {
         assert!(placed_v1.elapsed().as_secs() < 20, "n1 never reported");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    assert_eq!(api.faults_fired(), 1);
     std::thread::sleep(std::time::Duration::from_millis(500));
     let listed = lists();
     let other = tempfile::tempdir().unwrap();

@@ -52,6 +52,9 @@ pub struct Pass {
     /// Each listed object's `metadata.generation`: a watch event with the
     /// same one changed only the status.
     pub generations: BTreeMap<String, i64>,
+    /// Types whose status write failed: the next pass comes soon, not at
+    /// the next change (another node's status write does not wake it).
+    pub unreported: Vec<String>,
 }
 
 fn digest(bytes: &[u8]) -> String {
@@ -249,6 +252,7 @@ pub fn sync_once(kube: &Kube, t: &Target) -> Result<Pass, String> {
         };
         if let Err(e) = report(kube, &ty, obj, &entry) {
             tracing::warn!(plugin = %ty, error = %e, "cannot write the WasmPlugin's status");
+            pass.unreported.push(ty.clone());
         }
     }
     for (ty, sha) in before.iter().filter(|(ty, _)| !seen.contains(ty)) {

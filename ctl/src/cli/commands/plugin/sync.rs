@@ -90,8 +90,9 @@ pub fn run(a: &SyncArgs) -> i32 {
             return 1;
         }
     }
+    let mut retry = Retry::default();
     loop {
-        let (ok, from, generations) = match sync_once(&kube, &target) {
+        let (ok, unreported, from, generations) = match sync_once(&kube, &target) {
             Ok(pass) => {
                 for ty in &pass.placed {
                     tracing::info!(plugin = %ty, "placed");
@@ -101,21 +102,49 @@ pub fn run(a: &SyncArgs) -> i32 {
                 }
                 (
                     pass.refused.is_empty(),
+                    !pass.unreported.is_empty(),
                     pass.resource_version,
                     pass.generations,
                 )
             }
             Err(e) => {
                 tracing::error!(error = %e, "listing WasmPlugins; the plugin dir is left as it is");
-                (false, None, Default::default())
+                (false, false, None, Default::default())
             }
         };
         if a.once {
-            return i32::from(!ok);
+            return i32::from(!ok || unreported);
         }
+        if unreported {
+            // The status again, from a fresh list, soon.
+            if sleep_unless(&stop, retry.next()) {
+                return 0;
+            }
+            continue;
+        }
+        retry = Retry::default();
         if wait(&kube, from, &generations, a.interval, &stop) {
             return 0;
         }
+    }
+}
+
+/// How long to wait before a pass whose status write failed is tried
+/// again: doubling from 1 s to 30 s, each wait a random part of it, so
+/// that the nodes refused at once (an API server behind with a burst of
+/// writes to one object) do not all come back at once.
+#[derive(Default)]
+struct Retry(u32);
+
+impl Retry {
+    fn next(&mut self) -> Duration {
+        use std::hash::{BuildHasher, Hasher};
+        let cap = Duration::from_secs(1) * 2u32.pow(self.0.min(5));
+        self.0 += 1;
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        cap / 2 + cap.mul_f64((random % 1000) as f64 / 2000.0)
     }
 }
 
