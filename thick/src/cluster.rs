@@ -71,10 +71,45 @@ pub struct Cluster {
     /// delivers it; until then (milliseconds) or for `ABSENT_FOR` at most
     /// when the watch is down, it is reported missing, which a kubelet
     /// retries.
-    absent: std::sync::Mutex<std::collections::HashMap<(String, String), Instant>>,
+    absent: std::sync::Mutex<Absent>,
 }
 
 const ABSENT_FOR: Duration = Duration::from_secs(10);
+
+/// NAD names the API server said do not exist, each for [`ABSENT_FOR`].
+/// Bounded: a pod may select thousands of names that do not exist, and
+/// every retry or new pod more; expired ones go at each insert and past
+/// [`ABSENT_MAX`] the oldest go, so a memory bound holds whatever pods
+/// name (a name forgotten early only costs its GET again).
+#[derive(Default)]
+struct Absent(std::collections::HashMap<(String, String), Instant>);
+
+const ABSENT_MAX: usize = 1024;
+
+impl Absent {
+    fn missing(&self, key: &(String, String)) -> bool {
+        self.0.get(key).is_some_and(|t| t.elapsed() < ABSENT_FOR)
+    }
+
+    fn insert(&mut self, key: (String, String)) {
+        self.0.retain(|_, t| t.elapsed() < ABSENT_FOR);
+        if self.0.len() >= ABSENT_MAX {
+            if let Some(oldest) = self
+                .0
+                .iter()
+                .min_by_key(|(_, t)| **t)
+                .map(|(k, _)| k.clone())
+            {
+                self.0.remove(&oldest);
+            }
+        }
+        self.0.insert(key, Instant::now());
+    }
+
+    fn remove(&mut self, key: &(String, String)) {
+        self.0.remove(key);
+    }
+}
 
 /// What multus never reads of a pod: the spec (but `nodeName`) and the
 /// managed fields. A `pods/status` write keeps the stored spec whatever is
@@ -255,17 +290,18 @@ impl Cluster {
             return Some(Ok(Nad::from_object(&obj)));
         }
         let absent = self.absent.lock().unwrap_or_else(|p| p.into_inner());
-        let since = absent.get(&(namespace.to_string(), name.to_string()))?;
-        (since.elapsed() < ABSENT_FOR).then(|| {
-            Err(KubeError {
-                call: format!("GET network-attachment-definition {namespace}/{name}"),
-                kind: multus::k8s::client::Kind::NotFound,
-                msg: format!(
-                    "not found (the API server's answer within the last {} s)",
-                    ABSENT_FOR.as_secs()
-                ),
+        absent
+            .missing(&(namespace.to_string(), name.to_string()))
+            .then(|| {
+                Err(KubeError {
+                    call: format!("GET network-attachment-definition {namespace}/{name}"),
+                    kind: multus::k8s::client::Kind::NotFound,
+                    msg: format!(
+                        "not found (the API server's answer within the last {} s)",
+                        ABSENT_FOR.as_secs()
+                    ),
+                })
             })
-        })
     }
 
     /// Remembers what a live GET said of a NAD's existence.
@@ -273,9 +309,7 @@ impl Cluster {
         let key = (namespace.to_string(), name.to_string());
         let mut absent = self.absent.lock().unwrap_or_else(|p| p.into_inner());
         match answer {
-            Err(e) if e.kind == multus::k8s::client::Kind::NotFound => {
-                absent.insert(key, Instant::now());
-            }
+            Err(e) if e.kind == multus::k8s::client::Kind::NotFound => absent.insert(key),
             Ok(_) => {
                 absent.remove(&key);
             }
@@ -369,5 +403,26 @@ impl Connect for Connector {
             live: Kube::shared(cluster.runtime.clone(), cluster.client.clone(), timeout),
             cluster: cluster.clone(),
         })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_names_are_bounded_and_forgotten_when_found() {
+        let key = |i: usize| ("ns".to_string(), format!("n{i}"));
+        let mut a = Absent::default();
+        a.insert(key(0));
+        assert!(a.missing(&key(0)) && !a.missing(&key(1)));
+        for i in 1..=ABSENT_MAX + 500 {
+            a.insert(key(i));
+        }
+        assert_eq!(a.0.len(), ABSENT_MAX);
+        assert!(!a.missing(&key(0)), "the oldest went first");
+        assert!(a.missing(&key(ABSENT_MAX + 500)));
+        a.remove(&key(ABSENT_MAX + 500));
+        assert!(!a.missing(&key(ABSENT_MAX + 500)));
     }
 }

@@ -9,11 +9,16 @@
 //! artifact, so an index file remembers each module's digest together with
 //! a stamp of its file (device, inode, size, ctime, mtime); the module is
 //! read and hashed again only when the stamp changed. A pin is checked
-//! against that digest too: the kernel moves ctime on every change to the
-//! file's content or metadata and user space cannot set it back, and a
-//! file replaced by another has another inode or ctime, so an unchanged
-//! stamp means the content that was hashed (the index lives in
-//! `wasmCacheDir`, which no store or config value may name).
+//! against that digest too. What runs is always the artifact named by the
+//! digest compared with the pin, compiled from bytes of that digest (the
+//! stamp is taken before the bytes are read, by this code and by the
+//! compiler), so a pinned call runs the pinned module or fails. A write
+//! moves ctime (user space cannot set it back) and a replaced file has
+//! another inode; writes through a shared mapping of already dirty pages
+//! may not, and such a change is seen only at the next stamp change: the
+//! pinned module's artifact keeps running until then. The index lives in
+//! `wasmCacheDir`, which no store or config value may name, beside the
+//! artifacts that are loaded as native code anyway.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
