@@ -11,7 +11,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hyper_util::rt::TokioIo;
-use sha2::{Digest, Sha256};
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::{in_netns, Netns};
@@ -38,13 +37,9 @@ fn run(cmd: &mut Command) -> io::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn sha256_file(p: &Path) -> io::Result<String> {
-    Ok(format!("{:x}", Sha256::digest(std::fs::read(p)?)))
-}
-
 /// Stores `file` as a blob of `layout`; its digest and size.
 fn blob(layout: &Path, file: &Path) -> io::Result<(String, u64)> {
-    let digest = sha256_file(file)?;
+    let digest = crate::sha256_file(file)?;
     let size = std::fs::metadata(file)?.len();
     std::fs::rename(file, layout.join("blobs/sha256").join(&digest))?;
     Ok((digest, size))
@@ -83,7 +78,7 @@ pub fn pause_image(dir: &Path, name: &str) -> io::Result<PathBuf> {
     };
     let layer = dir.join("pause-layer.tar");
     tar(&layer, &rootfs)?;
-    let diff_id = sha256_file(&layer)?;
+    let diff_id = crate::sha256_file(&layer)?;
     let (layer_digest, layer_size) = blob(&layout, &layer)?;
     let config = dir.join("pause-config.json");
     std::fs::write(

@@ -37,6 +37,12 @@ pub fn quantile(v: &[std::time::Duration], q: f64) -> f64 {
     ms[((ms.len() as f64 - 1.0) * q).round() as usize]
 }
 
+/// The sha256 of `p`'s bytes, in hex.
+pub fn sha256_file(p: &Path) -> io::Result<String> {
+    use sha2::Digest;
+    Ok(format!("{:x}", sha2::Sha256::digest(std::fs::read(p)?)))
+}
+
 /// The peak RSS (VmHWM) of process `pid` so far, in MiB.
 pub fn peak_rss_mib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

@@ -78,36 +78,28 @@ impl PodWrites {
     /// write then fails it (upstream posts them before writing the status
     /// at all). A pod deleted meanwhile is not an error.
     pub fn write(&self) -> Result<(), CniError> {
-        let Some((key, value)) = &self.status else {
-            self.report(&self.ctx.api.create_events(&self.events));
-            return Ok(());
-        };
-        let api = self.ctx.api.as_ref();
-        let mut posted = Vec::new();
-        let written = status::write_with(api, &self.ctx.pod_ref, &self.ctx.pod, key, value, |p| {
-            let (r, events) = api.replace_pod_status_with_events(p, &self.events);
-            posted = events;
-            r
-        });
-        self.report(&posted);
-        if !written? {
-            tracing::warn!(pod = %self.ctx.pod_ref, "the pod was deleted during ADD; network-status not written");
-        }
-        Ok(())
+        self.write_status(true)
     }
 
-    /// Network-status alone (a retry after `write` failed).
-    fn write_status(&self) -> Result<(), CniError> {
+    /// Network-status, with the events at once on its first attempt when
+    /// `with_events` (else alone: a retry after `write` failed).
+    fn write_status(&self, with_events: bool) -> Result<(), CniError> {
+        let api = self.ctx.api.as_ref();
         let Some((key, value)) = &self.status else {
+            if with_events {
+                self.report(&api.create_events(&self.events));
+            }
             return Ok(());
         };
-        if !status::write(
-            self.ctx.api.as_ref(),
-            &self.ctx.pod_ref,
-            &self.ctx.pod,
-            key,
-            value,
-        )? {
+        let written = status::write(api, &self.ctx.pod_ref, &self.ctx.pod, key, value, |p| {
+            if !with_events {
+                return api.replace_pod_status(p);
+            }
+            let (r, posted) = api.replace_pod_status_with_events(p, &self.events);
+            self.report(&posted);
+            r
+        })?;
+        if !written {
             tracing::warn!(pod = %self.ctx.pod_ref, "the pod was deleted during ADD; network-status not written");
         }
         Ok(())
@@ -138,7 +130,7 @@ impl PodWrites {
                     tracing::debug!(pod = %self.ctx.pod_ref, error = %e, "network-status write failed; retrying");
                     std::thread::sleep(pause);
                     pause *= 2;
-                    outcome = self.write_status();
+                    outcome = self.write_status(false);
                 }
                 Err(e) => {
                     tracing::error!(pod = %self.ctx.pod_ref, error = %e, "network-status not written after the ADD's answer");

@@ -332,16 +332,7 @@ impl Kube {
     /// PUT `pods/status` with the pod's `resourceVersion`: a concurrent write
     /// is a `Conflict`, never overwritten.
     pub fn replace_pod_status(&self, pod: &Pod) -> Result<Pod, KubeError> {
-        let ns = pod.metadata.namespace.clone().unwrap_or_default();
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        self.call(&format!("PUT pod {ns}/{name} status"), |c| {
-            let (ns, name) = (ns.clone(), name.clone());
-            async move {
-                Api::<Pod>::namespaced(c, &ns)
-                    .replace_status(&name, &PostParams::default(), pod)
-                    .await
-            }
-        })
+        self.call(&status_call(pod), |c| put_status(c, pod))
     }
 
     pub fn create_event(&self, event: &Event) -> Result<Event, KubeError> {
@@ -389,15 +380,8 @@ impl Kube {
         pod: &Pod,
         events: &[Event],
     ) -> (Result<Pod, KubeError>, Vec<Result<(), KubeError>>) {
-        let ns = pod.metadata.namespace.clone().unwrap_or_default();
-        let name = pod.metadata.name.clone().unwrap_or_default();
-        let call = format!("PUT pod {ns}/{name} status");
-        let client = self.client.borrow().clone();
-        let status = self.attempt(&call, async {
-            Api::<Pod>::namespaced(client, &ns)
-                .replace_status(&name, &PostParams::default(), pod)
-                .await
-        });
+        let call = status_call(pod);
+        let status = self.attempt(&call, put_status(self.client.borrow().clone(), pod));
         let (status, posted) = self
             .rt
             .block_on(futures_util::future::join(status, self.post_events(events)));
@@ -655,6 +639,22 @@ impl Kube {
             Err(e) => Err(e),
         }
     }
+}
+
+/// How a `pods/status` write is named in errors and logs.
+fn status_call(pod: &Pod) -> String {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    format!("PUT pod {ns}/{name} status")
+}
+
+/// The `pods/status` PUT itself.
+async fn put_status(c: kube::Client, pod: &Pod) -> Result<Pod, kube::Error> {
+    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    Api::<Pod>::namespaced(c, ns)
+        .replace_status(name, &PostParams::default(), pod)
+        .await
 }
 
 fn kubeconfig_error(kubeconfig: &Path, msg: String) -> KubeError {

@@ -132,23 +132,11 @@ pub fn render(statuses: &[NetworkStatus]) -> String {
 /// Writes `value` under `key` on the pod through `pods/status`, with the
 /// resourceVersion of `known` (the pod as ADD read it, saving a GET when
 /// nothing changed since); a conflict re-GETs, re-checks the UID and tries
-/// again. `Ok(false)`: the pod was deleted meanwhile, so there is nothing to
-/// annotate (the runtime DELs the sandbox next).
+/// again. The first attempt is `first`'s (which may send other requests
+/// with it), the others `replace_pod_status`. `Ok(false)`: the pod was
+/// deleted meanwhile, so there is nothing to annotate (the runtime DELs
+/// the sandbox next).
 pub fn write(
-    kube: &dyn ClusterApi,
-    want: &PodRef,
-    known: &Pod,
-    key: &str,
-    value: &str,
-) -> Result<bool, CniError> {
-    write_with(kube, want, known, key, value, |p| {
-        kube.replace_pod_status(p)
-    })
-}
-
-/// `write`, its first attempt made by `first` (which may send other
-/// requests with it).
-pub fn write_with(
     kube: &dyn ClusterApi,
     want: &PodRef,
     known: &Pod,

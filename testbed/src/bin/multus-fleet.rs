@@ -189,6 +189,22 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// Runs `multusctl` with `args`; its stderr on failure.
+fn ctl(multusctl: &Path, args: &[&std::ffi::OsStr]) -> Result<()> {
+    let out = Command::new(multusctl).args(args).output()?;
+    if !out.status.success() {
+        bail!(
+            "multusctl {}: {}",
+            args.iter()
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
 fn fleet(args: &Args, n: usize, repo: &Path, multusctl: &Path, plugins: &Path) -> Result<Vec<Row>> {
     eprintln!("fleet: {n} nodes");
     let kit = Kit::start(&args.kit)?;
@@ -224,19 +240,16 @@ fn fleet(args: &Args, n: usize, repo: &Path, multusctl: &Path, plugins: &Path) -
         .collect::<Result<_>>()?;
     let cache = work.path().join("wasm-cache");
     for v in &versions {
-        let out = Command::new(multusctl)
-            .args(["plugin", "compile"])
-            .arg(v)
-            .arg("--cache-dir")
-            .arg(&cache)
-            .output()?;
-        if !out.status.success() {
-            bail!(
-                "precompiling {}: {}",
-                v.display(),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        ctl(
+            multusctl,
+            &[
+                "plugin".as_ref(),
+                "compile".as_ref(),
+                v.as_os_str(),
+                "--cache-dir".as_ref(),
+                cache.as_os_str(),
+            ],
+        )?;
     }
     let admin = kit.admin_kubeconfig();
     let mut nodes = Nodes(Vec::new());
@@ -333,28 +346,21 @@ fn fleet(args: &Args, n: usize, repo: &Path, multusctl: &Path, plugins: &Path) -
             etcd_rss,
         })
     };
-    let push = |file: &Path| -> Result<()> {
-        let out = Command::new(multusctl)
-            .args(["plugin", "push"])
-            .arg(file)
-            .args(["--grant", "hostNetns=true", "--kubeconfig"])
-            .arg(&admin)
-            .output()?;
-        if !out.status.success() {
-            bail!(
-                "push {}: {}",
-                file.display(),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Ok(())
+    let push = |file: &Path| {
+        ctl(
+            multusctl,
+            &[
+                "plugin".as_ref(),
+                "push".as_ref(),
+                file.as_os_str(),
+                "--grant".as_ref(),
+                "hostNetns=true".as_ref(),
+                "--kubeconfig".as_ref(),
+                admin.as_os_str(),
+            ],
+        )
     };
-    let digest = |file: &Path| -> Result<String> {
-        use sha2::Digest;
-        Ok(multus::delegate::wasm::artifact::hex(
-            &sha2::Sha256::digest(std::fs::read(file)?),
-        ))
-    };
+    let digest = |file: &Path| Ok::<_, anyhow::Error>(multus_testbed::sha256_file(file)?);
     let all_ready = |sha: String| {
         move |s: &Value| {
             s["readyNodes"].as_u64() == Some(n as u64)

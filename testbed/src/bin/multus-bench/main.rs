@@ -1145,9 +1145,7 @@ fn ipam_table(
     pinned_conf.plugins.insert(
         "host-local".into(),
         multus::config::wasm::PluginSettings {
-            sha256: Some(multus::delegate::wasm::artifact::hex(
-                &<sha2::Sha256 as sha2::Digest>::digest(std::fs::read(&host_local)?),
-            )),
+            sha256: Some(multus_testbed::sha256_file(&host_local)?),
             ..Default::default()
         },
     );
