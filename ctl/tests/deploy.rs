@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use clap::Parser;
-use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment};
 use k8s_openapi::api::core::v1::{ConfigMap, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -29,12 +29,12 @@ fn every_document_is_a_valid_object_of_its_kind() {
         match v["kind"].as_str().unwrap_or_default() {
             "CustomResourceDefinition" => {
                 let crd: CustomResourceDefinition = typed(file, v);
-                let (plural, version) = match crd.spec.group.as_str() {
-                    "k8s.cni.cncf.io" => ("network-attachment-definitions", "v1"),
-                    "multus-wasm.io" => ("wasmplugins", "v1alpha1"),
+                let (plurals, version) = match crd.spec.group.as_str() {
+                    "k8s.cni.cncf.io" => (&["network-attachment-definitions"][..], "v1"),
+                    "multus-wasm.io" => (&["wasmplugins", "wasmpluginnodes"][..], "v1alpha1"),
                     other => panic!("{file}: a CRD of group {other}"),
                 };
-                assert_eq!(crd.spec.names.plural, plural);
+                assert!(plurals.contains(&crd.spec.names.plural.as_str()));
                 assert!(crd
                     .spec
                     .versions
@@ -48,6 +48,7 @@ fn every_document_is_a_valid_object_of_its_kind() {
             "RoleBinding" => drop(typed::<RoleBinding>(file, v)),
             "ConfigMap" => drop(typed::<ConfigMap>(file, v)),
             "DaemonSet" => drop(typed::<DaemonSet>(file, v)),
+            "Deployment" => drop(typed::<Deployment>(file, v)),
             other => panic!("{file}: unexpected kind {other:?}"),
         }
         kinds.push(v["kind"].as_str().unwrap().to_string());
@@ -62,6 +63,7 @@ fn every_document_is_a_valid_object_of_its_kind() {
             "ConfigMap",
             "CustomResourceDefinition",
             "DaemonSet",
+            "Deployment",
             "Role",
             "RoleBinding",
             "ServiceAccount"
@@ -198,7 +200,7 @@ pub fn plugin_sync_sees_the_plugin_and_cache_dirs(ds: &DaemonSet, wasm_dir: &str
 
 #[test]
 fn bindings_name_the_daemonsets_service_account() {
-    let sa: ServiceAccount = typed("rbac.yaml", &find("ServiceAccount", None));
+    let sa: ServiceAccount = typed("rbac.yaml", &find("ServiceAccount", Some("multus")));
     let ns = sa.metadata.namespace.clone();
     let crb: ClusterRoleBinding = typed("rbac.yaml", &find("ClusterRoleBinding", Some("multus")));
     let rb: RoleBinding = typed("rbac.yaml", &find("RoleBinding", Some("multus-master-nad")));
@@ -223,4 +225,43 @@ fn bindings_name_the_daemonsets_service_account() {
         Some(settings::string(&keys, "multusNamespace").unwrap_or("kube-system"))
     );
     assert_eq!(daemonset().metadata.namespace, ns);
+}
+
+/// The aggregator runs real flags, as its own service account, which its
+/// ClusterRoleBinding binds (deploy/plugins/aggregate.yaml).
+#[test]
+fn the_aggregator_runs_real_flags_as_its_own_account() {
+    use multusctl::cli::commands::plugin::PluginCommand;
+    let d: Deployment = typed(
+        "plugins/aggregate.yaml",
+        &find("Deployment", Some("multus-plugin-aggregate")),
+    );
+    let spec = d.spec.unwrap().template.spec.unwrap();
+    assert_eq!(spec.host_network, Some(true));
+    let command = spec.containers[0].command.clone().unwrap();
+    assert!(
+        matches!(
+            Cli::try_parse_from(&command),
+            Ok(Cli {
+                command: Commands::Plugin(PluginCommand::Aggregate(_))
+            })
+        ),
+        "{command:?}"
+    );
+    let sa: ServiceAccount = typed(
+        "plugins/aggregate.yaml",
+        &find("ServiceAccount", Some("multus-plugin-aggregate")),
+    );
+    assert_eq!(spec.service_account_name, sa.metadata.name);
+    let crb: ClusterRoleBinding = typed(
+        "plugins/aggregate.yaml",
+        &find("ClusterRoleBinding", Some("multus-plugin-aggregate")),
+    );
+    let subject = &crb.subjects.unwrap()[0];
+    assert_eq!(
+        (Some(&subject.name), &subject.namespace),
+        (sa.metadata.name.as_ref(), &sa.metadata.namespace)
+    );
+    assert_eq!(sa.metadata.namespace, d.metadata.namespace);
+    assert_eq!(crb.role_ref.name, "multus-plugin-aggregate");
 }

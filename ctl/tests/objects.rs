@@ -1,6 +1,7 @@
 //! WasmPlugin objects against the in-test API server: `plugin push` makes
 //! the object and its ConfigMap, each node's `plugin sync` places the
-//! module with its grants and reports in the status, a changed object
+//! module with its grants and says so in its WasmPluginNode, `plugin
+//! aggregate` counts those into the object's status, a changed object
 //! rolls out (to a node that was offline too, on its next pass), a wrong
 //! digest or a module no role accepts is refused while the node keeps what
 //! it had, a deleted object's module goes, and an admin's own module is
@@ -80,15 +81,27 @@ fn placed(root: &Path, ty: &str) -> (Option<String>, Option<Value>) {
     )
 }
 
+/// `node`'s entry for `ty` in its report.
 fn node_status(api: &FakeKubeApi, ty: &str, node: &str) -> Value {
-    let obj = api.custom_object("wasmplugins", "", ty).unwrap();
-    obj["status"]["nodes"]
+    let Some(report) = api.custom_object("wasmpluginnodes", "", node) else {
+        return Value::Null;
+    };
+    report["status"]["plugins"]
         .as_array()
         .into_iter()
         .flatten()
-        .find(|n| n["node"] == node)
+        .find(|n| n["name"] == ty)
         .cloned()
         .unwrap_or(Value::Null)
+}
+
+/// One `plugin aggregate --once`; the object's (ready, failed, reporting).
+fn aggregate(ns: &Netns, api: &FakeKubeApi, ty: &str) -> (u64, u64, u64) {
+    let (code, out, err) = ctl(ns, api, &["plugin", "aggregate", "--once"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let st = &api.custom_object("wasmplugins", "", ty).unwrap()["status"];
+    let n = |k: &str| st[k].as_u64().unwrap_or_else(|| panic!("no {k} in {st}"));
+    (n("readyNodes"), n("failedNodes"), n("reportingNodes"))
 }
 
 #[test]
@@ -120,7 +133,7 @@ fn a_pushed_plugin_rolls_out_to_every_node_and_goes_when_deleted() {
         json!({"hostNetns": true, "memoryLimitMib": 16})
     );
 
-    // Two nodes converge, each reporting in the status.
+    // Two nodes converge, each reporting in its own WasmPluginNode.
     let before_sync = api.requests().len();
     for (name, root) in [("node-a", a.path()), ("node-b", b.path())] {
         let (code, log) = sync(&ns, &api, name, root);
@@ -139,14 +152,16 @@ fn a_pushed_plugin_rolls_out_to_every_node_and_goes_when_deleted() {
         assert_eq!(node_status(&api, "tuning", name)["sha256"], sha(&tuning));
     }
     sync_is_granted(&api.requests()[before_sync..], false);
-    let obj = api.custom_object("wasmplugins", "", "tuning").unwrap();
-    assert_eq!(
-        (
-            obj["status"]["readyNodes"].as_u64(),
-            obj["status"]["failedNodes"].as_u64()
-        ),
-        (Some(2), Some(0))
-    );
+    // What the aggregator called is what deploy/plugins grants it; a
+    // second pass finds nothing to write.
+    let before_aggregate = api.requests().len();
+    assert_eq!(aggregate(&ns, &api, "tuning"), (2, 0, 2));
+    aggregate_is_granted(&api.requests()[before_aggregate..]);
+    let before_aggregate = api.requests().len();
+    assert_eq!(aggregate(&ns, &api, "tuning"), (2, 0, 2));
+    assert!(api.requests()[before_aggregate..]
+        .iter()
+        .all(|r| r.starts_with("GET")));
     // Precompiled: the artifact of the placed module is in the cache.
     let cache = a.path().join("var/lib/cni/multus/wasm-cache");
     assert!(multus::delegate::wasm::artifact::artifact_path(&cache, &sha(&tuning)).is_file());
@@ -172,19 +187,25 @@ fn a_pushed_plugin_rolls_out_to_every_node_and_goes_when_deleted() {
         .settings(&multus::boundary::PluginType::parse("tuning", "t").unwrap())
         .unwrap_err();
     assert!(e.contains("disagree"), "{e}");
-    // A second pass changes nothing, and asks for nothing but the list:
-    // no module read back, no status read or written again.
+    // A second run changes nothing and writes nothing: it reads its Node
+    // and its report once at start, then a pass is the list alone (no
+    // module read back, no report written again).
     let before = api.requests().len();
     let (code, _) = sync(&ns, &api, "node-a", a.path());
     assert_eq!(code, 0);
     let second = &api.requests()[before..];
-    assert!(
-        second.len() == 1 && second[0].starts_with("GET ") && second[0].contains("/wasmplugins"),
+    assert_eq!(
+        second,
+        [
+            "GET /api/v1/nodes/node-a 404",
+            "GET /apis/multus-wasm.io/v1alpha1/wasmpluginnodes/node-a 200",
+            "GET /apis/multus-wasm.io/v1alpha1/wasmplugins 200"
+        ],
         "{second:?}"
     );
 
     // A new version while node-b is offline: node-a takes it now, node-b
-    // on its next pass. The push's replace races the nodes' status
+    // on its next pass. The push's replace races the aggregator's status
     // writes: a conflict is read again and retried.
     let v2 = module("route-override");
     std::fs::write(&file, &v2).unwrap();
@@ -201,14 +222,28 @@ fn a_pushed_plugin_rolls_out_to_every_node_and_goes_when_deleted() {
         placed(b.path(), "tuning").0.as_deref(),
         Some(sha(&tuning).as_str())
     );
+    // Until counted again, the list says its counts are an older push's.
     let (_, out, _) = ctl(&ns, &api, &["plugin", "list", "--json"]);
     let rows: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(rows[0]["readyNodes"], json!(["node-a"]), "{rows:#}");
+    assert_eq!(
+        (&rows[0]["readyNodes"], &rows[0]["stale"]),
+        (&json!(2), &json!(true)),
+        "{rows:#}"
+    );
+    assert_eq!(aggregate(&ns, &api, "tuning"), (1, 0, 2));
+    let (_, out, _) = ctl(&ns, &api, &["plugin", "list", "--json"]);
+    let rows: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (&rows[0]["readyNodes"], &rows[0]["stale"]),
+        (&json!(1), &json!(false)),
+        "{rows:#}"
+    );
     assert_eq!(sync(&ns, &api, "node-b", b.path()).0, 0);
     assert_eq!(
         placed(b.path(), "tuning").0.as_deref(),
         Some(sha(&v2).as_str())
     );
+    assert_eq!(aggregate(&ns, &api, "tuning"), (2, 0, 2));
     let (_, out, _) = ctl(&ns, &api, &["plugin", "list"]);
     assert!(
         out.lines()
@@ -225,6 +260,44 @@ fn a_pushed_plugin_rolls_out_to_every_node_and_goes_when_deleted() {
     assert_eq!(sync(&ns, &api, "node-a", a.path()).0, 0);
     assert_eq!(placed(a.path(), "tuning"), (None, None));
     assert!(a.path().join(PLUGINS).join("mine.wasm").is_file());
+    assert!(node_status(&api, "tuning", "node-a").is_null());
+    // A node's report goes with its Node (the garbage collector follows
+    // the owner reference the node set when its Node existed).
+    api.put_node("node-c", "uid-c");
+    let c = tempfile::tempdir().unwrap();
+    assert_eq!(sync(&ns, &api, "node-c", c.path()).0, 0);
+    let report = api.custom_object("wasmpluginnodes", "", "node-c").unwrap();
+    assert_eq!(
+        report["metadata"]["ownerReferences"],
+        json!([{"apiVersion": "v1", "kind": "Node", "name": "node-c", "uid": "uid-c"}])
+    );
+}
+
+/// deploy/plugins' rules for the aggregator grant what it called, and
+/// nothing more.
+fn aggregate_is_granted(requests: &[String]) {
+    use k8s_openapi::api::rbac::v1::ClusterRole;
+    use multus_testbed::manifests as deploy;
+    let role: ClusterRole =
+        serde_json::from_value(deploy::find("ClusterRole", Some("multus-plugin-aggregate")))
+            .unwrap();
+    let granted = deploy::grants(&role.rules.unwrap());
+    let mut used = std::collections::BTreeSet::new();
+    for r in requests {
+        for (g, res, verb, _) in deploy::authorizations(r) {
+            let key = (g, res, verb);
+            assert!(granted.contains(&key), "not granted: {r}");
+            used.insert(key);
+        }
+    }
+    // The watch is the running aggregator's, not a pass's.
+    let watch = (
+        "multus-wasm.io".to_string(),
+        "wasmpluginnodes".to_string(),
+        "watch".to_string(),
+    );
+    used.insert(watch);
+    assert_eq!(used, granted, "rules the aggregator never uses");
 }
 
 /// deploy/plugins' rules for the nodes' sync grant what it called, and
@@ -242,13 +315,14 @@ fn sync_is_granted(requests: &[String], all_used: bool) {
     );
     let mut used = std::collections::BTreeSet::new();
     for r in requests {
-        let (g, res, verb, ns) = deploy::authorization(r);
-        let key = (g, res, verb);
-        assert!(
-            cluster.contains(&key) || (namespaced.contains(&key) && ns == NS),
-            "not granted: {r}"
-        );
-        used.insert(key);
+        for (g, res, verb, ns) in deploy::authorizations(r) {
+            let key = (g, res, verb);
+            assert!(
+                cluster.contains(&key) || (namespaced.contains(&key) && ns == NS),
+                "not granted: {r}"
+            );
+            used.insert(key);
+        }
     }
     let granted: std::collections::BTreeSet<_> = cluster.union(&namespaced).cloned().collect();
     if all_used {
@@ -378,9 +452,9 @@ fn a_running_sync_places_a_pushed_plugin_at_once() {
     let file = dir.path().join("static.wasm");
     let bytes = module("static");
     std::fs::write(&file, &bytes).unwrap();
-    // Its first status write fails: no other write wakes it, so it tries
+    // Its first report write fails: no other write wakes it, so it tries
     // again on its own, soon.
-    api.fail_next("PATCH", "/wasmplugins/static/status", 500, 1);
+    api.fail_next("PATCH", "/wasmpluginnodes/n1", 500, 1);
     assert_eq!(push(&ns, &api, &file, &[]).0, 0);
     let pushed = std::time::Instant::now();
     while placed(root.path(), "static").0.as_deref() != Some(sha(&bytes).as_str()) {
@@ -390,8 +464,8 @@ fn a_running_sync_places_a_pushed_plugin_at_once() {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    // Another node's status write changes only the status: it is not a
-    // reason to list again (at N nodes that would be N² lists).
+    // The aggregator's status write changes only the status: it is not a
+    // reason to list again, nor is another node's report.
     let lists = || {
         api.requests()
             .iter()
@@ -409,9 +483,10 @@ fn a_running_sync_places_a_pushed_plugin_at_once() {
     let other = tempfile::tempdir().unwrap();
     assert_eq!(sync(&ns, &api, "n2", other.path()).0, 0);
     assert_eq!(node_status(&api, "static", "n2")["sha256"], sha(&bytes));
+    assert_eq!(aggregate(&ns, &api, "static"), (2, 0, 2));
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    // n2's own pass listed once.
-    assert_eq!(lists(), listed + 1, "{:?}", api.requests());
+    // n2's own pass listed once, and the aggregator once.
+    assert_eq!(lists(), listed + 2, "{:?}", api.requests());
     // A new version (its spec, so its generation, changed) does wake it.
     let v2 = module("host-local");
     std::fs::write(&file, &v2).unwrap();
@@ -439,28 +514,30 @@ fn a_running_sync_places_a_pushed_plugin_at_once() {
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
     assert_eq!(status.code(), Some(0), "{log}");
     assert!(log.contains("placed") && log.contains("removed"), "{log}");
-    // What a running sync calls (list, watch, the module's ConfigMap, its
-    // status) is exactly what deploy/plugins grants the nodes; the push's
-    // own requests are the admin's.
-    let sync_requests: Vec<String> = api.requests()[before..]
+    // What a running sync calls (its Node and report at start, list,
+    // watch, the module's ConfigMap, its report) is exactly what
+    // deploy/plugins grants the nodes; the push's own requests are the
+    // admin's, and the aggregator's and n2's are left out.
+    let n1: Vec<String> = api.requests()[before..]
         .iter()
         .filter(|r| {
             // The pushes' (an admin's): creates, replaces, reads of one object.
             let pushes = r.starts_with("POST")
-                || (r.starts_with("PUT") && !r.contains("/status"))
+                || r.starts_with("PUT")
                 || r.ends_with("/configmaps/wasm-plugin-static 404")
                 || r.starts_with("GET /apis/multus-wasm.io/v1alpha1/wasmplugins/static ");
-            !pushes
+            !pushes && !r.contains("/n2") && !r.contains("/wasmpluginnodes ")
         })
         .cloned()
         .collect();
+    let sync_requests = n1;
     sync_is_granted(&sync_requests, true);
 }
 
-/// Nodes reporting at once each apply their own status entry: none is
-/// refused for another's write, every entry lands, and the counts add up
-/// (a read-modify-write of the whole status, guarded by its
-/// resourceVersion, made each node retry on every other's write).
+/// Nodes reporting at once each write only their own report: none is
+/// refused for another's write, and one aggregation counts them all (an
+/// entry per node in the one object's status made every node's write a
+/// merge over all of them, sent whole to every node watching).
 #[test]
 fn nodes_reporting_at_once_never_conflict_and_the_counts_add_up() {
     const NODES: usize = 8;
@@ -472,14 +549,6 @@ fn nodes_reporting_at_once_never_conflict_and_the_counts_add_up() {
     std::fs::write(&file, &bytes).unwrap();
     assert_eq!(push(&ns, &api, &file, &[]).0, 0);
     let roots: Vec<tempfile::TempDir> = (0..NODES).map(|_| tempfile::tempdir().unwrap()).collect();
-    // Placed once (precompiled), so that the passes below only report,
-    // all at the same moment.
-    for (i, root) in roots.iter().enumerate() {
-        assert_eq!(sync(&ns, &api, &format!("node-{i}"), root.path()).0, 0);
-    }
-    let mut obj = api.custom_object("wasmplugins", "", "static").unwrap();
-    obj["status"] = json!({});
-    api.put_custom("wasmplugins", "", obj);
     let before = api.requests().len();
     std::thread::scope(|s| {
         for (i, root) in roots.iter().enumerate() {
@@ -492,36 +561,86 @@ fn nodes_reporting_at_once_never_conflict_and_the_counts_add_up() {
     });
     let writes: Vec<String> = api.requests()[before..]
         .iter()
-        .filter(|r| r.contains("/status"))
+        .filter(|r| !r.starts_with("GET"))
         .cloned()
         .collect();
-    // One apply per node, none refused; at most one count write each (a
-    // refused one is dropped: a later writer counts).
-    let applies = writes.iter().filter(|r| r.starts_with("PATCH")).count();
-    assert_eq!(applies, NODES, "{writes:?}");
-    assert!(
-        writes
-            .iter()
-            .all(|r| r.starts_with("PUT") || r.ends_with(" 200")),
-        "{writes:?}"
-    );
-    assert!(writes.len() <= 2 * NODES, "{writes:?}");
-    let obj = api.custom_object("wasmplugins", "", "static").unwrap();
-    let nodes = obj["status"]["nodes"].as_array().unwrap();
-    assert_eq!(nodes.len(), NODES, "{obj:#}");
-    assert_eq!(
-        (
-            obj["status"]["readyNodes"].as_u64(),
-            obj["status"]["failedNodes"].as_u64()
-        ),
-        (Some(NODES as u64), Some(0)),
-        "{obj:#}"
-    );
-    // Each a manager of its own: a node's entry is only ever its own.
+    // One write per node, each creating its own report; nothing refused,
+    // and the WasmPlugin itself not written by any node.
+    assert_eq!(writes.len(), NODES, "{writes:?}");
     for i in 0..NODES {
+        assert!(
+            writes.contains(&format!(
+                "PATCH /apis/multus-wasm.io/v1alpha1/wasmpluginnodes/node-{i} 201"
+            )),
+            "{writes:?}"
+        );
         assert_eq!(
             node_status(&api, "static", &format!("node-{i}"))["sha256"],
             sha(&bytes)
         );
     }
+    assert_eq!(
+        aggregate(&ns, &api, "static"),
+        (NODES as u64, 0, NODES as u64)
+    );
+}
+
+/// A running aggregator counts reports as they come (its watch of the
+/// WasmPluginNodes), and a node whose report goes (its Node deleted, the
+/// garbage collector following the owner) stops counting; SIGTERM ends it.
+#[test]
+fn a_running_aggregator_counts_reports_as_they_come() {
+    let ns = Netns::new("t-objects-aggr").unwrap();
+    let api = FakeKubeApi::start(&ns, "token-1").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("static.wasm");
+    std::fs::write(&file, module("static")).unwrap();
+    assert_eq!(push(&ns, &api, &file, &[]).0, 0);
+    let mut c = Command::new(MULTUSCTL);
+    c.args([
+        "plugin",
+        "aggregate",
+        "--settle",
+        "100ms",
+        "--interval",
+        "1h",
+    ])
+    .arg("--kubeconfig")
+    .arg(api.kubeconfig())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped());
+    let _ns = in_netns(&mut c, &ns).unwrap();
+    let mut child = c.spawn().unwrap();
+    drop(_ns);
+    let counted = |want: (u64, u64)| {
+        let start = std::time::Instant::now();
+        loop {
+            let st = &api.custom_object("wasmplugins", "", "static").unwrap()["status"];
+            let got = (
+                st["readyNodes"].as_u64().unwrap_or(99),
+                st["reportingNodes"].as_u64().unwrap_or(99),
+            );
+            if got == want {
+                return;
+            }
+            assert!(
+                start.elapsed().as_secs() < 20,
+                "{st} after 20 s, want {want:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    counted((0, 0));
+    let roots: Vec<tempfile::TempDir> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    assert_eq!(sync(&ns, &api, "n1", roots[0].path()).0, 0);
+    counted((1, 1));
+    assert_eq!(sync(&ns, &api, "n2", roots[1].path()).0, 0);
+    counted((2, 2));
+    api.delete_custom("wasmpluginnodes", "", "n2");
+    counted((1, 1));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
+    assert_eq!(status.code(), Some(0), "{log}");
 }

@@ -154,6 +154,18 @@ pub fn grants(
     out
 }
 
+/// Every (apiGroup, resource, verb, namespace) a logged request needs: a
+/// server-side apply that created its object (201) needs `create` as well
+/// as `patch`, as the apiserver authorizes it.
+pub fn authorizations(request: &str) -> Vec<(String, String, String, String)> {
+    let one = authorization(request);
+    let mut all = vec![one.clone()];
+    if request.starts_with("PATCH ") && request.ends_with(" 201") {
+        all.push((one.0, one.1, "create".into(), one.3));
+    }
+    all
+}
+
 /// A logged request to a URL every authenticated user may read (the
 /// `system:public-info-viewer` ClusterRole): no RBAC rule is involved.
 pub fn is_public(request: &str) -> bool {

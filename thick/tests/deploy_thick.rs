@@ -33,6 +33,7 @@ fn every_document_is_a_valid_object_of_its_kind() {
                 "ClusterRoleBinding" => drop(typed::<ClusterRoleBinding>(&v)),
                 "ConfigMap" => drop(typed::<ConfigMap>(&v)),
                 "DaemonSet" => drop(typed::<DaemonSet>(&v)),
+                "Deployment" => drop(typed::<k8s_openapi::api::apps::v1::Deployment>(&v)),
                 "Role" => drop(typed::<Role>(&v)),
                 "RoleBinding" => drop(typed::<RoleBinding>(&v)),
                 "ServiceAccount" | "CustomResourceDefinition" => {}
@@ -51,6 +52,7 @@ fn every_document_is_a_valid_object_of_its_kind() {
             "ConfigMap",
             "CustomResourceDefinition",
             "DaemonSet",
+            "Deployment",
             "Role",
             "RoleBinding",
             "ServiceAccount"

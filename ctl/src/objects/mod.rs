@@ -3,10 +3,14 @@
 //! (`<name>.wasm` on the nodes); its spec says where the module is (a
 //! ConfigMap's `binaryData` in the multus namespace), its required sha256,
 //! and its grants (everything `wasmPlugins.<type>` holds, but the pin).
-//! Each node's `multusctl plugin sync` places it and reports in `status`.
+//! Each node's `multusctl plugin sync` places it and says so in its own
+//! WasmPluginNode (report.rs); `multusctl plugin aggregate` sums those
+//! into the object's `status` (status.rs).
 
+pub mod report;
 pub mod status;
 pub mod sync;
+pub mod wait;
 
 use kube::api::ApiResource;
 use multus::config::wasm::PluginSettings;
@@ -19,12 +23,17 @@ pub const KIND: &str = "WasmPlugin";
 pub const PLURAL: &str = "wasmplugins";
 
 pub fn resource() -> ApiResource {
+    group_resource(KIND, PLURAL)
+}
+
+/// A kind of this API group.
+pub fn group_resource(kind: &str, plural: &str) -> ApiResource {
     ApiResource {
         group: GROUP.into(),
         version: VERSION.into(),
         api_version: format!("{GROUP}/{VERSION}"),
-        kind: KIND.into(),
-        plural: PLURAL.into(),
+        kind: kind.into(),
+        plural: plural.into(),
     }
 }
 

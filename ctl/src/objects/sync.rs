@@ -4,8 +4,8 @@
 //! placed in the plugin dir (atomically, with its grants beside it); a
 //! module whose object is gone removed. What this node placed is recorded
 //! in `<pluginDir>/.multusctl-objects.json`, so modules an admin dropped
-//! there by hand are never replaced or removed. Each object's status gets
-//! this node's entry.
+//! there by hand are never replaced or removed. What the node runs of each
+//! object goes into its report (report.rs).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,7 +18,7 @@ use multus::k8s::client::{Kind, Kube};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::status::{report, NodeState};
+use super::report::{PluginState, Reporter};
 use super::{configmap_resource, resource, valid_type, Spec};
 use crate::compile::{engine, precompile};
 use crate::inspect::report as audit;
@@ -52,9 +52,9 @@ pub struct Pass {
     /// Each listed object's `metadata.generation`: a watch event with the
     /// same one changed only the status.
     pub generations: BTreeMap<String, i64>,
-    /// Types whose status write failed: the next pass comes soon, not at
-    /// the next change (another node's status write does not wake it).
-    pub unreported: Vec<String>,
+    /// The report's write failed: the next pass comes soon, not at the
+    /// next change (nothing else wakes the node).
+    pub unreported: bool,
 }
 
 fn digest(bytes: &[u8]) -> String {
@@ -77,13 +77,29 @@ fn grants_bytes(settings: &PluginSettings) -> Vec<u8> {
 }
 
 /// The module bytes of `spec`, from its ConfigMap, checked against its
-/// digest.
+/// digest. Read first from the API server's cache: at a push, every node
+/// reads the same ConfigMap at once, and a live read is an etcd read of
+/// the whole module per node. The cache may be behind the push (the
+/// object can reach a node before its ConfigMap's new bytes reach the
+/// cache): bytes of another digest, or none, are read again live.
 fn fetch(kube: &Kube, namespace: &str, spec: &Spec) -> Result<Vec<u8>, String> {
     let cm = &spec.source.config_map;
+    let res = configmap_resource();
+    if let Ok(obj) = kube.get_object_cached(&res, namespace, &cm.name) {
+        if let Ok(bytes) = module_of(&obj.data, namespace, spec) {
+            return Ok(bytes);
+        }
+    }
     let obj = kube
-        .get_object(&configmap_resource(), namespace, &cm.name)
+        .get_object(&res, namespace, &cm.name)
         .map_err(|e| e.to_string())?;
-    let encoded = obj.data["binaryData"][&cm.key].as_str().ok_or_else(|| {
+    module_of(&obj.data, namespace, spec)
+}
+
+/// The module in a ConfigMap's data, checked against `spec`'s digest.
+fn module_of(data: &Value, namespace: &str, spec: &Spec) -> Result<Vec<u8>, String> {
+    let cm = &spec.source.config_map;
+    let encoded = data["binaryData"][&cm.key].as_str().ok_or_else(|| {
         format!(
             "ConfigMap {namespace}/{} has no binaryData key {:?}",
             cm.name, cm.key
@@ -211,7 +227,7 @@ fn one(
 
 /// One pass over every WasmPlugin object. An API error listing them
 /// changes nothing on the node.
-pub fn sync_once(kube: &Kube, t: &Target) -> Result<Pass, String> {
+pub fn sync_once(kube: &Kube, t: &Target, reporter: &mut Reporter) -> Result<Pass, String> {
     let list = match kube.list_objects(&resource(), "") {
         Ok(l) => l,
         Err(e) if e.kind == Kind::NotFound => {
@@ -235,25 +251,22 @@ pub fn sync_once(kube: &Kube, t: &Target) -> Result<Pass, String> {
         ..Pass::default()
     };
     let mut seen = Vec::new();
+    let mut states = Vec::new();
     for obj in &list.items {
         let Some(ty) = obj.metadata.name.clone() else {
             continue;
         };
         seen.push(ty.clone());
         let value = serde_json::to_value(obj).map_err(|e| e.to_string())?;
-        let entry = match one(kube, t, &ty, &value, &mut record, &mut pass) {
-            Ok(sha) => NodeState::new(&t.node, Some(sha), None),
+        states.push(match one(kube, t, &ty, &value, &mut record, &mut pass) {
+            Ok(sha) => PluginState::new(&ty, Some(sha), None),
             Err(why) => {
                 tracing::warn!(plugin = %ty, error = %why, "WasmPlugin refused; this node keeps what it had");
                 pass.refused.push((ty.clone(), why.clone()));
                 let running = record.get(&ty).cloned();
-                NodeState::new(&t.node, running, Some(why))
+                PluginState::new(&ty, running, Some(why))
             }
-        };
-        if let Err(e) = report(kube, &ty, obj, &entry) {
-            tracing::warn!(plugin = %ty, error = %e, "cannot write the WasmPlugin's status");
-            pass.unreported.push(ty.clone());
-        }
+        });
     }
     for (ty, sha) in before.iter().filter(|(ty, _)| !seen.contains(ty)) {
         match remove(t, ty, sha) {
@@ -268,6 +281,10 @@ pub fn sync_once(kube: &Kube, t: &Target) -> Result<Pass, String> {
         let bytes = serde_json::to_vec_pretty(&record).expect("a map serializes");
         let p = t.plugin_dir.join(RECORD);
         fsutil::write_atomic(&p, &bytes, 0o644).map_err(|e| format!("{}: {e}", p.display()))?;
+    }
+    if let Err(e) = reporter.report(kube, states) {
+        tracing::warn!(node = %t.node, error = %e, "cannot write this node's WasmPluginNode");
+        pass.unreported = true;
     }
     Ok(pass)
 }

@@ -429,9 +429,33 @@ impl Kube {
         ns: &str,
         name: &str,
     ) -> Result<DynamicObject, KubeError> {
-        self.call(&format!("GET {} {ns}/{name}", res.plural), |c| async move {
-            self.custom_api(c, ns, res).get(name).await
-        })
+        self.get_object_with(res, ns, name, &kube::api::GetParams::default(), "")
+    }
+
+    /// GET from the API server's watch cache (`resourceVersion=0`): no
+    /// etcd read, but possibly behind; for a caller that can tell a stale
+    /// object (a digest that does not match) and read it again live.
+    pub fn get_object_cached(
+        &self,
+        res: &ApiResource,
+        ns: &str,
+        name: &str,
+    ) -> Result<DynamicObject, KubeError> {
+        self.get_object_with(res, ns, name, &kube::api::GetParams::any(), " (cached)")
+    }
+
+    fn get_object_with(
+        &self,
+        res: &ApiResource,
+        ns: &str,
+        name: &str,
+        params: &kube::api::GetParams,
+        how: &str,
+    ) -> Result<DynamicObject, KubeError> {
+        self.call(
+            &format!("GET {} {ns}/{name}{how}", res.plural),
+            |c| async move { self.custom_api(c, ns, res).get_with(name, params).await },
+        )
     }
 
     pub fn list_objects(
@@ -497,26 +521,27 @@ impl Kube {
         )
     }
 
-    /// Server-side apply of `status` (a partial object) as `manager`,
-    /// taking over fields another manager owns (`force`): the object as it
-    /// is after.
-    pub fn apply_object_status(
+    /// Server-side apply of `obj` (the fields `manager` owns, `apiVersion`,
+    /// `kind` and `metadata.name` filled in) as `manager`, taking over
+    /// fields another manager owns (`force`): one request that creates the
+    /// object or updates it, with no read before and no resourceVersion.
+    pub fn apply_object(
         &self,
         res: &ApiResource,
         ns: &str,
         name: &str,
         manager: &str,
-        status: &serde_json::Value,
+        obj: &serde_json::Value,
     ) -> Result<DynamicObject, KubeError> {
-        let patch = serde_json::json!({
-            "apiVersion": res.api_version, "kind": res.kind,
-            "metadata": {"name": name}, "status": status,
-        });
-        self.call(&format!("APPLY {} {ns}/{name} status", res.plural), |c| {
+        let mut patch = obj.clone();
+        patch["apiVersion"] = res.api_version.clone().into();
+        patch["kind"] = res.kind.clone().into();
+        patch["metadata"]["name"] = name.into();
+        self.call(&format!("APPLY {} {ns}/{name}", res.plural), |c| {
             let patch = patch.clone();
             async move {
                 self.custom_api(c, ns, res)
-                    .patch_status(
+                    .patch(
                         name,
                         &kube::api::PatchParams::apply(manager).force(),
                         &kube::api::Patch::Apply(patch),
@@ -529,10 +554,10 @@ impl Kube {
     /// Watches `res` from `resource_version` for at most `window`: whether
     /// an object was added or deleted, or changed its spec (a
     /// `metadata.generation` other than `generations` has for it), and the
-    /// version to watch from next. A status-only change (every node writes
-    /// its entry) is not one: at N nodes, each waking every node for a
-    /// list would be N² lists. A version too old (410) is an error of kind
-    /// `Other`: list again.
+    /// version to watch from next. A status-only change (the aggregated
+    /// status of a WasmPlugin) is not one: the nodes have nothing to do
+    /// for it. With `generations` empty, every change is one. A version
+    /// too old (410) is an error of kind `Other`: list again.
     pub fn wait_for_change(
         &self,
         res: &ApiResource,

@@ -2,13 +2,16 @@
 //! kube-apiserver + etcd (the cluster kit's `k8s/up.sh`, in a network
 //! namespace of this run). Each node is a process of its own, as on a real
 //! node: `multusctl plugin sync` watching WasmPlugin objects with its own
-//! host root, API client and connection. Per N, three rollouts: a plugin
-//! pushed, a new version of it, and a bad digest (every node must refuse
-//! it and keep the version it runs). Each is timed from the push until the
-//! object's status shows all N nodes (ready, or failed for the bad
-//! digest), and counted from the API server's own metrics
-//! (`apiserver_request_total`, `apiserver_response_sizes`, watches
-//! excluded), with the API server's and etcd's CPU and memory.
+//! host root, API client and connection, writing its own WasmPluginNode;
+//! and one `multusctl plugin aggregate` summing those into the status, as
+//! deploy/plugins runs it. Per N, three rollouts: a plugin pushed, a new
+//! version of it, and a bad digest (every node must refuse it and keep
+//! the version it runs). Each is timed from the push until the object's
+//! status, counted for its generation, shows all N nodes (ready, or
+//! failed for the bad digest), and counted from the API server's own
+//! metrics (`apiserver_request_total`, `apiserver_response_sizes`, watches
+//! excluded, and less this harness's own polling of the status), with the
+//! API server's and etcd's CPU and memory.
 //!
 //! Not simulated here: each node compiling the module (its own CPU on a
 //! real node; here every node finds the artifact precompiled in one shared
@@ -69,7 +72,7 @@ fn counts(metrics: &str) -> Counts {
             continue;
         };
         let kind = label(labels, "resource");
-        if !matches!(kind, Some("wasmplugins" | "configmaps"))
+        if !matches!(kind, Some("wasmplugins" | "wasmpluginnodes" | "configmaps"))
             || label(labels, "verb") == Some("WATCH")
         {
             continue;
@@ -139,9 +142,35 @@ struct Row {
     etcd_rss: f64,
 }
 
+/// The object's status when it was counted for its current generation.
 fn status_of(kit: &Kit, name: &str) -> Result<Value> {
     let out = kit.kubectl(&["get", "wasmplugin", name, "-o", "json"])?;
-    Ok(serde_json::from_str::<Value>(&out)?["status"].take())
+    let mut obj = serde_json::from_str::<Value>(&out)?;
+    if obj["status"]["observedGeneration"] != obj["metadata"]["generation"] {
+        return Ok(Value::Null);
+    }
+    Ok(obj["status"].take())
+}
+
+/// Each node's entry for `name` in its report: node to (sha256, error).
+fn reports(kit: &Kit, name: &str) -> Result<BTreeMap<String, (Value, Value)>> {
+    let out = kit.kubectl(&["get", "wasmpluginnodes", "-o", "json"])?;
+    let list: Value = serde_json::from_str(&out)?;
+    Ok(list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| {
+            let e = r["status"]["plugins"]
+                .as_array()?
+                .iter()
+                .find(|p| p["name"] == name)?;
+            Some((
+                r["metadata"]["name"].as_str()?.to_string(),
+                (e["sha256"].clone(), e["error"].clone()),
+            ))
+        })
+        .collect())
 }
 
 fn main() -> Result<()> {
@@ -168,7 +197,7 @@ fn main() -> Result<()> {
     println!(
         "\nPlugin rollouts to N simulated nodes (a process each) on a real kube-apiserver + etcd."
     );
-    println!("Requests, 409s and response bytes are the API server's own counts for wasmplugins and configmaps, watches excluded.\n");
+    println!("Requests, 409s and response bytes are the API server's own counts for wasmplugins, wasmpluginnodes and configmaps, watches excluded, less this harness's polls of the status; the push's own requests (an admin's) are in them.\n");
     println!("| nodes | rollout | until the status shows all nodes, s | API requests per node | 409 conflicts | response KiB per node | apiserver CPU s | etcd CPU s | apiserver RSS MiB | etcd RSS MiB |");
     println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
@@ -222,6 +251,7 @@ fn fleet(args: &Args, n: usize, repo: &Path, multusctl: &Path, plugins: &Path) -
         "condition=established",
         "--timeout=60s",
         "crd/wasmplugins.multus-wasm.io",
+        "crd/wasmpluginnodes.multus-wasm.io",
     ])?;
     let work = tempfile::tempdir()?;
     // v1 and v2 of one chained plugin: two modules under one type name.
@@ -253,6 +283,15 @@ fn fleet(args: &Args, n: usize, repo: &Path, multusctl: &Path, plugins: &Path) -
     }
     let admin = kit.admin_kubeconfig();
     let mut nodes = Nodes(Vec::new());
+    // The one aggregator, as deploy/plugins runs it.
+    nodes.0.push(
+        Command::new(multusctl)
+            .args(["plugin", "aggregate", "--kubeconfig"])
+            .arg(&admin)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(work.path().join("aggregate.log"))?)
+            .spawn()?,
+    );
     for i in 0..n {
         let root = work.path().join(format!("node-{i}"));
         let cache_dir = root.join("var/lib/cni/multus");
@@ -289,6 +328,8 @@ fn fleet(args: &Args, n: usize, repo: &Path, multusctl: &Path, plugins: &Path) -
             })
             .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
             .sum();
+        // Every node watching the WasmPlugins (the aggregator watches the
+        // reports).
         if watching >= n as f64 {
             break;
         }
@@ -312,8 +353,10 @@ fn fleet(args: &Args, n: usize, repo: &Path, multusctl: &Path, plugins: &Path) -
         let (api0, etcd0) = (usage(pids.0).0, usage(pids.1).0);
         let started = Instant::now();
         act()?;
+        let mut polls = 0.0;
         loop {
             let status = status_of(&kit, "tuning").unwrap_or(Value::Null);
+            polls += 1.0;
             if done(&status) {
                 break;
             }
@@ -323,10 +366,10 @@ fn fleet(args: &Args, n: usize, repo: &Path, multusctl: &Path, plugins: &Path) -
                     args.timeout
                 );
             }
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(250));
         }
         let took = started.elapsed();
-        // Late writes of the same rollout (count writes) land in its figures.
+        // Late writes of the same rollout land in its figures.
         std::thread::sleep(Duration::from_secs(1));
         let after = counts(&kit.kubectl(&["get", "--raw", "/metrics"])?);
         let (api1, api_rss) = usage(pids.0);
@@ -336,7 +379,7 @@ fn fleet(args: &Args, n: usize, repo: &Path, multusctl: &Path, plugins: &Path) -
             what,
             took,
             api: Counts {
-                requests: after.requests - before.requests,
+                requests: after.requests - before.requests - polls,
                 conflicts: after.conflicts - before.conflicts,
                 bytes: after.bytes - before.bytes,
             },
@@ -361,26 +404,36 @@ fn fleet(args: &Args, n: usize, repo: &Path, multusctl: &Path, plugins: &Path) -
         )
     };
     let digest = |file: &Path| Ok::<_, anyhow::Error>(multus_testbed::sha256_file(file)?);
-    let all_ready = |sha: String| {
-        move |s: &Value| {
-            s["readyNodes"].as_u64() == Some(n as u64)
-                && s["nodes"]
-                    .as_array()
-                    .is_some_and(|v| v.iter().filter(|e| e["sha256"] == sha.as_str()).count() == n)
+    let all_ready = |s: &Value| s["readyNodes"].as_u64() == Some(n as u64);
+    // What the status counted, checked against every node's own report.
+    let reported = |want: &str, failed: bool| -> Result<()> {
+        let r = reports(&kit, "tuning")?;
+        let agree = r
+            .values()
+            .filter(|(sha, err)| sha == want && err.is_null() != failed)
+            .count();
+        if r.len() != n || agree != n {
+            bail!(
+                "{agree} of {} reports say {want} (failed: {failed}), want all {n}",
+                r.len()
+            );
         }
+        Ok(())
     };
     let mut rows = Vec::new();
     rows.push(rollout(
         "a plugin pushed",
         &|| push(&versions[0]),
-        &all_ready(digest(&versions[0])?),
+        &all_ready,
     )?);
+    reported(&digest(&versions[0])?, false)?;
     rows.push(rollout(
         "a new version",
         &|| push(&versions[1]),
-        &all_ready(digest(&versions[1])?),
+        &all_ready,
     )?);
     let v2 = digest(&versions[1])?;
+    reported(&v2, false)?;
     rows.push(rollout(
         "a bad digest (every node refuses it, keeps the last)",
         &|| {
@@ -396,13 +449,9 @@ fn fleet(args: &Args, n: usize, repo: &Path, multusctl: &Path, plugins: &Path) -
             ])
             .map(drop)
         },
-        &|s: &Value| {
-            s["failedNodes"].as_u64() == Some(n as u64)
-                && s["nodes"]
-                    .as_array()
-                    .is_some_and(|v| v.iter().all(|e| e["sha256"] == v2.as_str()))
-        },
+        &|s: &Value| s["failedNodes"].as_u64() == Some(n as u64),
     )?);
+    reported(&v2, true)?;
     // What each node placed: the version it runs.
     let placed: BTreeMap<String, usize> = (0..n)
         .map(|i| {

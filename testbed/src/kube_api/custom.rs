@@ -1,7 +1,8 @@
 //! Custom resources on the in-test API server, served as a kube-apiserver
 //! serves CRDs: whereabouts' IPPool, OverlappingRangeIPReservation and
 //! NodeSlicePool in `whereabouts.cni.cncf.io/v1alpha1`, and the
-//! cluster-scoped WasmPlugin in `multus-wasm.io/v1alpha1`; ConfigMaps are
+//! cluster-scoped WasmPlugin and WasmPluginNode in
+//! `multus-wasm.io/v1alpha1`; ConfigMaps are
 //! kept the same way. A resourceVersion on every write, 409 Conflict on a
 //! replace with a stale one, 409 AlreadyExists, 404, and 422 for what the
 //! CRDs' schemas reject (a missing required field, a replace without
@@ -32,6 +33,7 @@ const KINDS: &[(&str, &str, Option<&[&str]>)] = &[
         Some(&["range", "sliceSize"]),
     ),
     ("wasmplugins", "WasmPlugin", Some(&["sha256", "source"])),
+    ("wasmpluginnodes", "WasmPluginNode", None),
     ("configmaps", "ConfigMap", None),
 ];
 
@@ -42,7 +44,7 @@ const STATUS_SUBRESOURCE: &[&str] = &["nodeslicepools", "wasmplugins"];
 /// The API group of `plural`, as its messages and list kinds name it.
 fn group_of(plural: &str) -> &'static str {
     match plural {
-        "wasmplugins" => PLUGIN_GROUP,
+        "wasmplugins" | "wasmpluginnodes" => PLUGIN_GROUP,
         "configmaps" => "",
         _ => GROUP,
     }
@@ -62,13 +64,13 @@ pub type Objects = BTreeMap<(String, String, String), Value>;
 /// A change of a watchable kind, for its watches (a delete gets a new
 /// resourceVersion, as the apiserver gives it).
 pub(super) fn record(st: &mut State, plural: &str, kind: &'static str, mut object: Value) {
-    if plural != "wasmplugins" {
+    let Some(collection) = super::watch::Collection::of_custom(plural) else {
         return;
-    }
+    };
     if kind == "DELETED" {
         object["metadata"]["resourceVersion"] = st.next_rv().into();
     }
-    st.record(super::watch::Collection::WasmPlugins, kind, object);
+    st.record(collection, kind, object);
 }
 
 fn kind_of(plural: &str) -> Option<(&'static str, Option<&'static [&'static str]>)> {
@@ -115,14 +117,15 @@ fn replace_status(
     (StatusCode::OK, updated)
 }
 
-/// `PATCH .../wasmplugins/<name>/status` as a server-side apply, the one
-/// kind of patch the nodes send: `status.nodes` is a list-map keyed by
-/// `node` (the CRD says so), so an applier's entries replace those of the
-/// same keys, the entries it applied before and leaves out now go, and
-/// everyone else's stay. An entry another manager applied is taken over
-/// only with `force`, as the apiserver's conflict detection says; the
-/// resourceVersion is not checked unless the body carries one.
-pub fn apply_status(
+/// `PATCH .../wasmpluginnodes/<name>` as a server-side apply, the one
+/// kind of patch the nodes send: it creates the object or replaces the
+/// fields applied, without a resourceVersion unless the body carries one.
+/// Each report has one writer, so fields are owned per object here, not
+/// per field as the apiserver tracks them: another manager's object is
+/// taken over only with `force`, as the apiserver's conflict detection
+/// says. A merge patch or JSON patch is refused (415), as for a body of a
+/// type the apiserver does not accept.
+pub fn apply(
     st: &mut State,
     plural: &str,
     name: &str,
@@ -130,7 +133,7 @@ pub fn apply_status(
     content_type: &str,
     body: &[u8],
 ) -> (StatusCode, Value) {
-    if plural != "wasmplugins" {
+    if plural != "wasmpluginnodes" {
         return status(
             StatusCode::METHOD_NOT_ALLOWED,
             "MethodNotAllowed",
@@ -160,15 +163,22 @@ pub fn apply_status(
         );
     };
     let force = param("force").as_deref() == Some("true");
-    let patch = match parse("WasmPlugin", body) {
+    let (kind, _) = kind_of(plural).expect("a known kind");
+    let patch = match parse(kind, body) {
         Ok(p) => p,
         Err(e) => return e,
     };
+    if patch["metadata"]["name"] != name {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "the name of the object does not match the name on the URL".into(),
+            Value::Null,
+        );
+    }
     let key = (plural.to_string(), String::new(), name.to_string());
-    let Some(stored) = st.custom.get(&key).cloned() else {
-        return not_found(plural, name);
-    };
-    if let Some(rv) = patch["metadata"]["resourceVersion"].as_str() {
+    let stored = st.custom.get(&key).cloned();
+    if let (Some(stored), Some(rv)) = (&stored, patch["metadata"]["resourceVersion"].as_str()) {
         if Some(rv) != stored["metadata"]["resourceVersion"].as_str() {
             return conflict(
                 "Conflict",
@@ -178,60 +188,52 @@ pub fn apply_status(
             );
         }
     }
-    let applied: Vec<Value> = patch["status"]["nodes"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let mut owners = st.appliers.get(&key).cloned().unwrap_or_default();
-    for entry in &applied {
-        let Some(node) = entry["node"].as_str() else {
-            return invalid("WasmPlugin", name, "status.nodes", "Required value: node");
-        };
-        if let Some(owner) = owners.get(node).filter(|o| **o != manager) {
-            if !force {
-                return conflict(
-                    "Conflict",
-                    format!("Apply failed with 1 conflict: conflict with \"{owner}\": .status.nodes[node=\"{node}\"]"),
-                    plural,
-                    name,
-                );
+    if let Some(owner) = st.appliers.get(&key).filter(|o| **o != manager) {
+        if !force && stored.is_some() {
+            return conflict(
+                "Conflict",
+                format!("Apply failed with 1 conflict: conflict with \"{owner}\": .status"),
+                plural,
+                name,
+            );
+        }
+    }
+    let (mut obj, code, event) = match stored {
+        Some(s) => (s, StatusCode::OK, "MODIFIED"),
+        None => (
+            json!({"apiVersion": patch["apiVersion"], "kind": kind, "metadata": {
+                "name": name, "creationTimestamp": "2026-12-01T00:00:00Z", "generation": 0}}),
+            StatusCode::CREATED,
+            "ADDED",
+        ),
+    };
+    let before = obj.clone();
+    for (k, v) in patch.as_object().into_iter().flatten() {
+        if k == "metadata" {
+            for f in ["labels", "annotations", "ownerReferences"] {
+                if !v[f].is_null() {
+                    obj["metadata"][f] = v[f].clone();
+                }
             }
+        } else if k != "apiVersion" && k != "kind" {
+            obj[k] = v.clone();
         }
     }
-    let keys: Vec<&str> = applied.iter().filter_map(|e| e["node"].as_str()).collect();
-    let mut nodes: Vec<Value> = stored["status"]["nodes"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|e| {
-            let node = e["node"].as_str().unwrap_or_default();
-            !keys.contains(&node) && owners.get(node) != Some(&manager)
-        })
-        .collect();
-    owners.retain(|_, m| *m != manager);
-    for entry in applied {
-        owners.insert(
-            entry["node"].as_str().unwrap_or_default().into(),
-            manager.clone(),
-        );
-        nodes.push(entry);
+    if obj == before {
+        // The apiserver writes nothing for an apply that changes nothing.
+        return (StatusCode::OK, obj);
     }
-    let mut updated = stored;
-    if !updated["status"].is_object() {
-        updated["status"] = json!({});
+    let rv = st.next_rv();
+    if obj["metadata"]["uid"].is_null() {
+        obj["metadata"]["uid"] = format!("{plural}--{name}-{rv}").into();
     }
-    updated["status"]["nodes"] = Value::Array(nodes);
-    for (k, v) in patch["status"].as_object().into_iter().flatten() {
-        if k != "nodes" {
-            updated["status"][k] = v.clone();
-        }
-    }
-    updated["metadata"]["resourceVersion"] = st.next_rv().into();
-    st.appliers.insert(key.clone(), owners);
-    st.custom.insert(key, updated.clone());
-    record(st, plural, "MODIFIED", updated.clone());
-    (StatusCode::OK, updated)
+    obj["metadata"]["resourceVersion"] = rv.into();
+    obj["metadata"]["generation"] =
+        (obj["metadata"]["generation"].as_u64().unwrap_or(0) + 1).into();
+    st.appliers.insert(key.clone(), manager);
+    st.custom.insert(key, obj.clone());
+    record(st, plural, event, obj.clone());
+    (code, obj)
 }
 
 fn parse(kind: &str, body: &[u8]) -> Result<Value, (StatusCode, Value)> {

@@ -61,9 +61,9 @@ struct State {
     fired: u64,
     /// whereabouts' custom resources.
     custom: custom::Objects,
-    /// Who applied each entry of a list-map status (server-side apply), by
-    /// object (plural, namespace, name) and entry key.
-    appliers: BTreeMap<(String, String, String), BTreeMap<String, String>>,
+    /// Who applied each object written by server-side apply (one manager
+    /// per object), by (plural, namespace, name).
+    appliers: BTreeMap<(String, String, String), String>,
     /// TLS connections accepted so far, and how many of them speak HTTP/2.
     connections: u64,
     h2_connections: u64,
@@ -73,6 +73,8 @@ struct State {
     peaks: Vec<(Vec<String>, u32)>,
     /// DaemonSets by (namespace, name), for the installer's owner check.
     daemonsets: BTreeMap<(String, String), Value>,
+    /// Node objects by name (only what a WasmPluginNode's owner needs).
+    nodes: BTreeMap<String, Value>,
     /// Every change since `history_start`, for watches to replay.
     history: Vec<Change>,
     history_start: u64,
@@ -106,7 +108,9 @@ impl State {
         let map = match collection {
             Collection::Pods => &mut self.pods,
             Collection::Nads => &mut self.nads,
-            Collection::WasmPlugins => unreachable!("custom.rs stores custom objects"),
+            Collection::WasmPlugins | Collection::WasmPluginNodes => {
+                unreachable!("custom.rs stores custom objects")
+            }
         };
         let kind = if map.insert(key, object.clone()).is_some() {
             "MODIFIED"
@@ -120,7 +124,9 @@ impl State {
         let removed = match collection {
             Collection::Pods => self.pods.remove(key),
             Collection::Nads => self.nads.remove(key),
-            Collection::WasmPlugins => unreachable!("custom.rs stores custom objects"),
+            Collection::WasmPlugins | Collection::WasmPluginNodes => {
+                unreachable!("custom.rs stores custom objects")
+            }
         };
         if let Some(mut object) = removed {
             object["metadata"]["resourceVersion"] = self.next_rv().into();
@@ -229,6 +235,7 @@ impl FakeKubeApi {
             fired: 0,
             custom: Default::default(),
             daemonsets: Default::default(),
+            nodes: Default::default(),
             appliers: BTreeMap::new(),
             connections: 0,
             h2_connections: 0,
@@ -382,6 +389,14 @@ impl FakeKubeApi {
 
     /// Stores DaemonSet `namespace/name`; `deleting` gives it the
     /// deletionTimestamp of a foreground deletion in progress.
+    /// A Node object named `name` with `uid`.
+    pub fn put_node(&self, name: &str, uid: &str) {
+        let mut st = self.state.lock().unwrap();
+        let node = json!({"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "uid": uid, "resourceVersion": st.next_rv()}});
+        st.nodes.insert(name.into(), node);
+    }
+
     pub fn put_daemonset(&self, namespace: &str, name: &str, deleting: bool) {
         let mut st = self.state.lock().unwrap();
         let mut ds = json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
@@ -739,12 +754,13 @@ async fn handle(
             Some(Collection::Nads)
         }
         // Listed by custom.rs; only a watch is served from the history.
-        (&Method::GET, "/apis/multus-wasm.io/v1alpha1/wasmplugins")
+        (&Method::GET, p)
             if query
                 .split('&')
                 .any(|kv| kv == "watch=true" || kv == "watch=1") =>
         {
-            Some(Collection::WasmPlugins)
+            p.strip_prefix("/apis/multus-wasm.io/v1alpha1/")
+                .and_then(Collection::of_custom)
         }
         _ => None,
     };
@@ -936,6 +952,10 @@ fn route(
             &Method::POST,
             ["apis", "k8s.cni.cncf.io", "v1", "namespaces", ns, "network-attachment-definitions"],
         ) => create_nad(st, ns, body),
+        (&Method::GET, ["api", "v1", "nodes", name]) => match st.nodes.get(*name) {
+            Some(n) => (StatusCode::OK, n.clone()),
+            None => not_found("nodes", "", name),
+        },
         (&Method::GET, ["apis", "apps", "v1", "namespaces", ns, "daemonsets", name]) => {
             match st.daemonsets.get(&(ns.to_string(), name.to_string())) {
                 Some(d) => (StatusCode::OK, d.clone()),
@@ -948,16 +968,15 @@ fn route(
         (_, ["api", "v1", "namespaces", ns, "configmaps", name]) => {
             custom::route(st, method, ns, "configmaps", Some(name), false, body)
         }
+        (&Method::PATCH, ["apis", custom::PLUGIN_GROUP, custom::VERSION, plural, name]) => {
+            custom::apply(st, plural, name, query, content_type, body)
+        }
         (_, ["apis", custom::PLUGIN_GROUP, custom::VERSION, plural]) => {
             custom::route(st, method, "", plural, None, false, body)
         }
         (_, ["apis", custom::PLUGIN_GROUP, custom::VERSION, plural, name]) => {
             custom::route(st, method, "", plural, Some(name), false, body)
         }
-        (
-            &Method::PATCH,
-            ["apis", custom::PLUGIN_GROUP, custom::VERSION, plural, name, "status"],
-        ) => custom::apply_status(st, plural, name, query, content_type, body),
         (_, ["apis", custom::PLUGIN_GROUP, custom::VERSION, plural, name, "status"]) => {
             custom::route(st, method, "", plural, Some(name), true, body)
         }

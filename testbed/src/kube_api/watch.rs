@@ -26,6 +26,7 @@ pub(super) enum Collection {
     /// Stored with the other custom objects (custom.rs records their
     /// changes); only watched here, listed by custom.rs.
     WasmPlugins,
+    WasmPluginNodes,
 }
 
 impl Collection {
@@ -35,7 +36,24 @@ impl Collection {
             Collection::Pods => ("Pod", "v1"),
             Collection::Nads => ("NetworkAttachmentDefinition", "k8s.cni.cncf.io/v1"),
             Collection::WasmPlugins => ("WasmPlugin", "multus-wasm.io/v1alpha1"),
+            Collection::WasmPluginNodes => ("WasmPluginNode", "multus-wasm.io/v1alpha1"),
         }
+    }
+
+    /// The plural of a kind custom.rs stores.
+    pub fn custom(self) -> Option<&'static str> {
+        match self {
+            Collection::WasmPlugins => Some("wasmplugins"),
+            Collection::WasmPluginNodes => Some("wasmpluginnodes"),
+            Collection::Pods | Collection::Nads => None,
+        }
+    }
+
+    /// The custom kind of `plural` that watches are served for.
+    pub fn of_custom(plural: &str) -> Option<Self> {
+        [Collection::WasmPlugins, Collection::WasmPluginNodes]
+            .into_iter()
+            .find(|c| c.custom() == Some(plural))
     }
 }
 
@@ -135,12 +153,15 @@ fn selected<'a>(
     let objects: Box<dyn Iterator<Item = &'a Value>> = match collection {
         Collection::Pods => Box::new(st.pods.values()),
         Collection::Nads => Box::new(st.nads.values()),
-        Collection::WasmPlugins => Box::new(
-            st.custom
-                .iter()
-                .filter(|((p, _, _), _)| p == "wasmplugins")
-                .map(|(_, v)| v),
-        ),
+        Collection::WasmPlugins | Collection::WasmPluginNodes => {
+            let plural = collection.custom();
+            Box::new(
+                st.custom
+                    .iter()
+                    .filter(move |((p, _, _), _)| Some(p.as_str()) == plural)
+                    .map(|(_, v)| v),
+            )
+        }
     };
     Box::new(objects.filter(|o| q.matches(o)))
 }

@@ -1,5 +1,7 @@
-//! `multusctl plugin list`: every WasmPlugin object and its rollout: the
-//! nodes running its digest, the nodes that failed, and why.
+//! `multusctl plugin list`: every WasmPlugin object and its rollout, as
+//! `multusctl plugin aggregate` counted it: the nodes running its digest,
+//! the nodes that failed (the first few named, with why), and the nodes
+//! that reported at all.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,7 +9,6 @@ use std::time::Duration;
 use multus::k8s::client::Kube;
 use serde_json::{json, Value};
 
-use crate::objects::status::NodeState;
 use crate::objects::{resource, Spec};
 
 #[derive(Debug, clap::Args)]
@@ -21,31 +22,23 @@ pub struct ListArgs {
     pub timeout: Duration,
 }
 
-/// One row per object: type, digest, role, ready and failed node counts,
-/// and each failed node's error.
+/// One row per object: type, digest, role and its status. A status
+/// counted for an older generation is shown as it is, marked stale.
 fn rows(items: &[Value]) -> Vec<Value> {
     items
         .iter()
         .map(|o| {
             let spec = Spec::from_object(o).ok();
-            let nodes: Vec<NodeState> =
-                serde_json::from_value(o["status"]["nodes"].clone()).unwrap_or_default();
-            let want = spec.as_ref().map(|s| s.sha256.clone()).unwrap_or_default();
-            let ready: Vec<&str> = nodes
-                .iter()
-                .filter(|n| n.error.is_none() && n.sha256.as_deref() == Some(want.as_str()))
-                .map(|n| n.node.as_str())
-                .collect();
-            let failed: Vec<Value> = nodes
-                .iter()
-                .filter_map(|n| {
-                    n.error
-                        .as_ref()
-                        .map(|e| json!({"node": n.node, "error": e}))
-                })
-                .collect();
-            json!({"type": o["metadata"]["name"], "sha256": want,
-                "role": spec.and_then(|s| s.role), "readyNodes": ready, "failedNodes": failed})
+            let st = &o["status"];
+            let stale = st["observedGeneration"] != o["metadata"]["generation"];
+            json!({"type": o["metadata"]["name"],
+                "sha256": spec.as_ref().map(|s| s.sha256.clone()).unwrap_or_default(),
+                "role": spec.and_then(|s| s.role),
+                "readyNodes": st["readyNodes"].as_u64().unwrap_or(0),
+                "failedNodes": st["failedNodes"].as_u64().unwrap_or(0),
+                "reportingNodes": st["reportingNodes"].as_u64().unwrap_or(0),
+                "failures": st["failures"].as_array().cloned().unwrap_or_default(),
+                "stale": stale})
         })
         .collect()
 }
@@ -79,20 +72,26 @@ pub fn run(a: &ListArgs) -> i32 {
         return 0;
     }
     println!(
-        "{:<20} {:<14} {:<18} {:>5} {:>6}",
-        "TYPE", "SHA256", "ROLE", "READY", "FAILED"
+        "{:<20} {:<14} {:<18} {:>5} {:>6} {:>9}",
+        "TYPE", "SHA256", "ROLE", "READY", "FAILED", "REPORTING"
     );
     for r in &rows {
         let sha = r["sha256"].as_str().unwrap_or_default();
         println!(
-            "{:<20} {:<14} {:<18} {:>5} {:>6}",
+            "{:<20} {:<14} {:<18} {:>5} {:>6} {:>9}{}",
             r["type"].as_str().unwrap_or_default(),
             &sha[..sha.len().min(12)],
             r["role"].as_str().unwrap_or("-"),
-            r["readyNodes"].as_array().map_or(0, Vec::len),
-            r["failedNodes"].as_array().map_or(0, Vec::len),
+            r["readyNodes"],
+            r["failedNodes"],
+            r["reportingNodes"],
+            if r["stale"] == true {
+                "  (not counted since the last push)"
+            } else {
+                ""
+            }
         );
-        for f in r["failedNodes"].as_array().into_iter().flatten() {
+        for f in r["failures"].as_array().into_iter().flatten() {
             println!(
                 "    {}: {}",
                 f["node"].as_str().unwrap_or_default(),

@@ -1,5 +1,6 @@
 //! `multusctl plugin`: tools for the wasm plugins, one file per subcommand.
 
+pub mod aggregate;
 pub mod compile;
 pub mod inspect;
 pub mod list;
@@ -27,6 +28,9 @@ pub enum PluginCommand {
     /// This node's side of WasmPlugin objects: place, replace and remove
     /// modules as the objects say.
     Sync(sync::SyncArgs),
+    /// Sum every node's WasmPluginNode into the WasmPlugins' status (one
+    /// per cluster).
+    Aggregate(aggregate::AggregateArgs),
 }
 
 pub fn run(cmd: &PluginCommand) -> i32 {
@@ -38,5 +42,6 @@ pub fn run(cmd: &PluginCommand) -> i32 {
         PluginCommand::Push(args) => push::run(args),
         PluginCommand::List(args) => list::run(args),
         PluginCommand::Sync(args) => sync::run(args),
+        PluginCommand::Aggregate(args) => aggregate::run(args),
     }
 }

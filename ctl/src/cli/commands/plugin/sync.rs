@@ -7,16 +7,15 @@
 //! on its first pass. SIGTERM/SIGINT end it within a watch window.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use multus::fsutil::under_root;
-use multus::k8s::client::Kube;
 
 use crate::install::watch::sleep_unless;
+use crate::objects::report::Reporter;
 use crate::objects::resource;
 use crate::objects::sync::{sync_once, Target};
+use crate::objects::wait::{start, wait, Retry};
 
 #[derive(Debug, clap::Args)]
 pub struct SyncArgs {
@@ -47,11 +46,6 @@ pub struct SyncArgs {
 }
 
 pub fn run(a: &SyncArgs) -> i32 {
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_target(false)
-        .try_init();
     for (flag, p) in [
         ("--plugin-dir", &a.plugin_dir),
         ("--cache-dir", &a.cache_dir),
@@ -64,17 +58,9 @@ pub fn run(a: &SyncArgs) -> i32 {
             return 2;
         }
     }
-    let timeout = Duration::from_secs(10);
-    let kube = match &a.kubeconfig {
-        Some(k) => Kube::new(k, timeout),
-        None => Kube::in_cluster(timeout),
-    };
-    let kube = match kube {
-        Ok(k) => k,
-        Err(e) => {
-            eprintln!("multusctl plugin sync: {e}");
-            return 2;
-        }
+    let (kube, stop) = match start("plugin sync", a.kubeconfig.as_ref()) {
+        Ok(s) => s,
+        Err(code) => return code,
     };
     let target = Target {
         node: a.node.clone(),
@@ -83,16 +69,10 @@ pub fn run(a: &SyncArgs) -> i32 {
         cache_dir: under_root(&a.host_root, &a.cache_dir),
         host_plugin_dir: a.plugin_dir.clone(),
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
-            eprintln!("multusctl plugin sync: cannot handle signal {sig}: {e}");
-            return 1;
-        }
-    }
+    let mut reporter = Reporter::new(&kube, &a.node);
     let mut retry = Retry::default();
     loop {
-        let (ok, unreported, from, generations) = match sync_once(&kube, &target) {
+        let (ok, unreported, from, generations) = match sync_once(&kube, &target, &mut reporter) {
             Ok(pass) => {
                 for ty in &pass.placed {
                     tracing::info!(plugin = %ty, "placed");
@@ -102,7 +82,7 @@ pub fn run(a: &SyncArgs) -> i32 {
                 }
                 (
                     pass.refused.is_empty(),
-                    !pass.unreported.is_empty(),
+                    pass.unreported,
                     pass.resource_version,
                     pass.generations,
                 )
@@ -116,70 +96,15 @@ pub fn run(a: &SyncArgs) -> i32 {
             return i32::from(!ok || unreported);
         }
         if unreported {
-            // The status again, from a fresh list, soon.
-            if sleep_unless(&stop, retry.next()) {
+            // The report again, from a fresh list, soon.
+            if sleep_unless(&stop, retry.backoff()) {
                 return 0;
             }
             continue;
         }
         retry = Retry::default();
-        if wait(&kube, from, &generations, a.interval, &stop) {
+        if wait(&kube, &resource(), from, &generations, a.interval, &stop) {
             return 0;
         }
     }
-}
-
-/// How long to wait before a pass whose status write failed is tried
-/// again: doubling from 1 s to 30 s, each wait a random part of it, so
-/// that the nodes refused at once (an API server behind with a burst of
-/// writes to one object) do not all come back at once.
-#[derive(Default)]
-struct Retry(u32);
-
-impl Retry {
-    fn next(&mut self) -> Duration {
-        use std::hash::{BuildHasher, Hasher};
-        let cap = Duration::from_secs(1) * 2u32.pow(self.0.min(5));
-        self.0 += 1;
-        let random = std::collections::hash_map::RandomState::new()
-            .build_hasher()
-            .finish();
-        cap / 2 + cap.mul_f64((random % 1000) as f64 / 2000.0)
-    }
-}
-
-/// One watch request's length: how long a SIGTERM may wait.
-const WINDOW: Duration = Duration::from_secs(8);
-
-/// Waits for a change of the objects' specs after `from` (the watch
-/// windows going on from the last version seen, so status writes are
-/// neither acted on nor replayed), or `interval`; `true` when told to
-/// stop. Without a version to watch from (the list failed), or when the
-/// watch fails, it waits a window and lists again.
-fn wait(
-    kube: &Kube,
-    mut from: Option<String>,
-    generations: &std::collections::BTreeMap<String, i64>,
-    interval: Duration,
-    stop: &AtomicBool,
-) -> bool {
-    let until = Instant::now() + interval;
-    while Instant::now() < until {
-        if stop.load(Ordering::Relaxed) {
-            return true;
-        }
-        let Some(rv) = from.as_deref() else {
-            return sleep_unless(stop, WINDOW);
-        };
-        let window = WINDOW.min(until - Instant::now());
-        match kube.wait_for_change(&resource(), "", rv, window, generations) {
-            Ok(w) if w.changed => return stop.load(Ordering::Relaxed),
-            Ok(w) => from = Some(w.resource_version),
-            Err(e) => {
-                tracing::warn!(error = %e, "watching WasmPlugins; listing again");
-                return sleep_unless(stop, Duration::from_secs(2));
-            }
-        }
-    }
-    stop.load(Ordering::Relaxed)
 }

@@ -1,0 +1,99 @@
+//! How the object loops (plugin sync on each node, plugin aggregate)
+//! wait: for a change in a watch, and after a failed write.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kube::api::ApiResource;
+use multus::k8s::client::Kube;
+
+use crate::install::watch::sleep_unless;
+
+/// What a long-running object loop starts with: logs on stderr, an API
+/// client (`kubeconfig`, or the pod's service account), and a flag that
+/// SIGTERM and SIGINT raise. The exit code on failure, the message
+/// printed naming `cmd`.
+pub fn start(cmd: &str, kubeconfig: Option<&PathBuf>) -> Result<(Kube, Arc<AtomicBool>), i32> {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .try_init();
+    let timeout = Duration::from_secs(10);
+    let kube = match kubeconfig {
+        Some(k) => Kube::new(k, timeout),
+        None => Kube::in_cluster(timeout),
+    }
+    .map_err(|e| {
+        eprintln!("multusctl {cmd}: {e}");
+        2
+    })?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
+            eprintln!("multusctl {cmd}: cannot handle signal {sig}: {e}");
+            return Err(1);
+        }
+    }
+    Ok((kube, stop))
+}
+
+/// How long to wait before a pass whose write failed is tried again:
+/// doubling from 1 s to 30 s, each wait a random part of it, so that the
+/// writers refused at once (an API server behind with a burst of writes)
+/// do not all come back at once.
+#[derive(Default)]
+pub struct Retry(u32);
+
+impl Retry {
+    pub fn backoff(&mut self) -> Duration {
+        use std::hash::{BuildHasher, Hasher};
+        let cap = Duration::from_secs(1) * 2u32.pow(self.0.min(5));
+        self.0 += 1;
+        let random = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        cap / 2 + cap.mul_f64((random % 1000) as f64 / 2000.0)
+    }
+}
+
+/// One watch request's length: how long a SIGTERM may wait.
+const WINDOW: Duration = Duration::from_secs(8);
+
+/// Waits for a change of `res` after `from` (the watch windows going on
+/// from the last version seen, so that what is not a change is neither
+/// acted on nor replayed), or `interval`; `true` when told to stop. A
+/// change is what [`Kube::wait_for_change`] says of `generations`.
+/// Without a version to watch from (the list failed), or when the watch
+/// fails, it waits a little and the caller lists again.
+pub fn wait(
+    kube: &Kube,
+    res: &ApiResource,
+    mut from: Option<String>,
+    generations: &BTreeMap<String, i64>,
+    interval: Duration,
+    stop: &AtomicBool,
+) -> bool {
+    let until = Instant::now() + interval;
+    while Instant::now() < until {
+        if stop.load(Ordering::Relaxed) {
+            return true;
+        }
+        let Some(rv) = from.as_deref() else {
+            return sleep_unless(stop, WINDOW);
+        };
+        let window = WINDOW.min(until - Instant::now());
+        match kube.wait_for_change(res, "", rv, window, generations) {
+            Ok(w) if w.changed => return stop.load(Ordering::Relaxed),
+            Ok(w) => from = Some(w.resource_version),
+            Err(e) => {
+                tracing::warn!(resource = %res.plural, error = %e, "watching; listing again");
+                return sleep_unless(stop, Duration::from_secs(2));
+            }
+        }
+    }
+    stop.load(Ordering::Relaxed)
+}
