@@ -77,22 +77,23 @@ fn grants_bytes(settings: &PluginSettings) -> Vec<u8> {
 }
 
 /// The module bytes of `spec`, from its ConfigMap, checked against its
-/// digest. Read first from the API server's cache: at a push, every node
-/// reads the same ConfigMap at once, and a live read is an etcd read of
-/// the whole module per node. The cache may be behind the push (the
-/// object can reach a node before its ConfigMap's new bytes reach the
-/// cache): bytes of another digest, or none, are read again live.
-fn fetch(kube: &Kube, namespace: &str, spec: &Spec) -> Result<Vec<u8>, String> {
+/// digest. At a push every node reads the same ConfigMap at once, and a
+/// live read is an etcd read of the whole module per node: it is read
+/// from the API server's cache instead, as of the object's version (the
+/// push writes the ConfigMap before the object, so no older bytes can
+/// come back). Where the cache cannot answer for that version (a
+/// ConfigMap kept in another etcd, whose versions are not comparable),
+/// it is read live.
+fn fetch(kube: &Kube, namespace: &str, spec: &Spec, seen: Option<&str>) -> Result<Vec<u8>, String> {
     let cm = &spec.source.config_map;
     let res = configmap_resource();
-    if let Ok(obj) = kube.get_object_cached(&res, namespace, &cm.name) {
-        if let Ok(bytes) = module_of(&obj.data, namespace, spec) {
-            return Ok(bytes);
-        }
-    }
-    let obj = kube
-        .get_object(&res, namespace, &cm.name)
-        .map_err(|e| e.to_string())?;
+    let at = seen.and_then(|rv| kube.get_object_at(&res, namespace, &cm.name, rv).ok());
+    let obj = match at {
+        Some(o) => o,
+        None => kube
+            .get_object(&res, namespace, &cm.name)
+            .map_err(|e| e.to_string())?,
+    };
     module_of(&obj.data, namespace, spec)
 }
 
@@ -218,7 +219,12 @@ fn one(
         pass.unchanged.push(ty.into());
         return Ok(want);
     }
-    let bytes = fetch(kube, &t.namespace, &spec)?;
+    let bytes = fetch(
+        kube,
+        &t.namespace,
+        &spec,
+        obj["metadata"]["resourceVersion"].as_str(),
+    )?;
     place(t, ty, &bytes, &settings)?;
     record.insert(ty.into(), want.clone());
     pass.placed.push(ty.into());

@@ -432,16 +432,24 @@ impl Kube {
         self.get_object_with(res, ns, name, &kube::api::GetParams::default(), "")
     }
 
-    /// GET from the API server's watch cache (`resourceVersion=0`): no
-    /// etcd read, but possibly behind; for a caller that can tell a stale
-    /// object (a digest that does not match) and read it again live.
-    pub fn get_object_cached(
+    /// GET of the object as of `resource_version` or later, which the API
+    /// server answers from its watch cache (no etcd read), waiting for the
+    /// cache to reach that version: as fresh as a live read for a caller
+    /// that needs nothing newer than a version it has seen.
+    pub fn get_object_at(
         &self,
         res: &ApiResource,
         ns: &str,
         name: &str,
+        resource_version: &str,
     ) -> Result<DynamicObject, KubeError> {
-        self.get_object_with(res, ns, name, &kube::api::GetParams::any(), " (cached)")
+        self.get_object_with(
+            res,
+            ns,
+            name,
+            &kube::api::GetParams::at(resource_version),
+            &format!(" at {resource_version}"),
+        )
     }
 
     fn get_object_with(
