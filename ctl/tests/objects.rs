@@ -644,3 +644,124 @@ fn a_running_aggregator_counts_reports_as_they_come() {
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut log).unwrap();
     assert_eq!(status.code(), Some(0), "{log}");
 }
+
+/// A plugin shipped through a real OCI registry (docker-registry with
+/// htpasswd auth, in the test's namespace): `plugin push --image` pushes
+/// it and makes the object; a node pulls it only from a registry its
+/// flags allow, only with the credentials its docker config holds for
+/// that registry, and only the blob the object's sha256 names.
+#[test]
+fn a_plugin_from_a_registry_needs_the_nodes_flags_and_credentials() {
+    use multus_testbed::registry::Registry;
+    let ns = Netns::new("t-objects-oci").unwrap();
+    let api = FakeKubeApi::start(&ns, "token-1").unwrap();
+    let reg = Registry::start(&ns, 5000, true).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("config.json");
+    std::fs::write(&creds, reg.docker_config()).unwrap();
+    let file = dir.path().join("static.wasm");
+    let v1 = module("static");
+    std::fs::write(&file, &v1).unwrap();
+    let image = format!("{}/plugins/static:v1", reg.host);
+
+    // Without the credentials the registry refuses the push; nothing is
+    // written to the cluster.
+    let (code, _, err) = ctl(
+        &ns,
+        &api,
+        &[
+            "plugin",
+            "push",
+            file.to_str().unwrap(),
+            "--image",
+            &image,
+            "--insecure-registry",
+        ],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--image"), "{err}");
+    assert!(api.custom_object("wasmplugins", "", "static").is_none());
+    let (code, out, err) = ctl(
+        &ns,
+        &api,
+        &[
+            "plugin",
+            "push",
+            file.to_str().unwrap(),
+            "--image",
+            &image,
+            "--insecure-registry",
+            "--registry-auth",
+            creds.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&image), "{out}");
+    let obj = api.custom_object("wasmplugins", "", "static").unwrap();
+    assert_eq!(obj["spec"]["source"], json!({"image": image}));
+    // Only the object: no ConfigMap.
+    assert!(api.custom_objects("configmaps", NS).is_empty());
+
+    let root = tempfile::tempdir().unwrap();
+    let sync_with = |extra: &[&str]| {
+        let mut args = vec![
+            "plugin",
+            "sync",
+            "--once",
+            "--node",
+            "n1",
+            "--host-root",
+            root.path().to_str().unwrap(),
+        ];
+        args.extend(extra);
+        let (code, out, err) = ctl(&ns, &api, &args);
+        (code, out + &err)
+    };
+    // A registry the node was not given is never contacted.
+    let (code, log) = sync_with(&[]);
+    assert_eq!(code, 1, "{log}");
+    assert!(node_status(&api, "static", "n1")["error"]
+        .as_str()
+        .unwrap()
+        .contains("not one this node may pull from"));
+    assert_eq!(placed(root.path(), "static").0, None);
+    // Allowed, but without credentials: the registry refuses.
+    let (code, log) = sync_with(&["--insecure-registry", &reg.host]);
+    assert_eq!(code, 1, "{log}");
+    let e = node_status(&api, "static", "n1")["error"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("pulling") && e.contains("Not authorized"), "{e}");
+    assert_eq!(placed(root.path(), "static").0, None);
+    // With the node's credentials for that registry: placed.
+    let auth = [
+        "--insecure-registry",
+        &reg.host,
+        "--registry-auth",
+        creds.to_str().unwrap(),
+    ];
+    let (code, log) = sync_with(&auth);
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(
+        placed(root.path(), "static").0.as_deref(),
+        Some(sha(&v1).as_str())
+    );
+    assert_eq!(node_status(&api, "static", "n1")["sha256"], sha(&v1));
+
+    // An object naming bytes the repository does not hold is refused,
+    // and the node keeps what it runs.
+    let mut obj = api.custom_object("wasmplugins", "", "static").unwrap();
+    obj["spec"]["sha256"] = sha(&module("host-local")).into();
+    api.put_custom("wasmplugins", "", obj);
+    let (code, log) = sync_with(&auth);
+    assert_eq!(code, 1, "{log}");
+    assert_eq!(
+        placed(root.path(), "static").0.as_deref(),
+        Some(sha(&v1).as_str())
+    );
+    assert!(node_status(&api, "static", "n1")["error"]
+        .as_str()
+        .unwrap()
+        .contains("pulling"));
+}

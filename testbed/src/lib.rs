@@ -13,6 +13,7 @@ pub mod kube_api;
 pub mod manifests;
 pub mod node;
 pub mod pod_resources;
+pub mod registry;
 pub mod soak;
 
 use std::fs::File;

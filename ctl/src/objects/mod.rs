@@ -1,12 +1,14 @@
 //! WasmPlugin objects (`multus-wasm.io/v1alpha1`, cluster-scoped): a wasm
 //! plugin as a Kubernetes object. The object's name is the plugin type
 //! (`<name>.wasm` on the nodes); its spec says where the module is (a
-//! ConfigMap's `binaryData` in the multus namespace), its required sha256,
+//! ConfigMap's `binaryData` in the multus namespace, or an OCI image in a
+//! registry the nodes were allowed: registry.rs), its required sha256,
 //! and its grants (everything `wasmPlugins.<type>` holds, but the pin).
 //! Each node's `multusctl plugin sync` places it and says so in its own
 //! WasmPluginNode (report.rs); `multusctl plugin aggregate` sums those
 //! into the object's `status` (status.rs).
 
+pub mod registry;
 pub mod report;
 pub mod status;
 pub mod sync;
@@ -64,12 +66,28 @@ pub struct Spec {
     pub grants: Map<String, Value>,
 }
 
-/// Where the module's bytes are. Only a ConfigMap today; an image
-/// reference is the next source, a sibling of `configMap`.
+/// Where the module's bytes are: a ConfigMap, or an OCI image (exactly
+/// one).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Source {
-    pub config_map: ConfigMapSource,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<ConfigMapSource>,
+    /// An image reference (`registry/repository[:tag]`): nodes pull the
+    /// blob `spec.sha256` from its repository (registry.rs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+}
+
+impl Source {
+    /// Where the bytes came from, for an error.
+    pub fn describe(&self, namespace: &str) -> String {
+        match (&self.config_map, &self.image) {
+            (Some(cm), _) => format!("ConfigMap {namespace}/{}", cm.name),
+            (None, Some(image)) => format!("image {image}"),
+            (None, None) => "no source".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -83,7 +101,12 @@ pub struct ConfigMapSource {
 
 impl Spec {
     pub fn from_object(obj: &Value) -> Result<Self, String> {
-        serde_json::from_value(obj["spec"].clone()).map_err(|e| format!("spec: {e}"))
+        let spec: Self =
+            serde_json::from_value(obj["spec"].clone()).map_err(|e| format!("spec: {e}"))?;
+        match (&spec.source.config_map, &spec.source.image) {
+            (Some(_), None) | (None, Some(_)) => Ok(spec),
+            _ => Err("spec.source: exactly one of configMap and image".into()),
+        }
     }
 
     /// The settings multus applies to this plugin: its grants, pinned to
@@ -144,8 +167,22 @@ mod tests {
             .settings()
             .unwrap_err()
             .contains("not a sha256"));
-        let image = json!({"spec": {"sha256": sha, "source": {"image": "x"}}});
-        assert!(Spec::from_object(&image).unwrap_err().contains("image"));
+        let image = json!({"spec": {"sha256": sha, "source": {"image": "r.example/p:1"}}});
+        assert_eq!(
+            Spec::from_object(&image).unwrap().source.image.as_deref(),
+            Some("r.example/p:1")
+        );
+        for source in [
+            json!({}),
+            json!({"image": "r.example/p:1", "configMap": {"name": "m", "key": "k"}}),
+        ] {
+            let both = json!({"spec": {"sha256": sha, "source": source}});
+            assert!(Spec::from_object(&both)
+                .unwrap_err()
+                .contains("exactly one"));
+        }
+        let unknown = json!({"spec": {"sha256": sha, "source": {"url": "x"}}});
+        assert!(Spec::from_object(&unknown).unwrap_err().contains("url"));
         assert!(
             valid_type("tuning").is_ok() && valid_type(".x").is_err() && valid_type("a/b").is_err()
         );

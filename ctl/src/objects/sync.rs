@@ -18,8 +18,9 @@ use multus::k8s::client::{Kind, Kube};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::registry::Registries;
 use super::report::{PluginState, Reporter};
-use super::{configmap_resource, resource, valid_type, Spec};
+use super::{configmap_resource, resource, valid_type, ConfigMapSource, Spec};
 use crate::compile::{engine, precompile};
 use crate::inspect::report as audit;
 use crate::install::binaries;
@@ -37,6 +38,8 @@ pub struct Target {
     pub cache_dir: PathBuf,
     /// The plugin dir as multus sees it (the artifact index's key).
     pub host_plugin_dir: PathBuf,
+    /// The registries an image source may name.
+    pub registries: Registries,
 }
 
 /// What one pass did, per type.
@@ -76,16 +79,38 @@ fn grants_bytes(settings: &PluginSettings) -> Vec<u8> {
     serde_json::to_vec_pretty(settings).expect("settings serialize")
 }
 
-/// The module bytes of `spec`, from its ConfigMap, checked against its
-/// digest. At a push every node reads the same ConfigMap at once, and a
-/// live read is an etcd read of the whole module per node: it is read
-/// from the API server's cache instead, as of the object's version (the
-/// push writes the ConfigMap before the object, so no older bytes can
-/// come back). Where the cache cannot answer for that version (a
-/// ConfigMap kept in another etcd, whose versions are not comparable),
-/// it is read live.
-fn fetch(kube: &Kube, namespace: &str, spec: &Spec, seen: Option<&str>) -> Result<Vec<u8>, String> {
-    let cm = &spec.source.config_map;
+/// The module bytes of `spec`, from its source, checked against its
+/// digest. `seen` is the object's resourceVersion.
+fn fetch(t: &Target, kube: &Kube, spec: &Spec, seen: Option<&str>) -> Result<Vec<u8>, String> {
+    let bytes = match (&spec.source.config_map, &spec.source.image) {
+        (Some(cm), _) => from_configmap(kube, &t.namespace, cm, seen)?,
+        (None, Some(image)) => t.registries.pull(image, &spec.sha256)?,
+        (None, None) => return Err("spec.source: no configMap and no image".into()),
+    };
+    let got = digest(&bytes);
+    if !got.eq_ignore_ascii_case(&spec.sha256) {
+        return Err(format!(
+            "{} holds a module with sha256 {got}, not the object's {}",
+            spec.source.describe(&t.namespace),
+            spec.sha256
+        ));
+    }
+    Ok(bytes)
+}
+
+/// The module in a ConfigMap. At a push every node reads the same
+/// ConfigMap at once, and a live read is an etcd read of the whole module
+/// per node: it is read from the API server's cache instead, as of the
+/// object's version (the push writes the ConfigMap before the object, so
+/// no older bytes can come back). Where the cache cannot answer for that
+/// version (a ConfigMap kept in another etcd, whose versions are not
+/// comparable), it is read live.
+fn from_configmap(
+    kube: &Kube,
+    namespace: &str,
+    cm: &ConfigMapSource,
+    seen: Option<&str>,
+) -> Result<Vec<u8>, String> {
     let res = configmap_resource();
     let at = seen.and_then(|rv| kube.get_object_at(&res, namespace, &cm.name, rv).ok());
     let obj = match at {
@@ -94,34 +119,20 @@ fn fetch(kube: &Kube, namespace: &str, spec: &Spec, seen: Option<&str>) -> Resul
             .get_object(&res, namespace, &cm.name)
             .map_err(|e| e.to_string())?,
     };
-    module_of(&obj.data, namespace, spec)
-}
-
-/// The module in a ConfigMap's data, checked against `spec`'s digest.
-fn module_of(data: &Value, namespace: &str, spec: &Spec) -> Result<Vec<u8>, String> {
-    let cm = &spec.source.config_map;
-    let encoded = data["binaryData"][&cm.key].as_str().ok_or_else(|| {
+    let encoded = obj.data["binaryData"][&cm.key].as_str().ok_or_else(|| {
         format!(
             "ConfigMap {namespace}/{} has no binaryData key {:?}",
             cm.name, cm.key
         )
     })?;
-    let bytes = base64::engine::general_purpose::STANDARD
+    base64::engine::general_purpose::STANDARD
         .decode(encoded)
         .map_err(|e| {
             format!(
                 "ConfigMap {namespace}/{} binaryData {:?}: {e}",
                 cm.name, cm.key
             )
-        })?;
-    let got = digest(&bytes);
-    if !got.eq_ignore_ascii_case(&spec.sha256) {
-        return Err(format!(
-            "ConfigMap {namespace}/{} holds a module with sha256 {got}, not the object's {}",
-            cm.name, spec.sha256
-        ));
-    }
-    Ok(bytes)
+        })
 }
 
 /// Places `bytes` as `<ty>.wasm` once a role accepts it and it is
@@ -219,12 +230,7 @@ fn one(
         pass.unchanged.push(ty.into());
         return Ok(want);
     }
-    let bytes = fetch(
-        kube,
-        &t.namespace,
-        &spec,
-        obj["metadata"]["resourceVersion"].as_str(),
-    )?;
+    let bytes = fetch(t, kube, &spec, obj["metadata"]["resourceVersion"].as_str())?;
     place(t, ty, &bytes, &settings)?;
     record.insert(ty.into(), want.clone());
     pass.placed.push(ty.into());

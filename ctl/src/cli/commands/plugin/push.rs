@@ -1,5 +1,6 @@
 //! `multusctl plugin push MODULE`: a built module as a WasmPlugin object
-//! and the ConfigMap holding its bytes, created or updated. The type is
+//! and the ConfigMap holding its bytes (or, with `--image`, an OCI
+//! artifact pushed to a registry), created or updated. The type is
 //! the file's stem (or `--name`), the role what `plugin inspect` finds, the
 //! grants `--grant key=value` (the keys of `wasmPlugins.<type>`). A module
 //! no role accepts, or grants multus would refuse, are refused here, before
@@ -13,6 +14,7 @@ use kube::api::{ApiResource, DynamicObject};
 use multus::k8s::client::{Kind, Kube};
 use serde_json::{json, Map, Value};
 
+use crate::objects::registry::Registries;
 use crate::objects::{configmap_resource, resource, valid_type, ConfigMapSource, Source, Spec};
 use crate::{compile, inspect};
 
@@ -41,6 +43,16 @@ pub struct PushArgs {
     pub kubeconfig: PathBuf,
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     pub timeout: Duration,
+    /// Push the module to this image reference (`registry/repository:tag`)
+    /// instead of a ConfigMap; the object's source is the image.
+    #[arg(long, value_name = "REF")]
+    pub image: Option<String>,
+    /// The image's registry speaks plain HTTP.
+    #[arg(long, requires = "image")]
+    pub insecure_registry: bool,
+    /// A docker config with credentials for the image's registry.
+    #[arg(long, value_name = "FILE", requires = "image")]
+    pub registry_auth: Option<PathBuf>,
 }
 
 /// `key=value` pairs as JSON: a value that parses as JSON is that (true,
@@ -112,9 +124,9 @@ fn push(a: &PushArgs) -> Result<String, (i32, String)> {
     valid_type(&ty).map_err(|e| bad(format!("--name: {e}")))?;
     let bytes =
         std::fs::read(&a.module).map_err(|e| bad(format!("{}: {e}", a.module.display())))?;
-    if bytes.len() > MAX_MODULE {
+    if a.image.is_none() && bytes.len() > MAX_MODULE {
         return Err(bad(format!(
-            "{} is {} bytes; a ConfigMap holds at most {MAX_MODULE}",
+            "{} is {} bytes; a ConfigMap holds at most {MAX_MODULE} (push it to a registry: --image)",
             a.module.display(),
             bytes.len()
         )));
@@ -131,33 +143,59 @@ fn push(a: &PushArgs) -> Result<String, (i32, String)> {
         ));
     }
     let cm_name = format!("wasm-plugin-{ty}");
-    let spec = Spec {
-        sha256: report.sha256.clone(),
-        source: Source {
-            config_map: ConfigMapSource {
+    let source = match &a.image {
+        Some(image) => Source {
+            config_map: None,
+            image: Some(image.clone()),
+        },
+        None => Source {
+            config_map: Some(ConfigMapSource {
                 name: cm_name.clone(),
                 key: "module.wasm".into(),
-            },
+            }),
+            image: None,
         },
+    };
+    let spec = Spec {
+        sha256: report.sha256.clone(),
+        source,
         role: Some(report.world.to_string()),
         grants: grants(&a.grants).map_err(bad)?,
     };
     spec.settings().map_err(|e| bad(format!("--grant: {e}")))?;
     let kube = Kube::new(&a.kubeconfig, a.timeout).map_err(|e| bad(e.to_string()))?;
-    let data = base64::engine::general_purpose::STANDARD.encode(&bytes);
-    // The bytes first: an object never names a ConfigMap without them.
-    let cm = object(
-        &configmap_resource(),
-        Some(&a.namespace),
-        &cm_name,
-        json!({"binaryData": {"module.wasm": data}}),
-    );
-    upsert(&kube, &configmap_resource(), &a.namespace, cm).map_err(|e| (1, e))?;
+    // The bytes first: an object never names bytes that are not there.
+    let whereto = match &a.image {
+        Some(image) => {
+            let registries = Registries::for_image(
+                image,
+                a.insecure_registry,
+                a.registry_auth.as_deref(),
+                "--registry-auth",
+            )
+            .map_err(|e| bad(format!("--image: {e}")))?;
+            let url = registries
+                .push(image, bytes)
+                .map_err(|e| (1, format!("--image: {e}")))?;
+            format!("image {image} ({url})")
+        }
+        None => {
+            let data = base64::engine::general_purpose::STANDARD.encode(&bytes);
+            let cm = object(
+                &configmap_resource(),
+                Some(&a.namespace),
+                &cm_name,
+                json!({"binaryData": {"module.wasm": data}}),
+            );
+            upsert(&kube, &configmap_resource(), &a.namespace, cm).map_err(|e| (1, e))?;
+            format!("ConfigMap {}/{cm_name}", a.namespace)
+        }
+    };
     let wp = object(&resource(), None, &ty, json!({"spec": spec}));
     upsert(&kube, &resource(), "", wp).map_err(|e| (1, e))?;
     Ok(format!(
-        "pushed {ty}: sha256 {}, role {}, ConfigMap {}/{cm_name}",
-        report.sha256, report.world, a.namespace
+        "pushed {ty}: sha256 {}, role {}, {whereto}",
+        report.sha256, report.world
     ))
 }
 

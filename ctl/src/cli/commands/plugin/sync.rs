@@ -12,6 +12,7 @@ use std::time::Duration;
 use multus::fsutil::under_root;
 
 use crate::install::watch::sleep_unless;
+use crate::objects::registry::Registries;
 use crate::objects::report::Reporter;
 use crate::objects::resource;
 use crate::objects::sync::{sync_once, Target};
@@ -43,6 +44,19 @@ pub struct SyncArgs {
     /// One pass, then exit (1 if an object was refused or the API failed).
     #[arg(long)]
     pub once: bool,
+    /// A registry (`host[:port]`, over HTTPS) WasmPlugins with an image
+    /// source may name; repeatable. Any other is refused.
+    #[arg(long = "registry", value_name = "HOST")]
+    pub registries: Vec<String>,
+    /// A registry reached over plain HTTP (a registry on the node's own
+    /// network); repeatable. Allowed as `--registry` is.
+    #[arg(long = "insecure-registry", value_name = "HOST")]
+    pub insecure_registries: Vec<String>,
+    /// A docker config (a mounted `kubernetes.io/dockerconfigjson` pull
+    /// secret): credentials for the registries it names, sent to those
+    /// only. No such file (an optional secret not created): anonymous.
+    #[arg(long, value_name = "FILE")]
+    pub registry_auth: Option<PathBuf>,
 }
 
 pub fn run(a: &SyncArgs) -> i32 {
@@ -58,6 +72,18 @@ pub fn run(a: &SyncArgs) -> i32 {
             return 2;
         }
     }
+    let registries = match Registries::new(
+        &a.registries,
+        &a.insecure_registries,
+        a.registry_auth.as_deref(),
+        "--registry-auth",
+    ) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("multusctl plugin sync: {e}");
+            return 2;
+        }
+    };
     let (kube, stop) = match start("plugin sync", a.kubeconfig.as_ref()) {
         Ok(s) => s,
         Err(code) => return code,
@@ -68,6 +94,7 @@ pub fn run(a: &SyncArgs) -> i32 {
         plugin_dir: under_root(&a.host_root, &a.plugin_dir),
         cache_dir: under_root(&a.host_root, &a.cache_dir),
         host_plugin_dir: a.plugin_dir.clone(),
+        registries,
     };
     let mut reporter = Reporter::new(&kube, &a.node);
     let mut retry = Retry::default();
