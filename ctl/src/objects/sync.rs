@@ -80,46 +80,44 @@ fn grants_bytes(settings: &PluginSettings) -> Vec<u8> {
 }
 
 /// The module bytes of `spec`, from its source, checked against its
-/// digest. `seen` is the object's resourceVersion.
-fn fetch(t: &Target, kube: &Kube, spec: &Spec, seen: Option<&str>) -> Result<Vec<u8>, String> {
-    let bytes = match (&spec.source.config_map, &spec.source.image) {
-        (Some(cm), _) => from_configmap(kube, &t.namespace, cm, seen)?,
-        (None, Some(image)) => t.registries.pull(image, &spec.sha256)?,
-        (None, None) => return Err("spec.source: no configMap and no image".into()),
+/// digest.
+fn fetch(t: &Target, kube: &Kube, spec: &Spec) -> Result<Vec<u8>, String> {
+    let check = |bytes: Vec<u8>| {
+        let got = digest(&bytes);
+        if !got.eq_ignore_ascii_case(&spec.sha256) {
+            return Err(format!(
+                "{} holds a module with sha256 {got}, not the object's {}",
+                spec.source.describe(&t.namespace),
+                spec.sha256
+            ));
+        }
+        Ok(bytes)
     };
-    let got = digest(&bytes);
-    if !got.eq_ignore_ascii_case(&spec.sha256) {
-        return Err(format!(
-            "{} holds a module with sha256 {got}, not the object's {}",
-            spec.source.describe(&t.namespace),
-            spec.sha256
-        ));
+    match (&spec.source.config_map, &spec.source.image) {
+        // At a push every node reads the same ConfigMap at once, and a
+        // live read is an etcd read of the whole module per node: the API
+        // server's cache first. It may be behind the push: bytes of
+        // another digest (or none) are read again live.
+        (Some(cm), _) => {
+            let res = configmap_resource();
+            if let Ok(obj) = kube.get_object_cached(&res, &t.namespace, &cm.name) {
+                if let Ok(bytes) = module_of(&obj.data, &t.namespace, cm).and_then(check) {
+                    return Ok(bytes);
+                }
+            }
+            let obj = kube
+                .get_object(&res, &t.namespace, &cm.name)
+                .map_err(|e| e.to_string())?;
+            check(module_of(&obj.data, &t.namespace, cm)?)
+        }
+        (None, Some(image)) => check(t.registries.pull(image, &spec.sha256)?),
+        (None, None) => Err("spec.source: no configMap and no image".into()),
     }
-    Ok(bytes)
 }
 
-/// The module in a ConfigMap. At a push every node reads the same
-/// ConfigMap at once, and a live read is an etcd read of the whole module
-/// per node: it is read from the API server's cache instead, as of the
-/// object's version (the push writes the ConfigMap before the object, so
-/// no older bytes can come back). Where the cache cannot answer for that
-/// version (a ConfigMap kept in another etcd, whose versions are not
-/// comparable), it is read live.
-fn from_configmap(
-    kube: &Kube,
-    namespace: &str,
-    cm: &ConfigMapSource,
-    seen: Option<&str>,
-) -> Result<Vec<u8>, String> {
-    let res = configmap_resource();
-    let at = seen.and_then(|rv| kube.get_object_at(&res, namespace, &cm.name, rv).ok());
-    let obj = match at {
-        Some(o) => o,
-        None => kube
-            .get_object(&res, namespace, &cm.name)
-            .map_err(|e| e.to_string())?,
-    };
-    let encoded = obj.data["binaryData"][&cm.key].as_str().ok_or_else(|| {
+/// The module a ConfigMap's data holds.
+fn module_of(data: &Value, namespace: &str, cm: &ConfigMapSource) -> Result<Vec<u8>, String> {
+    let encoded = data["binaryData"][&cm.key].as_str().ok_or_else(|| {
         format!(
             "ConfigMap {namespace}/{} has no binaryData key {:?}",
             cm.name, cm.key
@@ -230,7 +228,7 @@ fn one(
         pass.unchanged.push(ty.into());
         return Ok(want);
     }
-    let bytes = fetch(t, kube, &spec, obj["metadata"]["resourceVersion"].as_str())?;
+    let bytes = fetch(t, kube, &spec)?;
     place(t, ty, &bytes, &settings)?;
     record.insert(ty.into(), want.clone());
     pass.placed.push(ty.into());
