@@ -4,9 +4,10 @@
 //! node: `multusctl plugin sync` watching WasmPlugin objects with its own
 //! host root, API client and connection, writing its own WasmPluginNode;
 //! and one `multusctl plugin aggregate` summing those into the status, as
-//! deploy/plugins runs it. Per N, three rollouts: a plugin pushed, a new
-//! version of it, and a bad digest (every node must refuse it and keep
-//! the version it runs). Each is timed from the push until the object's
+//! deploy/plugins runs it. Per N, four rollouts: a plugin pushed (its
+//! bytes in a ConfigMap), a new version of it, a third version from an
+//! OCI registry (Debian's docker-registry on the run's loopback), and a
+//! bad digest (every node must refuse it and keep the version it runs). Each is timed from the push until the object's
 //! status, counted for its generation, shows all N nodes (ready, or
 //! failed for the bad digest), and counted from the API server's own
 //! metrics (`apiserver_request_total`, `apiserver_response_sizes`, watches
@@ -191,8 +192,18 @@ fn main() -> Result<()> {
     let node = Netns::new("fleet").context("a network namespace for the run (needs root)")?;
     enter(&node)?;
     let mut rows = Vec::new();
+    // Image sources come from a real registry on the run's loopback.
+    let registry = multus_testbed::registry::Registry::start(&node, 5000, false)
+        .context("docker-registry (scripts/deps installs it)")?;
     for &n in &args.nodes {
-        rows.extend(fleet(&args, n, &repo, &multusctl, &plugins)?);
+        rows.extend(fleet(
+            &args,
+            n,
+            &repo,
+            &multusctl,
+            &plugins,
+            &registry.host,
+        )?);
     }
     println!(
         "\nPlugin rollouts to N simulated nodes (a process each) on a real kube-apiserver + etcd."
@@ -234,7 +245,14 @@ fn ctl(multusctl: &Path, args: &[&std::ffi::OsStr]) -> Result<()> {
     Ok(())
 }
 
-fn fleet(args: &Args, n: usize, repo: &Path, multusctl: &Path, plugins: &Path) -> Result<Vec<Row>> {
+fn fleet(
+    args: &Args,
+    n: usize,
+    repo: &Path,
+    multusctl: &Path,
+    plugins: &Path,
+    registry: &str,
+) -> Result<Vec<Row>> {
     eprintln!("fleet: {n} nodes");
     let kit = Kit::start(&args.kit)?;
     kit.kubectl(&[
@@ -254,8 +272,9 @@ fn fleet(args: &Args, n: usize, repo: &Path, multusctl: &Path, plugins: &Path) -
         "crd/wasmpluginnodes.multus-wasm.io",
     ])?;
     let work = tempfile::tempdir()?;
-    // v1 and v2 of one chained plugin: two modules under one type name.
-    let versions: Vec<PathBuf> = ["tuning", "route-override"]
+    // Three versions of one plugin type: three modules under one name
+    // (the third from the registry).
+    let versions: Vec<PathBuf> = ["tuning", "route-override", "sbr"]
         .iter()
         .enumerate()
         .map(|(i, m)| -> Result<PathBuf> {
@@ -310,6 +329,8 @@ fn fleet(args: &Args, n: usize, repo: &Path, multusctl: &Path, plugins: &Path) -
                 .arg(&root)
                 .arg("--kubeconfig")
                 .arg(&admin)
+                .arg("--insecure-registry")
+                .arg(registry)
                 .stdout(Stdio::null())
                 .stderr(log)
                 .spawn()?,
@@ -389,20 +410,24 @@ fn fleet(args: &Args, n: usize, repo: &Path, multusctl: &Path, plugins: &Path) -
             etcd_rss,
         })
     };
-    let push = |file: &Path| {
-        ctl(
-            multusctl,
-            &[
-                "plugin".as_ref(),
-                "push".as_ref(),
-                file.as_os_str(),
-                "--grant".as_ref(),
-                "hostNetns=true".as_ref(),
-                "--kubeconfig".as_ref(),
-                admin.as_os_str(),
-            ],
-        )
+    let push_to = |file: &Path, image: Option<&str>| {
+        let mut a: Vec<&std::ffi::OsStr> = vec![
+            "plugin".as_ref(),
+            "push".as_ref(),
+            file.as_os_str(),
+            "--grant".as_ref(),
+            "hostNetns=true".as_ref(),
+            "--kubeconfig".as_ref(),
+            admin.as_os_str(),
+        ];
+        if let Some(image) = image {
+            for arg in ["--image", image, "--insecure-registry"] {
+                a.push(arg.as_ref());
+            }
+        }
+        ctl(multusctl, &a)
     };
+    let push = |file: &Path| push_to(file, None);
     let digest = |file: &Path| Ok::<_, anyhow::Error>(multus_testbed::sha256_file(file)?);
     let all_ready = |s: &Value| s["readyNodes"].as_u64() == Some(n as u64);
     // What the status counted, checked against every node's own report.
@@ -432,8 +457,15 @@ fn fleet(args: &Args, n: usize, repo: &Path, multusctl: &Path, plugins: &Path) -
         &|| push(&versions[1]),
         &all_ready,
     )?);
-    let v2 = digest(&versions[1])?;
-    reported(&v2, false)?;
+    reported(&digest(&versions[1])?, false)?;
+    let image = format!("{registry}/plugins/tuning:n{n}");
+    rows.push(rollout(
+        "a new version from an OCI registry",
+        &|| push_to(&versions[2], Some(&image)),
+        &all_ready,
+    )?);
+    let v3 = digest(&versions[2])?;
+    reported(&v3, false)?;
     rows.push(rollout(
         "a bad digest (every node refuses it, keeps the last)",
         &|| {
@@ -451,7 +483,7 @@ fn fleet(args: &Args, n: usize, repo: &Path, multusctl: &Path, plugins: &Path) -
         },
         &|s: &Value| s["failedNodes"].as_u64() == Some(n as u64),
     )?);
-    reported(&v2, true)?;
+    reported(&v3, true)?;
     // What each node placed: the version it runs.
     let placed: BTreeMap<String, usize> = (0..n)
         .map(|i| {
@@ -464,8 +496,8 @@ fn fleet(args: &Args, n: usize, repo: &Path, multusctl: &Path, plugins: &Path) -
             *m.entry(d).or_default() += 1;
             m
         });
-    if placed.get(&v2) != Some(&n) {
-        bail!("after the bad digest, the nodes run {placed:?}, not all {v2}");
+    if placed.get(&v3) != Some(&n) {
+        bail!("after the bad digest, the nodes run {placed:?}, not all {v3}");
     }
     drop(nodes);
     Ok(rows)
