@@ -150,6 +150,10 @@ fn archive_is_an_oci_layout_whose_rootfs_runs_alone() {
         stdout(&out)
     );
     assert!(rootfs.join("usr/bin/multus-shim").is_file());
+    // The CA bundle plugin sync verifies HTTPS registries against: without
+    // any, its registry client cannot even be built.
+    let bundle = std::fs::read_to_string(rootfs.join("etc/ssl/certs/ca-certificates.crt")).unwrap();
+    assert!(bundle.contains("BEGIN CERTIFICATE"));
     // The installer's default plugin dir is where the image keeps them.
     let out =
         run(Command::new("chroot")

@@ -129,15 +129,23 @@ impl Registries {
         }
     }
 
-    fn client(&self) -> Client {
+    fn client(&self) -> Result<Client, String> {
         // One provider for every TLS client of the process: ring, as the
         // API client's (none is built into the registry client).
         let _ = rustls::crypto::ring::default_provider().install_default();
-        Client::new(ClientConfig {
+        // Not `Client::new`: on a failure (no CA certificates on the
+        // system) it falls back to a default client, which panics on the
+        // same failure and would have dropped the plain-HTTP registries.
+        Client::try_from(ClientConfig {
             protocol: ClientProtocol::HttpsExcept(self.insecure.clone()),
             read_timeout: Some(std::time::Duration::from_secs(30)),
             connect_timeout: Some(std::time::Duration::from_secs(10)),
             ..ClientConfig::default()
+        })
+        .map_err(|e| {
+            format!(
+                "a registry client: {e} (the system's CA certificates, /etc/ssl/certs, are needed)"
+            )
         })
     }
 
@@ -151,7 +159,7 @@ impl Registries {
     /// The blob `sha256` (hex) from `image`'s repository, verified.
     pub fn pull(&self, image: &str, sha256: &str) -> Result<Vec<u8>, String> {
         let r = self.reference(image)?;
-        let client = self.client();
+        let client = self.client()?;
         let auth = self.auth(&r);
         let digest = format!("sha256:{}", sha256.to_ascii_lowercase());
         let mut out = Capped(Vec::new());
@@ -170,7 +178,7 @@ impl Registries {
     /// URL.
     pub fn push(&self, image: &str, module: Vec<u8>) -> Result<String, String> {
         let r = self.reference(image)?;
-        let client = self.client();
+        let client = self.client()?;
         let auth = self.auth(&r);
         let layers = vec![ImageLayer::new(
             module,
