@@ -49,6 +49,12 @@ fn every_document_is_a_valid_object_of_its_kind() {
             "ConfigMap" => drop(typed::<ConfigMap>(file, v)),
             "DaemonSet" => drop(typed::<DaemonSet>(file, v)),
             "Deployment" => drop(typed::<Deployment>(file, v)),
+            "ValidatingAdmissionPolicy" => drop(typed::<
+                k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy,
+            >(file, v)),
+            "ValidatingAdmissionPolicyBinding" => drop(typed::<
+                k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding,
+            >(file, v)),
             other => panic!("{file}: unexpected kind {other:?}"),
         }
         kinds.push(v["kind"].as_str().unwrap().to_string());
@@ -66,7 +72,9 @@ fn every_document_is_a_valid_object_of_its_kind() {
             "Deployment",
             "Role",
             "RoleBinding",
-            "ServiceAccount"
+            "ServiceAccount",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding"
         ]
     );
 }

@@ -652,10 +652,10 @@ fn a_running_aggregator_counts_reports_as_they_come() {
 /// that registry, and only the blob the object's sha256 names.
 #[test]
 fn a_plugin_from_a_registry_needs_the_nodes_flags_and_credentials() {
-    use multus_testbed::registry::Registry;
+    use multus_testbed::registry::{Auth, Registry};
     let ns = Netns::new("t-objects-oci").unwrap();
     let api = FakeKubeApi::start(&ns, "token-1").unwrap();
-    let reg = Registry::start(&ns, 5000, true).unwrap();
+    let reg = Registry::start(&ns, 5000, Auth::Basic).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let creds = dir.path().join("config.json");
     std::fs::write(&creds, reg.docker_config()).unwrap();
@@ -764,4 +764,37 @@ fn a_plugin_from_a_registry_needs_the_nodes_flags_and_credentials() {
         .as_str()
         .unwrap()
         .contains("pulling"));
+
+    // A registry whose challenge sends clients to a token service on
+    // another host: the node's credentials for it are not sent there.
+    let sly = Registry::start(
+        &ns,
+        5001,
+        Auth::TokenAt("http://127.0.0.9:7000/token".into()),
+    )
+    .unwrap();
+    let mut creds2: Value = serde_json::from_str(&sly.docker_config()).unwrap();
+    creds2["auths"][&reg.host] = json!({"username": "u", "password": "p"});
+    std::fs::write(&creds, creds2.to_string()).unwrap();
+    let mut obj = api.custom_object("wasmplugins", "", "static").unwrap();
+    obj["spec"]["source"]["image"] = format!("{}/plugins/static:v2", sly.host).into();
+    obj["spec"]["sha256"] = sha(&module("route-override")).into();
+    api.put_custom("wasmplugins", "", obj);
+    let (code, log) = sync_with(&[
+        "--insecure-registry",
+        &reg.host,
+        "--insecure-registry",
+        &sly.host,
+        "--registry-auth",
+        creds.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1, "{log}");
+    let e = node_status(&api, "static", "n1")["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        e.contains("asks for its credentials to go to") && e.contains("127.0.0.9:7000"),
+        "{e}"
+    );
 }

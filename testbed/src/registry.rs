@@ -18,6 +18,16 @@ pub const PASSWORD: &str = "plugin-pw";
 /// request; cost 12 costs 0.6 s each).
 const HASH: &str = "$2b$04$0KZHas8XkuUmiD8N0osMtenSocWI0WQLvGP9SmmUw90U.97HFSEla";
 
+/// How a test registry asks for credentials.
+pub enum Auth {
+    None,
+    /// htpasswd: Basic auth with [`USER`] and [`PASSWORD`].
+    Basic,
+    /// Token auth: a Bearer challenge sending clients to `realm` for a
+    /// token (nothing serves it; what matters is where a client goes).
+    TokenAt(String),
+}
+
 pub struct Registry {
     child: Child,
     _dir: tempfile::TempDir,
@@ -26,8 +36,8 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Starts one in `ns` on `port`; `auth` turns htpasswd auth on.
-    pub fn start(ns: &Netns, port: u16, auth: bool) -> io::Result<Self> {
+    /// Starts one in `ns` on `port`, asking for credentials as `auth` says.
+    pub fn start(ns: &Netns, port: u16, auth: Auth) -> io::Result<Self> {
         if !Path::new(BINARY).exists() {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
@@ -40,13 +50,30 @@ impl Registry {
             "version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}\n",
             dir.path().join("data").display()
         );
-        if auth {
-            let htpasswd = dir.path().join("htpasswd");
-            std::fs::write(&htpasswd, format!("{USER}:{HASH}\n"))?;
-            config += &format!(
-                "auth:\n  htpasswd:\n    realm: multus-test\n    path: {}\n",
-                htpasswd.display()
-            );
+        match auth {
+            Auth::None => {}
+            Auth::Basic => {
+                let htpasswd = dir.path().join("htpasswd");
+                std::fs::write(&htpasswd, format!("{USER}:{HASH}\n"))?;
+                config += &format!(
+                    "auth:\n  htpasswd:\n    realm: multus-test\n    path: {}\n",
+                    htpasswd.display()
+                );
+            }
+            Auth::TokenAt(realm) => {
+                // The registry wants a bundle to verify tokens against.
+                let key =
+                    rcgen::KeyPair::generate().map_err(|e| io::Error::other(e.to_string()))?;
+                let cert = rcgen::CertificateParams::new(vec!["token-issuer".to_string()])
+                    .and_then(|p| p.self_signed(&key))
+                    .map_err(|e| io::Error::other(e.to_string()))?;
+                let bundle = dir.path().join("token-ca.pem");
+                std::fs::write(&bundle, cert.pem())?;
+                config += &format!(
+                    "auth:\n  token:\n    realm: {realm}\n    service: multus-test\n    issuer: token-issuer\n    rootcertbundle: {}\n",
+                    bundle.display()
+                );
+            }
         }
         let file = dir.path().join("config.yml");
         std::fs::write(&file, config)?;

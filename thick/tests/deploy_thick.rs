@@ -34,6 +34,12 @@ fn every_document_is_a_valid_object_of_its_kind() {
                 "ConfigMap" => drop(typed::<ConfigMap>(&v)),
                 "DaemonSet" => drop(typed::<DaemonSet>(&v)),
                 "Deployment" => drop(typed::<k8s_openapi::api::apps::v1::Deployment>(&v)),
+                "ValidatingAdmissionPolicy" => drop(typed::<
+                    k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicy,
+                >(&v)),
+                "ValidatingAdmissionPolicyBinding" => drop(typed::<
+                    k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding,
+                >(&v)),
                 "Role" => drop(typed::<Role>(&v)),
                 "RoleBinding" => drop(typed::<RoleBinding>(&v)),
                 "ServiceAccount" | "CustomResourceDefinition" => {}
@@ -55,7 +61,9 @@ fn every_document_is_a_valid_object_of_its_kind() {
             "Deployment",
             "Role",
             "RoleBinding",
-            "ServiceAccount"
+            "ServiceAccount",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding"
         ]
     );
 }

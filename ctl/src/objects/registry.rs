@@ -25,8 +25,15 @@ use oci_client::manifest::{OciImageManifest, WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 
-/// The most a node reads of one module's blob.
-pub const MAX_BLOB: usize = 64 << 20;
+/// The most a node reads of one module's blob: a module and its compile
+/// must fit the plugin-sync container's 128 MiB (a 64 MiB module peaked
+/// at 202 MiB); the shipped ones are 75-250 KB.
+pub const MAX_BLOB: usize = 8 << 20;
+
+/// The longest one pull may take: a registry trickling a byte at a time
+/// stays under the read timeout, and would stall every other plugin's
+/// pass.
+const PULL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// The registries this process may use, and how.
 #[derive(Debug, Default, Clone)]
@@ -45,7 +52,12 @@ fn registry_key(key: &str) -> String {
     let k = key
         .trim_start_matches("https://")
         .trim_start_matches("http://");
-    k.split('/').next().unwrap_or_default().to_string()
+    match k.split('/').next().unwrap_or_default() {
+        // Docker Hub's key, as `docker login` writes it; references name
+        // it docker.io.
+        "index.docker.io" => "docker.io".into(),
+        host => host.to_string(),
+    }
 }
 
 impl Registries {
@@ -165,13 +177,74 @@ impl Registries {
         let mut out = Capped(Vec::new());
         Self::runtime()?
             .block_on(async {
-                client
-                    .store_auth_if_needed(r.resolve_registry(), &auth)
-                    .await;
-                client.pull_blob(&r, digest.as_str(), &mut out).await
+                let pull = async {
+                    if matches!(auth, RegistryAuth::Basic(..)) {
+                        self.check_realm(&r).await?;
+                    }
+                    client
+                        .store_auth_if_needed(r.resolve_registry(), &auth)
+                        .await;
+                    client
+                        .pull_blob(&r, digest.as_str(), &mut out)
+                        .await
+                        .map_err(|e| e.to_string())
+                };
+                match tokio::time::timeout(PULL_DEADLINE, pull).await {
+                    Ok(pulled) => pulled,
+                    Err(_) => Err(format!("no end within {} s", PULL_DEADLINE.as_secs())),
+                }
             })
             .map_err(|e| format!("pulling {digest} from {image}: {e}"))?;
         Ok(out.0)
+    }
+
+    /// The registry client sends a registry's credentials to whatever
+    /// token realm its `/v2/` names (any host, any scheme): a registry
+    /// could have this node hand them to another host. Asked first: a
+    /// Bearer realm must be a registry this node may use, over HTTPS
+    /// unless that registry is listed as plain HTTP.
+    async fn check_realm(&self, r: &Reference) -> Result<(), String> {
+        let host = r.resolve_registry();
+        let scheme = match self.insecure.iter().any(|h| h == host) {
+            true => "http",
+            false => "https",
+        };
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .map_err(|e| format!("an HTTP client: {e}"))?;
+        let resp = http
+            .get(format!("{scheme}://{host}/v2/"))
+            .send()
+            .await
+            .map_err(|e| format!("{scheme}://{host}/v2/: {e}"))?;
+        let challenge = resp
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let Some(realm) = bearer_realm(&challenge) else {
+            return Ok(());
+        };
+        let (realm_scheme, rest) = realm.split_once("://").unwrap_or(("", ""));
+        let realm_host = rest.split('/').next().unwrap_or_default();
+        let allowed = match realm_scheme {
+            "https" => self
+                .secure
+                .iter()
+                .chain(&self.insecure)
+                .any(|h| h == realm_host),
+            "http" => self.insecure.iter().any(|h| h == realm_host),
+            _ => false,
+        };
+        if !allowed {
+            return Err(format!(
+                "{host} asks for its credentials to go to {realm:?}, not a registry this node may send them to (--registry, --insecure-registry)"
+            ));
+        }
+        Ok(())
     }
 
     /// Pushes `module` to `image` as a wasm OCI artifact; the manifest's
@@ -192,6 +265,15 @@ impl Registries {
             .map(|p| p.manifest_url)
             .map_err(|e| format!("pushing to {image}: {e}"))
     }
+}
+
+/// The `realm` of a `Bearer` challenge.
+fn bearer_realm(challenge: &str) -> Option<String> {
+    let params = challenge.trim().strip_prefix("Bearer ")?;
+    params.split(',').find_map(|kv| {
+        let (k, v) = kv.trim().split_once('=')?;
+        (k.eq_ignore_ascii_case("realm")).then(|| v.trim_matches('"').to_string())
+    })
 }
 
 /// A sink that refuses to grow past [`MAX_BLOB`].
@@ -246,6 +328,12 @@ mod tests {
         )
         .unwrap();
         let ok = r.reference("reg.example:5000/plugins/tuning:v1").unwrap();
+        assert_eq!(registry_key("https://index.docker.io/v1/"), "docker.io");
+        assert_eq!(
+            bearer_realm(r#"Bearer realm="https://auth.example/token",service="r""#).as_deref(),
+            Some("https://auth.example/token")
+        );
+        assert_eq!(bearer_realm(r#"Basic realm="x""#), None);
         assert!(matches!(r.auth(&ok), RegistryAuth::Basic(u, p) if u == "u1" && p == "p1"));
         let plain = r.reference("127.0.0.1:5001/p:v1").unwrap();
         assert!(matches!(r.auth(&plain), RegistryAuth::Anonymous));

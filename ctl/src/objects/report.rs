@@ -63,16 +63,7 @@ pub struct PluginState {
 
 impl PluginState {
     pub fn new(name: &str, sha256: Option<String>, error: Option<String>) -> Self {
-        let error = error.map(|mut e| {
-            if e.len() > MAX_ERROR {
-                let mut cut = MAX_ERROR;
-                while !e.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                e.truncate(cut);
-            }
-            e
-        });
+        let error = error.map(cut);
         Self {
             name: name.into(),
             sha256,
@@ -84,6 +75,18 @@ impl PluginState {
     fn same(&self, other: &Self) -> bool {
         (&self.name, &self.sha256, &self.error) == (&other.name, &other.sha256, &other.error)
     }
+}
+
+/// An error's text as reports keep it: at most [`MAX_ERROR`] bytes.
+pub fn cut(mut e: String) -> String {
+    if e.len() > MAX_ERROR {
+        let mut at = MAX_ERROR;
+        while !e.is_char_boundary(at) {
+            at -= 1;
+        }
+        e.truncate(at);
+    }
+    e
 }
 
 /// The entries of a report object (`status.plugins`).

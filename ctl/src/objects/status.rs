@@ -35,8 +35,10 @@ pub fn summarize(plugin: &Value, reports: &[Value]) -> Value {
         };
         reporting += 1;
         match entry {
+            // Cut as a node cuts its own: a report written by other hands
+            // must not make the status too large to write.
             PluginState { error: Some(e), .. } => {
-                failed.insert(node, e);
+                failed.insert(node, report::cut(e));
             }
             PluginState {
                 sha256: Some(s), ..
@@ -165,6 +167,12 @@ mod tests {
         let failures = s["failures"].as_array().unwrap();
         assert_eq!(failures.len(), MAX_FAILURES);
         assert_eq!(failures[0], json!({"node": "f00", "error": "bad 0"}));
+        // An error written by other hands is cut as a node cuts its own.
+        let long = node("zz", &[PluginState::new("p", None, None)]);
+        let mut long = long;
+        long["status"]["plugins"][0]["error"] = "e".repeat(100_000).into();
+        let s2 = summarize(&plugin("p", &want), &[long]);
+        assert_eq!(s2["failures"][0]["error"].as_str().unwrap().len(), 512);
         // The same reports give the same status: nothing to write again.
         assert_eq!(summarize(&plugin("p", &want), &reports), s);
         // A new digest pushed: the node on it before is not ready now.

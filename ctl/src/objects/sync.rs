@@ -71,6 +71,32 @@ fn read_record(dir: &Path) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
+fn write_record(t: &Target, record: &BTreeMap<String, String>) -> Result<(), String> {
+    let bytes = serde_json::to_vec_pretty(record).expect("a map serializes");
+    let p = t.plugin_dir.join(RECORD);
+    fsutil::write_atomic(&p, &bytes, 0o644).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+/// A module being placed is written to `.<type>.wasm.<random>` first; one
+/// left by a sync killed mid-write (up to a module's size each time) is
+/// removed once it is older than any pass takes.
+fn remove_stale_temps(dir: &Path) {
+    const STALE: std::time::Duration = std::time::Duration::from_secs(600);
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let ours = name.starts_with('.') && name.contains(".wasm.");
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age > STALE);
+        if ours && old && e.file_type().is_ok_and(|f| f.is_file()) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 fn file_digest(p: &Path) -> Option<String> {
     binaries::digest(p).ok()
 }
@@ -229,8 +255,19 @@ fn one(
         return Ok(want);
     }
     let bytes = fetch(t, kube, &spec)?;
-    place(t, ty, &bytes, &settings)?;
-    record.insert(ty.into(), want.clone());
+    // Recorded before it is placed: a sync killed between the rename and
+    // the end of the pass (a rolling update, an OOM) must still know the
+    // module as its own, not refuse it forever as an admin's.
+    let previous = record.insert(ty.into(), want.clone());
+    write_record(t, record)?;
+    if let Err(e) = place(t, ty, &bytes, &settings) {
+        match previous {
+            Some(p) => record.insert(ty.into(), p),
+            None => record.remove(ty),
+        };
+        write_record(t, record)?;
+        return Err(e);
+    }
     pass.placed.push(ty.into());
     Ok(want)
 }
@@ -249,6 +286,7 @@ pub fn sync_once(kube: &Kube, t: &Target, reporter: &mut Reporter) -> Result<Pas
     };
     std::fs::create_dir_all(&t.plugin_dir)
         .map_err(|e| format!("{}: {e}", t.plugin_dir.display()))?;
+    remove_stale_temps(&t.plugin_dir);
     let mut record = read_record(&t.plugin_dir);
     let before = record.clone();
     let mut pass = Pass {
@@ -287,10 +325,8 @@ pub fn sync_once(kube: &Kube, t: &Target, reporter: &mut Reporter) -> Result<Pas
             Err(e) => pass.refused.push((ty.clone(), e)),
         }
     }
-    if record != before {
-        let bytes = serde_json::to_vec_pretty(&record).expect("a map serializes");
-        let p = t.plugin_dir.join(RECORD);
-        fsutil::write_atomic(&p, &bytes, 0o644).map_err(|e| format!("{}: {e}", p.display()))?;
+    if record != read_record(&t.plugin_dir) {
+        write_record(t, &record)?;
     }
     if let Err(e) = reporter.report(kube, states) {
         tracing::warn!(node = %t.node, error = %e, "cannot write this node's WasmPluginNode");

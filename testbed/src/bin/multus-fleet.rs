@@ -193,8 +193,12 @@ fn main() -> Result<()> {
     enter(&node)?;
     let mut rows = Vec::new();
     // Image sources come from a real registry on the run's loopback.
-    let registry = multus_testbed::registry::Registry::start(&node, 5000, false)
-        .context("docker-registry (scripts/deps installs it)")?;
+    let registry = multus_testbed::registry::Registry::start(
+        &node,
+        5000,
+        multus_testbed::registry::Auth::None,
+    )
+    .context("docker-registry (scripts/deps installs it)")?;
     for &n in &args.nodes {
         rows.extend(fleet(
             &args,
