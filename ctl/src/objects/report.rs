@@ -34,7 +34,7 @@ pub fn resource() -> ApiResource {
     super::group_resource(KIND, PLURAL)
 }
 
-pub fn node_resource() -> ApiResource {
+fn node_resource() -> ApiResource {
     ApiResource {
         group: String::new(),
         version: "v1".into(),
