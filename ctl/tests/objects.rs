@@ -419,6 +419,28 @@ fn a_wrong_digest_or_an_unfit_module_is_refused_and_the_node_keeps_its_own() {
         .contains("not placed by a WasmPlugin object"));
 }
 
+/// `plugin sync` as node n1, watching, a full pass every `interval`; its
+/// stderr piped.
+fn running_sync(ns: &Netns, api: &FakeKubeApi, root: &Path, interval: &str) -> std::process::Child {
+    let mut c = Command::new(MULTUSCTL);
+    c.args([
+        "plugin",
+        "sync",
+        "--node",
+        "n1",
+        "--interval",
+        interval,
+        "--host-root",
+    ])
+    .arg(root)
+    .arg("--kubeconfig")
+    .arg(api.kubeconfig())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped());
+    let _ns = in_netns(&mut c, ns).unwrap();
+    c.spawn().unwrap()
+}
+
 /// Without `--once` the sync watches: an object pushed while it runs is
 /// placed within seconds (the full-pass interval is an hour here), and a
 /// SIGTERM ends it.
@@ -427,25 +449,8 @@ fn a_running_sync_places_a_pushed_plugin_at_once() {
     let ns = Netns::new("t-objects-watch").unwrap();
     let api = FakeKubeApi::start(&ns, "token-1").unwrap();
     let root = tempfile::tempdir().unwrap();
-    let mut c = Command::new(MULTUSCTL);
-    c.args([
-        "plugin",
-        "sync",
-        "--node",
-        "n1",
-        "--interval",
-        "1h",
-        "--host-root",
-    ])
-    .arg(root.path())
-    .arg("--kubeconfig")
-    .arg(api.kubeconfig())
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::piped());
-    let _ns = in_netns(&mut c, &ns).unwrap();
     let before = api.requests().len();
-    let mut child = c.spawn().unwrap();
-    drop(_ns);
+    let mut child = running_sync(&ns, &api, root.path(), "1h");
     // Its first pass finds nothing; then the push.
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let dir = tempfile::tempdir().unwrap();
@@ -797,4 +802,58 @@ fn a_plugin_from_a_registry_needs_the_nodes_flags_and_credentials() {
         e.contains("asks for its credentials to go to") && e.contains("127.0.0.9:7000"),
         "{e}"
     );
+}
+
+/// A module that failed is not fetched again at every pass: a running
+/// sync with a full pass every second fetches a refused object's bytes
+/// once in 5 s (tried again after 30 s), while reporting the error all
+/// along.
+#[test]
+fn a_refused_module_is_not_fetched_at_every_pass() {
+    let ns = Netns::new("t-objects-held").unwrap();
+    let api = FakeKubeApi::start(&ns, "token-1").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("static.wasm");
+    std::fs::write(&file, module("static")).unwrap();
+    assert_eq!(push(&ns, &api, &file, &[]).0, 0);
+    let mut obj = api.custom_object("wasmplugins", "", "static").unwrap();
+    obj["spec"]["sha256"] = sha(b"other bytes").into();
+    api.put_custom("wasmplugins", "", obj);
+    let root = tempfile::tempdir().unwrap();
+    let mut child = running_sync(&ns, &api, root.path(), "1s");
+    let reads = || {
+        api.requests()
+            .iter()
+            .filter(|r| r.contains("/configmaps/wasm-plugin-static "))
+            .count()
+    };
+    let start = std::time::Instant::now();
+    while node_status(&api, "static", "n1").is_null() {
+        assert!(start.elapsed().as_secs() < 20, "n1 never reported");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let lists = |api: &FakeKubeApi| {
+        api.requests()
+            .iter()
+            .filter(|r| *r == "GET /apis/multus-wasm.io/v1alpha1/wasmplugins 200")
+            .count()
+    };
+    let (first_reads, first_lists) = (reads(), lists(&api));
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child.wait().unwrap();
+    // Passes ran (a list each), and none read the module again, nor
+    // wrote the report again (the same error).
+    assert!(lists(&api) >= first_lists + 3, "{:?}", api.requests());
+    assert_eq!(reads(), first_reads, "{:?}", api.requests());
+    let writes = api
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("PATCH"))
+        .count();
+    assert_eq!(writes, 1, "{:?}", api.requests());
+    assert!(node_status(&api, "static", "n1")["error"]
+        .as_str()
+        .unwrap()
+        .contains("not the object's"));
 }

@@ -40,6 +40,43 @@ pub struct Target {
     pub host_plugin_dir: PathBuf,
     /// The registries an image source may name.
     pub registries: Registries,
+    /// Modules whose fetch or placing failed, not fetched again before
+    /// their time.
+    pub held: std::cell::RefCell<Held>,
+}
+
+/// A module that failed (type, digest, source) is not fetched again on
+/// every pass: a refused module from a registry would otherwise be
+/// downloaded by every node at every pass and every other object's
+/// change. It is tried again after 30 s, doubling to 10 min; a new digest
+/// or source is another module, tried at once. A process that starts
+/// (`--once`, a restart) tries at once.
+#[derive(Debug, Default)]
+pub struct Held(
+    BTreeMap<(String, String, String), (std::time::Instant, std::time::Duration, String)>,
+);
+
+impl Held {
+    const FIRST: std::time::Duration = std::time::Duration::from_secs(30);
+    const MOST: std::time::Duration = std::time::Duration::from_secs(600);
+
+    /// The error still held for `key`, if its time has not come: the
+    /// same text, so the report is not rewritten for it.
+    fn holds(&self, key: &(String, String, String)) -> Option<String> {
+        let (until, _, e) = self.0.get(key)?;
+        (std::time::Instant::now() < *until).then(|| e.clone())
+    }
+
+    fn failed(&mut self, key: (String, String, String), error: &str) {
+        let wait = match self.0.get(&key) {
+            Some((_, last, _)) => (*last * 2).min(Self::MOST),
+            None => Self::FIRST,
+        };
+        self.0.insert(
+            key,
+            (std::time::Instant::now() + wait, wait, error.to_string()),
+        );
+    }
 }
 
 /// What one pass did, per type.
@@ -254,20 +291,33 @@ fn one(
         pass.unchanged.push(ty.into());
         return Ok(want);
     }
-    let bytes = fetch(t, kube, &spec)?;
-    // Recorded before it is placed: a sync killed between the rename and
-    // the end of the pass (a rolling update, an OOM) must still know the
-    // module as its own, not refuse it forever as an admin's.
-    let previous = record.insert(ty.into(), want.clone());
-    write_record(t, record)?;
-    if let Err(e) = place(t, ty, &bytes, &settings) {
-        match previous {
-            Some(p) => record.insert(ty.into(), p),
-            None => record.remove(ty),
-        };
-        write_record(t, record)?;
+    let key = (
+        ty.to_string(),
+        want.clone(),
+        spec.source.describe(&t.namespace),
+    );
+    if let Some(e) = t.held.borrow().holds(&key) {
         return Err(e);
     }
+    let fetched = fetch(t, kube, &spec).and_then(|bytes| {
+        // Recorded before it is placed: a sync killed between the rename
+        // and the end of the pass (a rolling update, an OOM) must still
+        // know the module as its own, not refuse it forever as an admin's.
+        let previous = record.insert(ty.into(), want.clone());
+        write_record(t, record)?;
+        place(t, ty, &bytes, &settings).inspect_err(|_| {
+            match previous {
+                Some(p) => record.insert(ty.into(), p),
+                None => record.remove(ty),
+            };
+        })
+    });
+    if let Err(e) = fetched {
+        write_record(t, record)?;
+        t.held.borrow_mut().failed(key, &e);
+        return Err(e);
+    }
+    t.held.borrow_mut().0.remove(&key);
     pass.placed.push(ty.into());
     Ok(want)
 }

@@ -95,6 +95,7 @@ pub fn run(a: &SyncArgs) -> i32 {
         cache_dir: under_root(&a.host_root, &a.cache_dir),
         host_plugin_dir: a.plugin_dir.clone(),
         registries,
+        held: Default::default(),
     };
     let mut reporter = Reporter::new(&kube, &a.node);
     let mut retry = Retry::default();
