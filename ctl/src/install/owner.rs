@@ -31,13 +31,7 @@ pub enum Verdict {
 }
 
 fn daemonset_resource() -> ApiResource {
-    ApiResource {
-        group: "apps".into(),
-        version: "v1".into(),
-        api_version: "apps/v1".into(),
-        kind: "DaemonSet".into(),
-        plural: "daemonsets".into(),
-    }
+    ApiResource::erase::<k8s_openapi::api::apps::v1::DaemonSet>(&())
 }
 
 /// The DaemonSet among the pod's controllers, if any.

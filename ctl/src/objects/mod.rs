@@ -40,13 +40,7 @@ pub fn group_resource(kind: &str, plural: &str) -> ApiResource {
 }
 
 pub fn configmap_resource() -> ApiResource {
-    ApiResource {
-        group: String::new(),
-        version: "v1".into(),
-        api_version: "v1".into(),
-        kind: "ConfigMap".into(),
-        plural: "configmaps".into(),
-    }
+    ApiResource::erase::<k8s_openapi::api::core::v1::ConfigMap>(&())
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -185,6 +179,16 @@ mod tests {
         assert!(Spec::from_object(&unknown).unwrap_err().contains("url"));
         assert!(
             valid_type("tuning").is_ok() && valid_type(".x").is_err() && valid_type("a/b").is_err()
+        );
+        let cm = configmap_resource();
+        assert_eq!(
+            (
+                cm.group.as_str(),
+                cm.api_version.as_str(),
+                cm.kind.as_str(),
+                cm.plural.as_str()
+            ),
+            ("", "v1", "ConfigMap", "configmaps")
         );
     }
 }

@@ -35,13 +35,7 @@ pub fn resource() -> ApiResource {
 }
 
 fn node_resource() -> ApiResource {
-    ApiResource {
-        group: String::new(),
-        version: "v1".into(),
-        api_version: "v1".into(),
-        kind: "Node".into(),
-        plural: "nodes".into(),
-    }
+    ApiResource::erase::<k8s_openapi::api::core::v1::Node>(&())
 }
 
 /// What this node runs of one WasmPlugin.
