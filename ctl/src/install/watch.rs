@@ -2,6 +2,7 @@
 //! write the confs, then (unless `--once`) keep them right until SIGTERM.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::plan::{self, Plan};
@@ -12,6 +13,30 @@ const REMIND: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_secs(1);
 
 type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Logs at INFO and above on stderr: what the long-running commands
+/// (the installer's watch, plugin sync, plugin aggregate) say.
+pub fn log_to_stderr() {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_target(false)
+        .with_max_level(tracing::Level::INFO)
+        .try_init();
+}
+
+/// A flag SIGTERM and SIGINT raise; exit code 1 (said, naming `cmd`) when
+/// they cannot be handled.
+pub fn stop_on_signals(cmd: &str) -> Result<Arc<AtomicBool>, i32> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
+            eprintln!("multusctl {cmd}: cannot handle signal {sig}: {e}");
+            return Err(1);
+        }
+    }
+    Ok(stop)
+}
 
 /// Sleeps `d`, returning early (true) when `stop` is raised.
 pub fn sleep_unless(stop: &AtomicBool, d: Duration) -> bool {

@@ -10,18 +10,14 @@ use std::time::{Duration, Instant};
 use kube::api::ApiResource;
 use multus::k8s::client::Kube;
 
-use crate::install::watch::sleep_unless;
+use crate::install::watch::{log_to_stderr, sleep_unless, stop_on_signals};
 
 /// What a long-running object loop starts with: logs on stderr, an API
 /// client (`kubeconfig`, or the pod's service account), and a flag that
 /// SIGTERM and SIGINT raise. The exit code on failure, the message
 /// printed naming `cmd`.
 pub fn start(cmd: &str, kubeconfig: Option<&PathBuf>) -> Result<(Kube, Arc<AtomicBool>), i32> {
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_target(false)
-        .try_init();
+    log_to_stderr();
     let timeout = Duration::from_secs(10);
     let kube = match kubeconfig {
         Some(k) => Kube::new(k, timeout),
@@ -31,14 +27,7 @@ pub fn start(cmd: &str, kubeconfig: Option<&PathBuf>) -> Result<(Kube, Arc<Atomi
         eprintln!("multusctl {cmd}: {e}");
         2
     })?;
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
-            eprintln!("multusctl {cmd}: cannot handle signal {sig}: {e}");
-            return Err(1);
-        }
-    }
-    Ok((kube, stop))
+    Ok((kube, stop_on_signals(cmd)?))
 }
 
 /// How long to wait before a pass whose write failed is tried again:

@@ -1,21 +1,9 @@
 //! `multusctl install`: logs to stderr, SIGTERM/SIGINT end the watch.
 
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
-
 use crate::install::{watch, Options};
 
-fn init_logging() {
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_target(false)
-        .with_max_level(tracing::Level::INFO)
-        .try_init();
-}
-
 pub fn run(opts: &Options) -> i32 {
-    init_logging();
+    watch::log_to_stderr();
     let env = |k: &str| std::env::var(k).ok();
     if opts.check {
         return match watch::check(opts, &env) {
@@ -32,13 +20,10 @@ pub fn run(opts: &Options) -> i32 {
             }
         };
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        if let Err(e) = signal_hook::flag::register(sig, stop.clone()) {
-            eprintln!("multusctl install: cannot handle signal {sig}: {e}");
-            return 1;
-        }
-    }
+    let stop = match watch::stop_on_signals("install") {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
     match watch::run(opts, &env, &stop) {
         Ok(()) => 0,
         Err(e) => {
