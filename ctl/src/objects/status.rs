@@ -19,8 +19,11 @@ use super::{resource, Spec};
 /// The failed nodes named in a status, with their errors.
 pub const MAX_FAILURES: usize = 10;
 
+/// One node's report: the node, and its entries.
+pub type NodeReport = (String, Vec<PluginState>);
+
 /// The status `plugin` should show given every node's report.
-pub fn summarize(plugin: &Value, reports: &[Value]) -> Value {
+pub fn summarize(plugin: &Value, reports: &[NodeReport]) -> Value {
     let name = plugin["metadata"]["name"].as_str().unwrap_or_default();
     let want = Spec::from_object(plugin)
         .map(|s| s.sha256.to_ascii_lowercase())
@@ -28,9 +31,8 @@ pub fn summarize(plugin: &Value, reports: &[Value]) -> Value {
     let (mut ready, mut reporting) = (0u64, 0u64);
     // By node name, so the ones named are the same at every count.
     let mut failed: BTreeMap<&str, String> = BTreeMap::new();
-    for r in reports {
-        let node = r["metadata"]["name"].as_str().unwrap_or_default();
-        let Some(entry) = report::plugins(r).into_iter().find(|p| p.name == name) else {
+    for (node, entries) in reports {
+        let Some(entry) = entries.iter().find(|p| p.name == name) else {
             continue;
         };
         reporting += 1;
@@ -38,7 +40,7 @@ pub fn summarize(plugin: &Value, reports: &[Value]) -> Value {
             // Cut as a node cuts its own: a report written by other hands
             // must not make the status too large to write.
             PluginState { error: Some(e), .. } => {
-                failed.insert(node, report::cut(e));
+                failed.insert(node, report::cut(e.clone()));
             }
             PluginState {
                 sha256: Some(s), ..
@@ -87,10 +89,15 @@ pub fn aggregate_once(kube: &Kube) -> Result<Pass, String> {
     };
     let reports = list(report::resource())?;
     let plugins = list(resource())?;
-    let reports_json: Vec<Value> = reports
+    // Parsed once a pass, not once per WasmPlugin.
+    let reports_parsed: Vec<NodeReport> = reports
         .items
         .iter()
-        .map(|r| serde_json::to_value(r).expect("objects serialize"))
+        .map(|r| {
+            let node = r.metadata.name.clone().unwrap_or_default();
+            let value = serde_json::to_value(r).expect("objects serialize");
+            (node, report::plugins(&value))
+        })
         .collect();
     let mut pass = Pass {
         resource_version: reports.metadata.resource_version.clone(),
@@ -99,7 +106,7 @@ pub fn aggregate_once(kube: &Kube) -> Result<Pass, String> {
     for p in &plugins.items {
         let name = p.metadata.name.clone().unwrap_or_default();
         let mut value = serde_json::to_value(p).expect("objects serialize");
-        let status = summarize(&value, &reports_json);
+        let status = summarize(&value, &reports_parsed);
         if value["status"] == status {
             continue;
         }
@@ -127,8 +134,8 @@ mod tests {
                "spec": {"sha256": sha, "source": {"configMap": {"name": "m", "key": "k"}}}})
     }
 
-    fn node(name: &str, plugins: &[PluginState]) -> Value {
-        json!({"metadata": {"name": name}, "status": {"plugins": plugins}})
+    fn node(name: &str, plugins: &[PluginState]) -> NodeReport {
+        (name.to_string(), plugins.to_vec())
     }
 
     #[test]
@@ -168,9 +175,8 @@ mod tests {
         assert_eq!(failures.len(), MAX_FAILURES);
         assert_eq!(failures[0], json!({"node": "f00", "error": "bad 0"}));
         // An error written by other hands is cut as a node cuts its own.
-        let long = node("zz", &[PluginState::new("p", None, None)]);
-        let mut long = long;
-        long["status"]["plugins"][0]["error"] = "e".repeat(100_000).into();
+        let mut long = node("zz", &[PluginState::new("p", None, None)]);
+        long.1[0].error = Some("e".repeat(100_000));
         let s2 = summarize(&plugin("p", &want), &[long]);
         assert_eq!(s2["failures"][0]["error"].as_str().unwrap().len(), 512);
         // The same reports give the same status: nothing to write again.
