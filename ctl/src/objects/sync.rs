@@ -299,20 +299,18 @@ fn one(
     if let Some(e) = t.held.borrow().holds(&key) {
         return Err(e);
     }
-    let fetched = fetch(t, kube, &spec).and_then(|bytes| {
-        // Recorded before it is placed: a sync killed between the rename
-        // and the end of the pass (a rolling update, an OOM) must still
-        // know the module as its own, not refuse it forever as an admin's.
-        let previous = record.insert(ty.into(), want.clone());
-        write_record(t, record)?;
-        place(t, ty, &bytes, &settings).inspect_err(|_| {
-            match previous {
-                Some(p) => record.insert(ty.into(), p),
-                None => record.remove(ty),
-            };
-        })
-    });
-    if let Err(e) = fetched {
+    let bytes =
+        fetch(t, kube, &spec).inspect_err(|e| t.held.borrow_mut().failed(key.clone(), e))?;
+    // Recorded before it is placed: a sync killed between the rename and
+    // the end of the pass (a rolling update, an OOM) must still know the
+    // module as its own, not refuse it forever as an admin's.
+    let previous = record.insert(ty.into(), want.clone());
+    write_record(t, record)?;
+    if let Err(e) = place(t, ty, &bytes, &settings) {
+        match previous {
+            Some(p) => record.insert(ty.into(), p),
+            None => record.remove(ty),
+        };
         write_record(t, record)?;
         t.held.borrow_mut().failed(key, &e);
         return Err(e);
