@@ -36,10 +36,14 @@ fn ctl(ns: &Netns, api: &FakeKubeApi, args: &[&str]) -> (i32, String, String) {
 
 /// `plugin push FILE` with each grant as `--grant`.
 fn push(ns: &Netns, api: &FakeKubeApi, file: &Path, grants: &[&str]) -> (i32, String, String) {
+    let flags: Vec<&str> = grants.iter().flat_map(|g| ["--grant", g]).collect();
+    push_with(ns, api, file, &flags)
+}
+
+/// `plugin push FILE` with `flags`.
+fn push_with(ns: &Netns, api: &FakeKubeApi, file: &Path, flags: &[&str]) -> (i32, String, String) {
     let mut args = vec!["plugin", "push", file.to_str().unwrap()];
-    for g in grants {
-        args.extend(["--grant", g]);
-    }
+    args.extend(flags);
     ctl(ns, api, &args)
 }
 
@@ -671,28 +675,20 @@ fn a_plugin_from_a_registry_needs_the_nodes_flags_and_credentials() {
 
     // Without the credentials the registry refuses the push; nothing is
     // written to the cluster.
-    let (code, _, err) = ctl(
+    let (code, _, err) = push_with(
         &ns,
         &api,
-        &[
-            "plugin",
-            "push",
-            file.to_str().unwrap(),
-            "--image",
-            &image,
-            "--insecure-registry",
-        ],
+        &file,
+        &["--image", &image, "--insecure-registry"],
     );
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("--image"), "{err}");
     assert!(api.custom_object("wasmplugins", "", "static").is_none());
-    let (code, out, err) = ctl(
+    let (code, out, err) = push_with(
         &ns,
         &api,
+        &file,
         &[
-            "plugin",
-            "push",
-            file.to_str().unwrap(),
             "--image",
             &image,
             "--insecure-registry",

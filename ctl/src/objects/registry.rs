@@ -122,11 +122,21 @@ impl Registries {
         Self::new(&secure, &insecure, auth_file, flag_auth)
     }
 
+    /// Whether `host` (`host[:port]`) is one of this process's registries.
+    fn listed(&self, host: &str) -> bool {
+        self.secure.iter().chain(&self.insecure).any(|h| h == host)
+    }
+
+    /// Whether `host` is reached over plain HTTP.
+    fn plain(&self, host: &str) -> bool {
+        self.insecure.iter().any(|h| h == host)
+    }
+
     /// `image` parsed, when its registry is one of this process's.
     fn reference(&self, image: &str) -> Result<Reference, String> {
         let r = Reference::from_str(image).map_err(|e| format!("image {image:?}: {e}"))?;
         let host = r.registry();
-        if !self.secure.iter().chain(&self.insecure).any(|h| h == host) {
+        if !self.listed(host) {
             return Err(format!(
                 "image {image:?}: registry {host} is not one this node may pull from (--registry, --insecure-registry)"
             ));
@@ -205,7 +215,7 @@ impl Registries {
     /// unless that registry is listed as plain HTTP.
     async fn check_realm(&self, r: &Reference) -> Result<(), String> {
         let host = r.resolve_registry();
-        let scheme = match self.insecure.iter().any(|h| h == host) {
+        let scheme = match self.plain(host) {
             true => "http",
             false => "https",
         };
@@ -231,12 +241,8 @@ impl Registries {
         let (realm_scheme, rest) = realm.split_once("://").unwrap_or(("", ""));
         let realm_host = rest.split('/').next().unwrap_or_default();
         let allowed = match realm_scheme {
-            "https" => self
-                .secure
-                .iter()
-                .chain(&self.insecure)
-                .any(|h| h == realm_host),
-            "http" => self.insecure.iter().any(|h| h == realm_host),
+            "https" => self.listed(realm_host),
+            "http" => self.plain(realm_host),
             _ => false,
         };
         if !allowed {
