@@ -2,10 +2,13 @@
 //! the node's pods and all NADs kept current by watches, and a live GET when
 //! a cache misses (a static pod, a pod or NAD the watch has not delivered
 //! yet, a cache still listing), except for a NAD the API server just said
-//! does not exist. The network-status write and events are always direct
+//! does not exist and a conf-named network's NAD the streaming cache lacks
+//! (the cluster network's name, tried as a NAD first as upstream does, is
+//! usually none). The network-status write and events are always direct
 //! calls.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -64,6 +67,9 @@ pub struct Cluster {
     /// The pods of this node (`NODE_NAME`); `None` when the node is unknown.
     pods: Option<Store<Pod>>,
     nads: Store<DynamicObject>,
+    /// Whether the NAD watch is streaming (its last item an event, not an
+    /// error): only then is a NAD `nads` lacks known not to exist.
+    nads_streaming: Arc<AtomicBool>,
     /// NADs the API server said do not exist, and when: a name looked up
     /// on every pod that is never a NAD (the cluster network's, tried as
     /// a NAD first as upstream does) costs one GET per [`ABSENT_FOR`], not
@@ -124,7 +130,9 @@ fn strip(pod: &mut Pod) {
 }
 
 /// Keeps `writer`'s store current from a watch of `api` (objects trimmed by
-/// `modify`), relisting with backoff when the watch breaks; counts its events.
+/// `modify`), relisting with backoff when the watch breaks; counts its
+/// events. `streaming` says whether the store is current: false from an
+/// error until the watch delivers again (a relist counts once it is done).
 fn keep<K>(
     api: Api<K>,
     config: watcher::Config,
@@ -132,6 +140,7 @@ fn keep<K>(
     writer: reflector::store::Writer<K>,
     metrics: &Arc<Metrics>,
     kind: &'static str,
+    streaming: Arc<AtomicBool>,
 ) where
     K: kube::Resource
         + Clone
@@ -146,14 +155,22 @@ fn keep<K>(
     let stream = watcher(api, config)
         .default_backoff()
         .modify(modify)
-        .inspect(move |e| {
-            if let Ok(e) = e {
+        .inspect(move |e| match e {
+            Ok(e) => {
                 let label = CacheLabels { kind: kind.into() };
                 metrics.watch_events.get_or_create(&label).inc();
-                if let watcher::Event::InitDone = e {
-                    tracing::info!(kind, "watch cache listed");
+                match e {
+                    watcher::Event::InitDone => {
+                        tracing::info!(kind, "watch cache listed");
+                        streaming.store(true, Ordering::Release);
+                    }
+                    watcher::Event::Apply(_) | watcher::Event::Delete(_) => {
+                        streaming.store(true, Ordering::Release)
+                    }
+                    watcher::Event::Init | watcher::Event::InitApply(_) => {}
                 }
             }
+            Err(_) => streaming.store(false, Ordering::Release),
         })
         .reflect(writer);
     tokio::spawn(stream.for_each(move |r| async move {
@@ -211,9 +228,11 @@ impl Cluster {
                 writer,
                 &metrics,
                 "pods",
+                Default::default(),
             );
             reader
         });
+        let nads_streaming = Arc::new(AtomicBool::new(false));
         let nads = {
             let writer = reflector::store::Writer::new(nad_resource());
             let reader = writer.as_reader();
@@ -224,6 +243,7 @@ impl Cluster {
                 writer,
                 &metrics,
                 "network-attachment-definitions",
+                nads_streaming.clone(),
             );
             reader
         };
@@ -233,6 +253,7 @@ impl Cluster {
             runtime: tokio::runtime::Handle::current(),
             pods,
             nads,
+            nads_streaming,
             absent: Default::default(),
         });
         let sizes = cluster.clone();
@@ -304,6 +325,16 @@ impl Cluster {
             })
     }
 
+    /// Whether the NAD cache, listed and streaming, lacks `namespace/name`.
+    fn nad_known_absent(&self, namespace: &str, name: &str) -> bool {
+        Self::ready(&self.nads)
+            && self.nads_streaming.load(Ordering::Acquire)
+            && self
+                .nads
+                .get(&ObjectRef::new_with(name, nad_resource()).within(namespace))
+                .is_none()
+    }
+
     /// Remembers what a live GET said of a NAD's existence.
     fn learn_nad(&self, namespace: &str, name: &str, answer: &Result<Nad, KubeError>) {
         let key = (namespace.to_string(), name.to_string());
@@ -352,6 +383,10 @@ impl ClusterApi for Session {
         events: &[Event],
     ) -> (Result<Pod, KubeError>, Vec<Result<(), KubeError>>) {
         self.live.replace_pod_status_with_events(pod, events)
+    }
+
+    fn nad_known_absent(&self, namespace: &str, name: &str) -> bool {
+        self.cluster.nad_known_absent(namespace, name)
     }
 
     fn get_nad(&self, namespace: &str, name: &str) -> Result<Nad, KubeError> {

@@ -827,7 +827,7 @@ fn watch_caches_serve_pods_and_nads() {
         confs::macvlan_host_local("macvlan-net", "uplink0", subnet, &node.data_dir()).to_string()
     };
     api.add_nad("default", "macvlan-net", Some(&nad("10.32.0.0/24")), &[]);
-    for name in ["web", "api"] {
+    for name in ["web", "api", "named"] {
         api.add_pod(
             "default",
             name,
@@ -844,7 +844,7 @@ fn watch_caches_serve_pods_and_nads() {
         // Upstream's DaemonSet's name for it: the pod cache works with it too.
         &[("MULTUS_NODE_NAME", multus_testbed::kube_api::NODE)],
     );
-    wait_for_sample(&node, port, r#"multus_cache_objects{kind="pods"}"#, 2.0);
+    wait_for_sample(&node, port, r#"multus_cache_objects{kind="pods"}"#, 3.0);
     wait_for_sample(
         &node,
         port,
@@ -883,6 +883,35 @@ fn watch_caches_serve_pods_and_nads() {
         "{:?}",
         api.requests()
     );
+
+    // The cluster network named (not a path): upstream tries it as a NAD in
+    // multusNamespace first, then as a conf in confDir. The streaming NAD
+    // cache lacks it, so the daemon knows without a GET, even on its first
+    // pod (no earlier 404 remembered).
+    let conf_dir = node.dir.path().join("multus.d");
+    std::fs::create_dir_all(&conf_dir).unwrap();
+    std::fs::write(
+        conf_dir.join("10-cluster.conf"),
+        conf["delegates"][0].to_string(),
+    )
+    .unwrap();
+    let mut named = conf.clone();
+    named.as_object_mut().unwrap().remove("delegates");
+    named["clusterNetwork"] = "cluster".into();
+    named["confDir"] = json!(conf_dir);
+    let by_name = Pod::new();
+    let before = api.requests().len();
+    let add = shim_for(&node, "ADD", "n1", &by_name, ("named", None), &named);
+    assert!(add.ok(), "{} {}", add.stdout, add.stderr);
+    assert!(pod_addr(&by_name).starts_with("10.32.0."));
+    assert_eq!(
+        reads(before),
+        Vec::<String>::new(),
+        "the cluster network's name answered by the cache"
+    );
+    status_soon(&api, "named");
+    let del = shim_for(&node, "DEL", "n1", &by_name, ("named", None), &named);
+    assert!(del.ok(), "{} {}", del.stdout, del.stderr);
 
     // The NAD changes in the API; once the watch has delivered it, the next
     // ADD uses the new range.

@@ -124,13 +124,13 @@ impl<'a> Invocation<'a> {
                 let over = c.default_network_override(conf)?;
                 let cluster = match (&conf.cluster, &over) {
                     (_, Some(o)) => Some((o.namespace.clone(), o.name.clone())),
-                    (ClusterNetwork::Reference(r), None) => k8s::reference_nad(conf, r),
+                    (ClusterNetwork::Reference(r), None) => c.reference_to_fetch(conf, r),
                     (ClusterNetwork::Delegates(_), None) => None,
                 };
                 let defaults = conf.default_networks.iter().filter(|_| !system);
                 let keys: Vec<(String, String)> = cluster
                     .into_iter()
-                    .chain(defaults.filter_map(|r| k8s::reference_nad(conf, r)))
+                    .chain(defaults.filter_map(|r| c.reference_to_fetch(conf, r)))
                     .chain(sels.iter().map(|s| (s.namespace.clone(), s.name.clone())))
                     .collect();
                 c.prefetch(&keys);

@@ -45,6 +45,14 @@ pub trait ClusterApi: Send {
         (self.replace_pod_status(pod), self.create_events(events))
     }
     fn get_nad(&self, namespace: &str, name: &str) -> Result<Nad, KubeError>;
+    /// Whether this client knows, without asking the API server, that NAD
+    /// `namespace/name` does not exist (a watch cache that is listed and
+    /// streaming lacks it). Asked only for a conf-named network, which
+    /// falls back to a file when there is no such NAD, so its usual miss
+    /// costs no request.
+    fn nad_known_absent(&self, _namespace: &str, _name: &str) -> bool {
+        false
+    }
     /// Several NADs, each answer in order; a client that can should fetch
     /// them at once.
     fn get_nads(&self, keys: &[(String, String)]) -> Vec<Result<Nad, KubeError>> {

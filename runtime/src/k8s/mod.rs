@@ -131,6 +131,12 @@ impl PodContext {
             .extend(want.into_iter().zip(answers));
     }
 
+    /// The NAD a `clusterNetwork`/`defaultNetworks` entry may name, unless
+    /// the client already knows there is none: what to fetch for it.
+    pub fn reference_to_fetch(&self, conf: &MultusConf, reference: &str) -> Option<(String, String)> {
+        reference_nad(conf, reference).filter(|(ns, name)| !self.api.nad_known_absent(ns, name))
+    }
+
     /// A `clusterNetwork`/`defaultNetworks` entry: a name is a NAD in
     /// `multusNamespace` or, failing that, a conf in `confDir`; a path is a
     /// file or directory.
@@ -140,7 +146,7 @@ impl PodContext {
         reference: &str,
         field: &str,
     ) -> Result<Named, CniError> {
-        if let Some((ns, name)) = reference_nad(conf, reference) {
+        if let Some((ns, name)) = self.reference_to_fetch(conf, reference) {
             if let Some(n) = self.find_nad(conf, &ns, &name, field)? {
                 return Ok(n);
             }
@@ -341,11 +347,14 @@ pub fn network_without_pod(
     else {
         return Ok(None);
     };
+    if api.nad_known_absent(&ns, &name) {
+        return Ok(None);
+    }
     find_nad(api.as_ref(), conf, &ns, &name, field)
 }
 
 /// The NAD a `clusterNetwork`/`defaultNetworks` entry may name: a name (no
 /// `/`, which makes it a path) is looked up in `multusNamespace` first.
-pub fn reference_nad(conf: &MultusConf, reference: &str) -> Option<(String, String)> {
+fn reference_nad(conf: &MultusConf, reference: &str) -> Option<(String, String)> {
     (!reference.contains('/')).then(|| (conf.multus_namespace.clone(), reference.to_string()))
 }

@@ -403,12 +403,17 @@ fn run_on(opts: &Opts, node: &multus_testbed::Netns, api: &dyn PodApi) -> Result
                 shim["daemonSocketDir"] = json!(socket_dir);
                 std::fs::write(conf_dir.join("00-multus.conf"), serde_json::to_vec(&shim)?)?;
                 let config = dir.join("daemon-config.json");
-                std::fs::write(
-                    &config,
-                    serde_json::to_vec(
-                        &json!({"socketDir": socket_dir, "kubeconfig": api.kubeconfig()}),
-                    )?,
-                )?;
+                // The wasm keys in the daemon config, as an admin's (and
+                // deploy/thick's defaults) are: what the daemon warms at
+                // start.
+                let mut daemon_config =
+                    json!({"socketDir": socket_dir, "kubeconfig": api.kubeconfig()});
+                for key in ["wasmPluginDir", "wasmCacheDir", "storeRoots", "wasmPlugins"] {
+                    if let Some(v) = multus.get(key) {
+                        daemon_config[key] = v.clone();
+                    }
+                }
+                std::fs::write(&config, serde_json::to_vec(&daemon_config)?)?;
                 daemon = Some(Daemon {
                     cmd: vec![
                         opts.here.join("multus-daemon").display().to_string(),
@@ -569,10 +574,13 @@ fn measure(opts: &Opts, api: &dyn PodApi, lanes: &mut [Lane]) -> Result<()> {
     let ours: Vec<usize> = (0..lanes.len())
         .filter(|&k| lanes[k].spec.modules && !lanes[k].spec.upstream)
         .collect();
-    let broken_down: Vec<(usize, Vec<(Rows, PodTimes)>)> = ours
+    let broken_down: Vec<Column> = ours
         .into_iter()
-        .map(|k| Ok((k, break_down(&mut lanes[k], &mut cris[k], api, opts.runs)?)))
-        .collect::<Result<_>>()?;
+        .map(|k| break_down(&mut lanes[k], &mut cris[k], api, opts.runs))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .collect();
 
     println!("\n## On {}\n", api.label());
     let base = |v: &[Vec<PodTimes>]| med(&v[0], |t| t.cni);
@@ -626,7 +634,7 @@ fn measure(opts: &Opts, api: &dyn PodApi, lanes: &mut [Lane]) -> Result<()> {
             q(|t| t.cni, 0.5) - base(&many),
         );
     }
-    print_breakdown(lanes, &broken_down);
+    print_breakdown(&broken_down);
     // Overheads over the baseline (1 pod), RunPodSandbox's and CNI setup's.
     let over = |k: usize, f: fn(&PodTimes) -> Duration| med(&one[k], f) - med(&one[0], f);
     let lane = |p: &PathSpec| lanes.iter().position(|l| std::ptr::eq(l.spec, p));
@@ -674,15 +682,19 @@ fn measure(opts: &Opts, api: &dyn PodApi, lanes: &mut [Lane]) -> Result<()> {
     Ok(())
 }
 
+/// One column of the breakdown: its heading and each debug-logged pod's
+/// rows and times.
+struct Column {
+    name: String,
+    pods: Vec<(Rows, PodTimes)>,
+}
+
 /// Debug-logged ADDs of one of our lanes, one pod at a time after a warm
-/// one: each one's rows (from multus's or the daemon's log) and times.
-/// The lane's conf (thin) or daemon (thick) is restored after.
-fn break_down(
-    lane: &mut Lane,
-    cri: &mut Cri,
-    api: &dyn PodApi,
-    runs: usize,
-) -> Result<Vec<(Rows, PodTimes)>> {
+/// one: each one's rows (from multus's or the daemon's log) and times; for
+/// a daemon, also a column of each fresh daemon's first pod (the daemon
+/// started again, the pod sent the moment its socket exists). The lane's
+/// conf (thin) or daemon (thick) is restored after.
+fn break_down(lane: &mut Lane, cri: &mut Cri, api: &dyn PodApi, runs: usize) -> Result<Vec<Column>> {
     let log = lane.dir.join("debug.log");
     let file = match lane.spec.kind {
         Kind::Thin => lane.dir.join("net.d/00-multus.conf"),
@@ -703,40 +715,65 @@ fn break_down(
             None => Ok(()),
         }
     };
-    let out = (|| -> Result<Vec<(Rows, PodTimes)>> {
+    // One pod, its log alone (the daemon's start-up lines cleared first).
+    let logged = |lane: &Lane, cri: &mut Cri, i: usize| -> Result<(Rows, PodTimes)> {
+        std::fs::write(&log, "")?;
+        let mut text = String::new();
+        let times = lane.pod_then(cri, api, i, || {
+            // The daemon's writes after its answer, then the log.
+            std::thread::sleep(Duration::from_millis(300));
+            text = std::fs::read_to_string(&log)?;
+            Ok(())
+        })?;
+        Ok((rows(&text), times))
+    };
+    let out = (|| -> Result<Vec<Column>> {
+        let mut warm = Vec::new();
+        let mut fresh = Vec::new();
         restart(lane)?;
-        lane.pod(cri, api, 0)?;
-        let mut out = Vec::new();
-        for _ in 0..runs {
-            std::fs::write(&log, "")?;
-            let mut text = String::new();
-            let times = lane.pod_then(cri, api, 0, || {
-                // The daemon's writes after its answer, then the log.
-                std::thread::sleep(Duration::from_millis(300));
-                text = std::fs::read_to_string(&log)?;
-                Ok(())
-            })?;
-            out.push((rows(&text), times));
+        if lane.daemon.is_some() {
+            fresh.push(logged(lane, cri, 1)?);
+        } else {
+            lane.pod(cri, api, 0)?;
         }
-        Ok(out)
+        for _ in 0..runs {
+            warm.push(logged(lane, cri, 0)?);
+        }
+        for _ in 1..runs.min(3) {
+            if lane.daemon.is_some() {
+                restart(lane)?;
+                fresh.push(logged(lane, cri, 1)?);
+            }
+        }
+        let mut columns = vec![Column {
+            name: lane.spec.name.to_string(),
+            pods: warm,
+        }];
+        if !fresh.is_empty() {
+            columns.push(Column {
+                name: format!("{}: a fresh daemon's first pod", lane.spec.name),
+                pods: fresh,
+            });
+        }
+        Ok(columns)
     })();
     std::fs::write(&file, original)?;
     restart(lane)?;
     out
 }
 
-fn print_breakdown(lanes: &[Lane], broken_down: &[(usize, Vec<(Rows, PodTimes)>)]) {
+fn print_breakdown(broken_down: &[Column]) {
     if broken_down.is_empty() {
         return;
     }
     let names: std::collections::BTreeSet<&String> = broken_down
         .iter()
-        .flat_map(|(_, v)| v.iter().flat_map(|(r, _)| r.keys()))
+        .flat_map(|c| c.pods.iter().flat_map(|(r, _)| r.keys()))
         .collect();
     println!("\nWhere one ADD's time goes (ms, median over the debug-logged pods; \u{d7}N: calls or connections per ADD; calls made at once count as one span):\n");
     print!("| |");
-    for (k, _) in broken_down {
-        print!(" {} |", lanes[*k].spec.name);
+    for c in broken_down {
+        print!(" {} |", c.name);
     }
     println!();
     println!("|---|{}", "---:|".repeat(broken_down.len()));
@@ -763,8 +800,8 @@ fn print_breakdown(lanes: &[Lane], broken_down: &[(usize, Vec<(Rows, PodTimes)>)
     };
     for name in names {
         print!("| {name} |");
-        for (_, v) in broken_down {
-            print!(" {} |", cell(v, name));
+        for c in broken_down {
+            print!(" {} |", cell(&c.pods, name));
         }
         println!();
     }
@@ -776,10 +813,10 @@ fn print_breakdown(lanes: &[Lane], broken_down: &[(usize, Vec<(Rows, PodTimes)>)
         ("RunPodSandbox", |t: &PodTimes| t.run),
     ] {
         print!("| {label} |");
-        for (_, v) in broken_down {
+        for c in broken_down {
             print!(
                 " {:.2} |",
-                quantile(&v.iter().map(|(_, t)| f(t)).collect::<Vec<_>>(), 0.5)
+                quantile(&c.pods.iter().map(|(_, t)| f(t)).collect::<Vec<_>>(), 0.5)
             );
         }
         println!();
