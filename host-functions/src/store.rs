@@ -221,9 +221,26 @@ impl Txn for FsTxn {
             .map_err(|e| io(&self.what(&tmp), e))?;
         f.write_all(value.as_bytes())
             .map_err(|e| io(&self.what(&tmp), e))?;
-        self.dir
-            .rename(&tmp, &self.dir, key)
-            .map_err(|e| io(&self.what(key), e))
+        drop(f);
+        // Renaming over an existing file makes ext4 (auto_da_alloc) write
+        // the new file's data out before the rename returns: ~0.2 ms, most
+        // of a warm host-local ADD (its round-robin marker). Exchanging the
+        // two names is as atomic for a reader (the key holds the old value
+        // or the new, never part of one) without that flush; the old value,
+        // now under the temp name, goes after. A put never promised the
+        // value on disk after a crash (no fsync, as the reference's writes).
+        match exchange(&self.dir, &tmp, key) {
+            Ok(()) => self
+                .dir
+                .remove_file(&tmp)
+                .map_err(|e| io(&self.what(&tmp), e)),
+            // Nothing to replace, or a filesystem without exchange.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EINVAL)) => self
+                .dir
+                .rename(&tmp, &self.dir, key)
+                .map_err(|e| io(&self.what(key), e)),
+            Err(e) => Err(io(&self.what(key), e)),
+        }
     }
 
     fn remove(&mut self, key: &str) -> Result<bool, HostError> {
@@ -254,6 +271,21 @@ impl Txn for FsTxn {
         }
         keys.sort();
         Ok(keys)
+    }
+}
+
+/// Swaps the entries `a` and `b` of `dir` (both plain names, both
+/// existing) in one step: `renameat2(RENAME_EXCHANGE)`.
+fn exchange(dir: &Dir, a: &str, b: &str) -> std::io::Result<()> {
+    let (a, b) = (
+        std::ffi::CString::new(a).map_err(std::io::Error::other)?,
+        std::ffi::CString::new(b).map_err(std::io::Error::other)?,
+    );
+    let fd = dir.as_raw_fd();
+    // SAFETY: two NUL-terminated names relative to a directory fd we own.
+    match unsafe { libc::renameat2(fd, a.as_ptr(), fd, b.as_ptr(), libc::RENAME_EXCHANGE) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
     }
 }
 
@@ -343,6 +375,13 @@ mod tests {
             "cid\r\neth0"
         );
         assert!(d.path().join("net/lock").exists());
+        // A put that replaced a value leaves no temp file behind.
+        let mut names: Vec<String> = std::fs::read_dir(d.path().join("net"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["10.0.0.2", "last_reserved_ip.0", "lock"]);
         assert!(t.remove("10.0.0.2").unwrap());
         assert!(!t.remove("10.0.0.2").unwrap());
         assert!(t.get("nope").unwrap().is_none());

@@ -206,8 +206,7 @@ impl Sandbox {
     /// and builds the store for `reach`.
     fn new(
         conf: &WasmConf,
-        role: Role,
-        ty: &PluginType,
+        (role, ty, settings): (Role, &PluginType, PluginSettings),
         module: &Path,
         reach: Reach,
         t: &mut Timings,
@@ -216,9 +215,6 @@ impl Sandbox {
         let engine =
             engine::engine().map_err(|e| cni(Code::Internal, ty, format!("engine: {e}")))?;
         t.engine = started.elapsed();
-        let settings = conf
-            .settings(ty)
-            .map_err(|e| cni(Code::InvalidConfig, ty, e))?;
         let loaded = artifact::load(
             engine,
             ty,
@@ -489,7 +485,7 @@ pub fn run_with(
         ipam,
         container_id: call.container_id.to_string(),
     };
-    let mut sb = Sandbox::new(conf, role, ty, module, reach, &mut t)?;
+    let mut sb = Sandbox::new(conf, (role, ty, settings), module, reach, &mut t)?;
 
     let started = Instant::now();
     let Pre::Plugin(pre) = sb.pre.clone() else {
@@ -609,7 +605,7 @@ pub fn map(
         ipam: None,
         container_id: format!("{}/{}", pod.namespace, pod.name),
     };
-    let mut sb = Sandbox::new(conf, Role::Mapper, name, module, reach, &mut t)?;
+    let mut sb = Sandbox::new(conf, (Role::Mapper, name, settings), module, reach, &mut t)?;
     let started = Instant::now();
     let Pre::Mapper(pre) = sb.pre.clone() else {
         unreachable!("the mapper role links the mapper world")
