@@ -23,6 +23,65 @@ pub fn built(kit: &Path) -> bool {
     kit.join("k8s/up.sh").exists() && kit.join("k8s/bin/kube-apiserver").exists()
 }
 
+/// Requests, conflicts and response bytes (watches excluded) of some
+/// resources, from the API server's `apiserver_request_total` and
+/// `apiserver_response_sizes_sum`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counts {
+    pub requests: f64,
+    pub conflicts: f64,
+    pub bytes: f64,
+}
+
+impl std::ops::Sub for Counts {
+    type Output = Counts;
+    fn sub(self, o: Counts) -> Counts {
+        Counts {
+            requests: self.requests - o.requests,
+            conflicts: self.conflicts - o.conflicts,
+            bytes: self.bytes - o.bytes,
+        }
+    }
+}
+
+/// The value of `key` in a metric line's labels.
+pub fn label<'a>(labels: &'a str, key: &str) -> Option<&'a str> {
+    let at = labels.find(&format!("{key}=\""))? + key.len() + 2;
+    labels[at..].split('"').next()
+}
+
+/// The counts of `resources` in a metrics text.
+pub fn counts(metrics: &str, resources: &[&str]) -> Counts {
+    let mut c = Counts::default();
+    for line in metrics.lines() {
+        let Some((name, rest)) = line.split_once('{') else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let Ok(value) = value.trim().parse::<f64>() else {
+            continue;
+        };
+        if !label(labels, "resource").is_some_and(|r| resources.contains(&r))
+            || label(labels, "verb") == Some("WATCH")
+        {
+            continue;
+        }
+        match name {
+            "apiserver_request_total" => {
+                c.requests += value;
+                if label(labels, "code") == Some("409") {
+                    c.conflicts += value;
+                }
+            }
+            "apiserver_response_sizes_sum" => c.bytes += value,
+            _ => {}
+        }
+    }
+    c
+}
+
 pub struct Kit {
     pub k8s: PathBuf,
 }
@@ -86,6 +145,11 @@ impl Kit {
             );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The API server's counts of `resources` so far.
+    pub fn counts(&self, resources: &[&str]) -> Result<Counts> {
+        Ok(counts(&self.kubectl(&["get", "--raw", "/metrics"])?, resources))
     }
 
     /// The pid of one of the kit's servers (`etcd`, `kube-apiserver`).

@@ -26,7 +26,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use multus_testbed::kit::{self, Kit};
+use multus_testbed::kit::{self, Counts, Kit};
+
+/// The resources a rollout touches.
+const ROLLOUT_KINDS: &[&str] = &["wasmplugins", "wasmpluginnodes", "configmaps"];
 use multus_testbed::{enter, Netns};
 use serde_json::Value;
 
@@ -42,54 +45,6 @@ struct Args {
     /// How long a rollout may take before the run fails.
     #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
     timeout: Duration,
-}
-
-/// Requests, conflicts and response bytes (watches excluded) of the kinds
-/// a rollout touches, from `apiserver_request_total` and
-/// `apiserver_response_sizes_sum`.
-#[derive(Default, Clone, Copy)]
-struct Counts {
-    requests: f64,
-    conflicts: f64,
-    bytes: f64,
-}
-
-fn label<'a>(labels: &'a str, key: &str) -> Option<&'a str> {
-    let at = labels.find(&format!("{key}=\""))? + key.len() + 2;
-    labels[at..].split('"').next()
-}
-
-fn counts(metrics: &str) -> Counts {
-    let mut c = Counts::default();
-    for line in metrics.lines() {
-        let (name, rest) = match line.split_once('{') {
-            Some(x) => x,
-            None => continue,
-        };
-        let Some((labels, value)) = rest.rsplit_once("} ") else {
-            continue;
-        };
-        let Ok(value) = value.trim().parse::<f64>() else {
-            continue;
-        };
-        let kind = label(labels, "resource");
-        if !matches!(kind, Some("wasmplugins" | "wasmpluginnodes" | "configmaps"))
-            || label(labels, "verb") == Some("WATCH")
-        {
-            continue;
-        }
-        match name {
-            "apiserver_request_total" => {
-                c.requests += value;
-                if label(labels, "code") == Some("409") {
-                    c.conflicts += value;
-                }
-            }
-            "apiserver_response_sizes_sum" => c.bytes += value,
-            _ => {}
-        }
-    }
-    c
 }
 
 /// CPU seconds (user + system) and resident MiB of `pid`.
@@ -348,8 +303,8 @@ fn fleet(
             .lines()
             .filter(|l| {
                 l.starts_with("apiserver_longrunning_requests{")
-                    && label(l, "resource") == Some("wasmplugins")
-                    && label(l, "verb") == Some("WATCH")
+                    && kit::label(l, "resource") == Some("wasmplugins")
+                    && kit::label(l, "verb") == Some("WATCH")
             })
             .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
             .sum();
@@ -370,7 +325,7 @@ fn fleet(
                    act: &dyn Fn() -> Result<()>,
                    done: &dyn Fn(&Value) -> bool|
      -> Result<Row> {
-        let before = counts(&kit.kubectl(&["get", "--raw", "/metrics"])?);
+        let before = kit.counts(ROLLOUT_KINDS)?;
         let pids = (
             kit.pid("kube-apiserver").unwrap_or(0),
             kit.pid("etcd").unwrap_or(0),
@@ -396,7 +351,7 @@ fn fleet(
         let took = started.elapsed();
         // Late writes of the same rollout land in its figures.
         std::thread::sleep(Duration::from_secs(1));
-        let after = counts(&kit.kubectl(&["get", "--raw", "/metrics"])?);
+        let after = kit.counts(ROLLOUT_KINDS)?;
         let (api1, api_rss) = usage(pids.0);
         let (etcd1, etcd_rss) = usage(pids.1);
         Ok(Row {
@@ -405,8 +360,7 @@ fn fleet(
             took,
             api: Counts {
                 requests: after.requests - before.requests - polls,
-                conflicts: after.conflicts - before.conflicts,
-                bytes: after.bytes - before.bytes,
+                ..after - before
             },
             apiserver_cpu: api1 - api0,
             etcd_cpu: etcd1 - etcd0,
