@@ -14,10 +14,17 @@
 //! excluded, and less this harness's own polling of the status), with the
 //! API server's and etcd's CPU and memory.
 //!
+//!
+//! Then cluster IPAM: every node's pods (`--ipam-pods` each) allocating at
+//! once from whereabouts.wasm through the thin `multus` binary (a process
+//! per pod, `NODE_NAME` its node's), in one pool and with node slices;
+//! timed from the first ADD to the last, every address checked distinct,
+//! then every pod deleted and nothing left allocated.
+//!
 //! Not simulated here: each node compiling the module (its own CPU on a
 //! real node; here every node finds the artifact precompiled in one shared
-//! cache, so the table is the API side), the daemons' watch caches, the
-//! installers' token refreshes and cluster IPAM.
+//! cache, so the table is the API side), the daemons' watch caches and the
+//! installers' token refreshes.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -28,9 +35,12 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use multus_testbed::kit::{self, Counts, Kit};
 
+use multus_testbed::{confs, enter, exec_cni, Netns};
+
 /// The resources a rollout touches.
 const ROLLOUT_KINDS: &[&str] = &["wasmplugins", "wasmpluginnodes", "configmaps"];
-use multus_testbed::{enter, Netns};
+/// The resources cluster IPAM touches.
+const IPAM_KINDS: &[&str] = &["ippools", "overlappingrangeipreservations", "nodeslicepools"];
 use serde_json::Value;
 
 #[derive(Parser)]
@@ -42,6 +52,9 @@ struct Args {
     /// The cluster kit (../shared/cluster-kit, built once per machine).
     #[arg(long, env = "MULTUS_KIT", default_value = "/var/tmp/kit")]
     kit: PathBuf,
+    /// Pods per node allocating at once in the IPAM table (0: no IPAM table).
+    #[arg(long, default_value_t = 2)]
+    ipam_pods: usize,
     /// How long a rollout may take before the run fails.
     #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
     timeout: Duration,
@@ -147,6 +160,7 @@ fn main() -> Result<()> {
     let node = Netns::new("fleet").context("a network namespace for the run (needs root)")?;
     enter(&node)?;
     let mut rows = Vec::new();
+    let mut ipam_rows = Vec::new();
     // Image sources come from a real registry on the run's loopback.
     let registry = multus_testbed::registry::Registry::start(
         &node,
@@ -155,14 +169,16 @@ fn main() -> Result<()> {
     )
     .context("docker-registry (scripts/deps installs it)")?;
     for &n in &args.nodes {
-        rows.extend(fleet(
+        let (r, i) = fleet(
             &args,
             n,
             &repo,
-            &multusctl,
+            (&multusctl, &here.join("multus")),
             &plugins,
-            &registry.host,
-        )?);
+            (&registry.host, &node),
+        )?;
+        rows.extend(r);
+        ipam_rows.extend(i);
     }
     println!(
         "\nPlugin rollouts to N simulated nodes (a process each) on a real kube-apiserver + etcd."
@@ -185,7 +201,165 @@ fn main() -> Result<()> {
             r.etcd_rss,
         );
     }
+    if !ipam_rows.is_empty() {
+        println!("\nCluster IPAM: every node's pods at once ({} per node), whereabouts.wasm through the thin multus binary (a process per pod), on the same API server.", args.ipam_pods);
+        println!("Requests and 409s are the API server's counts for ippools, overlappingrangeipreservations and nodeslicepools, ADDs only.\n");
+        println!("| nodes | pool | allocations | failed ADDs | duplicates | first ADD to last, s | allocations/s | API requests per allocation | 409 conflicts | apiserver CPU s | etcd CPU s |");
+        println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for r in ipam_rows {
+            println!(
+                "| {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.1} | {} | {:.2} | {:.2} |",
+                r.n,
+                r.layout,
+                r.allocations,
+                r.failed,
+                r.duplicates,
+                r.took.as_secs_f64(),
+                r.allocations as f64 / r.took.as_secs_f64(),
+                r.api.requests / r.allocations.max(1) as f64,
+                r.api.conflicts,
+                r.apiserver_cpu,
+                r.etcd_cpu,
+            );
+        }
+    }
     Ok(())
+}
+
+/// One IPAM round's figures.
+struct IpamRow {
+    n: usize,
+    layout: &'static str,
+    allocations: usize,
+    failed: usize,
+    duplicates: usize,
+    took: Duration,
+    api: Counts,
+    apiserver_cpu: f64,
+    etcd_cpu: f64,
+}
+
+/// Every node's `pods` ADDs at once through `multus` (a whereabouts.wasm
+/// network, `ipam` its IPAM keys), then their DELs; the figures of the
+/// ADDs. Fails when a DEL fails or an allocation is left.
+#[allow(clippy::too_many_arguments)]
+fn ipam_round(
+    kit: &Kit,
+    (multus, plugins, cache): (&Path, &Path, &Path),
+    node: &Netns,
+    work: &Path,
+    n: usize,
+    pods: usize,
+    (layout, ipam): (&'static str, Value),
+) -> Result<IpamRow> {
+    let admin = kit.admin_kubeconfig();
+    let mut ipam = ipam;
+    ipam["type"] = "whereabouts".into();
+    ipam["kubernetes"] = serde_json::json!({"kubeconfig": admin});
+    let net = serde_json::json!({"cniVersion": "1.0.0", "name": format!("fleet-{n}"),
+        "plugins": [{"type": "whereabouts", "ipam": ipam}]});
+    let dir = work.join(format!("ipam-{layout}"));
+    let mut conf = confs::multus_delegates(&[net], &dir.join("cache"), &dir);
+    conf["wasmPluginDir"] = serde_json::json!(plugins);
+    conf["wasmCacheDir"] = serde_json::json!(cache);
+    conf["kubeconfigAllowlist"] = serde_json::json!([admin]);
+    conf["wasmPlugins"] =
+        serde_json::json!({"whereabouts": {"timeoutMs": 120000, "hostCallTimeoutMs": 30000}});
+    let stdin = serde_json::to_vec(&conf)?;
+    let netns = node.path().display().to_string();
+    let run = |cmd: &str| -> Vec<std::io::Result<multus_testbed::CniOutput>> {
+        std::thread::scope(|sc| {
+            let handles: Vec<_> = (0..n * pods)
+                .map(|i| {
+                    let (stdin, netns) = (&stdin, &netns);
+                    sc.spawn(move || {
+                        let (cid, node_name) = (format!("{layout}-{i}"), format!("node-{}", i / pods));
+                        let args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod-{i}");
+                        let env = [
+                            ("CNI_COMMAND", cmd),
+                            ("CNI_CONTAINERID", cid.as_str()),
+                            ("CNI_NETNS", netns.as_str()),
+                            ("CNI_IFNAME", "net1"),
+                            ("CNI_ARGS", args.as_str()),
+                            ("CNI_PATH", "/usr/lib/cni"),
+                            ("NODE_NAME", node_name.as_str()),
+                        ];
+                        exec_cni(multus, None, &env, stdin)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("an ADD thread"))
+                .collect()
+        })
+    };
+    let before = kit.counts(IPAM_KINDS)?;
+    let pids = (
+        kit.pid("kube-apiserver").unwrap_or(0),
+        kit.pid("etcd").unwrap_or(0),
+    );
+    let (api0, etcd0) = (usage(pids.0).0, usage(pids.1).0);
+    let started = Instant::now();
+    let added = run("ADD");
+    let took = started.elapsed();
+    let (api1, etcd1) = (usage(pids.0).0, usage(pids.1).0);
+    let api = kit.counts(IPAM_KINDS)? - before;
+    let mut addresses: Vec<String> = Vec::new();
+    let mut failed = 0;
+    for a in &added {
+        match a {
+            Ok(out) if out.ok() => addresses.extend(
+                out.json()["ips"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|ip| ip["address"].as_str().map(String::from)),
+            ),
+            Ok(out) => {
+                if failed == 0 {
+                    eprintln!("fleet: a failed ADD ({layout}, {n} nodes): {}", out.stdout);
+                }
+                failed += 1;
+            }
+            Err(e) => bail!("running multus: {e}"),
+        }
+    }
+    let distinct: std::collections::BTreeSet<&String> = addresses.iter().collect();
+    let duplicates = addresses.len() - distinct.len();
+    for d in run("DEL") {
+        let d = d?;
+        if !d.ok() {
+            bail!("a DEL failed ({layout}, {n} nodes): {}", d.stdout);
+        }
+    }
+    let left: Value = serde_json::from_str(&kit.kubectl(&[
+        "get",
+        "ippools.whereabouts.cni.cncf.io",
+        "-A",
+        "-o",
+        "json",
+    ])?)?;
+    let held: usize = left["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| p["spec"]["allocations"].as_object().map_or(0, |a| a.len()))
+        .sum();
+    if held != 0 {
+        bail!("{held} allocations left after every DEL ({layout}, {n} nodes)");
+    }
+    Ok(IpamRow {
+        n,
+        layout,
+        allocations: n * pods,
+        failed,
+        duplicates,
+        took,
+        api,
+        apiserver_cpu: api1 - api0,
+        etcd_cpu: etcd1 - etcd0,
+    })
 }
 
 /// Runs `multusctl` with `args`; its stderr on failure.
@@ -208,10 +382,10 @@ fn fleet(
     args: &Args,
     n: usize,
     repo: &Path,
-    multusctl: &Path,
+    (multusctl, multus): (&Path, &Path),
     plugins: &Path,
-    registry: &str,
-) -> Result<Vec<Row>> {
+    (registry, node): (&str, &Netns),
+) -> Result<(Vec<Row>, Vec<IpamRow>)> {
     eprintln!("fleet: {n} nodes");
     let kit = Kit::start(&args.kit)?;
     kit.kubectl(&[
@@ -458,5 +632,48 @@ fn fleet(
         bail!("after the bad digest, the nodes run {placed:?}, not all {v3}");
     }
     drop(nodes);
-    Ok(rows)
+    let mut ipam_rows = Vec::new();
+    if args.ipam_pods > 0 {
+        kit.kubectl(&[
+            "apply",
+            "-f",
+            &repo.join("deploy/whereabouts/crds.yaml").display().to_string(),
+        ])?;
+        kit.kubectl(&[
+            "wait",
+            "--for",
+            "condition=established",
+            "--timeout=60s",
+            "crd/ippools.whereabouts.cni.cncf.io",
+            "crd/nodeslicepools.whereabouts.cni.cncf.io",
+        ])?;
+        ctl(
+            multusctl,
+            &[
+                "plugin".as_ref(),
+                "compile".as_ref(),
+                plugins.join("whereabouts.wasm").as_os_str(),
+                "--cache-dir".as_ref(),
+                cache.as_os_str(),
+            ],
+        )?;
+        for layout in [
+            ("one pool", serde_json::json!({"range": "10.128.0.0/16"})),
+            (
+                "node slices (/26)",
+                serde_json::json!({"range": "10.129.0.0/16", "node_slice_size": "/26"}),
+            ),
+        ] {
+            ipam_rows.push(ipam_round(
+                &kit,
+                (multus, plugins, &cache),
+                node,
+                work.path(),
+                n,
+                args.ipam_pods,
+                layout,
+            )?);
+        }
+    }
+    Ok((rows, ipam_rows))
 }
