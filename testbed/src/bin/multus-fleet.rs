@@ -204,11 +204,11 @@ fn main() -> Result<()> {
     if !ipam_rows.is_empty() {
         println!("\nCluster IPAM: every node's pods at once ({} per node), whereabouts.wasm through the thin multus binary (a process per pod), on the same API server.", args.ipam_pods);
         println!("Requests and 409s are the API server's counts for ippools, overlappingrangeipreservations and nodeslicepools, ADDs only.\n");
-        println!("| nodes | pool | allocations | failed ADDs | duplicates | first ADD to last, s | allocations/s | API requests per allocation | 409 conflicts | apiserver CPU s | etcd CPU s |");
-        println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        println!("| nodes | pool | allocations | failed ADDs | duplicates | first ADD to last, s | allocations/s | API requests per allocation | 409 conflicts | apiserver CPU s | etcd CPU s | DELs failed at first try | all freed, s |");
+        println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for r in ipam_rows {
             println!(
-                "| {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.1} | {} | {:.2} | {:.2} |",
+                "| {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.1} | {} | {:.2} | {:.2} | {} | {:.1} |",
                 r.n,
                 r.layout,
                 r.allocations,
@@ -220,6 +220,8 @@ fn main() -> Result<()> {
                 r.api.conflicts,
                 r.apiserver_cpu,
                 r.etcd_cpu,
+                r.del_failed,
+                r.del_took.as_secs_f64(),
             );
         }
     }
@@ -237,6 +239,10 @@ struct IpamRow {
     api: Counts,
     apiserver_cpu: f64,
     etcd_cpu: f64,
+    /// DELs that failed at their first try (retried until none failed).
+    del_failed: usize,
+    /// First DEL to last, retries included.
+    del_took: Duration,
 }
 
 /// Every node's `pods` ADDs at once through `multus` (a whereabouts.wasm
@@ -250,7 +256,7 @@ fn ipam_round(
     work: &Path,
     n: usize,
     pods: usize,
-    (layout, ipam): (&'static str, Value),
+    (id, layout, ipam): (&str, &'static str, Value),
 ) -> Result<IpamRow> {
     let admin = kit.admin_kubeconfig();
     let mut ipam = ipam;
@@ -258,7 +264,7 @@ fn ipam_round(
     ipam["kubernetes"] = serde_json::json!({"kubeconfig": admin});
     let net = serde_json::json!({"cniVersion": "1.0.0", "name": format!("fleet-{n}"),
         "plugins": [{"type": "whereabouts", "ipam": ipam}]});
-    let dir = work.join(format!("ipam-{layout}"));
+    let dir = work.join(format!("ipam-{id}"));
     let mut conf = confs::multus_delegates(&[net], &dir.join("cache"), &dir);
     conf["wasmPluginDir"] = serde_json::json!(plugins);
     conf["wasmCacheDir"] = serde_json::json!(cache);
@@ -267,13 +273,14 @@ fn ipam_round(
         serde_json::json!({"whereabouts": {"timeoutMs": 120000, "hostCallTimeoutMs": 30000}});
     let stdin = serde_json::to_vec(&conf)?;
     let netns = node.path().display().to_string();
-    let run = |cmd: &str| -> Vec<std::io::Result<multus_testbed::CniOutput>> {
+    let run = |cmd: &str, which: &[usize]| -> Vec<std::io::Result<multus_testbed::CniOutput>> {
         std::thread::scope(|sc| {
-            let handles: Vec<_> = (0..n * pods)
-                .map(|i| {
+            let handles: Vec<_> = which
+                .iter()
+                .map(|&i| {
                     let (stdin, netns) = (&stdin, &netns);
                     sc.spawn(move || {
-                        let (cid, node_name) = (format!("{layout}-{i}"), format!("node-{}", i / pods));
+                        let (cid, node_name) = (format!("{id}-{i}"), format!("node-{}", i / pods));
                         let args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod-{i}");
                         let env = [
                             ("CNI_COMMAND", cmd),
@@ -301,7 +308,8 @@ fn ipam_round(
     );
     let (api0, etcd0) = (usage(pids.0).0, usage(pids.1).0);
     let started = Instant::now();
-    let added = run("ADD");
+    let all: Vec<usize> = (0..n * pods).collect();
+    let added = run("ADD", &all);
     let took = started.elapsed();
     let (api1, etcd1) = (usage(pids.0).0, usage(pids.1).0);
     let api = kit.counts(IPAM_KINDS)? - before;
@@ -327,12 +335,35 @@ fn ipam_round(
     }
     let distinct: std::collections::BTreeSet<&String> = addresses.iter().collect();
     let duplicates = addresses.len() - distinct.len();
-    for d in run("DEL") {
-        let d = d?;
-        if !d.ok() {
-            bail!("a DEL failed ({layout}, {n} nodes): {}", d.stdout);
+    // The DELs at once too; one that fails is retried, as the kubelet
+    // does, up to 5 rounds.
+    let started = Instant::now();
+    let mut left = all;
+    let mut del_failed = 0;
+    for round in 0..5 {
+        let outs = run("DEL", &left);
+        let mut again = Vec::new();
+        for (i, d) in left.iter().zip(outs) {
+            let d = d?;
+            if !d.ok() {
+                if round == 0 && del_failed == 0 {
+                    eprintln!("fleet: a failed DEL ({layout}, {n} nodes): {}", d.stdout);
+                }
+                again.push(*i);
+            }
+        }
+        if round == 0 {
+            del_failed = again.len();
+        }
+        left = again;
+        if left.is_empty() {
+            break;
         }
     }
+    if !left.is_empty() {
+        bail!("{} DELs still failing after 5 rounds ({layout}, {n} nodes)", left.len());
+    }
+    let del_took = started.elapsed();
     let left: Value = serde_json::from_str(&kit.kubectl(&[
         "get",
         "ippools.whereabouts.cni.cncf.io",
@@ -359,6 +390,8 @@ fn ipam_round(
         api,
         apiserver_cpu: api1 - api0,
         etcd_cpu: etcd1 - etcd0,
+        del_failed,
+        del_took,
     })
 }
 
@@ -658,8 +691,9 @@ fn fleet(
             ],
         )?;
         for layout in [
-            ("one pool", serde_json::json!({"range": "10.128.0.0/16"})),
+            ("pool", "one pool", serde_json::json!({"range": "10.128.0.0/16"})),
             (
+                "slices",
                 "node slices (/26)",
                 serde_json::json!({"range": "10.129.0.0/16", "node_slice_size": "/26"}),
             ),
