@@ -207,6 +207,18 @@ impl Txn for FsTxn {
 
     fn put(&mut self, key: &str, value: &str) -> Result<(), HostError> {
         validate_key(key)?;
+        // Only a file is replaced: a directory under a key's name (the host
+        // makes one when a config nests a store inside another) is refused
+        // as a rename over it was, never moved aside.
+        match self.dir.symlink_metadata(key) {
+            Ok(m) if m.is_dir() => {
+                return Err(io(
+                    &self.what(key),
+                    std::io::Error::from_raw_os_error(libc::EISDIR),
+                ))
+            }
+            _ => {}
+        }
         let tmp = format!(".{key}.tmp");
         let mut f = self
             .dir
@@ -219,27 +231,49 @@ impl Txn for FsTxn {
                     .mode(0o600),
             )
             .map_err(|e| io(&self.what(&tmp), e))?;
-        f.write_all(value.as_bytes())
-            .map_err(|e| io(&self.what(&tmp), e))?;
+        if let Err(e) = f.write_all(value.as_bytes()) {
+            let _ = self.dir.remove_file(&tmp);
+            return Err(io(&self.what(&tmp), e));
+        }
         drop(f);
         // Renaming over an existing file makes ext4 (auto_da_alloc) write
         // the new file's data out before the rename returns: ~0.2 ms, most
         // of a warm host-local ADD (its round-robin marker). Exchanging the
         // two names is as atomic for a reader (the key holds the old value
         // or the new, never part of one) without that flush; the old value,
-        // now under the temp name, goes after. A put never promised the
-        // value on disk after a crash (no fsync, as the reference's writes).
+        // now under the temp name, goes after. What it gives up: after a
+        // power loss before the kernel writes the data back, the key may be
+        // empty rather than old-or-new (no fsync either way, as the
+        // reference's writes). Its users keep hints (host-local's marker)
+        // or state of interfaces a power loss takes with it (tuning's).
         match exchange(&self.dir, &tmp, key) {
-            Ok(()) => self
-                .dir
-                .remove_file(&tmp)
-                .map_err(|e| io(&self.what(&tmp), e)),
-            // Nothing to replace, or a filesystem without exchange.
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EINVAL)) => self
-                .dir
-                .rename(&tmp, &self.dir, key)
-                .map_err(|e| io(&self.what(key), e)),
-            Err(e) => Err(io(&self.what(key), e)),
+            Ok(()) => match self.dir.remove_file(&tmp) {
+                Ok(()) => Ok(()),
+                // A directory appeared under the key since the check:
+                // swapped back, refused.
+                Err(e) if e.raw_os_error() == Some(libc::EISDIR) => {
+                    let _ = exchange(&self.dir, &tmp, key);
+                    let _ = self.dir.remove_file(&tmp);
+                    Err(io(&self.what(key), e))
+                }
+                Err(e) => Err(io(&self.what(&tmp), e)),
+            },
+            // Nothing to replace, or no exchange here (an old kernel or
+            // filesystem, a seccomp profile).
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOENT | libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP | libc::EPERM)
+                ) =>
+            {
+                self.dir
+                    .rename(&tmp, &self.dir, key)
+                    .map_err(|e| io(&self.what(key), e))
+            }
+            Err(e) => {
+                let _ = self.dir.remove_file(&tmp);
+                Err(io(&self.what(key), e))
+            }
         }
     }
 
@@ -385,6 +419,34 @@ mod tests {
         assert!(t.remove("10.0.0.2").unwrap());
         assert!(!t.remove("10.0.0.2").unwrap());
         assert!(t.get("nope").unwrap().is_none());
+    }
+
+    /// A directory under a key's name (a store the host nested inside
+    /// this one) is refused by put and left where it is, with its files;
+    /// nothing stray is left beside it.
+    #[test]
+    fn put_never_moves_a_directory() {
+        let d = tempfile::tempdir().unwrap();
+        let store = |net: &str| FsStore {
+            dir: StoreDir::beneath(d.path(), Path::new(net)).unwrap(),
+            lock_timeout: Duration::from_secs(1),
+        };
+        let mut nested = store("a/b").open().unwrap();
+        assert!(nested.insert("10.0.0.5", "victim\r\neth0").unwrap());
+        drop(nested);
+        let mut t = store("a").open().unwrap();
+        let e = t.put("b", "pwned").unwrap_err();
+        assert!(e.to_string().contains("Is a directory"), "{e}");
+        let mut names: Vec<String> = std::fs::read_dir(d.path().join("a"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["b", "lock"]);
+        assert!(d.path().join("a/b").is_dir());
+        drop(t);
+        let mut nested = store("a/b").open().unwrap();
+        assert_eq!(nested.keys().unwrap(), ["10.0.0.5"]);
     }
 
     /// A store dir is plain names beneath its root, and a symlink planted
