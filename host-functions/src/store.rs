@@ -263,7 +263,9 @@ impl Txn for FsTxn {
             Err(e)
                 if matches!(
                     e.raw_os_error(),
-                    Some(libc::ENOENT | libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP | libc::EPERM)
+                    Some(
+                        libc::ENOENT | libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP | libc::EPERM
+                    )
                 ) =>
             {
                 self.dir

@@ -149,7 +149,10 @@ impl Kit {
 
     /// The API server's counts of `resources` so far.
     pub fn counts(&self, resources: &[&str]) -> Result<Counts> {
-        Ok(counts(&self.kubectl(&["get", "--raw", "/metrics"])?, resources))
+        Ok(counts(
+            &self.kubectl(&["get", "--raw", "/metrics"])?,
+            resources,
+        ))
     }
 
     /// The pid of one of the kit's servers (`etcd`, `kube-apiserver`).

@@ -133,7 +133,11 @@ impl PodContext {
 
     /// The NAD a `clusterNetwork`/`defaultNetworks` entry may name, unless
     /// the client already knows there is none: what to fetch for it.
-    pub fn reference_to_fetch(&self, conf: &MultusConf, reference: &str) -> Option<(String, String)> {
+    pub fn reference_to_fetch(
+        &self,
+        conf: &MultusConf,
+        reference: &str,
+    ) -> Option<(String, String)> {
         reference_nad(conf, reference).filter(|(ns, name)| !self.api.nad_known_absent(ns, name))
     }
 

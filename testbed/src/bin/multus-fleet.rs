@@ -40,7 +40,11 @@ use multus_testbed::{confs, enter, exec_cni, Netns};
 /// The resources a rollout touches.
 const ROLLOUT_KINDS: &[&str] = &["wasmplugins", "wasmpluginnodes", "configmaps"];
 /// The resources cluster IPAM touches.
-const IPAM_KINDS: &[&str] = &["ippools", "overlappingrangeipreservations", "nodeslicepools"];
+const IPAM_KINDS: &[&str] = &[
+    "ippools",
+    "overlappingrangeipreservations",
+    "nodeslicepools",
+];
 use serde_json::Value;
 
 #[derive(Parser)]
@@ -281,7 +285,9 @@ fn ipam_round(
                     let (stdin, netns) = (&stdin, &netns);
                     sc.spawn(move || {
                         let (cid, node_name) = (format!("{id}-{i}"), format!("node-{}", i / pods));
-                        let args = format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod-{i}");
+                        let args = format!(
+                            "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod-{i}"
+                        );
                         let env = [
                             ("CNI_COMMAND", cmd),
                             ("CNI_CONTAINERID", cid.as_str()),
@@ -361,7 +367,10 @@ fn ipam_round(
         }
     }
     if !left.is_empty() {
-        bail!("{} DELs still failing after 5 rounds ({layout}, {n} nodes)", left.len());
+        bail!(
+            "{} DELs still failing after 5 rounds ({layout}, {n} nodes)",
+            left.len()
+        );
     }
     let del_took = started.elapsed();
     let left: Value = serde_json::from_str(&kit.kubectl(&[
@@ -670,7 +679,10 @@ fn fleet(
         kit.kubectl(&[
             "apply",
             "-f",
-            &repo.join("deploy/whereabouts/crds.yaml").display().to_string(),
+            &repo
+                .join("deploy/whereabouts/crds.yaml")
+                .display()
+                .to_string(),
         ])?;
         kit.kubectl(&[
             "wait",
@@ -691,7 +703,11 @@ fn fleet(
             ],
         )?;
         for layout in [
-            ("pool", "one pool", serde_json::json!({"range": "10.128.0.0/16"})),
+            (
+                "pool",
+                "one pool",
+                serde_json::json!({"range": "10.128.0.0/16"}),
+            ),
             (
                 "slices",
                 "node slices (/26)",

@@ -694,7 +694,12 @@ struct Column {
 /// a daemon, also a column of each fresh daemon's first pod (the daemon
 /// started again, the pod sent the moment its socket exists). The lane's
 /// conf (thin) or daemon (thick) is restored after.
-fn break_down(lane: &mut Lane, cri: &mut Cri, api: &dyn PodApi, runs: usize) -> Result<Vec<Column>> {
+fn break_down(
+    lane: &mut Lane,
+    cri: &mut Cri,
+    api: &dyn PodApi,
+    runs: usize,
+) -> Result<Vec<Column>> {
     let log = lane.dir.join("debug.log");
     let file = match lane.spec.kind {
         Kind::Thin => lane.dir.join("net.d/00-multus.conf"),

@@ -1030,7 +1030,11 @@ fn cluster_ipam_table(
         let kit = multus_testbed::kit::Kit::start(kit)?;
         let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/whereabouts/crds.yaml");
         kit.kubectl(&["apply", "-f", &crds.display().to_string()])?;
-        kit.kubectl(&["wait", "--for=condition=Established", "crd/ippools.whereabouts.cni.cncf.io"])?;
+        kit.kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "crd/ippools.whereabouts.cni.cncf.io",
+        ])?;
         cluster_ipam_lane(&IpamServer::Kit(kit), multus, wasm_conf, work)?;
     }
     println!("(a conflict-free IP costs 6: GET + PUT pool and POST reservation to allocate, GET + PUT pool and DELETE reservation to free, plus a pool's first GET + POST; upstream whereabouts v0.9.4 on this machine, recorded in ../shared/fixtures/whereabouts: 20 sequential ADDs median 209 ms, 10 at once 3.1 s wall, one cluster-wide Lease)");
