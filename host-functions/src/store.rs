@@ -389,6 +389,16 @@ impl Txn for RecordingStore {
 mod tests {
     use super::*;
 
+    /// Every entry of `dir`, sorted.
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
     #[test]
     fn fs_store_is_host_local_layout() {
         let d = tempfile::tempdir().unwrap();
@@ -412,12 +422,10 @@ mod tests {
         );
         assert!(d.path().join("net/lock").exists());
         // A put that replaced a value leaves no temp file behind.
-        let mut names: Vec<String> = std::fs::read_dir(d.path().join("net"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
-        assert_eq!(names, ["10.0.0.2", "last_reserved_ip.0", "lock"]);
+        assert_eq!(
+            names(&d.path().join("net")),
+            ["10.0.0.2", "last_reserved_ip.0", "lock"]
+        );
         assert!(t.remove("10.0.0.2").unwrap());
         assert!(!t.remove("10.0.0.2").unwrap());
         assert!(t.get("nope").unwrap().is_none());
@@ -439,12 +447,7 @@ mod tests {
         let mut t = store("a").open().unwrap();
         let e = t.put("b", "pwned").unwrap_err();
         assert!(e.to_string().contains("Is a directory"), "{e}");
-        let mut names: Vec<String> = std::fs::read_dir(d.path().join("a"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
-        assert_eq!(names, ["b", "lock"]);
+        assert_eq!(names(&d.path().join("a")), ["b", "lock"]);
         assert!(d.path().join("a/b").is_dir());
         drop(t);
         let mut nested = store("a/b").open().unwrap();

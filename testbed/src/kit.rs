@@ -147,6 +147,17 @@ impl Kit {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// Applies the CRDs of `file` and waits, at most `within` (kubectl's
+    /// duration), until `crds` (their `crd/<name>`) are established.
+    pub fn apply_crds(&self, file: &Path, crds: &[&str], within: &str) -> Result<()> {
+        self.kubectl(&["apply", "-f", &file.display().to_string()])?;
+        let timeout = format!("--timeout={within}");
+        let mut wait = vec!["wait", "--for", "condition=established", &timeout];
+        let names: Vec<String> = crds.iter().map(|c| format!("crd/{c}")).collect();
+        wait.extend(names.iter().map(String::as_str));
+        self.kubectl(&wait).map(drop)
+    }
+
     /// The API server's counts of `resources` so far.
     pub fn counts(&self, resources: &[&str]) -> Result<Counts> {
         Ok(counts(

@@ -38,6 +38,16 @@ pub fn quantile(v: &[std::time::Duration], q: f64) -> f64 {
     ms[((ms.len() as f64 - 1.0) * q).round() as usize]
 }
 
+/// The addresses (`ips[].address`) of a CNI result.
+pub fn result_addresses(result: &Value) -> Vec<String> {
+    result["ips"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|ip| ip["address"].as_str().map(String::from))
+        .collect()
+}
+
 /// The sha256 of `p`'s bytes, in hex.
 pub fn sha256_file(p: &Path) -> io::Result<String> {
     use sha2::Digest;

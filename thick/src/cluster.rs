@@ -303,11 +303,7 @@ impl Cluster {
     /// The cache's answer: the NAD, or NotFound when the API server said
     /// so within `ABSENT_FOR` and the watch has not brought it since.
     fn cached_nad(&self, namespace: &str, name: &str) -> Option<Result<Nad, KubeError>> {
-        if !Self::ready(&self.nads) {
-            return None;
-        }
-        let key = ObjectRef::new_with(name, nad_resource()).within(namespace);
-        if let Some(obj) = self.nads.get(&key) {
+        if let Some(obj) = self.nad_in_cache(namespace, name)? {
             return Some(Ok(Nad::from_object(&obj)));
         }
         let absent = self.absent.lock().unwrap_or_else(|p| p.into_inner());
@@ -325,14 +321,19 @@ impl Cluster {
             })
     }
 
+    /// What the NAD cache holds of `namespace/name`; `None` while it is
+    /// still listing.
+    fn nad_in_cache(&self, namespace: &str, name: &str) -> Option<Option<Arc<DynamicObject>>> {
+        Self::ready(&self.nads).then(|| {
+            self.nads
+                .get(&ObjectRef::new_with(name, nad_resource()).within(namespace))
+        })
+    }
+
     /// Whether the NAD cache, listed and streaming, lacks `namespace/name`.
     fn nad_known_absent(&self, namespace: &str, name: &str) -> bool {
-        Self::ready(&self.nads)
-            && self.nads_streaming.load(Ordering::Acquire)
-            && self
-                .nads
-                .get(&ObjectRef::new_with(name, nad_resource()).within(namespace))
-                .is_none()
+        self.nads_streaming.load(Ordering::Acquire)
+            && matches!(self.nad_in_cache(namespace, name), Some(None))
     }
 
     /// Remembers what a live GET said of a NAD's existence.

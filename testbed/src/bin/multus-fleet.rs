@@ -35,7 +35,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use multus_testbed::kit::{self, Counts, Kit};
 
-use multus_testbed::{confs, enter, exec_cni, Netns};
+use multus_testbed::{confs, enter, exec_cni, result_addresses, Netns};
 
 /// The resources a rollout touches.
 const ROLLOUT_KINDS: &[&str] = &["wasmplugins", "wasmpluginnodes", "configmaps"];
@@ -88,6 +88,11 @@ fn usage(pid: u32) -> (f64, f64) {
         .unwrap_or(0.0)
         / 1024.0;
     (cpu, rss)
+}
+
+/// CPU seconds and resident MiB of the kit's kube-apiserver and etcd.
+fn servers_usage(kit: &Kit) -> [(f64, f64); 2] {
+    ["kube-apiserver", "etcd"].map(|s| usage(kit.pid(s).unwrap_or(0)))
 }
 
 struct Nodes(Vec<Child>);
@@ -308,28 +313,18 @@ fn ipam_round(
         })
     };
     let before = kit.counts(IPAM_KINDS)?;
-    let pids = (
-        kit.pid("kube-apiserver").unwrap_or(0),
-        kit.pid("etcd").unwrap_or(0),
-    );
-    let (api0, etcd0) = (usage(pids.0).0, usage(pids.1).0);
+    let [(api0, _), (etcd0, _)] = servers_usage(kit);
     let started = Instant::now();
     let all: Vec<usize> = (0..n * pods).collect();
     let added = run("ADD", &all);
     let took = started.elapsed();
-    let (api1, etcd1) = (usage(pids.0).0, usage(pids.1).0);
+    let [(api1, _), (etcd1, _)] = servers_usage(kit);
     let api = kit.counts(IPAM_KINDS)? - before;
     let mut addresses: Vec<String> = Vec::new();
     let mut failed = 0;
     for a in &added {
         match a {
-            Ok(out) if out.ok() => addresses.extend(
-                out.json()["ips"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|ip| ip["address"].as_str().map(String::from)),
-            ),
+            Ok(out) if out.ok() => addresses.extend(result_addresses(&out.json())),
             Ok(out) => {
                 if failed == 0 {
                     eprintln!("fleet: a failed ADD ({layout}, {n} nodes): {}", out.stdout);
@@ -430,22 +425,14 @@ fn fleet(
 ) -> Result<(Vec<Row>, Vec<IpamRow>)> {
     eprintln!("fleet: {n} nodes");
     let kit = Kit::start(&args.kit)?;
-    kit.kubectl(&[
-        "apply",
-        "-f",
-        &repo
-            .join("deploy/crd/wasmplugins.yaml")
-            .display()
-            .to_string(),
-    ])?;
-    kit.kubectl(&[
-        "wait",
-        "--for",
-        "condition=established",
-        "--timeout=60s",
-        "crd/wasmplugins.multus-wasm.io",
-        "crd/wasmpluginnodes.multus-wasm.io",
-    ])?;
+    kit.apply_crds(
+        &repo.join("deploy/crd/wasmplugins.yaml"),
+        &[
+            "wasmplugins.multus-wasm.io",
+            "wasmpluginnodes.multus-wasm.io",
+        ],
+        "60s",
+    )?;
     let work = tempfile::tempdir()?;
     // Three versions of one plugin type: three modules under one name
     // (the third from the registry).
@@ -542,11 +529,7 @@ fn fleet(
                    done: &dyn Fn(&Value) -> bool|
      -> Result<Row> {
         let before = kit.counts(ROLLOUT_KINDS)?;
-        let pids = (
-            kit.pid("kube-apiserver").unwrap_or(0),
-            kit.pid("etcd").unwrap_or(0),
-        );
-        let (api0, etcd0) = (usage(pids.0).0, usage(pids.1).0);
+        let [(api0, _), (etcd0, _)] = servers_usage(&kit);
         let started = Instant::now();
         act()?;
         let mut polls = 0.0;
@@ -568,8 +551,7 @@ fn fleet(
         // Late writes of the same rollout land in its figures.
         std::thread::sleep(Duration::from_secs(1));
         let after = kit.counts(ROLLOUT_KINDS)?;
-        let (api1, api_rss) = usage(pids.0);
-        let (etcd1, etcd_rss) = usage(pids.1);
+        let [(api1, api_rss), (etcd1, etcd_rss)] = servers_usage(&kit);
         Ok(Row {
             n,
             what,
@@ -676,22 +658,14 @@ fn fleet(
     drop(nodes);
     let mut ipam_rows = Vec::new();
     if args.ipam_pods > 0 {
-        kit.kubectl(&[
-            "apply",
-            "-f",
-            &repo
-                .join("deploy/whereabouts/crds.yaml")
-                .display()
-                .to_string(),
-        ])?;
-        kit.kubectl(&[
-            "wait",
-            "--for",
-            "condition=established",
-            "--timeout=60s",
-            "crd/ippools.whereabouts.cni.cncf.io",
-            "crd/nodeslicepools.whereabouts.cni.cncf.io",
-        ])?;
+        kit.apply_crds(
+            &repo.join("deploy/whereabouts/crds.yaml"),
+            &[
+                "ippools.whereabouts.cni.cncf.io",
+                "nodeslicepools.whereabouts.cni.cncf.io",
+            ],
+            "60s",
+        )?;
         ctl(
             multusctl,
             &[

@@ -254,12 +254,7 @@ impl World {
         };
         let cache: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         for d in cache["delegates"].as_array().into_iter().flatten() {
-            let ips = d["result"]["ips"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|ip| ip["address"].as_str().map(String::from))
-                .collect();
+            let ips = crate::result_addresses(&d["result"]);
             let name = d["networkName"].as_str().unwrap_or_default().to_string();
             out.insert(name, ips);
         }

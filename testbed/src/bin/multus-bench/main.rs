@@ -242,14 +242,9 @@ fn run_concurrent(s: &Scenario, concurrent: usize, rounds: usize) -> Result<Samp
                 match cmd {
                     "ADD" => {
                         out.add.push(e.took);
-                        let result: Value = serde_json::from_slice(&e.stdout)?;
-                        addresses.extend(
-                            result["ips"]
-                                .as_array()
-                                .into_iter()
-                                .flatten()
-                                .filter_map(|ip| ip["address"].as_str().map(String::from)),
-                        );
+                        addresses.extend(multus_testbed::result_addresses(
+                            &serde_json::from_slice(&e.stdout)?,
+                        ));
                     }
                     _ => out.del.push(e.took),
                 }
@@ -1028,13 +1023,12 @@ fn cluster_ipam_table(
     )?;
     if let Some(kit) = kit {
         let kit = multus_testbed::kit::Kit::start(kit)?;
-        let crds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/whereabouts/crds.yaml");
-        kit.kubectl(&["apply", "-f", &crds.display().to_string()])?;
-        kit.kubectl(&[
-            "wait",
-            "--for=condition=Established",
-            "crd/ippools.whereabouts.cni.cncf.io",
-        ])?;
+        // kubectl wait's default bound.
+        kit.apply_crds(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/whereabouts/crds.yaml"),
+            &["ippools.whereabouts.cni.cncf.io"],
+            "30s",
+        )?;
         cluster_ipam_lane(&IpamServer::Kit(kit), multus, wasm_conf, work)?;
     }
     println!("(a conflict-free IP costs 6: GET + PUT pool and POST reservation to allocate, GET + PUT pool and DELETE reservation to free, plus a pool's first GET + POST; upstream whereabouts v0.9.4 on this machine, recorded in ../shared/fixtures/whereabouts: 20 sequential ADDs median 209 ms, 10 at once 3.1 s wall, one cluster-wide Lease)");
