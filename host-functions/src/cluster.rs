@@ -1,6 +1,7 @@
 //! Custom objects on the Kubernetes API (`multus:plugin/cluster`, WIT
-//! 0.1.2). The runtime supplies the real backend (it owns the API client);
-//! here are the types, the grant check and an in-memory recording backend.
+//! 0.1.2; `patch-status` 0.1.4). The runtime supplies the real backend (it
+//! owns the API client); here are the types, the grant check, the status
+//! patch as the API server applies it, and an in-memory recording backend.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -71,6 +72,33 @@ pub trait ClusterBackend: Send {
         object: &str,
     ) -> Result<String, ClusterError>;
     fn delete(&mut self, kind: &Kind, name: &str) -> Result<(), ClusterError>;
+    /// A JSON patch of the status subresource, unguarded but by its `test`
+    /// ops (a failed one is [`ClusterError::Conflict`]).
+    fn patch_status(
+        &mut self,
+        kind: &Kind,
+        name: &str,
+        patch: &str,
+    ) -> Result<String, ClusterError>;
+}
+
+/// What the API server does with a JSON patch of a status subresource:
+/// the patch applies to the object as stored, and only its `status` is
+/// kept (the status strategy drops any other change). A failed `test` is a
+/// [`ClusterError::Conflict`] carrying the API server's words for it.
+pub fn patch_status_of(stored: &Value, patch: &str) -> Result<Value, ClusterError> {
+    let ops: json_patch::Patch = serde_json::from_str(patch)
+        .map_err(|e| ClusterError::Invalid(format!("the JSON patch: {e}")))?;
+    let mut patched = stored.clone();
+    json_patch::patch(&mut patched, &ops).map_err(|e| match e.kind {
+        json_patch::PatchErrorKind::TestFailed => {
+            ClusterError::Conflict(format!("testing value {} failed: test failed", e.path))
+        }
+        _ => ClusterError::Invalid(format!("the JSON patch: {e}")),
+    })?;
+    let mut updated = stored.clone();
+    updated["status"] = patched["status"].take();
+    Ok(updated)
 }
 
 /// Records every call and answers from objects kept in memory, with the
@@ -191,6 +219,23 @@ impl ClusterBackend for RecordingCluster {
         Ok(stored.to_string())
     }
 
+    fn patch_status(
+        &mut self,
+        kind: &Kind,
+        name: &str,
+        patch: &str,
+    ) -> Result<String, ClusterError> {
+        self.record(format!("patch-status {kind} {name} {patch}"));
+        let key = (kind.clone(), name.to_string());
+        let mut objects = self.objects.lock().expect("objects");
+        let stored = objects
+            .get_mut(&key)
+            .ok_or_else(|| ClusterError::NotFound(format!("{kind} {name:?}")))?;
+        *stored = patch_status_of(stored, patch)?;
+        stored["metadata"]["resourceVersion"] = self.next_rv().into();
+        Ok(stored.to_string())
+    }
+
     fn delete(&mut self, kind: &Kind, name: &str) -> Result<(), ClusterError> {
         self.record(format!("delete {kind} {name}"));
         self.objects
@@ -226,6 +271,64 @@ mod tests {
         secrets.plural = "secrets".into();
         let e = g.check("whereabouts", &secrets).unwrap_err();
         assert!(matches!(e, ClusterError::Denied(m) if m.contains("\"\"")));
+    }
+
+    #[test]
+    fn a_status_patch_is_guarded_by_its_tests_alone() {
+        let mut c = RecordingCluster::default();
+        let k = pools();
+        c.create(&k, r#"{"metadata":{"name":"p"},"spec":{"range":"a"}}"#)
+            .unwrap();
+        let stored: Value = serde_json::from_str(&c.get(&k, "p").unwrap()).unwrap();
+        let first = r#"[{"op":"add","path":"/status","value":{"slots":["",""]}}]"#;
+        c.patch_status(&k, "p", first).unwrap();
+        // Two writers of different slots, neither knowing the other's
+        // version: both land.
+        let claim = |i: usize, who: &str| {
+            format!(
+                r#"[{{"op":"test","path":"/status/slots/{i}","value":""}},{{"op":"replace","path":"/status/slots/{i}","value":"{who}"}}]"#
+            )
+        };
+        c.patch_status(&k, "p", &claim(0, "a")).unwrap();
+        let after: Value =
+            serde_json::from_str(&c.patch_status(&k, "p", &claim(1, "b")).unwrap()).unwrap();
+        assert_eq!(after["status"]["slots"], json!(["a", "b"]));
+        assert_ne!(
+            after["metadata"]["resourceVersion"],
+            stored["metadata"]["resourceVersion"]
+        );
+        // The same slot again: its test fails, nothing changes.
+        let e = c.patch_status(&k, "p", &claim(0, "c")).unwrap_err();
+        assert!(
+            matches!(&e, ClusterError::Conflict(m) if m.contains("/status/slots/0")),
+            "{e:?}"
+        );
+        // Only status is written; a broken patch is invalid.
+        c.patch_status(
+            &k,
+            "p",
+            r#"[{"op":"replace","path":"/spec/range","value":"b"}]"#,
+        )
+        .unwrap();
+        let now: Value = serde_json::from_str(&c.get(&k, "p").unwrap()).unwrap();
+        assert_eq!(now["spec"]["range"], "a");
+        assert_eq!(now["status"]["slots"], json!(["a", "b"]));
+        assert!(matches!(
+            c.patch_status(&k, "p", "{"),
+            Err(ClusterError::Invalid(_))
+        ));
+        assert!(matches!(
+            c.patch_status(
+                &k,
+                "p",
+                r#"[{"op":"replace","path":"/status/none/0","value":1}]"#
+            ),
+            Err(ClusterError::Invalid(_))
+        ));
+        assert!(matches!(
+            c.patch_status(&k, "q", "[]"),
+            Err(ClusterError::NotFound(_))
+        ));
     }
 
     #[test]

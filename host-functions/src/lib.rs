@@ -22,7 +22,7 @@ use std::time::Duration;
 pub use bindings::multus::plugin::types::CniError as WitError;
 
 /// The WIT package this host implements (every file of `wit/` declares it).
-pub const WIT_PACKAGE: &str = "multus:plugin@0.1.3";
+pub const WIT_PACKAGE: &str = "multus:plugin@0.1.4";
 
 /// Why a host call failed. Denials are the sandbox saying no.
 #[derive(Debug, thiserror::Error)]

@@ -480,6 +480,23 @@ fn overlapping_ranges_and_the_rbac_they_need() {
     let pod = Pod::new();
     assert!(c.run("ADD", &pod, "sliced", &sliced).ok());
     assert!(c.run("DEL", &pod, "sliced", &sliced).ok());
+    // A free slot of a pool whereabouts' controller listed: taken by a patch.
+    let listed = c.conf(
+        "wabr4",
+        "cni-e",
+        json!({"range": "10.93.0.0/24", "node_slice_size": "/28", "network_name": "listed"}),
+    );
+    c.api.put_custom(
+        "nodeslicepools",
+        NS,
+        json!({"apiVersion": "whereabouts.cni.cncf.io/v1alpha1", "kind": "NodeSlicePool",
+               "metadata": {"name": "listed"},
+               "spec": {"range": "10.93.0.0/24", "sliceSize": "/28"},
+               "status": {"allocations": [{"nodeName": "", "sliceRange": "10.93.0.0/28"}]}}),
+    );
+    let pod = Pod::new();
+    assert!(c.run("ADD", &pod, "listed", &listed).ok());
+    assert!(c.run("DEL", &pod, "listed", &listed).ok());
 
     use multus_testbed::manifests;
     let role: k8s_openapi::api::rbac::v1::Role =
@@ -529,9 +546,9 @@ fn in_process_as_a_conflist_entry() {
 }
 
 /// Node slices: each node claims /29 slices of the range in the
-/// NodeSlicePool and allocates only in its own slices' pools; a node whose
-/// slice is full claims the next free one; DEL frees from the node's
-/// slices.
+/// NodeSlicePool (an entry each, appended) and allocates only in its own
+/// slices' pools; a node whose slice is full claims another; DEL frees
+/// from the node's slices.
 #[test]
 fn node_slices_keep_nodes_apart() {
     let c = Pools::new();
@@ -548,32 +565,44 @@ fn node_slices_keep_nodes_apart() {
     let b = Pod::new();
     let out = c.run_on("node-b", "ADD", &b, "b0", &conf);
     assert!(out.ok(), "{} {}", out.stdout, out.stderr);
-    // Slice .0/29 holds .1-.6; the seventh pod's node claimed .8/29.
-    let got: Vec<String> = a.iter().flat_map(net1).collect();
-    let want: Vec<String> = [1, 2, 3, 4, 5, 6, 9]
-        .iter()
-        .map(|h| format!("10.110.0.{h}/24"))
-        .collect();
-    assert_eq!(got, want);
-    assert_eq!(net1(&b), ["10.110.0.17/24"]);
     let slices = c.api.custom_object("nodeslicepools", NS, "wa-net").unwrap();
     assert_eq!(
         slices["spec"],
         json!({"range": "10.110.0.0/24", "sliceSize": "/29"})
     );
+    let list = slices["status"]["allocations"].as_array().unwrap();
+    let held = |node: &str| -> Vec<u32> {
+        list.iter()
+            .filter(|a| a["nodeName"] == node)
+            .map(|a| {
+                let s = a["sliceRange"].as_str().unwrap();
+                s["10.110.0.".len()..s.len() - 3].parse().unwrap()
+            })
+            .collect()
+    };
+    let (sa, sb) = (held("node-a"), held("node-b"));
+    assert_eq!((sa.len(), sb.len(), list.len()), (2, 1, 3), "{list:?}");
+    assert!(!sa.contains(&sb[0]));
+    let pool = |node: &str, base: u32| format!("{node}-10.110.0.{base}-29");
+    // Six of node-a's pods fill one slice (.1-.6 of it), the seventh is .1
+    // of its second; node-b's pod is .1 of its own.
+    let (full, second): (Vec<u32>, Vec<u32>) = sa
+        .iter()
+        .partition(|&&base| c.allocations(&pool("node-a", base)).len() == 6);
+    assert_eq!((full.len(), second.len()), (1, 1), "{sa:?}");
+    let want: Vec<String> = (1..=6)
+        .map(|h| full[0] + h)
+        .chain([second[0] + 1])
+        .map(|h| format!("10.110.0.{h}/24"))
+        .collect();
+    assert_eq!(a.iter().flat_map(net1).collect::<Vec<_>>(), want);
     assert_eq!(
-        slices["status"]["allocations"],
-        json!([{"nodeName": "node-a", "sliceRange": "10.110.0.0/29"},
-               {"nodeName": "node-a", "sliceRange": "10.110.0.8/29"},
-               {"nodeName": "node-b", "sliceRange": "10.110.0.16/29"}])
-    );
-    assert_eq!(c.allocations("node-a-10.110.0.0-29").len(), 6);
-    assert_eq!(
-        c.allocations("node-a-10.110.0.8-29"),
+        c.allocations(&pool("node-a", second[0])),
         [(1, "default/a6".to_string())]
     );
+    assert_eq!(net1(&b), [format!("10.110.0.{}/24", sb[0] + 1)]);
     assert_eq!(
-        c.allocations("node-b-10.110.0.16-29"),
+        c.allocations(&pool("node-b", sb[0])),
         [(1, "default/b0".to_string())]
     );
     let check = c.run_on("node-b", "CHECK", &b, "b0", &conf);
@@ -582,13 +611,186 @@ fn node_slices_keep_nodes_apart() {
         assert!(c.run_on("node-a", "DEL", pod, &format!("a{i}"), &conf).ok());
     }
     assert!(c.run_on("node-b", "DEL", &b, "b0", &conf).ok());
-    for pool in [
-        "node-a-10.110.0.0-29",
-        "node-a-10.110.0.8-29",
-        "node-b-10.110.0.16-29",
+    for p in [
+        pool("node-a", sa[0]),
+        pool("node-a", sa[1]),
+        pool("node-b", sb[0]),
     ] {
-        assert!(c.allocations(pool).is_empty(), "{pool}");
+        assert!(c.allocations(&p).is_empty(), "{p}");
     }
+    assert!(c.reservations().is_empty());
+}
+
+/// Sixteen nodes claiming their first slice at once, twice: on a
+/// NodeSlicePool whose controller listed every slice as a free slot, each
+/// takes a slot with a patch guarded only by that slot's `test` ops, so
+/// nothing is refused 409 (a guarded replace of the list made every node but
+/// one retry); on a pool with no list, each appends with a guarded replace
+/// and retries on conflict. Either way every node gets a distinct slice
+/// and an address in it, and all are freed.
+#[test]
+fn node_slices_claimed_at_once() {
+    let c = Pools::new();
+    let conf = |bridge: &str, range: &str| {
+        c.conf(
+            bridge,
+            &format!("cni-{bridge}"),
+            json!({"range": range, "node_slice_size": "/28", "network_name": format!("wa-{bridge}")}),
+        )
+    };
+    c.api.put_custom(
+        "nodeslicepools",
+        NS,
+        json!({"apiVersion": "whereabouts.cni.cncf.io/v1alpha1", "kind": "NodeSlicePool",
+               "metadata": {"name": "wa-wabr0"},
+               "spec": {"range": "10.111.0.0/24", "sliceSize": "/28"},
+               "status": {"allocations": (0..16).map(|i| json!({"nodeName": "",
+                   "sliceRange": format!("10.111.0.{}/28", i * 16)})).collect::<Vec<_>>()}}),
+    );
+    for (bridge, range, listed) in [
+        ("wabr0", "10.111.0.0/24", true),
+        ("wabr1", "10.113.0.0/24", false),
+    ] {
+        let conf = conf(bridge, range);
+        let pods: Vec<Pod> = (0..16).map(|_| Pod::new()).collect();
+        let before = c.api.requests().len();
+        std::thread::scope(|s| {
+            for (i, pod) in pods.iter().enumerate() {
+                let (c, conf) = (&c, &conf);
+                s.spawn(move || {
+                    let out = c.run_on(
+                        &format!("node-{i}"),
+                        "ADD",
+                        pod,
+                        &format!("{bridge}-{i}"),
+                        conf,
+                    );
+                    assert!(out.ok(), "node-{i}: {} {}", out.stdout, out.stderr);
+                });
+            }
+        });
+        let slices = c
+            .api
+            .custom_object("nodeslicepools", NS, &format!("wa-{bridge}"))
+            .unwrap();
+        let mut owners: Vec<&str> = slices["status"]["allocations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["nodeName"].as_str().unwrap())
+            .collect();
+        owners.sort();
+        let mut want: Vec<String> = (0..16).map(|i| format!("node-{i}")).collect();
+        want.sort();
+        assert_eq!(owners, want, "{bridge}: one slice each, every slice taken");
+        let mut slices_used: Vec<u32> = pods
+            .iter()
+            .flat_map(net1)
+            .map(|a| {
+                a.trim_end_matches("/24")
+                    .rsplit('.')
+                    .next()
+                    .unwrap()
+                    .parse::<u32>()
+                    .unwrap()
+                    / 16
+            })
+            .collect();
+        slices_used.sort();
+        slices_used.dedup();
+        assert_eq!(
+            slices_used.len(),
+            16,
+            "{bridge}: each address in its node's own slice"
+        );
+        let refused = c.api.requests()[before..]
+            .iter()
+            .filter(|r| r.contains("/nodeslicepools/") && r.ends_with(" 409"))
+            .count();
+        if listed {
+            assert_eq!(refused, 0, "{bridge}: slots taken by tested patches");
+        }
+        eprintln!("{bridge}: 16 claims at once, {refused} refused 409");
+        std::thread::scope(|s| {
+            for (i, pod) in pods.iter().enumerate() {
+                let (c, conf) = (&c, &conf);
+                s.spawn(move || {
+                    assert!(c
+                        .run_on(
+                            &format!("node-{i}"),
+                            "DEL",
+                            pod,
+                            &format!("{bridge}-{i}"),
+                            conf
+                        )
+                        .ok());
+                });
+            }
+        });
+    }
+    assert!(c.reservations().is_empty());
+}
+
+/// A NodeSlicePool whose slots whereabouts' own controller assigned (node
+/// names on some, empty on the rest) is read as it means: a node with a
+/// slot allocates there without writing the pool; a node without one
+/// takes a free slot, not a listed one.
+#[test]
+fn node_slices_from_whereabouts_controller() {
+    let c = Pools::new();
+    let conf = c.conf(
+        "wabr0",
+        "cni",
+        json!({"range": "10.112.0.0/24", "node_slice_size": "/26"}),
+    );
+    let slots = |assigned: &[(&str, u32)]| -> Value {
+        (0..4)
+            .map(|i| {
+                let node = assigned
+                    .iter()
+                    .find(|(_, s)| *s == i)
+                    .map_or("", |(n, _)| n);
+                json!({"nodeName": node, "sliceRange": format!("10.112.0.{}/26", i * 64)})
+            })
+            .collect()
+    };
+    c.api.put_custom(
+        "nodeslicepools",
+        NS,
+        json!({"apiVersion": "whereabouts.cni.cncf.io/v1alpha1", "kind": "NodeSlicePool",
+               "metadata": {"name": "wa-net"},
+               "spec": {"range": "10.112.0.0/24", "sliceSize": "/26"},
+               "status": {"allocations": slots(&[("node-x", 2)])}}),
+    );
+    let (x, y) = (Pod::new(), Pod::new());
+    let out = c.run_on("node-x", "ADD", &x, "x", &conf);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    assert_eq!(net1(&x), ["10.112.0.129/24"]);
+    assert!(
+        !c.api
+            .requests()
+            .iter()
+            .any(|r| r.contains("/nodeslicepools/") && !r.starts_with("GET")),
+        "node-x wrote the pool: {:?}",
+        c.api.requests()
+    );
+    let out = c.run_on("node-y", "ADD", &y, "y", &conf);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    let list = c.api.custom_object("nodeslicepools", NS, "wa-net").unwrap()["status"]
+        ["allocations"]
+        .clone();
+    let y_slot = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .position(|a| a["nodeName"] == "node-y")
+        .unwrap();
+    assert_ne!(y_slot, 2);
+    assert_eq!(list[2]["nodeName"], "node-x");
+    assert_eq!(list.as_array().unwrap().len(), 4);
+    assert_eq!(net1(&y), [format!("10.112.0.{}/24", y_slot * 64 + 1)]);
+    assert!(c.run_on("node-x", "DEL", &x, "x", &conf).ok());
+    assert!(c.run_on("node-y", "DEL", &y, "y", &conf).ok());
     assert!(c.reservations().is_empty());
 }
 

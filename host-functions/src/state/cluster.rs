@@ -102,6 +102,17 @@ impl cluster::Host for HostState {
     fn delete(&mut self, kind: cluster::Kind, name: String) -> Result<(), cluster::ClusterError> {
         self.cluster_call("delete", &kind, |b, k| b.delete(k, &name))
     }
+
+    fn patch_status(
+        &mut self,
+        kind: cluster::Kind,
+        name: String,
+        patch: String,
+    ) -> Result<String, cluster::ClusterError> {
+        self.cluster_call("patch-status", &kind, |b, k| {
+            b.patch_status(k, &name, &patch)
+        })
+    }
 }
 
 #[cfg(test)]

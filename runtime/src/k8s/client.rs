@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event, Pod};
-use kube::api::{Api, ApiResource, DynamicObject, PostParams};
+use kube::api::{Api, ApiResource, DynamicObject, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 /// How a call failed, for the caller's retry decisions.
@@ -121,10 +121,20 @@ fn classify(call: &str, e: kube::Error) -> KubeError {
         kube::Error::HyperError(_) | kube::Error::Service(_) => Kind::Transient,
         _ => Kind::Other,
     };
+    // A 422's causes say which field or which patch op; the message alone
+    // is often the API server's generic "rejected our request".
+    let mut msg = e.to_string();
+    if let kube::Error::Api(s) = &e {
+        for cause in s.details.iter().flat_map(|d| &d.causes) {
+            if !cause.message.is_empty() && !msg.contains(&cause.message) {
+                msg = format!("{msg}; {}", cause.message);
+            }
+        }
+    }
     KubeError {
         call: call.to_string(),
         kind,
-        msg: e.to_string(),
+        msg,
     }
 }
 
@@ -525,6 +535,27 @@ impl Kube {
         )
     }
 
+    /// JSON patch of the status subresource, applied by the API server to
+    /// the object as stored: no resourceVersion, its `test` ops the only
+    /// guard. A failed `test` is a 422 with nothing to tell it from a patch
+    /// that cannot apply (the API server's generic "rejected our request",
+    /// no causes): the caller tells them apart.
+    pub fn patch_object_status(
+        &self,
+        res: &ApiResource,
+        ns: &str,
+        name: &str,
+        patch: json_patch::Patch,
+    ) -> Result<DynamicObject, KubeError> {
+        let call = format!("PATCH {} {ns}/{name} status", res.plural);
+        let patch = &kube::api::Patch::<()>::Json(patch);
+        self.call(&call, |c| async move {
+            self.custom_api(c, ns, res)
+                .patch_status(name, &PatchParams::default(), patch)
+                .await
+        })
+    }
+
     /// Server-side apply of `obj` (the fields `manager` owns, `apiVersion`,
     /// `kind` and `metadata.name` filled in) as `manager`, taking over
     /// fields another manager owns (`force`): one request that creates the
@@ -547,7 +578,7 @@ impl Kube {
                 self.custom_api(c, ns, res)
                     .patch(
                         name,
-                        &kube::api::PatchParams::apply(manager).force(),
+                        &PatchParams::apply(manager).force(),
                         &kube::api::Patch::Apply(patch),
                     )
                     .await

@@ -59,6 +59,9 @@ struct Args {
     /// Pods per node allocating at once in the IPAM table (0: no IPAM table).
     #[arg(long, default_value_t = 2)]
     ipam_pods: usize,
+    /// Only the IPAM table: no rollouts.
+    #[arg(long)]
+    ipam_only: bool,
     /// How long a rollout may take before the run fails.
     #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
     timeout: Duration,
@@ -462,6 +465,79 @@ fn fleet(
             ],
         )?;
     }
+    let rows = if args.ipam_only {
+        Vec::new()
+    } else {
+        rollouts(
+            args,
+            n,
+            &kit,
+            work.path(),
+            multusctl,
+            registry,
+            &versions,
+            &cache,
+        )?
+    };
+    let mut ipam_rows = Vec::new();
+    if args.ipam_pods > 0 {
+        kit.apply_crds(
+            &repo.join("deploy/whereabouts/crds.yaml"),
+            &[
+                "ippools.whereabouts.cni.cncf.io",
+                "nodeslicepools.whereabouts.cni.cncf.io",
+            ],
+            "60s",
+        )?;
+        ctl(
+            multusctl,
+            &[
+                "plugin".as_ref(),
+                "compile".as_ref(),
+                plugins.join("whereabouts.wasm").as_os_str(),
+                "--cache-dir".as_ref(),
+                cache.as_os_str(),
+            ],
+        )?;
+        for layout in [
+            (
+                "pool",
+                "one pool",
+                serde_json::json!({"range": "10.128.0.0/16"}),
+            ),
+            (
+                "slices",
+                "node slices (/26)",
+                serde_json::json!({"range": "10.129.0.0/16", "node_slice_size": "/26"}),
+            ),
+        ] {
+            ipam_rows.push(ipam_round(
+                &kit,
+                (multus, plugins, &cache),
+                node,
+                work.path(),
+                n,
+                args.ipam_pods,
+                layout,
+            )?);
+        }
+    }
+    Ok((rows, ipam_rows))
+}
+
+/// The four rollouts at `n` nodes: a `multusctl plugin sync` process per
+/// node and the aggregator, each timed until the status shows all nodes.
+#[allow(clippy::too_many_arguments)]
+fn rollouts(
+    args: &Args,
+    n: usize,
+    kit: &Kit,
+    work: &Path,
+    multusctl: &Path,
+    registry: &str,
+    versions: &[PathBuf],
+    cache: &Path,
+) -> Result<Vec<Row>> {
     let admin = kit.admin_kubeconfig();
     let mut nodes = Nodes(Vec::new());
     // The one aggregator, as deploy/plugins runs it.
@@ -470,15 +546,15 @@ fn fleet(
             .args(["plugin", "aggregate", "--kubeconfig"])
             .arg(&admin)
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(work.path().join("aggregate.log"))?)
+            .stderr(std::fs::File::create(work.join("aggregate.log"))?)
             .spawn()?,
     );
     for i in 0..n {
-        let root = work.path().join(format!("node-{i}"));
+        let root = work.join(format!("node-{i}"));
         let cache_dir = root.join("var/lib/cni/multus");
         std::fs::create_dir_all(&cache_dir)?;
         std::os::unix::fs::symlink(&cache, cache_dir.join("wasm-cache"))?;
-        let log = std::fs::File::create(work.path().join(format!("node-{i}.log")))?;
+        let log = std::fs::File::create(work.join(format!("node-{i}.log")))?;
         nodes.0.push(
             Command::new(multusctl)
                 .args([
@@ -643,9 +719,7 @@ fn fleet(
     // What each node placed: the version it runs.
     let placed: BTreeMap<String, usize> = (0..n)
         .map(|i| {
-            let f = work
-                .path()
-                .join(format!("node-{i}/etc/cni/multus/plugins/tuning.wasm"));
+            let f = work.join(format!("node-{i}/etc/cni/multus/plugins/tuning.wasm"));
             digest(&f).unwrap_or_else(|_| "none".into())
         })
         .fold(BTreeMap::new(), |mut m, d| {
@@ -656,48 +730,5 @@ fn fleet(
         bail!("after the bad digest, the nodes run {placed:?}, not all {v3}");
     }
     drop(nodes);
-    let mut ipam_rows = Vec::new();
-    if args.ipam_pods > 0 {
-        kit.apply_crds(
-            &repo.join("deploy/whereabouts/crds.yaml"),
-            &[
-                "ippools.whereabouts.cni.cncf.io",
-                "nodeslicepools.whereabouts.cni.cncf.io",
-            ],
-            "60s",
-        )?;
-        ctl(
-            multusctl,
-            &[
-                "plugin".as_ref(),
-                "compile".as_ref(),
-                plugins.join("whereabouts.wasm").as_os_str(),
-                "--cache-dir".as_ref(),
-                cache.as_os_str(),
-            ],
-        )?;
-        for layout in [
-            (
-                "pool",
-                "one pool",
-                serde_json::json!({"range": "10.128.0.0/16"}),
-            ),
-            (
-                "slices",
-                "node slices (/26)",
-                serde_json::json!({"range": "10.129.0.0/16", "node_slice_size": "/26"}),
-            ),
-        ] {
-            ipam_rows.push(ipam_round(
-                &kit,
-                (multus, plugins, &cache),
-                node,
-                work.path(),
-                n,
-                args.ipam_pods,
-                layout,
-            )?);
-        }
-    }
-    Ok((rows, ipam_rows))
+    Ok(rows)
 }

@@ -117,6 +117,75 @@ fn replace_status(
     (StatusCode::OK, updated)
 }
 
+/// `PATCH .../<name>/status` with a JSON patch (the one patch type our
+/// clients send a status; any other is refused 415 here, where the
+/// apiserver would take a merge patch too): applied to the object as
+/// stored, whatever resourceVersion the writer last saw, and only its
+/// `status` kept. A failed `test` op, or a patch that cannot apply, is the
+/// same 422 for both, the generic message and empty details, word for word
+/// what kube-apiserver v1.36 answers.
+pub fn patch_status(
+    st: &mut State,
+    ns: &str,
+    plural: &str,
+    name: &str,
+    content_type: &str,
+    body: &[u8],
+) -> (StatusCode, Value) {
+    if kind_of(plural).is_none() || !STATUS_SUBRESOURCE.contains(&plural) {
+        return status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "the server could not find the requested resource".into(),
+            Value::Null,
+        );
+    }
+    if !content_type.starts_with("application/json-patch+json") {
+        return status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json (got {content_type:?})"),
+            Value::Null,
+        );
+    }
+    let key = (plural.to_string(), ns.to_string(), name.to_string());
+    let Some(stored) = st.custom.get(&key) else {
+        return not_found(plural, name);
+    };
+    let Ok(patch) = std::str::from_utf8(body) else {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "the patch is not UTF-8".into(),
+            Value::Null,
+        );
+    };
+    use multus_host_functions::cluster::{patch_status_of, ClusterError};
+    let mut updated = match patch_status_of(stored, patch) {
+        Ok(u) => u,
+        Err(ClusterError::Conflict(_) | ClusterError::Invalid(_)) => {
+            return status(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Invalid",
+                "the server rejected our request due to an error in our request".into(),
+                json!({}),
+            )
+        }
+        Err(e) => {
+            return status(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                e.to_string(),
+                Value::Null,
+            )
+        }
+    };
+    updated["metadata"]["resourceVersion"] = st.next_rv().into();
+    st.custom.insert(key, updated.clone());
+    record(st, plural, "MODIFIED", updated.clone());
+    (StatusCode::OK, updated)
+}
+
 /// `PATCH .../wasmpluginnodes/<name>` as a server-side apply, the one
 /// kind of patch the nodes send: it creates the object or replaces the
 /// fields applied, without a resourceVersion unless the body carries one.

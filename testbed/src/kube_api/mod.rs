@@ -986,6 +986,10 @@ fn route(
         (_, ["apis", custom::GROUP, custom::VERSION, "namespaces", ns, plural, name]) => {
             custom::route(st, method, ns, plural, Some(name), false, body)
         }
+        (
+            &Method::PATCH,
+            ["apis", custom::GROUP, custom::VERSION, "namespaces", ns, plural, name, "status"],
+        ) => custom::patch_status(st, ns, plural, name, content_type, body),
         (_, ["apis", custom::GROUP, custom::VERSION, "namespaces", ns, plural, name, "status"]) => {
             custom::route(st, method, ns, plural, Some(name), true, body)
         }

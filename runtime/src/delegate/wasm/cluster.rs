@@ -312,6 +312,38 @@ impl ClusterBackend for KubeCluster {
         kube.delete_object(&resource(kind), &ns, name)
             .map_err(error)
     }
+
+    fn patch_status(
+        &mut self,
+        kind: &Kind,
+        name: &str,
+        patch: &str,
+    ) -> Result<String, ClusterError> {
+        let ops: json_patch::Patch = serde_json::from_str(patch)
+            .map_err(|e| ClusterError::Invalid(format!("the JSON patch: {e}")))?;
+        let (kube, ns) = self.session()?;
+        let res = resource(kind);
+        match kube.patch_object_status(&res, &ns, name, ops) {
+            Ok(o) => Ok(text(&o)),
+            // The API server's 422 says the same for a failed `test` and a
+            // patch that cannot apply: the patch applied here to the object
+            // as it is now tells which (one more request, only on a refusal;
+            // a patch that applies now met a change since, a conflict too).
+            Err(e) if e.kind == ErrorKind::Other => {
+                let now = kube.get_object(&res, &ns, name).map_err(error)?;
+                let now = serde_json::to_value(&now).expect("API objects serialize");
+                match multus_host_functions::cluster::patch_status_of(&now, patch) {
+                    Err(ClusterError::Invalid(m)) => {
+                        Err(ClusterError::Invalid(format!("{e}: {m}")))
+                    }
+                    _ => Err(ClusterError::Conflict(format!(
+                        "{e}: a test op of the patch failed"
+                    ))),
+                }
+            }
+            Err(e) => Err(error(e)),
+        }
+    }
 }
 
 #[cfg(test)]
