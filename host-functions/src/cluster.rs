@@ -45,16 +45,92 @@ pub struct ClusterGrant {
 }
 
 impl ClusterGrant {
-    pub fn check(&self, plugin: &str, kind: &Kind) -> Result<(), ClusterError> {
-        if self.groups.contains(&kind.group) {
-            return Ok(());
+    /// The group must be granted, and the version, plural and object name
+    /// must be what the API server names things with: they become path
+    /// segments of the request, where `/`, `?` or `#` would reach another
+    /// namespace, resource or subresource than the grant says.
+    pub fn check(&self, plugin: &str, kind: &Kind, name: Option<&str>) -> Result<(), ClusterError> {
+        if !self.groups.contains(&kind.group) {
+            return Err(ClusterError::Denied(format!(
+                "plugin {plugin:?} may not reach API group {:?} (granted: {})",
+                kind.group,
+                crate::grant::listed(&self.groups)
+            )));
         }
-        Err(ClusterError::Denied(format!(
-            "plugin {plugin:?} may not reach API group {:?} (granted: {})",
-            kind.group,
-            crate::grant::listed(&self.groups)
-        )))
+        for (what, value) in [("version", &kind.version), ("plural", &kind.plural)] {
+            if !dns_label(value) {
+                return Err(ClusterError::Denied(format!(
+                    "plugin {plugin:?}: the kind's {what} {:?} is not a DNS-1123 label",
+                    crate::text::head(value, 64)
+                )));
+            }
+        }
+        match name {
+            Some(n) if !dns_subdomain(n) => Err(ClusterError::Denied(format!(
+                "plugin {plugin:?}: object name {:?} is not a DNS-1123 subdomain",
+                crate::text::head(n, 64)
+            ))),
+            _ => Ok(()),
+        }
     }
+}
+
+/// Lowercase letters, digits and `-`, at most 63, alphanumeric at both ends.
+fn dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// Labels joined by `.`, at most 253.
+fn dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(dns_label)
+}
+
+/// The most a status patch may be, as JSON text and in ops.
+pub const MAX_PATCH_BYTES: usize = 64 * 1024;
+pub const MAX_PATCH_OPS: usize = 256;
+
+/// A guest's status patch, checked before any backend sees it: at most
+/// [`MAX_PATCH_BYTES`] of JSON and [`MAX_PATCH_OPS`] ops, each a `test`,
+/// `add`, `replace` or `remove` of a path under `/status`. No `copy` or
+/// `move`: each can double what it copies, so 30 of them in a kilobyte
+/// make 120 GB wherever the patch is applied (the host applies it itself
+/// after the API server's 422, to tell a failed test from a bad patch).
+pub fn checked_status_patch(patch: &str) -> Result<json_patch::Patch, ClusterError> {
+    if patch.len() > MAX_PATCH_BYTES {
+        return Err(ClusterError::Invalid(format!(
+            "the JSON patch is {} bytes, over {MAX_PATCH_BYTES}",
+            patch.len()
+        )));
+    }
+    let ops: json_patch::Patch = serde_json::from_str(patch)
+        .map_err(|e| ClusterError::Invalid(format!("the JSON patch: {e}")))?;
+    if ops.0.len() > MAX_PATCH_OPS {
+        return Err(ClusterError::Invalid(format!(
+            "the JSON patch has {} ops, over {MAX_PATCH_OPS}",
+            ops.0.len()
+        )));
+    }
+    for op in &ops.0 {
+        use json_patch::PatchOperation as Op;
+        if matches!(op, Op::Copy(_) | Op::Move(_)) {
+            return Err(ClusterError::Invalid(
+                "the JSON patch: copy and move are not served".into(),
+            ));
+        }
+        let path = op.path().as_str();
+        if path != "/status" && !path.starts_with("/status/") {
+            return Err(ClusterError::Invalid(format!(
+                "the JSON patch: {:?} is not under /status",
+                crate::text::head(path, 64)
+            )));
+        }
+    }
+    Ok(ops)
 }
 
 /// The calls, all in one namespace the backend decides (from the
@@ -72,32 +148,34 @@ pub trait ClusterBackend: Send {
         object: &str,
     ) -> Result<String, ClusterError>;
     fn delete(&mut self, kind: &Kind, name: &str) -> Result<(), ClusterError>;
-    /// A JSON patch of the status subresource, unguarded but by its `test`
-    /// ops (a failed one is [`ClusterError::Conflict`]).
+    /// A JSON patch of the status subresource ([`checked_status_patch`]),
+    /// unguarded but by its `test` ops (a failed one is
+    /// [`ClusterError::Conflict`]).
     fn patch_status(
         &mut self,
         kind: &Kind,
         name: &str,
-        patch: &str,
+        patch: &json_patch::Patch,
     ) -> Result<String, ClusterError>;
 }
 
 /// What the API server does with a JSON patch of a status subresource:
 /// the patch applies to the object as stored, and only its `status` is
 /// kept (the status strategy drops any other change). A failed `test` is a
-/// [`ClusterError::Conflict`] carrying the API server's words for it.
-pub fn patch_status_of(stored: &Value, patch: &str) -> Result<Value, ClusterError> {
-    let ops: json_patch::Patch = serde_json::from_str(patch)
-        .map_err(|e| ClusterError::Invalid(format!("the JSON patch: {e}")))?;
+/// [`ClusterError::Conflict`].
+pub fn patch_status_of(stored: &Value, ops: &json_patch::Patch) -> Result<Value, ClusterError> {
     let mut patched = stored.clone();
-    json_patch::patch(&mut patched, &ops).map_err(|e| match e.kind {
+    json_patch::patch(&mut patched, ops).map_err(|e| match e.kind {
         json_patch::PatchErrorKind::TestFailed => {
             ClusterError::Conflict(format!("testing value {} failed: test failed", e.path))
         }
         _ => ClusterError::Invalid(format!("the JSON patch: {e}")),
     })?;
     let mut updated = stored.clone();
-    updated["status"] = patched["status"].take();
+    updated["status"] = patched
+        .get_mut("status")
+        .map(Value::take)
+        .unwrap_or(Value::Null);
     Ok(updated)
 }
 
@@ -223,7 +301,7 @@ impl ClusterBackend for RecordingCluster {
         &mut self,
         kind: &Kind,
         name: &str,
-        patch: &str,
+        patch: &json_patch::Patch,
     ) -> Result<String, ClusterError> {
         self.record(format!("patch-status {kind} {name} {patch}"));
         let key = (kind.clone(), name.to_string());
@@ -265,11 +343,11 @@ mod tests {
             groups: vec!["whereabouts.cni.cncf.io".into()],
             node: "node1".into(),
         };
-        g.check("whereabouts", &pools()).unwrap();
+        g.check("whereabouts", &pools(), None).unwrap();
         let mut secrets = pools();
         secrets.group = String::new();
         secrets.plural = "secrets".into();
-        let e = g.check("whereabouts", &secrets).unwrap_err();
+        let e = g.check("whereabouts", &secrets, None).unwrap_err();
         assert!(matches!(e, ClusterError::Denied(m) if m.contains("\"\"")));
     }
 
@@ -277,11 +355,18 @@ mod tests {
     fn a_status_patch_is_guarded_by_its_tests_alone() {
         let mut c = RecordingCluster::default();
         let k = pools();
-        c.create(&k, r#"{"metadata":{"name":"p"},"spec":{"range":"a"}}"#)
-            .unwrap();
-        let stored: Value = serde_json::from_str(&c.get(&k, "p").unwrap()).unwrap();
+        let patch = |c: &mut RecordingCluster, name: &str, p: &str| {
+            let ops = checked_status_patch(p)?;
+            c.patch_status(&k, name, &ops)
+        };
+        c.create(
+            &pools(),
+            r#"{"metadata":{"name":"p"},"spec":{"range":"a"}}"#,
+        )
+        .unwrap();
+        let stored: Value = serde_json::from_str(&c.get(&pools(), "p").unwrap()).unwrap();
         let first = r#"[{"op":"add","path":"/status","value":{"slots":["",""]}}]"#;
-        c.patch_status(&k, "p", first).unwrap();
+        patch(&mut c, "p", first).unwrap();
         // Two writers of different slots, neither knowing the other's
         // version: both land.
         let claim = |i: usize, who: &str| {
@@ -289,46 +374,106 @@ mod tests {
                 r#"[{{"op":"test","path":"/status/slots/{i}","value":""}},{{"op":"replace","path":"/status/slots/{i}","value":"{who}"}}]"#
             )
         };
-        c.patch_status(&k, "p", &claim(0, "a")).unwrap();
+        patch(&mut c, "p", &claim(0, "a")).unwrap();
         let after: Value =
-            serde_json::from_str(&c.patch_status(&k, "p", &claim(1, "b")).unwrap()).unwrap();
+            serde_json::from_str(&patch(&mut c, "p", &claim(1, "b")).unwrap()).unwrap();
         assert_eq!(after["status"]["slots"], json!(["a", "b"]));
         assert_ne!(
             after["metadata"]["resourceVersion"],
             stored["metadata"]["resourceVersion"]
         );
         // The same slot again: its test fails, nothing changes.
-        let e = c.patch_status(&k, "p", &claim(0, "c")).unwrap_err();
+        let e = patch(&mut c, "p", &claim(0, "c")).unwrap_err();
         assert!(
             matches!(&e, ClusterError::Conflict(m) if m.contains("/status/slots/0")),
             "{e:?}"
         );
-        // Only status is written; a broken patch is invalid.
-        c.patch_status(
-            &k,
-            "p",
-            r#"[{"op":"replace","path":"/spec/range","value":"b"}]"#,
-        )
-        .unwrap();
-        let now: Value = serde_json::from_str(&c.get(&k, "p").unwrap()).unwrap();
-        assert_eq!(now["spec"]["range"], "a");
+        let now: Value = serde_json::from_str(&c.get(&pools(), "p").unwrap()).unwrap();
         assert_eq!(now["status"]["slots"], json!(["a", "b"]));
         assert!(matches!(
-            c.patch_status(&k, "p", "{"),
-            Err(ClusterError::Invalid(_))
+            patch(&mut c, "q", "[]"),
+            Err(ClusterError::NotFound(_))
         ));
         assert!(matches!(
-            c.patch_status(
-                &k,
+            patch(
+                &mut c,
                 "p",
                 r#"[{"op":"replace","path":"/status/none/0","value":1}]"#
             ),
             Err(ClusterError::Invalid(_))
         ));
-        assert!(matches!(
-            c.patch_status(&k, "q", "[]"),
-            Err(ClusterError::NotFound(_))
+    }
+
+    /// What a guest's patch may be, before any backend sees it: found by
+    /// an attacker helper, a kilobyte of `copy` ops doubling the status 30
+    /// times (120 GB where the host applies it), a root replace that
+    /// panicked the host, paths outside the status.
+    #[test]
+    fn a_status_patch_is_bounded_at_the_boundary() {
+        let refused = |p: &str| matches!(checked_status_patch(p), Err(ClusterError::Invalid(_)));
+        let mut doubling =
+            vec![json!({"op": "add", "path": "/status/a", "value": "x".repeat(100)})];
+        for i in 0..30 {
+            doubling
+                .push(json!({"op": "copy", "from": "/status", "path": format!("/status/b{i}")}));
+        }
+        assert!(refused(&Value::from(doubling).to_string()));
+        assert!(refused(
+            r#"[{"op":"move","from":"/status/a","path":"/status/b"}]"#
         ));
+        assert!(refused(r#"[{"op":"replace","path":"","value":1}]"#));
+        assert!(refused(
+            r#"[{"op":"replace","path":"/spec/range","value":"b"}]"#
+        ));
+        assert!(refused(
+            r#"[{"op":"remove","path":"/metadata/finalizers"}]"#
+        ));
+        assert!(refused(r#"[{"op":"test","path":"/statusx","value":1}]"#));
+        assert!(refused("{"));
+        let many: Vec<Value> = (0..=MAX_PATCH_OPS)
+            .map(|_| json!({"op": "test", "path": "/status", "value": null}))
+            .collect();
+        assert!(refused(&Value::from(many).to_string()));
+        let big = json!([{"op": "add", "path": "/status/a", "value": "x".repeat(MAX_PATCH_BYTES)}]);
+        assert!(refused(&big.to_string()));
+        checked_status_patch(
+            r#"[{"op":"add","path":"/status","value":{}},{"op":"remove","path":"/status/x"}]"#,
+        )
+        .unwrap();
+        // Whatever a stored object is, applying a checked patch never panics.
+        let ops = checked_status_patch(r#"[{"op":"add","path":"/status","value":1}]"#).unwrap();
+        assert!(patch_status_of(&json!(7), &ops).is_err());
+    }
+
+    #[test]
+    fn names_and_kinds_stay_path_segments() {
+        let g = ClusterGrant {
+            groups: vec!["whereabouts.cni.cncf.io".into()],
+            node: "node1".into(),
+        };
+        g.check("w", &pools(), Some("10.1.0.0-24")).unwrap();
+        g.check("w", &pools(), Some("net-node1-fd00--0-64"))
+            .unwrap();
+        g.check("w", &pools(), None).unwrap();
+        for name in [
+            "victim#",
+            "victim?x=",
+            "a/b",
+            "..",
+            "",
+            "A",
+            "-a",
+            &"a".repeat(254),
+        ] {
+            let e = g.check("w", &pools(), Some(name)).unwrap_err();
+            assert!(matches!(e, ClusterError::Denied(_)), "{name:?}");
+        }
+        let mut k = pools();
+        k.version = "v1alpha1/namespaces/other/nodeslicepools/victim/status#".into();
+        assert!(g.check("w", &k, None).is_err());
+        let mut k = pools();
+        k.plural = "ippools/x".into();
+        assert!(g.check("w", &k, None).is_err());
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod routing;
 pub mod state;
 pub mod store;
 pub mod sysctl;
+pub mod text;
 
 use std::time::Duration;
 

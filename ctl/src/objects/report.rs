@@ -72,15 +72,8 @@ impl PluginState {
 }
 
 /// An error's text as reports keep it: at most [`MAX_ERROR`] bytes.
-pub fn cut(mut e: String) -> String {
-    if e.len() > MAX_ERROR {
-        let mut at = MAX_ERROR;
-        while !e.is_char_boundary(at) {
-            at -= 1;
-        }
-        e.truncate(at);
-    }
-    e
+pub fn cut(e: String) -> String {
+    multus_host_functions::text::clip(e, MAX_ERROR)
 }
 
 /// The entries of a report object (`status.plugins`).

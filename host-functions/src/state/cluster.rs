@@ -21,6 +21,7 @@ impl HostState {
         &mut self,
         call: &str,
         kind: &cluster::Kind,
+        name: Option<&str>,
         f: impl FnOnce(&mut dyn ClusterBackend, &Kind) -> Result<T, ClusterError>,
     ) -> Result<T, cluster::ClusterError> {
         let kind = Kind {
@@ -29,7 +30,7 @@ impl HostState {
             plural: kind.plural.clone(),
         };
         let checked = match (&self.grant.cluster, self.cluster.as_deref_mut()) {
-            (Some(g), Some(backend)) => g.check(&self.grant.plugin, &kind).map(|()| backend),
+            (Some(g), Some(backend)) => g.check(&self.grant.plugin, &kind, name).map(|()| backend),
             _ => Err(ClusterError::Denied(format!(
                 "plugin {:?} was granted no cluster access",
                 self.grant.plugin
@@ -38,7 +39,7 @@ impl HostState {
         match checked {
             Ok(backend) => f(backend, &kind).map_err(wit_cluster_error),
             Err(e) => {
-                self.denials.push(format!("cluster.{call}({kind}): {e}"));
+                self.deny(format!("cluster.{call}({kind}): {e}"));
                 Err(wit_cluster_error(e))
             }
         }
@@ -56,11 +57,11 @@ impl cluster::Host for HostState {
     }
 
     fn get(&mut self, kind: cluster::Kind, name: String) -> Result<String, cluster::ClusterError> {
-        self.cluster_call("get", &kind, |b, k| b.get(k, &name))
+        self.cluster_call("get", &kind, Some(&name), |b, k| b.get(k, &name))
     }
 
     fn list(&mut self, kind: cluster::Kind) -> Result<String, cluster::ClusterError> {
-        self.cluster_call("list", &kind, |b, k| b.list(k))
+        self.cluster_call("list", &kind, None, |b, k| b.list(k))
     }
 
     fn create(
@@ -68,7 +69,7 @@ impl cluster::Host for HostState {
         kind: cluster::Kind,
         object: String,
     ) -> Result<String, cluster::ClusterError> {
-        self.cluster_call("create", &kind, |b, k| b.create(k, &object))
+        self.cluster_call("create", &kind, None, |b, k| b.create(k, &object))
     }
 
     fn replace(
@@ -77,7 +78,9 @@ impl cluster::Host for HostState {
         name: String,
         object: String,
     ) -> Result<String, cluster::ClusterError> {
-        self.cluster_call("replace", &kind, |b, k| b.replace(k, &name, &object))
+        self.cluster_call("replace", &kind, Some(&name), |b, k| {
+            b.replace(k, &name, &object)
+        })
     }
 
     fn node_name(&mut self) -> String {
@@ -94,13 +97,13 @@ impl cluster::Host for HostState {
         name: String,
         object: String,
     ) -> Result<String, cluster::ClusterError> {
-        self.cluster_call("replace-status", &kind, |b, k| {
+        self.cluster_call("replace-status", &kind, Some(&name), |b, k| {
             b.replace_status(k, &name, &object)
         })
     }
 
     fn delete(&mut self, kind: cluster::Kind, name: String) -> Result<(), cluster::ClusterError> {
-        self.cluster_call("delete", &kind, |b, k| b.delete(k, &name))
+        self.cluster_call("delete", &kind, Some(&name), |b, k| b.delete(k, &name))
     }
 
     fn patch_status(
@@ -109,8 +112,11 @@ impl cluster::Host for HostState {
         name: String,
         patch: String,
     ) -> Result<String, cluster::ClusterError> {
-        self.cluster_call("patch-status", &kind, |b, k| {
-            b.patch_status(k, &name, &patch)
+        // Checked at the boundary, whatever backend applies it (the host
+        // itself applies it too, after a 422).
+        let ops = crate::cluster::checked_status_patch(&patch).map_err(wit_cluster_error)?;
+        self.cluster_call("patch-status", &kind, Some(&name), |b, k| {
+            b.patch_status(k, &name, &ops)
         })
     }
 }

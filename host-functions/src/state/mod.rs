@@ -25,6 +25,9 @@ use crate::store::StoreBackend;
 use crate::{HostError, WitError};
 pub use kernel::{KernelBackend, RecordingKernel};
 
+/// Refusals an invocation keeps: the runtime names the first.
+const MAX_DENIALS: usize = 8;
+
 pub struct HostState {
     pub grant: Grant,
     pub wasi: WasiCtx,
@@ -37,7 +40,8 @@ pub struct HostState {
     /// The config's IPAM, for interface plugins.
     pub ipam: Option<Box<dyn IpamBackend>>,
     pub log: LogSink,
-    /// Every refusal, so the runtime can name it even if the guest hides it.
+    /// The first refusals, so the runtime can name one even if the guest
+    /// hides it.
     pub denials: Vec<String>,
 }
 
@@ -71,9 +75,17 @@ impl HostState {
 
     fn fail(&mut self, call: &str, e: HostError) -> WitError {
         if matches!(e, HostError::Denied(_)) {
-            self.denials.push(format!("{call}: {e}"));
+            self.deny(format!("{call}: {e}"));
         }
         e.to_wit(call)
+    }
+
+    /// A refusal, kept for the runtime to name: the first few, each
+    /// bounded (a guest looping on denied calls must not grow the host).
+    fn deny(&mut self, what: String) {
+        if self.denials.len() < MAX_DENIALS {
+            self.denials.push(crate::text::clip(what, 1024));
+        }
     }
 }
 

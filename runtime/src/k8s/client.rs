@@ -24,6 +24,8 @@ pub enum Kind {
     Forbidden,
     /// Timeouts, refused or reset connections, 429 and 5xx: worth retrying.
     Transient,
+    /// 400 and 422: the request refused as malformed.
+    Invalid,
     Other,
 }
 
@@ -116,6 +118,7 @@ fn classify(call: &str, e: kube::Error) -> KubeError {
             401 => Kind::Unauthorized,
             403 => Kind::Forbidden,
             429 | 500..=599 => Kind::Transient,
+            400 | 422 => Kind::Invalid,
             _ => Kind::Other,
         },
         kube::Error::HyperError(_) | kube::Error::Service(_) => Kind::Transient,
@@ -820,8 +823,9 @@ mod tests {
             (429, "TooManyRequests", Kind::Transient),
             (500, "InternalError", Kind::Transient),
             (503, "ServiceUnavailable", Kind::Transient),
-            (400, "BadRequest", Kind::Other),
-            (422, "Invalid", Kind::Other),
+            (400, "BadRequest", Kind::Invalid),
+            (422, "Invalid", Kind::Invalid),
+            (413, "RequestEntityTooLarge", Kind::Other),
         ] {
             let e = classify("GET pod ns/p", api_error(code, reason));
             assert_eq!(e.kind, kind, "{code}");

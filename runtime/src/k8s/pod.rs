@@ -115,7 +115,7 @@ pub fn get(kube: &dyn ClusterApi, want: &PodRef, wait: Duration) -> Result<Pod, 
 pub fn to_cni(e: KubeError, context: &str) -> CniError {
     let code = match e.kind {
         Kind::NotFound | Kind::Transient | Kind::Conflict => Code::TryAgainLater,
-        Kind::Unauthorized | Kind::Forbidden | Kind::Other => Code::Internal,
+        Kind::Unauthorized | Kind::Forbidden | Kind::Invalid | Kind::Other => Code::Internal,
     };
     CniError::new(code, format!("{context}: {e}"))
 }

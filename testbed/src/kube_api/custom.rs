@@ -161,7 +161,15 @@ pub fn patch_status(
         );
     };
     use multus_host_functions::cluster::{patch_status_of, ClusterError};
-    let mut updated = match patch_status_of(stored, patch) {
+    let Ok(ops) = serde_json::from_str::<json_patch::Patch>(patch) else {
+        return status(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "the patch is not a JSON patch".into(),
+            Value::Null,
+        );
+    };
+    let mut updated = match patch_status_of(stored, &ops) {
         Ok(u) => u,
         Err(ClusterError::Conflict(_) | ClusterError::Invalid(_)) => {
             return status(

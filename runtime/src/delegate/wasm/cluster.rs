@@ -234,13 +234,15 @@ fn resource(kind: &Kind) -> ApiResource {
 }
 
 fn error(e: KubeError) -> ClusterError {
-    let msg = e.to_string();
+    // An answer's text can hold a whole object (a 422 quotes what it
+    // refused): the guest gets enough to act on, not the object.
+    let msg = multus_host_functions::text::clip(e.to_string(), 1024);
     match e.kind {
         ErrorKind::NotFound => ClusterError::NotFound(msg),
         ErrorKind::Conflict => ClusterError::Conflict(msg),
         ErrorKind::Unauthorized | ErrorKind::Forbidden => ClusterError::Denied(msg),
         ErrorKind::Transient => ClusterError::Unavailable(msg),
-        ErrorKind::Other => ClusterError::Invalid(msg),
+        ErrorKind::Invalid | ErrorKind::Other => ClusterError::Invalid(msg),
     }
 }
 
@@ -317,28 +319,26 @@ impl ClusterBackend for KubeCluster {
         &mut self,
         kind: &Kind,
         name: &str,
-        patch: &str,
+        patch: &json_patch::Patch,
     ) -> Result<String, ClusterError> {
-        let ops: json_patch::Patch = serde_json::from_str(patch)
-            .map_err(|e| ClusterError::Invalid(format!("the JSON patch: {e}")))?;
         let (kube, ns) = self.session()?;
         let res = resource(kind);
-        match kube.patch_object_status(&res, &ns, name, ops) {
+        match kube.patch_object_status(&res, &ns, name, patch.clone()) {
             Ok(o) => Ok(text(&o)),
             // The API server's 422 says the same for a failed `test` and a
-            // patch that cannot apply: the patch applied here to the object
-            // as it is now tells which (one more request, only on a refusal;
-            // a patch that applies now met a change since, a conflict too).
-            Err(e) if e.kind == ErrorKind::Other => {
+            // patch it refuses otherwise: the patch applied here to the
+            // object as it is now tells which (one more request, only on a
+            // refusal). A test that fails now is a conflict; a patch that
+            // applies now was refused for what it writes (the schema).
+            Err(e) if e.kind == ErrorKind::Invalid => {
                 let now = kube.get_object(&res, &ns, name).map_err(error)?;
                 let now = serde_json::to_value(&now).expect("API objects serialize");
                 match multus_host_functions::cluster::patch_status_of(&now, patch) {
+                    Err(ClusterError::Conflict(m)) => Err(ClusterError::Conflict(m)),
                     Err(ClusterError::Invalid(m)) => {
                         Err(ClusterError::Invalid(format!("{e}: {m}")))
                     }
-                    _ => Err(ClusterError::Conflict(format!(
-                        "{e}: a test op of the patch failed"
-                    ))),
+                    _ => Err(error(e)),
                 }
             }
             Err(e) => Err(error(e)),

@@ -80,6 +80,10 @@ struct Args {
     /// daemon's peak RSS).
     #[arg(long)]
     concurrency_only: bool,
+    /// The daemon's `connectionLimit` (requests run at once); unset, the
+    /// daemon's default, as deployed.
+    #[arg(long)]
+    connection_limit: Option<usize>,
     /// Another multus build (e.g. one with the compiler linked in) whose
     /// VERSION exec cost to show beside this one's.
     #[arg(long)]
@@ -504,12 +508,11 @@ fn main() -> Result<()> {
     let socket_dir = work.path().join("run-multus");
     let daemon_config = work.path().join("daemon-config.json");
     // As deployed: its own API client and watch caches for this node.
-    std::fs::write(
-        &daemon_config,
-        serde_json::to_vec(
-            &json!({"socketDir": socket_dir, "kubeconfig": api.kubeconfig(), "connectionLimit": 32}),
-        )?,
-    )?;
+    let mut config = json!({"socketDir": socket_dir, "kubeconfig": api.kubeconfig()});
+    if let Some(limit) = args.connection_limit {
+        config["connectionLimit"] = limit.into();
+    }
+    std::fs::write(&daemon_config, serde_json::to_vec(&config)?)?;
     for i in 0..MAX_CONCURRENT {
         api.add_pod(
             "default",
