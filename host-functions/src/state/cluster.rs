@@ -5,13 +5,16 @@ use super::HostState;
 use crate::bindings::multus::plugin::cluster;
 use crate::cluster::{ClusterBackend, ClusterError, Kind};
 
+/// Every answer's text the guest gets, cut to 1 KiB (an API server's
+/// answer can quote a whole object, an error the guest's own patch).
 fn wit_cluster_error(e: ClusterError) -> cluster::ClusterError {
+    let clip = |m: String| crate::text::clip(m, 1024);
     match e {
-        ClusterError::NotFound(m) => cluster::ClusterError::NotFound(m),
-        ClusterError::Conflict(m) => cluster::ClusterError::Conflict(m),
-        ClusterError::Invalid(m) => cluster::ClusterError::Invalid(m),
-        ClusterError::Denied(m) => cluster::ClusterError::Denied(m),
-        ClusterError::Unavailable(m) => cluster::ClusterError::Unavailable(m),
+        ClusterError::NotFound(m) => cluster::ClusterError::NotFound(clip(m)),
+        ClusterError::Conflict(m) => cluster::ClusterError::Conflict(clip(m)),
+        ClusterError::Invalid(m) => cluster::ClusterError::Invalid(clip(m)),
+        ClusterError::Denied(m) => cluster::ClusterError::Denied(clip(m)),
+        ClusterError::Unavailable(m) => cluster::ClusterError::Unavailable(clip(m)),
     }
 }
 

@@ -495,7 +495,11 @@ impl Kube {
     ) -> Result<DynamicObject, KubeError> {
         let name = obj.metadata.name.clone().unwrap_or_default();
         self.call(
-            &format!("POST {} {ns}/{name}", res.plural),
+            &format!(
+                "POST {} {ns}/{}",
+                res.plural,
+                multus_host_functions::text::head(&name, 253)
+            ),
             |c| async move {
                 self.custom_api(c, ns, res)
                     .create(&PostParams::default(), obj)
