@@ -21,10 +21,15 @@
 //! timed from the first ADD to the last, every address checked distinct,
 //! then every pod deleted and nothing left allocated.
 //!
+//! The thick daemons: a `multus-daemon` process per node, each with its
+//! own API client, listing and watching its node's pods and every NAD;
+//! counted while they list, idle, and as one pod per node and one NAD
+//! arrive (what each watch was sent).
+//!
 //! Not simulated here: each node compiling the module (its own CPU on a
 //! real node; here every node finds the artifact precompiled in one shared
-//! cache, so the table is the API side), the daemons' watch caches and the
-//! installers' token refreshes.
+//! cache, so the table is the API side), and the token refreshes, which
+//! re-read the projected token the kubelet rotates and make no request.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -47,6 +52,13 @@ const IPAM_KINDS: &[&str] = &[
 ];
 use serde_json::Value;
 
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum Part {
+    Rollouts,
+    Daemons,
+    Ipam,
+}
+
 #[derive(Parser)]
 #[command(about = "Simulated nodes against a real API server: plugin rollouts at N nodes")]
 struct Args {
@@ -59,9 +71,9 @@ struct Args {
     /// Pods per node allocating at once in the IPAM table (0: no IPAM table).
     #[arg(long, default_value_t = 2)]
     ipam_pods: usize,
-    /// Only the IPAM table: no rollouts.
-    #[arg(long)]
-    ipam_only: bool,
+    /// Which parts to run: rollouts, daemons, ipam.
+    #[arg(long, value_delimiter = ',', default_value = "rollouts,daemons,ipam")]
+    only: Vec<Part>,
     /// How long a rollout may take before the run fails.
     #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
     timeout: Duration,
@@ -172,6 +184,7 @@ fn main() -> Result<()> {
     let node = Netns::new("fleet").context("a network namespace for the run (needs root)")?;
     enter(&node)?;
     let mut rows = Vec::new();
+    let mut daemon_rows = Vec::new();
     let mut ipam_rows = Vec::new();
     // Image sources come from a real registry on the run's loopback.
     let registry = multus_testbed::registry::Registry::start(
@@ -181,15 +194,20 @@ fn main() -> Result<()> {
     )
     .context("docker-registry (scripts/deps installs it)")?;
     for &n in &args.nodes {
-        let (r, i) = fleet(
+        let (r, d, i) = fleet(
             &args,
             n,
             &repo,
-            (&multusctl, &here.join("multus")),
+            (
+                &multusctl,
+                &here.join("multus"),
+                &here.join("multus-daemon"),
+            ),
             &plugins,
             (&registry.host, &node),
         )?;
         rows.extend(r);
+        daemon_rows.extend(d);
         ipam_rows.extend(i);
     }
     println!(
@@ -212,6 +230,27 @@ fn main() -> Result<()> {
             r.apiserver_rss,
             r.etcd_rss,
         );
+    }
+    if !daemon_rows.is_empty() {
+        println!("\nThick daemons: a multus-daemon process per node (its own API client and connection, NODE_NAME its node's), their watch caches (the node's pods, every NAD), on the same API server.");
+        println!("Requests are the API server's for pods and network-attachment-definitions, watches excluded; events are what its watches sent. One pod created per node, then one NAD.\n");
+        println!("| nodes | all caches listed, s | requests per node to list | watches open | requests per node in {STEADY_S} s idle | pod events sent for {} one per node | NAD events sent for one NAD | apiserver CPU s | apiserver RSS MiB | daemon RSS MiB, median |", "N pods,");
+        println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for r in daemon_rows {
+            println!(
+                "| {} | {:.2} | {:.1} | {} | {:.2} | {} | {} | {:.2} | {:.0} | {:.1} |",
+                r.n,
+                r.listed.as_secs_f64(),
+                r.list_requests / r.n as f64,
+                r.watches,
+                r.idle_requests / r.n as f64,
+                r.pod_events,
+                r.nad_events,
+                r.apiserver_cpu,
+                r.apiserver_rss,
+                r.daemon_rss,
+            );
+        }
     }
     if !ipam_rows.is_empty() {
         println!("\nCluster IPAM: every node's pods at once ({} per node), whereabouts.wasm through the thin multus binary (a process per pod), on the same API server.", args.ipam_pods);
@@ -422,10 +461,10 @@ fn fleet(
     args: &Args,
     n: usize,
     repo: &Path,
-    (multusctl, multus): (&Path, &Path),
+    (multusctl, multus, daemon): (&Path, &Path, &Path),
     plugins: &Path,
     (registry, node): (&str, &Netns),
-) -> Result<(Vec<Row>, Vec<IpamRow>)> {
+) -> Result<(Vec<Row>, Vec<DaemonRow>, Vec<IpamRow>)> {
     eprintln!("fleet: {n} nodes");
     let kit = Kit::start(&args.kit)?;
     kit.apply_crds(
@@ -465,7 +504,7 @@ fn fleet(
             ],
         )?;
     }
-    let rows = if args.ipam_only {
+    let rows = if !args.only.contains(&Part::Rollouts) {
         Vec::new()
     } else {
         rollouts(
@@ -480,7 +519,12 @@ fn fleet(
         )?
     };
     let mut ipam_rows = Vec::new();
-    if args.ipam_pods > 0 {
+    let daemon_rows = if args.only.contains(&Part::Daemons) {
+        vec![daemons_round(&kit, daemon, work.path(), n)?]
+    } else {
+        Vec::new()
+    };
+    if args.ipam_pods > 0 && args.only.contains(&Part::Ipam) {
         kit.apply_crds(
             &repo.join("deploy/whereabouts/crds.yaml"),
             &[
@@ -522,7 +566,7 @@ fn fleet(
             )?);
         }
     }
-    Ok((rows, ipam_rows))
+    Ok((rows, daemon_rows, ipam_rows))
 }
 
 /// The four rollouts at `n` nodes: a `multusctl plugin sync` process per
@@ -731,4 +775,172 @@ fn rollouts(
     }
     drop(nodes);
     Ok(rows)
+}
+
+/// The thick daemons' figures at one fleet size.
+struct DaemonRow {
+    n: usize,
+    listed: Duration,
+    list_requests: f64,
+    watches: f64,
+    idle_requests: f64,
+    pod_events: f64,
+    nad_events: f64,
+    apiserver_cpu: f64,
+    apiserver_rss: f64,
+    daemon_rss: f64,
+}
+
+/// How long the daemons sit idle while their requests are counted.
+const STEADY_S: u64 = 30;
+/// The resources a daemon's caches read.
+const DAEMON_KINDS: &[&str] = &["pods", "network-attachment-definitions"];
+
+/// A metric's total over the lines whose `resource` label is `resource`
+/// (or whose `kind` label is `kind`, as older API servers label watch
+/// events).
+fn metric_sum(metrics: &str, name: &str, resource: &str, kind: &str) -> f64 {
+    metrics
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?.strip_prefix('{')?;
+            let (labels, value) = rest.rsplit_once("} ")?;
+            (kit::label(labels, "resource") == Some(resource)
+                || kit::label(labels, "kind") == Some(kind))
+            .then(|| value.trim().parse::<f64>().ok())?
+        })
+        .sum()
+}
+
+/// `n` thick daemons, each a `multus-daemon` as deploy/thick runs it (its
+/// own kubeconfig client, `NODE_NAME`), until every one has listed its
+/// caches (its log says so); then idle, then one pod per node and one NAD,
+/// counted from the API server's metrics.
+fn daemons_round(kit: &Kit, daemon: &Path, work: &Path, n: usize) -> Result<DaemonRow> {
+    let admin = kit.admin_kubeconfig();
+    let metrics = || kit.kubectl(&["get", "--raw", "/metrics"]);
+    let before = kit.counts(DAEMON_KINDS)?;
+    let [(api0, _), _] = servers_usage(kit);
+    let started = Instant::now();
+    let mut daemons = Nodes(Vec::new());
+    let mut logs = Vec::new();
+    for i in 0..n {
+        let dir = work.join(format!("daemon-{i}"));
+        std::fs::create_dir_all(&dir)?;
+        let config = dir.join("daemon-config.json");
+        let log = dir.join("daemon.log");
+        std::fs::write(
+            &config,
+            serde_json::to_vec(&serde_json::json!({
+                "socketDir": dir.join("run"), "kubeconfig": admin, "cniDir": dir.join("cache"),
+                "logFile": log, "logToStderr": false, "logLevel": "verbose"}))?,
+        )?;
+        daemons.0.push(
+            Command::new(daemon)
+                .arg("-config")
+                .arg(&config)
+                .env("NODE_NAME", format!("node-{i}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .with_context(|| format!("{} (scripts/fleet builds it)", daemon.display()))?,
+        );
+        logs.push(log);
+    }
+    let listed_all = loop {
+        let listed = logs
+            .iter()
+            .filter(|l| std::fs::read_to_string(l).is_ok_and(|t| t.contains("watch caches listed")))
+            .count();
+        if listed == n {
+            break started.elapsed();
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            bail!(
+                "{listed} of {n} daemons listed their caches within 120 s (their logs: {})",
+                work.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // Late list requests of the start land in its count.
+    std::thread::sleep(Duration::from_secs(1));
+    let listed_counts = kit.counts(DAEMON_KINDS)? - before;
+    let m = metrics()?;
+    let watches: f64 = m
+        .lines()
+        .filter(|l| {
+            l.starts_with("apiserver_longrunning_requests{")
+                && kit::label(l, "verb") == Some("WATCH")
+                && kit::label(l, "resource").is_some_and(|r| DAEMON_KINDS.contains(&r))
+        })
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum();
+    let idle0 = kit.counts(DAEMON_KINDS)?;
+    std::thread::sleep(Duration::from_secs(STEADY_S));
+    let idle = kit.counts(DAEMON_KINDS)? - idle0;
+    // One pod per node (bound to it, as the scheduler binds): each
+    // daemon's watch should get its own, not everyone's.
+    let events = |m: &str| {
+        (
+            metric_sum(m, "apiserver_watch_events_total", "pods", "Pod"),
+            metric_sum(
+                m,
+                "apiserver_watch_events_total",
+                "network-attachment-definitions",
+                "NetworkAttachmentDefinition",
+            ),
+        )
+    };
+    let (pods0, nads0) = events(&metrics()?);
+    let list: Vec<Value> = (0..n)
+        .map(|i| {
+            serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": format!("fleet-pod-{i}"), "namespace": "default"},
+                "spec": {"nodeName": format!("node-{i}"), "containers": [{"name": "c", "image": "pause"}]}})
+        })
+        .collect();
+    let file = work.join("daemon-pods.json");
+    std::fs::write(
+        &file,
+        serde_json::to_vec(
+            &serde_json::json!({"apiVersion": "v1", "kind": "List", "items": list}),
+        )?,
+    )?;
+    kit.kubectl(&["create", "-f", &file.display().to_string()])?;
+    std::thread::sleep(Duration::from_secs(2));
+    let (pods1, _) = events(&metrics()?);
+    let nad = work.join("daemon-nad.json");
+    std::fs::write(
+        &nad,
+        serde_json::to_vec(&serde_json::json!({"apiVersion": "k8s.cni.cncf.io/v1",
+            "kind": "NetworkAttachmentDefinition",
+            "metadata": {"name": "fleet-nad", "namespace": "default"},
+            "spec": {"config": "{\"cniVersion\":\"1.0.0\",\"name\":\"fleet-nad\",\"type\":\"bridge\"}"}}))?,
+    )?;
+    kit.kubectl(&["create", "-f", &nad.display().to_string()])?;
+    std::thread::sleep(Duration::from_secs(2));
+    let (_, nads1) = events(&metrics()?);
+    let [(api1, api_rss), _] = servers_usage(kit);
+    let mut rss: Vec<f64> = daemons
+        .0
+        .iter()
+        .filter_map(|c| multus_testbed::peak_rss_mib(c.id()))
+        .collect();
+    rss.sort_by(f64::total_cmp);
+    drop(daemons);
+    kit.kubectl(&["delete", "-f", &file.display().to_string(), "--wait=false"])?;
+    kit.kubectl(&["delete", "-f", &nad.display().to_string(), "--wait=false"])?;
+    Ok(DaemonRow {
+        n,
+        listed: listed_all,
+        list_requests: listed_counts.requests,
+        watches,
+        idle_requests: idle.requests,
+        pod_events: pods1 - pods0,
+        nad_events: nads1 - nads0,
+        apiserver_cpu: api1 - api0,
+        apiserver_rss: api_rss,
+        daemon_rss: rss.get(rss.len() / 2).copied().unwrap_or(0.0),
+    })
 }
