@@ -812,6 +812,12 @@ fn metric_sum(metrics: &str, name: &str, resource: &str, kind: &str) -> f64 {
         .sum()
 }
 
+/// Whether a daemon's log says both its caches are listed: at once, or
+/// each on its own after the daemon began serving without them.
+fn both_listed(log: &str) -> bool {
+    log.contains("watch caches listed") || log.matches("watch cache listed").count() >= 2
+}
+
 /// `n` thick daemons, each a `multus-daemon` as deploy/thick runs it (its
 /// own kubeconfig client, `NODE_NAME`), until every one has listed its
 /// caches (its log says so); then idle, then one pod per node and one NAD,
@@ -850,16 +856,19 @@ fn daemons_round(kit: &Kit, daemon: &Path, work: &Path, n: usize) -> Result<Daem
     let listed_all = loop {
         let listed = logs
             .iter()
-            .filter(|l| std::fs::read_to_string(l).is_ok_and(|t| t.contains("watch caches listed")))
+            .filter(|l| std::fs::read_to_string(l).is_ok_and(|t| both_listed(&t)))
             .count();
         if listed == n {
             break started.elapsed();
         }
-        if started.elapsed() > Duration::from_secs(120) {
-            bail!(
-                "{listed} of {n} daemons listed their caches within 120 s (their logs: {})",
-                work.display()
-            );
+        if started.elapsed() > Duration::from_secs(300) {
+            let late = logs
+                .iter()
+                .map(|l| std::fs::read_to_string(l).unwrap_or_default())
+                .find(|t| !both_listed(t))
+                .unwrap_or_default();
+            let tail: Vec<&str> = late.lines().rev().take(5).collect();
+            bail!("{listed} of {n} daemons listed their caches within 300 s; the log of one that did not, last lines first: {tail:?}");
         }
         std::thread::sleep(Duration::from_millis(100));
     };
