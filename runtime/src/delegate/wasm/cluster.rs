@@ -321,6 +321,7 @@ impl ClusterBackend for KubeCluster {
         name: &str,
         patch: &json_patch::Patch,
     ) -> Result<String, ClusterError> {
+        let (started, budget) = (Instant::now(), self.budget()?);
         let (kube, ns) = self.session()?;
         let res = resource(kind);
         match kube.patch_object_status(&res, &ns, name, patch.clone()) {
@@ -328,9 +329,17 @@ impl ClusterBackend for KubeCluster {
             // The API server's 422 says the same for a failed `test` and a
             // patch it refuses otherwise: the patch applied here to the
             // object as it is now tells which (one more request, only on a
-            // refusal). A test that fails now is a conflict; a patch that
-            // applies now was refused for what it writes (the schema).
+            // refusal, within what is left of this call's budget). A test
+            // that fails now is a conflict; a patch that applies now was
+            // refused for what it writes (the schema).
             Err(e) if e.kind == ErrorKind::Invalid => {
+                let left = budget.saturating_sub(started.elapsed());
+                if left.is_zero() {
+                    return Err(ClusterError::Unavailable(format!(
+                        "{e}: no time left in the call to tell a failed test from a refused patch"
+                    )));
+                }
+                kube.set_timeout(left);
                 let now = kube.get_object(&res, &ns, name).map_err(error)?;
                 let now = serde_json::to_value(&now).expect("API objects serialize");
                 match multus_host_functions::cluster::patch_status_of(&now, patch) {
