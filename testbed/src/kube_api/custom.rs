@@ -133,12 +133,7 @@ pub fn patch_status(
     body: &[u8],
 ) -> (StatusCode, Value) {
     if kind_of(plural).is_none() || !STATUS_SUBRESOURCE.contains(&plural) {
-        return status(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            "the server could not find the requested resource".into(),
-            Value::Null,
-        );
+        return super::no_such_resource();
     }
     if !content_type.starts_with("application/json-patch+json") {
         return status(
@@ -392,24 +387,14 @@ pub fn route(
     body: &[u8],
 ) -> (StatusCode, Value) {
     let Some((kind, required)) = kind_of(plural) else {
-        return status(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            "the server could not find the requested resource".into(),
-            Value::Null,
-        );
+        return super::no_such_resource();
     };
     let key = |n: &str| (plural.to_string(), ns.to_string(), n.to_string());
     let has_status = STATUS_SUBRESOURCE.contains(&plural);
     if status_sub {
         return match (method, name, has_status) {
             (&Method::PUT, Some(n), true) => replace_status(st, kind, plural, &key(n), n, body),
-            _ => status(
-                StatusCode::NOT_FOUND,
-                "NotFound",
-                "the server could not find the requested resource".into(),
-                Value::Null,
-            ),
+            _ => super::no_such_resource(),
         };
     }
     match (method, name) {

@@ -151,6 +151,16 @@ fn status(code: StatusCode, reason: &str, message: String, details: Value) -> (S
     (code, v)
 }
 
+/// The apiserver's 404 for a path it serves nothing at.
+fn no_such_resource() -> (StatusCode, Value) {
+    status(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        "the server could not find the requested resource".into(),
+        Value::Null,
+    )
+}
+
 impl FakeKubeApi {
     /// Starts the server on 127.0.0.1 of `ns` (which must have `lo` up),
     /// accepting the bearer token `token` or a client certificate of its CA;
@@ -993,12 +1003,7 @@ fn route(
         (_, ["apis", custom::GROUP, custom::VERSION, "namespaces", ns, plural, name, "status"]) => {
             custom::route(st, method, ns, plural, Some(name), true, body)
         }
-        _ => status(
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            "the server could not find the requested resource".into(),
-            Value::Null,
-        ),
+        _ => no_such_resource(),
     }
 }
 
