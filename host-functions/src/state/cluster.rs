@@ -115,10 +115,11 @@ impl cluster::Host for HostState {
         name: String,
         patch: String,
     ) -> Result<String, cluster::ClusterError> {
-        // Checked at the boundary, whatever backend applies it (the host
-        // itself applies it too, after a 422).
-        let ops = crate::cluster::checked_status_patch(&patch).map_err(wit_cluster_error)?;
+        // The grant first (an ungranted call is a recorded denial, whatever
+        // it sends), then the patch, at the boundary, whatever backend
+        // applies it (the host itself applies it too, after a 422).
         self.cluster_call("patch-status", &kind, Some(&name), |b, k| {
+            let ops = crate::cluster::checked_status_patch(&patch)?;
             b.patch_status(k, &name, &ops)
         })
     }
@@ -149,6 +150,16 @@ mod tests {
             ),
             Err(cluster::ClusterError::Denied(_))
         ));
+        // Ungranted, whatever the patch: a recorded denial, not "invalid".
+        assert!(matches!(
+            cluster::Host::patch_status(
+                &mut s,
+                kind("whereabouts.cni.cncf.io", "nodeslicepools"),
+                "p".into(),
+                r#"[{"op":"copy","from":"/status","path":"/status/x"}]"#.into()
+            ),
+            Err(cluster::ClusterError::Denied(_))
+        ));
         s.grant.cluster = Some(ClusterGrant {
             groups: vec!["whereabouts.cni.cncf.io".into()],
             node: "node1".into(),
@@ -172,6 +183,6 @@ mod tests {
             vec!["get ippools.whereabouts.cni.cncf.io/v1 p"],
             "denied calls never reach the backend"
         );
-        assert_eq!(s.denials.len(), 2);
+        assert_eq!(s.denials.len(), 3);
     }
 }
