@@ -10,3 +10,4 @@ pub mod install;
 pub mod objects;
 pub mod reconcile;
 pub mod scaffold;
+pub mod slices;

@@ -235,41 +235,57 @@ fn bindings_name_the_daemonsets_service_account() {
     assert_eq!(daemonset().metadata.namespace, ns);
 }
 
-/// The aggregator runs real flags, as its own service account, which its
-/// ClusterRoleBinding binds (deploy/plugins/aggregate.yaml).
-#[test]
-fn the_aggregator_runs_real_flags_as_its_own_account() {
-    use multusctl::cli::commands::plugin::PluginCommand;
-    let d: Deployment = typed(
-        "plugins/aggregate.yaml",
-        &find("Deployment", Some("multus-plugin-aggregate")),
-    );
+/// A controller Deployment `name` of `dir`'s kustomization runs real
+/// flags (`is` its command), on the host network, as its own service
+/// account, which its ClusterRoleBinding binds to its ClusterRole.
+fn runs_as_its_own_account(dir: &Path, name: &str, is: fn(&Commands) -> bool) {
+    let doc = |kind: &str| multus_testbed::manifests::find_in(dir, kind, Some(name));
+    let d: Deployment = typed(name, &doc("Deployment"));
     let spec = d.spec.unwrap().template.spec.unwrap();
     assert_eq!(spec.host_network, Some(true));
     let command = spec.containers[0].command.clone().unwrap();
-    assert!(
-        matches!(
-            Cli::try_parse_from(&command),
-            Ok(Cli {
-                command: Commands::Plugin(PluginCommand::Aggregate(_))
-            })
-        ),
-        "{command:?}"
-    );
-    let sa: ServiceAccount = typed(
-        "plugins/aggregate.yaml",
-        &find("ServiceAccount", Some("multus-plugin-aggregate")),
-    );
+    match Cli::try_parse_from(&command) {
+        Ok(Cli { command }) => assert!(is(&command), "{command:?}"),
+        Err(e) => panic!("{command:?}: {e}"),
+    }
+    let sa: ServiceAccount = typed(name, &doc("ServiceAccount"));
     assert_eq!(spec.service_account_name, sa.metadata.name);
-    let crb: ClusterRoleBinding = typed(
-        "plugins/aggregate.yaml",
-        &find("ClusterRoleBinding", Some("multus-plugin-aggregate")),
-    );
+    let crb: ClusterRoleBinding = typed(name, &doc("ClusterRoleBinding"));
     let subject = &crb.subjects.unwrap()[0];
     assert_eq!(
         (Some(&subject.name), &subject.namespace),
         (sa.metadata.name.as_ref(), &sa.metadata.namespace)
     );
     assert_eq!(sa.metadata.namespace, d.metadata.namespace);
-    assert_eq!(crb.role_ref.name, "multus-plugin-aggregate");
+    assert_eq!(crb.role_ref.name, name);
+}
+
+/// deploy/plugins/aggregate.yaml: the one writer of WasmPlugins' status.
+#[test]
+fn the_aggregator_runs_real_flags_as_its_own_account() {
+    use multusctl::cli::commands::plugin::PluginCommand;
+    runs_as_its_own_account(
+        &multus_testbed::manifests::dir(),
+        "multus-plugin-aggregate",
+        |c| matches!(c, Commands::Plugin(PluginCommand::Aggregate(_))),
+    );
+}
+
+/// deploy/whereabouts/slices.yaml: the node-slice controller; its Role
+/// binds the same account in the pools' namespace.
+#[test]
+fn the_slice_controller_runs_real_flags_as_its_own_account() {
+    use multusctl::cli::commands::ipam::IpamCommand;
+    let dir = multus_testbed::manifests::whereabouts();
+    runs_as_its_own_account(
+        &dir,
+        "multus-ipam-slices",
+        |c| matches!(c, Commands::Ipam(IpamCommand::Slices(a)) if !a.once),
+    );
+    let rb: RoleBinding = typed(
+        "slices.yaml",
+        &multus_testbed::manifests::find_in(&dir, "RoleBinding", Some("multus-ipam-slices")),
+    );
+    assert_eq!(rb.role_ref.name, "multus-ipam-slices");
+    assert_eq!(rb.subjects.unwrap()[0].name, "multus-ipam-slices");
 }

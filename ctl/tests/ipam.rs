@@ -11,9 +11,12 @@ use serde_json::{json, Value};
 const MULTUSCTL: &str = env!("CARGO_BIN_EXE_multusctl");
 const NS: &str = "kube-system";
 
-fn reconcile(ns: &Netns, api: &FakeKubeApi, extra: &[&str]) -> (i32, String, String) {
+/// `multusctl ipam <args> --kubeconfig <api's> <extra>` in `ns`.
+fn ipam(ns: &Netns, api: &FakeKubeApi, args: &[&str], extra: &[&str]) -> (i32, String, String) {
     let mut c = Command::new(MULTUSCTL);
-    c.args(["ipam", "reconcile", "--kubeconfig"])
+    c.arg("ipam")
+        .args(args)
+        .arg("--kubeconfig")
         .arg(api.kubeconfig())
         .args(extra);
     let _ns = in_netns(&mut c, ns).unwrap();
@@ -23,6 +26,10 @@ fn reconcile(ns: &Netns, api: &FakeKubeApi, extra: &[&str]) -> (i32, String, Str
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+fn reconcile(ns: &Netns, api: &FakeKubeApi, extra: &[&str]) -> (i32, String, String) {
+    ipam(ns, api, &["reconcile"], extra)
 }
 
 fn reservation(ip: &str, podref: &str) -> Value {
@@ -245,4 +252,205 @@ fn gc_frees_leaks_in_this_nodes_slices_only() {
     assert!(api
         .custom_objects("overlappingrangeipreservations", NS)
         .is_empty());
+}
+
+fn slices(ns: &Netns, api: &FakeKubeApi, extra: &[&str]) -> (i32, String, String) {
+    ipam(ns, api, &["slices", "--once"], extra)
+}
+
+/// The pool's list as (node, slice).
+fn slice_list(api: &FakeKubeApi, pool: &str) -> Vec<(String, String)> {
+    api.custom_object("nodeslicepools", NS, pool).unwrap()["status"]["allocations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["nodeName"].as_str().unwrap().to_string(),
+                a["sliceRange"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn sliced_nad(range: &str, size: &str) -> String {
+    json!({"cniVersion": "1.0.0", "name": "sliced", "type": "macvlan", "master": "eth0",
+           "ipam": {"type": "whereabouts", "range": range, "node_slice_size": size}})
+    .to_string()
+}
+
+/// `multusctl ipam slices`: every Node gets a slice before its pods ask,
+/// in the list whereabouts' controller writes (every slice, free ones with
+/// an empty node); a deleted Node's slice is free again and, while its
+/// IPPool still holds addresses, given out last; a full range, a dry run
+/// and two NADs cutting one pool differently are reported; each request
+/// it makes is one deploy/whereabouts/slices.yaml grants.
+#[test]
+fn slices_are_given_before_pods_ask() {
+    let ns = Netns::new("t-slices").unwrap();
+    let api = FakeKubeApi::start(&ns, "token-1").unwrap();
+    for n in ["n1", "n2", "n3"] {
+        api.put_node(n, &format!("uid-{n}"));
+    }
+    api.add_nad(
+        "default",
+        "sliced",
+        Some(&sliced_nad("10.50.0.0/24", "/26")),
+        &[],
+    );
+    api.add_nad("default", "plain", Some(r#"{"name":"plain","type":"bridge","ipam":{"type":"whereabouts","range":"10.51.0.0/24"}}"#), &[]);
+
+    let (code, out, err) = slices(&ns, &api, &["--dry-run"]);
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(
+        out.contains("would give 10.50.0.0/26 of NodeSlicePool sliced to node n1"),
+        "{out}"
+    );
+    assert!(
+        api.custom_object("nodeslicepools", NS, "sliced").is_none(),
+        "a dry run writes nothing"
+    );
+
+    let (code, out, err) = slices(&ns, &api, &[]);
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(out.ends_with("pools=1 assigned=3 freed=0\n"), "{out}");
+    let pool = api.custom_object("nodeslicepools", NS, "sliced").unwrap();
+    assert_eq!(
+        pool["spec"],
+        json!({"range": "10.50.0.0/24", "sliceSize": "/26"})
+    );
+    let s = |n: &str, i: u32| (n.to_string(), format!("10.50.0.{}/26", i * 64));
+    assert_eq!(
+        slice_list(&api, "sliced"),
+        [s("n1", 0), s("n2", 1), s("n3", 2), s("", 3)]
+    );
+
+    // Again: nothing to write.
+    let before = api.requests().len();
+    let (code, out, _) = slices(&ns, &api, &[]);
+    assert_eq!(code, 0);
+    assert!(out.ends_with("assigned=0 freed=0\n"), "{out}");
+    assert!(
+        !api.requests()[before..]
+            .iter()
+            .any(|r| r.starts_with("PUT")),
+        "{:?}",
+        &api.requests()[before..]
+    );
+
+    // n1 is lost with a pod's address in its slice's IPPool; n4 joins: it
+    // gets the slice nobody used, n5 then the lost node's.
+    api.put_custom(
+        "ippools",
+        NS,
+        json!({"apiVersion": "whereabouts.cni.cncf.io/v1alpha1", "kind": "IPPool",
+               "metadata": {"name": "n1-10.50.0.0-26"},
+               "spec": {"range": "10.50.0.0/26", "allocations": {
+                   "1": {"id": "c1", "podref": "default/lost", "ifname": "net1"}}}}),
+    );
+    api.remove_node("n1");
+    api.put_node("n4", "uid-n4");
+    let (code, out, err) = slices(&ns, &api, &[]);
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(
+        out.contains("freed 10.50.0.0/26 of NodeSlicePool sliced (node n1 is gone)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("gave 10.50.0.192/26 of NodeSlicePool sliced to node n4"),
+        "{out}"
+    );
+    assert_eq!(
+        slice_list(&api, "sliced"),
+        [s("", 0), s("n2", 1), s("n3", 2), s("n4", 3)]
+    );
+    api.put_node("n5", "uid-n5");
+    api.put_node("n6", "uid-n6");
+    let (code, out, _) = slices(&ns, &api, &[]);
+    assert_eq!(code, 1, "a node left without a slice: {out}");
+    assert!(
+        out.contains("gave 10.50.0.0/26 of NodeSlicePool sliced to node n5"),
+        "{out}"
+    );
+    assert!(
+        out.contains("every slice is held; no slice for node(s) n6"),
+        "{out}"
+    );
+
+    // Running: a node that goes is seen by the watch, and the waiting
+    // node gets its slice without waiting for --interval.
+    let mut c = Command::new(MULTUSCTL);
+    c.args(["ipam", "slices", "--interval", "10m", "--kubeconfig"])
+        .arg(api.kubeconfig())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let _in = in_netns(&mut c, &ns).unwrap();
+    let mut child = c.spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    api.remove_node("n3");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while slice_list(&api, "sliced")[2] != s("n6", 2) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            slice_list(&api, "sliced")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+
+    // Each refused, the pool left as it is: two NADs cutting one pool
+    // differently; a NAD now cutting an existing pool another way (not
+    // re-cut under the IPPools holding its addresses); a NAD whose slices
+    // make no sense.
+    let refused = |nad_ns: &str, size: &str, want: &str| {
+        api.add_nad(
+            nad_ns,
+            "sliced",
+            Some(&sliced_nad("10.50.0.0/24", size)),
+            &[],
+        );
+        let (code, out, _) = slices(&ns, &api, &[]);
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains(want), "{out}");
+        assert_eq!(slice_list(&api, "sliced")[2], s("n6", 2));
+    };
+    refused(
+        "other",
+        "/27",
+        "NodeSlicePool sliced: NADs default/sliced cut it as 10.50.0.0/24 in /26 slices and other/sliced as 10.50.0.0/24 in /27 slices",
+    );
+    api.remove_nad("other", "sliced");
+    refused(
+        "default",
+        "/25",
+        "it is cut as 10.50.0.0/24 in /26 slices and its NADs say 10.50.0.0/24 in /25 slices",
+    );
+    refused(
+        "default",
+        "/8",
+        "NAD default/sliced: ipam.node_slice_size \"/8\"",
+    );
+
+    use multus_testbed::manifests;
+    let dir = manifests::whereabouts();
+    let mut granted = std::collections::BTreeSet::new();
+    for (kind, scope) in [("ClusterRole", ""), ("Role", NS)] {
+        let rules: Vec<k8s_openapi::api::rbac::v1::PolicyRule> = serde_json::from_value(
+            manifests::find_in(&dir, kind, Some("multus-ipam-slices"))["rules"].clone(),
+        )
+        .unwrap();
+        for (g, r, v) in manifests::grants(&rules) {
+            granted.insert((g, r, v, scope.to_string()));
+        }
+    }
+    let mut used = std::collections::BTreeSet::new();
+    for r in api.requests() {
+        let a = manifests::authorization(&r);
+        assert!(granted.contains(&a), "not granted: {r} ({a:?})");
+        used.insert(a);
+    }
+    assert_eq!(used, granted, "rules nothing calls");
 }

@@ -499,9 +499,12 @@ fn overlapping_ranges_and_the_rbac_they_need() {
     assert!(c.run("DEL", &pod, "listed", &listed).ok());
 
     use multus_testbed::manifests;
-    let role: k8s_openapi::api::rbac::v1::Role =
-        serde_json::from_value(manifests::find_in(&manifests::whereabouts(), "Role", None))
-            .unwrap();
+    let role: k8s_openapi::api::rbac::v1::Role = serde_json::from_value(manifests::find_in(
+        &manifests::whereabouts(),
+        "Role",
+        Some("multus-whereabouts"),
+    ))
+    .unwrap();
     let granted = manifests::grants(&role.rules.unwrap());
     let mut used = std::collections::BTreeSet::new();
     for r in c.api.requests() {

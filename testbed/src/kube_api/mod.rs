@@ -74,7 +74,8 @@ struct State {
     /// DaemonSets by (namespace, name), for the installer's owner check.
     daemonsets: BTreeMap<(String, String), Value>,
     /// Node objects by name (only what a WasmPluginNode's owner needs).
-    nodes: BTreeMap<String, Value>,
+    /// Nodes, keyed ("", name) as the namespaced collections are.
+    nodes: BTreeMap<(String, String), Value>,
     /// Every change since `history_start`, for watches to replay.
     history: Vec<Change>,
     history_start: u64,
@@ -108,6 +109,7 @@ impl State {
         let map = match collection {
             Collection::Pods => &mut self.pods,
             Collection::Nads => &mut self.nads,
+            Collection::Nodes => &mut self.nodes,
             Collection::WasmPlugins | Collection::WasmPluginNodes => {
                 unreachable!("custom.rs stores custom objects")
             }
@@ -124,6 +126,7 @@ impl State {
         let removed = match collection {
             Collection::Pods => self.pods.remove(key),
             Collection::Nads => self.nads.remove(key),
+            Collection::Nodes => self.nodes.remove(key),
             Collection::WasmPlugins | Collection::WasmPluginNodes => {
                 unreachable!("custom.rs stores custom objects")
             }
@@ -399,12 +402,20 @@ impl FakeKubeApi {
 
     /// Stores DaemonSet `namespace/name`; `deleting` gives it the
     /// deletionTimestamp of a foreground deletion in progress.
-    /// A Node object named `name` with `uid`.
+    /// A Node object named `name` with `uid` (added, or replaced as a
+    /// kubelet's status update does: its generation stays).
     pub fn put_node(&self, name: &str, uid: &str) {
         let mut st = self.state.lock().unwrap();
         let node = json!({"apiVersion": "v1", "kind": "Node",
             "metadata": {"name": name, "uid": uid, "resourceVersion": st.next_rv()}});
-        st.nodes.insert(name.into(), node);
+        st.put(Collection::Nodes, (String::new(), name.into()), node);
+    }
+
+    pub fn remove_node(&self, name: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .delete(Collection::Nodes, &(String::new(), name.into()));
     }
 
     pub fn put_daemonset(&self, namespace: &str, name: &str, deleting: bool) {
@@ -760,6 +771,7 @@ async fn handle(
     }
     let collection = match (&method, path.as_str()) {
         (&Method::GET, "/api/v1/pods") => Some(Collection::Pods),
+        (&Method::GET, "/api/v1/nodes") => Some(Collection::Nodes),
         (&Method::GET, "/apis/k8s.cni.cncf.io/v1/network-attachment-definitions") => {
             Some(Collection::Nads)
         }
@@ -962,10 +974,12 @@ fn route(
             &Method::POST,
             ["apis", "k8s.cni.cncf.io", "v1", "namespaces", ns, "network-attachment-definitions"],
         ) => create_nad(st, ns, body),
-        (&Method::GET, ["api", "v1", "nodes", name]) => match st.nodes.get(*name) {
-            Some(n) => (StatusCode::OK, n.clone()),
-            None => not_found("nodes", "", name),
-        },
+        (&Method::GET, ["api", "v1", "nodes", name]) => {
+            match st.nodes.get(&(String::new(), name.to_string())) {
+                Some(n) => (StatusCode::OK, n.clone()),
+                None => not_found("nodes", "", name),
+            }
+        }
         (&Method::GET, ["apis", "apps", "v1", "namespaces", ns, "daemonsets", name]) => {
             match st.daemonsets.get(&(ns.to_string(), name.to_string())) {
                 Some(d) => (StatusCode::OK, d.clone()),

@@ -23,6 +23,7 @@ use super::{status, State};
 pub(super) enum Collection {
     Pods,
     Nads,
+    Nodes,
     /// Stored with the other custom objects (custom.rs records their
     /// changes); only watched here, listed by custom.rs.
     WasmPlugins,
@@ -35,6 +36,7 @@ impl Collection {
         match self {
             Collection::Pods => ("Pod", "v1"),
             Collection::Nads => ("NetworkAttachmentDefinition", "k8s.cni.cncf.io/v1"),
+            Collection::Nodes => ("Node", "v1"),
             Collection::WasmPlugins => ("WasmPlugin", "multus-wasm.io/v1alpha1"),
             Collection::WasmPluginNodes => ("WasmPluginNode", "multus-wasm.io/v1alpha1"),
         }
@@ -45,7 +47,7 @@ impl Collection {
         match self {
             Collection::WasmPlugins => Some("wasmplugins"),
             Collection::WasmPluginNodes => Some("wasmpluginnodes"),
-            Collection::Pods | Collection::Nads => None,
+            Collection::Pods | Collection::Nads | Collection::Nodes => None,
         }
     }
 
@@ -135,7 +137,7 @@ impl Query {
 /// Items of a list carry no kind for built-in types, as the apiserver sends them.
 fn list_item(collection: Collection, object: &Value) -> Value {
     let mut o = object.clone();
-    if collection == Collection::Pods {
+    if matches!(collection, Collection::Pods | Collection::Nodes) {
         if let Some(m) = o.as_object_mut() {
             m.remove("kind");
             m.remove("apiVersion");
@@ -153,6 +155,7 @@ fn selected<'a>(
     let objects: Box<dyn Iterator<Item = &'a Value>> = match collection {
         Collection::Pods => Box::new(st.pods.values()),
         Collection::Nads => Box::new(st.nads.values()),
+        Collection::Nodes => Box::new(st.nodes.values()),
         Collection::WasmPlugins | Collection::WasmPluginNodes => {
             let plural = collection.custom();
             Box::new(
