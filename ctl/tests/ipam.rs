@@ -397,6 +397,29 @@ fn slices_are_given_before_pods_ask() {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    // A NAD created while it runs: its pool, every node holding a slice.
+    api.add_nad(
+        "default",
+        "late",
+        Some(&sliced_nad("10.52.0.0/24", "/26").replace("\"sliced\"", "\"late\"")),
+        &[],
+    );
+    while api
+        .custom_object("nodeslicepools", NS, "late")
+        .is_none_or(|p| {
+            p["status"]["allocations"]
+                .as_array()
+                .is_none_or(|a| a.iter().filter(|a| a["nodeName"] != "").count() < 4)
+        })
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            api.custom_object("nodeslicepools", NS, "late")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    api.remove_nad("default", "late");
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));

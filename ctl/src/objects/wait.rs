@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kube::api::ApiResource;
-use multus::k8s::client::Kube;
+use multus::k8s::client::{Kube, Watch};
 
 use crate::install::watch::{log_to_stderr, sleep_unless, stop_on_signals};
 
@@ -52,17 +52,40 @@ impl Retry {
 /// One watch request's length: how long a SIGTERM may wait.
 const WINDOW: Duration = Duration::from_secs(8);
 
-/// Waits for a change of `res` after `from` (the watch windows going on
-/// from the last version seen, so that what is not a change is neither
-/// acted on nor replayed), or `interval`; `true` when told to stop. A
-/// change is what [`Kube::wait_for_change`] says of `generations`.
-/// Without a version to watch from (the list failed), or when the watch
-/// fails, it waits a little and the caller lists again.
+/// One collection [`wait_any`] watches, from the version its list had
+/// (`None`: the list failed).
+pub struct Watching<'a> {
+    pub res: &'a ApiResource,
+    pub from: Option<String>,
+    pub generations: &'a BTreeMap<String, i64>,
+}
+
+/// Waits for a change of `res` after `from`: [`wait_any`] of one.
 pub fn wait(
     kube: &Kube,
     res: &ApiResource,
-    mut from: Option<String>,
+    from: Option<String>,
     generations: &BTreeMap<String, i64>,
+    interval: Duration,
+    stop: &AtomicBool,
+) -> bool {
+    let one = Watching {
+        res,
+        from,
+        generations,
+    };
+    wait_any(kube, vec![one], interval, stop)
+}
+
+/// Waits for a change in any of `watching` (the watch windows going on
+/// from the last version each saw, so that what is not a change is
+/// neither acted on nor replayed), or `interval`; `true` when told to
+/// stop. A change is what [`Kube::wait_for_change`] says of each one's
+/// `generations`. Without a version to watch from (a list failed), or
+/// when a watch fails, it waits a little and the caller lists again.
+pub fn wait_any(
+    kube: &Kube,
+    mut watching: Vec<Watching<'_>>,
     interval: Duration,
     stop: &AtomicBool,
 ) -> bool {
@@ -71,15 +94,33 @@ pub fn wait(
         if stop.load(Ordering::Relaxed) {
             return true;
         }
-        let Some(rv) = from.as_deref() else {
+        let Some(from) = watching
+            .iter()
+            .map(|w| w.from.clone())
+            .collect::<Option<Vec<String>>>()
+        else {
             return sleep_unless(stop, WINDOW);
         };
+        let watches: Vec<Watch<'_>> = watching
+            .iter()
+            .zip(&from)
+            .map(|(w, from)| Watch {
+                res: w.res,
+                ns: "",
+                from,
+                generations: w.generations,
+            })
+            .collect();
         let window = WINDOW.min(until - Instant::now());
-        match kube.wait_for_change(res, "", rv, window, generations) {
-            Ok(w) if w.changed => return stop.load(Ordering::Relaxed),
-            Ok(w) => from = Some(w.resource_version),
+        match kube.wait_for_change(&watches, window) {
+            Ok(seen) if seen.iter().any(|w| w.changed) => return stop.load(Ordering::Relaxed),
+            Ok(seen) => {
+                for (w, s) in watching.iter_mut().zip(seen) {
+                    w.from = Some(s.resource_version);
+                }
+            }
             Err(e) => {
-                tracing::warn!(resource = %res.plural, error = %e, "watching; listing again");
+                tracing::warn!(call = %e.call, error = %e, "watching; listing again");
                 return sleep_unless(stop, Duration::from_secs(2));
             }
         }

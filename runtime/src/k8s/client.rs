@@ -37,6 +37,15 @@ pub struct KubeError {
     pub msg: String,
 }
 
+/// One collection [`Kube::wait_for_change`] watches: `res` in `ns` (empty:
+/// all namespaces, or a cluster-scoped kind) from version `from`.
+pub struct Watch<'a> {
+    pub res: &'a ApiResource,
+    pub ns: &'a str,
+    pub from: &'a str,
+    pub generations: &'a BTreeMap<String, i64>,
+}
+
 /// What a watch window saw ([`Kube::wait_for_change`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Watched {
@@ -593,81 +602,114 @@ impl Kube {
         })
     }
 
-    /// Watches `res` from `resource_version` for at most `window`: whether
-    /// an object was added or deleted, or changed its spec (a
-    /// `metadata.generation` other than `generations` has for it), and the
-    /// version to watch from next. A status-only change (the aggregated
-    /// status of a WasmPlugin) is not one: the nodes have nothing to do
-    /// for it. With `generations` empty, every change is one. A version
-    /// too old (410) is an error of kind `Other`: list again.
+    /// Watches each of `watches` for at most `window`, all at once, until
+    /// one changes: an object added or deleted, or one whose spec changed
+    /// (a `metadata.generation` other than its watch's `generations` has
+    /// for it). A status-only change (the aggregated status of a
+    /// WasmPlugin, a Node's heartbeat) is not one: there is nothing to do
+    /// for it. With `generations` empty, every change is one. Per watch,
+    /// in order: whether it changed, and the version to watch from next.
+    /// A version too old (410) is an error of kind `Other`: list again.
     pub fn wait_for_change(
         &self,
-        res: &ApiResource,
-        ns: &str,
-        resource_version: &str,
+        watches: &[Watch<'_>],
         window: Duration,
-        generations: &BTreeMap<String, i64>,
-    ) -> Result<Watched, KubeError> {
-        use futures_util::TryStreamExt;
-        use kube::api::{WatchEvent, WatchParams};
-        let call = format!("WATCH {} from {resource_version}", res.plural);
-        let api = self.custom_api(self.client.borrow().clone(), ns, res);
-        let params = WatchParams::default().timeout(window.as_secs().max(1) as u32);
-        let mut seen = Watched {
-            changed: false,
-            resource_version: resource_version.to_string(),
-        };
-        let watching = async {
-            let stream = api
-                .watch(&params, resource_version)
-                .await
-                .map_err(|e| classify(&call, e))?;
-            let mut stream = std::pin::pin!(stream);
-            while let Some(event) = stream.try_next().await.map_err(|e| classify(&call, e))? {
-                let (obj, changed) = match &event {
-                    WatchEvent::Added(o) | WatchEvent::Deleted(o) => (o, true),
-                    WatchEvent::Modified(o) => {
-                        let name = o.metadata.name.as_deref().unwrap_or_default();
-                        (o, o.metadata.generation != generations.get(name).copied())
-                    }
-                    WatchEvent::Bookmark(b) => {
-                        seen.resource_version = b.metadata.resource_version.clone();
-                        continue;
-                    }
-                    WatchEvent::Error(e) => {
-                        return Err(KubeError {
-                            call: call.clone(),
-                            kind: Kind::Other,
-                            msg: format!("{} ({})", e.message, e.code),
-                        })
-                    }
-                };
-                if let Some(rv) = &obj.metadata.resource_version {
-                    seen.resource_version = rv.clone();
-                }
-                if changed {
-                    seen.changed = true;
-                    return Ok(());
+    ) -> Result<Vec<Watched>, KubeError> {
+        use futures_util::stream::{FuturesUnordered, StreamExt};
+        let mut seen: Vec<Watched> = watches
+            .iter()
+            .map(|w| Watched {
+                changed: false,
+                resource_version: w.from.to_string(),
+            })
+            .collect();
+        let all = async {
+            let mut pending: FuturesUnordered<_> = watches
+                .iter()
+                .enumerate()
+                .map(|(i, w)| async move { (i, self.watch_until_change(w, window).await) })
+                .collect();
+            while let Some((i, watched)) = pending.next().await {
+                seen[i] = watched?;
+                if seen[i].changed {
+                    break;
                 }
             }
             Ok(())
         };
-        // The server ends the watch after `window`; one that does not
+        // The server ends each watch after `window`; one that does not
         // answer is cut a timeout later.
         let bound = window + self.timeout.get();
         // The timer is made inside the runtime, which it needs.
         match self
             .rt
-            .block_on(async { tokio::time::timeout(bound, watching).await })
+            .block_on(async { tokio::time::timeout(bound, all).await })
         {
             Ok(Ok(())) => Ok(seen),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(KubeError {
-                call,
+                call: format!(
+                    "WATCH {}",
+                    watches
+                        .iter()
+                        .map(|w| w.res.plural.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
                 kind: Kind::Transient,
                 msg: format!("no end of the watch within {} ms", bound.as_millis()),
             }),
         }
+    }
+
+    /// One watch window of [`Kube::wait_for_change`].
+    async fn watch_until_change(
+        &self,
+        w: &Watch<'_>,
+        window: Duration,
+    ) -> Result<Watched, KubeError> {
+        use futures_util::TryStreamExt;
+        use kube::api::{WatchEvent, WatchParams};
+        let call = format!("WATCH {} from {}", w.res.plural, w.from);
+        let api = self.custom_api(self.client.borrow().clone(), w.ns, w.res);
+        let params = WatchParams::default().timeout(window.as_secs().max(1) as u32);
+        let mut seen = Watched {
+            changed: false,
+            resource_version: w.from.to_string(),
+        };
+        let stream = api
+            .watch(&params, w.from)
+            .await
+            .map_err(|e| classify(&call, e))?;
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.try_next().await.map_err(|e| classify(&call, e))? {
+            let (obj, changed) = match &event {
+                WatchEvent::Added(o) | WatchEvent::Deleted(o) => (o, true),
+                WatchEvent::Modified(o) => {
+                    let name = o.metadata.name.as_deref().unwrap_or_default();
+                    (o, o.metadata.generation != w.generations.get(name).copied())
+                }
+                WatchEvent::Bookmark(b) => {
+                    seen.resource_version = b.metadata.resource_version.clone();
+                    continue;
+                }
+                WatchEvent::Error(e) => {
+                    return Err(KubeError {
+                        call: call.clone(),
+                        kind: Kind::Other,
+                        msg: format!("{} ({})", e.message, e.code),
+                    })
+                }
+            };
+            if let Some(rv) = &obj.metadata.resource_version {
+                seen.resource_version = rv.clone();
+            }
+            if changed {
+                seen.changed = true;
+                break;
+            }
+        }
+        Ok(seen)
     }
 
     pub fn delete_object(&self, res: &ApiResource, ns: &str, name: &str) -> Result<(), KubeError> {

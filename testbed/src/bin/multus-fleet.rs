@@ -257,7 +257,7 @@ fn main() -> Result<()> {
         println!("Requests and 409s are the API server's counts for ippools, overlappingrangeipreservations and nodeslicepools, ADDs only.\n");
         println!("| nodes | pool | allocations | failed ADDs | duplicates | first ADD to last, s | allocations/s | API requests per allocation | 409 conflicts | apiserver CPU s | etcd CPU s | DELs failed at first try | all freed, s |");
         println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-        for r in ipam_rows {
+        for r in &ipam_rows {
             println!(
                 "| {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.1} | {} | {:.2} | {:.2} | {} | {:.1} |",
                 r.n,
@@ -274,6 +274,15 @@ fn main() -> Result<()> {
                 r.del_failed,
                 r.del_took.as_secs_f64(),
             );
+        }
+        for r in &ipam_rows {
+            if let Some((took, requests)) = r.controller {
+                println!(
+                    "\n{} nodes: the node-slice controller's one pass before the ADDs (the Nodes and the NAD created first): {:.2} s, {requests} API requests.",
+                    r.n,
+                    took.as_secs_f64()
+                );
+            }
         }
     }
     Ok(())
@@ -294,6 +303,53 @@ struct IpamRow {
     del_failed: usize,
     /// First DEL to last, retries included.
     del_took: Duration,
+    /// With the node-slice controller: its one pass before the ADDs (every
+    /// node given a slice), and its API requests.
+    controller: Option<(Duration, f64)>,
+}
+
+/// The node-slice controller's pass before a round: the `n` Nodes and a
+/// NAD of `net` created first, as a cluster has them before pods start.
+fn assign_slices(
+    kit: &Kit,
+    multusctl: &Path,
+    work: &Path,
+    n: usize,
+    net: &Value,
+) -> Result<(Duration, f64)> {
+    let nodes: Vec<Value> = (0..n)
+        .map(|i| {
+            serde_json::json!({"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": format!("node-{i}")}})
+        })
+        .chain([serde_json::json!({"apiVersion": "k8s.cni.cncf.io/v1",
+            "kind": "NetworkAttachmentDefinition",
+            "metadata": {"name": "fleet-sliced", "namespace": "default"},
+            "spec": {"config": net.to_string()}})])
+        .collect();
+    let file = work.join("slice-nodes.json");
+    std::fs::write(
+        &file,
+        serde_json::to_vec(
+            &serde_json::json!({"apiVersion": "v1", "kind": "List", "items": nodes}),
+        )?,
+    )?;
+    kit.kubectl(&["create", "-f", &file.display().to_string()])?;
+    let before = kit.counts(IPAM_KINDS)?;
+    let started = Instant::now();
+    let admin = kit.admin_kubeconfig();
+    ctl(
+        multusctl,
+        &[
+            "ipam".as_ref(),
+            "slices".as_ref(),
+            "--once".as_ref(),
+            "--kubeconfig".as_ref(),
+            admin.as_os_str(),
+        ],
+    )?;
+    let took = started.elapsed();
+    Ok((took, (kit.counts(IPAM_KINDS)? - before).requests))
 }
 
 /// Every node's `pods` ADDs at once through `multus` (a whereabouts.wasm
@@ -302,16 +358,23 @@ struct IpamRow {
 #[allow(clippy::too_many_arguments)]
 fn ipam_round(
     kit: &Kit,
-    (multus, plugins, cache): (&Path, &Path, &Path),
+    (multus, multusctl, plugins, cache): (&Path, &Path, &Path, &Path),
     node: &Netns,
     work: &Path,
     n: usize,
     pods: usize,
-    (id, layout, ipam): (&str, &'static str, Value),
+    (id, layout, ipam, controller): (&str, &'static str, Value, bool),
 ) -> Result<IpamRow> {
     let admin = kit.admin_kubeconfig();
     let mut ipam = ipam;
     ipam["type"] = "whereabouts".into();
+    let sliced = serde_json::json!({"cniVersion": "1.0.0", "name": format!("fleet-{n}"),
+        "plugins": [{"type": "whereabouts", "ipam": ipam.clone()}]});
+    let controller = if controller {
+        Some(assign_slices(kit, multusctl, work, n, &sliced)?)
+    } else {
+        None
+    };
     ipam["kubernetes"] = serde_json::json!({"kubeconfig": admin});
     let net = serde_json::json!({"cniVersion": "1.0.0", "name": format!("fleet-{n}"),
         "plugins": [{"type": "whereabouts", "ipam": ipam}]});
@@ -438,6 +501,7 @@ fn ipam_round(
         etcd_cpu: etcd1 - etcd0,
         del_failed,
         del_took,
+        controller,
     })
 }
 
@@ -548,16 +612,25 @@ fn fleet(
                 "pool",
                 "one pool",
                 serde_json::json!({"range": "10.128.0.0/16"}),
+                false,
             ),
             (
                 "slices",
-                "node slices (/26)",
+                "node slices (/26), claimed by the nodes",
                 serde_json::json!({"range": "10.129.0.0/16", "node_slice_size": "/26"}),
+                false,
+            ),
+            (
+                "assigned",
+                "node slices (/26), assigned by `multusctl ipam slices`",
+                serde_json::json!({"range": "10.130.0.0/16", "node_slice_size": "/26",
+                                   "network_name": "assigned"}),
+                true,
             ),
         ] {
             ipam_rows.push(ipam_round(
                 &kit,
-                (multus, plugins, &cache),
+                (multus, multusctl, plugins, &cache),
                 node,
                 work.path(),
                 n,

@@ -7,8 +7,9 @@
 //! writes). A slice whose Node is deleted is free again. Each pool is one
 //! status write guarded by the resourceVersion read, recomputed on a
 //! conflict (a node's module claiming a slot meanwhile). It watches the
-//! Nodes, so a node that joins has a slice within a pass; NAD changes are
-//! picked up every `--interval`. deploy/whereabouts runs it as a
+//! Nodes and the NADs at once, so a node that joins, or a NAD created just
+//! before its pods, has its slices within a pass; a full pass runs every
+//! `--interval` anyway. deploy/whereabouts runs it as a
 //! Deployment of one; two at once compute the same list, guarded.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -19,7 +20,7 @@ use kube::api::{ApiResource, DynamicObject};
 use multus::k8s::client::{nad_resource, Kind, Kube};
 use serde_json::{json, Value};
 
-use crate::objects::wait::{start, wait, Retry};
+use crate::objects::wait::{start, wait_any, Retry, Watching};
 use crate::slices::{networks, plan, status_of, Network};
 
 /// Guarded writes of one pool in a pass before it waits for the next.
@@ -35,8 +36,8 @@ pub struct SlicesArgs {
     /// namespace, else kube-system.
     #[arg(long, value_name = "NS")]
     pub namespace: Option<String>,
-    /// A full pass at least this often (new or changed NADs), Nodes
-    /// changing or not.
+    /// A full pass at least this often, whether a watched Node or NAD
+    /// changed or not.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     pub interval: Duration,
     /// One pass, print what it did, then exit (1 if a pool could not be
@@ -86,8 +87,10 @@ struct PoolPass {
 
 #[derive(Debug, Default)]
 struct Pass {
-    /// The Node list's version and generations, to watch from.
+    /// The Node list's and the NAD list's versions, and the Nodes'
+    /// generations, to watch from.
     resource_version: Option<String>,
+    nad_version: Option<String>,
     generations: BTreeMap<String, i64>,
     pools: Vec<PoolPass>,
     /// NADs whose config could not be read, with why.
@@ -278,6 +281,7 @@ fn pass(kube: &Kube, ns: &str, dry_run: bool) -> Result<Pass, String> {
         .map_err(|e| e.to_string())?;
     let mut pass = Pass {
         resource_version: node_list.metadata.resource_version.clone(),
+        nad_version: nads.metadata.resource_version.clone(),
         ..Pass::default()
     };
     let mut names = BTreeSet::new();
@@ -366,7 +370,7 @@ pub fn run(a: &SlicesArgs) -> i32 {
     };
     let mut retry = Retry::default();
     loop {
-        let (ok, from, generations) = match pass(&kube, &ns, a.dry_run) {
+        let (ok, node_from, nad_from, generations) = match pass(&kube, &ns, a.dry_run) {
             Ok(p) => {
                 let lines = report(&p, a.dry_run);
                 if a.once {
@@ -387,7 +391,7 @@ pub fn run(a: &SlicesArgs) -> i32 {
                 if a.once {
                     return i32::from(!(p.ok() && p.bad_nads.is_empty()));
                 }
-                (p.ok(), p.resource_version, p.generations)
+                (p.ok(), p.resource_version, p.nad_version, p.generations)
             }
             Err(e) => {
                 if a.once {
@@ -395,7 +399,7 @@ pub fn run(a: &SlicesArgs) -> i32 {
                     return 1;
                 }
                 tracing::error!(error = %e, "listing Nodes, NADs and IPPools");
-                (false, None, BTreeMap::new())
+                (false, None, None, BTreeMap::new())
             }
         };
         // Not ok: a pool that could not be written is tried again soon; a
@@ -406,7 +410,22 @@ pub fn run(a: &SlicesArgs) -> i32 {
         } else {
             retry.backoff().min(a.interval)
         };
-        if wait(&kube, &nodes(), from, &generations, wait_for, &stop) {
+        let no_generations = BTreeMap::new();
+        let (node_res, nad_res) = (nodes(), nad_resource());
+        let watching = vec![
+            Watching {
+                res: &node_res,
+                from: node_from,
+                generations: &generations,
+            },
+            // Every NAD change is one (their generations are not kept).
+            Watching {
+                res: &nad_res,
+                from: nad_from,
+                generations: &no_generations,
+            },
+        ];
+        if wait_any(&kube, watching, wait_for, &stop) {
             return 0;
         }
     }
