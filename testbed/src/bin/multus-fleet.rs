@@ -59,6 +59,17 @@ enum Part {
     Ipam,
 }
 
+/// How the IPAM rounds' pools are laid out.
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum Layout {
+    /// One IPPool for the range.
+    Pool,
+    /// Node slices, each node claiming its first slice at its first ADD.
+    Claimed,
+    /// Node slices `multusctl ipam slices` assigned before the ADDs.
+    Assigned,
+}
+
 #[derive(Parser)]
 #[command(about = "Simulated nodes against a real API server: plugin rollouts at N nodes")]
 struct Args {
@@ -74,6 +85,9 @@ struct Args {
     /// Which parts to run: rollouts, daemons, ipam.
     #[arg(long, value_delimiter = ',', default_value = "rollouts,daemons,ipam")]
     only: Vec<Part>,
+    /// Which IPAM layouts to run: pool, claimed, assigned.
+    #[arg(long, value_delimiter = ',', default_value = "pool,claimed,assigned")]
+    ipam_layouts: Vec<Layout>,
     /// How long a rollout may take before the run fails.
     #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
     timeout: Duration,
@@ -253,16 +267,17 @@ fn main() -> Result<()> {
         }
     }
     if !ipam_rows.is_empty() {
-        println!("\nCluster IPAM: every node's pods at once ({} per node), whereabouts.wasm through the thin multus binary (a process per pod), on the same API server.", args.ipam_pods);
+        println!("\nCluster IPAM: every node's pods at once ({} per node), whereabouts.wasm through the thin multus binary (a process per pod), on the same API server; a failed ADD or DEL tried again, as the kubelet does, up to 5 rounds, each retry starting at a random moment within 10 s (the time is until the last one succeeded).", args.ipam_pods);
         println!("Requests and 409s are the API server's counts for ippools, overlappingrangeipreservations and nodeslicepools, ADDs only.\n");
-        println!("| nodes | pool | allocations | failed ADDs | duplicates | first ADD to last, s | allocations/s | API requests per allocation | 409 conflicts | apiserver CPU s | etcd CPU s | DELs failed at first try | all freed, s |");
-        println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        println!("| nodes | pool | allocations | ADDs failed at first try | ADDs failed after 5 | duplicates | first ADD to last, s | allocations/s | API requests per allocation | 409 conflicts | apiserver CPU s | etcd CPU s | DELs failed at first try | all freed, s |");
+        println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for r in &ipam_rows {
             println!(
-                "| {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.1} | {} | {:.2} | {:.2} | {} | {:.1} |",
+                "| {} | {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.1} | {} | {:.2} | {:.2} | {} | {:.1} |",
                 r.n,
                 r.layout,
                 r.allocations,
+                r.first_failed,
                 r.failed,
                 r.duplicates,
                 r.took.as_secs_f64(),
@@ -288,11 +303,25 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// How far apart the retries of one IPAM round start.
+const RETRY_SPREAD: Duration = Duration::from_secs(10);
+
+/// A number in [0, 1), different per call.
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let h = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    (h % 1_000_000) as f64 / 1_000_000.0
+}
+
 /// One IPAM round's figures.
 struct IpamRow {
     n: usize,
     layout: &'static str,
     allocations: usize,
+    /// ADDs that failed at their first try, and after 5.
+    first_failed: usize,
     failed: usize,
     duplicates: usize,
     took: Duration,
@@ -387,13 +416,20 @@ fn ipam_round(
         serde_json::json!({"whereabouts": {"timeoutMs": 120000, "hostCallTimeoutMs": 30000}});
     let stdin = serde_json::to_vec(&conf)?;
     let netns = node.path().display().to_string();
-    let run = |cmd: &str, which: &[usize]| -> Vec<std::io::Result<multus_testbed::CniOutput>> {
+    // `spread`: each call starts at a random moment within it, as the
+    // kubelet's retries of failed sandboxes land at each pod's own time
+    // (its backoff), not all at once.
+    let run = |cmd: &str,
+               which: &[usize],
+               spread: Duration|
+     -> Vec<std::io::Result<multus_testbed::CniOutput>> {
         std::thread::scope(|sc| {
             let handles: Vec<_> = which
                 .iter()
                 .map(|&i| {
                     let (stdin, netns) = (&stdin, &netns);
                     sc.spawn(move || {
+                        std::thread::sleep(spread.mul_f64(jitter()));
                         let (cid, node_name) = (format!("{id}-{i}"), format!("node-{}", i / pods));
                         let args = format!(
                             "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod-{i}"
@@ -421,24 +457,46 @@ fn ipam_round(
     let [(api0, _), (etcd0, _)] = servers_usage(kit);
     let started = Instant::now();
     let all: Vec<usize> = (0..n * pods).collect();
-    let added = run("ADD", &all);
+    // An ADD that fails (code 11: the API server did not answer within
+    // the call's budget) is tried again, as the kubelet retries a
+    // sandbox, up to 5 rounds.
+    let mut addresses: Vec<String> = Vec::new();
+    let (mut left, mut first_failed) = (all.clone(), 0);
+    for round in 0..5 {
+        let mut again = Vec::new();
+        let spread = if round == 0 {
+            Duration::ZERO
+        } else {
+            RETRY_SPREAD
+        };
+        for (i, a) in left.iter().zip(run("ADD", &left, spread)) {
+            match a {
+                Ok(out) if out.ok() => addresses.extend(result_addresses(&out.json())),
+                Ok(out) => {
+                    if again.is_empty() {
+                        eprintln!(
+                            "fleet: a failed ADD ({layout}, {n} nodes, round {}): {}",
+                            round + 1,
+                            out.stdout
+                        );
+                    }
+                    again.push(*i);
+                }
+                Err(e) => bail!("running multus: {e}"),
+            }
+        }
+        if round == 0 {
+            first_failed = again.len();
+        }
+        left = again;
+        if left.is_empty() {
+            break;
+        }
+    }
+    let failed = left.len();
     let took = started.elapsed();
     let [(api1, _), (etcd1, _)] = servers_usage(kit);
     let api = kit.counts(IPAM_KINDS)? - before;
-    let mut addresses: Vec<String> = Vec::new();
-    let mut failed = 0;
-    for a in &added {
-        match a {
-            Ok(out) if out.ok() => addresses.extend(result_addresses(&out.json())),
-            Ok(out) => {
-                if failed == 0 {
-                    eprintln!("fleet: a failed ADD ({layout}, {n} nodes): {}", out.stdout);
-                }
-                failed += 1;
-            }
-            Err(e) => bail!("running multus: {e}"),
-        }
-    }
     let distinct: std::collections::BTreeSet<&String> = addresses.iter().collect();
     let duplicates = addresses.len() - distinct.len();
     // The DELs at once too; one that fails is retried, as the kubelet
@@ -447,13 +505,22 @@ fn ipam_round(
     let mut left = all;
     let mut del_failed = 0;
     for round in 0..5 {
-        let outs = run("DEL", &left);
+        let spread = if round == 0 {
+            Duration::ZERO
+        } else {
+            RETRY_SPREAD
+        };
+        let outs = run("DEL", &left, spread);
         let mut again = Vec::new();
         for (i, d) in left.iter().zip(outs) {
             let d = d?;
             if !d.ok() {
-                if round == 0 && del_failed == 0 {
-                    eprintln!("fleet: a failed DEL ({layout}, {n} nodes): {}", d.stdout);
+                if again.is_empty() {
+                    eprintln!(
+                        "fleet: a failed DEL ({layout}, {n} nodes, round {}): {}",
+                        round + 1,
+                        d.stdout
+                    );
                 }
                 again.push(*i);
             }
@@ -493,6 +560,7 @@ fn ipam_round(
         n,
         layout,
         allocations: n * pods,
+        first_failed,
         failed,
         duplicates,
         took,
@@ -607,27 +675,39 @@ fn fleet(
                 cache.as_os_str(),
             ],
         )?;
-        for layout in [
+        for (which, layout) in [
             (
-                "pool",
-                "one pool",
-                serde_json::json!({"range": "10.128.0.0/16"}),
-                false,
+                Layout::Pool,
+                (
+                    "pool",
+                    "one pool",
+                    serde_json::json!({"range": "10.128.0.0/16"}),
+                    false,
+                ),
             ),
             (
-                "slices",
-                "node slices (/26), claimed by the nodes",
-                serde_json::json!({"range": "10.129.0.0/16", "node_slice_size": "/26"}),
-                false,
+                Layout::Claimed,
+                (
+                    "slices",
+                    "node slices (/26), claimed by the nodes",
+                    serde_json::json!({"range": "10.129.0.0/16", "node_slice_size": "/26"}),
+                    false,
+                ),
             ),
             (
-                "assigned",
-                "node slices (/26), assigned by `multusctl ipam slices`",
-                serde_json::json!({"range": "10.130.0.0/16", "node_slice_size": "/26",
-                                   "network_name": "assigned"}),
-                true,
+                Layout::Assigned,
+                (
+                    "assigned",
+                    "node slices (/26), assigned by `multusctl ipam slices`",
+                    serde_json::json!({"range": "10.130.0.0/16", "node_slice_size": "/26",
+                                       "network_name": "assigned"}),
+                    true,
+                ),
             ),
         ] {
+            if !args.ipam_layouts.contains(&which) {
+                continue;
+            }
             ipam_rows.push(ipam_round(
                 &kit,
                 (multus, multusctl, plugins, &cache),
