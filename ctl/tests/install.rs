@@ -102,7 +102,10 @@ impl Host {
                 c.arg(flag).arg(value);
             }
         }
+        // The node's name comes from --node-name in the tests that want
+        // one, never from the machine running them.
         c.args(args)
+            .env_remove("NODE_NAME")
             .env("KUBERNETES_SERVICE_HOST", "10.96.0.1")
             .env("KUBERNETES_SERVICE_PORT", "443")
             .env_remove("POD_NAME")
@@ -324,6 +327,8 @@ fn conf_for_a_0_3_1_master_named_file_and_config_keys() {
         "--multus-log-level",
         "error",
         "--override-network-name",
+        "--node-name",
+        "node-7",
     ]));
     let conf = h.read("etc/cni/net.d/00-multus.conf");
     assert_eq!(
@@ -331,7 +336,8 @@ fn conf_for_a_0_3_1_master_named_file_and_config_keys() {
         json!({"cniVersion": "0.3.1", "name": "flannel", "type": "multus",
                "clusterNetwork": "/etc/cni/net.d/20-flannel.conflist",
                "kubeconfig": "/etc/cni/net.d/multus.d/multus.kubeconfig",
-               "namespaceIsolation": true, "globalNamespaces": "default,shared", "logLevel": "error"})
+               "namespaceIsolation": true, "globalNamespaces": "default,shared", "logLevel": "error",
+               "nodeName": "node-7"})
     );
     assert!(!h.net_d().join("00-multus.conflist").exists());
 

@@ -48,19 +48,30 @@ fn push_with(ns: &Netns, api: &FakeKubeApi, file: &Path, flags: &[&str]) -> (i32
 }
 
 fn sync(ns: &Netns, api: &FakeKubeApi, node: &str, root: &Path) -> (i32, String) {
-    let (code, out, err) = ctl(
-        ns,
-        api,
-        &[
-            "plugin",
-            "sync",
-            "--once",
-            "--node",
-            node,
-            "--host-root",
-            root.to_str().unwrap(),
-        ],
-    );
+    sync_with(ns, api, node, root, &[])
+}
+
+/// One `plugin sync --once` pass of `node` with `extra` flags: the exit
+/// code and everything it printed.
+fn sync_with(
+    ns: &Netns,
+    api: &FakeKubeApi,
+    node: &str,
+    root: &Path,
+    extra: &[&str],
+) -> (i32, String) {
+    let root = root.to_str().unwrap();
+    let mut args = vec![
+        "plugin",
+        "sync",
+        "--once",
+        "--node",
+        node,
+        "--host-root",
+        root,
+    ];
+    args.extend(extra);
+    let (code, out, err) = ctl(ns, api, &args);
     (code, out + &err)
 }
 
@@ -654,6 +665,27 @@ fn a_running_aggregator_counts_reports_as_they_come() {
     assert_eq!(status.code(), Some(0), "{log}");
 }
 
+/// For a push to `reg`: a dir holding its docker config and the static
+/// module, the config's and the module's paths, the module, its image.
+fn staged(
+    reg: &multus_testbed::registry::Registry,
+) -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    std::path::PathBuf,
+    Vec<u8>,
+    String,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("config.json");
+    std::fs::write(&creds, reg.docker_config()).unwrap();
+    let file = dir.path().join("static.wasm");
+    let v1 = module("static");
+    std::fs::write(&file, &v1).unwrap();
+    let image = format!("{}/plugins/static:v1", reg.host);
+    (dir, creds, file, v1, image)
+}
+
 /// A plugin shipped through a real OCI registry (docker-registry with
 /// htpasswd auth, in the test's namespace): `plugin push --image` pushes
 /// it and makes the object; a node pulls it only from a registry its
@@ -665,13 +697,7 @@ fn a_plugin_from_a_registry_needs_the_nodes_flags_and_credentials() {
     let ns = Netns::new("t-objects-oci").unwrap();
     let api = FakeKubeApi::start(&ns, "token-1").unwrap();
     let reg = Registry::start(&ns, 5000, Auth::Basic).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let creds = dir.path().join("config.json");
-    std::fs::write(&creds, reg.docker_config()).unwrap();
-    let file = dir.path().join("static.wasm");
-    let v1 = module("static");
-    std::fs::write(&file, &v1).unwrap();
-    let image = format!("{}/plugins/static:v1", reg.host);
+    let (_dir, creds, file, v1, image) = staged(&reg);
 
     // Without the credentials the registry refuses the push; nothing is
     // written to the cluster.
@@ -704,20 +730,7 @@ fn a_plugin_from_a_registry_needs_the_nodes_flags_and_credentials() {
     assert!(api.custom_objects("configmaps", NS).is_empty());
 
     let root = tempfile::tempdir().unwrap();
-    let sync_with = |extra: &[&str]| {
-        let mut args = vec![
-            "plugin",
-            "sync",
-            "--once",
-            "--node",
-            "n1",
-            "--host-root",
-            root.path().to_str().unwrap(),
-        ];
-        args.extend(extra);
-        let (code, out, err) = ctl(&ns, &api, &args);
-        (code, out + &err)
-    };
+    let sync_with = |extra: &[&str]| sync_with(&ns, &api, "n1", root.path(), extra);
     // A registry the node was not given is never contacted.
     let (code, log) = sync_with(&[]);
     assert_eq!(code, 1, "{log}");
@@ -852,4 +865,76 @@ fn a_refused_module_is_not_fetched_at_every_pass() {
         .as_str()
         .unwrap()
         .contains("not the object's"));
+}
+
+/// A registry whose certificate a private CA signed (docker-registry over
+/// HTTPS): push and pull fail on the certificate until the admin names
+/// the CA (`--registry-ca`), which is then trusted for the TLS handshake
+/// and the token-realm check alike; a file that is no certificate is
+/// named at once.
+#[test]
+fn a_registry_behind_a_private_ca_needs_its_ca() {
+    use multus_testbed::registry::{Auth, Registry};
+    let ns = Netns::new("t-objects-ca").unwrap();
+    let api = FakeKubeApi::start(&ns, "token-1").unwrap();
+    let reg = Registry::start_tls(&ns, 5002, Auth::Basic).unwrap();
+    let ca = reg.ca.clone().unwrap();
+    let (dir, creds, file, v1, image) = staged(&reg);
+    let push = |extra: &[&str]| {
+        let mut args = vec![
+            "--image",
+            &image,
+            "--registry-auth",
+            creds.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        push_with(&ns, &api, &file, &args)
+    };
+    let (code, _, err) = push(&[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("--image") && err.to_lowercase().contains("certificate"),
+        "{err}"
+    );
+    assert!(api.custom_object("wasmplugins", "", "static").is_none());
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate\n").unwrap();
+    let (code, _, err) = push(&["--registry-ca", junk.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--registry-ca") && err.contains("junk.pem"),
+        "{err}"
+    );
+    let (code, out, err) = push(&["--registry-ca", ca.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&image), "{out}");
+
+    let root = tempfile::tempdir().unwrap();
+    let sync_with = |extra: &[&str]| {
+        let mut args = vec![
+            "--registry",
+            &reg.host,
+            "--registry-auth",
+            creds.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        sync_with(&ns, &api, "n1", root.path(), &args)
+    };
+    let (code, log) = sync_with(&[]);
+    assert_eq!(code, 1, "{log}");
+    let e = node_status(&api, "static", "n1")["error"]
+        .as_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(e.contains("certificate"), "{e}");
+    assert_eq!(placed(root.path(), "static").0, None);
+    let (code, log) = sync_with(&["--registry-ca", ca.to_str().unwrap()]);
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(
+        placed(root.path(), "static").0.as_deref(),
+        Some(sha(&v1).as_str())
+    );
+    let (code, log) = sync_with(&["--registry-ca", junk.to_str().unwrap()]);
+    assert_eq!(code, 2, "{log}");
+    assert!(log.contains("--registry-ca"), "{log}");
 }

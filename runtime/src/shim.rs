@@ -20,6 +20,7 @@ const ENV_CACHE_DIR: &str = "MULTUS_WASM_CACHE_DIR";
 const ENV_PLUGINS: &str = "MULTUS_WASM_PLUGINS";
 const ENV_KUBECONFIG: &str = "MULTUS_WASM_KUBECONFIG";
 const ENV_BOUNDS: &str = "MULTUS_WASM_BOUNDS";
+const ENV_NODE_NAME: &str = "MULTUS_WASM_NODE_NAME";
 
 /// The environment that lets a re-entered multus find its wasm settings.
 pub fn env(conf: &WasmConf) -> Vec<(String, String)> {
@@ -37,6 +38,9 @@ pub fn env(conf: &WasmConf) -> Vec<(String, String)> {
     ];
     if let Some(k) = &conf.kubeconfig {
         env.push((ENV_KUBECONFIG.into(), k.display().to_string()));
+    }
+    if let Some(n) = &conf.node_name {
+        env.push((ENV_NODE_NAME.into(), n.clone()));
     }
     env
 }
@@ -93,6 +97,7 @@ fn conf_from_env() -> Result<WasmConf, CniError> {
         plugins,
         kubeconfig: std::env::var_os(ENV_KUBECONFIG).map(Into::into),
         bounds,
+        node_name: std::env::var(ENV_NODE_NAME).ok(),
     })
 }
 

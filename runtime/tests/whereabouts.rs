@@ -797,6 +797,39 @@ fn node_slices_from_whereabouts_controller() {
     assert!(c.reservations().is_empty());
 }
 
+/// A thin multus is exec'd with the runtime's environment, which names no
+/// node: the conf's `nodeName` (the installer writes it) is the node, for
+/// the IPAM shim a native bridge execs too; the host name is not (the
+/// kubelet's node name need not be it).
+#[test]
+fn the_confs_node_name_is_the_node() {
+    let c = Pools::new();
+    let conf = c.conf(
+        "wabr0",
+        "cni",
+        json!({"range": "10.113.0.0/24", "node_slice_size": "/26"}),
+    );
+    let mut conf: Value = serde_json::from_slice(&conf).unwrap();
+    conf["nodeName"] = json!("node-from-conf");
+    let conf = bytes(&conf);
+    let pod = Pod::new();
+    let out = c.run_on("", "ADD", &pod, "p", &conf);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    let list = c.api.custom_object("nodeslicepools", NS, "wa-net").unwrap()["status"]
+        ["allocations"]
+        .clone();
+    assert_eq!(
+        list,
+        json!([{"nodeName": "node-from-conf", "sliceRange": "10.113.0.0/26"}])
+    );
+    assert_eq!(
+        c.allocations("node-from-conf-10.113.0.0-26"),
+        [(1, "default/p".to_string())]
+    );
+    assert!(c.run_on("", "DEL", &pod, "p", &conf).ok());
+    assert!(c.allocations("node-from-conf-10.113.0.0-26").is_empty());
+}
+
 /// whereabouts.wasm with the defaults (no timeouts set) against a fresh API
 /// server, whose first IPPool write takes seconds (2.3 s on a real one: the
 /// quota evaluator of a new kind). The 2 s host-call budget aborted it and

@@ -15,6 +15,7 @@ pub mod node;
 pub mod pod_resources;
 pub mod registry;
 pub mod soak;
+pub mod test_ca;
 
 use std::fs::File;
 use std::io::{self, Write};

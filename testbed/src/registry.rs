@@ -1,5 +1,6 @@
 //! A real OCI registry for tests: Debian's `docker-registry` (the CNCF
-//! distribution registry, v2.8) serving plain HTTP on loopback inside a
+//! distribution registry, v2.8) serving plain HTTP (or HTTPS with a
+//! private CA's certificate) on loopback inside a
 //! test's network namespace, with its storage in a temp dir, and with
 //! htpasswd auth when asked for. Killed on drop.
 
@@ -33,11 +34,24 @@ pub struct Registry {
     _dir: tempfile::TempDir,
     /// `127.0.0.1:<port>`, reachable inside the namespace only.
     pub host: String,
+    /// Over HTTPS: the file of the private CA that signed its certificate.
+    pub ca: Option<std::path::PathBuf>,
 }
 
 impl Registry {
-    /// Starts one in `ns` on `port`, asking for credentials as `auth` says.
+    /// Starts one in `ns` on `port` (plain HTTP), asking for credentials
+    /// as `auth` says.
     pub fn start(ns: &Netns, port: u16, auth: Auth) -> io::Result<Self> {
+        Self::launch(ns, port, auth, false)
+    }
+
+    /// [`Registry::start`] over HTTPS, its certificate (for 127.0.0.1)
+    /// signed by a private CA ([`Registry::ca`]).
+    pub fn start_tls(ns: &Netns, port: u16, auth: Auth) -> io::Result<Self> {
+        Self::launch(ns, port, auth, true)
+    }
+
+    fn launch(ns: &Netns, port: u16, auth: Auth, tls: bool) -> io::Result<Self> {
         if !Path::new(BINARY).exists() {
             return Err(io::Error::new(
                 io::ErrorKind::NotFound,
@@ -50,6 +64,25 @@ impl Registry {
             "version: 0.1\nlog: {{level: warn}}\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {host}\n",
             dir.path().join("data").display()
         );
+        let mut ca_file = None;
+        if tls {
+            let ca = crate::test_ca::TestCa::new("multus-test-registry-ca")?;
+            let (cert, key) = ca.server("127.0.0.1")?;
+            let (crt, pem, ca_path) = (
+                dir.path().join("tls.crt"),
+                dir.path().join("tls.key"),
+                dir.path().join("ca.crt"),
+            );
+            std::fs::write(&crt, cert.pem())?;
+            std::fs::write(&pem, key.serialize_pem())?;
+            std::fs::write(&ca_path, ca.pem())?;
+            config += &format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                crt.display(),
+                pem.display()
+            );
+            ca_file = Some(ca_path);
+        }
         match auth {
             Auth::None => {}
             Auth::Basic => {
@@ -88,6 +121,7 @@ impl Registry {
             child,
             _dir: dir,
             host,
+            ca: ca_file,
         };
         // Listening: the namespace's loopback answers a connect.
         let until = Instant::now() + Duration::from_secs(10);

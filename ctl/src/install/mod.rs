@@ -102,6 +102,12 @@ pub struct Options {
     /// `logToStderr` of the multus conf.
     #[arg(long, value_name = "BOOL")]
     pub multus_log_to_stderr: Option<bool>,
+    /// `nodeName` of the multus conf: the Kubernetes node this is (the
+    /// DaemonSet gives `spec.nodeName`), which a thin multus, exec'd with
+    /// the runtime's environment, cannot learn otherwise when the kubelet's
+    /// node name is not the host name (node-sliced cluster IPAM needs it).
+    #[arg(long, value_name = "NAME", env = "NODE_NAME")]
+    pub node_name: Option<String>,
     /// Install once and exit (an init container).
     #[arg(long, conflicts_with = "check")]
     pub once: bool,

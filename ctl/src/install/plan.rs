@@ -76,6 +76,13 @@ pub fn keys(opts: &Options) -> Result<Map<String, Value>, InstallError> {
             ("logFile", opts.multus_log_file.clone().map(Value::from)),
             ("logToStderr", opts.multus_log_to_stderr.map(Value::from)),
             (
+                "nodeName",
+                opts.node_name
+                    .clone()
+                    .filter(|n| !n.is_empty())
+                    .map(Value::from),
+            ),
+            (
                 "readinessindicatorfile",
                 path(&opts.readiness_indicator_file),
             ),

@@ -23,6 +23,10 @@ const DERIVED: &[(&str, &str)] = &[
         "the master conf is the cluster network: use --master-cni-file",
     ),
     ("runtimeConfig", "the container runtime fills it in"),
+    (
+        "nodeName",
+        "it is each node's own: --node-name ($NODE_NAME, the DaemonSet's spec.nodeName)",
+    ),
 ];
 
 /// Upstream keys multus-wasm does not read, and why.
@@ -127,6 +131,7 @@ mod tests {
             (r#"{"cniVersion":"1.0.0"}"#, "follows the master"),
             (r#"{"logOptions":{}}"#, "logrotate"),
             (r#"{"cniConf":"/x"}"#, "confDir"),
+            (r#"{"nodeName":"n1"}"#, "--node-name"),
             ("[1]", "not a JSON object"),
             ("{", "invalid JSON"),
         ] {

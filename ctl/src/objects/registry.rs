@@ -10,8 +10,9 @@
 //! `--insecure-registry` for plain HTTP) are contacted, so an object
 //! cannot send nodes to an arbitrary host; credentials come from the
 //! admin's docker config (a pull secret mounted into the sync,
-//! `--registry-auth`) and go only to the registry they are for; a blob is
-//! read up to [`MAX_BLOB`].
+//! `--registry-auth`) and go only to the registry they are for; a private
+//! CA the admin names (`--registry-ca`) is trusted besides the system's; a
+//! blob is read up to [`MAX_BLOB`].
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -20,7 +21,9 @@ use std::str::FromStr;
 use std::task::{Context, Poll};
 
 use base64::Engine as _;
-use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+use oci_client::client::{
+    Certificate, CertificateEncoding, ClientConfig, ClientProtocol, Config, ImageLayer,
+};
 use oci_client::manifest::{OciImageManifest, WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
@@ -44,6 +47,9 @@ pub struct Registries {
     insecure: Vec<String>,
     /// Credentials by registry host, from a docker config.
     auths: BTreeMap<String, (String, String)>,
+    /// CA certificates (DER) trusted besides the system's, for registries
+    /// whose certificates a private CA signed.
+    roots: Vec<Vec<u8>>,
 }
 
 /// `auths` keys of a docker config name a registry as `host[:port]`, or
@@ -100,7 +106,34 @@ impl Registries {
             secure: secure.to_vec(),
             insecure: insecure.to_vec(),
             auths,
+            roots: Vec::new(),
         })
+    }
+
+    /// Also trusts the CA certificates of the PEM file `file` (a bundle of
+    /// one or more) for the HTTPS registries; `flag` names it in errors.
+    pub fn with_ca(mut self, file: Option<&Path>, flag: &str) -> Result<Self, String> {
+        use rustls::pki_types::pem::PemObject;
+        let Some(file) = file else { return Ok(self) };
+        let bad = |e: String| format!("{flag} {}: {e}", file.display());
+        let pem = std::fs::read(file).map_err(|e| bad(e.to_string()))?;
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+            let der = cert.map_err(|e| bad(format!("not a PEM certificate: {e:?}")))?;
+            // Parsed now, so a bad one is named here, not at the first pull.
+            reqwest::Certificate::from_der(&der).map_err(|e| bad(e.to_string()))?;
+            self.roots.push(der.to_vec());
+        }
+        if self.roots.is_empty() {
+            return Err(bad("no CERTIFICATE in it".into()));
+        }
+        Ok(self)
+    }
+
+    fn extra_roots(&self) -> Vec<reqwest::Certificate> {
+        self.roots
+            .iter()
+            .filter_map(|d| reqwest::Certificate::from_der(d).ok())
+            .collect()
     }
 
     /// For a push by an admin: `image`'s own registry, over plain HTTP
@@ -162,6 +195,14 @@ impl Registries {
             protocol: ClientProtocol::HttpsExcept(self.insecure.clone()),
             read_timeout: Some(std::time::Duration::from_secs(30)),
             connect_timeout: Some(std::time::Duration::from_secs(10)),
+            extra_root_certificates: self
+                .roots
+                .iter()
+                .map(|der| Certificate {
+                    encoding: CertificateEncoding::Der,
+                    data: der.clone(),
+                })
+                .collect(),
             ..ClientConfig::default()
         })
         .map_err(|e| {
@@ -197,7 +238,7 @@ impl Registries {
                     client
                         .pull_blob(&r, digest.as_str(), &mut out)
                         .await
-                        .map_err(|e| e.to_string())
+                        .map_err(|e| with_causes(&e))
                 };
                 match tokio::time::timeout(PULL_DEADLINE, pull).await {
                     Ok(pulled) => pulled,
@@ -220,6 +261,7 @@ impl Registries {
             false => "https",
         };
         let http = reqwest::Client::builder()
+            .tls_certs_merge(self.extra_roots())
             .redirect(reqwest::redirect::Policy::none())
             .timeout(std::time::Duration::from_secs(30))
             .build()
@@ -228,7 +270,7 @@ impl Registries {
             .get(format!("{scheme}://{host}/v2/"))
             .send()
             .await
-            .map_err(|e| format!("{scheme}://{host}/v2/: {e}"))?;
+            .map_err(|e| format!("{scheme}://{host}/v2/: {}", with_causes(&e)))?;
         let challenge = resp
             .headers()
             .get(reqwest::header::WWW_AUTHENTICATE)
@@ -269,8 +311,24 @@ impl Registries {
         Self::runtime()?
             .block_on(client.push(&r, &layers, config, &auth, Some(manifest)))
             .map(|p| p.manifest_url)
-            .map_err(|e| format!("pushing to {image}: {e}"))
+            .map_err(|e| format!("pushing to {image}: {}", with_causes(&e)))
     }
+}
+
+/// `e` and what caused it: an HTTP client's "error sending request" says
+/// why (a certificate no root signed, a refused connection) only in its
+/// sources.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let m = c.to_string();
+        if !text.contains(&m) {
+            text = format!("{text}: {m}");
+        }
+        cause = c.source();
+    }
+    text
 }
 
 /// The `realm` of a `Bearer` challenge.

@@ -55,6 +55,7 @@ pub const KEYS: &[&str] = &[
     "configFileRoots",
     "kubeconfigAllowlist",
     "nadPluginTypes",
+    "nodeName",
 ];
 
 /// Upstream multus conf keys this implementation does not act on, and what

@@ -113,6 +113,9 @@ pub struct WasmConf {
     pub kubeconfig: Option<PathBuf>,
     /// What configs may name on the host.
     pub bounds: Bounds,
+    /// `nodeName`: the Kubernetes node this is, as the installer wrote it
+    /// (the kubelet's node name, which need not be the host name).
+    pub node_name: Option<String>,
 }
 
 impl Default for WasmConf {
@@ -123,6 +126,7 @@ impl Default for WasmConf {
             plugins: BTreeMap::new(),
             kubeconfig: None,
             bounds: Bounds::default(),
+            node_name: None,
         }
     }
 }
@@ -145,6 +149,7 @@ impl WasmConf {
                 .filter(|s| !s.is_empty())
                 .map(PathBuf::from),
             bounds: Bounds::parse(o)?,
+            node_name: o.get::<String>("nodeName")?.filter(|s| !s.is_empty()),
         })
     }
 

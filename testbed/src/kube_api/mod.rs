@@ -177,32 +177,18 @@ impl FakeKubeApi {
     pub fn start_on(ns: &Netns, token: &str, ip: std::net::IpAddr) -> io::Result<Self> {
         let dir = tempfile::tempdir()?;
         let other = |e: String| io::Error::other(e);
-        let ca_key = rcgen::KeyPair::generate().map_err(|e| other(e.to_string()))?;
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())
-            .map_err(|e| other(e.to_string()))?;
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "multus-test-ca");
-        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key)
-            .map_err(|e| other(e.to_string()))?;
-        let key = rcgen::KeyPair::generate().map_err(|e| other(e.to_string()))?;
-        let leaf = rcgen::CertificateParams::new(vec![ip.to_string()])
-            .and_then(|p| p.signed_by(&key, &ca))
-            .map_err(|e| other(e.to_string()))?;
+        let ca = crate::test_ca::TestCa::new("multus-test-ca")?;
+        let (leaf, key) = ca.server(&ip.to_string())?;
         std::fs::write(dir.path().join("ca.crt"), ca.pem())?;
         // A client certificate from the same CA, for kubeconfigs that
         // authenticate with one instead of a token (kubelet-style).
-        let client_key = rcgen::KeyPair::generate().map_err(|e| other(e.to_string()))?;
         let mut client_params = rcgen::CertificateParams::new(Vec::<String>::new())
             .map_err(|e| other(e.to_string()))?;
         client_params
             .distinguished_name
             .push(rcgen::DnType::CommonName, "system:multus");
         client_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
-        let client = client_params
-            .signed_by(&client_key, &ca)
-            .map_err(|e| other(e.to_string()))?;
+        let (client, client_key) = ca.sign(client_params)?;
         std::fs::write(dir.path().join("client.crt"), client.pem())?;
         std::fs::write(dir.path().join("client.key"), client_key.serialize_pem())?;
 

@@ -120,20 +120,23 @@ pub fn node_name_from_env() -> Option<String> {
 }
 
 /// The node multus runs on: `$NODE_NAME` or `$MULTUS_NODE_NAME` (the
-/// daemon's, or one the admin sets for the runtime), else the host name,
-/// which is the Kubernetes node name unless the kubelet was told otherwise.
-pub fn node_name() -> String {
-    static NODE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    NODE.get_or_init(|| {
-        node_name_from_env()
-            .or_else(|| {
+/// daemon's, or one the admin sets for the runtime), else `configured`
+/// (the conf's `nodeName`, which the installer writes: the runtime execs a
+/// thin multus with its own environment, which names no node), else the
+/// host name, which is the Kubernetes node name unless the kubelet was
+/// told otherwise (`--hostname-override`).
+pub fn node_name(configured: Option<&str>) -> String {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    node_name_from_env()
+        .or_else(|| configured.filter(|n| !n.is_empty()).map(str::to_string))
+        .unwrap_or_else(|| {
+            HOST.get_or_init(|| {
                 std::fs::read_to_string("/proc/sys/kernel/hostname")
-                    .ok()
                     .map(|h| h.trim().to_string())
+                    .unwrap_or_default()
             })
-            .unwrap_or_default()
-    })
-    .clone()
+            .clone()
+        })
 }
 
 /// The API server, reached with `kubeconfig` on the first call.

@@ -117,14 +117,15 @@ pub fn none(plugin: &str, settings: &PluginSettings) -> Grant {
     }
 }
 
-/// The grant of `call`; its store directory passes the boundary
-/// (`storeRoots`), or the call is refused naming the key.
+/// The grant of `call` on node `node`; its store directory passes the
+/// boundary (`storeRoots`), or the call is refused naming the key.
 pub fn compute(
     role: Role,
     call: &PluginCall<'_>,
     config: &Value,
     settings: &PluginSettings,
     bounds: &Bounds,
+    node: &str,
 ) -> Result<Grant, Refused> {
     let network = config
         .get("name")
@@ -179,7 +180,7 @@ pub fn compute(
     let cluster =
         (role == Role::Ipam && !settings.cluster_groups.is_empty()).then(|| ClusterGrant {
             groups: settings.cluster_groups.clone(),
-            node: super::cluster::node_name(),
+            node: node.to_string(),
         });
     // containerd repeats DEL with no CNI_NETNS after removing the netns.
     let pod_gone = role == Role::Chained
@@ -248,6 +249,7 @@ mod tests {
             &conf,
             &PluginSettings::default(),
             &Bounds::default(),
+            "node1",
         )
         .unwrap();
         assert_eq!(
@@ -262,6 +264,7 @@ mod tests {
             &conf,
             &PluginSettings::default(),
             &Bounds::default(),
+            "node1",
         )
         .unwrap();
         assert_eq!(
@@ -290,6 +293,7 @@ mod tests {
             &conf,
             &PluginSettings::default(),
             &Bounds::default(),
+            "node1",
         )
         .unwrap();
         assert_eq!(g.links, vec!["net1", "extra"], "no path is ever a link");
@@ -317,6 +321,7 @@ mod tests {
                 &conf,
                 &PluginSettings::default(),
                 &Bounds::default(),
+                "node1",
             )
             .unwrap_err()
             .key
@@ -361,6 +366,7 @@ mod tests {
             &at_root,
             &PluginSettings::default(),
             &b,
+            "node1",
         )
         .unwrap();
         assert_eq!(
@@ -378,6 +384,7 @@ mod tests {
             &json!({"name": "n"}),
             &PluginSettings::default(),
             &narrowed,
+            "node1",
         )
         .unwrap();
         assert!(
@@ -400,6 +407,7 @@ mod tests {
             &conf,
             &PluginSettings::default(),
             &Bounds::default(),
+            "node1",
         )
         .unwrap();
         assert_eq!(g.links, vec!["net1"]);

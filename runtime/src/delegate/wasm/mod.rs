@@ -384,7 +384,8 @@ pub fn run_with(
         }
         _ => None,
     };
-    let g = grant::compute(role, call, &config, &settings, &conf.bounds).map_err(refused)?;
+    let node = cluster::node_name(conf.node_name.as_deref());
+    let g = grant::compute(role, call, &config, &settings, &conf.bounds, &node).map_err(refused)?;
     let kubeconfig = match &g.cluster {
         Some(_) => cluster::kubeconfig(
             named_kubeconfig.as_deref(),

@@ -442,6 +442,7 @@ fn main() -> Result<()> {
             ],
             ..Default::default()
         },
+        node_name: None,
     };
     // As the daemon runs its wasm calls (the bench is one long process).
     multus::delegate::wasm::engine::pool_instances(32);

@@ -53,6 +53,15 @@ pub struct PushArgs {
     /// A docker config with credentials for the image's registry.
     #[arg(long, value_name = "FILE", requires = "image")]
     pub registry_auth: Option<PathBuf>,
+    /// CA certificates (PEM) to trust besides the system's for the
+    /// image's registry (a private CA's).
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "image",
+        conflicts_with = "insecure_registry"
+    )]
+    pub registry_ca: Option<PathBuf>,
 }
 
 /// `key=value` pairs as JSON: a value that parses as JSON is that (true,
@@ -173,7 +182,9 @@ fn push(a: &PushArgs) -> Result<String, (i32, String)> {
                 a.registry_auth.as_deref(),
                 "--registry-auth",
             )
-            .map_err(|e| bad(format!("--image: {e}")))?;
+            .map_err(|e| bad(format!("--image: {e}")))?
+            .with_ca(a.registry_ca.as_deref(), "--registry-ca")
+            .map_err(bad)?;
             let url = registries
                 .push(image, bytes)
                 .map_err(|e| (1, format!("--image: {e}")))?;

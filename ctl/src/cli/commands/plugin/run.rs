@@ -130,6 +130,7 @@ pub fn run(a: &RunArgs) -> i32 {
         plugins: Default::default(),
         kubeconfig: None,
         bounds: Default::default(),
+        node_name: None,
     };
     wasm_conf.bounds.reserved = vec![wasm_conf.cache_dir.clone(), wasm_conf.plugin_dir.clone()];
     // The conf is the operator's own, given on the command line: a

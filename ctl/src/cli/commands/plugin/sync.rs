@@ -57,6 +57,10 @@ pub struct SyncArgs {
     /// only. No such file (an optional secret not created): anonymous.
     #[arg(long, value_name = "FILE")]
     pub registry_auth: Option<PathBuf>,
+    /// CA certificates (PEM, one or more) to trust besides the system's
+    /// for the `--registry` registries (a private CA's).
+    #[arg(long, value_name = "FILE")]
+    pub registry_ca: Option<PathBuf>,
 }
 
 pub fn run(a: &SyncArgs) -> i32 {
@@ -77,7 +81,9 @@ pub fn run(a: &SyncArgs) -> i32 {
         &a.insecure_registries,
         a.registry_auth.as_deref(),
         "--registry-auth",
-    ) {
+    )
+    .and_then(|r| r.with_ca(a.registry_ca.as_deref(), "--registry-ca"))
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("multusctl plugin sync: {e}");
