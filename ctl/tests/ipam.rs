@@ -440,12 +440,34 @@ fn slices_are_given_before_pods_ask() {
         assert!(out.contains(want), "{out}");
         assert_eq!(slice_list(&api, "sliced")[2], s("n6", 2));
     };
-    refused(
+    // A NAD of another namespace naming the pool with another cut is not
+    // used for it: the pool keeps its own cut and its nodes their slices.
+    api.add_nad(
         "other",
-        "/27",
-        "NodeSlicePool sliced: NADs default/sliced cut it as 10.50.0.0/24 in /26 slices and other/sliced as 10.50.0.0/24 in /27 slices",
+        "sliced",
+        Some(&sliced_nad("10.50.0.0/24", "/27")),
+        &[],
     );
+    let (code, out, _) = slices(&ns, &api, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("NAD other/sliced: it cuts NodeSlicePool sliced as 10.50.0.0/24 in /27 slices, which is cut as 10.50.0.0/24 in /26 slices: not used for it"),
+        "{out}"
+    );
+    assert_eq!(slice_list(&api, "sliced")[2], s("n6", 2));
     api.remove_nad("other", "sliced");
+    // Two NADs cutting a pool that does not exist yet differently: which
+    // one is meant is not guessed.
+    for (nad_ns, size) in [("a", "/27"), ("b", "/28")] {
+        let nad = sliced_nad("10.60.0.0/24", size).replace("\"sliced\"", "\"fresh\"");
+        api.add_nad(nad_ns, "fresh", Some(&nad), &[]);
+    }
+    let (code, out, _) = slices(&ns, &api, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("NodeSlicePool fresh: NADs cut it differently (a/fresh as 10.60.0.0/24 in /27 slices; b/fresh as 10.60.0.0/24 in /28 slices)"), "{out}");
+    assert!(api.custom_object("nodeslicepools", NS, "fresh").is_none());
+    api.remove_nad("a", "fresh");
+    api.remove_nad("b", "fresh");
     refused(
         "default",
         "/25",

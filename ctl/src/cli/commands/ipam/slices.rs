@@ -105,13 +105,15 @@ impl Pass {
     }
 }
 
-/// The sliced networks of every NAD, by pool; a pool two NADs cut
-/// differently is an error of that pool.
+/// The ways NADs cut one pool, each with the NADs (`ns/name`) that cut it so.
+type Cuts = Vec<(Network, Vec<String>)>;
+
+/// The sliced networks of every NAD, by pool.
 fn sliced_networks(
     nads: &[DynamicObject],
     bad: &mut Vec<(String, String)>,
-) -> BTreeMap<String, Result<(Network, Vec<String>), String>> {
-    let mut pools: BTreeMap<String, Result<(Network, Vec<String>), String>> = BTreeMap::new();
+) -> BTreeMap<String, Cuts> {
+    let mut pools: BTreeMap<String, Cuts> = BTreeMap::new();
     for nad in nads {
         let key = format!(
             "{}/{}",
@@ -132,27 +134,64 @@ fn sliced_networks(
             }
         };
         for net in found {
-            match pools.get_mut(&net.pool) {
-                None => {
-                    pools.insert(net.pool.clone(), Ok((net, vec![key.clone()])));
-                }
-                Some(Ok((same, keys))) if *same == net => keys.push(key.clone()),
-                Some(Ok((other, keys))) => {
-                    let e = format!(
-                        "NADs {} cut it as {} in {} slices and {key} as {} in {} slices: give one of them another ipam.network_name",
-                        keys.join(", "),
-                        other.range,
-                        other.slice_size(),
-                        net.range,
-                        net.slice_size()
-                    );
-                    pools.insert(net.pool.clone(), Err(e));
-                }
-                Some(Err(_)) => {}
+            let cuts = pools.entry(net.pool.clone()).or_default();
+            match cuts.iter_mut().find(|(n, _)| *n == net) {
+                Some((_, keys)) => keys.push(key.clone()),
+                None => cuts.push((net, vec![key.clone()])),
             }
         }
     }
     pools
+}
+
+fn cut_of(net: &Network) -> String {
+    format!("{} in {} slices", net.range, net.slice_size())
+}
+
+/// The one cut of a pool NADs disagree on: the existing pool's own (a NAD
+/// of another namespace naming the pool cannot take it from the NADs
+/// that made it; the others are reported as `bad`), else none: which one
+/// is meant is not for this controller to guess.
+fn pick_cut(
+    kube: &Kube,
+    ns: &str,
+    pool: &str,
+    cuts: Cuts,
+    bad: &mut Vec<(String, String)>,
+) -> Result<Network, String> {
+    let existing = match kube.get_object(&whereabouts("nodeslicepools"), ns, pool) {
+        Ok(o) => Some(value(&o)),
+        Err(e) if e.kind == Kind::NotFound => None,
+        Err(e) => return Err(e.to_string()),
+    };
+    let chosen = existing
+        .as_ref()
+        .and_then(|o| cuts.iter().position(|(n, _)| same_cut(o, n)));
+    let Some(i) = chosen else {
+        let all: Vec<String> = cuts
+            .iter()
+            .map(|(n, keys)| format!("{} as {}", keys.join(", "), cut_of(n)))
+            .collect();
+        return Err(format!(
+            "NADs cut it differently ({}), and no NodeSlicePool says which: give each its own ipam.network_name",
+            all.join("; ")
+        ));
+    };
+    let mut cuts = cuts;
+    let (net, _) = cuts.remove(i);
+    for (other, keys) in cuts {
+        for key in keys {
+            bad.push((
+                key,
+                format!(
+                    "it cuts NodeSlicePool {pool} as {}, which is cut as {}: not used for it (give it its own ipam.network_name)",
+                    cut_of(&other),
+                    cut_of(&net)
+                ),
+            ));
+        }
+    }
+    Ok(net)
 }
 
 /// The slices an IPPool still holds addresses in.
@@ -236,11 +275,10 @@ fn settle_pool(
             return fail(
                 out,
                 format!(
-                    "it is cut as {} in {} slices and its NADs say {} in {} slices: slices are not cut again under the IPPools that hold their addresses; delete the NodeSlicePool (and free its slices' IPPools) to cut it anew",
+                    "it is cut as {} in {} slices and its NADs say {}: slices are not cut again under the IPPools that hold their addresses; delete the NodeSlicePool (and free its slices' IPPools) to cut it anew",
                     object["spec"]["range"].as_str().unwrap_or("?"),
                     object["spec"]["sliceSize"].as_str().unwrap_or("?"),
-                    net.range,
-                    net.slice_size()
+                    cut_of(net)
                 ),
             );
         }
@@ -300,9 +338,13 @@ fn pass(kube: &Kube, ns: &str, dry_run: bool) -> Result<Pass, String> {
         .list_objects(&whereabouts("ippools"), ns)
         .map_err(crds)?;
     let busy = busy(&ippools.items);
-    for (pool, net) in sliced {
+    for (pool, mut cuts) in sliced {
+        let net = match cuts.len() {
+            1 => Ok(cuts.remove(0).0),
+            _ => pick_cut(kube, ns, &pool, cuts, &mut pass.bad_nads),
+        };
         pass.pools.push(match net {
-            Ok((net, _)) => settle_pool(kube, ns, &net, &names, &busy, dry_run),
+            Ok(net) => settle_pool(kube, ns, &net, &names, &busy, dry_run),
             Err(e) => PoolPass {
                 name: pool,
                 error: Some(e),
