@@ -66,13 +66,23 @@ fuzz_target!(|data: &[u8]| {
         stdin: b"",
     };
     let settings = PluginSettings::default();
-    if let Ok(g) = grant::compute(Role::Chained, &store_call, &store_config, &settings, &bounds) {
+    if let Ok(g) = grant::compute(
+        Role::Chained,
+        &store_call,
+        &store_config,
+        &settings,
+        &bounds,
+        "node1",
+    ) {
         if let Some(dir) = g.store_root {
             let p = dir.path();
             let root = bounds.store_roots.iter().find(|r| p.starts_with(r));
             let rest = p.strip_prefix(root.expect("beneath a root")).unwrap();
             assert!(rest.components().count() > 0, "{p:?}");
-            assert!(rest.components().all(|c| matches!(c, Component::Normal(_))), "{p:?}");
+            assert!(
+                rest.components().all(|c| matches!(c, Component::Normal(_))),
+                "{p:?}"
+            );
         }
     }
     let config = json!({"name": "n", "master": i.master, "bridge": i.bridge,
@@ -89,7 +99,7 @@ fuzz_target!(|data: &[u8]| {
         extra_env: &[],
         stdin: b"",
     };
-    let mut g = grant::compute(Role::Chained, &call, &config, &settings, &bounds)
+    let mut g = grant::compute(Role::Chained, &call, &config, &settings, &bounds, "node1")
         .expect("the default store is beneath the default roots");
     for l in g.links.iter().chain(&g.host_links) {
         assert!(valid_ifname(l), "granted {l:?}");
