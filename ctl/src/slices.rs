@@ -13,10 +13,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use ipnet::IpNet;
 use serde_json::{json, Value};
 
-/// Slices one NodeSlicePool may list: 8192 entries are about 450 KiB,
-/// a third of etcd's default request limit (1.5 MiB), and every ADD on
-/// the range reads the object.
-pub const MAX_SLICES: u128 = 8192;
+/// Slices one NodeSlicePool may list: 1024 entries are about 56 KiB,
+/// which every ADD on the range reads, and what one NAD (anyone's who may
+/// create one) can have this controller write (a /16 in /26 slices).
+pub const MAX_SLICES: u128 = 1024;
 
 /// A range cut into node slices, as one NAD's whereabouts IPAM names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,9 +58,11 @@ impl Network {
     }
 }
 
-/// The whereabouts IPAM sections of a NAD's config (a conf or a conflist)
-/// that cut their range into node slices. An error names the key.
-pub fn networks(config: &Value) -> Result<Vec<Network>, String> {
+/// The whereabouts IPAM section of a NAD's config (a conf or a conflist)
+/// that cuts its range into node slices, if one does: one at most (a NAD
+/// is one network; more would let one NAD make any number of pools). An
+/// error names the key.
+pub fn networks(config: &Value) -> Result<Option<Network>, String> {
     let name = config["name"].as_str().unwrap_or_default();
     let plugins: Vec<&Value> = match config["plugins"].as_array() {
         Some(list) => list.iter().collect(),
@@ -79,7 +81,23 @@ pub fn networks(config: &Value) -> Result<Vec<Network>, String> {
         };
         out.push(network(name, ipam, size)?);
     }
-    Ok(out)
+    match out.len() {
+        0 | 1 => Ok(out.pop()),
+        n => Err(format!(
+            "{n} plugins cut ranges into node slices (ipam.node_slice_size); a NAD may have one"
+        )),
+    }
+}
+
+/// A Kubernetes object name (DNS-1123 subdomain): the pool's name goes
+/// into API paths as it is.
+fn object_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && s.split('.')
+            .all(|label| !label.is_empty() && !label.starts_with('-') && !label.ends_with('-'))
 }
 
 fn network(name: &str, ipam: &Value, size: &str) -> Result<Network, String> {
@@ -100,7 +118,8 @@ fn network(name: &str, ipam: &Value, size: &str) -> Result<Network, String> {
         .trim_start_matches('/')
         .parse()
         .map_err(|_| format!("ipam.node_slice_size {size:?}: not a prefix length like \"/28\""))?;
-    if prefix <= range.prefix_len() || prefix + 2 > range.max_prefix_len() {
+    // In u32: "/254" must not wrap a u8 sum past the check.
+    if prefix <= range.prefix_len() || u32::from(prefix) + 2 > u32::from(range.max_prefix_len()) {
         return Err(format!(
             "ipam.node_slice_size {size:?}: a slice must be smaller than {range} and hold 4 addresses or more"
         ));
@@ -111,6 +130,11 @@ fn network(name: &str, ipam: &Value, size: &str) -> Result<Network, String> {
     };
     if pool.is_empty() {
         return Err("the network has no name (and ipam.network_name is not set)".into());
+    }
+    if !object_name(pool) {
+        return Err(format!(
+            "NodeSlicePool name {pool:?} (ipam.network_name, else the network's name) is not a Kubernetes object name"
+        ));
     }
     let net = Network {
         pool: pool.to_string(),
@@ -242,7 +266,7 @@ mod tests {
             "ipam": {"type": "whereabouts", "range": "10.1.0.0/16", "node_slice_size": "/24"}});
         assert_eq!(
             networks(&conf).unwrap(),
-            vec![net("10.1.0.0/16", 24).with_pool("n")]
+            Some(net("10.1.0.0/16", 24).with_pool("n"))
         );
         let list = json!({"name": "l", "plugins": [
             {"type": "bridge", "ipam": {"type": "whereabouts", "range": "10.2.0.5-10.2.0.50/24",
@@ -250,10 +274,10 @@ mod tests {
             {"type": "tuning"}]});
         assert_eq!(
             networks(&list).unwrap(),
-            vec![net("10.2.0.0/24", 28).with_pool("blue")]
+            Some(net("10.2.0.0/24", 28).with_pool("blue"))
         );
         let v6 = json!({"name": "six", "ipam": {"type": "whereabouts", "range": "fd00::/112", "node_slice_size": "/120"}});
-        let n = &networks(&v6).unwrap()[0];
+        let n = networks(&v6).unwrap().unwrap();
         assert_eq!(n.slices().nth(1).unwrap(), "fd00::100/120");
         // Not sliced, or not whereabouts: nothing to do.
         for c in [
@@ -261,7 +285,7 @@ mod tests {
             json!({"name": "a", "ipam": {"type": "host-local", "node_slice_size": "/28"}}),
             json!({"name": "a", "ipam": {"type": "whereabouts", "range": "10.0.0.0/24", "node_slice_size": ""}}),
         ] {
-            assert_eq!(networks(&c).unwrap(), vec![]);
+            assert_eq!(networks(&c).unwrap(), None);
         }
     }
 
@@ -278,6 +302,42 @@ mod tests {
         assert!(with("nonsense", json!("/28")).contains("ipam.range \"nonsense\""));
         assert!(with("", json!("/28")).contains("ipam.range; it is not set"));
         assert!(with("10.0.0.0/8", json!("/30")).contains("4194304 slices"));
+        assert!(with("10.0.0.0/16", json!("/28")).contains("at most 1024"));
+        // A u8 sum must not wrap past the check.
+        for size in ["/254", "/255"] {
+            assert!(
+                with("fd00::/120", json!(size)).contains("4 addresses"),
+                "{size}"
+            );
+        }
+        let named = |name: &str| {
+            networks(
+                &json!({"name": name, "ipam": {"type": "whereabouts", "range": "10.0.0.0/24", "node_slice_size": "/28"}}),
+            )
+        };
+        let long = "a".repeat(254);
+        for bad in [
+            "a/status",
+            "..",
+            "x?y=1",
+            "Upper",
+            "a\nb",
+            "-a",
+            long.as_str(),
+        ] {
+            assert!(
+                named(bad)
+                    .unwrap_err()
+                    .contains("not a Kubernetes object name"),
+                "{bad:?}"
+            );
+        }
+        assert!(named("blue.net-2").is_ok());
+        // One sliced network per NAD.
+        let two = json!({"name": "l", "plugins": [
+            {"ipam": {"type": "whereabouts", "range": "10.2.0.0/24", "node_slice_size": "/28", "network_name": "p1"}},
+            {"ipam": {"type": "whereabouts", "range": "10.3.0.0/24", "node_slice_size": "/28", "network_name": "p2"}}]});
+        assert!(networks(&two).unwrap_err().contains("a NAD may have one"));
     }
 
     #[test]

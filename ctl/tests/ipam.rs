@@ -478,6 +478,24 @@ fn slices_are_given_before_pods_ask() {
         "/8",
         "NAD default/sliced: ipam.node_slice_size \"/8\"",
     );
+    // Bounded by the admin: only the namespaces listed, and so many pools.
+    api.add_nad(
+        "default",
+        "sliced",
+        Some(&sliced_nad("10.50.0.0/24", "/26")),
+        &[],
+    );
+    let (code, out, _) = slices(&ns, &api, &["--namespaces", "kube-system,other"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.ends_with("pools=0 assigned=0 freed=0\n"), "{out}");
+    let (code, out, _) = slices(&ns, &api, &["--max-pools", "0"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(
+            "NAD default/sliced: NodeSlicePool sliced is past the first 0 pools (--max-pools)"
+        ),
+        "{out}"
+    );
 
     use multus_testbed::manifests;
     let dir = manifests::whereabouts();

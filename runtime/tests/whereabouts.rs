@@ -424,6 +424,11 @@ fn bad_configs_name_the_key() {
             "one range",
         ),
         (json!({"range": "10.9.0.0/31"}), "too small"),
+        // A u8 sum must not wrap past the check.
+        (
+            json!({"range": "fd09::/120", "node_slice_size": "/254"}),
+            "node_slice_size",
+        ),
     ] {
         let conf = c.conf("wabr0", "cni", ipam);
         let msg = assert_cni_error(&c.run("ADD", &pod, "bad", &conf), 7);
@@ -795,6 +800,41 @@ fn node_slices_from_whereabouts_controller() {
     assert!(c.run_on("node-x", "DEL", &x, "x", &conf).ok());
     assert!(c.run_on("node-y", "DEL", &y, "y", &conf).ok());
     assert!(c.reservations().is_empty());
+}
+
+/// `network_name` is one cluster-wide name space: a NodeSlicePool of the
+/// name cut another way is another network's, and this one's ADD is
+/// refused (code 7, naming the key) rather than claiming slices that
+/// would overlap that pool's; its DEL finds nothing of its own there.
+#[test]
+fn a_pool_cut_another_way_is_not_used() {
+    let c = Pools::new();
+    c.api.put_custom(
+        "nodeslicepools",
+        NS,
+        json!({"apiVersion": "whereabouts.cni.cncf.io/v1alpha1", "kind": "NodeSlicePool",
+               "metadata": {"name": "wa-net"},
+               "spec": {"range": "10.114.0.0/24", "sliceSize": "/26"},
+               "status": {"allocations": [{"nodeName": "node-x", "sliceRange": "10.114.0.0/26"}]}}),
+    );
+    let conf = c.conf(
+        "wabr0",
+        "cni",
+        json!({"range": "10.114.0.0/24", "node_slice_size": "/28"}),
+    );
+    let pod = Pod::new();
+    let msg = assert_cni_error(&c.run("ADD", &pod, "p", &conf), 7);
+    assert!(
+        msg.contains("NodeSlicePool wa-net cuts 10.114.0.0/24 in /26 slices")
+            && msg.contains("network_name"),
+        "{msg}"
+    );
+    assert_eq!(pod.ns.links().unwrap(), ["lo"]);
+    assert!(c.api.custom_objects("ippools", NS).is_empty());
+    let list =
+        &c.api.custom_object("nodeslicepools", NS, "wa-net").unwrap()["status"]["allocations"];
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert!(c.run("DEL", &pod, "p", &conf).ok());
 }
 
 /// A thin multus is exec'd with the runtime's environment, which names no

@@ -202,7 +202,8 @@ fn slice_prefix(s: &str, ranges: &[IpRange]) -> Result<u8, CniError> {
             "node slices cut one range; give ipam.range alone".into()
         ));
     };
-    if p <= range.subnet.prefix || p + 2 > bits(range.subnet.addr) {
+    // In u32: "/254" must not wrap a u8 sum past the check.
+    if p <= range.subnet.prefix || u32::from(p) + 2 > u32::from(bits(range.subnet.addr)) {
         return Err(bad(format!(
             "a slice must be smaller than {} and hold 4 addresses or more",
             range.cidr()

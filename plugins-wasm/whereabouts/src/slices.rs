@@ -84,7 +84,12 @@ fn holders(entries: &[(String, String)]) -> Vec<(usize, &str, &str)> {
 /// The slice of `range` a listed CIDR names, if it is one.
 fn slice_of(range: &IpRange, prefix: u8, cidr: &str) -> Option<IpRange> {
     let c = Cidr::parse(cidr).ok()?;
-    let size_bits = u32::from(multus_plugin_sdk::ip::bits(c.addr) - prefix);
+    // An entry of the other family (a hand-edited or foreign list) is no
+    // slice of this range.
+    if c.addr.is_ipv4() != range.subnet.addr.is_ipv4() {
+        return None;
+    }
+    let size_bits = u32::from(multus_plugin_sdk::ip::bits(c.addr).checked_sub(prefix)?);
     let offset = multus_plugin_sdk::ip::to_u128(c.network())
         .checked_sub(multus_plugin_sdk::ip::to_u128(range.subnet.network()))?;
     let slice = range.slice(prefix, offset >> size_bits)?;
@@ -105,12 +110,47 @@ fn parse(conf: &Conf, text: &str) -> Result<Value, CniError> {
         .map_err(|e| error(code::INTERNAL, format!("NodeSlicePool {}: {e}", name(conf))))
 }
 
+/// Whether the pool's spec cuts the range as this network does (a spec
+/// left out cuts nothing against it). A pool of the same name cut another
+/// way is another network's (`network_name` is one cluster-wide name
+/// space): slices of two cuts would overlap.
+fn same_cut(object: &Value, range: &IpRange, prefix: u8) -> bool {
+    let spec_range = object["spec"]["range"].as_str();
+    let spec_size = object["spec"]["sliceSize"].as_str();
+    let range_ok = spec_range.is_none_or(|r| {
+        let r = r.rsplit('-').next().unwrap_or(r);
+        Cidr::parse(r)
+            .is_ok_and(|c| c.prefix == range.subnet.prefix && c.network() == range.subnet.network())
+    });
+    let size_ok = spec_size.is_none_or(|s| s.trim_start_matches('/').parse::<u8>() == Ok(prefix));
+    range_ok && size_ok
+}
+
+fn other_cut(conf: &Conf, object: &Value, range: &IpRange, prefix: u8) -> CniError {
+    error(
+        code::INVALID_CONFIG,
+        format!(
+            "whereabouts: NodeSlicePool {} cuts {} in {} slices, this network {} in /{prefix} slices: give it its own ipam.network_name",
+            name(conf),
+            object["spec"]["range"].as_str().unwrap_or_default(),
+            object["spec"]["sliceSize"].as_str().unwrap_or_default(),
+            range.cidr()
+        ),
+    )
+}
+
 /// The NodeSlicePool, created (with no entries) if there is none.
 fn read(conf: &Conf, range: &IpRange, prefix: u8) -> Result<Value, CniError> {
     let n = name(conf);
     loop {
         match cluster::get(&kind(), n) {
-            Ok(text) => return parse(conf, &text),
+            Ok(text) => {
+                let object = parse(conf, &text)?;
+                if !same_cut(&object, range, prefix) {
+                    return Err(other_cut(conf, &object, range, prefix));
+                }
+                return Ok(object);
+            }
             Err(ClusterError::NotFound(_)) => {}
             Err(e) => return Err(cluster_error(&format!("reading NodeSlicePool {n}"), e)),
         }
@@ -132,7 +172,11 @@ pub fn mine(
     node: &str,
 ) -> Result<Vec<IpRange>, CniError> {
     match cluster::get(&kind(), name(conf)) {
-        Ok(text) => Ok(held(&parse(conf, &text)?, node, range, prefix)),
+        // Another network's pool: this one never allocated in it.
+        Ok(text) => Ok(Some(parse(conf, &text)?)
+            .filter(|o| same_cut(o, range, prefix))
+            .map(|o| held(&o, node, range, prefix))
+            .unwrap_or_default()),
         Err(ClusterError::NotFound(_)) => Ok(Vec::new()),
         Err(e) => Err(cluster_error(
             &format!("reading NodeSlicePool {}", name(conf)),

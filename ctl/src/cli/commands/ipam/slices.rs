@@ -48,6 +48,16 @@ pub struct SlicesArgs {
     /// With --once: print what a pass would do; write nothing.
     #[arg(long, requires = "once")]
     pub dry_run: bool,
+    /// Only the NADs of these namespaces (comma list) [default: every
+    /// namespace's, as whereabouts' controller]. Where anyone may create a
+    /// NAD, name the namespaces whose NADs may have pools made and written.
+    #[arg(long, value_name = "NS,...", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+    /// At most this many NodeSlicePools are managed (by name, in order);
+    /// the NADs of any more are reported, not acted on. A pool lists at
+    /// most 1024 slices (about 56 KiB).
+    #[arg(long, value_name = "N", default_value_t = 64)]
+    pub max_pools: usize,
 }
 
 fn whereabouts(plural: &str) -> ApiResource {
@@ -111,10 +121,15 @@ type Cuts = Vec<(Network, Vec<String>)>;
 /// The sliced networks of every NAD, by pool.
 fn sliced_networks(
     nads: &[DynamicObject],
+    namespaces: &[String],
     bad: &mut Vec<(String, String)>,
 ) -> BTreeMap<String, Cuts> {
     let mut pools: BTreeMap<String, Cuts> = BTreeMap::new();
-    for nad in nads {
+    let listed = |nad: &DynamicObject| {
+        let ns = nad.metadata.namespace.as_deref().unwrap_or_default();
+        namespaces.is_empty() || namespaces.iter().any(|n| n == ns)
+    };
+    for nad in nads.iter().filter(|n| listed(n)) {
         let key = format!(
             "{}/{}",
             nad.metadata.namespace.as_deref().unwrap_or_default(),
@@ -133,7 +148,7 @@ fn sliced_networks(
                 continue;
             }
         };
-        for net in found {
+        if let Some(net) = found {
             let cuts = pools.entry(net.pool.clone()).or_default();
             match cuts.iter_mut().find(|(n, _)| *n == net) {
                 Some((_, keys)) => keys.push(key.clone()),
@@ -306,7 +321,8 @@ fn settle_pool(
     )
 }
 
-fn pass(kube: &Kube, ns: &str, dry_run: bool) -> Result<Pass, String> {
+fn pass(kube: &Kube, ns: &str, a: &SlicesArgs) -> Result<Pass, String> {
+    let dry_run = a.dry_run;
     let crds = |e: multus::k8s::client::KubeError| match e.kind {
         Kind::NotFound => format!(
             "{e}: the whereabouts CRDs are not installed (kubectl apply -k deploy/whereabouts)"
@@ -330,7 +346,26 @@ fn pass(kube: &Kube, ns: &str, dry_run: bool) -> Result<Pass, String> {
         }
         names.insert(name);
     }
-    let sliced = sliced_networks(&nads.items, &mut pass.bad_nads);
+    let mut sliced = sliced_networks(&nads.items, &a.namespaces, &mut pass.bad_nads);
+    if sliced.len() > a.max_pools {
+        for (pool, cuts) in sliced.split_off(
+            &sliced
+                .keys()
+                .nth(a.max_pools)
+                .expect("more pools than max")
+                .clone(),
+        ) {
+            for key in cuts.into_iter().flat_map(|(_, keys)| keys) {
+                pass.bad_nads.push((
+                    key,
+                    format!(
+                        "NodeSlicePool {pool} is past the first {} pools (--max-pools): not acted on",
+                        a.max_pools
+                    ),
+                ));
+            }
+        }
+    }
     if sliced.is_empty() {
         return Ok(pass);
     }
@@ -412,7 +447,7 @@ pub fn run(a: &SlicesArgs) -> i32 {
     };
     let mut retry = Retry::default();
     loop {
-        let (ok, node_from, nad_from, generations) = match pass(&kube, &ns, a.dry_run) {
+        let (ok, node_from, nad_from, generations) = match pass(&kube, &ns, a) {
             Ok(p) => {
                 let lines = report(&p, a.dry_run);
                 if a.once {
