@@ -187,9 +187,7 @@ pub fn plan(
         .collect();
     let mut holder: Vec<String> = vec![String::new(); slices.len()];
     let mut listed = vec![false; slices.len()];
-    for a in status["allocations"].as_array().into_iter().flatten() {
-        let node = a["nodeName"].as_str().unwrap_or_default().to_string();
-        let slice = a["sliceRange"].as_str().unwrap_or_default().to_string();
+    for (node, slice) in entries(status) {
         match index.get(slice.as_str()) {
             Some(&i) if !listed[i] => {
                 listed[i] = true;
@@ -224,6 +222,21 @@ pub fn plan(
     }
     plan.allocations = holder.into_iter().zip(slices).collect();
     plan
+}
+
+/// `status.allocations` as (node, slice), in the list's order.
+pub fn entries(status: &Value) -> Vec<(String, String)> {
+    status["allocations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            (
+                a["nodeName"].as_str().unwrap_or_default().to_string(),
+                a["sliceRange"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
 }
 
 /// `status.allocations` as the object carries it.

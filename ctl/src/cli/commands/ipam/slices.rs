@@ -21,7 +21,7 @@ use multus::k8s::client::{nad_resource, Kind, Kube};
 use serde_json::{json, Value};
 
 use crate::objects::wait::{start, wait_any, Retry, Watching};
-use crate::slices::{networks, plan, status_of, Network};
+use crate::slices::{entries, networks, plan, status_of, Network};
 
 /// Guarded writes of one pool in a pass before it waits for the next.
 const ATTEMPTS: u32 = 10;
@@ -235,20 +235,6 @@ fn same_cut(object: &Value, net: &Network) -> bool {
     range == Some(net.range) && size == Some(net.prefix)
 }
 
-fn listed(object: &Value) -> Vec<(String, String)> {
-    object["status"]["allocations"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|a| {
-            (
-                a["nodeName"].as_str().unwrap_or_default().to_string(),
-                a["sliceRange"].as_str().unwrap_or_default().to_string(),
-            )
-        })
-        .collect()
-}
-
 /// One pool, read and written until its list is what it should be.
 fn settle_pool(
     kube: &Kube,
@@ -300,7 +286,7 @@ fn settle_pool(
         let p = plan(net, &object["status"], nodes, busy);
         (out.assigned, out.freed, out.dropped, out.unplaced) =
             (p.assigned, p.freed, p.dropped, p.unplaced);
-        if p.allocations == listed(&object) || dry_run {
+        if p.allocations == entries(&object["status"]) || dry_run {
             return out;
         }
         let mut updated = object.clone();
