@@ -243,6 +243,15 @@ fn runs_as_its_own_account(dir: &Path, name: &str, is: fn(&Commands) -> bool) {
     let d: Deployment = typed(name, &doc("Deployment"));
     let spec = d.spec.unwrap().template.spec.unwrap();
     assert_eq!(spec.host_network, Some(true));
+    // One replica: on a lost node it must move, not wait for the Node's
+    // deletion (a DaemonSet's pods stay; a controller's must not).
+    let unbounded: Vec<_> = spec
+        .tolerations
+        .iter()
+        .flatten()
+        .filter(|t| t.effect.as_deref() != Some("NoSchedule") && t.toleration_seconds.is_none())
+        .collect();
+    assert!(unbounded.is_empty(), "{name}: {unbounded:?}");
     let command = spec.containers[0].command.clone().unwrap();
     match Cli::try_parse_from(&command) {
         Ok(Cli { command }) => assert!(is(&command), "{command:?}"),

@@ -218,8 +218,10 @@ impl TracedDaemon {
         let config = dir.join("daemon-config.json");
         std::fs::write(
             &config,
-            bytes(&json!({"socketDir": socket_dir, "logLevel": "debug",
+            bytes(
+                &node.with_wasm_dirs(json!({"socketDir": socket_dir, "logLevel": "debug",
                 "queueTimeoutMs": 5000})),
+            ),
         )
         .unwrap();
         let config_arg = config.display().to_string();

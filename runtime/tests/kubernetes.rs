@@ -52,12 +52,12 @@ impl Cluster {
     }
 
     fn conf(&self, extra: Value) -> Vec<u8> {
-        let mut c = json!({
+        let mut c = self.node.with_wasm_dirs(json!({
             "cniVersion": "1.0.0", "name": "multus-cni-network", "type": "multus",
             "kubeconfig": self.api.kubeconfig(), "clusterNetwork": "cluster",
             "confDir": self.node.conf_dir(), "cniDir": self.node.cni_dir(), "binDir": plugins(),
             "podWaitMs": 600,
-        });
+        }));
         for (k, v) in extra.as_object().unwrap() {
             c[k] = v.clone();
         }

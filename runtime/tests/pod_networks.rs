@@ -104,12 +104,12 @@ fn cluster_network_by_name_default_networks_and_result_version() {
     std::fs::write(node.conf_dir().join("10-k8s.conflist"), bytes(&cluster)).unwrap();
     let extra = confs::macvlan_host_local("extra", "uplink0", "10.5.0.0/24", &node.data_dir());
     std::fs::write(node.conf_dir().join("20-extra.conf"), bytes(&extra)).unwrap();
-    let conf = json!({
+    let conf = node.with_wasm_dirs(json!({
         "cniVersion": "0.3.1", "name": "multus-cni-network", "type": "multus",
         "ConfDir": node.conf_dir(), "CNIDir": node.cni_dir(), "BinDir": plugins(),
         "clusterNetwork": "k8s-pod-network", "defaultNetworks": ["extra"],
         "LogLevel": "verbose", "LogFile": node.dir.path().join("multus.log"), "logToStderr": false
-    });
+    }));
 
     let out = node.run("ADD", "c2", &pod, &bytes(&conf));
     assert!(out.ok(), "{} {}", out.stdout, out.stderr);

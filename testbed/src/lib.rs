@@ -206,6 +206,26 @@ impl CniOutput {
     }
 }
 
+/// A multus conf without `wasmPluginDir` runs the machine's own modules
+/// (`/etc/cni/multus/plugins`): on a node with multus installed, or after
+/// an e2e run, a test would silently run wasm where it meant a reference
+/// binary, or fail on another store root. Every test conf names its dir
+/// (`confs::multus_delegates` and `Node::with_wasm` do).
+fn check_hermetic(stdin: &[u8]) -> io::Result<()> {
+    let Ok(Value::Object(conf)) = serde_json::from_slice::<Value>(stdin) else {
+        return Ok(());
+    };
+    if conf.get("type").and_then(Value::as_str) == Some("multus")
+        && !conf.keys().any(|k| k.eq_ignore_ascii_case("wasmPluginDir"))
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a test's multus conf must name wasmPluginDir, or it runs the machine's /etc/cni/multus/plugins",
+        ));
+    }
+    Ok(())
+}
+
 impl From<Output> for CniOutput {
     fn from(o: Output) -> Self {
         Self {
@@ -224,6 +244,7 @@ pub fn exec_cni(
     env: &[(&str, &str)],
     stdin: &[u8],
 ) -> io::Result<CniOutput> {
+    check_hermetic(stdin)?;
     let mut cmd = Command::new(program);
     for k in [
         "CNI_COMMAND",

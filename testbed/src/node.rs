@@ -190,14 +190,22 @@ impl Node {
         std::fs::copy(file, dir.join(format!("{name}.wasm"))).unwrap();
     }
 
+    /// `conf` with this node's wasm plugin dir and cache (the plugin dir
+    /// exists once `install_wasm` fills it), never the machine's.
+    pub fn with_wasm_dirs(&self, mut conf: Value) -> Value {
+        conf["wasmPluginDir"] = serde_json::json!(self.dir.path().join("plugins"));
+        conf["wasmCacheDir"] = serde_json::json!(self.wasm_cache());
+        conf
+    }
+
     pub fn wasm_cache(&self) -> PathBuf {
         self.dir.path().join("wasm-cache")
     }
 
-    /// `conf` with this node's wasm plugin dir and cache.
-    pub fn with_wasm(&self, mut conf: Value) -> Value {
-        conf["wasmPluginDir"] = serde_json::json!(self.dir.path().join("plugins"));
-        conf["wasmCacheDir"] = serde_json::json!(self.wasm_cache());
+    /// `conf` with this node's wasm plugin dir and cache, and its scratch
+    /// dir among the store roots.
+    pub fn with_wasm(&self, conf: Value) -> Value {
+        let mut conf = self.with_wasm_dirs(conf);
         // The test's stores live in its scratch dir, beside the defaults.
         conf["storeRoots"] =
             serde_json::json!(["/var/lib/cni/networks", "/run/cni", self.dir.path()]);

@@ -44,7 +44,13 @@ impl Daemon {
     ) -> Self {
         let dir = node.dir.path();
         let path = dir.join("daemon-config.json");
-        std::fs::write(&path, bytes(config)).unwrap();
+        // The daemon warms its config's wasm dirs at start and puts them
+        // over every shim conf: the node's, never the machine's.
+        let config = match config.get("wasmPluginDir") {
+            Some(_) => config.clone(),
+            None => node.with_wasm_dirs(config.clone()),
+        };
+        std::fs::write(&path, bytes(&config)).unwrap();
         let mut c = Command::new(DAEMON);
         c.arg("-config")
             .arg(&path)
