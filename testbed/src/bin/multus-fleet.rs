@@ -248,7 +248,7 @@ fn main() -> Result<()> {
     if !daemon_rows.is_empty() {
         println!("\nThick daemons: a multus-daemon process per node (its own API client and connection, NODE_NAME its node's), their watch caches (the node's pods, every NAD), on the same API server.");
         println!("Requests are the API server's for pods and network-attachment-definitions, watches excluded; events are what its watches sent. One pod created per node, then one NAD.\n");
-        println!("| nodes | all caches listed, s | requests per node to list | watches open | requests per node in {STEADY_S} s idle | pod events sent for {} one per node | NAD events sent for one NAD | apiserver CPU s | apiserver RSS MiB | daemon RSS MiB, median |", "N pods,");
+        println!("| nodes | all caches listed, s | requests per node to list | watches open | requests per node in {STEADY_S} s idle | pod events sent for N pods, one per node | NAD events sent for one NAD | apiserver CPU s | apiserver RSS MiB | daemon RSS MiB, median |");
         println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for r in daemon_rows {
             println!(
@@ -750,7 +750,7 @@ fn rollouts(
         let root = work.join(format!("node-{i}"));
         let cache_dir = root.join("var/lib/cni/multus");
         std::fs::create_dir_all(&cache_dir)?;
-        std::os::unix::fs::symlink(&cache, cache_dir.join("wasm-cache"))?;
+        std::os::unix::fs::symlink(cache, cache_dir.join("wasm-cache"))?;
         let log = std::fs::File::create(work.join(format!("node-{i}.log")))?;
         nodes.0.push(
             Command::new(multusctl)
@@ -802,12 +802,12 @@ fn rollouts(
                    done: &dyn Fn(&Value) -> bool|
      -> Result<Row> {
         let before = kit.counts(ROLLOUT_KINDS)?;
-        let [(api0, _), (etcd0, _)] = servers_usage(&kit);
+        let [(api0, _), (etcd0, _)] = servers_usage(kit);
         let started = Instant::now();
         act()?;
         let mut polls = 0.0;
         loop {
-            let status = status_of(&kit, "tuning").unwrap_or(Value::Null);
+            let status = status_of(kit, "tuning").unwrap_or(Value::Null);
             polls += 1.0;
             if done(&status) {
                 break;
@@ -824,7 +824,7 @@ fn rollouts(
         // Late writes of the same rollout land in its figures.
         std::thread::sleep(Duration::from_secs(1));
         let after = kit.counts(ROLLOUT_KINDS)?;
-        let [(api1, api_rss), (etcd1, etcd_rss)] = servers_usage(&kit);
+        let [(api1, api_rss), (etcd1, etcd_rss)] = servers_usage(kit);
         Ok(Row {
             n,
             what,
@@ -861,7 +861,7 @@ fn rollouts(
     let all_ready = |s: &Value| s["readyNodes"].as_u64() == Some(n as u64);
     // What the status counted, checked against every node's own report.
     let reported = |want: &str, failed: bool| -> Result<()> {
-        let r = reports(&kit, "tuning")?;
+        let r = reports(kit, "tuning")?;
         let agree = r
             .values()
             .filter(|(sha, err)| sha == want && err.is_null() != failed)
