@@ -478,6 +478,24 @@ fn slices_are_given_before_pods_ask() {
         "/8",
         "NAD default/sliced: ipam.node_slice_size \"/8\"",
     );
+    // The NADs are read in pages of 50, as the API server serves them: 60
+    // more NADs make two.
+    for i in 0..60 {
+        api.add_nad(
+            "many",
+            &format!("plain-{i}"),
+            Some(r#"{"name":"p","type":"bridge"}"#),
+            &[],
+        );
+    }
+    let before = api.requests().len();
+    let (code, out, _) = slices(&ns, &api, &[]);
+    assert_eq!(code, 1, "{out}");
+    let pages = api.requests()[before..]
+        .iter()
+        .filter(|r| r.starts_with("GET /apis/k8s.cni.cncf.io/v1/network-attachment-definitions"))
+        .count();
+    assert_eq!(pages, 2);
     // Bounded by the admin: only the namespaces listed, and so many pools.
     api.add_nad(
         "default",

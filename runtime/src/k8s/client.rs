@@ -496,6 +496,27 @@ impl Kube {
         })
     }
 
+    /// One page of at most `limit` objects, from `continue_token` (the
+    /// last page's `metadata.continue`); every page of one list is of the
+    /// first one's resourceVersion.
+    pub fn list_objects_page(
+        &self,
+        res: &ApiResource,
+        ns: &str,
+        limit: u32,
+        continue_token: Option<&str>,
+    ) -> Result<kube::core::ObjectList<DynamicObject>, KubeError> {
+        let mut params = kube::api::ListParams::default().limit(limit);
+        if let Some(t) = continue_token {
+            params = params.continue_token(t);
+        }
+        let params = &params;
+        self.call(
+            &format!("LIST {} in {ns} (a page)", res.plural),
+            |c| async move { self.custom_api(c, ns, res).list(params).await },
+        )
+    }
+
     pub fn create_object(
         &self,
         res: &ApiResource,

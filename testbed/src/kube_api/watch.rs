@@ -74,6 +74,10 @@ pub(super) struct Query {
     node_name: Option<String>,
     timeout: Duration,
     send_initial_events: bool,
+    /// A list's page size, and where the page starts (the last page's
+    /// `continue`: here, the count of items already sent).
+    limit: Option<usize>,
+    continue_from: usize,
 }
 
 impl Query {
@@ -84,6 +88,8 @@ impl Query {
             node_name: None,
             timeout: Duration::from_secs(1800),
             send_initial_events: false,
+            limit: None,
+            continue_from: 0,
         };
         let bad = |msg: String| status(StatusCode::BAD_REQUEST, "BadRequest", msg, Value::Null);
         for (k, v) in form_urlencoded::parse(query.as_bytes()) {
@@ -95,6 +101,15 @@ impl Query {
                         v.parse()
                             .map_err(|_| bad(format!("invalid resourceVersion {v:?}")))?,
                     )
+                }
+                "limit" if !v.is_empty() => {
+                    q.limit = Some(v.parse().map_err(|_| bad(format!("invalid limit {v:?}")))?)
+                }
+                "continue" if !v.is_empty() => {
+                    q.continue_from = v
+                        .strip_prefix("page-")
+                        .and_then(|n| n.parse().ok())
+                        .ok_or_else(|| bad(format!("invalid continue token {v:?}")))?
                 }
                 "timeoutSeconds" => {
                     q.timeout = Duration::from_secs(
@@ -170,15 +185,25 @@ fn selected<'a>(
 }
 
 pub(super) fn list(st: &State, collection: Collection, q: &Query) -> (StatusCode, Value) {
-    let items: Vec<Value> = selected(st, collection, q)
+    let all: Vec<Value> = selected(st, collection, q)
         .map(|o| list_item(collection, o))
         .collect();
+    // Paged as the apiserver pages (`limit`, then `continue`); its token
+    // is opaque to clients, here the count of items already sent.
+    let end = q
+        .limit
+        .filter(|&n| n > 0)
+        .map_or(all.len(), |n| (q.continue_from + n).min(all.len()));
+    let items = all.get(q.continue_from.min(end)..end).unwrap_or_default();
+    let mut metadata = json!({"resourceVersion": st.resource_version.to_string()});
+    if end < all.len() {
+        metadata["continue"] = format!("page-{end}").into();
+    }
     let (kind, api_version) = collection.kind();
     (
         StatusCode::OK,
         json!({"kind": format!("{kind}List"), "apiVersion": api_version,
-               "metadata": {"resourceVersion": st.resource_version.to_string()},
-               "items": items}),
+               "metadata": metadata, "items": items}),
     )
 }
 

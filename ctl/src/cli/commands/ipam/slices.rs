@@ -26,6 +26,9 @@ use crate::slices::{entries, networks, plan, status_of, Network};
 /// Guarded writes of one pool in a pass before it waits for the next.
 const ATTEMPTS: u32 = 10;
 
+/// NADs per list request.
+const NAD_PAGE: u32 = 50;
+
 #[derive(Debug, clap::Args)]
 pub struct SlicesArgs {
     /// The API credentials; default the pod's service account.
@@ -122,9 +125,9 @@ type Cuts = Vec<(Network, Vec<String>)>;
 fn sliced_networks(
     nads: &[DynamicObject],
     namespaces: &[String],
+    pools: &mut BTreeMap<String, Cuts>,
     bad: &mut Vec<(String, String)>,
-) -> BTreeMap<String, Cuts> {
-    let mut pools: BTreeMap<String, Cuts> = BTreeMap::new();
+) {
     let listed = |nad: &DynamicObject| {
         let ns = nad.metadata.namespace.as_deref().unwrap_or_default();
         namespaces.is_empty() || namespaces.iter().any(|n| n == ns)
@@ -156,7 +159,6 @@ fn sliced_networks(
             }
         }
     }
-    pools
 }
 
 fn cut_of(net: &Network) -> String {
@@ -316,14 +318,28 @@ fn pass(kube: &Kube, ns: &str, a: &SlicesArgs) -> Result<Pass, String> {
         _ => e.to_string(),
     };
     let node_list = kube.list_objects(&nodes(), "").map_err(|e| e.to_string())?;
-    let nads = kube
-        .list_objects(&nad_resource(), "")
-        .map_err(|e| e.to_string())?;
     let mut pass = Pass {
         resource_version: node_list.metadata.resource_version.clone(),
-        nad_version: nads.metadata.resource_version.clone(),
         ..Pass::default()
     };
+    // The NADs page by page, keeping only what they cut: every NAD of the
+    // cluster at once (anyone's, up to 1.5 MB each) would not fit the
+    // controller's memory.
+    let mut sliced = BTreeMap::new();
+    let mut next: Option<String> = None;
+    loop {
+        let page = kube
+            .list_objects_page(&nad_resource(), "", NAD_PAGE, next.as_deref())
+            .map_err(|e| e.to_string())?;
+        if pass.nad_version.is_none() {
+            pass.nad_version = page.metadata.resource_version.clone();
+        }
+        sliced_networks(&page.items, &a.namespaces, &mut sliced, &mut pass.bad_nads);
+        next = page.metadata.continue_.filter(|c| !c.is_empty());
+        if next.is_none() {
+            break;
+        }
+    }
     let mut names = BTreeSet::new();
     for n in &node_list.items {
         let name = n.metadata.name.clone().unwrap_or_default();
@@ -332,7 +348,6 @@ fn pass(kube: &Kube, ns: &str, a: &SlicesArgs) -> Result<Pass, String> {
         }
         names.insert(name);
     }
-    let mut sliced = sliced_networks(&nads.items, &a.namespaces, &mut pass.bad_nads);
     if sliced.len() > a.max_pools {
         for (pool, cuts) in sliced.split_off(
             &sliced
