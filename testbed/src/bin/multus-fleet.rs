@@ -91,6 +91,11 @@ struct Args {
     /// How long a rollout may take before the run fails.
     #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
     timeout: Duration,
+    /// The IPAM module's budget per cluster call (`clusterCallTimeoutMs`;
+    /// multus's default). A simulated node shares the run's CPUs with
+    /// every other and with the API server, where a real one has its own.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    cluster_call_timeout: Duration,
 }
 
 /// CPU seconds (user + system) and resident MiB of `pid`.
@@ -267,13 +272,13 @@ fn main() -> Result<()> {
         }
     }
     if !ipam_rows.is_empty() {
-        println!("\nCluster IPAM: every node's pods at once ({} per node), whereabouts.wasm through the thin multus binary (a process per pod), on the same API server; a failed ADD or DEL tried again, as the kubelet does, up to 5 rounds, each retry starting at a random moment within 10 s (the time is until the last one succeeded).", args.ipam_pods);
+        println!("\nCluster IPAM: every node's pods at once ({} per node), whereabouts.wasm through the thin multus binary (a process per pod), on the same API server; a failed ADD or DEL tried again, as the kubelet does, up to 5 rounds, each retry starting at a random moment within 10 s (the time is until the last one succeeded); each cluster call's budget {} (clusterCallTimeoutMs).", args.ipam_pods, humantime::format_duration(args.cluster_call_timeout));
         println!("Requests and 409s are the API server's counts for ippools, overlappingrangeipreservations and nodeslicepools, ADDs only.\n");
-        println!("| nodes | pool | allocations | ADDs failed at first try | ADDs failed after 5 | duplicates | first ADD to last, s | allocations/s | API requests per allocation | 409 conflicts | apiserver CPU s | etcd CPU s | DELs failed at first try | all freed, s |");
-        println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        println!("| nodes | pool | allocations | ADDs failed at first try | ADDs failed after 5 | duplicates | first ADD to last, s | half, 95% answered by, s | allocations/s | API requests per allocation | 409 conflicts | apiserver CPU s | etcd CPU s | DELs failed at first try | all freed, s |");
+        println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for r in &ipam_rows {
             println!(
-                "| {} | {} | {} | {} | {} | {} | {:.2} | {:.1} | {:.1} | {} | {:.2} | {:.2} | {} | {:.1} |",
+                "| {} | {} | {} | {} | {} | {} | {:.2} | {:.2}, {:.2} | {:.1} | {:.1} | {} | {:.2} | {:.2} | {} | {:.1} |",
                 r.n,
                 r.layout,
                 r.allocations,
@@ -281,6 +286,8 @@ fn main() -> Result<()> {
                 r.failed,
                 r.duplicates,
                 r.took.as_secs_f64(),
+                r.half.as_secs_f64(),
+                r.p95.as_secs_f64(),
                 r.allocations as f64 / r.took.as_secs_f64(),
                 r.api.requests / r.allocations.max(1) as f64,
                 r.api.conflicts,
@@ -325,6 +332,9 @@ struct IpamRow {
     failed: usize,
     duplicates: usize,
     took: Duration,
+    /// When half and 95% of the allocations were answered.
+    half: Duration,
+    p95: Duration,
     api: Counts,
     apiserver_cpu: f64,
     etcd_cpu: f64,
@@ -391,7 +401,7 @@ fn ipam_round(
     node: &Netns,
     work: &Path,
     n: usize,
-    pods: usize,
+    (pods, cluster_call_timeout): (usize, Duration),
     (id, layout, ipam, controller): (&str, &'static str, Value, bool),
 ) -> Result<IpamRow> {
     let admin = kit.admin_kubeconfig();
@@ -412,8 +422,8 @@ fn ipam_round(
     conf["wasmPluginDir"] = serde_json::json!(plugins);
     conf["wasmCacheDir"] = serde_json::json!(cache);
     conf["kubeconfigAllowlist"] = serde_json::json!([admin]);
-    conf["wasmPlugins"] =
-        serde_json::json!({"whereabouts": {"timeoutMs": 120000, "hostCallTimeoutMs": 30000}});
+    conf["wasmPlugins"] = serde_json::json!({"whereabouts": {"timeoutMs": 120000, "hostCallTimeoutMs": 30000,
+            "clusterCallTimeoutMs": cluster_call_timeout.as_millis() as u64}});
     let stdin = serde_json::to_vec(&conf)?;
     let netns = node.path().display().to_string();
     // `spread`: each call starts at a random moment within it, as the
@@ -422,7 +432,7 @@ fn ipam_round(
     let run = |cmd: &str,
                which: &[usize],
                spread: Duration|
-     -> Vec<std::io::Result<multus_testbed::CniOutput>> {
+     -> Vec<(std::io::Result<multus_testbed::CniOutput>, Instant)> {
         std::thread::scope(|sc| {
             let handles: Vec<_> = which
                 .iter()
@@ -443,7 +453,7 @@ fn ipam_round(
                             ("CNI_PATH", "/usr/lib/cni"),
                             ("NODE_NAME", node_name.as_str()),
                         ];
-                        exec_cni(multus, None, &env, stdin)
+                        (exec_cni(multus, None, &env, stdin), Instant::now())
                     })
                 })
                 .collect();
@@ -461,6 +471,8 @@ fn ipam_round(
     // the call's budget) is tried again, as the kubelet retries a
     // sandbox, up to 5 rounds.
     let mut addresses: Vec<String> = Vec::new();
+    // When each allocation was answered, from the first ADD.
+    let mut answered: Vec<Duration> = Vec::new();
     let (mut left, mut first_failed) = (all.clone(), 0);
     for round in 0..5 {
         let mut again = Vec::new();
@@ -469,9 +481,12 @@ fn ipam_round(
         } else {
             RETRY_SPREAD
         };
-        for (i, a) in left.iter().zip(run("ADD", &left, spread)) {
+        for (i, (a, at)) in left.iter().zip(run("ADD", &left, spread)) {
             match a {
-                Ok(out) if out.ok() => addresses.extend(result_addresses(&out.json())),
+                Ok(out) if out.ok() => {
+                    addresses.extend(result_addresses(&out.json()));
+                    answered.push(at - started);
+                }
                 Ok(out) => {
                     if again.is_empty() {
                         eprintln!(
@@ -512,7 +527,7 @@ fn ipam_round(
         };
         let outs = run("DEL", &left, spread);
         let mut again = Vec::new();
-        for (i, d) in left.iter().zip(outs) {
+        for (i, (d, _)) in left.iter().zip(outs) {
             let d = d?;
             if !d.ok() {
                 if again.is_empty() {
@@ -556,6 +571,13 @@ fn ipam_round(
     if held != 0 {
         bail!("{held} allocations left after every DEL ({layout}, {n} nodes)");
     }
+    answered.sort();
+    let at = |q: f64| {
+        answered
+            .get(((answered.len() as f64 * q).ceil() as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or_default()
+    };
     Ok(IpamRow {
         n,
         layout,
@@ -564,6 +586,8 @@ fn ipam_round(
         failed,
         duplicates,
         took,
+        half: at(0.5),
+        p95: at(0.95),
         api,
         apiserver_cpu: api1 - api0,
         etcd_cpu: etcd1 - etcd0,
@@ -714,7 +738,7 @@ fn fleet(
                 node,
                 work.path(),
                 n,
-                args.ipam_pods,
+                (args.ipam_pods, args.cluster_call_timeout),
                 layout,
             )?);
         }
