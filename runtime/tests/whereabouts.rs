@@ -379,6 +379,32 @@ fn api_down_fails_cleanly_and_del_retries() {
     assert!(msg.contains("whereabouts"), "{msg}");
 }
 
+/// A read that gets no answer at all (its stream reset, as when a
+/// connection dies under it) is sent again within its budget, as client-go
+/// does; a write is not (it may have landed): that ADD fails cleanly.
+#[test]
+fn an_unanswered_read_is_sent_again_never_a_write() {
+    let c = Pools::new();
+    let conf = c.conf("wabr1", "cni", json!({"range": "10.81.0.0/24"}));
+    let pod = Pod::new();
+    c.api.reset_next("GET", "/ippools/", 1);
+    let out = c.run("ADD", &pod, "reread", &conf);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    assert_eq!(c.api.faults_fired(), 1, "the read was reset");
+    assert_eq!(c.allocations("10.81.0.0-24").len(), 1);
+    let del = c.run("DEL", &pod, "reread", &conf);
+    assert!(del.ok(), "{} {}", del.stdout, del.stderr);
+
+    let pod = Pod::new();
+    c.api.reset_next("PUT", "/ippools/", 1);
+    let msg = assert_cni_error(&c.run("ADD", &pod, "rewrite", &conf), 11);
+    assert!(msg.contains("unavailable"), "{msg}");
+    assert_eq!(c.api.faults_fired(), 2, "the write was reset");
+    assert_eq!(pod.ns.links().unwrap(), ["lo"]);
+    assert!(c.allocations("10.81.0.0-24").is_empty());
+    assert!(c.reservations().is_empty());
+}
+
 /// Found by the soak: a DEL whose reservation delete fails must keep the
 /// allocation, so its retry frees the reservation too. (Freeing the pool
 /// first left the reservation with nothing pointing at it.)

@@ -254,6 +254,42 @@ impl Kube {
         }
     }
 
+    /// A read, as `call`, sent once more when the first got no HTTP answer
+    /// at all (the connection refused, reset or closed under it: an API
+    /// server restarting or shedding load), within the same budget. As
+    /// client-go does for reads; a write is never resent, as it may have
+    /// landed.
+    fn read<T, F, Fut>(&self, call: &str, f: F) -> Result<T, KubeError>
+    where
+        F: Fn(kube::Client) -> Fut,
+        Fut: Future<Output = Result<T, kube::Error>>,
+    {
+        let (budget, started) = (self.timeout.get(), std::time::Instant::now());
+        let unanswered = Cell::new(false);
+        let first = self.call(call, |c| {
+            let request = f(c);
+            let unanswered = &unanswered;
+            async move {
+                let out = request.await;
+                if let Err(kube::Error::HyperError(_) | kube::Error::Service(_)) = &out {
+                    unanswered.set(true);
+                }
+                out
+            }
+        });
+        let left = budget.saturating_sub(started.elapsed());
+        match first {
+            Err(e) if unanswered.get() && !left.is_zero() => {
+                tracing::debug!(call, error = %e, "no answer; reading again");
+                self.timeout.set(left);
+                let again = self.call(call, f);
+                self.timeout.set(budget);
+                again
+            }
+            other => other,
+        }
+    }
+
     /// One request bounded by the timeout, classified and logged.
     async fn attempt<T>(
         &self,
@@ -333,7 +369,7 @@ impl Kube {
     }
 
     pub fn get_pod(&self, namespace: &str, name: &str) -> Result<Pod, KubeError> {
-        self.call(&format!("GET pod {namespace}/{name}"), |c| async move {
+        self.read(&format!("GET pod {namespace}/{name}"), |c| async move {
             Api::<Pod>::namespaced(c, namespace).get(name).await
         })
     }
@@ -341,7 +377,7 @@ impl Kube {
     /// The pod from the API server's watch cache (`resourceVersion=0`):
     /// no etcd read, but possibly behind it.
     pub fn get_pod_cached(&self, namespace: &str, name: &str) -> Result<Pod, KubeError> {
-        self.call(
+        self.read(
             &format!("GET pod {namespace}/{name} (cached)"),
             |c| async move {
                 Api::<Pod>::namespaced(c, namespace)
@@ -419,7 +455,7 @@ impl Kube {
 
     /// Every pod of the cluster.
     pub fn list_pods(&self) -> Result<Vec<Pod>, KubeError> {
-        self.call("LIST pods in all namespaces", |c| async move {
+        self.read("LIST pods in all namespaces", |c| async move {
             Api::<Pod>::all(c)
                 .list(&kube::api::ListParams::default())
                 .await
@@ -478,7 +514,7 @@ impl Kube {
         params: &kube::api::GetParams,
         how: &str,
     ) -> Result<DynamicObject, KubeError> {
-        self.call(
+        self.read(
             &format!("GET {} {ns}/{name}{how}", res.plural),
             |c| async move { self.custom_api(c, ns, res).get_with(name, params).await },
         )
@@ -489,7 +525,7 @@ impl Kube {
         res: &ApiResource,
         ns: &str,
     ) -> Result<kube::core::ObjectList<DynamicObject>, KubeError> {
-        self.call(&format!("LIST {} in {ns}", res.plural), |c| async move {
+        self.read(&format!("LIST {} in {ns}", res.plural), |c| async move {
             self.custom_api(c, ns, res)
                 .list(&kube::api::ListParams::default())
                 .await
@@ -511,7 +547,7 @@ impl Kube {
             params = params.continue_token(t);
         }
         let params = &params;
-        self.call(
+        self.read(
             &format!("LIST {} in {ns} (a page)", res.plural),
             |c| async move { self.custom_api(c, ns, res).list(params).await },
         )

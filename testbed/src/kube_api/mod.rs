@@ -53,6 +53,9 @@ struct State {
     first_writes: Vec<(String, Duration)>,
     /// (method, path substring, status code, how many more requests).
     faults: Vec<(Method, String, StatusCode, u32)>,
+    /// (method, path substring, how many more requests) to reset
+    /// without an answer.
+    resets: Vec<(Method, String, u32)>,
     /// Down: every new connection is closed at once, as a stopped server's
     /// would be refused (`set_down`); the state survives for when it is up.
     down: bool,
@@ -230,6 +233,7 @@ impl FakeKubeApi {
             delays: Vec::new(),
             first_writes: Vec::new(),
             faults: Vec::new(),
+            resets: Vec::new(),
             down: false,
             fired: 0,
             custom: Default::default(),
@@ -537,6 +541,18 @@ impl FakeKubeApi {
             .push((method, path_part.into(), code, times));
     }
 
+    /// The next `times` `method` requests whose path contains `path_part`
+    /// get no answer: the stream is reset (HTTP/2; HTTP/1.1 closes the
+    /// connection), as when a connection dies under a request.
+    pub fn reset_next(&self, method: &str, path_part: &str, times: u32) {
+        let method = Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+        self.state
+            .lock()
+            .unwrap()
+            .resets
+            .push((method, path_part.into(), times));
+    }
+
     /// How many injected faults have taken effect so far (a failed or
     /// delayed answer, a connection closed while down): what a test counts,
     /// rather than the faults it set up.
@@ -549,6 +565,7 @@ impl FakeKubeApi {
     pub fn clear_faults(&self) {
         let mut st = self.state.lock().unwrap();
         st.faults.clear();
+        st.resets.clear();
         st.delays.clear();
         st.first_writes.clear();
         st.down = false;
@@ -697,9 +714,22 @@ async fn handle(
     state: Arc<Mutex<State>>,
     client_cert: bool,
     req: Request<Incoming>,
-) -> Result<Response<Body>, hyper::Error> {
+) -> Result<Response<Body>, Box<dyn std::error::Error + Send + Sync>> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
+    {
+        let mut st = state.lock().unwrap();
+        if let Some((_, _, n)) = st
+            .resets
+            .iter_mut()
+            .find(|(m, p, n)| *n > 0 && *m == method && path.contains(p.as_str()))
+        {
+            *n -= 1;
+            st.fired += 1;
+            st.log.push(format!("{method} {path} reset"));
+            return Err("reset by the test".into());
+        }
+    }
     let _answering = Answering::new(&state, format!("{method} {path}"));
     let query = req.uri().query().unwrap_or_default().to_string();
     let auth = req
