@@ -95,6 +95,19 @@ impl Pools {
             .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
             .collect()
     }
+
+    /// NodeSlicePool `name` cutting `range` into `slice_size` slices, its
+    /// status listing `allocations`, as a controller would have written it.
+    fn put_slice_pool(&self, name: &str, range: &str, slice_size: &str, allocations: Value) {
+        self.api.put_custom(
+            "nodeslicepools",
+            NS,
+            json!({"apiVersion": "whereabouts.cni.cncf.io/v1alpha1", "kind": "NodeSlicePool",
+                   "metadata": {"name": name},
+                   "spec": {"range": range, "sliceSize": slice_size},
+                   "status": {"allocations": allocations}}),
+        );
+    }
 }
 
 fn net1(pod: &Pod) -> Vec<String> {
@@ -517,13 +530,11 @@ fn overlapping_ranges_and_the_rbac_they_need() {
         "cni-e",
         json!({"range": "10.93.0.0/24", "node_slice_size": "/28", "network_name": "listed"}),
     );
-    c.api.put_custom(
-        "nodeslicepools",
-        NS,
-        json!({"apiVersion": "whereabouts.cni.cncf.io/v1alpha1", "kind": "NodeSlicePool",
-               "metadata": {"name": "listed"},
-               "spec": {"range": "10.93.0.0/24", "sliceSize": "/28"},
-               "status": {"allocations": [{"nodeName": "", "sliceRange": "10.93.0.0/28"}]}}),
+    c.put_slice_pool(
+        "listed",
+        "10.93.0.0/24",
+        "/28",
+        json!([{"nodeName": "", "sliceRange": "10.93.0.0/28"}]),
     );
     let pod = Pod::new();
     assert!(c.run("ADD", &pod, "listed", &listed).ok());
@@ -672,14 +683,14 @@ fn node_slices_claimed_at_once() {
             json!({"range": range, "node_slice_size": "/28", "network_name": format!("wa-{bridge}")}),
         )
     };
-    c.api.put_custom(
-        "nodeslicepools",
-        NS,
-        json!({"apiVersion": "whereabouts.cni.cncf.io/v1alpha1", "kind": "NodeSlicePool",
-               "metadata": {"name": "wa-wabr0"},
-               "spec": {"range": "10.111.0.0/24", "sliceSize": "/28"},
-               "status": {"allocations": (0..16).map(|i| json!({"nodeName": "",
-                   "sliceRange": format!("10.111.0.{}/28", i * 16)})).collect::<Vec<_>>()}}),
+    c.put_slice_pool(
+        "wa-wabr0",
+        "10.111.0.0/24",
+        "/28",
+        json!((0..16)
+            .map(|i| json!({"nodeName": "",
+                   "sliceRange": format!("10.111.0.{}/28", i * 16)}))
+            .collect::<Vec<_>>()),
     );
     for (bridge, range, listed) in [
         ("wabr0", "10.111.0.0/24", true),
@@ -788,13 +799,11 @@ fn node_slices_from_whereabouts_controller() {
             })
             .collect()
     };
-    c.api.put_custom(
-        "nodeslicepools",
-        NS,
-        json!({"apiVersion": "whereabouts.cni.cncf.io/v1alpha1", "kind": "NodeSlicePool",
-               "metadata": {"name": "wa-net"},
-               "spec": {"range": "10.112.0.0/24", "sliceSize": "/26"},
-               "status": {"allocations": slots(&[("node-x", 2)])}}),
+    c.put_slice_pool(
+        "wa-net",
+        "10.112.0.0/24",
+        "/26",
+        json!(slots(&[("node-x", 2)])),
     );
     let (x, y) = (Pod::new(), Pod::new());
     let out = c.run_on("node-x", "ADD", &x, "x", &conf);
@@ -835,13 +844,11 @@ fn node_slices_from_whereabouts_controller() {
 #[test]
 fn a_pool_cut_another_way_is_not_used() {
     let c = Pools::new();
-    c.api.put_custom(
-        "nodeslicepools",
-        NS,
-        json!({"apiVersion": "whereabouts.cni.cncf.io/v1alpha1", "kind": "NodeSlicePool",
-               "metadata": {"name": "wa-net"},
-               "spec": {"range": "10.114.0.0/24", "sliceSize": "/26"},
-               "status": {"allocations": [{"nodeName": "node-x", "sliceRange": "10.114.0.0/26"}]}}),
+    c.put_slice_pool(
+        "wa-net",
+        "10.114.0.0/24",
+        "/26",
+        json!([{"nodeName": "node-x", "sliceRange": "10.114.0.0/26"}]),
     );
     let conf = c.conf(
         "wabr0",
