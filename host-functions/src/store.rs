@@ -98,8 +98,10 @@ pub struct FsStore {
 
 /// Takes the exclusive flock of `file` within `timeout`. flock(2) has no
 /// timeout of its own, so this polls the non-blocking form with a short
-/// backoff (1 ms doubling to 16 ms): a store transaction lasts well under
-/// a millisecond, so the wait is rarely more than one step.
+/// backoff (1 ms doubling to 4 ms): host-local's transactions last well
+/// under a millisecond, whereabouts' (its pool writes, a few API round
+/// trips) tens of them, and a longer step would leave the lock idle for
+/// most of a queued pod's wait.
 fn lock_within(file: &File, timeout: Duration) -> Result<(), HostError> {
     let until = Instant::now() + timeout;
     let mut pause = Duration::from_millis(1);
@@ -122,7 +124,7 @@ fn lock_within(file: &File, timeout: Duration) -> Result<(), HostError> {
             });
         }
         std::thread::sleep(pause.min(until - now));
-        pause = (pause * 2).min(Duration::from_millis(16));
+        pause = (pause * 2).min(Duration::from_millis(4));
     }
 }
 
