@@ -39,7 +39,7 @@ fn three_network_pod_with_modules_only_execs_nothing() {
     api.add_nad("default", "mv", Some(&mv.to_string()), &[]);
     let p2p = json!({"cniVersion": "1.0.0", "name": "p2p", "type": "ptp", "mtu": 1400,
         "ipam": {"type": "whereabouts", "range": "10.40.0.0/24", "gateway": "10.40.0.1",
-                 "exclude": ["10.40.0.1/32"], "dataDir": node.data_dir(),
+                 "exclude": ["10.40.0.1/32"],
                  "kubernetes": {"kubeconfig": api.kubeconfig()}}});
     api.add_nad("default", "p2p", Some(&p2p.to_string()), &[]);
     api.add_pod("default", "web", "uid-1", &[(NETWORKS, "mv, p2p")], &[]);

@@ -27,8 +27,6 @@ const KNOWN: &[&str] = &[
     "configuration_path",
     "kubernetes",
     "datastore",
-    // Where this node keeps the network's lock (read by the host's grant).
-    "dataDir",
 ];
 
 /// whereabouts-only keys that mean nothing here (no leader election, no

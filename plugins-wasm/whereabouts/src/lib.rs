@@ -7,9 +7,7 @@
 //! replace guarded by the pool's resourceVersion, retried with jittered
 //! backoff on conflict; the overlapping reservation is created before the
 //! pool write and deleted if that write fails, so the two never disagree;
-//! offsets are 128-bit; DEL reports its failures. On one node, the calls of
-//! one network take turns (the network's store lock), so its pods started at
-//! once queue on the node instead of racing each other's pool writes.
+//! offsets are 128-bit; DEL reports its failures.
 
 mod conf;
 mod pool;
@@ -21,7 +19,6 @@ use std::time::Duration;
 
 use multus_plugin_sdk::cluster::{self, ClusterError};
 use multus_plugin_sdk::conf::NetConf;
-use multus_plugin_sdk::store::{self, Transaction};
 use multus_plugin_sdk::{
     code, debug, error, Attachment, CniError, CniResult, Dns, IpConfig, Plugin, Request, Route,
 };
@@ -57,21 +54,6 @@ pub(crate) fn backoff(n: u32) {
         .finish();
     let jitter = base / 2 + random % base.max(1);
     std::thread::sleep(Duration::from_millis(jitter.min(100)));
-}
-
-/// This node's turn on the network: the network's store lock (the same
-/// `<dataDir>/<network>/lock` host-local takes), held by the caller until
-/// its pool writes are done. Pods of one node started at once then write
-/// their pools one after another, each read-modify-write landing at the
-/// first try, where racing ones each lost most of their writes to 409s.
-/// The resourceVersion guard alone keeps pools correct (other nodes never
-/// share this lock), so when the lock cannot be had (no network name, a
-/// full disk, a holder wedged past the host call's budget) the call goes on
-/// without its turn.
-fn node_turn() -> Option<Transaction> {
-    store::open()
-        .map_err(|e| debug(&format!("whereabouts: without this node's turn: {}", e.msg)))
-        .ok()
 }
 
 fn owner(req: &Request) -> Owner {
@@ -417,7 +399,6 @@ impl Plugin for Whereabouts {
     fn add(req: Request) -> Result<CniResult, CniError> {
         let conf = load(&req)?;
         let owner = owner(&req);
-        let _turn = node_turn();
         let mut done: Vec<(IpAddr, &IpRange)> = Vec::new();
         for range in &conf.ranges {
             match allocate_in(&conf, range, &owner) {
@@ -448,7 +429,6 @@ impl Plugin for Whereabouts {
     fn del(req: Request) -> Result<(), CniError> {
         let conf = load(&req)?;
         let owner = owner(&req);
-        let _turn = node_turn();
         // Every pool, even after a failure, and the first failure reported.
         let mut failed = None;
         for range in &conf.ranges {
@@ -528,7 +508,6 @@ impl Plugin for Whereabouts {
             debug("whereabouts: GC frees nothing without node slices: IPPools do not record nodes");
             return Ok(());
         }
-        let _turn = node_turn();
         let live = |a: &pool::Allocation| {
             valid
                 .iter()

@@ -424,18 +424,7 @@ fn ipam_round(
     conf["kubeconfigAllowlist"] = serde_json::json!([admin]);
     conf["wasmPlugins"] = serde_json::json!({"whereabouts": {"timeoutMs": 120000, "hostCallTimeoutMs": 30000,
             "clusterCallTimeoutMs": cluster_call_timeout.as_millis() as u64}});
-    conf["storeRoots"] = serde_json::json!([dir]);
-    // Each simulated node its own dataDir, where a real node keeps the
-    // network's lock its pods take turns on: one shared by every simulated
-    // node would queue the whole fleet on one lock.
-    let stdins: Vec<Vec<u8>> = (0..n)
-        .map(|k| {
-            let mut conf = conf.clone();
-            conf["delegates"][0]["plugins"][0]["ipam"]["dataDir"] =
-                serde_json::json!(dir.join(format!("node-{k}")));
-            serde_json::to_vec(&conf)
-        })
-        .collect::<Result<_, _>>()?;
+    let stdin = serde_json::to_vec(&conf)?;
     let netns = node.path().display().to_string();
     // `spread`: each call starts at a random moment within it, as the
     // kubelet's retries of failed sandboxes land at each pod's own time
@@ -448,7 +437,7 @@ fn ipam_round(
             let handles: Vec<_> = which
                 .iter()
                 .map(|&i| {
-                    let (stdin, netns) = (&stdins[i / pods], &netns);
+                    let (stdin, netns) = (&stdin, &netns);
                     sc.spawn(move || {
                         std::thread::sleep(spread.mul_f64(jitter()));
                         let (cid, node_name) = (format!("{id}-{i}"), format!("node-{}", i / pods));

@@ -117,7 +117,7 @@ impl World {
                 {"type": "macvlan", "master": "uplink0", "ipam": range("10.211.0.0/16")}]},
             {"cniVersion": "1.0.0", "name": NETWORKS[2], "plugins": [
                 {"type": "whereabouts", "ipam": {"type": "whereabouts", "range": "10.212.0.0/16",
-                 "dataDir": ipam_dir, "kubernetes": {"kubeconfig": self.api.kubeconfig()}}}]},
+                 "kubernetes": {"kubeconfig": self.api.kubeconfig()}}}]},
         ]);
         let mut c = json!({
             "cniVersion": "1.0.0", "name": "multus-cni-network", "type": "multus",

@@ -1051,7 +1051,6 @@ fn cluster_ipam_lane(
             json!({"cniVersion": "1.0.0", "name": format!("wa{i}"), "plugins": [
                 {"type": "whereabouts", "ipam": {"type": "whereabouts",
                     "range": format!("10.{}.0.0/16", 100 + i),
-                    "dataDir": work.join("wa-locks"),
                     "kubernetes": {"kubeconfig": kubeconfig}}}]})
         })
         .collect();
