@@ -9,9 +9,9 @@ wasmtime::component::bindgen!({
     inline: "
         package multus:host;
         world plugin-host {
-            include multus:plugin/chained@0.1.4;
-            import multus:plugin/cluster@0.1.4;
-            import multus:plugin/links@0.1.4;
+            include multus:plugin/chained@0.1.5;
+            import multus:plugin/cluster@0.1.5;
+            import multus:plugin/links@0.1.5;
         }
     ",
     world: "multus:host/plugin-host",

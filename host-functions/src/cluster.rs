@@ -334,10 +334,10 @@ impl ClusterBackend for RecordingCluster {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn pools() -> Kind {
+    pub(crate) fn pools() -> Kind {
         Kind {
             group: "whereabouts.cni.cncf.io".into(),
             version: "v1alpha1".into(),

@@ -6,6 +6,7 @@
 pub mod beneath;
 pub mod bindings;
 pub mod cluster;
+pub mod flock;
 pub mod grant;
 pub mod links;
 pub mod log;
@@ -17,13 +18,14 @@ pub mod state;
 pub mod store;
 pub mod sysctl;
 pub mod text;
+pub mod turns;
 
 use std::time::Duration;
 
 pub use bindings::multus::plugin::types::CniError as WitError;
 
 /// The WIT package this host implements (every file of `wit/` declares it).
-pub const WIT_PACKAGE: &str = "multus:plugin@0.1.4";
+pub const WIT_PACKAGE: &str = "multus:plugin@0.1.5";
 
 /// Why a host call failed. Denials are the sandbox saying no.
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cap_std::ambient_authority;
 use cap_std::fs::{Dir, File, OpenOptions, OpenOptionsExt};
@@ -96,33 +96,17 @@ pub struct FsStore {
     pub lock_timeout: Duration,
 }
 
-/// Takes the exclusive flock of `file` within `timeout`. flock(2) has no
-/// timeout of its own, so this polls the non-blocking form with a short
-/// backoff (1 ms doubling to 16 ms): a store transaction lasts well under
-/// a millisecond, so the wait is rarely more than one step.
+/// Takes the store's lock within `timeout`, polled in steps of at most
+/// 16 ms: a store transaction lasts well under a millisecond, so the wait
+/// is rarely more than one step.
 fn lock_within(file: &File, timeout: Duration) -> Result<(), HostError> {
-    let until = Instant::now() + timeout;
-    let mut pause = Duration::from_millis(1);
-    loop {
-        // SAFETY: flock on an fd we own; released when `file` is closed.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-            return Ok(());
-        }
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EWOULDBLOCK)
-            && e.kind() != std::io::ErrorKind::Interrupted
-        {
-            return Err(io("locking the store", e));
-        }
-        let now = Instant::now();
-        if now >= until {
-            return Err(HostError::Timeout {
-                call: "store.open (waiting for another transaction's lock)".into(),
-                after: timeout,
-            });
-        }
-        std::thread::sleep(pause.min(until - now));
-        pause = (pause * 2).min(Duration::from_millis(16));
+    match crate::flock::exclusive_within(file, timeout, Duration::from_millis(16)) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(HostError::Timeout {
+            call: "store.open (waiting for another transaction's lock)".into(),
+            after: timeout,
+        }),
+        Err(e) => Err(io("locking the store", e)),
     }
 }
 

@@ -356,6 +356,61 @@ fn two_nodes_fifty_at_once_on_one_range() {
     assert!(c.reservations().is_empty());
 }
 
+/// Pods of one node started at once take turns on their pool
+/// (`cluster.take-turn`): every pool write lands at the first try. Each
+/// pool request is slowed, so that racing, as they did before, the ten
+/// would read one version and nine lose their writes.
+#[test]
+fn one_nodes_pods_take_turns_on_the_pool() {
+    let c = Pools::new();
+    let name = "10.71.0.0-24";
+    c.api.put_custom(
+        "ippools",
+        NS,
+        json!({"apiVersion": "whereabouts.cni.cncf.io/v1alpha1", "kind": "IPPool",
+               "metadata": {"name": name},
+               "spec": {"range": "10.71.0.0/24", "allocations": {}}}),
+    );
+    c.api.delay(
+        &format!("/ippools/{name}"),
+        std::time::Duration::from_millis(80),
+        10,
+    );
+    let conf = c.conf("wabr0", "cni", json!({"range": "10.71.0.0/24"}));
+    let pods: Vec<Pod> = (0..10).map(|_| Pod::new()).collect();
+    let run_all = |cmd: &str| {
+        std::thread::scope(|s| {
+            for (i, pod) in pods.iter().enumerate() {
+                let (c, conf) = (&c, &conf);
+                s.spawn(move || {
+                    let out = c.run(cmd, pod, &format!("t{i}"), conf);
+                    assert!(out.ok(), "{cmd} t{i}: {} {}", out.stdout, out.stderr);
+                });
+            }
+        })
+    };
+    run_all("ADD");
+    let mut addrs: Vec<String> = pods.iter().flat_map(net1).collect();
+    addrs.sort();
+    addrs.dedup();
+    assert_eq!(addrs.len(), 10, "10 distinct addresses");
+    let refused: Vec<String> = c
+        .api
+        .requests()
+        .into_iter()
+        .filter(|r| r.contains("/ippools/") && r.ends_with(" 409"))
+        .collect();
+    assert!(refused.is_empty(), "pool writes refused: {refused:?}");
+    // The turns live in the node's wasm cache dir: one slot file here.
+    let turns: Vec<_> = std::fs::read_dir(c.node.wasm_cache().join("turns"))
+        .unwrap()
+        .collect();
+    assert_eq!(turns.len(), 1, "{turns:?}");
+    run_all("DEL");
+    assert!(c.allocations(name).is_empty());
+    assert!(c.reservations().is_empty());
+}
+
 /// The API server unreachable mid-ADD: code 11 and nothing reserved; down
 /// during DEL: a clear error and the cache kept, so the retry frees it.
 #[test]

@@ -123,6 +123,36 @@ impl cluster::Host for HostState {
             b.patch_status(k, &name, &ops)
         })
     }
+
+    fn take_turn(&mut self, kind: cluster::Kind, name: String) -> bool {
+        let Ok(kind) = self.cluster_call("take-turn", &kind, Some(&name), |_, k| Ok(k.clone()))
+        else {
+            return false;
+        };
+        let Some(turns) = self.turns.as_mut() else {
+            return false;
+        };
+        match turns.take(&kind, &name) {
+            Ok(got) => got,
+            Err(e) => {
+                tracing::debug!(plugin = %self.grant.plugin, object = %name, error = %e, "no turn: going on without");
+                false
+            }
+        }
+    }
+
+    fn end_turn(&mut self, kind: cluster::Kind, name: String) {
+        if let Some(turns) = self.turns.as_mut() {
+            turns.end(
+                &Kind {
+                    group: kind.group,
+                    version: kind.version,
+                    plural: kind.plural,
+                },
+                &name,
+            );
+        }
+    }
 }
 
 #[cfg(test)]

@@ -37,6 +37,9 @@ pub struct HostState {
     pub kernel: Box<dyn KernelBackend>,
     /// Cluster calls, when the grant allows any.
     pub cluster: Option<Box<dyn ClusterBackend>>,
+    /// The node's turns on cluster objects (none in a dry run: every
+    /// `take-turn` then goes on without).
+    pub turns: Option<crate::turns::Turns>,
     /// The config's IPAM, for interface plugins.
     pub ipam: Option<Box<dyn IpamBackend>>,
     pub log: LogSink,
@@ -67,6 +70,7 @@ impl HostState {
             store,
             kernel,
             cluster: None,
+            turns: None,
             ipam: None,
             log,
             denials: Vec::new(),

@@ -7,7 +7,9 @@
 //! replace guarded by the pool's resourceVersion, retried with jittered
 //! backoff on conflict; the overlapping reservation is created before the
 //! pool write and deleted if that write fails, so the two never disagree;
-//! offsets are 128-bit; DEL reports its failures.
+//! offsets are 128-bit; DEL reports its failures. On one node, the calls
+//! writing one pool take turns (`cluster.take-turn`), so a node's pods
+//! started at once queue for it instead of racing each other into 409s.
 
 mod conf;
 mod pool;
@@ -54,6 +56,30 @@ pub(crate) fn backoff(n: u32) {
         .finish();
     let jitter = base / 2 + random % base.max(1);
     std::thread::sleep(Duration::from_millis(jitter.min(100)));
+}
+
+/// This node's turn on pool `name` for as long as it lives: a node's pods
+/// started at once then write the pool one after another, each write
+/// landing at the first try, where racing they lost most of them to 409s.
+/// Without one (the host's wait spent) the resourceVersion guard alone
+/// keeps the pool right.
+struct Turn<'a>(&'a str);
+
+impl<'a> Turn<'a> {
+    fn take(name: &'a str) -> Self {
+        if !cluster::take_turn(&pools(), name) {
+            debug(&format!(
+                "whereabouts: IPPool {name}: writing without this node's turn"
+            ));
+        }
+        Self(name)
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        cluster::end_turn(&pools(), self.0);
+    }
 }
 
 fn owner(req: &Request) -> Owner {
@@ -176,6 +202,7 @@ fn allocate(
         }
         e
     };
+    let _turn = Turn::take(name);
     for attempt in 0..ATTEMPTS {
         let mut pool = pool(name, range).map_err(|e| give_up(claimed, e))?;
         let held = pool.held_by(owner);
@@ -254,6 +281,7 @@ fn free_where(
     name: &str,
     doomed: &dyn Fn(&pool::Allocation) -> bool,
 ) -> Result<Vec<IpAddr>, CniError> {
+    let _turn = Turn::take(name);
     for attempt in 0..ATTEMPTS {
         let Some(mut pool) = read_pool(name)? else {
             return Ok(Vec::new());

@@ -26,6 +26,7 @@ use multus_host_functions::netlink::Kernel;
 use multus_host_functions::netns::PodNetns;
 use multus_host_functions::state::{HostState, KernelBackend, RecordingKernel};
 use multus_host_functions::store::{FsStore, RecordingStore, StoreBackend};
+use multus_host_functions::turns::Turns;
 use serde_json::Value;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::Store;
@@ -198,8 +199,13 @@ struct Reach {
     kernel: Box<dyn KernelBackend>,
     cluster: Option<Box<dyn ClusterBackend>>,
     ipam: Option<Box<dyn multus_host_functions::links::IpamBackend>>,
+    turns: Option<Turns>,
     container_id: String,
 }
+
+/// What one call may wait for its turns on cluster objects, all together
+/// (`cluster.take-turn`, documented in the WIT), at most.
+const TURN_BUDGET: Duration = Duration::from_secs(2);
 
 impl Sandbox {
     /// Loads (or compiles once) `module`, audits its imports against `role`
@@ -248,6 +254,7 @@ impl Sandbox {
             &reach.container_id,
         );
         state.cluster = reach.cluster;
+        state.turns = reach.turns;
         state.ipam = reach.ipam;
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limits);
@@ -478,12 +485,23 @@ pub fn run_with(
         .as_ref()
         .filter(|_| call.command == Command::Status)
         .map(delegated);
+    // The node's turns, beside the artifacts in the admin's cache dir
+    // (never a path of the config's); none in a dry run.
+    let turns = match (&g.cluster, &dry_run) {
+        (Some(c), None) => Some(Turns::new(
+            conf.cache_dir.join("turns"),
+            &c.node,
+            TURN_BUDGET.min(settings.host_call_timeout()),
+        )),
+        _ => None,
+    };
     let reach = Reach {
         grant: g,
         store,
         kernel,
         cluster,
         ipam,
+        turns,
         container_id: call.container_id.to_string(),
     };
     let mut sb = Sandbox::new(conf, (role, ty, settings), module, reach, &mut t)?;
@@ -604,6 +622,7 @@ pub fn map(
         }),
         cluster: None,
         ipam: None,
+        turns: None,
         container_id: format!("{}/{}", pod.namespace, pod.name),
     };
     let mut sb = Sandbox::new(conf, (Role::Mapper, name, settings), module, reach, &mut t)?;
