@@ -25,6 +25,13 @@ use crate::cluster::Kind;
 /// Files per node: enough that a node's few busy pools rarely share one.
 pub const SLOTS: u64 = 64;
 
+/// What one call may hold at once: slots (each an open file) and objects
+/// (each remembered by the host, outside the module's memory limit).
+/// whereabouts holds one; a module asking for more goes on without, so no
+/// call can take a node's slots or the daemon's descriptors.
+pub const MAX_SLOTS: usize = 4;
+pub const MAX_OBJECTS: usize = 64;
+
 /// The longest wait between two tries of a held slot. A turn lasts a few
 /// API round trips (tens of ms); a longer step would leave the slot idle
 /// for most of a queued call's wait.
@@ -77,11 +84,19 @@ impl Turns {
     pub fn take(&mut self, kind: &Kind, name: &str) -> Result<bool, std::io::Error> {
         let slot = slot_file(&self.node, kind, name);
         let object = (kind.to_string(), name.to_string());
-        if let Some((_, objects)) = self.held.get_mut(&slot) {
-            if !objects.contains(&object) {
-                objects.push(object);
+        let objects: usize = self.held.values().map(|(_, o)| o.len()).sum();
+        if let Some((_, held)) = self.held.get_mut(&slot) {
+            if held.contains(&object) {
+                return Ok(true);
             }
+            if objects >= MAX_OBJECTS {
+                return Ok(false);
+            }
+            held.push(object);
             return Ok(true);
+        }
+        if self.held.len() >= MAX_SLOTS || objects >= MAX_OBJECTS {
+            return Ok(false);
         }
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -168,6 +183,21 @@ mod tests {
             third.take(&pools(), "p").unwrap(),
             "an ended turn stayed held"
         );
+    }
+
+    /// A call asking for more than its share goes on without: no more
+    /// files open, no more objects kept.
+    #[test]
+    fn a_call_holds_a_few_slots_at_most() {
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("turns");
+        let mut call = Turns::new(dir.clone(), "n", Duration::from_millis(100));
+        let got = (0..1000)
+            .filter(|i| call.take(&pools(), &format!("p{i}")).unwrap())
+            .count();
+        assert!(got <= MAX_OBJECTS, "{got}");
+        assert_eq!(call.held.len(), MAX_SLOTS);
+        assert!(std::fs::read_dir(&dir).unwrap().count() <= MAX_SLOTS);
     }
 
     /// Two objects of one call in one slot: the second does not wait for

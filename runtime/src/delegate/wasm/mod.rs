@@ -491,7 +491,11 @@ pub fn run_with(
         (Some(c), None) => Some(Turns::new(
             conf.cache_dir.join("turns"),
             &c.node,
-            TURN_BUDGET.min(settings.host_call_timeout()),
+            // Never most of the call's own deadline, which only a
+            // returning host call can notice.
+            TURN_BUDGET
+                .min(settings.host_call_timeout())
+                .min(settings.timeout(true) / 4),
         )),
         _ => None,
     };
