@@ -537,6 +537,17 @@ fn api_faults_and_bad_selections() {
     assert!(c.run("DEL", "c1", &pod, "web", "uid-1", &conf).ok());
     c.assert_clean(&pod);
 
+    // A NAD read whose connection dies under it is sent again, as every
+    // read is (the NADs go out at once, on a path of their own).
+    let fired = c.api.faults_fired();
+    c.api
+        .reset_next("GET", "/network-attachment-definitions/macvlan-conf", 1);
+    let out = c.run("ADD", "c1", &pod, "web", "uid-1", &conf);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    assert_eq!(c.api.faults_fired(), fired + 1, "the NAD read was reset");
+    assert!(c.run("DEL", "c1", &pod, "web", "uid-1", &conf).ok());
+    c.assert_clean(&pod);
+
     // A pod the API never shows: retriable, after podWaitMs.
     let out = c.run("ADD", "c2", &pod, "ghost", "uid-g", &conf);
     let msg = assert_cni_error(&out, 11);

@@ -264,45 +264,66 @@ impl Kube {
         F: Fn(kube::Client) -> Fut,
         Fut: Future<Output = Result<T, kube::Error>>,
     {
+        let once = || {
+            let client = self.client.borrow().clone();
+            self.rt
+                .block_on(self.read_once_more(call, || f(client.clone())))
+        };
+        match once() {
+            Err(e) if e.kind == Kind::Unauthorized && self.reread(call)? => once(),
+            other => other,
+        }
+    }
+
+    /// [`Self::read`]'s resend, for reads sent at once ([`Self::get_nads`]).
+    async fn read_once_more<T, F, Fut>(&self, call: &str, request: F) -> Result<T, KubeError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, kube::Error>>,
+    {
         let (budget, started) = (self.timeout.get(), std::time::Instant::now());
-        let unanswered = Cell::new(false);
-        let first = self.call(call, |c| {
-            let request = f(c);
-            let unanswered = &unanswered;
-            async move {
-                let out = request.await;
-                if let Err(kube::Error::HyperError(_) | kube::Error::Service(_)) = &out {
-                    unanswered.set(true);
-                }
+        let mut unanswered = false;
+        let first = self
+            .attempt_within(call, budget, async {
+                let out = request().await;
+                unanswered = matches!(
+                    out,
+                    Err(kube::Error::HyperError(_) | kube::Error::Service(_))
+                );
                 out
-            }
-        });
+            })
+            .await;
         let left = budget.saturating_sub(started.elapsed());
         match first {
-            Err(e) if unanswered.get() && !left.is_zero() => {
+            Err(e) if unanswered && !left.is_zero() => {
                 tracing::debug!(call, error = %e, "no answer; reading again");
-                self.timeout.set(left);
-                let again = self.call(call, f);
-                self.timeout.set(budget);
-                again
+                self.attempt_within(call, left, request()).await
             }
             other => other,
         }
     }
 
-    /// One request bounded by the timeout, classified and logged.
     async fn attempt<T>(
         &self,
         call: &str,
         request: impl Future<Output = Result<T, kube::Error>>,
     ) -> Result<T, KubeError> {
+        self.attempt_within(call, self.timeout.get(), request).await
+    }
+
+    async fn attempt_within<T>(
+        &self,
+        call: &str,
+        timeout: Duration,
+        request: impl Future<Output = Result<T, kube::Error>>,
+    ) -> Result<T, KubeError> {
         let started = std::time::Instant::now();
-        let out = tokio::time::timeout(self.timeout.get(), request)
+        let out = tokio::time::timeout(timeout, request)
             .await
             .map_err(|_| KubeError {
                 call: call.to_string(),
                 kind: Kind::Transient,
-                msg: format!("no answer within {} ms", self.timeout.get().as_millis()),
+                msg: format!("no answer within {} ms", timeout.as_millis()),
             })?
             .map_err(|e| classify(call, e));
         tracing::debug!(
@@ -341,12 +362,8 @@ impl Kube {
                         let c = client.clone();
                         async move {
                             let call = format!("GET network-attachment-definition {ns}/{name}");
-                            self.attempt(&call, async move {
-                                Api::<DynamicObject>::namespaced_with(c, ns, &nad_resource())
-                                    .get(name)
-                                    .await
-                            })
-                            .await
+                            let api = Api::<DynamicObject>::namespaced_with(c, ns, &nad_resource());
+                            self.read_once_more(&call, || api.get(name)).await
                         }
                     },
                 )))
