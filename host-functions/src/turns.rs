@@ -9,8 +9,8 @@
 //! sharing a slot only take turns needlessly. A turn is an optimization,
 //! never a guarantee (the API server's resourceVersion guard is that), so
 //! every way of not getting one (the budget spent, a full disk) goes on
-//! without it: a module holding a slot can cost another call at most its
-//! [`Turns::budget`], never fail it.
+//! without it: a module holding a slot can cost another call at most that
+//! call's wait budget, never fail it.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};

@@ -18,6 +18,15 @@ fn wit_cluster_error(e: ClusterError) -> cluster::ClusterError {
     }
 }
 
+/// The host's kind of a guest's.
+fn kind_of(kind: &cluster::Kind) -> Kind {
+    Kind {
+        group: kind.group.clone(),
+        version: kind.version.clone(),
+        plural: kind.plural.clone(),
+    }
+}
+
 impl HostState {
     /// Checks the grant, then runs one cluster call on the backend.
     fn cluster_call<T>(
@@ -27,11 +36,7 @@ impl HostState {
         name: Option<&str>,
         f: impl FnOnce(&mut dyn ClusterBackend, &Kind) -> Result<T, ClusterError>,
     ) -> Result<T, cluster::ClusterError> {
-        let kind = Kind {
-            group: kind.group.clone(),
-            version: kind.version.clone(),
-            plural: kind.plural.clone(),
-        };
+        let kind = kind_of(kind);
         let checked = match (&self.grant.cluster, self.cluster.as_deref_mut()) {
             (Some(g), Some(backend)) => g.check(&self.grant.plugin, &kind, name).map(|()| backend),
             _ => Err(ClusterError::Denied(format!(
@@ -143,14 +148,7 @@ impl cluster::Host for HostState {
 
     fn end_turn(&mut self, kind: cluster::Kind, name: String) {
         if let Some(turns) = self.turns.as_mut() {
-            turns.end(
-                &Kind {
-                    group: kind.group,
-                    version: kind.version,
-                    plural: kind.plural,
-                },
-                &name,
-            );
+            turns.end(&kind_of(&kind), &name);
         }
     }
 }

@@ -303,6 +303,7 @@ impl Kube {
         }
     }
 
+    /// [`Self::attempt_within`] with the client's timeout.
     async fn attempt<T>(
         &self,
         call: &str,
@@ -311,6 +312,7 @@ impl Kube {
         self.attempt_within(call, self.timeout.get(), request).await
     }
 
+    /// One request bounded by `timeout`, classified and logged.
     async fn attempt_within<T>(
         &self,
         call: &str,
