@@ -584,6 +584,66 @@ fn in_cluster_credentials() {
     assert_eq!(allocations(), 0, "the whereabouts DEL reached the API too");
 }
 
+/// A module's cluster calls in the daemon (whereabouts under ptp.wasm,
+/// both in-process) share one connection per credential source: pods
+/// after the first open none, where each call opened its own, with a TLS
+/// handshake the API server paid for too.
+#[test]
+fn module_cluster_calls_share_a_connection() {
+    let node = Node::new();
+    node.install_wasm(&["ptp", "whereabouts"]);
+    let api = multus_testbed::kube_api::FakeKubeApi::start(&node.ns, "token-1").unwrap();
+    let net = json!({"cniVersion": "1.0.0", "name": "wa-ptp", "type": "ptp",
+        "ipam": {"type": "whereabouts", "range": "10.39.0.0/24", "gateway": "10.39.0.254"}});
+    api.add_nad("default", "wa-ptp", Some(&net.to_string()), &[]);
+    api.add_pod(
+        "default",
+        "web",
+        "uid-web",
+        &[("k8s.v1.cni.cncf.io/networks", "wa-ptp")],
+        &[],
+    );
+    let socket_dir = node.dir.path().join("run-multus");
+    let _daemon = Daemon::start(
+        &node,
+        &json!({"socketDir": socket_dir, "kubeconfig": api.kubeconfig()}),
+    );
+    let mut conf = node.with_wasm(shim_conf(&node, &socket_dir));
+    conf["wasmPlugins"] = json!({"ptp": {"hostNetns": true}});
+    let pod = Pod::new();
+    let mut opened = Vec::new();
+    for i in 0..3 {
+        let cid = format!("share{i}");
+        let add = shim(&node, "ADD", &cid, &pod, &conf);
+        assert!(add.ok(), "{} {}", add.stdout, add.stderr);
+        assert_eq!(pod.ns.addrs("net1").unwrap(), ["10.39.0.1/24"]);
+        let del = shim(&node, "DEL", &cid, &pod, &conf);
+        assert!(del.ok(), "{} {}", del.stdout, del.stderr);
+        opened.push(api.connections().0);
+    }
+    let pools = api.custom_objects("ippools", "kube-system");
+    assert!(!pools.is_empty(), "whereabouts never reached the API");
+    for p in pools {
+        assert_eq!(
+            p["spec"]["allocations"].as_object().map_or(0, |a| a.len()),
+            0
+        );
+    }
+    assert_eq!(
+        opened[0], opened[2],
+        "connections after each pod's ADD and DEL: {opened:?}"
+    );
+    // A 401 (a token rotated under the shared client) drops it: the call
+    // is sent again on one built afresh, and the ADD goes on.
+    api.fail_next("GET", "ippools", 401, 1);
+    let add = shim(&node, "ADD", "share-401", &pod, &conf);
+    assert!(add.ok(), "{} {}", add.stdout, add.stderr);
+    assert_eq!(api.faults_fired(), 1);
+    assert_eq!(api.connections().0, opened[2] + 1, "one new client");
+    let del = shim(&node, "DEL", "share-401", &pod, &conf);
+    assert!(del.ok(), "{} {}", del.stdout, del.stderr);
+}
+
 /// `chrootDir`: native delegates run inside that root. The plugins, their
 /// `binDir` and the IPAM data dir exist only under the root, so the ADD can
 /// only work chrooted; the reservation lands under the root; DEL frees it.

@@ -193,22 +193,12 @@ impl Kube {
     /// The pod's service account (in-cluster config, kube-rs re-reading the
     /// token as the kubelet rotates it); `timeout` as in [`Kube::new`].
     pub fn in_cluster(timeout: Duration) -> Result<Self, KubeError> {
-        let err = |msg: String| KubeError {
-            call: "in-cluster credentials".into(),
-            kind: Kind::Other,
-            msg,
-        };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| err(e.to_string()))?;
-        let mut config = kube::Config::incluster().map_err(|e| err(e.to_string()))?;
-        set_proxy(&mut config, None).map_err(err)?;
-        bound(&mut config, timeout);
-        let client = {
-            let _guard = rt.enter();
-            super::transport::client(config).map_err(err)?
-        };
+            .map_err(|e| in_cluster_error(e.to_string()))?;
+        let client =
+            client_of(rt.handle(), in_cluster_config()?, timeout).map_err(in_cluster_error)?;
         Ok(Self {
             rt: Exec::Own(rt),
             kubeconfig: None,
@@ -913,11 +903,51 @@ fn build(
     kubeconfig: &Path,
     timeout: Duration,
 ) -> Result<kube::Client, KubeError> {
-    let mut config = rt.block_on(config_of(kc, kubeconfig))?;
+    let config = rt.block_on(config_of(kc, kubeconfig))?;
+    client_of(rt.handle(), config, timeout).map_err(|e| kubeconfig_error(kubeconfig, e))
+}
+
+/// A client of the daemon's runtime (called from outside it) for `kc`,
+/// read from its path, else for the pod's service account; it connects
+/// within `timeout`. What a long-lived process shares between calls.
+pub fn client_on(
+    rt: &tokio::runtime::Handle,
+    kc: Option<(Kubeconfig, &Path)>,
+    timeout: Duration,
+) -> Result<kube::Client, KubeError> {
+    match kc {
+        Some((kc, path)) => {
+            let config = rt.block_on(config_of(kc, path))?;
+            client_of(rt, config, timeout).map_err(|e| kubeconfig_error(path, e))
+        }
+        None => client_of(rt, in_cluster_config()?, timeout).map_err(in_cluster_error),
+    }
+}
+
+/// The pod's service account, as client-go's in-cluster config.
+fn in_cluster_config() -> Result<kube::Config, KubeError> {
+    let mut config = kube::Config::incluster().map_err(|e| in_cluster_error(e.to_string()))?;
+    set_proxy(&mut config, None).map_err(in_cluster_error)?;
+    Ok(config)
+}
+
+fn in_cluster_error(msg: String) -> KubeError {
+    KubeError {
+        call: "in-cluster credentials".into(),
+        kind: Kind::Other,
+        msg,
+    }
+}
+
+fn client_of(
+    rt: &tokio::runtime::Handle,
+    mut config: kube::Config,
+    timeout: Duration,
+) -> Result<kube::Client, String> {
     bound(&mut config, timeout);
     // The client spawns its request buffer onto the current runtime.
     let _guard = rt.enter();
-    super::transport::client(config).map_err(|e| kubeconfig_error(kubeconfig, e))
+    super::transport::client(config)
 }
 
 #[cfg(test)]

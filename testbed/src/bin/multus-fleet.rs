@@ -59,6 +59,16 @@ enum Part {
     Ipam,
 }
 
+/// How each node runs multus in the IPAM rounds.
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum Mode {
+    /// The thin `multus` binary, a process per pod, as the runtime execs it.
+    Thin,
+    /// A `multus-daemon` per node, started (and warm) before the ADDs, and
+    /// a `multus-shim` process per pod.
+    Thick,
+}
+
 /// How the IPAM rounds' pools are laid out.
 #[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
 enum Layout {
@@ -88,6 +98,9 @@ struct Args {
     /// Which IPAM layouts to run: pool, claimed, assigned.
     #[arg(long, value_delimiter = ',', default_value = "pool,claimed,assigned")]
     ipam_layouts: Vec<Layout>,
+    /// How each node runs multus in the IPAM rounds: thin, thick.
+    #[arg(long, value_delimiter = ',', default_value = "thin,thick")]
+    ipam_modes: Vec<Mode>,
     /// How long a rollout may take before the run fails.
     #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
     timeout: Duration,
@@ -122,6 +135,22 @@ fn usage(pid: u32) -> (f64, f64) {
         .unwrap_or(0.0)
         / 1024.0;
     (cpu, rss)
+}
+
+/// CPU seconds (user + system) of this process's children that have
+/// exited and been waited for.
+fn children_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<f64> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| {
+            r.split_whitespace()
+                .map(|v| v.parse().unwrap_or(0.0))
+                .collect()
+        })
+        .unwrap_or_default();
+    // cutime and cstime, the 16th and 17th fields of the line.
+    (fields.get(13).unwrap_or(&0.0) + fields.get(14).unwrap_or(&0.0)) / 100.0
 }
 
 /// CPU seconds and resident MiB of the kit's kube-apiserver and etcd.
@@ -220,6 +249,7 @@ fn main() -> Result<()> {
             (
                 &multusctl,
                 &here.join("multus"),
+                &here.join("multus-shim"),
                 &here.join("multus-daemon"),
             ),
             &plugins,
@@ -272,15 +302,18 @@ fn main() -> Result<()> {
         }
     }
     if !ipam_rows.is_empty() {
-        println!("\nCluster IPAM: every node's pods at once ({} per node), whereabouts.wasm through the thin multus binary (a process per pod), on the same API server; a failed ADD or DEL tried again, as the kubelet does, up to 5 rounds, each retry starting at a random moment within 10 s (the time is until the last one succeeded); each cluster call's budget {} (clusterCallTimeoutMs).", args.ipam_pods, humantime::format_duration(args.cluster_call_timeout));
-        println!("Requests and 409s are the API server's counts for ippools, overlappingrangeipreservations and nodeslicepools, ADDs only.\n");
-        println!("| nodes | pool | allocations | ADDs failed at first try | ADDs failed after 5 | duplicates | first ADD to last, s | half, 95% answered by, s | allocations/s | API requests per allocation | 409 conflicts | apiserver CPU s | etcd CPU s | DELs failed at first try | all freed, s |");
-        println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        println!("\nCluster IPAM: every node's pods at once ({} per node), whereabouts.wasm through the thin multus binary (a process per pod) or a multus-daemon per node (started and warm before the ADDs) and a multus-shim process per pod, on the same API server; a failed ADD or DEL tried again, as the kubelet does, up to 5 rounds, each retry starting at a random moment within 10 s (the time is until the last one succeeded); each cluster call's budget {} (clusterCallTimeoutMs).", args.ipam_pods, humantime::format_duration(args.cluster_call_timeout));
+        println!("Requests and 409s are the API server's counts for ippools, overlappingrangeipreservations and nodeslicepools, ADDs only; the nodes' CPU is their multus processes' and daemons' during the ADDs.\n");
+        println!("| nodes | pool | multus | allocations | ADDs failed at first try | ADDs failed after 5 | duplicates | first ADD to last, s | half, 95% answered by, s | allocations/s | API requests per allocation | 409 conflicts | nodes' CPU ms per allocation | apiserver CPU s | etcd CPU s | DELs failed at first try | all freed, s |");
+        println!(
+            "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
         for r in &ipam_rows {
             println!(
-                "| {} | {} | {} | {} | {} | {} | {:.2} | {:.2}, {:.2} | {:.1} | {:.1} | {} | {:.2} | {:.2} | {} | {:.1} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.2}, {:.2} | {:.1} | {:.1} | {} | {:.1} | {:.2} | {:.2} | {} | {:.1} |",
                 r.n,
                 r.layout,
+                r.mode,
                 r.allocations,
                 r.first_failed,
                 r.failed,
@@ -291,6 +324,7 @@ fn main() -> Result<()> {
                 r.allocations as f64 / r.took.as_secs_f64(),
                 r.api.requests / r.allocations.max(1) as f64,
                 r.api.conflicts,
+                r.node_cpu * 1e3 / r.allocations.max(1) as f64,
                 r.apiserver_cpu,
                 r.etcd_cpu,
                 r.del_failed,
@@ -326,6 +360,10 @@ fn jitter() -> f64 {
 struct IpamRow {
     n: usize,
     layout: &'static str,
+    mode: &'static str,
+    /// CPU seconds of the nodes' multus processes (and thick daemons)
+    /// during the ADDs.
+    node_cpu: f64,
     allocations: usize,
     /// ADDs that failed at their first try, and after 5.
     first_failed: usize,
@@ -397,12 +435,13 @@ fn assign_slices(
 #[allow(clippy::too_many_arguments)]
 fn ipam_round(
     kit: &Kit,
-    (multus, multusctl, plugins, cache): (&Path, &Path, &Path, &Path),
+    (multus, shim, daemon, multusctl, plugins, cache): (&Path, &Path, &Path, &Path, &Path, &Path),
     node: &Netns,
     work: &Path,
     n: usize,
     (pods, cluster_call_timeout): (usize, Duration),
     (id, layout, ipam, controller): (&str, &'static str, Value, bool),
+    mode: Mode,
 ) -> Result<IpamRow> {
     let admin = kit.admin_kubeconfig();
     let mut ipam = ipam;
@@ -417,14 +456,39 @@ fn ipam_round(
     ipam["kubernetes"] = serde_json::json!({"kubeconfig": admin});
     let net = serde_json::json!({"cniVersion": "1.0.0", "name": format!("fleet-{n}"),
         "plugins": [{"type": "whereabouts", "ipam": ipam}]});
-    let dir = work.join(format!("ipam-{id}"));
+    let mode_name = match mode {
+        Mode::Thin => "thin",
+        Mode::Thick => "thick",
+    };
+    let dir = work.join(format!("ipam-{id}-{mode_name}"));
     let mut conf = confs::multus_delegates(&[net], &dir.join("cache"), &dir);
     conf["wasmPluginDir"] = serde_json::json!(plugins);
     conf["wasmCacheDir"] = serde_json::json!(cache);
     conf["kubeconfigAllowlist"] = serde_json::json!([admin]);
     conf["wasmPlugins"] = serde_json::json!({"whereabouts": {"timeoutMs": 120000, "hostCallTimeoutMs": 30000,
             "clusterCallTimeoutMs": cluster_call_timeout.as_millis() as u64}});
-    let stdin = serde_json::to_vec(&conf)?;
+    // Thick: every node's daemon up (modules loaded, socket made) before
+    // the ADDs, as on a node whose pods start after it; no credentials of
+    // its own, as the thin runs have none (the module's are its conf's).
+    let daemons = match mode {
+        Mode::Thin => Nodes(Vec::new()),
+        Mode::Thick => start_ipam_daemons(daemon, &dir, n, (plugins, cache))?,
+    };
+    let stdins: Vec<Vec<u8>> = (0..n)
+        .map(|node| {
+            let mut conf = conf.clone();
+            if mode == Mode::Thick {
+                conf["type"] = "multus-shim".into();
+                conf["daemonSocketDir"] = serde_json::json!(daemon_dir(&dir, node).join("run"));
+            }
+            serde_json::to_vec(&conf)
+        })
+        .collect::<Result<_, _>>()?;
+    let binary = match mode {
+        Mode::Thin => multus,
+        Mode::Thick => shim,
+    };
+    let cpu = || children_cpu() + daemons.0.iter().map(|d| usage(d.id()).0).sum::<f64>();
     let netns = node.path().display().to_string();
     // `spread`: each call starts at a random moment within it, as the
     // kubelet's retries of failed sandboxes land at each pod's own time
@@ -437,10 +501,13 @@ fn ipam_round(
             let handles: Vec<_> = which
                 .iter()
                 .map(|&i| {
-                    let (stdin, netns) = (&stdin, &netns);
+                    let (stdin, netns) = (&stdins[i / pods], &netns);
                     sc.spawn(move || {
                         std::thread::sleep(spread.mul_f64(jitter()));
-                        let (cid, node_name) = (format!("{id}-{i}"), format!("node-{}", i / pods));
+                        let (cid, node_name) = (
+                            format!("{id}-{mode_name}-{i}"),
+                            format!("node-{}", i / pods),
+                        );
                         let args = format!(
                             "IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=pod-{i}"
                         );
@@ -453,7 +520,7 @@ fn ipam_round(
                             ("CNI_PATH", "/usr/lib/cni"),
                             ("NODE_NAME", node_name.as_str()),
                         ];
-                        (exec_cni(multus, None, &env, stdin), Instant::now())
+                        (exec_cni(binary, None, &env, stdin), Instant::now())
                     })
                 })
                 .collect();
@@ -465,6 +532,7 @@ fn ipam_round(
     };
     let before = kit.counts(IPAM_KINDS)?;
     let [(api0, _), (etcd0, _)] = servers_usage(kit);
+    let cpu0 = cpu();
     let started = Instant::now();
     let all: Vec<usize> = (0..n * pods).collect();
     // An ADD that fails (code 11: the API server did not answer within
@@ -510,6 +578,7 @@ fn ipam_round(
     }
     let failed = left.len();
     let took = started.elapsed();
+    let node_cpu = cpu() - cpu0;
     let [(api1, _), (etcd1, _)] = servers_usage(kit);
     let api = kit.counts(IPAM_KINDS)? - before;
     let distinct: std::collections::BTreeSet<&String> = addresses.iter().collect();
@@ -578,9 +647,12 @@ fn ipam_round(
             .copied()
             .unwrap_or_default()
     };
+    drop(daemons);
     Ok(IpamRow {
         n,
         layout,
+        mode: mode_name,
+        node_cpu,
         allocations: n * pods,
         first_failed,
         failed,
@@ -595,6 +667,62 @@ fn ipam_round(
         del_took,
         controller,
     })
+}
+
+/// Node `node`'s daemon dir under an IPAM round's `dir`.
+fn daemon_dir(dir: &Path, node: usize) -> PathBuf {
+    dir.join(format!("daemon-{node}"))
+}
+
+/// A `multus-daemon` per node for an IPAM round, each with its own
+/// socket, cache and log, the round's modules loaded: back once every
+/// socket exists.
+fn start_ipam_daemons(
+    daemon: &Path,
+    dir: &Path,
+    n: usize,
+    (plugins, cache): (&Path, &Path),
+) -> Result<Nodes> {
+    let mut daemons = Nodes(Vec::new());
+    for i in 0..n {
+        let d = daemon_dir(dir, i);
+        daemons.0.push(spawn_daemon(
+            daemon,
+            &d,
+            i,
+            serde_json::json!({"socketDir": d.join("run"), "cniDir": d.join("cache"),
+                "logFile": d.join("daemon.log"), "logToStderr": false,
+                "wasmPluginDir": plugins, "wasmCacheDir": cache}),
+        )?);
+    }
+    let started = Instant::now();
+    while let Some(i) = (0..n).find(|&i| !daemon_dir(dir, i).join("run/multus.sock").exists()) {
+        if started.elapsed() > Duration::from_secs(300) {
+            let log = std::fs::read_to_string(daemon_dir(dir, i).join("daemon.log"));
+            bail!("node-{i}'s daemon made no socket within 300 s; its log: {log:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!(
+        "fleet: {n} daemons serving after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(daemons)
+}
+
+/// A `multus-daemon` for node `node` with `config` (written into `dir`).
+fn spawn_daemon(daemon: &Path, dir: &Path, node: usize, config: Value) -> Result<Child> {
+    std::fs::create_dir_all(dir)?;
+    let file = dir.join("daemon-config.json");
+    std::fs::write(&file, serde_json::to_vec(&config)?)?;
+    Command::new(daemon)
+        .arg("-config")
+        .arg(&file)
+        .env("NODE_NAME", format!("node-{node}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("{} (scripts/fleet builds it)", daemon.display()))
 }
 
 /// Runs `multusctl` with `args`; its stderr on failure.
@@ -617,7 +745,7 @@ fn fleet(
     args: &Args,
     n: usize,
     repo: &Path,
-    (multusctl, multus, daemon): (&Path, &Path, &Path),
+    (multusctl, multus, shim, daemon): (&Path, &Path, &Path, &Path),
     plugins: &Path,
     (registry, node): (&str, &Netns),
 ) -> Result<(Vec<Row>, Vec<DaemonRow>, Vec<IpamRow>)> {
@@ -732,15 +860,21 @@ fn fleet(
             if !args.ipam_layouts.contains(&which) {
                 continue;
             }
-            ipam_rows.push(ipam_round(
-                &kit,
-                (multus, multusctl, plugins, &cache),
-                node,
-                work.path(),
-                n,
-                (args.ipam_pods, args.cluster_call_timeout),
-                layout,
-            )?);
+            let (id, name, ipam, mut controller) = layout;
+            for &mode in &args.ipam_modes {
+                ipam_rows.push(ipam_round(
+                    &kit,
+                    (multus, shim, daemon, multusctl, plugins, &cache),
+                    node,
+                    work.path(),
+                    n,
+                    (args.ipam_pods, args.cluster_call_timeout),
+                    (id, name, ipam.clone(), controller),
+                    mode,
+                )?);
+                // The slices stay assigned for the next mode's round.
+                controller = false;
+            }
         }
     }
     Ok((rows, daemon_rows, ipam_rows))
@@ -1009,25 +1143,15 @@ fn daemons_round(kit: &Kit, daemon: &Path, work: &Path, n: usize) -> Result<Daem
     let mut logs = Vec::new();
     for i in 0..n {
         let dir = work.join(format!("daemon-{i}"));
-        std::fs::create_dir_all(&dir)?;
-        let config = dir.join("daemon-config.json");
         let log = dir.join("daemon.log");
-        std::fs::write(
-            &config,
-            serde_json::to_vec(&serde_json::json!({
+        daemons.0.push(spawn_daemon(
+            daemon,
+            &dir,
+            i,
+            serde_json::json!({
                 "socketDir": dir.join("run"), "kubeconfig": admin, "cniDir": dir.join("cache"),
-                "logFile": log, "logToStderr": false, "logLevel": "verbose"}))?,
-        )?;
-        daemons.0.push(
-            Command::new(daemon)
-                .arg("-config")
-                .arg(&config)
-                .env("NODE_NAME", format!("node-{i}"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .with_context(|| format!("{} (scripts/fleet builds it)", daemon.display()))?,
-        );
+                "logFile": log, "logToStderr": false, "logLevel": "verbose"}),
+        )?);
         logs.push(log);
     }
     let listed_all = loop {

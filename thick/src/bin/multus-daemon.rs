@@ -205,6 +205,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
+    multus::delegate::wasm::cluster::share_clients(rt.handle().clone());
     let stop = Arc::new(AtomicBool::new(false));
     let writer = keep_shim_conf(&config, stop.clone());
     let refresher = access.map(|a| keep_token_fresh(a, stop.clone()));

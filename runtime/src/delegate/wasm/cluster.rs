@@ -2,7 +2,9 @@
 //! itself would use, found by the host and never shown to the guest, and
 //! the API client built from them on the first call.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use kube::api::{ApiResource, DynamicObject};
@@ -13,7 +15,7 @@ use serde_json::Value;
 use crate::boundary::file::{self, Roots};
 use crate::boundary::kubeconfig::ModuleKubeconfig;
 use crate::boundary::{self, Bounds, Refused};
-use crate::k8s::client::{Kind as ErrorKind, Kube, KubeError};
+use crate::k8s::client::{client_on, Kind as ErrorKind, Kube, KubeError};
 
 /// Where whereabouts looks for its flat-file defaults, in order.
 pub const FLAT_FILES: &[&str] = &[
@@ -139,6 +141,71 @@ pub fn node_name(configured: Option<&str>) -> String {
         })
 }
 
+/// A long-lived process's module clients (the daemon's): one per
+/// credential source, shared by every call on its runtime, so a call
+/// reuses a connection instead of paying a TCP and TLS handshake (and the
+/// API server its share) per call, as thin does.
+struct Shared {
+    runtime: tokio::runtime::Handle,
+    /// By source, with a hash of the kubeconfig it was built from: a
+    /// changed file gets a new client.
+    clients: Mutex<HashMap<SourceKey, (u64, kube::Client)>>,
+}
+
+/// A kubeconfig's path; `None` for the service account.
+type SourceKey = Option<PathBuf>;
+
+/// Sources are what the admin allows (the allowlist, the flat files,
+/// multus's own), so few; the bound keeps a changing set from growing.
+const SHARED_MAX: usize = 16;
+
+static SHARED: OnceLock<Shared> = OnceLock::new();
+
+/// Module clients from now on are shared on `runtime` (which runs
+/// elsewhere: calls block on it from their own threads), for the life of
+/// the process. The daemon's; thin builds a client per call.
+pub fn share_clients(runtime: tokio::runtime::Handle) {
+    let _ = SHARED.set(Shared {
+        runtime,
+        clients: Mutex::new(HashMap::new()),
+    });
+}
+
+impl Shared {
+    /// The client for `source`, built on the first call that needs it.
+    fn client(&self, source: &Source<'_>, timeout: Duration) -> Result<Kube, KubeError> {
+        let (key, kc) = (source.key(), source.kubeconfig());
+        let built_from = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            kc.as_ref().map(text).hash(&mut h);
+            h.finish()
+        };
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        let client = match clients.get(&key) {
+            Some((built, client)) if *built == built_from => client.clone(),
+            _ => {
+                let client = client_on(&self.runtime, kc.zip(key.as_deref()), timeout)?;
+                if clients.len() >= SHARED_MAX && !clients.contains_key(&key) {
+                    clients.clear();
+                }
+                clients.insert(key, (built_from, client.clone()));
+                client
+            }
+        };
+        Ok(Kube::shared(self.runtime.clone(), client, timeout))
+    }
+
+    /// After a 401, `source`'s next call builds its client again (a
+    /// rotated certificate file the kubeconfig names is read then).
+    fn forget(&self, key: &SourceKey) {
+        self.clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+}
+
 /// The API server, reached with `kubeconfig` on the first call.
 pub struct KubeCluster {
     kubeconfig: Option<ModuleKubeconfig>,
@@ -151,6 +218,8 @@ pub struct KubeCluster {
     /// ...within what is left of the plugin's own (`timeoutMs`).
     deadline: Instant,
     client: Option<Kube>,
+    /// Whose shared client `client` is, if it is one.
+    shared: Option<SourceKey>,
 }
 
 impl KubeCluster {
@@ -167,6 +236,7 @@ impl KubeCluster {
             timeout,
             deadline,
             client: None,
+            shared: None,
         }
     }
 
@@ -209,21 +279,67 @@ impl KubeCluster {
         let budget = self.budget()?;
         if self.client.is_none() {
             let timeout = self.timeout;
-            let kube = match self.source()? {
-                Source::Kubeconfig(kc, p) => Kube::with_kubeconfig(kc.clone(), p, timeout),
-                Source::InCluster => Kube::in_cluster(timeout),
+            let source = self.source()?;
+            let key = source.key();
+            let kube = match (SHARED.get(), &source) {
+                (Some(shared), source) => shared.client(source, timeout),
+                (None, Source::Kubeconfig(kc, p)) => {
+                    Kube::with_kubeconfig((*kc).clone(), p, timeout)
+                }
+                (None, Source::InCluster) => Kube::in_cluster(timeout),
             };
             self.client = Some(kube.map_err(error)?);
+            self.shared = SHARED.get().map(|_| key);
         }
         let kube = self.client.as_ref().expect("just set");
         kube.set_timeout(budget);
         Ok((kube, ns))
+    }
+
+    /// `f` on this call's client, in its namespace (the outer error: no
+    /// client). A 401 on a shared client drops it, and `f` runs once more
+    /// on one built afresh (the files the kubeconfig names read again: a
+    /// rotated token or certificate), as thin's per-call client reads them
+    /// on every call.
+    fn request<T>(
+        &mut self,
+        f: impl Fn(&Kube, &str) -> Result<T, KubeError>,
+    ) -> Result<Result<T, KubeError>, ClusterError> {
+        let (kube, ns) = self.session()?;
+        match f(kube, &ns) {
+            Err(e) if e.kind == ErrorKind::Unauthorized && self.shared.is_some() => {
+                if let (Some(key), Some(shared)) = (self.shared.take(), SHARED.get()) {
+                    tracing::warn!(error = %e, "401 on a shared module client; building it again");
+                    shared.forget(&key);
+                }
+                self.client = None;
+                let (kube, ns) = self.session()?;
+                Ok(f(kube, &ns))
+            }
+            other => Ok(other),
+        }
     }
 }
 
 enum Source<'a> {
     Kubeconfig(&'a Kubeconfig, &'a Path),
     InCluster,
+}
+
+impl Source<'_> {
+    fn key(&self) -> SourceKey {
+        match self {
+            Source::Kubeconfig(_, path) => Some(path.to_path_buf()),
+            Source::InCluster => None,
+        }
+    }
+
+    fn kubeconfig(&self) -> Option<Kubeconfig> {
+        match self {
+            Source::Kubeconfig(kc, _) => Some((*kc).clone()),
+            Source::InCluster => None,
+        }
+    }
 }
 
 fn resource(kind: &Kind) -> ApiResource {
@@ -270,32 +386,26 @@ impl ClusterBackend for KubeCluster {
     }
 
     fn get(&mut self, kind: &Kind, name: &str) -> Result<String, ClusterError> {
-        let (kube, ns) = self.session()?;
-        kube.get_object(&resource(kind), &ns, name)
-            .map(|o| text(&o))
+        let res = resource(kind);
+        self.request(|kube, ns| kube.get_object(&res, ns, name).map(|o| text(&o)))?
             .map_err(error)
     }
 
     fn list(&mut self, kind: &Kind) -> Result<String, ClusterError> {
-        let (kube, ns) = self.session()?;
-        kube.list_objects(&resource(kind), &ns)
-            .map(|l| text(&l))
+        let res = resource(kind);
+        self.request(|kube, ns| kube.list_objects(&res, ns).map(|l| text(&l)))?
             .map_err(error)
     }
 
     fn create(&mut self, kind: &Kind, obj: &str) -> Result<String, ClusterError> {
-        let obj = object(obj)?;
-        let (kube, ns) = self.session()?;
-        kube.create_object(&resource(kind), &ns, &obj)
-            .map(|o| text(&o))
+        let (obj, res) = (object(obj)?, resource(kind));
+        self.request(|kube, ns| kube.create_object(&res, ns, &obj).map(|o| text(&o)))?
             .map_err(error)
     }
 
     fn replace(&mut self, kind: &Kind, name: &str, obj: &str) -> Result<String, ClusterError> {
-        let obj = object(obj)?;
-        let (kube, ns) = self.session()?;
-        kube.replace_object(&resource(kind), &ns, name, &obj)
-            .map(|o| text(&o))
+        let (obj, res) = (object(obj)?, resource(kind));
+        self.request(|kube, ns| kube.replace_object(&res, ns, name, &obj).map(|o| text(&o)))?
             .map_err(error)
     }
 
@@ -305,16 +415,17 @@ impl ClusterBackend for KubeCluster {
         name: &str,
         obj: &str,
     ) -> Result<String, ClusterError> {
-        let obj = object(obj)?;
-        let (kube, ns) = self.session()?;
-        kube.replace_object_status(&resource(kind), &ns, name, &obj)
-            .map(|o| text(&o))
-            .map_err(error)
+        let (obj, res) = (object(obj)?, resource(kind));
+        self.request(|kube, ns| {
+            kube.replace_object_status(&res, ns, name, &obj)
+                .map(|o| text(&o))
+        })?
+        .map_err(error)
     }
 
     fn delete(&mut self, kind: &Kind, name: &str) -> Result<(), ClusterError> {
-        let (kube, ns) = self.session()?;
-        kube.delete_object(&resource(kind), &ns, name)
+        let res = resource(kind);
+        self.request(|kube, ns| kube.delete_object(&res, ns, name))?
             .map_err(error)
     }
 
@@ -325,9 +436,8 @@ impl ClusterBackend for KubeCluster {
         patch: &json_patch::Patch,
     ) -> Result<String, ClusterError> {
         let (started, budget) = (Instant::now(), self.budget()?);
-        let (kube, ns) = self.session()?;
         let res = resource(kind);
-        match kube.patch_object_status(&res, &ns, name, patch.clone()) {
+        match self.request(|kube, ns| kube.patch_object_status(&res, ns, name, patch.clone()))? {
             Ok(o) => Ok(text(&o)),
             // The API server's 422 says the same for a failed `test` and a
             // patch it refuses otherwise: the patch applied here to the
@@ -342,8 +452,12 @@ impl ClusterBackend for KubeCluster {
                         "{e}: no time left in the call to tell a failed test from a refused patch"
                     )));
                 }
-                kube.set_timeout(left);
-                let now = kube.get_object(&res, &ns, name).map_err(error)?;
+                let now = self
+                    .request(|kube, ns| {
+                        kube.set_timeout(left);
+                        kube.get_object(&res, ns, name)
+                    })?
+                    .map_err(error)?;
                 let now = serde_json::to_value(&now).expect("API objects serialize");
                 match multus_host_functions::cluster::patch_status_of(&now, patch) {
                     Err(ClusterError::Conflict(m)) => Err(ClusterError::Conflict(m)),
