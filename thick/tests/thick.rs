@@ -604,7 +604,7 @@ fn module_cluster_calls_share_a_connection() {
         &[],
     );
     let socket_dir = node.dir.path().join("run-multus");
-    let _daemon = Daemon::start(
+    let daemon = Daemon::start(
         &node,
         &json!({"socketDir": socket_dir, "kubeconfig": api.kubeconfig()}),
     );
@@ -642,6 +642,28 @@ fn module_cluster_calls_share_a_connection() {
     assert_eq!(api.connections().0, opened[2] + 1, "one new client");
     let del = shim(&node, "DEL", "share-401", &pod, &conf);
     assert!(del.ok(), "{} {}", del.stdout, del.stderr);
+    // Idle, the wasm deadline clock sleeps: its thread (which ticked
+    // every 10 ms for the daemon's whole life) is not woken.
+    let pid = daemon.child.as_ref().unwrap().id();
+    let ticker = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|t| t.unwrap().path())
+        .find(|t| std::fs::read_to_string(t.join("comm")).unwrap().trim() == "wasm-epoch")
+        .expect("the daemon's wasm-epoch thread");
+    let switches = || {
+        let status = std::fs::read_to_string(ticker.join("status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .unwrap()
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let before = switches();
+    std::thread::sleep(Duration::from_millis(500));
+    let woken = switches() - before;
+    assert!(woken <= 2, "the idle ticker woke {woken} times in 500 ms");
 }
 
 /// `chrootDir`: native delegates run inside that root. The plugins, their

@@ -17,7 +17,8 @@
 //!
 //! Then cluster IPAM: every node's pods (`--ipam-pods` each) allocating at
 //! once from whereabouts.wasm through the thin `multus` binary (a process
-//! per pod, `NODE_NAME` its node's), in one pool and with node slices;
+//! per pod, `NODE_NAME` its node's) and through a `multus-daemon` per
+//! node with a `multus-shim` per pod, in one pool and with node slices;
 //! timed from the first ADD to the last, every address checked distinct,
 //! then every pod deleted and nothing left allocated.
 //!
@@ -698,8 +699,12 @@ fn start_ipam_daemons(
     let started = Instant::now();
     while let Some(i) = (0..n).find(|&i| !daemon_dir(dir, i).join("run/multus.sock").exists()) {
         if started.elapsed() > Duration::from_secs(300) {
-            let log = std::fs::read_to_string(daemon_dir(dir, i).join("daemon.log"));
-            bail!("node-{i}'s daemon made no socket within 300 s; its log: {log:?}");
+            let read = |f: &str| std::fs::read_to_string(daemon_dir(dir, i).join(f));
+            bail!(
+                "node-{i}'s daemon made no socket within 300 s; its log: {:?}, its stderr: {:?}",
+                read("daemon.log"),
+                read("daemon.stderr")
+            );
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -715,12 +720,14 @@ fn spawn_daemon(daemon: &Path, dir: &Path, node: usize, config: Value) -> Result
     std::fs::create_dir_all(dir)?;
     let file = dir.join("daemon-config.json");
     std::fs::write(&file, serde_json::to_vec(&config)?)?;
+    // What it says before its log is open (a config it refuses).
+    let stderr = std::fs::File::create(dir.join("daemon.stderr"))?;
     Command::new(daemon)
         .arg("-config")
         .arg(&file)
         .env("NODE_NAME", format!("node-{node}"))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .with_context(|| format!("{} (scripts/fleet builds it)", daemon.display()))
 }
@@ -817,12 +824,19 @@ fn fleet(
             ],
             "60s",
         )?;
+        // Only the module the rounds run: a daemon loads every module of
+        // its plugin dir at start (compiling what is not precompiled).
+        let built_plugins = plugins;
+        let plugins = work.path().join("ipam-plugins");
+        std::fs::create_dir_all(&plugins)?;
+        let module = plugins.join("whereabouts.wasm");
+        std::fs::copy(built_plugins.join("whereabouts.wasm"), &module)?;
         ctl(
             multusctl,
             &[
                 "plugin".as_ref(),
                 "compile".as_ref(),
-                plugins.join("whereabouts.wasm").as_os_str(),
+                module.as_os_str(),
                 "--cache-dir".as_ref(),
                 cache.as_os_str(),
             ],
@@ -864,7 +878,7 @@ fn fleet(
             for &mode in &args.ipam_modes {
                 ipam_rows.push(ipam_round(
                     &kit,
-                    (multus, shim, daemon, multusctl, plugins, &cache),
+                    (multus, shim, daemon, multusctl, &plugins, &cache),
                     node,
                     work.path(),
                     n,

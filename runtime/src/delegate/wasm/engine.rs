@@ -1,7 +1,9 @@
 //! One wasmtime `Engine` per process, with epoch interruption driven by one
-//! ticker thread (never one per call).
+//! ticker thread (never one per call), which ticks only while a call runs.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
+use std::thread::Thread;
 use std::time::Duration;
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -15,6 +17,32 @@ pub const ARTIFACT_TAG: &str = "epoch1";
 
 static ENGINE: OnceLock<Result<Engine, String>> = OnceLock::new();
 static POOL: OnceLock<u32> = OnceLock::new();
+/// Calls running now, and the ticker to wake when the first starts.
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+static TICKER: OnceLock<Thread> = OnceLock::new();
+
+/// Held for as long as a store may run guest code: the ticker advances
+/// the epoch (every call's deadline) only while one is held. An idle
+/// daemon then sleeps instead of waking 100 times a second (500 idle
+/// daemons on one machine spent their CPU on nothing else).
+pub struct Ticking(());
+
+impl Ticking {
+    pub fn start() -> Self {
+        if RUNNING.fetch_add(1, Ordering::AcqRel) == 0 {
+            if let Some(t) = TICKER.get() {
+                t.unpark();
+            }
+        }
+        Ticking(())
+    }
+}
+
+impl Drop for Ticking {
+    fn drop(&mut self) {
+        RUNNING.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// For a long-lived process (the daemon) running up to `concurrent` calls
 /// at once: instances then take pre-reserved slots instead of mapping and
@@ -55,13 +83,20 @@ pub fn engine() -> Result<&'static Engine, String> {
             }
             let engine = Engine::new(&config).map_err(|e| e.to_string())?;
             let ticking = engine.clone();
-            std::thread::Builder::new()
+            let ticker = std::thread::Builder::new()
                 .name("wasm-epoch".into())
                 .spawn(move || loop {
+                    // An unpark before the park (a call started in
+                    // between) makes the park return at once.
+                    if RUNNING.load(Ordering::Acquire) == 0 {
+                        std::thread::park();
+                        continue;
+                    }
                     std::thread::sleep(TICK);
                     ticking.increment_epoch();
                 })
                 .map_err(|e| e.to_string())?;
+            let _ = TICKER.set(ticker.thread().clone());
             Ok(engine)
         })
         .as_ref()

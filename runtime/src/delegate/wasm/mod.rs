@@ -190,6 +190,8 @@ struct Sandbox {
     /// The call's budget (`timeoutMs`, by default longer with cluster
     /// access).
     timeout: Duration,
+    /// The deadline's clock runs while the store lives.
+    _ticking: engine::Ticking,
 }
 
 /// What a component may reach during one call.
@@ -258,6 +260,7 @@ impl Sandbox {
         state.ipam = reach.ipam;
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limits);
+        let _ticking = engine::Ticking::start();
         store.set_epoch_deadline(engine::ticks(timeout));
         store.epoch_deadline_trap();
         Ok(Self {
@@ -267,6 +270,7 @@ impl Sandbox {
             stderr,
             settings,
             timeout,
+            _ticking,
         })
     }
 
