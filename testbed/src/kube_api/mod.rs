@@ -84,6 +84,9 @@ struct State {
     history_start: u64,
     /// The latest change's resourceVersion, waking the watches.
     changes: tokio::sync::watch::Sender<u64>,
+    /// Counts the times the server went down: every connection open then
+    /// is closed.
+    downs: tokio::sync::watch::Sender<u64>,
 }
 
 impl State {
@@ -247,6 +250,7 @@ impl FakeKubeApi {
             history: Vec::new(),
             history_start: 0,
             changes: tokio::sync::watch::Sender::new(1000),
+            downs: tokio::sync::watch::Sender::new(0),
         }));
         let st = state.clone();
         let server = Background::spawn(move |mut stop| async move {
@@ -269,6 +273,7 @@ impl FakeKubeApi {
                             }
                         }
                         let (acceptor, st) = (acceptor.clone(), st.clone());
+                        let mut downs = st.lock().unwrap().downs.subscribe();
                         tokio::spawn(async move {
                             let Ok(tls) = acceptor.accept(tcp).await else { return };
                             // The verifier only lets through certificates of our CA.
@@ -281,15 +286,24 @@ impl FakeKubeApi {
                             }
                             let svc = hyper::service::service_fn(move |req| handle(st.clone(), client_cert, req));
                             let io = TokioIo::new(tls);
-                            let _ = if h2 {
-                                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-                                    .serve_connection(io, svc)
-                                    .await
-                            } else {
-                                hyper::server::conn::http1::Builder::new()
-                                    .serve_connection(io, svc)
-                                    .await
+                            let serve = async move {
+                                if h2 {
+                                    hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                                        .serve_connection(io, svc)
+                                        .await
+                                } else {
+                                    hyper::server::conn::http1::Builder::new()
+                                        .serve_connection(io, svc)
+                                        .await
+                                }
                             };
+                            // A server going down closes the connections it
+                            // has, not only the new ones: a client that kept
+                            // one (the daemon's) meets the outage too.
+                            tokio::select! {
+                                _ = serve => {}
+                                _ = downs.changed() => {}
+                            }
                         });
                     }
                 }
@@ -574,7 +588,11 @@ impl FakeKubeApi {
     /// Down (new connections closed at once) or up again, keeping every
     /// object: a stopped API server that comes back.
     pub fn set_down(&self, down: bool) {
-        self.state.lock().unwrap().down = down;
+        let mut st = self.state.lock().unwrap();
+        st.down = down;
+        if down {
+            st.downs.send_modify(|n| *n += 1);
+        }
     }
 
     /// A custom object (or ConfigMap) of `plural`, as a GET would return

@@ -147,17 +147,24 @@ pub fn node_name(configured: Option<&str>) -> String {
 /// API server its share) per call, as thin does.
 struct Shared {
     runtime: tokio::runtime::Handle,
-    /// By source, with a hash of the kubeconfig it was built from: a
-    /// changed file gets a new client.
-    clients: Mutex<HashMap<SourceKey, (u64, kube::Client)>>,
+    /// Each with when it was built.
+    clients: Mutex<HashMap<ClientKey, (Instant, kube::Client)>>,
 }
 
-/// A kubeconfig's path; `None` for the service account.
-type SourceKey = Option<PathBuf>;
+/// A kubeconfig's path (`None` for the service account) and a hash of its
+/// text as the call read it: a changed file, or one path spelled two
+/// ways, is another entry, never another source's client.
+type ClientKey = (Option<PathBuf>, u64);
 
 /// Sources are what the admin allows (the allowlist, the flat files,
 /// multus's own), so few; the bound keeps a changing set from growing.
 const SHARED_MAX: usize = 16;
+
+/// A client is built again after this long: the CA, certificate and key
+/// files a kubeconfig names are read when it is built, and one replaced
+/// on disk (a revoked certificate may get a 403, not a 401) is read then,
+/// as thin reads them on every call.
+const SHARED_TTL: Duration = Duration::from_secs(300);
 
 static SHARED: OnceLock<Shared> = OnceLock::new();
 
@@ -172,37 +179,55 @@ pub fn share_clients(runtime: tokio::runtime::Handle) {
 }
 
 impl Shared {
-    /// The client for `source`, built on the first call that needs it.
-    fn client(&self, source: &Source<'_>, timeout: Duration) -> Result<Kube, KubeError> {
-        let (key, kc) = (source.key(), source.kubeconfig());
-        let built_from = {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ClientKey, (Instant, kube::Client)>> {
+        self.clients.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The client for `source`, built on the first call that needs it, and
+    /// its key.
+    fn client(
+        &self,
+        source: &Source<'_>,
+        timeout: Duration,
+    ) -> Result<(Kube, ClientKey), KubeError> {
+        let kc = source.kubeconfig();
+        let key = (source.key(), {
             use std::hash::{Hash, Hasher};
             let mut h = std::collections::hash_map::DefaultHasher::new();
             kc.as_ref().map(text).hash(&mut h);
             h.finish()
-        };
-        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        let client = match clients.get(&key) {
-            Some((built, client)) if *built == built_from => client.clone(),
-            _ => {
-                let client = client_on(&self.runtime, kc.zip(key.as_deref()), timeout)?;
+        });
+        let fresh = |(at, _): &(Instant, kube::Client)| at.elapsed() < SHARED_TTL;
+        let cached = self
+            .lock()
+            .get(&key)
+            .filter(|e| fresh(e))
+            .map(|(_, c)| c.clone());
+        let client = match cached {
+            Some(c) => c,
+            None => {
+                // Built outside the lock: the files the kubeconfig names
+                // are read here, and a slow one must hold up this call
+                // only. Two first calls at once may both build; the last
+                // is kept.
+                let c = client_on(&self.runtime, kc.zip(key.0.as_deref()), timeout)?;
+                let mut clients = self.lock();
                 if clients.len() >= SHARED_MAX && !clients.contains_key(&key) {
-                    clients.clear();
+                    clients.retain(|_, e| fresh(e));
+                    if clients.len() >= SHARED_MAX {
+                        clients.clear();
+                    }
                 }
-                clients.insert(key, (built_from, client.clone()));
-                client
+                clients.insert(key.clone(), (Instant::now(), c.clone()));
+                c
             }
         };
-        Ok(Kube::shared(self.runtime.clone(), client, timeout))
+        Ok((Kube::shared(self.runtime.clone(), client, timeout), key))
     }
 
-    /// After a 401, `source`'s next call builds its client again (a
-    /// rotated certificate file the kubeconfig names is read then).
-    fn forget(&self, key: &SourceKey) {
-        self.clients
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
+    /// After a 401, the source's next call builds its client again.
+    fn forget(&self, key: &ClientKey) {
+        self.lock().remove(key);
     }
 }
 
@@ -219,7 +244,7 @@ pub struct KubeCluster {
     deadline: Instant,
     client: Option<Kube>,
     /// Whose shared client `client` is, if it is one.
-    shared: Option<SourceKey>,
+    shared: Option<ClientKey>,
 }
 
 impl KubeCluster {
@@ -280,16 +305,19 @@ impl KubeCluster {
         if self.client.is_none() {
             let timeout = self.timeout;
             let source = self.source()?;
-            let key = source.key();
-            let kube = match (SHARED.get(), &source) {
-                (Some(shared), source) => shared.client(source, timeout),
-                (None, Source::Kubeconfig(kc, p)) => {
-                    Kube::with_kubeconfig((*kc).clone(), p, timeout)
+            let (kube, shared) = match (SHARED.get(), &source) {
+                (Some(shared), source) => {
+                    let (kube, key) = shared.client(source, timeout).map_err(error)?;
+                    (kube, Some(key))
                 }
-                (None, Source::InCluster) => Kube::in_cluster(timeout),
+                (None, Source::Kubeconfig(kc, p)) => (
+                    Kube::with_kubeconfig((*kc).clone(), p, timeout).map_err(error)?,
+                    None,
+                ),
+                (None, Source::InCluster) => (Kube::in_cluster(timeout).map_err(error)?, None),
             };
-            self.client = Some(kube.map_err(error)?);
-            self.shared = SHARED.get().map(|_| key);
+            self.client = Some(kube);
+            self.shared = shared;
         }
         let kube = self.client.as_ref().expect("just set");
         kube.set_timeout(budget);
@@ -327,7 +355,7 @@ enum Source<'a> {
 }
 
 impl Source<'_> {
-    fn key(&self) -> SourceKey {
+    fn key(&self) -> Option<PathBuf> {
         match self {
             Source::Kubeconfig(_, path) => Some(path.to_path_buf()),
             Source::InCluster => None,
