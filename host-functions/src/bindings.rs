@@ -9,9 +9,9 @@ wasmtime::component::bindgen!({
     inline: "
         package multus:host;
         world plugin-host {
-            include multus:plugin/chained@0.1.5;
-            import multus:plugin/cluster@0.1.5;
-            import multus:plugin/links@0.1.5;
+            include multus:plugin/chained@0.1.6;
+            import multus:plugin/cluster@0.1.6;
+            import multus:plugin/links@0.1.6;
         }
     ",
     world: "multus:host/plugin-host",

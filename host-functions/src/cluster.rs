@@ -98,6 +98,66 @@ fn path_segment(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
+/// The most pairs a label selector may have.
+pub const MAX_SELECTOR_LABELS: usize = 8;
+
+/// A guest's equality label selector, checked before any backend sees it:
+/// at most [`MAX_SELECTOR_LABELS`] pairs, each key a Kubernetes label key
+/// (an optional DNS-1123 subdomain prefix and `/`, then a name) and each
+/// value a label value. Only those characters reach the selector, so a
+/// pair cannot add a term (`,`), another operator (`!`, `in`), or another
+/// query parameter (`&`, `#`): it selects by exactly what it says.
+/// Returned as the selector text, `k=v,k2=v2`.
+pub fn checked_selector(labels: &[(String, String)]) -> Result<String, ClusterError> {
+    if labels.len() > MAX_SELECTOR_LABELS {
+        return Err(ClusterError::Invalid(format!(
+            "the label selector has {} pairs, over {MAX_SELECTOR_LABELS}",
+            labels.len()
+        )));
+    }
+    let mut terms = Vec::with_capacity(labels.len());
+    for (key, value) in labels {
+        if !label_key(key) {
+            return Err(ClusterError::Invalid(format!(
+                "the label key {:?} is not a Kubernetes label key",
+                crate::text::head(key, 64)
+            )));
+        }
+        if !(value.is_empty() || label_name(value)) {
+            return Err(ClusterError::Invalid(format!(
+                "the value {:?} of label {key} is not a Kubernetes label value",
+                crate::text::head(value, 64)
+            )));
+        }
+        terms.push(format!("{key}={value}"));
+    }
+    Ok(terms.join(","))
+}
+
+/// `[prefix/]name`: the prefix a DNS-1123 subdomain of at most 253, the
+/// name a label name.
+fn label_key(s: &str) -> bool {
+    match s.split_once('/') {
+        Some((prefix, name)) => dns_subdomain(prefix) && label_name(name),
+        None => label_name(s),
+    }
+}
+
+/// At most 63 letters, digits, `-`, `_` and `.`, alphanumeric at both ends.
+fn label_name(s: &str) -> bool {
+    let alnum = |b: Option<&u8>| b.is_some_and(u8::is_ascii_alphanumeric);
+    s.len() <= 63
+        && alnum(s.as_bytes().first())
+        && alnum(s.as_bytes().last())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+/// DNS-1123 labels joined by `.`, at most 253 in all.
+fn dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(dns_label)
+}
+
 /// The most a status patch may be, as JSON text and in ops.
 pub const MAX_PATCH_BYTES: usize = 64 * 1024;
 pub const MAX_PATCH_OPS: usize = 256;
@@ -146,7 +206,10 @@ pub fn checked_status_patch(patch: &str) -> Result<json_patch::Patch, ClusterErr
 pub trait ClusterBackend: Send {
     fn namespace(&mut self) -> Result<String, ClusterError>;
     fn get(&mut self, kind: &Kind, name: &str) -> Result<String, ClusterError>;
-    fn list(&mut self, kind: &Kind) -> Result<String, ClusterError>;
+    /// A GET the API server may answer from its watch cache.
+    fn get_cached(&mut self, kind: &Kind, name: &str) -> Result<String, ClusterError>;
+    /// The objects `selector` ([`checked_selector`]; empty: all) picks.
+    fn list(&mut self, kind: &Kind, selector: &str) -> Result<String, ClusterError>;
     fn create(&mut self, kind: &Kind, object: &str) -> Result<String, ClusterError>;
     fn replace(&mut self, kind: &Kind, name: &str, object: &str) -> Result<String, ClusterError>;
     fn replace_status(
@@ -208,6 +271,14 @@ impl RecordingCluster {
         rv.to_string()
     }
 
+    fn stored(&self, kind: &Kind, name: &str) -> Result<String, ClusterError> {
+        let objects = self.objects.lock().expect("objects");
+        objects
+            .get(&(kind.clone(), name.to_string()))
+            .map(Value::to_string)
+            .ok_or_else(|| ClusterError::NotFound(format!("{kind} {name:?}")))
+    }
+
     fn parse(object: &str) -> Result<Value, ClusterError> {
         serde_json::from_str(object).map_err(|e| ClusterError::Invalid(format!("not JSON: {e}")))
     }
@@ -220,19 +291,30 @@ impl ClusterBackend for RecordingCluster {
 
     fn get(&mut self, kind: &Kind, name: &str) -> Result<String, ClusterError> {
         self.record(format!("get {kind} {name}"));
-        let objects = self.objects.lock().expect("objects");
-        objects
-            .get(&(kind.clone(), name.to_string()))
-            .map(Value::to_string)
-            .ok_or_else(|| ClusterError::NotFound(format!("{kind} {name:?}")))
+        self.stored(kind, name)
     }
 
-    fn list(&mut self, kind: &Kind) -> Result<String, ClusterError> {
-        self.record(format!("list {kind}"));
+    /// No cache here: always the object as stored.
+    fn get_cached(&mut self, kind: &Kind, name: &str) -> Result<String, ClusterError> {
+        self.record(format!("get-cached {kind} {name}"));
+        self.stored(kind, name)
+    }
+
+    fn list(&mut self, kind: &Kind, selector: &str) -> Result<String, ClusterError> {
+        self.record(format!("list {kind} {selector}").trim_end().to_string());
+        let terms: Vec<(&str, &str)> = selector
+            .split(',')
+            .filter_map(|t| t.split_once('='))
+            .collect();
         let objects = self.objects.lock().expect("objects");
         let items: Vec<&Value> = objects
             .iter()
-            .filter(|((k, _), _)| k == kind)
+            .filter(|((k, _), v)| {
+                k == kind
+                    && terms
+                        .iter()
+                        .all(|(l, want)| v["metadata"]["labels"][*l] == *want)
+            })
             .map(|(_, v)| v)
             .collect();
         Ok(json!({"items": items, "metadata": {"resourceVersion": self.rv.lock().expect("rv").to_string()}}).to_string())
@@ -410,6 +492,69 @@ pub(crate) mod tests {
             ),
             Err(ClusterError::Invalid(_))
         ));
+    }
+
+    /// A guest's selector selects by what its pairs say and nothing else:
+    /// no second term, operator or query parameter smuggled in a key or a
+    /// value.
+    #[test]
+    fn a_label_selector_is_pairs_of_labels() {
+        let sel = |pairs: &[(&str, &str)]| {
+            let owned: Vec<(String, String)> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            checked_selector(&owned)
+        };
+        assert_eq!(sel(&[]).unwrap(), "");
+        assert_eq!(
+            sel(&[("multus-wasm.io/owner", "0123abcd"), ("app", "")]).unwrap(),
+            "multus-wasm.io/owner=0123abcd,app="
+        );
+        for bad in [
+            ("a,b", "c"),
+            ("a", "b,c=d"),
+            ("a", "b&limit=1"),
+            ("a!", "b"),
+            ("a", "b#x"),
+            ("a in (b)", "c"),
+            ("", "b"),
+            ("/a", "b"),
+            ("Ex.com/a", "b"),
+            ("a/b/c", "d"),
+            ("-a", "b"),
+            ("a", "-b"),
+            ("a", "b%2Cc"),
+            ("a", "b c"),
+        ] {
+            assert!(
+                matches!(sel(&[bad]), Err(ClusterError::Invalid(_))),
+                "{bad:?} must be refused"
+            );
+        }
+        assert!(sel(&[("a", &"b".repeat(64))]).is_err());
+        assert!(sel(&[(&format!("{}/a", "b".repeat(254)), "c")]).is_err());
+        let many: Vec<(String, String)> = (0..=MAX_SELECTOR_LABELS)
+            .map(|i| (format!("k{i}"), "v".into()))
+            .collect();
+        assert!(checked_selector(&many).is_err());
+        // The recording backend lists what the selector picks.
+        let mut c = RecordingCluster::default();
+        for (n, owner) in [("a", "x"), ("b", "y"), ("c", "x")] {
+            c.create(
+                &pools(),
+                &json!({"metadata": {"name": n, "labels": {"o": owner}}}).to_string(),
+            )
+            .unwrap();
+        }
+        let listed: Value = serde_json::from_str(&c.list(&pools(), "o=x").unwrap()).unwrap();
+        let names: Vec<&str> = listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["metadata"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["a", "c"]);
     }
 
     /// What a guest's patch may be, before any backend sees it: found by

@@ -25,7 +25,7 @@ use std::time::Duration;
 pub use bindings::multus::plugin::types::CniError as WitError;
 
 /// The WIT package this host implements (every file of `wit/` declares it).
-pub const WIT_PACKAGE: &str = "multus:plugin@0.1.5";
+pub const WIT_PACKAGE: &str = "multus:plugin@0.1.6";
 
 /// Why a host call failed. Denials are the sandbox saying no.
 #[derive(Debug, thiserror::Error)]

@@ -174,16 +174,14 @@ pub fn is_public(request: &str) -> bool {
 }
 
 /// The (apiGroup, resource, verb, namespace) of a logged API request
-/// ("METHOD /path status", a watch logged as "GET /path?watch status"); the
-/// namespace is empty for a request across all namespaces or of a
-/// cluster-scoped kind.
+/// ("METHOD /path status", a watch logged as "GET /path?watch status", a
+/// list by label as "GET /path?labelSelector=... status"); the namespace is
+/// empty for a request across all namespaces or of a cluster-scoped kind.
 pub fn authorization(request: &str) -> (String, String, String, String) {
     let mut it = request.split(' ');
     let (method, path) = (it.next().unwrap(), it.next().unwrap());
-    let (path, watch) = match path.strip_suffix("?watch") {
-        Some(p) => (p, true),
-        None => (path, false),
-    };
+    let (path, query) = path.split_once('?').unwrap_or((path, ""));
+    let watch = query == "watch";
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let (group, rest) = match parts.as_slice() {
         ["api", "v1", rest @ ..] => ("", rest),

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 /// `--version`: this build and the contracts it hosts.
 pub const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
-    " (WIT multus:plugin@0.1.5, CNI 0.1.0 to 1.1.0)"
+    " (WIT multus:plugin@0.1.6, CNI 0.1.0 to 1.1.0)"
 );
 
 #[derive(Debug, Parser)]

@@ -69,7 +69,28 @@ impl cluster::Host for HostState {
     }
 
     fn list(&mut self, kind: cluster::Kind) -> Result<String, cluster::ClusterError> {
-        self.cluster_call("list", &kind, None, |b, k| b.list(k))
+        self.cluster_call("list", &kind, None, |b, k| b.list(k, ""))
+    }
+
+    fn list_labeled(
+        &mut self,
+        kind: cluster::Kind,
+        labels: Vec<(String, String)>,
+    ) -> Result<String, cluster::ClusterError> {
+        // The grant first, then the selector, as for a patch.
+        self.cluster_call("list-labeled", &kind, None, |b, k| {
+            b.list(k, &crate::cluster::checked_selector(&labels)?)
+        })
+    }
+
+    fn get_cached(
+        &mut self,
+        kind: cluster::Kind,
+        name: String,
+    ) -> Result<String, cluster::ClusterError> {
+        self.cluster_call("get-cached", &kind, Some(&name), |b, k| {
+            b.get_cached(k, &name)
+        })
     }
 
     fn create(

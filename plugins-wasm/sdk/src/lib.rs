@@ -1,4 +1,4 @@
-//! The SDK for multus wasm plugins (`multus:plugin@0.1.5`).
+//! The SDK for multus wasm plugins (`multus:plugin@0.1.6`).
 //!
 //! A plugin is one `lib.rs`: implement [`Plugin`] and call [`export!`].
 //!
@@ -24,9 +24,9 @@ pub mod bindings {
         inline: "
             package multus:sdk;
             world plugin {
-                include multus:plugin/chained@0.1.5;
-                import multus:plugin/cluster@0.1.5;
-                import multus:plugin/links@0.1.5;
+                include multus:plugin/chained@0.1.6;
+                import multus:plugin/cluster@0.1.6;
+                import multus:plugin/links@0.1.6;
             }
         ",
         world: "multus:sdk/plugin",
@@ -46,8 +46,8 @@ pub mod mapper {
             path: "../../wit",
             world: "annotation-mapper",
             with: {
-                "multus:plugin/types@0.1.5": crate::bindings::multus::plugin::types,
-                "multus:plugin/log@0.1.5": crate::bindings::multus::plugin::log,
+                "multus:plugin/types@0.1.6": crate::bindings::multus::plugin::types,
+                "multus:plugin/log@0.1.6": crate::bindings::multus::plugin::log,
             },
             pub_export_macro: true,
             export_macro_name: "__export_mapper_world",

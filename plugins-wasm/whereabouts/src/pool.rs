@@ -15,6 +15,24 @@ use crate::conf::IpRange;
 const GROUP: &str = "whereabouts.cni.cncf.io";
 const VERSION: &str = "v1alpha1";
 
+/// The label naming a reservation's attachment (a hash of its container
+/// and interface), so a DEL lists its own reservations, not every one of
+/// the namespace. Ours, not whereabouts': whereabouts neither writes nor
+/// reads it.
+pub const OWNER_LABEL: &str = "multus-wasm.io/owner";
+
+/// FNV-1a, 64 bits, of the parts joined by NULs: a spread of names, not a
+/// digest (whatever it maps together is told apart by what it hashed).
+pub fn fnv1a(parts: &[&str]) -> u64 {
+    parts
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| (i > 0).then_some(0).into_iter().chain(p.bytes()))
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+}
+
 pub fn pools() -> Kind {
     kind("ippools")
 }
@@ -154,9 +172,14 @@ impl Owner {
         }
     }
 
+    /// The value of [`OWNER_LABEL`] on this attachment's reservations.
+    pub fn label(&self) -> String {
+        format!("{:016x}", fnv1a(&[&self.container_id, &self.ifname]))
+    }
+
     pub fn reservation(&self, name: &str) -> Value {
         json!({"apiVersion": format!("{GROUP}/{VERSION}"), "kind": "OverlappingRangeIPReservation",
-            "metadata": {"name": name},
+            "metadata": {"name": name, "labels": {OWNER_LABEL: self.label()}},
             "spec": {"containerid": self.container_id, "podref": self.podref, "ifname": self.ifname}})
     }
 

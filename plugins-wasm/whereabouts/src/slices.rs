@@ -139,11 +139,24 @@ fn other_cut(conf: &Conf, object: &Value, range: &IpRange, prefix: u8) -> CniErr
     )
 }
 
-/// The NodeSlicePool, created (with no entries) if there is none.
-fn read(conf: &Conf, range: &IpRange, prefix: u8) -> Result<Value, CniError> {
+/// The NodeSlicePool as the API server has it: from its watch cache
+/// (`cached`: no etcd read, 56 KiB at 1024 slices, but possibly a moment
+/// behind) or live.
+fn get(conf: &Conf, cached: bool) -> Result<String, ClusterError> {
+    if cached {
+        cluster::get_cached(&kind(), name(conf))
+    } else {
+        cluster::get(&kind(), name(conf))
+    }
+}
+
+/// The NodeSlicePool, created (with no entries) if there is none. Only the
+/// first read may be `cached`: after a create, the cache may not have it.
+fn read(conf: &Conf, range: &IpRange, prefix: u8, cached: bool) -> Result<Value, CniError> {
     let n = name(conf);
+    let mut cached = cached;
     loop {
-        match cluster::get(&kind(), n) {
+        match get(conf, std::mem::take(&mut cached)) {
             Ok(text) => {
                 let object = parse(conf, &text)?;
                 if !same_cut(&object, range, prefix) {
@@ -164,14 +177,17 @@ fn read(conf: &Conf, range: &IpRange, prefix: u8) -> Result<Value, CniError> {
     }
 }
 
-/// `node`'s slices, without claiming any (DEL, CHECK, GC).
+/// `node`'s slices, without claiming any (DEL, CHECK, GC). `cached`: as
+/// the API server's cache has them, which may lack a slice claimed a
+/// moment ago; a caller that finds nothing in them reads again live.
 pub fn mine(
     conf: &Conf,
     range: &IpRange,
     prefix: u8,
     node: &str,
+    cached: bool,
 ) -> Result<Vec<IpRange>, CniError> {
-    match cluster::get(&kind(), name(conf)) {
+    match get(conf, cached) {
         // Another network's pool: this one never allocated in it.
         Ok(text) => Ok(Some(parse(conf, &text)?)
             .filter(|o| same_cut(o, range, prefix))
@@ -186,12 +202,9 @@ pub fn mine(
 }
 
 /// `node`'s own place among `n` free slots: nodes taking slots at once
-/// spread over them (FNV-1a of the name).
+/// spread over them.
 fn start(node: &str, n: usize) -> usize {
-    let h = node.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    (h % n as u64) as usize
+    (crate::pool::fnv1a(&[node]) % n as u64) as usize
 }
 
 fn entry(node: &str, slice: &str) -> Value {
@@ -219,10 +232,17 @@ pub fn claim(
     another: bool,
 ) -> Result<Vec<IpRange>, CniError> {
     for attempt in 0..crate::ATTEMPTS {
-        let object = read(conf, range, prefix)?;
+        // A node that holds a slice (every ADD but its first) needs no
+        // more: the cache can say so without an etcd read. Anything else
+        // is decided, and written, from a live read.
+        let cached = attempt == 0 && !another;
+        let object = read(conf, range, prefix, cached)?;
         let mut have = held(&object, node, range, prefix);
         if !have.is_empty() && !another {
             return Ok(have);
+        }
+        if cached {
+            continue;
         }
         let list = entries(&object);
         let holders = holders(&list);

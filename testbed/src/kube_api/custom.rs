@@ -377,15 +377,55 @@ fn validate(
 
 /// Serves `<group path>/namespaces/<ns>/<plural>[/<name>]`, or
 /// `<group path>/<plural>[/<name>]` for a cluster-scoped kind (`ns` empty).
+/// The equality terms of the query's `labelSelector` (`k=v`, `k==v`: an
+/// object without label `k` never matches). Other operators are refused
+/// with a 400, as a selector the real API server cannot parse is.
+fn label_selector(query: &str) -> Result<Vec<(String, String)>, (StatusCode, Value)> {
+    let Some((_, sel)) =
+        form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "labelSelector")
+    else {
+        return Ok(Vec::new());
+    };
+    sel.split(',')
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            let (k, v) = t
+                .split_once("==")
+                .or_else(|| t.split_once('='))
+                .filter(|(k, v)| !k.contains('!') && !v.contains('='))
+                .ok_or_else(|| {
+                    status(
+                        StatusCode::BAD_REQUEST,
+                        "BadRequest",
+                        format!("unable to parse requirement: {t:?}: only equality is served here"),
+                        Value::Null,
+                    )
+                })?;
+            Ok((k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect()
+}
+
+/// What a request asked, beside the object it names.
+pub struct Asked<'a> {
+    pub method: &'a Method,
+    pub query: &'a str,
+    pub body: &'a [u8],
+}
+
 pub fn route(
     st: &mut State,
-    method: &Method,
+    asked: &Asked<'_>,
     ns: &str,
     plural: &str,
     name: Option<&str>,
     status_sub: bool,
-    body: &[u8],
 ) -> (StatusCode, Value) {
+    let Asked {
+        method,
+        query,
+        body,
+    } = *asked;
     let Some((kind, required)) = kind_of(plural) else {
         return super::no_such_resource();
     };
@@ -398,15 +438,35 @@ pub fn route(
         };
     }
     match (method, name) {
-        (&Method::GET, Some(n)) => match st.custom.get(&key(n)) {
-            Some(o) => (StatusCode::OK, o.clone()),
-            None => not_found(plural, n),
-        },
+        (&Method::GET, Some(n)) => {
+            let cached = form_urlencoded::parse(query.as_bytes())
+                .any(|(k, v)| k == "resourceVersion" && v == "0");
+            st.cached_reads += u64::from(cached);
+            let objects = if cached && st.lagging.iter().any(|p| p == plural) {
+                &st.cache_lag
+            } else {
+                &st.custom
+            };
+            match objects.get(&key(n)) {
+                Some(o) => (StatusCode::OK, o.clone()),
+                None => not_found(plural, n),
+            }
+        }
         (&Method::GET, None) => {
+            let selector = match label_selector(query) {
+                Ok(s) => s,
+                Err(e) => return e,
+            };
             let items: Vec<Value> = st
                 .custom
                 .iter()
-                .filter(|((p, n, _), _)| p == plural && n == ns)
+                .filter(|((p, n, _), v)| {
+                    p == plural
+                        && n == ns
+                        && selector
+                            .iter()
+                            .all(|(k, want)| v["metadata"]["labels"][k].as_str() == Some(want))
+                })
                 .map(|(_, v)| v.clone())
                 .collect();
             let api_version = match group_of(plural) {

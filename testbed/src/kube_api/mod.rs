@@ -64,6 +64,13 @@ struct State {
     fired: u64,
     /// whereabouts' custom resources.
     custom: custom::Objects,
+    /// The watch cache of custom objects, as `resourceVersion=0` GETs see
+    /// it: the objects of the plurals `lag_cache` froze, as they were then
+    /// (absent ones absent), until `catch_up_cache`; else `custom` itself.
+    cache_lag: custom::Objects,
+    lagging: Vec<String>,
+    /// GETs of custom objects answered from the watch cache.
+    cached_reads: u64,
     /// Who applied each object written by server-side apply (one manager
     /// per object), by (plural, namespace, name).
     appliers: BTreeMap<(String, String, String), String>,
@@ -237,6 +244,9 @@ impl FakeKubeApi {
             first_writes: Vec::new(),
             faults: Vec::new(),
             resets: Vec::new(),
+            cache_lag: custom::Objects::new(),
+            lagging: Vec::new(),
+            cached_reads: 0,
             down: false,
             fired: 0,
             custom: Default::default(),
@@ -606,6 +616,35 @@ impl FakeKubeApi {
             .cloned()
     }
 
+    /// From now on the watch cache falls behind for `plural`: GETs with
+    /// `resourceVersion=0` answer its objects as they are now, whatever is
+    /// written after, as a real API server's cache does for the moment a
+    /// write takes to reach it.
+    pub fn lag_cache(&self, plural: &str) {
+        let mut st = self.state.lock().unwrap();
+        let now: Vec<_> = st
+            .custom
+            .iter()
+            .filter(|((p, _, _), _)| p == plural)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        st.cache_lag.retain(|(p, _, _), _| p != plural);
+        st.cache_lag.extend(now);
+        st.lagging.push(plural.to_string());
+    }
+
+    /// The watch cache has every write again.
+    pub fn catch_up_cache(&self) {
+        let mut st = self.state.lock().unwrap();
+        st.cache_lag.clear();
+        st.lagging.clear();
+    }
+
+    /// GETs of custom objects answered from the watch cache so far.
+    pub fn cached_reads(&self) -> u64 {
+        self.state.lock().unwrap().cached_reads
+    }
+
     /// Every custom object of `plural` in `namespace`.
     pub fn custom_objects(&self, plural: &str, namespace: &str) -> Vec<Value> {
         self.state
@@ -852,8 +891,13 @@ async fn handle(
         } else {
             route(&mut st, &method, &path, &query, &content_type, &body)
         };
+        // A selector is part of what was asked: kept in the log.
+        let selector = form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "labelSelector")
+            .map(|(_, v)| format!("?labelSelector={v}"))
+            .unwrap_or_default();
         st.log
-            .push(format!("{method} {path} {}", answer.0.as_u16()));
+            .push(format!("{method} {path}{selector} {}", answer.0.as_u16()));
         answer
     };
     Ok(json_response(code, &value))
@@ -905,6 +949,11 @@ fn route(
     body: &[u8],
 ) -> (StatusCode, Value) {
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let asked = custom::Asked {
+        method,
+        query,
+        body,
+    };
     match (method, parts.as_slice()) {
         (&Method::GET, ["version"]) => (
             StatusCode::OK,
@@ -1021,35 +1070,35 @@ fn route(
             }
         }
         (_, ["api", "v1", "namespaces", ns, "configmaps"]) => {
-            custom::route(st, method, ns, "configmaps", None, false, body)
+            custom::route(st, &asked, ns, "configmaps", None, false)
         }
         (_, ["api", "v1", "namespaces", ns, "configmaps", name]) => {
-            custom::route(st, method, ns, "configmaps", Some(name), false, body)
+            custom::route(st, &asked, ns, "configmaps", Some(name), false)
         }
         (&Method::PATCH, ["apis", custom::PLUGIN_GROUP, custom::VERSION, plural, name]) => {
             custom::apply(st, plural, name, query, content_type, body)
         }
         (_, ["apis", custom::PLUGIN_GROUP, custom::VERSION, plural]) => {
-            custom::route(st, method, "", plural, None, false, body)
+            custom::route(st, &asked, "", plural, None, false)
         }
         (_, ["apis", custom::PLUGIN_GROUP, custom::VERSION, plural, name]) => {
-            custom::route(st, method, "", plural, Some(name), false, body)
+            custom::route(st, &asked, "", plural, Some(name), false)
         }
         (_, ["apis", custom::PLUGIN_GROUP, custom::VERSION, plural, name, "status"]) => {
-            custom::route(st, method, "", plural, Some(name), true, body)
+            custom::route(st, &asked, "", plural, Some(name), true)
         }
         (_, ["apis", custom::GROUP, custom::VERSION, "namespaces", ns, plural]) => {
-            custom::route(st, method, ns, plural, None, false, body)
+            custom::route(st, &asked, ns, plural, None, false)
         }
         (_, ["apis", custom::GROUP, custom::VERSION, "namespaces", ns, plural, name]) => {
-            custom::route(st, method, ns, plural, Some(name), false, body)
+            custom::route(st, &asked, ns, plural, Some(name), false)
         }
         (
             &Method::PATCH,
             ["apis", custom::GROUP, custom::VERSION, "namespaces", ns, plural, name, "status"],
         ) => custom::patch_status(st, ns, plural, name, content_type, body),
         (_, ["apis", custom::GROUP, custom::VERSION, "namespaces", ns, plural, name, "status"]) => {
-            custom::route(st, method, ns, plural, Some(name), true, body)
+            custom::route(st, &asked, ns, plural, Some(name), true)
         }
         _ => no_such_resource(),
     }

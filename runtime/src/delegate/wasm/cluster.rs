@@ -190,13 +190,7 @@ impl Shared {
         source: &Source<'_>,
         timeout: Duration,
     ) -> Result<(Kube, ClientKey), KubeError> {
-        let kc = source.kubeconfig();
-        let key = (source.key(), {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            kc.as_ref().map(text).hash(&mut h);
-            h.finish()
-        });
+        let key = source.key();
         let fresh = |(at, _): &(Instant, kube::Client)| at.elapsed() < SHARED_TTL;
         let cached = self
             .lock()
@@ -210,7 +204,11 @@ impl Shared {
                 // are read here, and a slow one must hold up this call
                 // only. Two first calls at once may both build; the last
                 // is kept.
-                let c = client_on(&self.runtime, kc.zip(key.0.as_deref()), timeout)?;
+                let kc = match source {
+                    Source::Kubeconfig { kc, path, .. } => Some(((*kc).clone(), *path)),
+                    Source::InCluster => None,
+                };
+                let c = client_on(&self.runtime, kc, timeout)?;
                 let mut clients = self.lock();
                 if clients.len() >= SHARED_MAX && !clients.contains_key(&key) {
                     clients.retain(|_, e| fresh(e));
@@ -234,8 +232,9 @@ impl Shared {
 /// The API server, reached with `kubeconfig` on the first call.
 pub struct KubeCluster {
     kubeconfig: Option<ModuleKubeconfig>,
-    /// Read and checked on the first call.
-    parsed: Option<Kubeconfig>,
+    /// Read and checked on the first call, with a hash of it (what a
+    /// shared client is kept by, beside the path).
+    parsed: Option<(Kubeconfig, u64)>,
     /// The admin's `clusterNamespace`, else the kubeconfig's.
     namespace: Option<String>,
     /// One call's budget (`clusterCallTimeoutMs`)...
@@ -286,10 +285,20 @@ impl KubeCluster {
                 let budget = self.budget()?;
                 let parsed = boundary::kubeconfig::load(kc, budget)
                     .map_err(|r| ClusterError::Invalid(r.to_string()))?;
-                self.parsed = Some(parsed);
+                let hash = {
+                    use std::hash::{Hash, Hasher};
+                    let mut h = std::collections::hash_map::DefaultHasher::new();
+                    text(&parsed).hash(&mut h);
+                    h.finish()
+                };
+                self.parsed = Some((parsed, hash));
             }
-            let parsed = self.parsed.as_ref().expect("just set");
-            return Ok(Source::Kubeconfig(parsed, &kc.path));
+            let (kc_parsed, hash) = self.parsed.as_ref().expect("just set");
+            return Ok(Source::Kubeconfig {
+                kc: kc_parsed,
+                path: &kc.path,
+                hash: *hash,
+            });
         }
         if std::env::var_os("KUBERNETES_SERVICE_HOST").is_some_and(|h| !h.is_empty()) {
             return Ok(Source::InCluster);
@@ -310,8 +319,8 @@ impl KubeCluster {
                     let (kube, key) = shared.client(source, timeout).map_err(error)?;
                     (kube, Some(key))
                 }
-                (None, Source::Kubeconfig(kc, p)) => (
-                    Kube::with_kubeconfig((*kc).clone(), p, timeout).map_err(error)?,
+                (None, Source::Kubeconfig { kc, path, .. }) => (
+                    Kube::with_kubeconfig((*kc).clone(), path, timeout).map_err(error)?,
                     None,
                 ),
                 (None, Source::InCluster) => (Kube::in_cluster(timeout).map_err(error)?, None),
@@ -350,22 +359,20 @@ impl KubeCluster {
 }
 
 enum Source<'a> {
-    Kubeconfig(&'a Kubeconfig, &'a Path),
+    Kubeconfig {
+        kc: &'a Kubeconfig,
+        path: &'a Path,
+        hash: u64,
+    },
     InCluster,
 }
 
 impl Source<'_> {
-    fn key(&self) -> Option<PathBuf> {
+    /// What a shared client of this source is kept by.
+    fn key(&self) -> ClientKey {
         match self {
-            Source::Kubeconfig(_, path) => Some(path.to_path_buf()),
-            Source::InCluster => None,
-        }
-    }
-
-    fn kubeconfig(&self) -> Option<Kubeconfig> {
-        match self {
-            Source::Kubeconfig(kc, _) => Some((*kc).clone()),
-            Source::InCluster => None,
+            Source::Kubeconfig { path, hash, .. } => (Some(path.to_path_buf()), *hash),
+            Source::InCluster => (None, 0),
         }
     }
 }
@@ -405,7 +412,7 @@ impl ClusterBackend for KubeCluster {
     fn namespace(&mut self) -> Result<String, ClusterError> {
         if self.namespace.is_none() {
             let ns = match self.source()? {
-                Source::Kubeconfig(kc, _) => context_namespace(kc),
+                Source::Kubeconfig { kc, .. } => context_namespace(kc),
                 Source::InCluster => DEFAULT_NAMESPACE.to_string(),
             };
             self.namespace = Some(ns);
@@ -419,10 +426,19 @@ impl ClusterBackend for KubeCluster {
             .map_err(error)
     }
 
-    fn list(&mut self, kind: &Kind) -> Result<String, ClusterError> {
+    fn get_cached(&mut self, kind: &Kind, name: &str) -> Result<String, ClusterError> {
         let res = resource(kind);
-        self.request(|kube, ns| kube.list_objects(&res, ns).map(|l| text(&l)))?
+        self.request(|kube, ns| kube.get_object_cached(&res, ns, name).map(|o| text(&o)))?
             .map_err(error)
+    }
+
+    fn list(&mut self, kind: &Kind, selector: &str) -> Result<String, ClusterError> {
+        let res = resource(kind);
+        self.request(|kube, ns| {
+            kube.list_objects_labeled(&res, ns, selector)
+                .map(|l| text(&l))
+        })?
+        .map_err(error)
     }
 
     fn create(&mut self, kind: &Kind, obj: &str) -> Result<String, ClusterError> {
