@@ -170,6 +170,13 @@ fn allocates_in_order_and_frees_on_del() {
     assert_eq!(pool["spec"]["allocations"].as_object().unwrap().len(), 3);
     assert!(c.run("DEL", &pods[1], "wa-pod1", &conf).ok());
     assert_eq!(c.allocations("10.246.0.0-24").len(), 3);
+    // Its reservation too, which the old sandbox's DEL found by its label
+    // and deleted while it was still the old container's.
+    let r = c
+        .api
+        .custom_object("overlappingrangeipreservations", NS, "10.246.0.17")
+        .expect("the new sandbox's reservation survives the old one's DEL");
+    assert_eq!(r["spec"]["containerid"], format!("cid-{}", again.ns.name()));
     assert!(c.run("DEL", &again, "wa-pod1", &conf).ok());
     assert_eq!(c.allocations("10.246.0.0-24").len(), 2);
 
@@ -692,6 +699,13 @@ fn overlapping_ranges_and_the_rbac_they_need() {
     let mut res = c.reservations();
     res.sort();
     assert_eq!(res, ["10.90.0.1", "10.90.0.2"]);
+    // The first pod's new sandbox takes its address and its reservation
+    // over (the reservation's update rule).
+    let again = Pod::new();
+    let out = c.run("ADD", &again, "wide", &wide);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    assert_eq!(net1(&again), ["10.90.0.1/24"]);
+    assert!(c.run("DEL", &again, "wide", &wide).ok());
     for (pod, name, conf) in [
         (&pods[0], "wide", &wide),
         (&pods[1], "narrow", &narrow),

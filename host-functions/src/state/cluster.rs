@@ -75,11 +75,11 @@ impl cluster::Host for HostState {
     fn list_labeled(
         &mut self,
         kind: cluster::Kind,
-        labels: Vec<(String, String)>,
+        selector: String,
     ) -> Result<String, cluster::ClusterError> {
         // The grant first, then the selector, as for a patch.
         self.cluster_call("list-labeled", &kind, None, |b, k| {
-            b.list(k, &crate::cluster::checked_selector(&labels)?)
+            b.list(k, &crate::cluster::checked_selector(&selector)?)
         })
     }
 

@@ -113,13 +113,24 @@ fn pool(name: &str, range: &IpRange) -> Result<Pool, CniError> {
 }
 
 /// Reserves `ip` across overlapping ranges. `Ok(false)` when another
-/// attachment holds it.
+/// attachment holds it. One this attachment holds under an earlier
+/// container becomes this container's (a replace guarded by its
+/// resourceVersion; lost to a racing writer, it is tried on the next
+/// round).
 fn reserve(conf: &Conf, owner: &Owner, ip: IpAddr) -> Result<bool, CniError> {
     let name = reservation_name(&conf.network_name, ip);
     match cluster::create(&reservations(), &owner.reservation(&name).to_string()) {
         Ok(_) => Ok(true),
         Err(ClusterError::Conflict(_)) => match cluster::get(&reservations(), &name) {
-            Ok(text) => Ok(owner.holds(&text)),
+            Ok(text) if owner.holds(&text) => match owner.take_over(&text) {
+                None => Ok(true),
+                Some(mine) => match cluster::replace(&reservations(), &name, &mine.to_string()) {
+                    Ok(_) => Ok(true),
+                    Err(ClusterError::Conflict(_) | ClusterError::NotFound(_)) => Ok(false),
+                    Err(e) => Err(cluster_error(&format!("taking over reservation {name}"), e)),
+                },
+            },
+            Ok(_) => Ok(false),
             // Freed meanwhile: try again on the next round.
             Err(ClusterError::NotFound(_)) => Ok(false),
             Err(e) => Err(cluster_error(&format!("reading reservation {name}"), e)),
@@ -137,7 +148,7 @@ fn reserve(conf: &Conf, owner: &Owner, ip: IpAddr) -> Result<bool, CniError> {
 fn drop_claims(owner: &Owner) -> Result<(), CniError> {
     let text = cluster::list_labeled(
         &reservations(),
-        &[(pool::OWNER_LABEL.to_string(), owner.label())],
+        &format!("{}={}", pool::OWNER_LABEL, owner.label()),
     )
     .map_err(|e| cluster_error("listing reservations", e))?;
     // A list that cannot be read is an error, never "nothing to free": a
@@ -434,7 +445,7 @@ fn allocate_in(conf: &Conf, range: &IpRange, owner: &Owner) -> Result<IpAddr, Cn
             .ok_or_else(|| exhausted(range, &format!("IPPool {name}")));
     };
     let node = cluster::node_name();
-    let mut mine = slices::claim(conf, range, prefix, &node, false)?;
+    let mut mine = slices::claim(conf, range, prefix, &node, None)?;
     // An address the attachment holds already, in whichever slice.
     for s in &mine {
         let name = slices::pool_name(conf, &node, s);
@@ -450,8 +461,8 @@ fn allocate_in(conf: &Conf, range: &IpRange, owner: &Owner) -> Result<IpAddr, Cn
                 return Ok(ip);
             }
         }
-        let more = slices::claim(conf, range, prefix, &node, true)?;
-        if more.len() == mine.len() {
+        let more = slices::claim(conf, range, prefix, &node, Some(mine.len()))?;
+        if more.len() <= mine.len() {
             return Err(exhausted(
                 range,
                 &format!(

@@ -183,6 +183,26 @@ impl Owner {
             "spec": {"containerid": self.container_id, "podref": self.podref, "ifname": self.ifname}})
     }
 
+    /// The reservation object `text`, made this container's, if it is
+    /// this attachment's under another container (the pod's earlier
+    /// sandbox): left as it was, that container's DEL would find it by its
+    /// label and delete it under the address this one now holds.
+    pub fn take_over(&self, text: &str) -> Option<Value> {
+        let mut v: Value = serde_json::from_str(text).ok()?;
+        let current = v["spec"]["containerid"] == self.container_id.as_str()
+            && v["metadata"]["labels"][OWNER_LABEL] == self.label().as_str();
+        if current {
+            return None;
+        }
+        v["spec"]["containerid"] = self.container_id.clone().into();
+        let labels = &mut v["metadata"]["labels"];
+        if !labels.is_object() {
+            *labels = json!({});
+        }
+        labels[OWNER_LABEL] = self.label().into();
+        Some(v)
+    }
+
     /// True if the reservation object `text` is this attachment's.
     pub fn holds(&self, text: &str) -> bool {
         let v: Value = serde_json::from_str(text).unwrap_or_default();

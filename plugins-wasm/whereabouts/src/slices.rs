@@ -156,10 +156,16 @@ fn read(conf: &Conf, range: &IpRange, prefix: u8, cached: bool) -> Result<Value,
     let n = name(conf);
     let mut cached = cached;
     loop {
-        match get(conf, std::mem::take(&mut cached)) {
+        let from_cache = std::mem::take(&mut cached);
+        match get(conf, from_cache) {
             Ok(text) => {
                 let object = parse(conf, &text)?;
                 if !same_cut(&object, range, prefix) {
+                    // The cache may still hold a pool of the name that was
+                    // replaced: only a live read refuses the network.
+                    if from_cache {
+                        continue;
+                    }
                     return Err(other_cut(conf, &object, range, prefix));
                 }
                 return Ok(object);
@@ -222,23 +228,26 @@ fn take_slot(index: usize, slice: &str, node: &str) -> String {
     .to_string()
 }
 
-/// `node`'s slices, claiming one first when it holds none or `another` is
-/// asked. Empty when every slice is someone's.
+/// `node`'s slices, claiming one first when it holds none, or no more
+/// than the `full` slices its caller found full (a slice the node claimed
+/// meanwhile, which a lagging cache did not list, is used before another
+/// is claimed). Unchanged when every slice is someone's.
 pub fn claim(
     conf: &Conf,
     range: &IpRange,
     prefix: u8,
     node: &str,
-    another: bool,
+    full: Option<usize>,
 ) -> Result<Vec<IpRange>, CniError> {
+    let enough = full.map_or(1, |n| n + 1);
     for attempt in 0..crate::ATTEMPTS {
         // A node that holds a slice (every ADD but its first) needs no
         // more: the cache can say so without an etcd read. Anything else
         // is decided, and written, from a live read.
-        let cached = attempt == 0 && !another;
+        let cached = attempt == 0 && full.is_none();
         let object = read(conf, range, prefix, cached)?;
         let mut have = held(&object, node, range, prefix);
-        if !have.is_empty() && !another {
+        if have.len() >= enough {
             return Ok(have);
         }
         if cached {

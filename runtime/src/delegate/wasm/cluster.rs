@@ -256,7 +256,9 @@ impl KubeCluster {
         Self {
             kubeconfig,
             parsed: None,
-            namespace,
+            // An empty namespace is every namespace to the API client: an
+            // admin's "" is no namespace set, never that.
+            namespace: namespace.filter(|n| !n.is_empty()),
             timeout,
             deadline,
             client: None,
