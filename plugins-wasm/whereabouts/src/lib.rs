@@ -446,8 +446,9 @@ fn allocate_in(conf: &Conf, range: &IpRange, owner: &Owner) -> Result<IpAddr, Cn
     };
     let node = cluster::node_name();
     let mut mine = slices::claim(conf, range, prefix, &node, None)?;
-    // An address the attachment holds already, in whichever slice.
-    for s in &mine {
+    // An address the attachment holds already, in whichever slice. With
+    // one slice (most nodes) the allocation below finds it: no read.
+    for s in mine.iter().filter(|_| mine.len() > 1) {
         let name = slices::pool_name(conf, &node, s);
         if read_pool(&name)?.is_some_and(|p| p.held_by(owner).is_some()) {
             if let Some(ip) = allocate(conf, s, &name, owner)? {
