@@ -33,6 +33,17 @@ pub struct Counts {
     pub bytes: f64,
 }
 
+impl std::ops::Add for Counts {
+    type Output = Counts;
+    fn add(self, o: Counts) -> Counts {
+        Counts {
+            requests: self.requests + o.requests,
+            conflicts: self.conflicts + o.conflicts,
+            bytes: self.bytes + o.bytes,
+        }
+    }
+}
+
 impl std::ops::Sub for Counts {
     type Output = Counts;
     fn sub(self, o: Counts) -> Counts {
@@ -164,6 +175,12 @@ impl Kit {
             &self.kubectl(&["get", "--raw", "/metrics"])?,
             resources,
         ))
+    }
+
+    /// The counts of each of `resources`, from one reading.
+    pub fn counts_each(&self, resources: &[&str]) -> Result<Vec<Counts>> {
+        let metrics = self.kubectl(&["get", "--raw", "/metrics"])?;
+        Ok(resources.iter().map(|r| counts(&metrics, &[r])).collect())
     }
 
     /// The pid of one of the kit's servers (`etcd`, `kube-apiserver`).

@@ -334,6 +334,20 @@ fn main() -> Result<()> {
             );
         }
         for r in &ipam_rows {
+            let each: Vec<String> = IPAM_KINDS
+                .iter()
+                .zip(&r.api_by_kind)
+                .map(|(k, c)| format!("{k} {:.0} ({:.0} 409s)", c.requests, c.conflicts))
+                .collect();
+            println!(
+                "\n{} nodes, {}, {}: requests by kind during the ADDs: {}.",
+                r.n,
+                r.layout,
+                r.mode,
+                each.join(", ")
+            );
+        }
+        for r in &ipam_rows {
             if let Some((took, requests)) = r.controller {
                 println!(
                     "\n{} nodes: the node-slice controller's one pass before the ADDs (the Nodes and the NAD created first): {:.2} s, {requests} API requests.",
@@ -385,6 +399,8 @@ struct IpamRow {
     half: Duration,
     p95: Duration,
     api: Counts,
+    /// The same, each of `IPAM_KINDS`.
+    api_by_kind: Vec<Counts>,
     apiserver_cpu: f64,
     etcd_cpu: f64,
     /// DELs that failed at their first try, and after 5 rounds.
@@ -542,7 +558,7 @@ fn ipam_round(
                 .collect()
         })
     };
-    let before = kit.counts(IPAM_KINDS)?;
+    let before = kit.counts_each(IPAM_KINDS)?;
     let [(api0, _), (etcd0, _)] = servers_usage(kit);
     let cpu0 = cpu();
     let started = Instant::now();
@@ -592,7 +608,15 @@ fn ipam_round(
     let took = started.elapsed();
     let node_cpu = cpu() - cpu0;
     let [(api1, _), (etcd1, _)] = servers_usage(kit);
-    let api = kit.counts(IPAM_KINDS)? - before;
+    let api_by_kind: Vec<Counts> = kit
+        .counts_each(IPAM_KINDS)?
+        .into_iter()
+        .zip(before)
+        .map(|(after, before)| after - before)
+        .collect();
+    let api = api_by_kind
+        .iter()
+        .fold(Counts::default(), |sum, c| sum + *c);
     let distinct: std::collections::BTreeSet<&String> = addresses.iter().collect();
     let duplicates = addresses.len() - distinct.len();
     // The DELs at once too; one that fails is retried, as the kubelet
@@ -670,6 +694,7 @@ fn ipam_round(
         half: at(0.5),
         p95: at(0.95),
         api,
+        api_by_kind,
         apiserver_cpu: api1 - api0,
         etcd_cpu: etcd1 - etcd0,
         del_failed,
