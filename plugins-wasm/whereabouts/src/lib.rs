@@ -290,33 +290,69 @@ fn release(conf: &Conf, range: &IpRange, name: &str, owner: &Owner) -> Result<bo
 }
 
 /// Frees what `owner` holds of `range` on this node, in every pool it may
-/// be in, the first failure reported after trying them all. The node's
-/// slices come from the API server's cache; only when none of them held
+/// be in, the first failure reported after trying them all. With node
+/// slices, the slices of the addresses the DEL's `prevResult` names
+/// (`known`) come first: their pools need no NodeSlicePool read. Then the
+/// node's slices from the API server's cache; only when none of them held
 /// anything are they read again live (a slice claimed a moment ago may not
 /// be cached yet), so a DEL never reports success past an allocation it
-/// did not see.
-fn release_in(conf: &Conf, range: &IpRange, owner: &Owner) -> Result<(), CniError> {
-    let mut first = None;
-    let mut freed = false;
-    let mut tried: Vec<String> = Vec::new();
+/// did not see. A `known` address is a hint only: a pool is freed of this
+/// container's allocations alone, whatever names it.
+fn release_in(
+    conf: &Conf,
+    range: &IpRange,
+    owner: &Owner,
+    known: &[IpAddr],
+) -> Result<(), CniError> {
+    let mut freeing = Freeing::default();
+    if let Some(prefix) = conf.slice_prefix {
+        let node = cluster::node_name();
+        for s in known
+            .iter()
+            .filter_map(|ip| slices::containing(range, prefix, *ip))
+        {
+            let name = slices::pool_name(conf, &node, &s);
+            freeing.pool(conf, owner, &s, name);
+        }
+    }
     for cached in [true, false] {
-        if !cached && (freed || first.is_some() || conf.slice_prefix.is_none()) {
+        if freeing.done() || (!cached && conf.slice_prefix.is_none()) {
             break;
         }
         for (p, name) in pools_of(conf, range, cached)? {
-            if tried.contains(&name) {
-                continue;
-            }
-            match release(conf, &p, &name, owner) {
-                Ok(f) => freed |= f,
-                Err(e) => {
-                    first.get_or_insert(e);
-                }
-            }
-            tried.push(name);
+            freeing.pool(conf, owner, &p, name);
         }
     }
-    first.map_or(Ok(()), Err)
+    freeing.first.map_or(Ok(()), Err)
+}
+
+/// What [`release_in`] has done so far.
+#[derive(Default)]
+struct Freeing {
+    first: Option<CniError>,
+    freed: bool,
+    tried: Vec<String>,
+}
+
+impl Freeing {
+    /// Frees `owner`'s allocations in pool `name`, once per pool.
+    fn pool(&mut self, conf: &Conf, owner: &Owner, range: &IpRange, name: String) {
+        if self.tried.contains(&name) {
+            return;
+        }
+        match release(conf, range, &name, owner) {
+            Ok(f) => self.freed |= f,
+            Err(e) => {
+                self.first.get_or_insert(e);
+            }
+        }
+        self.tried.push(name);
+    }
+
+    /// Something freed, or a failure to report: no more pools to look in.
+    fn done(&self) -> bool {
+        self.freed || self.first.is_some()
+    }
 }
 
 /// Frees the allocations of pool `name` that `doomed` picks: their
@@ -488,8 +524,8 @@ impl Plugin for Whereabouts {
                 Ok(ip) => done.push((ip, range)),
                 Err(e) => {
                     // Nothing half-allocated: free the earlier ranges.
-                    for (_, r) in &done {
-                        if let Err(undo) = release_in(&conf, r, &owner) {
+                    for (ip, r) in &done {
+                        if let Err(undo) = release_in(&conf, r, &owner, &[*ip]) {
                             debug(&format!(
                                 "whereabouts: rollback of {}: {}",
                                 r.cidr(),
@@ -505,12 +541,25 @@ impl Plugin for Whereabouts {
     }
 
     fn del(req: Request) -> Result<(), CniError> {
-        let conf = load(&req)?;
+        let net = NetConf::parse(&req)?;
+        let conf = Conf::load(&net)?;
         let owner = owner(&req);
         // Every pool, even after a failure, and the first failure reported.
         let mut failed = None;
+        // The addresses the ADD answered, when the runtime passes them.
+        let known: Vec<IpAddr> = net
+            .prev_result()
+            .ok()
+            .flatten()
+            .map(|r| {
+                r.ips
+                    .iter()
+                    .filter_map(|c| c.address.split('/').next()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
         for range in &conf.ranges {
-            if let Err(e) = release_in(&conf, range, &owner) {
+            if let Err(e) = release_in(&conf, range, &owner, &known) {
                 failed.get_or_insert(e);
             }
         }

@@ -19,6 +19,7 @@
 //! between tries (13 s, no failure).
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 
 use multus_plugin_sdk::cluster::{self, ClusterError, Kind};
 use multus_plugin_sdk::ip::Cidr;
@@ -181,6 +182,17 @@ fn read(conf: &Conf, range: &IpRange, prefix: u8, cached: bool) -> Result<Value,
             Err(e) => return Err(cluster_error(&format!("creating NodeSlicePool {n}"), e)),
         }
     }
+}
+
+/// The slice of `range` that `ip` is in, if it is in the range.
+pub fn containing(range: &IpRange, prefix: u8, ip: IpAddr) -> Option<IpRange> {
+    if ip.is_ipv4() != range.subnet.addr.is_ipv4() {
+        return None;
+    }
+    let size_bits = u32::from(multus_plugin_sdk::ip::bits(ip).checked_sub(prefix)?);
+    let offset = multus_plugin_sdk::ip::to_u128(ip)
+        .checked_sub(multus_plugin_sdk::ip::to_u128(range.subnet.network()))?;
+    range.slice(prefix, offset.checked_shr(size_bits)?)
 }
 
 /// `node`'s slices, without claiming any (DEL, CHECK, GC). `cached`: as
