@@ -85,16 +85,7 @@ fn holders(entries: &[(String, String)]) -> Vec<(usize, &str, &str)> {
 /// The slice of `range` a listed CIDR names, if it is one.
 fn slice_of(range: &IpRange, prefix: u8, cidr: &str) -> Option<IpRange> {
     let c = Cidr::parse(cidr).ok()?;
-    // An entry of the other family (a hand-edited or foreign list) is no
-    // slice of this range.
-    if c.addr.is_ipv4() != range.subnet.addr.is_ipv4() {
-        return None;
-    }
-    let size_bits = u32::from(multus_plugin_sdk::ip::bits(c.addr).checked_sub(prefix)?);
-    let offset = multus_plugin_sdk::ip::to_u128(c.network())
-        .checked_sub(multus_plugin_sdk::ip::to_u128(range.subnet.network()))?;
-    let slice = range.slice(prefix, offset >> size_bits)?;
-    (slice.cidr() == cidr).then_some(slice)
+    containing(range, prefix, c.network()).filter(|s| s.cidr() == cidr)
 }
 
 /// The slices `node` holds, in the order they are listed.
@@ -186,6 +177,8 @@ fn read(conf: &Conf, range: &IpRange, prefix: u8, cached: bool) -> Result<Value,
 
 /// The slice of `range` that `ip` is in, if it is in the range.
 pub fn containing(range: &IpRange, prefix: u8, ip: IpAddr) -> Option<IpRange> {
+    // An address of the other family (a hand-edited or foreign list, a
+    // dual-stack result) is in no slice of this range.
     if ip.is_ipv4() != range.subnet.addr.is_ipv4() {
         return None;
     }
