@@ -64,10 +64,19 @@ pub fn prepare(conf: &WasmConf, ipam: &PluginType, me: &Path) -> Result<PathBuf,
     if std::fs::read_link(&link).is_ok_and(|t| t == me) {
         return Ok(dir);
     }
-    let tmp = dir.join(format!(".{ipam}.{}", std::process::id()));
+    // Unique per call, not per process: the daemon's concurrent calls
+    // each link their own (a per-process name failed all but one of a
+    // node's pods started together with "File exists").
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{ipam}.{}.{call}", std::process::id()));
+    // One left by a killed process that had this PID.
     let _ = std::fs::remove_file(&tmp);
     std::os::unix::fs::symlink(me, &tmp).map_err(|e| io("linking", &tmp, e))?;
-    std::fs::rename(&tmp, &link).map_err(|e| io("installing", &link, e))?;
+    std::fs::rename(&tmp, &link).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io("installing", &link, e)
+    })?;
     Ok(dir)
 }
 
@@ -150,5 +159,44 @@ pub fn run(plugin: &str) -> Outcome {
             status: 0,
         },
         Err(e) => fail(e.into_cni()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Calls of one process at once (the daemon's pods) each install the
+    /// link, and leave no temporary behind.
+    #[test]
+    fn concurrent_calls_each_install_the_link() {
+        let d = tempfile::tempdir().unwrap();
+        let conf = WasmConf {
+            plugin_dir: d.path().join("plugins"),
+            cache_dir: d.path().join("cache"),
+            plugins: Default::default(),
+            kubeconfig: None,
+            bounds: Bounds::default(),
+            node_name: None,
+        };
+        let ipam = PluginType::parse("whereabouts", "ipam.type").unwrap();
+        let together = std::sync::Barrier::new(16);
+        std::thread::scope(|s| {
+            for i in 0..16 {
+                let (conf, ipam, together) = (&conf, &ipam, &together);
+                // Half point elsewhere first, so every call relinks.
+                let me = d.path().join(if i % 2 == 0 { "multus" } else { "other" });
+                s.spawn(move || {
+                    together.wait();
+                    prepare(conf, ipam, &me).unwrap()
+                });
+            }
+        });
+        let bin = conf.cache_dir.join("bin");
+        let names: Vec<_> = std::fs::read_dir(&bin)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["whereabouts"], "temporaries left");
     }
 }

@@ -133,6 +133,16 @@ fn allocates_in_order_and_frees_on_del() {
         assert!(out.ok(), "{} {}", out.stdout, out.stderr);
         assert_eq!(net1(pod), [format!("10.246.0.{}/24", 16 + i)]);
         if i == 0 {
+            // A pool that does not exist yet is created holding the
+            // allocation: one write, not a create and a replace.
+            let pool_requests: Vec<String> = c
+                .api
+                .requests()
+                .into_iter()
+                .filter(|r| r.contains("/ippools"))
+                .map(|r| r.split(' ').next().unwrap_or_default().to_string())
+                .collect();
+            assert_eq!(pool_requests, ["GET", "POST"], "{:?}", c.api.requests());
             // (Before other ports change the bridge's MAC, which the
             // reference bridge's own CHECK compares.)
             let check = c.run("CHECK", pod, "wa-pod0", &conf);
@@ -425,12 +435,15 @@ fn api_down_fails_cleanly_and_del_retries() {
     let mut c = Pools::new();
     let conf = c.conf("wabr0", "cni", json!({"range": "10.80.0.0/24"}));
     let pod = Pod::new();
-    // A 500 (kube-rs itself retries 503s).
-    c.api.fail_next("PUT", "/ippools/", 500, 1);
+    // A 500 (kube-rs itself retries 503s) on the write creating the pool.
+    c.api.fail_next("POST", "/ippools", 500, 1);
     let msg = assert_cni_error(&c.run("ADD", &pod, "down", &conf), 11);
     assert!(msg.contains("unavailable"), "{msg}");
     assert_eq!(pod.ns.links().unwrap(), ["lo"]);
-    assert!(c.allocations("10.80.0.0-24").is_empty());
+    assert!(
+        c.api.custom_object("ippools", NS, "10.80.0.0-24").is_none(),
+        "no pool made by the failed create"
+    );
     assert!(
         c.reservations().is_empty(),
         "the claim went with the failed write"

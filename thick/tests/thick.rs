@@ -666,6 +666,97 @@ fn module_cluster_calls_share_a_connection() {
     assert!(woken <= 2, "the idle ticker woke {woken} times in 500 ms");
 }
 
+/// A node's pods started together read their NodeSlicePool (56 KiB at
+/// 1024 slices) from the watch cache once: the daemon answers identical
+/// `get-cached` reads in flight with one request. The read is slowed so
+/// the ADDs overlap it; each read alone, three were sent.
+#[test]
+fn a_nodes_pods_read_their_slices_once() {
+    let node = Node::new();
+    node.install_wasm(&["whereabouts"]);
+    let api = multus_testbed::kube_api::FakeKubeApi::start(&node.ns, "token-1").unwrap();
+    // The module alone (as the fleet runs it), so it runs in the daemon:
+    // under a native bridge it would run in a process of its own.
+    let net = json!({"cniVersion": "1.0.0", "name": "wa-slices", "plugins": [{"type": "whereabouts",
+        "ipam": {"type": "whereabouts", "range": "10.38.0.0/24", "node_slice_size": "/28"}}]});
+    api.add_nad("default", "wa-slices", Some(&net.to_string()), &[]);
+    // Three pods: a pod's calls are one at a time in the daemon.
+    for i in 0..3 {
+        api.add_pod(
+            "default",
+            &format!("web{i}"),
+            &format!("uid-web{i}"),
+            &[("k8s.v1.cni.cncf.io/networks", "wa-slices")],
+            &[],
+        );
+    }
+    // As whereabouts' controller leaves it: this node's slice assigned.
+    api.put_custom(
+        "nodeslicepools",
+        "kube-system",
+        json!({"apiVersion": "whereabouts.cni.cncf.io/v1alpha1", "kind": "NodeSlicePool",
+            "metadata": {"name": "wa-slices"},
+            "spec": {"range": "10.38.0.0/24", "sliceSize": "/28"},
+            "status": {"allocations": [
+                {"nodeName": multus_testbed::kube_api::NODE, "sliceRange": "10.38.0.0/28"},
+                {"nodeName": "", "sliceRange": "10.38.0.16/28"}]}}),
+    );
+    api.delay("/nodeslicepools/wa-slices", Duration::from_millis(600), 1);
+    let socket_dir = node.dir.path().join("run-multus");
+    let _daemon = Daemon::start_with(
+        &node,
+        &json!({"socketDir": socket_dir, "kubeconfig": api.kubeconfig()}),
+        &[("NODE_NAME", multus_testbed::kube_api::NODE)],
+    );
+    let conf = node.with_wasm(shim_conf(&node, &socket_dir));
+    let pods: Vec<Pod> = (0..3).map(|_| Pod::new()).collect();
+    let run_all = |cmd: &str| {
+        std::thread::scope(|s| {
+            for (i, pod) in pods.iter().enumerate() {
+                let (node, conf) = (&node, &conf);
+                s.spawn(move || {
+                    let cid = format!("slice{i}");
+                    let args =
+                        format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=web{i}");
+                    let mut env = pod_env(cmd, &cid, &pod.path);
+                    env.retain(|(k, _)| *k != "CNI_ARGS");
+                    env.push(("CNI_ARGS", &args));
+                    let out =
+                        exec_cni(Path::new(SHIM), Some(&node.ns), &env, &bytes(conf)).unwrap();
+                    assert!(out.ok(), "{cmd} slice{i}: {} {}", out.stdout, out.stderr);
+                });
+            }
+        })
+    };
+    run_all("ADD");
+    let pool = || {
+        api.custom_object(
+            "ippools",
+            "kube-system",
+            &format!("{}-10.38.0.0-28", multus_testbed::kube_api::NODE),
+        )
+        .expect("the slice's pool")
+    };
+    let mut ids: Vec<String> = pool()["spec"]["allocations"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|a| a["id"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["slice0", "slice1", "slice2"]);
+    assert_eq!(api.faults_fired(), 1, "the slowed read happened");
+    let slice_reads: Vec<String> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.contains("/nodeslicepools/"))
+        .collect();
+    assert_eq!(slice_reads.len(), 1, "{slice_reads:?}");
+    assert_eq!(api.cached_reads(), 1, "from the watch cache");
+    run_all("DEL");
+    assert_eq!(pool()["spec"]["allocations"], json!({}));
+}
+
 /// `chrootDir`: native delegates run inside that root. The plugins, their
 /// `binDir` and the IPAM data dir exist only under the root, so the ADD can
 /// only work chrooted; the reservation lands under the root; DEL frees it.

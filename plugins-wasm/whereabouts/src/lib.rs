@@ -94,21 +94,16 @@ fn owner(req: &Request) -> Owner {
     }
 }
 
-/// The pool of `range`, created (empty) if it does not exist yet.
-fn pool(name: &str, range: &IpRange) -> Result<Pool, CniError> {
-    loop {
-        match cluster::get(&pools(), name) {
-            Ok(text) => return Pool::parse(&text).map_err(|e| error(code::INTERNAL, e)),
-            Err(ClusterError::NotFound(_)) => {}
-            Err(e) => return Err(cluster_error(&format!("reading IPPool {name}"), e)),
-        }
-        let object = Pool::new_object(name, range).to_string();
-        match cluster::create(&pools(), &object) {
-            Ok(text) => return Pool::parse(&text).map_err(|e| error(code::INTERNAL, e)),
-            // Another node created it first: read theirs.
-            Err(ClusterError::Conflict(_)) => continue,
-            Err(e) => return Err(cluster_error(&format!("creating IPPool {name}"), e)),
-        }
+/// The pool of `range` as it is, or a new empty one when it does not exist
+/// yet (then `false`: the allocation creates it, so a node's first one
+/// costs a create, not a create and a replace, and nodes racing to create
+/// one pool are told apart by the create's 409 like any other write).
+fn pool(name: &str, range: &IpRange) -> Result<(Pool, bool), CniError> {
+    match read_pool(name)? {
+        Some(p) => Ok((p, true)),
+        None => Pool::parse(&Pool::new_object(name, range).to_string())
+            .map(|p| (p, false))
+            .map_err(|e| error(code::INTERNAL, e)),
     }
 }
 
@@ -223,7 +218,7 @@ fn allocate(
     };
     let _turn = Turn::take(name);
     for attempt in 0..ATTEMPTS {
-        let mut pool = pool(name, range).map_err(|e| give_up(claimed, e))?;
+        let (mut pool, exists) = pool(name, range).map_err(|e| give_up(claimed, e))?;
         let held = pool.held_by(owner);
         let mut refused = std::collections::BTreeSet::new();
         let offset = loop {
@@ -261,8 +256,14 @@ fn allocate(
             return Ok(Some(ip));
         }
         pool.allocations.insert(offset, owner.allocation());
-        match cluster::replace(&pools(), pool.name(), &pool.to_json()) {
+        let written = if exists {
+            cluster::replace(&pools(), pool.name(), &pool.to_json())
+        } else {
+            cluster::create(&pools(), &pool.to_json())
+        };
+        match written {
             Ok(_) => return Ok(Some(ip)),
+            // Changed, or created by another node meanwhile: read it again.
             Err(ClusterError::Conflict(_)) => {
                 debug(&format!("whereabouts: IPPool {name} changed; retrying"));
                 backoff(attempt);

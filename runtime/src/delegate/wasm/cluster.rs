@@ -12,6 +12,7 @@ use kube::config::Kubeconfig;
 use multus_host_functions::cluster::{ClusterBackend, ClusterError, Kind};
 use serde_json::Value;
 
+use super::flights::{Flights, Late};
 use crate::boundary::file::{self, Roots};
 use crate::boundary::kubeconfig::ModuleKubeconfig;
 use crate::boundary::{self, Bounds, Refused};
@@ -149,6 +150,18 @@ struct Shared {
     runtime: tokio::runtime::Handle,
     /// Each with when it was built.
     clients: Mutex<HashMap<ClientKey, (Instant, kube::Client)>>,
+    /// `get-cached` reads in flight: a node's pods started together read a
+    /// shared object (a 56 KiB NodeSlicePool) once, not once each.
+    cached_reads: Flights<CachedRead, Result<String, ClusterError>>,
+}
+
+/// A `get-cached` read: whose credentials, which namespace, kind and name.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct CachedRead {
+    client: ClientKey,
+    namespace: String,
+    kind: (String, String, String),
+    name: String,
 }
 
 /// A kubeconfig's path (`None` for the service account) and a hash of its
@@ -175,6 +188,7 @@ pub fn share_clients(runtime: tokio::runtime::Handle) {
     let _ = SHARED.set(Shared {
         runtime,
         clients: Mutex::new(HashMap::new()),
+        cached_reads: Flights::default(),
     });
 }
 
@@ -428,10 +442,40 @@ impl ClusterBackend for KubeCluster {
             .map_err(error)
     }
 
+    /// Joins an identical read in flight on a shared client: its answer is
+    /// no older than the watch cache's own may be. (`get` never does: a
+    /// live read must see the caller's own earlier writes.)
     fn get_cached(&mut self, kind: &Kind, name: &str) -> Result<String, ClusterError> {
         let res = resource(kind);
-        self.request(|kube, ns| kube.get_object_cached(&res, ns, name).map(|o| text(&o)))?
-            .map_err(error)
+        let (_, namespace) = self.session()?;
+        let wait = self.budget()?;
+        let flight = self.shared.clone().zip(SHARED.get());
+        let mut read = || {
+            self.request(|kube, ns| kube.get_object_cached(&res, ns, name).map(|o| text(&o)))?
+                .map_err(error)
+        };
+        let Some((client, shared)) = flight else {
+            return read();
+        };
+        let key = CachedRead {
+            client,
+            namespace,
+            kind: (
+                kind.group.clone(),
+                kind.version.clone(),
+                kind.plural.clone(),
+            ),
+            name: name.to_string(),
+        };
+        shared
+            .cached_reads
+            .join(key, wait, read)
+            .unwrap_or_else(|Late| {
+                Err(ClusterError::Unavailable(format!(
+                    "no answer within {} ms (joined an identical read in flight)",
+                    wait.as_millis()
+                )))
+            })
     }
 
     fn list(&mut self, kind: &Kind, selector: &str) -> Result<String, ClusterError> {

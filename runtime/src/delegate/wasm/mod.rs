@@ -7,6 +7,7 @@ pub mod audit;
 pub mod cluster;
 pub mod convert;
 pub mod engine;
+mod flights;
 pub mod grant;
 pub mod ipam;
 
@@ -204,10 +205,6 @@ struct Reach {
     turns: Option<Turns>,
     container_id: String,
 }
-
-/// What one call may wait for its turns on cluster objects, all together
-/// (`cluster.take-turn`, documented in the WIT), at most.
-const TURN_BUDGET: Duration = Duration::from_secs(2);
 
 impl Sandbox {
     /// Loads (or compiles once) `module`, audits its imports against `role`
@@ -495,10 +492,14 @@ pub fn run_with(
         (Some(c), None) => Some(Turns::new(
             conf.cache_dir.join("turns"),
             &c.node,
-            // Never most of the call's own deadline, which only a
-            // returning host call can notice.
-            TURN_BUDGET
-                .min(settings.host_call_timeout())
+            // All the call's turns together (`cluster.take-turn`): a turn
+            // lasts a few cluster calls, so as long as one of them may take
+            // (under load, seconds: a shorter wait sent a node's second pod
+            // racing its first into 409s, which loaded the API server
+            // further), but never most of the call's own deadline, which
+            // only a returning host call can notice.
+            settings
+                .cluster_call_timeout()
                 .min(settings.timeout(true) / 4),
         )),
         _ => None,
