@@ -304,7 +304,7 @@ fn release_in(
     range: &IpRange,
     owner: &Owner,
     known: &[IpAddr],
-) -> Result<(), CniError> {
+) -> Result<bool, CniError> {
     let mut freeing = Freeing::default();
     if let Some(prefix) = conf.slice_prefix {
         let node = cluster::node_name();
@@ -324,7 +324,7 @@ fn release_in(
             freeing.pool(conf, owner, &p, name);
         }
     }
-    freeing.first.map_or(Ok(()), Err)
+    freeing.first.map_or(Ok(freeing.freed), Err)
 }
 
 /// What [`release_in`] has done so far.
@@ -559,14 +559,23 @@ impl Plugin for Whereabouts {
                     .collect()
             })
             .unwrap_or_default();
+        let mut all_freed = true;
         for range in &conf.ranges {
-            if let Err(e) = release_in(&conf, range, &owner, &known) {
-                failed.get_or_insert(e);
+            match release_in(&conf, range, &owner, &known) {
+                Ok(freed) => all_freed &= freed,
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
             }
         }
         // An ADD killed between its claim and its pool write leaves a
         // reservation no allocation points at (found by the soak's kills).
-        if conf.overlapping && failed.is_none() {
+        // Its DEL has no result to go by. One with the ADD's result that
+        // freed every range lists nothing: that ADD finished, and an
+        // allocation that finishes drops every other claim it made (and a
+        // runtime DELs a failed ADD before adding that container again).
+        let finished = !known.is_empty() && all_freed;
+        if conf.overlapping && failed.is_none() && !finished {
             if let Err(e) = drop_claims(&owner) {
                 failed = Some(e);
             }
