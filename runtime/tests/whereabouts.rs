@@ -435,8 +435,9 @@ fn api_down_fails_cleanly_and_del_retries() {
     let mut c = Pools::new();
     let conf = c.conf("wabr0", "cni", json!({"range": "10.80.0.0/24"}));
     let pod = Pod::new();
-    // A 500 (kube-rs itself retries 503s) on the write creating the pool.
-    c.api.fail_next("POST", "/ippools", 500, 1);
+    // 500s (kube-rs itself retries 503s) on the write creating the pool:
+    // one unanswered write is read back and made again, the third fails.
+    c.api.fail_next("POST", "/ippools", 500, 3);
     let msg = assert_cni_error(&c.run("ADD", &pod, "down", &conf), 11);
     assert!(msg.contains("unavailable"), "{msg}");
     assert_eq!(pod.ns.links().unwrap(), ["lo"]);
@@ -451,7 +452,8 @@ fn api_down_fails_cleanly_and_del_retries() {
 
     let out = c.run("ADD", &pod, "down", &conf);
     assert!(out.ok(), "{} {}", out.stdout, out.stderr);
-    c.api.fail_next("GET", "/ippools/", 500, 1);
+    // A read is sent three times.
+    c.api.fail_next("GET", "/ippools/", 500, 3);
     let del = c.run("DEL", &pod, "down", &conf);
     assert!(!del.ok());
     assert!(del.stdout.contains("whereabouts"), "{}", del.stdout);
@@ -469,7 +471,8 @@ fn api_down_fails_cleanly_and_del_retries() {
 
 /// A read that gets no answer at all (its stream reset, as when a
 /// connection dies under it) is sent again within its budget, as client-go
-/// does; a write is not (it may have landed): that ADD fails cleanly.
+/// does; a write is not (it may have landed): whereabouts reads the pool
+/// again, finds its allocation missing, and writes it once more.
 #[test]
 fn an_unanswered_read_is_sent_again_never_a_write() {
     let c = Pools::new();
@@ -484,18 +487,60 @@ fn an_unanswered_read_is_sent_again_never_a_write() {
     assert!(del.ok(), "{} {}", del.stdout, del.stderr);
 
     let pod = Pod::new();
+    let before = c.api.requests().len();
     c.api.reset_next("PUT", "/ippools/", 1);
-    let msg = assert_cni_error(&c.run("ADD", &pod, "rewrite", &conf), 11);
-    assert!(msg.contains("unavailable"), "{msg}");
+    let out = c.run("ADD", &pod, "rewrite", &conf);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
     assert_eq!(c.api.faults_fired(), 2, "the write was reset");
-    assert_eq!(pod.ns.links().unwrap(), ["lo"]);
-    assert!(c.allocations("10.81.0.0-24").is_empty());
-    assert!(c.reservations().is_empty());
+    let pool_requests: Vec<String> = c.api.requests()[before..]
+        .iter()
+        .filter(|r| r.contains("/ippools/"))
+        .map(|r| {
+            let (method, code) = (r.split(' ').next(), r.rsplit(' ').next());
+            format!("{} {}", method.unwrap(), code.unwrap())
+        })
+        .collect();
+    assert_eq!(
+        pool_requests,
+        ["GET 200", "PUT reset", "GET 200", "PUT 200"],
+        "the write not sent again by the host, but made again after a read"
+    );
+    assert_eq!(c.allocations("10.81.0.0-24").len(), 1);
+    assert_eq!(c.reservations().len(), 1);
+    assert!(c.run("DEL", &pod, "rewrite", &conf).ok());
 }
 
-/// Found by the soak: a DEL whose reservation delete fails must keep the
-/// allocation, so its retry frees the reservation too. (Freeing the pool
-/// first left the reservation with nothing pointing at it.)
+/// Answers slower than one call's budget (an API server under load): the
+/// read is sent again, and the pool write whose answer came too late (it
+/// landed) is read back, found there, and not made twice.
+#[test]
+fn answers_later_than_a_calls_budget() {
+    let c = Pools::new();
+    let mut conf: Value =
+        serde_json::from_slice(&c.conf("wabr2", "cni", json!({"range": "10.83.0.0/24"}))).unwrap();
+    conf["wasmPlugins"]["whereabouts"]["clusterCallTimeoutMs"] = json!(300);
+    let conf = bytes(&conf);
+    let slow = std::time::Duration::from_millis(1000);
+    c.api.delay("/ippools/", slow, 1);
+    c.api.slow_first_write("/ippools", slow);
+    let pod = Pod::new();
+    let out = c.run("ADD", &pod, "slow", &conf);
+    assert!(out.ok(), "{} {}", out.stdout, out.stderr);
+    assert_eq!(net1(&pod), ["10.83.0.1/24"]);
+    assert_eq!(c.api.faults_fired(), 2, "the slow read and the slow write");
+    let writes = c
+        .api
+        .requests()
+        .iter()
+        .filter(|r| r.contains("/ippools") && (r.starts_with("POST") || r.starts_with("PUT")))
+        .count();
+    assert_eq!(writes, 1, "{:?}", c.api.requests());
+    assert_eq!(c.allocations("10.83.0.0-24").len(), 1);
+    assert_eq!(c.reservations(), ["10.83.0.1"]);
+    assert!(c.run("DEL", &pod, "slow", &conf).ok());
+    assert!(c.allocations("10.83.0.0-24").is_empty());
+}
+
 #[test]
 fn a_failed_reservation_delete_is_retried_not_leaked() {
     let c = Pools::new();

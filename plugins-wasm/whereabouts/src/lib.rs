@@ -58,6 +58,41 @@ pub(crate) fn backoff(n: u32) {
     std::thread::sleep(Duration::from_millis(jitter.min(100)));
 }
 
+/// Tries of a read the API server did not answer. Under load (500 nodes'
+/// pods at once) an answer can outlast one call's budget; a read is safe
+/// to send again, and once more costs the API server one request where
+/// the kubelet's retry of the whole ADD costs it a rollback and every
+/// request again (upstream whereabouts tries each request up to 100
+/// times). A refused connection fails as fast, so a dead API server is
+/// still reported at once. Writes are never sent again blindly: one
+/// unanswered may have landed (see [`UNANSWERED_WRITES`]).
+const READ_TRIES: u32 = 3;
+
+/// Pool writes left unanswered that an allocation or a free survives: the
+/// write is guarded by the pool's resourceVersion, so reading the pool
+/// again tells whether it landed (the allocation is there) or not (then
+/// it is written again, as after a conflict).
+const UNANSWERED_WRITES: u32 = 2;
+
+/// `f`, a read, sent again (up to [`READ_TRIES`] in all) while the API
+/// server leaves it unanswered.
+pub(crate) fn patiently<T>(
+    what: &str,
+    mut f: impl FnMut() -> Result<T, ClusterError>,
+) -> Result<T, ClusterError> {
+    let mut tried = 1;
+    loop {
+        match f() {
+            Err(ClusterError::Unavailable(m)) if tried < READ_TRIES => {
+                debug(&format!("whereabouts: {what}: {m}; reading again"));
+                backoff(tried);
+                tried += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// This node's turn on pool `name` for as long as it lives: a node's pods
 /// started at once then write the pool one after another, each write
 /// landing at the first try, where racing they lost most of them to 409s.
@@ -116,7 +151,9 @@ fn reserve(conf: &Conf, owner: &Owner, ip: IpAddr) -> Result<bool, CniError> {
     let name = reservation_name(&conf.network_name, ip);
     match cluster::create(&reservations(), &owner.reservation(&name).to_string()) {
         Ok(_) => Ok(true),
-        Err(ClusterError::Conflict(_)) => match cluster::get(&reservations(), &name) {
+        Err(ClusterError::Conflict(_)) => match patiently("reading a reservation", || {
+            cluster::get(&reservations(), &name)
+        }) {
             Ok(text) if owner.holds(&text) => match owner.take_over(&text) {
                 None => Ok(true),
                 Some(mine) => match cluster::replace(&reservations(), &name, &mine.to_string()) {
@@ -141,10 +178,10 @@ fn reserve(conf: &Conf, owner: &Owner, ip: IpAddr) -> Result<bool, CniError> {
 /// reservations do: 1000 DELs each listing all 1000 reservations asked it
 /// for 400 MB at once.
 fn drop_claims(owner: &Owner) -> Result<(), CniError> {
-    let text = cluster::list_labeled(
-        &reservations(),
-        &format!("{}={}", pool::OWNER_LABEL, owner.label()),
-    )
+    let selector = format!("{}={}", pool::OWNER_LABEL, owner.label());
+    let text = patiently("listing reservations", || {
+        cluster::list_labeled(&reservations(), &selector)
+    })
     .map_err(|e| cluster_error("listing reservations", e))?;
     // A list that cannot be read is an error, never "nothing to free": a
     // DEL that reported success on it would leak this pod's reservations.
@@ -217,6 +254,7 @@ fn allocate(
         e
     };
     let _turn = Turn::take(name);
+    let mut unanswered = 0;
     for attempt in 0..ATTEMPTS {
         let (mut pool, exists) = pool(name, range).map_err(|e| give_up(claimed, e))?;
         let held = pool.held_by(owner);
@@ -266,6 +304,14 @@ fn allocate(
             // Changed, or created by another node meanwhile: read it again.
             Err(ClusterError::Conflict(_)) => {
                 debug(&format!("whereabouts: IPPool {name} changed; retrying"));
+                backoff(attempt);
+            }
+            // Landed or not: the next read tells (held: landed).
+            Err(ClusterError::Unavailable(m)) if unanswered < UNANSWERED_WRITES => {
+                debug(&format!(
+                    "whereabouts: writing IPPool {name}: {m}; reading it again"
+                ));
+                unanswered += 1;
                 backoff(attempt);
             }
             Err(e) => {
@@ -369,6 +415,7 @@ fn free_where(
     doomed: &dyn Fn(&pool::Allocation) -> bool,
 ) -> Result<Vec<IpAddr>, CniError> {
     let _turn = Turn::take(name);
+    let mut unanswered = 0;
     for attempt in 0..ATTEMPTS {
         let Some(mut pool) = read_pool(name)? else {
             return Ok(Vec::new());
@@ -394,6 +441,12 @@ fn free_where(
         match cluster::replace(&pools(), pool.name(), &pool.to_json()) {
             Ok(_) => return Ok(ips),
             Err(ClusterError::Conflict(_)) => backoff(attempt),
+            // Landed or not: the next read tells (landed: nothing left to
+            // free, reported as nothing freed, so a DEL looks further).
+            Err(ClusterError::Unavailable(_)) if unanswered < UNANSWERED_WRITES => {
+                unanswered += 1;
+                backoff(attempt);
+            }
             Err(e) => return Err(cluster_error(&format!("writing IPPool {name}"), e)),
         }
     }
@@ -433,7 +486,7 @@ fn load(req: &Request) -> Result<Conf, CniError> {
 
 /// The pool object `name`, if it exists.
 fn read_pool(name: &str) -> Result<Option<Pool>, CniError> {
-    match cluster::get(&pools(), name) {
+    match patiently("reading an IPPool", || cluster::get(&pools(), name)) {
         Ok(text) => Pool::parse(&text)
             .map(Some)
             .map_err(|e| error(code::INTERNAL, e)),

@@ -135,11 +135,13 @@ fn other_cut(conf: &Conf, object: &Value, range: &IpRange, prefix: u8) -> CniErr
 /// (`cached`: no etcd read, 56 KiB at 1024 slices, but possibly a moment
 /// behind) or live.
 fn get(conf: &Conf, cached: bool) -> Result<String, ClusterError> {
-    if cached {
-        cluster::get_cached(&kind(), name(conf))
-    } else {
-        cluster::get(&kind(), name(conf))
-    }
+    crate::patiently("reading the NodeSlicePool", || {
+        if cached {
+            cluster::get_cached(&kind(), name(conf))
+        } else {
+            cluster::get(&kind(), name(conf))
+        }
+    })
 }
 
 /// The NodeSlicePool, created (with no entries) if there is none. Only the
