@@ -511,8 +511,10 @@ fn an_unanswered_read_is_sent_again_never_a_write() {
 }
 
 /// Answers slower than one call's budget (an API server under load): the
-/// read is sent again, and the pool write whose answer came too late (it
-/// landed) is read back, found there, and not made twice.
+/// read is sent again, the pool write whose answer came too late (it
+/// landed) is read back, found there, and not made twice, and the claim
+/// whose answer came too late is sent again, refused, and found this
+/// pod's.
 #[test]
 fn answers_later_than_a_calls_budget() {
     let c = Pools::new();
@@ -522,12 +524,22 @@ fn answers_later_than_a_calls_budget() {
     let conf = bytes(&conf);
     let slow = std::time::Duration::from_millis(1000);
     c.api.delay("/ippools/", slow, 1);
-    c.api.slow_first_write("/ippools", slow);
+    c.api.answer_late("POST", "/ippools", slow, 1);
+    c.api
+        .answer_late("POST", "/overlappingrangeipreservations", slow, 1);
     let pod = Pod::new();
     let out = c.run("ADD", &pod, "slow", &conf);
     assert!(out.ok(), "{} {}", out.stdout, out.stderr);
     assert_eq!(net1(&pod), ["10.83.0.1/24"]);
-    assert_eq!(c.api.faults_fired(), 2, "the slow read and the slow write");
+    assert_eq!(c.api.faults_fired(), 3, "the slow read and writes");
+    let claims: Vec<String> = c
+        .api
+        .requests()
+        .into_iter()
+        .filter(|r| r.starts_with("POST") && r.contains("/overlappingrangeipreservations"))
+        .map(|r| r.rsplit(' ').next().unwrap().to_string())
+        .collect();
+    assert_eq!(claims, ["201", "409"], "sent again, found landed");
     let writes = c
         .api
         .requests()

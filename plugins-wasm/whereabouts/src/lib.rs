@@ -65,13 +65,16 @@ pub(crate) fn backoff(n: u32) {
 /// request again (upstream whereabouts tries each request up to 100
 /// times). A refused connection fails as fast, so a dead API server is
 /// still reported at once. Writes are never sent again blindly: one
-/// unanswered may have landed (see [`UNANSWERED_WRITES`]).
+/// unanswered may have landed (see [`UNANSWERED_WRITES`]; a delete is not
+/// sent again at all: landed, its name may be another's by then).
 const READ_TRIES: u32 = 3;
 
-/// Pool writes left unanswered that an allocation or a free survives: the
-/// write is guarded by the pool's resourceVersion, so reading the pool
-/// again tells whether it landed (the allocation is there) or not (then
-/// it is written again, as after a conflict).
+/// Writes left unanswered that a claim, an allocation or a free survives.
+/// A pool write is guarded by the pool's resourceVersion, so reading the
+/// pool again tells whether it landed (the allocation is there) or not
+/// (then it is written again, as after a conflict); a reservation's create
+/// sent again is refused if the first landed, and the reservation read
+/// then is this attachment's.
 const UNANSWERED_WRITES: u32 = 2;
 
 /// `f`, a read, sent again (up to [`READ_TRIES`] in all) while the API
@@ -149,7 +152,21 @@ fn pool(name: &str, range: &IpRange) -> Result<(Pool, bool), CniError> {
 /// round).
 fn reserve(conf: &Conf, owner: &Owner, ip: IpAddr) -> Result<bool, CniError> {
     let name = reservation_name(&conf.network_name, ip);
-    match cluster::create(&reservations(), &owner.reservation(&name).to_string()) {
+    let object = owner.reservation(&name).to_string();
+    // A create left unanswered is sent again: landed, it is refused as a
+    // conflict, and the reservation read below is found to be ours.
+    let mut unanswered = 0;
+    let created = loop {
+        match cluster::create(&reservations(), &object) {
+            Err(ClusterError::Unavailable(m)) if unanswered < UNANSWERED_WRITES => {
+                debug(&format!("whereabouts: reserving {ip}: {m}; again"));
+                unanswered += 1;
+                backoff(unanswered);
+            }
+            other => break other,
+        }
+    };
+    match created {
         Ok(_) => Ok(true),
         Err(ClusterError::Conflict(_)) => match patiently("reading a reservation", || {
             cluster::get(&reservations(), &name)

@@ -56,6 +56,8 @@ struct State {
     /// (method, path substring, how many more requests) to reset
     /// without an answer.
     resets: Vec<(Method, String, u32)>,
+    /// Requests answered late, after they took effect (`answer_late`).
+    late: Vec<(Method, String, Duration, u32)>,
     /// Down: every new connection is closed at once, as a stopped server's
     /// would be refused (`set_down`); the state survives for when it is up.
     down: bool,
@@ -244,6 +246,7 @@ impl FakeKubeApi {
             first_writes: Vec::new(),
             faults: Vec::new(),
             resets: Vec::new(),
+            late: Vec::new(),
             cache_lag: custom::Objects::new(),
             lagging: Vec::new(),
             cached_reads: 0,
@@ -577,6 +580,19 @@ impl FakeKubeApi {
             .push((method, path_part.into(), times));
     }
 
+    /// The next `times` `method` requests whose path contains `path_part`
+    /// take effect at once but are answered after `delay`, as from an API
+    /// server under load: a client that gave up first never learns a
+    /// write landed.
+    pub fn answer_late(&self, method: &str, path_part: &str, delay: Duration, times: u32) {
+        let method = Method::from_bytes(method.as_bytes()).expect("an HTTP method");
+        self.state
+            .lock()
+            .unwrap()
+            .late
+            .push((method, path_part.into(), delay, times));
+    }
+
     /// How many injected faults have taken effect so far (a failed or
     /// delayed answer, a connection closed while down): what a test counts,
     /// rather than the faults it set up.
@@ -768,6 +784,32 @@ impl Drop for Answering {
 type Body = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
 
 async fn handle(
+    state: Arc<Mutex<State>>,
+    client_cert: bool,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Box<dyn std::error::Error + Send + Sync>> {
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let answer = serve(state.clone(), client_cert, req).await;
+    let late = {
+        let mut st = state.lock().unwrap();
+        let d = st
+            .late
+            .iter_mut()
+            .find(|(m, p, _, n)| *n > 0 && *m == method && path.contains(p.as_str()))
+            .map(|(_, _, d, n)| {
+                *n -= 1;
+                *d
+            });
+        st.fired += u64::from(d.is_some());
+        d
+    };
+    if let Some(d) = late {
+        tokio::time::sleep(d).await;
+    }
+    answer
+}
+
+async fn serve(
     state: Arc<Mutex<State>>,
     client_cert: bool,
     req: Request<Incoming>,
