@@ -493,13 +493,15 @@ pub fn run_with(
             conf.cache_dir.join("turns"),
             &c.node,
             // All the call's turns together (`cluster.take-turn`): a turn
-            // lasts a few cluster calls, each of which can take seconds
-            // under load, and a shorter wait (2 s, then one call's budget)
-            // sent half of 500 nodes' second pods racing their first into
-            // 409s, loading the API server further. Never most of the
-            // call's own deadline, which only a returning host call can
-            // notice.
-            settings.timeout(true) / 4,
+            // lasts a few cluster calls, so as long as one of them may take
+            // (under load, seconds: a 2 s wait sent a node's second pod
+            // racing its first into 409s; a wait as long as the whole ADD
+            // doubled the time to answer half of 500 nodes' pods). Never
+            // most of the call's own deadline, which only a returning host
+            // call can notice.
+            settings
+                .cluster_call_timeout()
+                .min(settings.timeout(true) / 4),
         )),
         _ => None,
     };
