@@ -467,9 +467,14 @@ impl ClusterBackend for KubeCluster {
             ),
             name: name.to_string(),
         };
+        // An answer about the object is everyone's; "unavailable" may be
+        // the leader's own deadline (a shorter budget, or its plugin's
+        // time spent): a waiter with time left asks for itself.
+        let about_the_object =
+            |r: &Result<String, ClusterError>| !matches!(r, Err(ClusterError::Unavailable(_)));
         shared
             .cached_reads
-            .join(key, wait, read)
+            .join(key, wait, about_the_object, read)
             .unwrap_or_else(|Late| {
                 Err(ClusterError::Unavailable(format!(
                     "no answer within {} ms (joined an identical read in flight)",

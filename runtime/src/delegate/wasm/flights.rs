@@ -39,53 +39,70 @@ impl<K: Eq + Hash + Clone, V: Clone> Default for Flights<K, V> {
 
 impl<K: Eq + Hash + Clone, V: Clone> Flights<K, V> {
     /// `ask`'s answer for `key`: asked here if no identical request is in
-    /// flight, else the one in flight's, waited for at most `wait`.
-    pub fn join(&self, key: K, wait: Duration, ask: impl FnOnce() -> V) -> Result<V, Late> {
-        let (flight, leader) = {
-            let mut flying = lock(&self.flying);
-            match flying.get(&key) {
-                Some(f) => (f.clone(), false),
-                None => {
-                    let f = Arc::new(Flight {
-                        answer: Mutex::new(None),
-                        landed: Condvar::new(),
-                    });
-                    flying.insert(key.clone(), f.clone());
-                    (f, true)
+    /// flight, else the one in flight's, waited for at most `wait`. An
+    /// answer `shared` refuses (one that says more about the leader's call
+    /// than about the object: its own deadline spent) is not taken: the
+    /// waiter asks again, leading a new flight or joining one, within
+    /// what is left of its wait.
+    pub fn join(
+        &self,
+        key: K,
+        wait: Duration,
+        shared: impl Fn(&V) -> bool,
+        mut ask: impl FnMut() -> V,
+    ) -> Result<V, Late> {
+        let until = Instant::now() + wait;
+        loop {
+            let (flight, leader) = {
+                let mut flying = lock(&self.flying);
+                match flying.get(&key) {
+                    Some(f) => (f.clone(), false),
+                    None => {
+                        let f = Arc::new(Flight {
+                            answer: Mutex::new(None),
+                            landed: Condvar::new(),
+                        });
+                        flying.insert(key.clone(), f.clone());
+                        (f, true)
+                    }
+                }
+            };
+            if leader {
+                // Landed on every way out, a panic included, so no waiter
+                // waits past its budget for an answer that never comes.
+                let landing = Landing {
+                    flights: self,
+                    key,
+                    flight: &flight,
+                    answer: None,
+                };
+                return Ok(landing.fly(ask));
+            }
+            let mut answer = lock(&flight.answer);
+            loop {
+                match &*answer {
+                    Some(Some(v)) if shared(v) => return Ok(v.clone()),
+                    // Not for this waiter: ask again (below).
+                    Some(Some(_)) => break,
+                    Some(None) => {
+                        drop(answer);
+                        return Ok(ask());
+                    }
+                    None => {
+                        let left = until.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            return Err(Late);
+                        }
+                        answer = flight
+                            .landed
+                            .wait_timeout(answer, left)
+                            .unwrap_or_else(|p| p.into_inner())
+                            .0;
+                    }
                 }
             }
-        };
-        if leader {
-            // Landed on every way out, a panic included, so no waiter
-            // waits past its budget for an answer that never comes.
-            let landing = Landing {
-                flights: self,
-                key,
-                flight: &flight,
-                answer: None,
-            };
-            return Ok(landing.fly(ask));
-        }
-        let until = Instant::now() + wait;
-        let mut answer = lock(&flight.answer);
-        loop {
-            match &*answer {
-                Some(Some(v)) => return Ok(v.clone()),
-                Some(None) => {
-                    drop(answer);
-                    return Ok(ask());
-                }
-                None => {
-                    let left = until.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return Err(Late);
-                    }
-                    answer = flight
-                        .landed
-                        .wait_timeout(answer, left)
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0;
-                }
+            if Instant::now() >= until {
+                return Err(Late);
             }
         }
     }
@@ -124,6 +141,10 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Barrier;
 
+    fn all(_: &u32) -> bool {
+        true
+    }
+
     /// Callers arriving while a request flies get its answer; one arriving
     /// after it landed asks again.
     #[test]
@@ -138,14 +159,14 @@ mod tests {
         };
         std::thread::scope(|s| {
             let leader = s.spawn(|| {
-                flights.join("nsp", Duration::from_secs(5), || {
+                flights.join("nsp", Duration::from_secs(5), all, || {
                     started.wait();
                     ask()
                 })
             });
             started.wait();
             let waiters: Vec<_> = (0..8)
-                .map(|_| s.spawn(|| flights.join("nsp", Duration::from_secs(5), ask)))
+                .map(|_| s.spawn(|| flights.join("nsp", Duration::from_secs(5), all, ask)))
                 .collect();
             assert_eq!(leader.join().unwrap(), Ok(7));
             for w in waiters {
@@ -157,10 +178,13 @@ mod tests {
             1,
             "one request for nine calls"
         );
-        assert_eq!(flights.join("nsp", Duration::from_secs(1), ask), Ok(7));
+        assert_eq!(flights.join("nsp", Duration::from_secs(1), all, ask), Ok(7));
         assert_eq!(asked.load(Ordering::SeqCst), 2, "a later call asks again");
         // Another key is another request.
-        assert_eq!(flights.join("other", Duration::from_secs(1), || 9), Ok(9));
+        assert_eq!(
+            flights.join("other", Duration::from_secs(1), all, || 9),
+            Ok(9)
+        );
     }
 
     /// A waiter gives up at its own budget; a leader that panics leaves
@@ -171,7 +195,7 @@ mod tests {
         let started = Barrier::new(2);
         std::thread::scope(|s| {
             let leader = s.spawn(|| {
-                flights.join("k", Duration::from_secs(5), || {
+                flights.join("k", Duration::from_secs(5), all, || {
                     started.wait();
                     std::thread::sleep(Duration::from_millis(300));
                     1
@@ -179,23 +203,47 @@ mod tests {
             });
             started.wait();
             assert_eq!(
-                flights.join("k", Duration::from_millis(20), || 2),
+                flights.join("k", Duration::from_millis(20), all, || 2),
                 Err(Late)
             );
             assert_eq!(leader.join().unwrap(), Ok(1));
         });
         std::thread::scope(|s| {
             let leader = s.spawn(|| {
-                flights.join("k", Duration::from_secs(5), || -> u32 {
+                flights.join("k", Duration::from_secs(5), all, || -> u32 {
                     started.wait();
                     std::thread::sleep(Duration::from_millis(100));
                     panic!("the leader's request panicked")
                 })
             });
             started.wait();
-            assert_eq!(flights.join("k", Duration::from_secs(5), || 3), Ok(3));
+            assert_eq!(flights.join("k", Duration::from_secs(5), all, || 3), Ok(3));
             assert!(leader.join().is_err());
         });
         assert!(lock(&flights.flying).is_empty());
+    }
+
+    /// An answer that is the leader's own (its deadline spent) is not
+    /// served: the waiter asks for itself and gets its own.
+    #[test]
+    fn a_leaders_own_failure_is_not_served() {
+        let flights: Flights<&str, Result<u32, &str>> = Flights::default();
+        let started = Barrier::new(2);
+        let shared = |v: &Result<u32, &str>| *v != Err("leader's deadline");
+        std::thread::scope(|s| {
+            let leader = s.spawn(|| {
+                flights.join("k", Duration::from_secs(5), shared, || {
+                    started.wait();
+                    std::thread::sleep(Duration::from_millis(100));
+                    Err("leader's deadline")
+                })
+            });
+            started.wait();
+            assert_eq!(
+                flights.join("k", Duration::from_secs(5), shared, || Ok(4)),
+                Ok(Ok(4))
+            );
+            assert_eq!(leader.join().unwrap(), Ok(Err("leader's deadline")));
+        });
     }
 }
