@@ -58,27 +58,27 @@ pub(crate) fn backoff(n: u32) {
     std::thread::sleep(Duration::from_millis(jitter.min(100)));
 }
 
-/// Tries of a read the API server did not answer. Under load (500 nodes'
-/// pods at once) an answer can outlast one call's budget; a read is safe
-/// to send again, and once more costs the API server one request where
-/// the kubelet's retry of the whole ADD costs it a rollback and every
-/// request again (upstream whereabouts tries each request up to 100
-/// times). A refused connection fails as fast, so a dead API server is
-/// still reported at once. Writes are never sent again blindly: one
-/// unanswered may have landed (see [`UNANSWERED_WRITES`]; a delete is not
-/// sent again at all: landed, its name may be another's by then).
-const READ_TRIES: u32 = 3;
+/// Tries of a read or a create the API server did not answer. Under load
+/// (500 nodes' pods at once) an answer can outlast one call's budget; a
+/// read is safe to send again, and so is a create (one that landed is
+/// refused the second time, a conflict its caller reads as such), and
+/// once more costs the API server one request where the kubelet's retry
+/// of the whole ADD costs it a rollback and every request again (upstream
+/// whereabouts tries each request up to 100 times). A refused connection
+/// fails as fast, so a dead API server is still reported at once. Other
+/// writes are never sent again blindly: one unanswered may have landed
+/// (see [`UNANSWERED_WRITES`]; a delete is not sent again at all: landed,
+/// its name may be another's by then).
+const TRIES: u32 = 3;
 
-/// Writes left unanswered that a claim, an allocation or a free survives.
-/// A pool write is guarded by the pool's resourceVersion, so reading the
-/// pool again tells whether it landed (the allocation is there) or not
-/// (then it is written again, as after a conflict); a reservation's create
-/// sent again is refused if the first landed, and the reservation read
-/// then is this attachment's.
+/// Pool writes left unanswered that an allocation or a free survives: the
+/// write is guarded by the pool's resourceVersion, so reading the pool
+/// again tells whether it landed (the allocation is there) or not (then
+/// it is written again, as after a conflict).
 const UNANSWERED_WRITES: u32 = 2;
 
-/// `f`, a read, sent again (up to [`READ_TRIES`] in all) while the API
-/// server leaves it unanswered.
+/// `f`, a read or a create, sent again (up to [`TRIES`] in all) while the
+/// API server leaves it unanswered.
 pub(crate) fn patiently<T>(
     what: &str,
     mut f: impl FnMut() -> Result<T, ClusterError>,
@@ -86,8 +86,8 @@ pub(crate) fn patiently<T>(
     let mut tried = 1;
     loop {
         match f() {
-            Err(ClusterError::Unavailable(m)) if tried < READ_TRIES => {
-                debug(&format!("whereabouts: {what}: {m}; reading again"));
+            Err(ClusterError::Unavailable(m)) if tried < TRIES => {
+                debug(&format!("whereabouts: {what}: {m}; sending it again"));
                 backoff(tried);
                 tried += 1;
             }
@@ -153,19 +153,11 @@ fn pool(name: &str, range: &IpRange) -> Result<(Pool, bool), CniError> {
 fn reserve(conf: &Conf, owner: &Owner, ip: IpAddr) -> Result<bool, CniError> {
     let name = reservation_name(&conf.network_name, ip);
     let object = owner.reservation(&name).to_string();
-    // A create left unanswered is sent again: landed, it is refused as a
-    // conflict, and the reservation read below is found to be ours.
-    let mut unanswered = 0;
-    let created = loop {
-        match cluster::create(&reservations(), &object) {
-            Err(ClusterError::Unavailable(m)) if unanswered < UNANSWERED_WRITES => {
-                debug(&format!("whereabouts: reserving {ip}: {m}; again"));
-                unanswered += 1;
-                backoff(unanswered);
-            }
-            other => break other,
-        }
-    };
+    // One that landed unanswered is refused when sent again, and the
+    // reservation read below is found to be ours.
+    let created = patiently(&format!("reserving {ip}"), || {
+        cluster::create(&reservations(), &object)
+    });
     match created {
         Ok(_) => Ok(true),
         Err(ClusterError::Conflict(_)) => match patiently("reading a reservation", || {
