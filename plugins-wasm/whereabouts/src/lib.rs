@@ -617,7 +617,7 @@ impl Plugin for Whereabouts {
             .map(|r| {
                 r.ips
                     .iter()
-                    .filter_map(|c| c.address.split('/').next()?.parse().ok())
+                    .filter_map(|c| multus_plugin_sdk::ip::parse_ip(&c.address).ok())
                     .collect()
             })
             .unwrap_or_default();
