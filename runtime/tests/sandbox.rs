@@ -239,6 +239,39 @@ fn memory_bomb_hits_the_cap() {
     );
 }
 
+/// A result whose 60 interface names all point at one 512 KiB string of the
+/// module's memory: copying it out would cost the host 30 MiB, more than the
+/// module's 8 MiB limit. wasmtime's own bound is 128 MiB whatever the limit
+/// (the copy went through, and only the size check after it refused it).
+#[test]
+fn a_result_is_copied_out_within_the_memory_limit() {
+    refused(
+        "aliased-result",
+        "sandbox-probe",
+        json!({"memoryLimitMib": 8}),
+        999,
+        &[
+            "sandbox-probe",
+            "add failed",
+            "fuel allocated for hostcalls",
+            "memory limit, 8 MiB",
+        ],
+    );
+}
+
+/// The size checks come before any check whose message names a value: a
+/// 2000-byte interface name is refused by its length, not echoed.
+#[test]
+fn an_overlong_name_is_refused_not_echoed() {
+    refused(
+        "long-name-result",
+        "sandbox-probe",
+        json!({}),
+        6,
+        &["sandbox-probe", "a 2000-byte name"],
+    );
+}
+
 #[test]
 fn host_netns_with_grant_is_allowed() {
     let node = Node::new();

@@ -33,6 +33,16 @@ fn own_ip(conf: &NetConf) -> Result<String, CniError> {
     Ok(ip.address.split('/').next().unwrap_or_default().to_string())
 }
 
+/// One more interface, in the pod, named `name`.
+fn pod_interface(r: &mut CniResult, name: String) {
+    r.interfaces.push(multus_plugin_sdk::Interface {
+        name,
+        mac: None,
+        mtu: None,
+        sandbox: true,
+    });
+}
+
 impl Plugin for Probe {
     fn add(req: Request) -> Result<CniResult, CniError> {
         let conf = NetConf::parse(&req)?;
@@ -276,6 +286,25 @@ impl Plugin for Probe {
                         scope: None,
                     });
                 }
+                return Ok(r);
+            }
+            "aliased-result" => {
+                // 60 interface names that are all one 512 KiB buffer: 30 MiB
+                // for the host to copy out of 512 KiB of the guest's memory.
+                let mut r = conf.prev_result()?.unwrap_or_else(CniResult::empty);
+                let mut buf = vec![b'a'; 512 * 1024];
+                let (ptr, len) = (buf.as_mut_ptr(), buf.len());
+                std::mem::forget(buf);
+                for _ in 0..60 {
+                    // SAFETY: none; aliasing on purpose, as a hostile module
+                    // would. The call never returns to this instance.
+                    pod_interface(&mut r, unsafe { String::from_raw_parts(ptr, len, len) });
+                }
+                return Ok(r);
+            }
+            "long-name-result" => {
+                let mut r = conf.prev_result()?.unwrap_or_else(CniResult::empty);
+                pod_interface(&mut r, "n".repeat(2000));
                 return Ok(r);
             }
             "malformed-result" => {

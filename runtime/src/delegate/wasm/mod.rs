@@ -257,6 +257,12 @@ impl Sandbox {
         state.ipam = reach.ipam;
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limits);
+        // What the host copies out of the guest in one lift (a host call's
+        // arguments, an export's result) is bounded by this fuel, not by the
+        // guest's memory: a list's elements may all point at one string, so
+        // wasmtime's default (128 MiB, whatever the limit) would let a module
+        // with 8 MiB make the host allocate 128. Bounded by what the admin set.
+        store.set_hostcall_fuel(memory);
         let _ticking = engine::Ticking::start();
         store.set_epoch_deadline(engine::ticks(timeout));
         store.epoch_deadline_trap();
@@ -588,8 +594,9 @@ pub fn run_with(
                 .chain(&grant.pod_created)
                 .cloned()
                 .collect();
-            let result = convert::owned_interfaces(&r, &pod_links)
-                .and_then(|()| convert::result(&r, call.netns))
+            // Bounded first: the ownership check's message names the interface.
+            let result = convert::result(&r, call.netns)
+                .and_then(|result| convert::owned_interfaces(&r, &pod_links).map(|()| result))
                 .map_err(|m| cni(Code::Decode, ty, format!("its result: {m}")))?;
             serde_json::to_vec(&result.to_value(version)).expect("result serializes")
         }
@@ -725,6 +732,12 @@ fn describe_trap(
         ),
         Some(trap) => format!(
             "{call} trapped: {trap} (memory limit {} MiB)",
+            settings.memory_limit_mib
+        ),
+        // wasmtime's hostcall fuel ran out (`set_hostcall_fuel` above); its
+        // error type is private, so it is known by its words.
+        None if format!("{e:#}").contains("fuel allocated for hostcalls") => format!(
+            "{call} failed: {e:#} (a copy out of the module is bounded by its memory limit, {} MiB)",
             settings.memory_limit_mib
         ),
         None => format!("{call} failed: {e:#}"),
