@@ -55,6 +55,15 @@ impl Daemon {
             containers: PerContainer::default(),
         })
     }
+
+    /// Why the daemon is not ready, if it is not: `/readyz`'s answer, and
+    /// what a shim's ADD, CHECK, STATUS or GC is told instead of running.
+    fn unready(&self) -> Option<String> {
+        if !self.ready.load(Ordering::Relaxed) {
+            return Some("stopping".into());
+        }
+        self.admission.saturated()
+    }
 }
 
 /// Binds `<socketDir>/multus.sock`: the dir made 0700, a stale socket
@@ -177,11 +186,7 @@ fn probe(daemon: &Daemon, req: &Request<Incoming>) -> Option<Response<Full<Bytes
     }
     match req.uri().path() {
         PATH_HEALTHZ => Some(reply(StatusCode::OK, Vec::new())),
-        PATH_READYZ if !daemon.ready.load(Ordering::Relaxed) => Some(reply(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            b"stopping".to_vec(),
-        )),
-        PATH_READYZ => Some(match daemon.admission.saturated() {
+        PATH_READYZ => Some(match daemon.unready() {
             None => reply(StatusCode::OK, Vec::new()),
             Some(why) => reply(StatusCode::INTERNAL_SERVER_ERROR, why.into_bytes()),
         }),
@@ -304,6 +309,25 @@ impl Drop for Raised {
 
 async fn cni(daemon: Arc<Daemon>, req: protocol::Request, kind: Kind) -> Response<Full<Bytes>> {
     let mut command = req.env.get("CNI_COMMAND").cloned().unwrap_or_default();
+    // The shim sends ADD, CHECK, STATUS and GC without asking `/readyz`
+    // first (a round trip per pod): an unready daemon says so here, and the
+    // shim waits as it would have. A DEL (which must not wait) and
+    // `/delegate` run as before.
+    let unready = (kind == Kind::Cni && command != "DEL")
+        .then(|| daemon.unready())
+        .flatten();
+    if let Some(why) = unready {
+        // Not counted as a request: the shim asks again every 100 ms, as
+        // its `/readyz` probes (never counted) did.
+        let e = CniError::new(
+            Code::TryAgainLater,
+            format!("multus-daemon is not ready: {why}"),
+        );
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            outcome::failure(&e, version::CURRENT).stdout.into_bytes(),
+        );
+    }
     if kind == Kind::Delegate {
         command = format!("delegate {command}");
     }

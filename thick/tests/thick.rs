@@ -1630,7 +1630,9 @@ fn oversized_and_stalled_requests_are_cut_off() {
 
 /// A daemon that accepts but never answers (wedged): the shim's DEL treats
 /// it as unreachable after its probe timeout and deletes alone (it
-/// blocked for ever), and an ADD is told to retry.
+/// blocked for ever), and an ADD is told to retry at
+/// `daemonRequestTimeoutMs` (it is sent without a probe, and a live
+/// daemon may take that long).
 #[test]
 fn a_wedged_daemon_does_not_block_the_shims_del() {
     let node = Node::new();
@@ -1654,9 +1656,11 @@ fn a_wedged_daemon_does_not_block_the_shims_del() {
         del.stderr
     );
     assert_clean(&node, &pod);
-    let add = shim(&node, "ADD", "w2", &Pod::new(), &conf);
+    let mut patient = conf.clone();
+    patient["daemonRequestTimeoutMs"] = 1500.into();
+    let add = shim(&node, "ADD", "w2", &Pod::new(), &patient);
     let msg = assert_cni_error(&add, 11);
-    assert!(msg.contains("not ready after 1500 ms"), "{msg}");
+    assert!(msg.contains("POST /cni: no answer within 1500 ms"), "{msg}");
     drop(wedged);
 }
 
@@ -1869,22 +1873,38 @@ echo '{{"cniVersion":"1.0.0"}}'
         why.contains("2 requests past their deadline") && why.contains("connectionLimit is 2"),
         "{why}"
     );
-    // Their slots are free: a request that does not wait for /readyz is
-    // served (it was refused "busy" after queueTimeoutMs).
+    // An ADD sent anyway (as the shim sends it: the daemon, not a /readyz
+    // round trip, says it is not ready) is refused before anything runs;
+    // a DEL is served (it must not wait).
     let served = Pod::new();
-    let env: std::collections::BTreeMap<String, String> = pod_env("ADD", "served1", &served.path)
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let raw = serde_json::to_vec(&json!({"env": env, "config": base64_of(&bytes(&ok))})).unwrap();
-    let (code, body) = call(&daemon.socket, "POST", "/cni", raw);
+    let raw = |command: &str| {
+        let env: std::collections::BTreeMap<String, String> =
+            pod_env(command, "served1", &served.path)
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        serde_json::to_vec(&json!({"env": env, "config": base64_of(&bytes(&ok))})).unwrap()
+    };
+    let (code, body) = call(&daemon.socket, "POST", "/cni", raw("ADD"));
+    let e: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!((code, e["code"].as_u64()), (503, Some(11)), "{e}");
+    assert!(
+        e["msg"]
+            .as_str()
+            .unwrap()
+            .contains("not ready: 2 requests past their deadline"),
+        "{e}"
+    );
+    let (code, body) = call(&daemon.socket, "POST", "/cni", raw("DEL"));
     assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
-    let r: protocol::Response = serde_json::from_slice(&body).unwrap();
-    assert_eq!(r.result["cniVersion"], "1.0.0");
-    // A shim's ADD waits for /readyz: told to retry when it never comes...
+    // A shim's ADD waits for the daemon to be ready: told to retry when it
+    // never is...
     let waiting = Pod::new();
     let e = assert_cni_error(&shim(&node, "ADD", "served2", &waiting, &ok), 11);
-    assert!(e.contains("not ready after 1500 ms"), "{e}");
+    assert!(
+        e.contains("not ready after 1500 ms: multus-daemon is not ready: 2 requests"),
+        "{e}"
+    );
     // ...and served once one hung ADD ends.
     let patient = conf_of("ok", 20000);
     let out = std::thread::scope(|s| {
@@ -1935,7 +1955,7 @@ echo '{{"cniVersion":"1.0.0"}}'
         ),
         (
             r#"multus_server_requests_total{command="ADD",code="0"}"#,
-            2.0,
+            1.0,
         ),
         (
             r#"multus_server_requests_total{command="DEL",code="11"}"#,

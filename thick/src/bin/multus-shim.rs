@@ -13,7 +13,7 @@ use multus::cni::{version, CniError, Code};
 use multus::outcome::{self, Outcome};
 use multus_thick::client;
 use multus_thick::config::DEFAULT_SOCKET_DIR;
-use multus_thick::protocol::{self, PATH_CNI, PATH_HEALTHZ, PATH_READYZ, PROBE_TIMEOUT};
+use multus_thick::protocol::{self, PATH_CNI, PATH_HEALTHZ, PROBE_TIMEOUT};
 use serde_json::Value;
 
 /// The shim's keys of its conf.
@@ -100,29 +100,6 @@ async fn run(stdin: Vec<u8>) -> Outcome {
         if let Err(e) = health.await {
             return del_alone(&stdin, &format!("{}: {e}", conf.socket.display()));
         }
-    } else {
-        let until = Instant::now() + conf.ready_timeout;
-        loop {
-            match client::call(&conf.socket, "GET", PATH_READYZ, Vec::new(), PROBE_TIMEOUT).await {
-                Ok((200, _)) => break,
-                other if Instant::now() >= until => {
-                    let why = match other {
-                        Ok((code, _)) => format!("/readyz answered {code}"),
-                        Err(e) => e.to_string(),
-                    };
-                    return fail(
-                        Code::TryAgainLater,
-                        format!(
-                            "multus-daemon at {} not ready after {} ms: {why}",
-                            conf.socket.display(),
-                            conf.ready_timeout.as_millis()
-                        ),
-                        &stdin,
-                    );
-                }
-                _ => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
     }
     let env: BTreeMap<String, String> = std::env::vars().collect();
     let body = serde_json::to_vec(&protocol::Request {
@@ -131,7 +108,50 @@ async fn run(stdin: Vec<u8>) -> Outcome {
         interface_attributes: None,
     })
     .expect("JSON values serialize");
-    match client::call(&conf.socket, "POST", PATH_CNI, body, conf.request_timeout).await {
+    // Upstream's shim asks `/readyz` before each request; ours sends it and
+    // waits the same way (every 100 ms, up to `daemonReadyTimeoutMs`) only
+    // when nothing ran: no socket yet, nothing listening, or the daemon's
+    // 503 "not ready". One round trip per pod instead of two.
+    let until = Instant::now() + conf.ready_timeout;
+    let answer = loop {
+        let answer = client::call(
+            &conf.socket,
+            "POST",
+            PATH_CNI,
+            body.clone(),
+            conf.request_timeout,
+        )
+        .await;
+        let why = match &answer {
+            Ok((503, b)) if command != "DEL" => serde_json::from_slice::<Value>(b)
+                .ok()
+                .and_then(|v| v["msg"].as_str().map(String::from))
+                .unwrap_or_else(|| String::from_utf8_lossy(b).into_owned()),
+            Err(e)
+                if command != "DEL"
+                    && matches!(
+                        e.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+                    ) =>
+            {
+                e.to_string()
+            }
+            _ => break answer,
+        };
+        if Instant::now() >= until {
+            return fail(
+                Code::TryAgainLater,
+                format!(
+                    "multus-daemon at {} not ready after {} ms: {why}",
+                    conf.socket.display(),
+                    conf.ready_timeout.as_millis()
+                ),
+                &stdin,
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    match answer {
         Ok((200, b)) if b.is_empty() => Outcome {
             stdout: String::new(),
             status: 0,
