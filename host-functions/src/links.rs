@@ -102,8 +102,9 @@ pub trait IpamBackend: Send {
 /// message): the admin's `hostNetns` grant, and `name` one of the host
 /// links the plugin's config names (`master`, `bridge`).
 pub fn check_named(grant: &Grant, name: &str, what: &str) -> Result<(), HostError> {
-    check_host(grant, &format!("{what} host link {name:?}"))?;
+    // The name's own check first: the messages below quote it.
     crate::names::check_ifname(name, "host link")?;
+    check_host(grant, &format!("{what} host link {name:?}"))?;
     if !grant.config_names(name) {
         return Err(HostError::Denied(format!(
             "host link {name:?} is not one the plugin's config names (named: {})",
@@ -120,7 +121,8 @@ pub fn check_attach(grant: &Grant, port: &str, bridge: &str) -> Result<(), HostE
     check_named(grant, bridge, "attach ports to")?;
     if !grant.host_created(port) {
         return Err(HostError::Denied(format!(
-            "host link {port:?} was not created by this call; only those may join bridge {bridge:?} (created: {})",
+            "host link {:?} was not created by this call; only those may join bridge {bridge:?} (created: {})",
+            crate::text::head(port, 64),
             crate::grant::listed(&grant.host_created)
         )));
     }

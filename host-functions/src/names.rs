@@ -26,7 +26,8 @@ pub fn check_ifname(name: &str, what: &str) -> Result<(), HostError> {
         return Ok(());
     }
     Err(HostError::Denied(format!(
-        "{what} {name:?} is not a valid interface name (1-{MAX_IFNAME} bytes, not . or .., no /, : or whitespace)"
+        "{what} {:?} is not a valid interface name (1-{MAX_IFNAME} bytes, not . or .., no /, : or whitespace)",
+        crate::text::head(name, 64)
     )))
 }
 

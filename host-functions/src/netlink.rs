@@ -117,10 +117,14 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6], HostError> {
     let parts: Vec<&str> = s.split(':').collect();
     let mut out = [0u8; 6];
     if parts.len() != 6 {
-        return Err(HostError::Invalid(format!("MAC {s:?}")));
+        return Err(HostError::Invalid(format!(
+            "MAC {:?}",
+            crate::text::head(s, 64)
+        )));
     }
     for (o, p) in out.iter_mut().zip(parts) {
-        *o = u8::from_str_radix(p, 16).map_err(|_| HostError::Invalid(format!("MAC {s:?}")))?;
+        *o = u8::from_str_radix(p, 16)
+            .map_err(|_| HostError::Invalid(format!("MAC {:?}", crate::text::head(s, 64))))?;
     }
     Ok(out)
 }

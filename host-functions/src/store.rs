@@ -44,7 +44,8 @@ pub fn validate_key(key: &str) -> Result<(), HostError> {
         || key == LOCK;
     if bad {
         return Err(HostError::Invalid(format!(
-            "store key {key:?} is not a plain name"
+            "store key {:?} is not a plain name",
+            crate::text::head(key, 64)
         )));
     }
     Ok(())

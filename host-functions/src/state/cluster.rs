@@ -98,7 +98,9 @@ impl cluster::Host for HostState {
         kind: cluster::Kind,
         object: String,
     ) -> Result<String, cluster::ClusterError> {
-        self.cluster_call("create", &kind, None, |b, k| b.create(k, &object))
+        self.cluster_call("create", &kind, None, |b, k| {
+            b.create(k, crate::cluster::checked_object(&object)?)
+        })
     }
 
     fn replace(
@@ -108,7 +110,7 @@ impl cluster::Host for HostState {
         object: String,
     ) -> Result<String, cluster::ClusterError> {
         self.cluster_call("replace", &kind, Some(&name), |b, k| {
-            b.replace(k, &name, &object)
+            b.replace(k, &name, crate::cluster::checked_object(&object)?)
         })
     }
 
@@ -127,7 +129,7 @@ impl cluster::Host for HostState {
         object: String,
     ) -> Result<String, cluster::ClusterError> {
         self.cluster_call("replace-status", &kind, Some(&name), |b, k| {
-            b.replace_status(k, &name, &object)
+            b.replace_status(k, &name, crate::cluster::checked_object(&object)?)
         })
     }
 

@@ -5,6 +5,7 @@
 
 mod cluster;
 mod kernel;
+mod limits;
 mod links;
 mod log;
 mod netlink;
@@ -13,7 +14,6 @@ mod store;
 mod sysctl;
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::multus::plugin::types;
@@ -24,6 +24,7 @@ use crate::log::LogSink;
 use crate::store::StoreBackend;
 use crate::{HostError, WitError};
 pub use kernel::{KernelBackend, RecordingKernel};
+pub use limits::Limits;
 
 /// Refusals an invocation keeps: the runtime names the first.
 const MAX_DENIALS: usize = 8;
@@ -32,7 +33,7 @@ pub struct HostState {
     pub grant: Grant,
     pub wasi: WasiCtx,
     pub table: ResourceTable,
-    pub limits: StoreLimits,
+    pub limits: Limits,
     pub store: Option<Box<dyn StoreBackend>>,
     pub kernel: Box<dyn KernelBackend>,
     /// Cluster calls, when the grant allows any.
@@ -62,11 +63,7 @@ impl HostState {
             grant,
             wasi,
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(memory_limit)
-                .instances(16)
-                .tables(64)
-                .build(),
+            limits: Limits::new(memory_limit),
             store,
             kernel,
             cluster: None,

@@ -18,7 +18,8 @@ pub(super) fn ns(n: netlink::Namespace) -> Ns {
 }
 
 pub(super) fn parse_net(s: &str, what: &str) -> Result<IpNet, HostError> {
-    IpNet::from_str(s).map_err(|e| HostError::Invalid(format!("{what} {s:?}: {e}")))
+    IpNet::from_str(s)
+        .map_err(|e| HostError::Invalid(format!("{what} {:?}: {e}", crate::text::head(s, 64))))
 }
 
 fn to_route(r: &types::Route) -> Result<Route, HostError> {
@@ -28,8 +29,9 @@ fn to_route(r: &types::Route) -> Result<Route, HostError> {
             .gw
             .as_deref()
             .map(|g| {
-                g.parse()
-                    .map_err(|e| HostError::Invalid(format!("route gw {g:?}: {e}")))
+                g.parse().map_err(|e| {
+                    HostError::Invalid(format!("route gw {:?}: {e}", crate::text::head(g, 64)))
+                })
             })
             .transpose()?,
         priority: r.priority,

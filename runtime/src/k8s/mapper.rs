@@ -13,6 +13,13 @@ use crate::config::kube::MapperRef;
 use crate::config::WasmConf;
 use crate::delegate::{wasm, PluginError};
 
+/// The most networks a mapper may select, and the most text one of its
+/// selections may carry: far above any pod's, low enough that a hostile
+/// module cannot have multus resolve and attach thousands of networks or
+/// parse megabytes of `cni-args`.
+const MAX_SELECTIONS: usize = 256;
+const MAX_SELECTION_BYTES: usize = 64 * 1024;
+
 /// Runs every mapper over `selected`.
 pub fn run(
     wasm_conf: &WasmConf,
@@ -44,6 +51,12 @@ pub fn run(
                 other => fail(other.to_string()),
             },
         )?;
+        if out.len() > MAX_SELECTIONS {
+            return Err(fail(format!(
+                "it selected {} networks (at most {MAX_SELECTIONS})",
+                out.len()
+            )));
+        }
         selected = out
             .into_iter()
             .enumerate()
@@ -93,6 +106,25 @@ pub fn to_wit(s: &NetworkSelection) -> wit::NetworkSelection {
 /// A mapper's element as the spec's JSON element, through the annotation's
 /// validator.
 pub fn from_wit(s: wit::NetworkSelection, pod_namespace: &str) -> Result<NetworkSelection, String> {
+    let texts = [&s.name]
+        .into_iter()
+        .chain(&s.namespace)
+        .chain(&s.interface)
+        .chain(&s.ips)
+        .chain(&s.mac)
+        .chain(s.default_route.iter().flatten())
+        .chain(&s.cni_args)
+        .chain(&s.port_mappings)
+        .chain(&s.bandwidth)
+        .chain(&s.infiniband_guid)
+        .chain(&s.ipam_claim_reference)
+        .chain(&s.device_id);
+    let bytes: usize = texts.map(String::len).sum();
+    if bytes > MAX_SELECTION_BYTES {
+        return Err(format!(
+            "{bytes} bytes of text (at most {MAX_SELECTION_BYTES})"
+        ));
+    }
     let mut o = Map::new();
     o.insert("name".into(), s.name.into());
     let mut put = |k: &str, v: Option<Value>| {
@@ -154,8 +186,13 @@ mod tests {
             .contains("\"interface\""));
         w.interface = None;
         w.cni_args = Some("{not json".into());
-        assert!(from_wit(w, "pods")
+        assert!(from_wit(w.clone(), "pods")
             .unwrap_err()
             .contains("\"cni-args\" is not JSON"));
+        // Bounded before any of it is parsed.
+        w.cni_args = Some(format!("[{}0]", "0,".repeat(MAX_SELECTION_BYTES)));
+        assert!(from_wit(w, "pods")
+            .unwrap_err()
+            .contains("bytes of text (at most 65536)"));
     }
 }

@@ -9,7 +9,8 @@ fn parse<T: std::str::FromStr>(s: &str, what: &str) -> Result<T, String>
 where
     T::Err: std::fmt::Display,
 {
-    s.parse().map_err(|e| format!("{what} {s:?}: {e}"))
+    s.parse()
+        .map_err(|e| format!("{what} {:?}: {e}", multus_host_functions::text::head(s, 64)))
 }
 
 /// Bounds on what a plugin may return: far above any real result, low
@@ -52,6 +53,16 @@ fn bounded(r: &wit::CniResult) -> Result<(), String> {
         .interfaces
         .iter()
         .flat_map(|i| std::iter::once(&i.name).chain(&i.mac))
+        .chain(
+            r.ips
+                .iter()
+                .flat_map(|ip| std::iter::once(&ip.address).chain(&ip.gateway)),
+        )
+        .chain(
+            r.routes
+                .iter()
+                .flat_map(|rt| std::iter::once(&rt.dst).chain(&rt.gw)),
+        )
         .chain(dns.into_iter().flat_map(|d| {
             d.nameservers
                 .iter()
@@ -62,7 +73,7 @@ fn bounded(r: &wit::CniResult) -> Result<(), String> {
     for t in texts {
         if t.len() > MAX_TEXT {
             return Err(format!(
-                "the result has a {}-byte name or DNS entry (at most {MAX_TEXT})",
+                "the result has a {}-byte name, address or DNS entry (at most {MAX_TEXT})",
                 t.len()
             ));
         }
@@ -90,7 +101,7 @@ pub fn owned_interfaces(r: &wit::CniResult, pod_links: &[String]) -> Result<(), 
         if !multus_host_functions::names::valid_ifname(&i.name) {
             return Err(format!(
                 "interface {:?} is not a valid interface name",
-                i.name
+                multus_host_functions::text::head(&i.name, 64)
             ));
         }
         if i.sandbox && !pod_links.contains(&i.name) {
@@ -266,6 +277,16 @@ mod tests {
         let mut r = plain();
         r.interfaces[0].name = "x".repeat(5000);
         assert!(result(&r, "p").unwrap_err().contains("5000-byte"));
+        // Every string the checks after it would quote: an address too.
+        let mut r = plain();
+        r.ips[0].address = "1".repeat(5000);
+        assert!(result(&r, "p")
+            .unwrap_err()
+            .contains("5000-byte name, address"));
+        let mut r = plain();
+        r.routes = vec![route("9".repeat(900))];
+        let e = result(&r, "p").unwrap_err();
+        assert!(e.len() < 200 && e.starts_with("route dst"), "{e}");
     }
 
     #[test]

@@ -241,6 +241,9 @@ impl Sandbox {
         let wasi = WasiCtxBuilder::new()
             .stdout(stdout.clone())
             .stderr(stderr.clone())
+            // What one `get-random-bytes` may ask the host to allocate
+            // (wasmtime-wasi's own bound is 64 MiB, whatever the cap).
+            .max_random_size(MAX_RANDOM_BYTES)
             .build();
         let memory = settings.memory_limit_mib as usize * 1024 * 1024;
         let timeout = settings.timeout(reach.grant.cluster.is_some());
@@ -605,14 +608,24 @@ pub fn run_with(
     Ok((out, t))
 }
 
-/// A plugin's own error, with the plugin named.
+/// A plugin's own error, with the plugin named; its text cut to what a
+/// message carries.
 fn guest_error(ty: &str, e: wit::CniError) -> PluginError {
+    use multus_host_functions::text::clip;
     PluginError::Cni(CniError {
         code: e.code,
-        msg: format!("wasm plugin {ty:?}: {}", e.msg),
-        details: e.details,
+        msg: format!("wasm plugin {ty:?}: {}", clip(e.msg, MAX_GUEST_TEXT)),
+        details: clip(e.details, MAX_GUEST_TEXT),
     })
 }
+
+/// The most random bytes one WASI call returns: far above a seed or a
+/// UUID, and bytes the host allocates outside the module's memory.
+const MAX_RANDOM_BYTES: u64 = 64 * 1024;
+
+/// The most of a module's error text (or of a trap naming its functions)
+/// that reaches a CNI error and the log.
+const MAX_GUEST_TEXT: usize = 4096;
 
 /// Runs the annotation mapper `module` (named `name` in the conf): pod
 /// metadata and the selection so far in, the new selection out. A mapper
@@ -734,12 +747,19 @@ fn describe_trap(
             "{call} trapped: {trap} (memory limit {} MiB)",
             settings.memory_limit_mib
         ),
-        // wasmtime's hostcall fuel ran out (`set_hostcall_fuel` above); its
-        // error type is private, so it is known by its words.
-        None if format!("{e:#}").contains("fuel allocated for hostcalls") => format!(
-            "{call} failed: {e:#} (a copy out of the module is bounded by its memory limit, {} MiB)",
-            settings.memory_limit_mib
-        ),
-        None => format!("{call} failed: {e:#}"),
+        None => {
+            // A backtrace names the module's own functions: cut to size.
+            let why = multus_host_functions::text::clip(format!("{e:#}"), MAX_GUEST_TEXT);
+            // wasmtime's hostcall fuel ran out (`set_hostcall_fuel`); its
+            // error type is private, so it is known by its words.
+            if why.contains("fuel allocated for hostcalls") {
+                format!(
+                    "{call} failed: {why} (a copy out of the module is bounded by its memory limit, {} MiB)",
+                    settings.memory_limit_mib
+                )
+            } else {
+                format!("{call} failed: {why}")
+            }
+        }
     }
 }
