@@ -11,6 +11,7 @@ pub mod cni;
 pub mod config;
 pub mod default_route;
 pub mod delegate;
+pub mod entry;
 pub mod fsutil;
 pub mod invoke;
 pub mod k8s;

@@ -266,3 +266,38 @@ fn upstream_keys_not_implemented_are_named_in_the_log() {
     assert!(node.run("DEL", "w1", &pod, &bytes(&conf)).ok());
     assert_rolled_back(&node, &pod);
 }
+
+/// The binary starts without Rust's own start (`multus::entry`), and keeps
+/// what of it a plugin needs: a runtime that stopped reading gets an exit
+/// status, not a process killed by SIGPIPE; a closed stdout is /dev/null.
+#[test]
+fn a_reader_gone_or_a_closed_stdout_is_survived() {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let (read, write) = std::io::pipe().unwrap();
+    drop(read);
+    let status = std::process::Command::new(MULTUS)
+        .env("CNI_COMMAND", "VERSION")
+        .stdout(write)
+        .status()
+        .unwrap();
+    assert_eq!(
+        (status.signal(), status.code()),
+        (None, Some(0)),
+        "{status}"
+    );
+    let mut closed = std::process::Command::new(MULTUS);
+    closed.env("CNI_COMMAND", "VERSION");
+    // SAFETY: close(2) between fork and exec.
+    unsafe {
+        closed.pre_exec(|| {
+            libc::close(1);
+            Ok(())
+        });
+    }
+    let status = closed.status().unwrap();
+    assert_eq!(
+        (status.signal(), status.code()),
+        (None, Some(0)),
+        "{status}"
+    );
+}

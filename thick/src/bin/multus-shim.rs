@@ -2,7 +2,8 @@
 //! request to `multus-daemon`; when the daemon cannot be reached for a DEL
 //! it runs the DEL itself through the thin `multus` beside it, so a daemon
 //! restart never leaks a pod's interfaces and IPs (upstream returns
-//! success and leaks).
+//! success and leaks). `#![no_main]`: see `multus::entry`.
+#![no_main]
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -202,10 +203,12 @@ async fn run(stdin: Vec<u8>) -> Outcome {
     }
 }
 
-fn main() {
+#[no_mangle]
+extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
+    multus::entry::init();
     if std::env::var_os("CNI_COMMAND").is_none_or(|c| c.is_empty()) {
         eprintln!("multus-shim: forwards CNI requests to multus-daemon v{}\nCNI protocol versions supported: {}", env!("CARGO_PKG_VERSION"), version::SUPPORTED.join(", "));
-        return;
+        return 0;
     }
     let mut stdin = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut stdin);
