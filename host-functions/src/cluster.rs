@@ -177,10 +177,10 @@ fn dns_subdomain(s: &str) -> bool {
 }
 
 /// The most an object a guest writes (`create`, `replace`,
-/// `replace-status`) may be as JSON text: the API server refuses a request
-/// body over 3 MiB (and etcd an object over 1.5), and parsing costs the
-/// host tens of times the text, so a larger one is refused before it is.
-pub const MAX_OBJECT_BYTES: usize = 3 << 20;
+/// `replace-status`) may be as JSON text: etcd stores no larger object
+/// (its default request limit, 1.5 MiB), and parsing costs the host tens
+/// of bytes per byte of text, so a larger one is refused before it is.
+pub const MAX_OBJECT_BYTES: usize = 3 << 19;
 
 /// `object` if it is at most [`MAX_OBJECT_BYTES`].
 pub fn checked_object(object: &str) -> Result<&str, ClusterError> {

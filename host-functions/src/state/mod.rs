@@ -26,6 +26,11 @@ use crate::{HostError, WitError};
 pub use kernel::{KernelBackend, RecordingKernel};
 pub use limits::Limits;
 
+/// Resources (streams, pollables, store transactions) one call may hold at
+/// once: each is host memory outside the module's cap (wasmtime's own
+/// bound is a million).
+const MAX_RESOURCES: usize = 4096;
+
 /// Refusals an invocation keeps: the runtime names the first.
 const MAX_DENIALS: usize = 8;
 
@@ -62,7 +67,11 @@ impl HostState {
         Self {
             grant,
             wasi,
-            table: ResourceTable::new(),
+            table: {
+                let mut t = ResourceTable::new();
+                t.set_max_capacity(MAX_RESOURCES);
+                t
+            },
             limits: Limits::new(memory_limit),
             store,
             kernel,

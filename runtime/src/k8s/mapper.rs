@@ -13,12 +13,15 @@ use crate::config::kube::MapperRef;
 use crate::config::WasmConf;
 use crate::delegate::{wasm, PluginError};
 
-/// The most networks a mapper may select, and the most text one of its
-/// selections may carry: far above any pod's, low enough that a hostile
-/// module cannot have multus resolve and attach thousands of networks or
-/// parse megabytes of `cni-args`.
+/// The most networks a mapper may select, the most text one of its
+/// selections may carry and all of them together (the API server's bound
+/// on all of a pod's annotations): far above any pod's, low enough that a
+/// hostile module cannot have multus resolve and attach thousands of
+/// networks or parse megabytes of `cni-args` (tens of bytes of host memory
+/// per byte of JSON).
 const MAX_SELECTIONS: usize = 256;
 const MAX_SELECTION_BYTES: usize = 64 * 1024;
+const MAX_MAPPER_BYTES: usize = 256 * 1024;
 
 /// Runs every mapper over `selected`.
 pub fn run(
@@ -55,6 +58,12 @@ pub fn run(
             return Err(fail(format!(
                 "it selected {} networks (at most {MAX_SELECTIONS})",
                 out.len()
+            )));
+        }
+        let bytes: usize = out.iter().map(text_bytes).sum();
+        if bytes > MAX_MAPPER_BYTES {
+            return Err(fail(format!(
+                "its selections carry {bytes} bytes of text (at most {MAX_MAPPER_BYTES})"
             )));
         }
         selected = out
@@ -103,10 +112,9 @@ pub fn to_wit(s: &NetworkSelection) -> wit::NetworkSelection {
     }
 }
 
-/// A mapper's element as the spec's JSON element, through the annotation's
-/// validator.
-pub fn from_wit(s: wit::NetworkSelection, pod_namespace: &str) -> Result<NetworkSelection, String> {
-    let texts = [&s.name]
+/// The bytes of text a mapper's selection carries.
+fn text_bytes(s: &wit::NetworkSelection) -> usize {
+    [&s.name]
         .into_iter()
         .chain(&s.namespace)
         .chain(&s.interface)
@@ -118,8 +126,15 @@ pub fn from_wit(s: wit::NetworkSelection, pod_namespace: &str) -> Result<Network
         .chain(&s.bandwidth)
         .chain(&s.infiniband_guid)
         .chain(&s.ipam_claim_reference)
-        .chain(&s.device_id);
-    let bytes: usize = texts.map(String::len).sum();
+        .chain(&s.device_id)
+        .map(String::len)
+        .sum()
+}
+
+/// A mapper's element as the spec's JSON element, through the annotation's
+/// validator.
+pub fn from_wit(s: wit::NetworkSelection, pod_namespace: &str) -> Result<NetworkSelection, String> {
+    let bytes = text_bytes(&s);
     if bytes > MAX_SELECTION_BYTES {
         return Err(format!(
             "{bytes} bytes of text (at most {MAX_SELECTION_BYTES})"

@@ -205,20 +205,21 @@ async fn run(stdin: Vec<u8>) -> Outcome {
 
 #[no_mangle]
 extern "C" fn main(_argc: i32, _argv: *const *const u8) -> i32 {
-    multus::entry::init();
-    if std::env::var_os("CNI_COMMAND").is_none_or(|c| c.is_empty()) {
-        eprintln!("multus-shim: forwards CNI requests to multus-daemon v{}\nCNI protocol versions supported: {}", env!("CARGO_PKG_VERSION"), version::SUPPORTED.join(", "));
-        return 0;
-    }
-    let mut stdin = Vec::new();
-    let _ = std::io::stdin().read_to_end(&mut stdin);
-    let out = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-        .block_on(run(stdin));
-    let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(out.stdout.as_bytes());
-    let _ = stdout.flush();
-    std::process::exit(out.status);
+    multus::entry::run(|| {
+        if std::env::var_os("CNI_COMMAND").is_none_or(|c| c.is_empty()) {
+            eprintln!("multus-shim: forwards CNI requests to multus-daemon v{}\nCNI protocol versions supported: {}", env!("CARGO_PKG_VERSION"), version::SUPPORTED.join(", "));
+            return 0;
+        }
+        let mut stdin = Vec::new();
+        let _ = std::io::stdin().read_to_end(&mut stdin);
+        let out = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime")
+            .block_on(run(stdin));
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(out.stdout.as_bytes());
+        let _ = stdout.flush();
+        std::process::exit(out.status);
+    })
 }

@@ -62,6 +62,10 @@ fn pooling(concurrent: u32) -> PoolingAllocationConfig {
         .total_core_instances(instances * 4)
         .total_memories(instances * 2)
         .total_tables(instances * 4)
+        // One hostile component cannot take a pool's worth of slots from
+        // the other requests (as the store's limiter bounds it too).
+        .max_core_instances_per_component(8)
+        .max_memories_per_component(4)
         .max_memory_size(4 << 30);
     p
 }

@@ -128,18 +128,19 @@ fn link_cold(
         return Err(format!(
             "module {} imports {} which {} plugin may not use (this host serves {} and WASI cli, io, random, clocks); refusing to run it",
             loaded.sha256,
-            refused.join(", "),
+            multus_host_functions::text::clip(refused.join(", "), MAX_GUEST_TEXT),
             role.article_name(),
             multus_host_functions::WIT_PACKAGE
         ));
     }
-    let instantiate = |e: wasmtime::Error| format!("instantiate: {e}");
     let pre = linker(engine)?
         .instantiate_pre(&loaded.component)
-        .map_err(instantiate)?;
+        .map_err(|e| instantiate_failed(&e))?;
     Ok(match role {
-        Role::Mapper => Pre::Mapper(AnnotationMapperPre::new(pre).map_err(instantiate)?),
-        _ => Pre::Plugin(PluginHostPre::new(pre).map_err(instantiate)?),
+        Role::Mapper => {
+            Pre::Mapper(AnnotationMapperPre::new(pre).map_err(|e| instantiate_failed(&e))?)
+        }
+        _ => Pre::Plugin(PluginHostPre::new(pre).map_err(|e| instantiate_failed(&e))?),
     })
 }
 
@@ -531,7 +532,7 @@ pub fn run_with(
     };
     let instance: PluginHost = pre
         .instantiate(&mut sb.store)
-        .map_err(|e| cni(Code::InvalidConfig, ty, format!("instantiate: {e}")))?;
+        .map_err(|e| cni(Code::InvalidConfig, ty, instantiate_failed(&e)))?;
     t.instantiate += started.elapsed();
 
     let req = wit::CniRequest {
@@ -623,6 +624,15 @@ fn guest_error(ty: &str, e: wit::CniError) -> PluginError {
 /// UUID, and bytes the host allocates outside the module's memory.
 const MAX_RANDOM_BYTES: u64 = 64 * 1024;
 
+/// An instantiation's failure in words: a start function's trap carries a
+/// backtrace naming the module's own functions, cut to size.
+fn instantiate_failed(e: &wasmtime::Error) -> String {
+    format!(
+        "instantiate: {}",
+        multus_host_functions::text::clip(format!("{e:#}"), MAX_GUEST_TEXT)
+    )
+}
+
 /// The most of a module's error text (or of a trap naming its functions)
 /// that reaches a CNI error and the log.
 const MAX_GUEST_TEXT: usize = 4096;
@@ -662,7 +672,7 @@ pub fn map(
     };
     let instance = pre
         .instantiate(&mut sb.store)
-        .map_err(|e| cni(Code::InvalidConfig, name, format!("instantiate: {e}")))?;
+        .map_err(|e| cni(Code::InvalidConfig, name, instantiate_failed(&e)))?;
     t.instantiate += started.elapsed();
     let started = Instant::now();
     let outcome =
@@ -751,8 +761,12 @@ fn describe_trap(
             // A backtrace names the module's own functions: cut to size.
             let why = multus_host_functions::text::clip(format!("{e:#}"), MAX_GUEST_TEXT);
             // wasmtime's hostcall fuel ran out (`set_hostcall_fuel`); its
-            // error type is private, so it is known by its words.
-            if why.contains("fuel allocated for hostcalls") {
+            // error type is private, so it is known by its words (in the
+            // root cause: the chain prints it after the backtrace).
+            if e.root_cause()
+                .to_string()
+                .contains("fuel allocated for hostcalls")
+            {
                 format!(
                     "{call} failed: {why} (a copy out of the module is bounded by its memory limit, {} MiB)",
                     settings.memory_limit_mib
