@@ -102,6 +102,61 @@ fn a_module_not_precompiled_needs_multusctl_beside_multus() {
     assert!(node.reservations("cluster").is_empty());
 }
 
+/// Pods started together after a module changed (no artifact yet) compile
+/// it once: the others wait for the artifact, where each compiled it
+/// (100 thin processes at once spent 40 s of a 60 s deadline so).
+#[test]
+fn loads_that_miss_together_compile_once() {
+    let node = Node::new();
+    let plugin_dir = node.install_wasm(&["host-local"]);
+    let alone = node.dir.path().join("alone");
+    std::fs::create_dir(&alone).unwrap();
+    // The wasm IPAM as a main plugin execs it, with a compiler beside it
+    // that counts its runs.
+    std::fs::copy(MULTUS, alone.join("host-local")).unwrap();
+    let runs = node.dir.path().join("compiler-runs");
+    let ctl = multus_testbed::node::built("multusctl");
+    std::fs::write(
+        alone.join("multusctl"),
+        format!(
+            "#!/bin/sh\necho run >> {}\nexec {} \"$@\"\n",
+            runs.display(),
+            ctl.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        alone.join("multusctl"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let env = shim_env(&plugin_dir, &node);
+    let conf = json!({"cniVersion": "1.0.0", "name": "herd", "type": "bridge",
+        "ipam": {"type": "host-local", "dataDir": node.dir.path().join("data"),
+            "ranges": [[{"subnet": "10.7.0.0/24"}]]}});
+    let outs: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6)
+            .map(|i| {
+                let (env, conf, program) = (&env, &conf, alone.join("host-local"));
+                s.spawn(move || ipam(&program, env, "ADD", &format!("c{i}"), "eth0", "", conf))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for o in &outs {
+        assert!(o.ok(), "{} {}", o.stdout, o.stderr);
+    }
+    let mut addrs: Vec<_> = outs
+        .iter()
+        .map(|o| o.json()["ips"][0]["address"].to_string())
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    assert_eq!(addrs.len(), 6, "{addrs:?}");
+    assert_eq!(std::fs::read_to_string(&runs).unwrap(), "run\n");
+}
+
 /// The wasm IPAM `name` installed on `node`, as a main plugin execs it: a
 /// link to `multus` under that name, and the environment that finds the
 /// module.
@@ -110,7 +165,13 @@ fn ipam_shim(node: &Node, name: &str) -> (std::path::PathBuf, Vec<(&'static str,
     let shim = node.dir.path().join("shim");
     std::fs::create_dir_all(&shim).unwrap();
     std::os::unix::fs::symlink(MULTUS, shim.join(name)).unwrap();
-    let env = vec![
+    (shim.join(name), shim_env(&plugin_dir, node))
+}
+
+/// The environment an IPAM shim finds its module by (as multus passes it to
+/// a main plugin it execs).
+fn shim_env(plugin_dir: &std::path::Path, node: &Node) -> Vec<(&'static str, String)> {
+    vec![
         ("MULTUS_WASM_PLUGIN_DIR", plugin_dir.display().to_string()),
         (
             "MULTUS_WASM_CACHE_DIR",
@@ -119,12 +180,11 @@ fn ipam_shim(node: &Node, name: &str) -> (std::path::PathBuf, Vec<(&'static str,
         ("MULTUS_WASM_PLUGINS", "{}".to_string()),
         (
             "MULTUS_WASM_BOUNDS",
-            serde_json::json!({"storeRoots": [node.dir.path()], "configFileRoots": [],
+            json!({"storeRoots": [node.dir.path()], "configFileRoots": [],
                 "kubeconfigAllowlist": [], "nadPluginTypes": null})
             .to_string(),
         ),
-    ];
-    (shim.join(name), env)
+    ]
 }
 
 /// Runs one IPAM plugin binary directly, as a main plugin would exec it.

@@ -54,18 +54,7 @@ pub fn run(
                 other => fail(other.to_string()),
             },
         )?;
-        if out.len() > MAX_SELECTIONS {
-            return Err(fail(format!(
-                "it selected {} networks (at most {MAX_SELECTIONS})",
-                out.len()
-            )));
-        }
-        let bytes: usize = out.iter().map(text_bytes).sum();
-        if bytes > MAX_MAPPER_BYTES {
-            return Err(fail(format!(
-                "its selections carry {bytes} bytes of text (at most {MAX_MAPPER_BYTES})"
-            )));
-        }
+        bounded(&out).map_err(fail)?;
         selected = out
             .into_iter()
             .enumerate()
@@ -110,6 +99,23 @@ pub fn to_wit(s: &NetworkSelection) -> wit::NetworkSelection {
         ipam_claim_reference: s.ipam_claim_reference.clone(),
         device_id: s.device_id.clone(),
     }
+}
+
+/// A mapper's whole output within the caps, before any of it is parsed.
+fn bounded(out: &[wit::NetworkSelection]) -> Result<(), String> {
+    if out.len() > MAX_SELECTIONS {
+        return Err(format!(
+            "it selected {} networks (at most {MAX_SELECTIONS})",
+            out.len()
+        ));
+    }
+    let bytes: usize = out.iter().map(text_bytes).sum();
+    if bytes > MAX_MAPPER_BYTES {
+        return Err(format!(
+            "its selections carry {bytes} bytes of text (at most {MAX_MAPPER_BYTES})"
+        ));
+    }
+    Ok(())
 }
 
 /// The bytes of text a mapper's selection carries.
@@ -209,5 +215,21 @@ mod tests {
         assert!(from_wit(w, "pods")
             .unwrap_err()
             .contains("bytes of text (at most 65536)"));
+    }
+
+    #[test]
+    fn a_mappers_whole_output_is_bounded() {
+        let one = to_wit(&selection::parse("a", "pods").unwrap().remove(0));
+        assert_eq!(bounded(&vec![one.clone(); MAX_SELECTIONS]), Ok(()));
+        assert_eq!(
+            bounded(&vec![one.clone(); MAX_SELECTIONS + 1]).unwrap_err(),
+            "it selected 257 networks (at most 256)"
+        );
+        // Each selection under its own cap, five of them over the total.
+        let mut big = one;
+        big.cni_args = Some("x".repeat(MAX_SELECTION_BYTES - 1024));
+        assert!(bounded(&vec![big; 5])
+            .unwrap_err()
+            .contains("bytes of text (at most 262144)"));
     }
 }

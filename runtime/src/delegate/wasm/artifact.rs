@@ -2,7 +2,8 @@
 //! module's sha256 and the engine settings tag, loaded with
 //! `Component::deserialize_file` (mmap). This binary carries no compiler:
 //! on a miss it execs `multusctl plugin compile` (installed beside it),
-//! once; wasmtime checks an artifact's version and settings when loading
+//! once (loads that miss at the same time take turns on the cache's
+//! compile lock, and the later ones find the artifact); wasmtime checks an artifact's version and settings when loading
 //! it, and an unusable one is compiled again.
 //!
 //! Hashing the module on every call would cost more than loading the
@@ -183,25 +184,38 @@ fn load_cold(
     };
     check_pin(plugin, module, pin, &sha256)?;
     let path = artifact_path(cache_dir, &sha256);
-    if path.is_file() {
+    let cached = || {
+        if !path.is_file() {
+            return None;
+        }
         // SAFETY: the cache dir is root-only and artifacts are written
         // atomically by this code from modules whose digest names the file.
-        match unsafe { Component::deserialize_file(engine, &path) } {
-            Ok(component) => {
-                if bytes.is_some() {
-                    remember(cache_dir, module, stamp, &sha256);
-                }
-                return Ok(Loaded {
-                    component,
-                    sha256,
-                    compiled: false,
-                    load_time: started.elapsed(),
-                });
-            }
-            Err(e) => {
-                tracing::warn!(artifact = %path.display(), error = %e, "unusable precompiled artifact; recompiling")
-            }
+        unsafe { Component::deserialize_file(engine, &path) }
+            .inspect_err(|e| tracing::warn!(artifact = %path.display(), error = %e, "unusable precompiled artifact; recompiling"))
+            .ok()
+    };
+    let mut found = cached();
+    // Held until this load has compiled and loaded the artifact.
+    let _turn = if found.is_none() {
+        let turn = compile_turn(cache_dir);
+        // Whoever had the turn before may have compiled it.
+        if turn.is_some() {
+            found = cached();
         }
+        turn
+    } else {
+        None
+    };
+    if let Some(component) = found {
+        if bytes.is_some() {
+            remember(cache_dir, module, stamp, &sha256);
+        }
+        return Ok(Loaded {
+            component,
+            sha256,
+            compiled: false,
+            load_time: started.elapsed(),
+        });
     }
     compile(plugin, module, cache_dir)?;
     // SAFETY: as above; the compiler wrote it atomically just now.
@@ -234,6 +248,42 @@ fn load_cold(
         compiled: true,
         load_time: started.elapsed(),
     })
+}
+
+/// How long a load waits for another one compiling into the same cache
+/// before it compiles the module itself: a debug build's compile of a
+/// large module, on a node busy starting pods.
+const COMPILE_WAIT: Duration = Duration::from_secs(20);
+
+/// The cache's compile lock, taken (`None` when it cannot be opened or did
+/// not come within [`COMPILE_WAIT`]: the caller compiles anyway). A node's
+/// pods started together after a module changed would otherwise each
+/// compile it, N times a compile's CPU on the node's cores (100 thin
+/// processes at once spent 40 s of a 60 s deadline so). One lock for the
+/// whole cache: compiles are CPU-bound, so two at once finish no sooner.
+/// flock is released when the holder exits, however it exits.
+fn compile_turn(cache_dir: &Path) -> Option<std::fs::File> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    // As the compiler's own write of the artifact makes it.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(cache_dir)
+        .ok()?;
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(cache_dir.join("compile.lock"))
+        .ok()?;
+    let got = multus_host_functions::flock::exclusive_within(
+        &lock,
+        COMPILE_WAIT,
+        Duration::from_millis(50),
+    );
+    matches!(got, Ok(true)).then_some(lock)
 }
 
 /// The compiler: `multusctl` beside this executable.
