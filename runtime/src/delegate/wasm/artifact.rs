@@ -195,14 +195,18 @@ fn load_cold(
             .ok()
     };
     let mut found = cached();
-    // Held until this load has compiled and loaded the artifact.
+    // Held while this load compiles; let go at once when whoever had the
+    // turn before compiled it, so that loads waiting together go on
+    // together (a node's pods started at once share their reads).
     let _turn = if found.is_none() {
         let turn = compile_turn(cache_dir);
-        // Whoever had the turn before may have compiled it.
-        if turn.is_some() {
+        if turn.is_some() && path.is_file() {
+            drop(turn);
             found = cached();
+            None
+        } else {
+            turn
         }
-        turn
     } else {
         None
     };
