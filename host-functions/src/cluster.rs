@@ -55,7 +55,7 @@ impl ClusterGrant {
         if !self.groups.contains(&kind.group) {
             return Err(ClusterError::Denied(format!(
                 "plugin {plugin:?} may not reach API group {:?} (granted: {})",
-                crate::text::head(&kind.group, 64),
+                crate::text::quoted(&kind.group),
                 crate::grant::listed(&self.groups)
             )));
         }
@@ -63,14 +63,14 @@ impl ClusterGrant {
             if !dns_label(value) {
                 return Err(ClusterError::Denied(format!(
                     "plugin {plugin:?}: the kind's {what} {:?} is not a DNS-1123 label",
-                    crate::text::head(value, 64)
+                    crate::text::quoted(value)
                 )));
             }
         }
         match name {
             Some(n) if !path_segment(n) => Err(ClusterError::Denied(format!(
                 "plugin {plugin:?}: object name {:?} is not a name the API server has",
-                crate::text::head(n, 64)
+                crate::text::quoted(n)
             ))),
             _ => Ok(()),
         }
@@ -133,19 +133,19 @@ pub fn checked_selector(selector: &str) -> Result<String, ClusterError> {
         let Some((key, value)) = term.split_once('=') else {
             return Err(ClusterError::Invalid(format!(
                 "the label selector's {:?} is not key=value",
-                crate::text::head(term, 64)
+                crate::text::quoted(term)
             )));
         };
         if !label_key(key) {
             return Err(ClusterError::Invalid(format!(
                 "the label key {:?} is not a Kubernetes label key",
-                crate::text::head(key, 64)
+                crate::text::quoted(key)
             )));
         }
         if !(value.is_empty() || label_name(value)) {
             return Err(ClusterError::Invalid(format!(
                 "the value {:?} of label {key} is not a Kubernetes label value",
-                crate::text::head(value, 64)
+                crate::text::quoted(value)
             )));
         }
     }
@@ -229,7 +229,7 @@ pub fn checked_status_patch(patch: &str) -> Result<json_patch::Patch, ClusterErr
         if path != "/status" && !path.starts_with("/status/") {
             return Err(ClusterError::Invalid(format!(
                 "the JSON patch: {:?} is not under /status",
-                crate::text::head(path, 64)
+                crate::text::quoted(path)
             )));
         }
     }

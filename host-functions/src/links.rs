@@ -122,7 +122,7 @@ pub fn check_attach(grant: &Grant, port: &str, bridge: &str) -> Result<(), HostE
     if !grant.host_created(port) {
         return Err(HostError::Denied(format!(
             "host link {:?} was not created by this call; only those may join bridge {bridge:?} (created: {})",
-            crate::text::head(port, 64),
+            crate::text::quoted(port),
             crate::grant::listed(&grant.host_created)
         )));
     }

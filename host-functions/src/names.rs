@@ -27,7 +27,7 @@ pub fn check_ifname(name: &str, what: &str) -> Result<(), HostError> {
     }
     Err(HostError::Denied(format!(
         "{what} {:?} is not a valid interface name (1-{MAX_IFNAME} bytes, not . or .., no /, : or whitespace)",
-        crate::text::head(name, 64)
+        crate::text::quoted(name)
     )))
 }
 

@@ -119,12 +119,12 @@ pub fn parse_mac(s: &str) -> Result<[u8; 6], HostError> {
     if parts.len() != 6 {
         return Err(HostError::Invalid(format!(
             "MAC {:?}",
-            crate::text::head(s, 64)
+            crate::text::quoted(s)
         )));
     }
     for (o, p) in out.iter_mut().zip(parts) {
         *o = u8::from_str_radix(p, 16)
-            .map_err(|_| HostError::Invalid(format!("MAC {:?}", crate::text::head(s, 64))))?;
+            .map_err(|_| HostError::Invalid(format!("MAC {:?}", crate::text::quoted(s))))?;
     }
     Ok(out)
 }

@@ -45,7 +45,7 @@ pub fn validate_key(key: &str) -> Result<(), HostError> {
     if bad {
         return Err(HostError::Invalid(format!(
             "store key {:?} is not a plain name",
-            crate::text::head(key, 64)
+            crate::text::quoted(key)
         )));
     }
     Ok(())

@@ -7,6 +7,16 @@ pub fn clip(mut s: String, max: usize) -> String {
     s
 }
 
+/// The most of a value a guest chose (a name, an address, a key) that a
+/// message quotes.
+const QUOTED_BYTES: usize = 64;
+
+/// `s` as a message quotes a value the guest chose: its first
+/// [`QUOTED_BYTES`] bytes.
+pub fn quoted(s: &str) -> &str {
+    head(s, QUOTED_BYTES)
+}
+
 /// The first `max` bytes of `s` (at a character boundary).
 pub fn head(s: &str, max: usize) -> &str {
     &s[..boundary(s, max)]

@@ -19,7 +19,7 @@ pub(super) fn ns(n: netlink::Namespace) -> Ns {
 
 pub(super) fn parse_net(s: &str, what: &str) -> Result<IpNet, HostError> {
     IpNet::from_str(s)
-        .map_err(|e| HostError::Invalid(format!("{what} {:?}: {e}", crate::text::head(s, 64))))
+        .map_err(|e| HostError::Invalid(format!("{what} {:?}: {e}", crate::text::quoted(s))))
 }
 
 fn to_route(r: &types::Route) -> Result<Route, HostError> {
@@ -30,7 +30,7 @@ fn to_route(r: &types::Route) -> Result<Route, HostError> {
             .as_deref()
             .map(|g| {
                 g.parse().map_err(|e| {
-                    HostError::Invalid(format!("route gw {:?}: {e}", crate::text::head(g, 64)))
+                    HostError::Invalid(format!("route gw {:?}: {e}", crate::text::quoted(g)))
                 })
             })
             .transpose()?,

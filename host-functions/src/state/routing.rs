@@ -13,7 +13,7 @@ use crate::{HostError, WitError};
 
 fn parse_ip(s: &str, what: &str) -> Result<std::net::IpAddr, HostError> {
     s.parse()
-        .map_err(|e| HostError::Invalid(format!("{what} {:?}: {e}", crate::text::head(s, 64))))
+        .map_err(|e| HostError::Invalid(format!("{what} {:?}: {e}", crate::text::quoted(s))))
 }
 
 fn to_entry(r: &routing::RouteEntry) -> Result<RouteEntry, HostError> {

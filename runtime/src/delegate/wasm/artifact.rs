@@ -3,8 +3,9 @@
 //! `Component::deserialize_file` (mmap). This binary carries no compiler:
 //! on a miss it execs `multusctl plugin compile` (installed beside it),
 //! once (loads that miss at the same time take turns on the cache's
-//! compile lock, and the later ones find the artifact); wasmtime checks an artifact's version and settings when loading
-//! it, and an unusable one is compiled again.
+//! compile lock, and the later ones find the artifact); wasmtime checks an
+//! artifact's version and settings when loading it, and an unusable one is
+//! compiled again.
 //!
 //! Hashing the module on every call would cost more than loading the
 //! artifact, so an index file remembers each module's digest together with

@@ -10,7 +10,7 @@ where
     T::Err: std::fmt::Display,
 {
     s.parse()
-        .map_err(|e| format!("{what} {:?}: {e}", multus_host_functions::text::head(s, 64)))
+        .map_err(|e| format!("{what} {:?}: {e}", multus_host_functions::text::quoted(s)))
 }
 
 /// Bounds on what a plugin may return: far above any real result, low
@@ -101,7 +101,7 @@ pub fn owned_interfaces(r: &wit::CniResult, pod_links: &[String]) -> Result<(), 
         if !multus_host_functions::names::valid_ifname(&i.name) {
             return Err(format!(
                 "interface {:?} is not a valid interface name",
-                multus_host_functions::text::head(&i.name, 64)
+                multus_host_functions::text::quoted(&i.name)
             ));
         }
         if i.sandbox && !pod_links.contains(&i.name) {
