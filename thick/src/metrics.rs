@@ -1,6 +1,6 @@
 //! Prometheus metrics on `metricsPort` (text format): requests by command
 //! and result code with latency, delegate plugin calls, wasm phases, API
-//! requests, requests in flight and waiting, requests past their deadline
+//! requests (and module reads that joined one in flight), requests in flight and waiting, requests past their deadline
 //! (answered, and still running), watch events and cache sizes. Plugin,
 //! wasm and API figures come from the debug events the shared code already emits (`plugin call`,
 //! `wasm call`, `API request`), read by a tracing layer, so the CNI code
@@ -69,6 +69,7 @@ pub struct Metrics {
     pub wasm_seconds: Family<PhaseLabels, Histogram, fn() -> Histogram>,
     pub api_requests: Family<ApiLabels, Counter>,
     pub api_seconds: Family<ApiLabels, Histogram, fn() -> Histogram>,
+    pub api_joined: Counter,
     pub in_flight: Gauge<i64, AtomicI64>,
     pub waiting: Gauge<i64, AtomicI64>,
     pub timed_out: Family<CommandLabels, Counter>,
@@ -88,6 +89,7 @@ impl Default for Metrics {
             wasm_seconds: Family::new_with_constructor(seconds),
             api_requests: Family::default(),
             api_seconds: Family::new_with_constructor(seconds),
+            api_joined: Counter::default(),
             in_flight: Gauge::default(),
             waiting: Gauge::default(),
             timed_out: Family::default(),
@@ -126,6 +128,11 @@ impl Default for Metrics {
             "api_request_seconds",
             "Kubernetes API request latency by verb and outcome",
             m.api_seconds.clone(),
+        );
+        r.register(
+            "api_requests_joined",
+            "module reads of the watch cache answered by an identical read in flight, not sent",
+            m.api_joined.clone(),
         );
         r.register(
             "requests_in_flight",
@@ -280,6 +287,9 @@ impl<S: tracing::Subscriber> Layer<S> for MetricsLayer {
                 if let Some(ms) = f.duration_ms {
                     m.api_seconds.get_or_create(&labels).observe(ms / 1e3);
                 }
+            }
+            "joined a request in flight" => {
+                m.api_joined.inc();
             }
             _ => {}
         }

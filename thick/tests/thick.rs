@@ -668,8 +668,9 @@ fn module_cluster_calls_share_a_connection() {
 
 /// A node's pods started together read their NodeSlicePool (56 KiB at
 /// 1024 slices) from the watch cache once: the daemon answers identical
-/// `get-cached` reads in flight with one request. The read is slowed so
-/// the ADDs overlap it; each read alone, three were sent.
+/// `get-cached` reads in flight with one request. The read is held until
+/// the other two ADDs joined it (or 20 s passed), so the ADDs overlap it
+/// however slow the machine; each read alone, three were sent.
 #[test]
 fn a_nodes_pods_read_their_slices_once() {
     let node = Node::new();
@@ -701,15 +702,17 @@ fn a_nodes_pods_read_their_slices_once() {
                 {"nodeName": multus_testbed::kube_api::NODE, "sliceRange": "10.38.0.0/28"},
                 {"nodeName": "", "sliceRange": "10.38.0.16/28"}]}}),
     );
-    api.delay("/nodeslicepools/wa-slices", Duration::from_millis(600), 1);
+    api.hold("/nodeslicepools/wa-slices");
     let socket_dir = node.dir.path().join("run-multus");
+    let port = 19095;
     let _daemon = Daemon::start_with(
         &node,
-        &json!({"socketDir": socket_dir, "kubeconfig": api.kubeconfig()}),
+        &json!({"socketDir": socket_dir, "kubeconfig": api.kubeconfig(), "metricsPort": port}),
         &[("NODE_NAME", multus_testbed::kube_api::NODE)],
     );
     let conf = node.with_wasm(shim_conf(&node, &socket_dir));
     let pods: Vec<Pod> = (0..3).map(|_| Pod::new()).collect();
+    let joined = || sample(&scrape(&node, port), "multus_api_requests_joined_total");
     let run_all = |cmd: &str| {
         std::thread::scope(|s| {
             for (i, pod) in pods.iter().enumerate() {
@@ -726,9 +729,17 @@ fn a_nodes_pods_read_their_slices_once() {
                     assert!(out.ok(), "{cmd} slice{i}: {} {}", out.stdout, out.stderr);
                 });
             }
+            if cmd == "ADD" {
+                let until = Instant::now() + Duration::from_secs(20);
+                while joined() < 2.0 && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                api.release();
+            }
         })
     };
     run_all("ADD");
+    assert_eq!(joined(), 2.0, "the other two ADDs joined the read");
     let pool = || {
         api.custom_object(
             "ippools",

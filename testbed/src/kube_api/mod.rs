@@ -58,6 +58,9 @@ struct State {
     resets: Vec<(Method, String, u32)>,
     /// Requests answered late, after they took effect (`answer_late`).
     late: Vec<(Method, String, Duration, u32)>,
+    /// Path substrings whose requests wait unanswered until `release`.
+    holds: Vec<String>,
+    releases: tokio::sync::watch::Sender<u64>,
     /// Down: every new connection is closed at once, as a stopped server's
     /// would be refused (`set_down`); the state survives for when it is up.
     down: bool,
@@ -247,6 +250,8 @@ impl FakeKubeApi {
             faults: Vec::new(),
             resets: Vec::new(),
             late: Vec::new(),
+            holds: Vec::new(),
+            releases: tokio::sync::watch::Sender::new(0),
             cache_lag: custom::Objects::new(),
             lagging: Vec::new(),
             cached_reads: 0,
@@ -542,6 +547,21 @@ impl FakeKubeApi {
             .push((path_part.into(), delay, times));
     }
 
+    /// Every request whose path contains `path_part` waits unanswered
+    /// until `release` (each counted a fault fired): a test sees what its
+    /// clients do while a request is in flight, however slow the machine,
+    /// where a fixed delay races them.
+    pub fn hold(&self, path_part: &str) {
+        self.state.lock().unwrap().holds.push(path_part.into());
+    }
+
+    /// Answers every held request, and holds no more.
+    pub fn release(&self) {
+        let mut st = self.state.lock().unwrap();
+        st.holds.clear();
+        st.releases.send_modify(|n| *n += 1);
+    }
+
     /// The first write (POST or PUT) whose path contains `path_part` is
     /// answered after `delay`, as a real API server's first write of a
     /// custom resource kind waits while it sets up the kind's quota
@@ -608,6 +628,8 @@ impl FakeKubeApi {
         st.resets.clear();
         st.delays.clear();
         st.first_writes.clear();
+        st.holds.clear();
+        st.releases.send_modify(|n| *n += 1);
         st.down = false;
     }
 
@@ -859,7 +881,7 @@ async fn serve(
         },
         false => body,
     };
-    let delay = {
+    let (delay, held) = {
         let mut st = state.lock().unwrap();
         let d = st
             .delays
@@ -879,8 +901,13 @@ async fn serve(
             }
         }
         st.fired += u64::from(d.is_some());
-        d
+        let held = st.holds.iter().any(|p| path.contains(p.as_str()));
+        st.fired += u64::from(held);
+        (d, held.then(|| st.releases.subscribe()))
     };
+    if let Some(mut released) = held {
+        let _ = released.changed().await;
+    }
     if let Some(d) = delay {
         tokio::time::sleep(d).await;
     }

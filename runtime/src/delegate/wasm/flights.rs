@@ -78,6 +78,8 @@ impl<K: Eq + Hash + Clone, V: Clone> Flights<K, V> {
                 };
                 return Ok(landing.fly(ask));
             }
+            // What the daemon's metrics count: requests not sent.
+            tracing::debug!("joined a request in flight");
             let mut answer = lock(&flight.answer);
             loop {
                 match &*answer {
