@@ -7,6 +7,7 @@ use super::HostState;
 use crate::bindings::multus::plugin::{links, netlink, types};
 use crate::links::{BridgeSettings, IpamBackend, MacvlanMode, PortSettings};
 use crate::netlink::{self as nl, Ns};
+use crate::text::quoted;
 use crate::{HostError, WitError};
 
 impl HostState {
@@ -85,7 +86,7 @@ impl links::Host for HostState {
         };
         let out = self.macvlan(&master, mode, mtu, mac.as_deref());
         out.map(wit_link)
-            .map_err(|e| self.fail(&format!("links.macvlan-add({master})"), e))
+            .map_err(|e| self.fail(&format!("links.macvlan-add({})", quoted(&master)), e))
     }
 
     fn veth_add(&mut self, mtu: Option<u32>) -> Result<links::Veth, WitError> {
@@ -121,7 +122,7 @@ impl links::Host for HostState {
         let out = crate::links::check_named(&self.grant, &name, "create or set up")
             .and_then(|()| self.kernel.bridge_ensure(&name, settings));
         out.map(wit_link)
-            .map_err(|e| self.fail(&format!("links.bridge-ensure({name})"), e))
+            .map_err(|e| self.fail(&format!("links.bridge-ensure({})", quoted(&name)), e))
     }
 
     fn bridge_attach(
@@ -138,7 +139,16 @@ impl links::Host for HostState {
         };
         let out = crate::links::check_attach(&self.grant, &port, &bridge)
             .and_then(|()| self.kernel.bridge_attach(&port, &bridge, &settings));
-        out.map_err(|e| self.fail(&format!("links.bridge-attach({port}, {bridge})"), e))
+        out.map_err(|e| {
+            self.fail(
+                &format!(
+                    "links.bridge-attach({}, {})",
+                    quoted(&port),
+                    quoted(&bridge)
+                ),
+                e,
+            )
+        })
     }
 
     /// The addresses handed out are recorded: they are the only ones the

@@ -8,6 +8,7 @@ use ipnet::IpNet;
 use super::{HostState, KernelBackend};
 use crate::bindings::multus::plugin::{netlink, types};
 use crate::netlink::{self as nl, LinkChange, Ns, Route};
+use crate::text::quoted;
 use crate::{HostError, WitError};
 
 pub(super) fn ns(n: netlink::Namespace) -> Ns {
@@ -63,7 +64,7 @@ impl HostState {
     ) -> Result<T, WitError> {
         let n = ns(n);
         let out = nl::check(&self.grant, n, name).and_then(|()| f(self.kernel.as_mut(), n));
-        out.map_err(|e| self.fail(&format!("netlink.{call}({name})"), e))
+        out.map_err(|e| self.fail(&format!("netlink.{call}({})", quoted(name)), e))
     }
 }
 
@@ -191,7 +192,7 @@ impl HostState {
                 self.kernel.route_add(n, name, &route)
             }
         });
-        out.map_err(|e| self.fail(&format!("netlink.{call}({name})"), e))
+        out.map_err(|e| self.fail(&format!("netlink.{call}({})", quoted(name)), e))
     }
 }
 

@@ -9,6 +9,7 @@ use crate::bindings::multus::plugin::{netlink, routing};
 use crate::netlink::{self as nl, Ns};
 use crate::routing::policy::Granted;
 use crate::routing::{self as rt, RouteEntry, RouteOp, Rule, RuleOp};
+use crate::text::quoted;
 use crate::{HostError, WitError};
 
 fn parse_ip(s: &str, what: &str) -> Result<std::net::IpAddr, HostError> {
@@ -178,7 +179,7 @@ impl HostState {
             self.route_allowed(n, link, &e.dst, e.table, op == RouteOp::Del)?;
             self.kernel.route_write(n, link, op, &e)
         });
-        out.map_err(|e| self.fail(&format!("routing.{}({link})", op.call()), e))
+        out.map_err(|e| self.fail(&format!("routing.{}({})", op.call(), quoted(link)), e))
     }
 
     fn rule_write(
@@ -205,7 +206,7 @@ impl routing::Host for HostState {
         let n = ns(n);
         let out = nl::check(&self.grant, n, &link).and_then(|()| self.kernel.routes(n, &link));
         out.map(|v| v.into_iter().map(from_entry).collect())
-            .map_err(|e| self.fail(&format!("routing.route-list({link})"), e))
+            .map_err(|e| self.fail(&format!("routing.route-list({})", quoted(&link)), e))
     }
 
     fn route_add(

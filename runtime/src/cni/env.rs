@@ -183,7 +183,10 @@ pub fn validate_ifname(s: &str) -> Result<(), String> {
         return Err("interface name is empty".into());
     }
     if s.len() > 15 {
-        return Err(format!("interface name {s:?} is longer than 15 bytes"));
+        return Err(format!(
+            "interface name {:?} is longer than 15 bytes",
+            multus_host_functions::text::quoted(s)
+        ));
     }
     if s == "." || s == ".." {
         return Err(format!("interface name {s:?} is not allowed"));

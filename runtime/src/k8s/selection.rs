@@ -12,7 +12,13 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use multus_host_functions::text::{clip, quoted};
+
 use crate::cni::env::validate_ifname;
+
+/// The most of serde's message about an element an error carries: it
+/// quotes the offending value whole, and a pod's annotations may be 256 KiB.
+const MESSAGE_BYTES: usize = 256;
 
 /// One requested attachment, validated.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -99,8 +105,9 @@ pub fn parse(value: &str, pod_namespace: &str) -> Result<Vec<NetworkSelection>, 
             .split(',')
             .enumerate()
             .map(|(i, item)| {
-                parse_short(item.trim(), pod_namespace)
-                    .map_err(|m| SelectionError(format!("element {i} ({:?}): {m}", item.trim())))
+                parse_short(item.trim(), pod_namespace).map_err(|m| {
+                    SelectionError(format!("element {i} ({:?}): {m}", quoted(item.trim())))
+                })
             })
             .collect()
     }
@@ -186,7 +193,7 @@ fn parse_json(value: &str, pod_namespace: &str) -> Result<Vec<NetworkSelection>,
             let shown = item
                 .get("name")
                 .and_then(Value::as_str)
-                .map(|n| format!(" ({n:?})"))
+                .map(|n| format!(" ({:?})", quoted(n)))
                 .unwrap_or_default();
             element(item, pod_namespace)
                 .map_err(|m| SelectionError(format!("element {i}{shown}: {m}")))
@@ -201,11 +208,13 @@ pub fn element(item: Value, pod_namespace: &str) -> Result<NetworkSelection, Str
     }
     let e: Element = match serde_json::from_value(item) {
         Ok(e) => e,
-        Err(err) => return Err(err.to_string()),
+        // serde's message quotes the offending value whole.
+        Err(err) => return Err(clip(err.to_string(), MESSAGE_BYTES)),
     };
     if let Some(k) = e.extensions.keys().find(|k| !k.contains('.')) {
         return Err(format!(
-            "unknown key {k:?} (keys without a '.' are reserved by the spec)"
+            "unknown key {:?} (keys without a '.' are reserved by the spec)",
+            quoted(k)
         ));
     }
     let name = e.name.ok_or("\"name\" is required")?;
@@ -220,7 +229,9 @@ pub fn element(item: Value, pod_namespace: &str) -> Result<NetworkSelection, Str
     let interface = match (e.interface, e.interface_request) {
         (Some(a), Some(b)) if !a.is_empty() && !b.is_empty() && a != b => {
             return Err(format!(
-                "\"interface\" {a:?} and \"interfaceRequest\" {b:?} disagree"
+                "\"interface\" {:?} and \"interfaceRequest\" {:?} disagree",
+                quoted(&a),
+                quoted(&b)
             ))
         }
         (a, b) => a.filter(|s| !s.is_empty()).or(b.filter(|s| !s.is_empty())),
@@ -236,7 +247,10 @@ pub fn element(item: Value, pod_namespace: &str) -> Result<NetworkSelection, Str
     }
     for ip in &ips {
         if ip.parse::<IpAddr>().is_err() && ip.parse::<IpNet>().is_err() {
-            return Err(format!("\"ips\": {ip:?} is neither an IP nor a CIDR"));
+            return Err(format!(
+                "\"ips\": {:?} is neither an IP nor a CIDR",
+                quoted(ip)
+            ));
         }
     }
     if !ips.is_empty() && e.ipam_claim_reference.is_some() {
@@ -244,18 +258,19 @@ pub fn element(item: Value, pod_namespace: &str) -> Result<NetworkSelection, Str
     }
     let mac = e.mac.or(e.mac_request).filter(|m| !m.is_empty());
     if let Some(m) = &mac {
-        parse_hw_addr(m, 6).map_err(|r| format!("\"mac\": {m:?} {r}"))?;
+        parse_hw_addr(m, 6).map_err(|r| format!("\"mac\": {:?} {r}", quoted(m)))?;
     }
     if let Some(g) = &e.infiniband_guid {
-        parse_hw_addr(g, 8).map_err(|r| format!("\"infiniband-guid\": {g:?} {r}"))?;
+        parse_hw_addr(g, 8).map_err(|r| format!("\"infiniband-guid\": {:?} {r}", quoted(g)))?;
     }
     let default_route = e
         .default_route
         .map(|gws| {
             gws.iter()
                 .map(|g| {
-                    g.parse::<IpAddr>()
-                        .map_err(|_| format!("\"default-route\": {g:?} is not an IP address"))
+                    g.parse::<IpAddr>().map_err(|_| {
+                        format!("\"default-route\": {:?} is not an IP address", quoted(g))
+                    })
                 })
                 .collect::<Result<Vec<_>, _>>()
         })
@@ -296,7 +311,8 @@ pub fn validate_dns_label(s: &str, what: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "{what} {s:?} is not a DNS-1123 label ([a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters)"
+            "{what} {:?} is not a DNS-1123 label ([a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters)",
+            quoted(s)
         ))
     }
 }
@@ -326,12 +342,20 @@ fn validate_port_mapping(p: &Value) -> Result<(), String> {
     if let Some(proto) = o.get("protocol") {
         match proto.as_str().map(str::to_ascii_uppercase).as_deref() {
             Some("TCP" | "UDP" | "SCTP") => {}
-            _ => return Err(format!("\"protocol\" {proto} is not TCP, UDP or SCTP")),
+            _ => {
+                return Err(format!(
+                    "\"protocol\" {} is not TCP, UDP or SCTP",
+                    quoted(&proto.to_string())
+                ))
+            }
         }
     }
     if let Some(ip) = o.get("hostIP") {
         if ip.as_str().is_none_or(|s| s.parse::<IpAddr>().is_err()) {
-            return Err(format!("\"hostIP\" {ip} is not an IP address"));
+            return Err(format!(
+                "\"hostIP\" {} is not an IP address",
+                quoted(&ip.to_string())
+            ));
         }
     }
     Ok(())
@@ -341,10 +365,13 @@ fn validate_bandwidth(b: &Map<String, Value>) -> Result<(), String> {
     const KEYS: [&str; 4] = ["ingressRate", "ingressBurst", "egressRate", "egressBurst"];
     for (k, v) in b {
         if !KEYS.contains(&k.as_str()) {
-            return Err(format!("unknown key {k:?} (want one of {KEYS:?})"));
+            return Err(format!(
+                "unknown key {:?} (want one of {KEYS:?})",
+                quoted(k)
+            ));
         }
         if v.as_u64().is_none() {
-            return Err(format!("{k:?} must be a non-negative integer"));
+            return Err(format!("{:?} must be a non-negative integer", quoted(k)));
         }
     }
     Ok(())
@@ -520,5 +547,40 @@ mod tests {
             let e = err(v);
             assert!(e.contains(want), "{v}: {e}");
         }
+    }
+
+    /// A pod's annotations may hold 256 KiB: an error quotes a value by its
+    /// head, in every field it names, so the CNI error (and the kubelet's
+    /// event) stays small.
+    #[test]
+    fn errors_quote_a_hostile_value_by_its_head() {
+        use serde_json::json;
+        let big = "A".repeat(100_000);
+        let pm = |field: &str| {
+            json!([{"name": "a", "portMappings": [
+                {"hostPort": 1, "containerPort": 80, field: {"x": big}}]}])
+        };
+        let cases = [
+            json!([{"name": big}]),
+            json!([{"name": "a", "namespace": big}]),
+            json!([{"name": "a", "interface": big}]),
+            json!([{"name": "a", "interface": big, "interfaceRequest": "y"}]),
+            json!([{"name": "a", "ips": [big]}]),
+            json!([{"name": "a", "mac": big}]),
+            json!([{"name": "a", "infiniband-guid": big}]),
+            json!([{"name": "a", "default-route": [big]}]),
+            pm("protocol"),
+            pm("hostIP"),
+            json!([{"name": "a", "bandwidth": {big.as_str(): 1}}]),
+            json!([{"name": "a", big.as_str(): 1}]),
+            json!([{"name": "a", "bandwidth": big}]),
+        ];
+        for v in cases {
+            let e = err(&v.to_string());
+            assert!(e.len() < 512, "{} bytes: {}", e.len(), &e[..200]);
+            assert!(e.contains("AAAA"), "the value is quoted: {e}");
+        }
+        let e = err(&format!("{big},b"));
+        assert!(e.len() < 512 && e.contains("AAAA"), "{}", e.len());
     }
 }
