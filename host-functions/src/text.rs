@@ -17,6 +17,13 @@ pub fn quoted(s: &str) -> &str {
     head(s, QUOTED_BYTES)
 }
 
+/// A parser's message about text a guest or a config chose, cut to 256
+/// bytes: serde's messages quote the offending value whole ("invalid
+/// type: string \"...\"").
+pub fn parser_message(e: impl std::fmt::Display) -> String {
+    clip(e.to_string(), 256)
+}
+
 /// The first `max` bytes of `s` (at a character boundary).
 pub fn head(s: &str, max: usize) -> &str {
     &s[..boundary(s, max)]

@@ -448,3 +448,88 @@ fn multus_never_delegates_to_itself_nor_stores_in_its_own_dirs() {
     node.run("DEL", "c1", &pod, &bytes(&multus_conf));
     assert_eq!(pod.ns.links().unwrap(), ["lo"]);
 }
+
+/// A NAD's values are quoted by their head in the error that refuses them,
+/// and any error is printed at most 4 KiB of message (a native delegate
+/// may echo a value whole): the kubelet makes it an event on every retry
+/// of the sandbox. Before, a 100 KB value came back whole, or twice.
+#[test]
+fn a_huge_value_makes_a_small_error() {
+    let node = Node::new();
+    node.install_wasm(&["host-local"]);
+    let big = "a".repeat(100_000);
+    let bridge = json!({"type": "bridge", "bridge": "br-hv", "ipam": {"type": "static",
+        "addresses": [{"address": "10.97.0.2/24"}]}});
+    let list = |name: &str, plugins: Value| json!({"cniVersion": "1.0.0", "name": name, "plugins": plugins});
+    let mut cases = vec![
+        (list(&big, json!([bridge])), 7, "network name"),
+        (list(&format!("{big}/"), json!([bridge])), 7, "network name"),
+        (
+            json!({"cniVersion": big, "name": "hv", "type": "bridge"}),
+            1,
+            "incompatible CNI version",
+        ),
+        (
+            json!({"cniVersion": "1.0.0", "name": "hv", "plugins": big}),
+            7,
+            "plugins",
+        ),
+        (list("hv", json!(vec![bridge.clone(); 65])), 7, "at most 64"),
+        (
+            json!({"cniVersion": "1.0.0", "name": "hv", "type": "bridge", "disableCheck": big}),
+            7,
+            "disableCheck",
+        ),
+        (
+            list(
+                "hv",
+                json!([{"type": "bridge", "bridge": "br-hv", "ipam": {"type": "host-local",
+            "ranges": [[{"subnet": "10.97.0.0/24"}]], "dataDir": format!("/{big}")}}]),
+            ),
+            7,
+            "dataDir",
+        ),
+    ];
+    // The reference macvlan quotes its master whole: bounded at the edge.
+    let echo = list(
+        "hv",
+        json!([{"type": "macvlan", "master": big, "ipam": {"type": "static",
+        "addresses": [{"address": "10.97.0.3/24"}]}}]),
+    );
+    cases.push((echo, 0, "plugin \"macvlan\" ADD"));
+    for (net, code, names) in cases {
+        let pod = Pod::new();
+        let conf = conf_of(&node, net, json!({}));
+        let out = node.run("ADD", "c1", &pod, &conf);
+        assert_eq!(
+            out.status,
+            Some(1),
+            "{names}: {}",
+            &out.stdout[..out.stdout.len().min(300)]
+        );
+        let e = out.json();
+        if code != 0 {
+            assert_eq!(e["code"], code, "{names}");
+            assert!(
+                out.stdout.len() < 1024,
+                "{names}: {} bytes",
+                out.stdout.len()
+            );
+        } else {
+            assert!(
+                out.stdout.len() < 4096 + 512,
+                "{names}: {} bytes",
+                out.stdout.len()
+            );
+        }
+        let msg = e["msg"].as_str().unwrap();
+        assert!(msg.contains(names), "{names}: {msg}");
+        assert!(
+            out.stderr.len() < 16 * 1024,
+            "{names}: a log of {} bytes",
+            out.stderr.len()
+        );
+        node.run("DEL", "c1", &pod, &conf);
+        assert_eq!(pod.ns.links().unwrap(), ["lo"], "{names}");
+    }
+}

@@ -9,6 +9,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use multus_host_functions::text::quoted;
+
 use super::bounds::{list, split_beneath};
 use super::Refused;
 
@@ -32,7 +34,8 @@ pub fn read(
     key: &str,
     timeout: Duration,
 ) -> Result<Vec<u8>, Refused> {
-    let refused = |why: String| Refused::new(key, format!("{}: {why}", path.display()));
+    let shown = path.display().to_string();
+    let refused = |why: String| Refused::new(key, format!("{}: {why}", quoted(&shown)));
     if !path.is_absolute() {
         return Err(refused("not an absolute path".into()));
     }

@@ -65,7 +65,8 @@ pub fn choose(
         return Err(Refused::new(
             KEY,
             format!(
-                "{named}: a config does not choose credentials; it may name multus's own kubeconfig ({}) or one on kubeconfigAllowlist ({}), which the admin sets in the multus conf",
+                "{}: a config does not choose credentials; it may name multus's own kubeconfig ({}) or one on kubeconfigAllowlist ({}), which the admin sets in the multus conf",
+                multus_host_functions::text::quoted(named),
                 own.map_or("none".into(), |p| p.display().to_string()),
                 list(&bounds.kubeconfig_allowlist)
             ),

@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use multus_host_functions::store::StoreDir;
+use multus_host_functions::text::quoted;
 
 use super::bounds::{list, split_beneath};
 use super::{Bounds, Refused};
@@ -10,7 +11,8 @@ use super::{Bounds, Refused};
 /// `data_dir` (from config key `key`, or the host's default) as a store
 /// directory beneath one of the admin's `storeRoots`.
 pub fn store_dir(bounds: &Bounds, data_dir: &Path, key: &str) -> Result<StoreDir, Refused> {
-    let refused = |why: String| Refused::new(key, format!("{}: {why}", data_dir.display()));
+    let shown = data_dir.display().to_string();
+    let refused = |why: String| Refused::new(key, format!("{}: {why}", quoted(&shown)));
     if !data_dir.is_absolute() {
         return Err(refused("not an absolute path".into()));
     }

@@ -56,7 +56,10 @@ impl CniArgs {
             let (k, v) = part.split_once('=').ok_or_else(|| {
                 CniError::new(
                     Code::InvalidEnv,
-                    format!("CNI_ARGS: invalid pair {part:?}, want KEY=VALUE"),
+                    format!(
+                        "CNI_ARGS: invalid pair {:?}, want KEY=VALUE",
+                        multus_host_functions::text::quoted(part)
+                    ),
                 )
             })?;
             pairs.push((k.to_string(), v.to_string()));
@@ -172,7 +175,10 @@ pub fn validate_id(s: &str, what: &str, code: Code) -> Result<(), CniError> {
     } else {
         Err(CniError::new(
             code,
-            format!("{what}: invalid characters in {s:?}, want ^[a-zA-Z0-9][a-zA-Z0-9_.\\-]*$"),
+            format!(
+                "{what}: invalid characters in {:?}, want ^[a-zA-Z0-9][a-zA-Z0-9_.\\-]*$",
+                multus_host_functions::text::quoted(s)
+            ),
         ))
     }
 }

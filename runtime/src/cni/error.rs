@@ -22,13 +22,29 @@ pub enum Code {
 
 /// A CNI error as printed on stdout. `code` stays a plain number because
 /// delegates may return any plugin-specific code (100+), which we pass through.
+/// Printed (on stdout or in a log line), its message and its details are
+/// each at most [`PRINTED_BYTES`]: a config value or a native delegate's
+/// output may be quoted in them, and the kubelet makes the error an event
+/// and retries the sandbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
-#[error("{msg}{}", if details.is_empty() { String::new() } else { format!(": {details}") })]
+#[error("{}{}", head(msg), if details.is_empty() { String::new() } else { format!(": {}", head(details)) })]
 pub struct CniError {
     pub code: u32,
+    #[serde(serialize_with = "printed")]
     pub msg: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(skip_serializing_if = "String::is_empty", serialize_with = "printed")]
     pub details: String,
+}
+
+/// The most of an error's message, and of its details, that is printed.
+pub const PRINTED_BYTES: usize = 4096;
+
+fn head(s: &str) -> &str {
+    multus_host_functions::text::head(s, PRINTED_BYTES)
+}
+
+fn printed<S: serde::Serializer>(s: &str, ser: S) -> Result<S::Ok, S::Error> {
+    ser.serialize_str(head(s))
 }
 
 impl CniError {
@@ -86,6 +102,19 @@ mod tests {
         let d = e.with_details("x");
         let v: serde_json::Value = serde_json::from_str(&d.to_json("0.4.0")).unwrap();
         assert_eq!(v["details"], "x");
+    }
+
+    /// However long the message a config value made, the printed error and
+    /// its log line are bounded.
+    #[test]
+    fn printed_errors_are_bounded() {
+        let e =
+            CniError::new(Code::InvalidConfig, "é".repeat(10_000)).with_details("d".repeat(9_000));
+        let v: serde_json::Value = serde_json::from_str(&e.to_json("1.1.0")).unwrap();
+        assert_eq!(v["msg"].as_str().unwrap().len(), PRINTED_BYTES);
+        assert_eq!(v["details"].as_str().unwrap().len(), PRINTED_BYTES);
+        assert_eq!(e.to_string().len(), 2 * PRINTED_BYTES + 2);
+        assert_eq!(e.msg.len(), 20_000, "kept whole for the caller");
     }
 
     #[test]

@@ -63,7 +63,8 @@ pub fn check_supported(v: &str, what: &str) -> Result<Version, CniError> {
     Err(CniError::new(
         Code::IncompatibleVersion,
         format!(
-            "{what}: incompatible CNI version {v:?}; supported versions are {}",
+            "{what}: incompatible CNI version {:?}; supported versions are {}",
+            multus_host_functions::text::quoted(v),
             SUPPORTED.join(", ")
         ),
     ))

@@ -5,6 +5,8 @@ use indexmap::IndexMap;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
+use multus_host_functions::text::{parser_message, quoted};
+
 use crate::cni::{CniError, Code};
 
 /// A JSON object's members keyed by lower-cased name, values kept as raw text
@@ -19,7 +21,10 @@ impl FoldedObject {
         let raw: IndexMap<String, Box<RawValue>> = serde_json::from_slice(bytes).map_err(|e| {
             CniError::new(
                 Code::Decode,
-                format!("{what}: failed to decode JSON object: {e}"),
+                format!(
+                    "{what}: failed to decode JSON object: {}",
+                    parser_message(e)
+                ),
             )
         })?;
         let mut members = IndexMap::with_capacity(raw.len());
@@ -47,7 +52,11 @@ impl FoldedObject {
         serde_json::from_str(raw.get()).map(Some).map_err(|e| {
             CniError::new(
                 Code::InvalidConfig,
-                format!("{}: invalid value for {key:?}: {e}", self.what),
+                format!(
+                    "{}: invalid value for {key:?}: {}",
+                    self.what,
+                    parser_message(e)
+                ),
             )
         })
     }
@@ -69,8 +78,9 @@ impl FoldedObject {
                 _ => Err(CniError::new(
                     Code::InvalidConfig,
                     format!(
-                        "{}: invalid value for {key:?}: {s:?} is not a boolean",
-                        self.what
+                        "{}: invalid value for {key:?}: {:?} is not a boolean",
+                        self.what,
+                        quoted(&s)
                     ),
                 )),
             },

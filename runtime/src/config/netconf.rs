@@ -3,10 +3,22 @@
 
 use serde_json::{Map, Value};
 
+use multus_host_functions::text::parser_message;
+
 use super::keys::FoldedObject;
 use crate::boundary::plugin_type::{ipam_type, PluginType};
 use crate::cni::env::validate_id;
 use crate::cni::{version, CniError, Code};
+
+/// The longest network name: one names a directory (host-local's
+/// `/var/lib/cni/networks/<name>`), so a longer one cannot work, and each
+/// attachment's messages and log lines carry it. The spec sets no bound.
+pub const MAX_NAME_BYTES: usize = 255;
+
+/// The most plugins one conflist may chain: far above any real chain, low
+/// enough that a NAD cannot have one ADD run (and its rollback undo, and
+/// log) tens of thousands. The spec and libcni set no bound.
+pub const MAX_PLUGINS: usize = 64;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct NetworkConfig {
@@ -30,6 +42,15 @@ impl NetworkConfig {
             return Err(CniError::new(
                 Code::InvalidConfig,
                 format!("{origin}: missing network \"name\""),
+            ));
+        }
+        if name.len() > MAX_NAME_BYTES {
+            return Err(CniError::new(
+                Code::InvalidConfig,
+                format!(
+                    "{origin}: the network name is {} bytes, at most {MAX_NAME_BYTES}",
+                    name.len()
+                ),
             ));
         }
         validate_id(
@@ -57,13 +78,22 @@ impl NetworkConfig {
                     .map_err(|e| {
                         CniError::new(
                             Code::InvalidConfig,
-                            format!("{origin}: \"plugins\" is not a list: {e}"),
+                            format!("{origin}: \"plugins\" is not a list: {}", parser_message(e)),
                         )
                     })?;
                 if items.is_empty() {
                     return Err(CniError::new(
                         Code::InvalidConfig,
                         format!("{origin}: \"plugins\" is empty"),
+                    ));
+                }
+                if items.len() > MAX_PLUGINS {
+                    return Err(CniError::new(
+                        Code::InvalidConfig,
+                        format!(
+                            "{origin}: \"plugins\" has {} plugins, at most {MAX_PLUGINS}",
+                            items.len()
+                        ),
                     ));
                 }
                 items
@@ -166,6 +196,28 @@ mod tests {
         assert!(n.disable_check);
         assert!(!n.disable_gc);
         assert_eq!(n.types(), vec!["bridge", "tuning"]);
+    }
+
+    /// The name's and the chain's bounds, each at its edge.
+    #[test]
+    fn names_and_chains_are_bounded() {
+        let conf = |name: &str, n: usize| {
+            serde_json::to_vec(&serde_json::json!({"cniVersion": "1.0.0", "name": name,
+                "plugins": vec![serde_json::json!({"type": "bridge"}); n]}))
+            .unwrap()
+        };
+        let name = "n".repeat(MAX_NAME_BYTES);
+        assert!(NetworkConfig::from_bytes(&conf(&name, MAX_PLUGINS), "d").is_ok());
+        let e = NetworkConfig::from_bytes(&conf(&format!("{name}n"), 1), "d").unwrap_err();
+        assert_eq!(e.code, 7);
+        assert!(
+            e.msg.contains("256 bytes") && e.msg.len() < 128,
+            "{}",
+            e.msg
+        );
+        let e = NetworkConfig::from_bytes(&conf("n", MAX_PLUGINS + 1), "d").unwrap_err();
+        assert_eq!(e.code, 7);
+        assert!(e.msg.contains("65 plugins"), "{}", e.msg);
     }
 
     #[test]

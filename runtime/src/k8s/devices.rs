@@ -128,7 +128,8 @@ impl Allocator {
             CniError::new(
                 Code::InvalidConfig,
                 format!(
-                    "network {network}: resource {resource:?}: the kubelet assigned the pod {} device(s) of it and {} attachment(s) already use them; request one per attachment in the pod's resource limits",
+                    "network {network}: resource {:?}: the kubelet assigned the pod {} device(s) of it and {} attachment(s) already use them; request one per attachment in the pod's resource limits",
+                    multus_host_functions::text::quoted(resource),
                     ids.len(),
                     *n
                 ),

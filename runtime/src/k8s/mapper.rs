@@ -7,19 +7,17 @@ use multus_host_functions::bindings::mapper::exports::multus::plugin::mapper as 
 use serde_json::{Map, Value};
 
 use super::pod::{self, PodRef};
-use super::selection::{self, NetworkSelection};
+use super::selection::{self, NetworkSelection, MAX_SELECTIONS};
 use crate::cni::{CniError, Code};
 use crate::config::kube::MapperRef;
 use crate::config::WasmConf;
 use crate::delegate::{wasm, PluginError};
 
-/// The most networks a mapper may select, the most text one of its
-/// selections may carry and all of them together (the API server's bound
-/// on all of a pod's annotations): far above any pod's, low enough that a
-/// hostile module cannot have multus resolve and attach thousands of
-/// networks or parse megabytes of `cni-args` (tens of bytes of host memory
-/// per byte of JSON).
-const MAX_SELECTIONS: usize = 256;
+/// The most text one of a mapper's selections may carry and all of them
+/// together (the API server's bound on all of a pod's annotations): far
+/// above any pod's, low enough that a hostile module cannot have multus
+/// parse megabytes of `cni-args` (tens of bytes of host memory per byte of
+/// JSON). The most networks it may select is a pod's (`MAX_SELECTIONS`).
 const MAX_SELECTION_BYTES: usize = 64 * 1024;
 const MAX_MAPPER_BYTES: usize = 256 * 1024;
 

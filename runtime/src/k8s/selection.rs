@@ -12,13 +12,9 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use multus_host_functions::text::{clip, quoted};
+use multus_host_functions::text::{parser_message, quoted};
 
 use crate::cni::env::validate_ifname;
-
-/// The most of serde's message about an element an error carries: it
-/// quotes the offending value whole, and a pod's annotations may be 256 KiB.
-const MESSAGE_BYTES: usize = 256;
 
 /// One requested attachment, validated.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -91,6 +87,20 @@ impl NetworkSelection {
 #[error("{0}")]
 pub struct SelectionError(pub String);
 
+/// The most networks one pod may select (its annotation, or a mapper):
+/// far above any pod's, low enough that a pod cannot have multus resolve,
+/// attach, cache and log thousands (upstream has no bound).
+pub const MAX_SELECTIONS: usize = 256;
+
+fn counted(n: usize) -> Result<(), SelectionError> {
+    if n > MAX_SELECTIONS {
+        return Err(SelectionError(format!(
+            "{n} networks selected, at most {MAX_SELECTIONS}"
+        )));
+    }
+    Ok(())
+}
+
 /// Parses one annotation value. `pod_namespace` fills elements without one.
 pub fn parse(value: &str, pod_namespace: &str) -> Result<Vec<NetworkSelection>, SelectionError> {
     let value = value.trim();
@@ -101,8 +111,10 @@ pub fn parse(value: &str, pod_namespace: &str) -> Result<Vec<NetworkSelection>, 
     if value.contains(['[', '{', '"']) {
         parse_json(value, pod_namespace)
     } else {
-        value
-            .split(',')
+        let items: Vec<&str> = value.split(',').collect();
+        counted(items.len())?;
+        items
+            .into_iter()
             .enumerate()
             .map(|(i, item)| {
                 parse_short(item.trim(), pod_namespace).map_err(|m| {
@@ -184,8 +196,13 @@ enum OneOrMany {
 }
 
 fn parse_json(value: &str, pod_namespace: &str) -> Result<Vec<NetworkSelection>, SelectionError> {
-    let items: Vec<Value> = serde_json::from_str(value)
-        .map_err(|e| SelectionError(format!("not a JSON list of selection elements: {e}")))?;
+    let items: Vec<Value> = serde_json::from_str(value).map_err(|e| {
+        SelectionError(format!(
+            "not a JSON list of selection elements: {}",
+            parser_message(e)
+        ))
+    })?;
+    counted(items.len())?;
     items
         .into_iter()
         .enumerate()
@@ -209,7 +226,7 @@ pub fn element(item: Value, pod_namespace: &str) -> Result<NetworkSelection, Str
     let e: Element = match serde_json::from_value(item) {
         Ok(e) => e,
         // serde's message quotes the offending value whole.
-        Err(err) => return Err(clip(err.to_string(), MESSAGE_BYTES)),
+        Err(err) => return Err(parser_message(err)),
     };
     if let Some(k) = e.extensions.keys().find(|k| !k.contains('.')) {
         return Err(format!(
@@ -580,6 +597,28 @@ mod tests {
             assert!(e.len() < 512, "{} bytes: {}", e.len(), &e[..200]);
             assert!(e.contains("AAAA"), "the value is quoted: {e}");
         }
+        let e = err(&format!("{big},b"));
+        assert!(e.len() < 512 && e.contains("AAAA"), "{}", e.len());
+        // At most MAX_SELECTIONS networks, in either form.
+        let names = |n: usize| (0..n).map(|i| format!("n{i}")).collect::<Vec<_>>();
+        assert_eq!(
+            parse(&names(MAX_SELECTIONS).join(","), "d").unwrap().len(),
+            MAX_SELECTIONS
+        );
+        let e = err(&names(MAX_SELECTIONS + 1).join(","));
+        assert!(e.contains("257 networks"), "{e}");
+        let listed = |n: usize| {
+            json!(names(n)
+                .iter()
+                .map(|n| json!({"name": n}))
+                .collect::<Vec<_>>())
+            .to_string()
+        };
+        assert_eq!(
+            parse(&listed(MAX_SELECTIONS), "d").unwrap().len(),
+            MAX_SELECTIONS
+        );
+        assert!(err(&listed(MAX_SELECTIONS + 1)).contains("257 networks"));
         let e = err(&format!("{big},b"));
         assert!(e.len() < 512 && e.contains("AAAA"), "{}", e.len());
     }
