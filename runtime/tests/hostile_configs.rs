@@ -497,9 +497,26 @@ fn a_huge_value_makes_a_small_error() {
         "addresses": [{"address": "10.97.0.3/24"}]}}]),
     );
     cases.push((echo, 0, "plugin \"macvlan\" ADD"));
+    // Each a NAD the pod selects, after the admin's cluster network.
+    let api = FakeKubeApi::start(&node.ns, "token-1").unwrap();
+    std::fs::create_dir_all(node.conf_dir()).unwrap();
+    let cluster = confs::bridge_host_local("cluster", "cni0", "10.96.0.0/24", &node.data_dir());
+    std::fs::write(node.conf_dir().join("10-cluster.conflist"), bytes(&cluster)).unwrap();
+    let conf = bytes(
+        &node.with_wasm(json!({"cniVersion": "1.0.0", "name": "multus-cni-network",
+        "type": "multus", "kubeconfig": api.kubeconfig(), "clusterNetwork": "cluster",
+        "confDir": node.conf_dir(), "cniDir": node.cni_dir(), "binDir": plugins()})),
+    );
+    api.add_pod(
+        "default",
+        "web",
+        "uid-1",
+        &[("k8s.v1.cni.cncf.io/networks", "hv")],
+        &[],
+    );
     for (net, code, names) in cases {
         let pod = Pod::new();
-        let conf = conf_of(&node, net, json!({}));
+        api.add_nad("default", "hv", Some(&net.to_string()), &[]);
         let out = node.run("ADD", "c1", &pod, &conf);
         assert_eq!(
             out.status,
@@ -532,4 +549,21 @@ fn a_huge_value_makes_a_small_error() {
         node.run("DEL", "c1", &pod, &conf);
         assert_eq!(pod.ns.links().unwrap(), ["lo"], "{names}");
     }
+    // The pod's networks together: four NADs of 64 plugins each and the
+    // cluster network's, over the 256 a pod's ADD may chain; none runs.
+    let chain = list("hv", json!(vec![json!({"type": "tuning"}); 64]));
+    api.add_nad("default", "hv", Some(&chain.to_string()), &[]);
+    api.add_pod(
+        "default",
+        "web",
+        "uid-1",
+        &[("k8s.v1.cni.cncf.io/networks", "hv,hv,hv,hv")],
+        &[],
+    );
+    let pod = Pod::new();
+    let out = node.run("ADD", "c1", &pod, &conf);
+    let msg = assert_cni_error(&out, 7);
+    assert!(msg.contains("257 plugins, at most 256"), "{msg}");
+    assert_eq!(pod.ns.links().unwrap(), ["lo"], "nothing ran");
+    node.run("DEL", "c1", &pod, &conf);
 }

@@ -270,7 +270,7 @@ impl DaemonConfig {
     /// The multus conf a `/delegate` request runs under: this config's
     /// multus keys around the one network it carries.
     pub fn delegate_conf(&self, delegate: &[u8]) -> Result<Vec<u8>, CniError> {
-        let net = NetworkConfig::from_bytes(delegate, "the delegate request's config")?;
+        let net = NetworkConfig::from_input(delegate, "the delegate request's config")?;
         let conf = serde_json::json!({"cniVersion": net.cni_version, "name": "multus-delegate",
             "type": "multus", "delegates": [serde_json::from_slice::<Value>(delegate).expect("parsed above")]});
         self.apply(&serde_json::to_vec(&conf).expect("JSON values serialize"))

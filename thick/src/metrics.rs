@@ -69,7 +69,7 @@ pub struct Metrics {
     pub wasm_seconds: Family<PhaseLabels, Histogram, fn() -> Histogram>,
     pub api_requests: Family<ApiLabels, Counter>,
     pub api_seconds: Family<ApiLabels, Histogram, fn() -> Histogram>,
-    pub api_joined: Counter,
+    pub api_joined: Family<CacheLabels, Counter>,
     pub in_flight: Gauge<i64, AtomicI64>,
     pub waiting: Gauge<i64, AtomicI64>,
     pub timed_out: Family<CommandLabels, Counter>,
@@ -89,7 +89,7 @@ impl Default for Metrics {
             wasm_seconds: Family::new_with_constructor(seconds),
             api_requests: Family::default(),
             api_seconds: Family::new_with_constructor(seconds),
-            api_joined: Counter::default(),
+            api_joined: Family::default(),
             in_flight: Gauge::default(),
             waiting: Gauge::default(),
             timed_out: Family::default(),
@@ -131,7 +131,7 @@ impl Default for Metrics {
         );
         r.register(
             "api_requests_joined",
-            "module reads of the watch cache answered by an identical read in flight, not sent",
+            "module reads of the watch cache answered by an identical read in flight, not sent, by kind (plural)",
             m.api_joined.clone(),
         );
         r.register(
@@ -199,6 +199,7 @@ struct Fields {
     command: String,
     module: String,
     call: String,
+    kind: String,
     duration_us: Option<u64>,
     duration_ms: Option<f64>,
     load_us: Option<u64>,
@@ -222,6 +223,7 @@ impl Visit for Fields {
             "plugin" => self.plugin = value.to_string(),
             "module" => self.module = value.to_string(),
             "call" => self.call = value.to_string(),
+            "kind" => self.kind = value.to_string(),
             "command" => self.command = value.to_string(),
             "duration_ms" => self.duration_ms = value.parse().ok(),
             _ => {}
@@ -289,7 +291,9 @@ impl<S: tracing::Subscriber> Layer<S> for MetricsLayer {
                 }
             }
             "joined a request in flight" => {
-                m.api_joined.inc();
+                m.api_joined
+                    .get_or_create(&CacheLabels { kind: f.kind })
+                    .inc();
             }
             _ => {}
         }

@@ -712,7 +712,12 @@ fn a_nodes_pods_read_their_slices_once() {
     );
     let conf = node.with_wasm(shim_conf(&node, &socket_dir));
     let pods: Vec<Pod> = (0..3).map(|_| Pod::new()).collect();
-    let joined = || sample(&scrape(&node, port), "multus_api_requests_joined_total");
+    let joined = || {
+        sample(
+            &scrape(&node, port),
+            r#"multus_api_requests_joined_total{kind="nodeslicepools"}"#,
+        )
+    };
     let run_all = |cmd: &str| {
         std::thread::scope(|s| {
             for (i, pod) in pods.iter().enumerate() {

@@ -55,7 +55,10 @@ impl PluginType {
             Some("missing") => Err(Refused::new(key, "missing")),
             Some(why) => Err(Refused::new(
                 key,
-                format!("{s:?} is not a plugin type: {why}"),
+                format!(
+                    "{:?} is not a plugin type: {why}",
+                    multus_host_functions::text::quoted(s)
+                ),
             )),
         }
     }

@@ -157,13 +157,19 @@ impl CniResult {
         let v = Version::parse(version).ok_or_else(|| {
             CniError::new(
                 Code::Decode,
-                format!("result has an invalid cniVersion {version:?}"),
+                format!(
+                    "result has an invalid cniVersion {:?}",
+                    multus_host_functions::text::quoted(version)
+                ),
             )
         })?;
         let bad = |e: serde_json::Error| {
             CniError::new(
                 Code::Decode,
-                format!("failed to decode a {version} result: {e}"),
+                format!(
+                    "failed to decode a {version} result: {}",
+                    multus_host_functions::text::parser_message(e)
+                ),
             )
         };
         if v.family() == Family::V02 {

@@ -34,6 +34,32 @@ pub struct NetworkConfig {
 }
 
 impl NetworkConfig {
+    /// A network a user wrote (a NAD, a hot-plug request): parsed as any
+    /// conf, then held to the bounds no admin's conf and no cache (one an
+    /// earlier version or upstream wrote, which DEL must still read) is.
+    pub fn from_input(bytes: &[u8], origin: &str) -> Result<Self, CniError> {
+        let net = Self::from_bytes(bytes, origin)?;
+        let over = |what: String| {
+            Err(CniError::new(
+                Code::InvalidConfig,
+                format!("{origin}: {what}"),
+            ))
+        };
+        if net.name.len() > MAX_NAME_BYTES {
+            return over(format!(
+                "the network name is {} bytes, at most {MAX_NAME_BYTES}",
+                net.name.len()
+            ));
+        }
+        if net.plugins.len() > MAX_PLUGINS {
+            return over(format!(
+                "\"plugins\" has {} plugins, at most {MAX_PLUGINS}",
+                net.plugins.len()
+            ));
+        }
+        Ok(net)
+    }
+
     /// Parses a conf or conflist. `origin` names where it came from in errors.
     pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<Self, CniError> {
         let top = FoldedObject::parse(bytes, origin)?;
@@ -42,15 +68,6 @@ impl NetworkConfig {
             return Err(CniError::new(
                 Code::InvalidConfig,
                 format!("{origin}: missing network \"name\""),
-            ));
-        }
-        if name.len() > MAX_NAME_BYTES {
-            return Err(CniError::new(
-                Code::InvalidConfig,
-                format!(
-                    "{origin}: the network name is {} bytes, at most {MAX_NAME_BYTES}",
-                    name.len()
-                ),
             ));
         }
         validate_id(
@@ -85,15 +102,6 @@ impl NetworkConfig {
                     return Err(CniError::new(
                         Code::InvalidConfig,
                         format!("{origin}: \"plugins\" is empty"),
-                    ));
-                }
-                if items.len() > MAX_PLUGINS {
-                    return Err(CniError::new(
-                        Code::InvalidConfig,
-                        format!(
-                            "{origin}: \"plugins\" has {} plugins, at most {MAX_PLUGINS}",
-                            items.len()
-                        ),
                     ));
                 }
                 items
@@ -198,7 +206,8 @@ mod tests {
         assert_eq!(n.types(), vec!["bridge", "tuning"]);
     }
 
-    /// The name's and the chain's bounds, each at its edge.
+    /// The name's and the chain's bounds on a user's network, each at its
+    /// edge.
     #[test]
     fn names_and_chains_are_bounded() {
         let conf = |name: &str, n: usize| {
@@ -207,17 +216,21 @@ mod tests {
             .unwrap()
         };
         let name = "n".repeat(MAX_NAME_BYTES);
-        assert!(NetworkConfig::from_bytes(&conf(&name, MAX_PLUGINS), "d").is_ok());
-        let e = NetworkConfig::from_bytes(&conf(&format!("{name}n"), 1), "d").unwrap_err();
+        assert!(NetworkConfig::from_input(&conf(&name, MAX_PLUGINS), "d").is_ok());
+        let e = NetworkConfig::from_input(&conf(&format!("{name}n"), 1), "d").unwrap_err();
         assert_eq!(e.code, 7);
         assert!(
             e.msg.contains("256 bytes") && e.msg.len() < 128,
             "{}",
             e.msg
         );
-        let e = NetworkConfig::from_bytes(&conf("n", MAX_PLUGINS + 1), "d").unwrap_err();
+        let e = NetworkConfig::from_input(&conf("n", MAX_PLUGINS + 1), "d").unwrap_err();
         assert_eq!(e.code, 7);
         assert!(e.msg.contains("65 plugins"), "{}", e.msg);
+        // An admin's conf, or a cache an earlier version wrote, is read as is.
+        assert!(
+            NetworkConfig::from_bytes(&conf(&format!("{name}n"), MAX_PLUGINS + 1), "d").is_ok()
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command as Process, Stdio};
 
 use super::{PluginCall, PluginError, PluginRunner};
+use crate::cni::error::PRINTED_BYTES;
 use crate::cni::CniError;
 
 /// Execs plugins; with `chroot`, inside that root (the daemon's
@@ -82,17 +83,20 @@ impl PluginRunner for NativeRunner<'_> {
         if out.status.success() {
             return Ok(out.stdout);
         }
+        // A plugin may echo a config value whole, and its error is logged
+        // (per plugin, on every DEL of a rollback) before it is printed.
+        let cut = |s: String| multus_host_functions::text::clip(s, PRINTED_BYTES);
         if let Ok(err) = serde_json::from_slice::<CniErrorWire>(&out.stdout) {
             return Err(PluginError::Cni(CniError {
                 code: err.code,
-                msg: err.msg,
-                details: err.details,
+                msg: cut(err.msg),
+                details: cut(err.details),
             }));
         }
         Err(PluginError::Failed {
             plugin,
             status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            stderr: cut(String::from_utf8_lossy(&out.stderr).trim().to_string()),
         })
     }
 }

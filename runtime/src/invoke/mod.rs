@@ -20,7 +20,7 @@ use serde_json::Map;
 
 use crate::cache::{self, CacheFile, CachedDelegate};
 use crate::cni::result::CniResult;
-use crate::cni::{CniEnv, CniError, Command};
+use crate::cni::{CniEnv, CniError, Code, Command};
 use crate::config::kube::DEFAULT_NETWORK_ANNOTATION;
 use crate::config::{resolve::resolve, ClusterNetwork, MultusConf, NetworkConfig};
 use crate::delegate::chain::{ChainError, Target};
@@ -30,6 +30,13 @@ use crate::k8s::devices::{self, Allocator};
 use crate::k8s::selection::NetworkSelection;
 use crate::k8s::{self, nad, Named, PodContext};
 use crate::{default_route, naming};
+
+/// The most plugins one pod's networks may chain in all, on ADD: a pod
+/// selects at most 256 networks and a NAD chains at most 64, together
+/// 16,384 plugin runs per ADD (and as many undone by its rollback, on
+/// every retry of the sandbox); far above any real pod's. DEL runs what
+/// the cache holds, unbounded.
+const MAX_POD_PLUGINS: usize = 256;
 
 /// One CNI invocation of multus.
 pub struct Invocation<'a> {
@@ -169,6 +176,17 @@ impl<'a> Invocation<'a> {
                 let n = c.nad(conf, &sel.namespace, &sel.name, "network selection")?;
                 named.push((n, Some(sel)));
             }
+        }
+        let plugins: usize = named.iter().map(|(n, _)| n.net.plugins.len()).sum();
+        if self.env.command == Command::Add && plugins > MAX_POD_PLUGINS {
+            return Err(CniError::new(
+                Code::InvalidConfig,
+                format!(
+                    "pod {}: its {} networks chain {plugins} plugins, at most {MAX_POD_PLUGINS}",
+                    self.pod(),
+                    named.len()
+                ),
+            ));
         }
         default_route::validate(
             &named

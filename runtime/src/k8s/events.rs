@@ -78,7 +78,9 @@ pub fn record(
 
 /// Upstream's `AddedInterface` text: `Add eth0 [10.1.0.5/24] from cbr0`.
 pub fn added_interface(ifname: &str, ips: &[String], network: &str) -> String {
-    format!("Add {ifname} [{}] from {network}", ips.join(" "))
+    // A native result may carry any number of addresses.
+    let ips = multus_host_functions::text::clip(ips.join(" "), 512);
+    format!("Add {ifname} [{ips}] from {network}")
 }
 
 #[cfg(test)]

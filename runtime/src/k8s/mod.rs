@@ -212,6 +212,10 @@ impl PodContext {
                 })?,
             );
         }
+        // Each value is bounded alone; a conf may name several keys.
+        selection::counted(out.len()).map_err(|e| {
+            CniError::new(Code::InvalidConfig, format!("pod {}: {e}", self.pod_ref))
+        })?;
         mapper::run(
             &conf.wasm,
             &conf.kube.annotation_mappers,

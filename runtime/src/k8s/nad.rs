@@ -40,9 +40,9 @@ pub fn network(
     {
         o.insert("name".into(), name.into());
         let bytes = serde_json::to_vec(&v).expect("JSON values serialize");
-        return NetworkConfig::from_bytes(&bytes, &origin);
+        return NetworkConfig::from_input(&bytes, &origin);
     }
-    NetworkConfig::from_bytes(config.as_bytes(), &origin)
+    NetworkConfig::from_input(config.as_bytes(), &origin)
 }
 
 /// The admin's `nadPluginTypes` for a NAD outside `systemNamespaces`:

@@ -92,7 +92,7 @@ pub struct SelectionError(pub String);
 /// attach, cache and log thousands (upstream has no bound).
 pub const MAX_SELECTIONS: usize = 256;
 
-fn counted(n: usize) -> Result<(), SelectionError> {
+pub fn counted(n: usize) -> Result<(), SelectionError> {
     if n > MAX_SELECTIONS {
         return Err(SelectionError(format!(
             "{n} networks selected, at most {MAX_SELECTIONS}"

@@ -43,10 +43,12 @@ impl<K: Eq + Hash + Clone, V: Clone> Flights<K, V> {
     /// answer `shared` refuses (one that says more about the leader's call
     /// than about the object: its own deadline spent) is not taken: the
     /// waiter asks again, leading a new flight or joining one, within
-    /// what is left of its wait.
+    /// what is left of its wait. `what` names the request in the debug
+    /// event a join emits (what the daemon's metrics count).
     pub fn join(
         &self,
         key: K,
+        what: &str,
         wait: Duration,
         shared: impl Fn(&V) -> bool,
         mut ask: impl FnMut() -> V,
@@ -78,8 +80,7 @@ impl<K: Eq + Hash + Clone, V: Clone> Flights<K, V> {
                 };
                 return Ok(landing.fly(ask));
             }
-            // What the daemon's metrics count: requests not sent.
-            tracing::debug!("joined a request in flight");
+            tracing::debug!(kind = what, "joined a request in flight");
             let mut answer = lock(&flight.answer);
             loop {
                 match &*answer {
@@ -161,14 +162,14 @@ mod tests {
         };
         std::thread::scope(|s| {
             let leader = s.spawn(|| {
-                flights.join("nsp", Duration::from_secs(5), all, || {
+                flights.join("nsp", "nsp", Duration::from_secs(5), all, || {
                     started.wait();
                     ask()
                 })
             });
             started.wait();
             let waiters: Vec<_> = (0..8)
-                .map(|_| s.spawn(|| flights.join("nsp", Duration::from_secs(5), all, ask)))
+                .map(|_| s.spawn(|| flights.join("nsp", "nsp", Duration::from_secs(5), all, ask)))
                 .collect();
             assert_eq!(leader.join().unwrap(), Ok(7));
             for w in waiters {
@@ -180,11 +181,14 @@ mod tests {
             1,
             "one request for nine calls"
         );
-        assert_eq!(flights.join("nsp", Duration::from_secs(1), all, ask), Ok(7));
+        assert_eq!(
+            flights.join("nsp", "nsp", Duration::from_secs(1), all, ask),
+            Ok(7)
+        );
         assert_eq!(asked.load(Ordering::SeqCst), 2, "a later call asks again");
         // Another key is another request.
         assert_eq!(
-            flights.join("other", Duration::from_secs(1), all, || 9),
+            flights.join("other", "other", Duration::from_secs(1), all, || 9),
             Ok(9)
         );
     }
@@ -197,7 +201,7 @@ mod tests {
         let started = Barrier::new(2);
         std::thread::scope(|s| {
             let leader = s.spawn(|| {
-                flights.join("k", Duration::from_secs(5), all, || {
+                flights.join("k", "k", Duration::from_secs(5), all, || {
                     started.wait();
                     std::thread::sleep(Duration::from_millis(300));
                     1
@@ -205,21 +209,24 @@ mod tests {
             });
             started.wait();
             assert_eq!(
-                flights.join("k", Duration::from_millis(20), all, || 2),
+                flights.join("k", "k", Duration::from_millis(20), all, || 2),
                 Err(Late)
             );
             assert_eq!(leader.join().unwrap(), Ok(1));
         });
         std::thread::scope(|s| {
             let leader = s.spawn(|| {
-                flights.join("k", Duration::from_secs(5), all, || -> u32 {
+                flights.join("k", "k", Duration::from_secs(5), all, || -> u32 {
                     started.wait();
                     std::thread::sleep(Duration::from_millis(100));
                     panic!("the leader's request panicked")
                 })
             });
             started.wait();
-            assert_eq!(flights.join("k", Duration::from_secs(5), all, || 3), Ok(3));
+            assert_eq!(
+                flights.join("k", "k", Duration::from_secs(5), all, || 3),
+                Ok(3)
+            );
             assert!(leader.join().is_err());
         });
         assert!(lock(&flights.flying).is_empty());
@@ -234,7 +241,7 @@ mod tests {
         let shared = |v: &Result<u32, &str>| *v != Err("leader's deadline");
         std::thread::scope(|s| {
             let leader = s.spawn(|| {
-                flights.join("k", Duration::from_secs(5), shared, || {
+                flights.join("k", "k", Duration::from_secs(5), shared, || {
                     started.wait();
                     std::thread::sleep(Duration::from_millis(100));
                     Err("leader's deadline")
@@ -242,7 +249,7 @@ mod tests {
             });
             started.wait();
             assert_eq!(
-                flights.join("k", Duration::from_secs(5), shared, || Ok(4)),
+                flights.join("k", "k", Duration::from_secs(5), shared, || Ok(4)),
                 Ok(Ok(4))
             );
             assert_eq!(leader.join().unwrap(), Ok(Err("leader's deadline")));
