@@ -669,8 +669,9 @@ fn module_cluster_calls_share_a_connection() {
 /// A node's pods started together read their NodeSlicePool (56 KiB at
 /// 1024 slices) from the watch cache once: the daemon answers identical
 /// `get-cached` reads in flight with one request. The read is held until
-/// the other two ADDs joined it (or 20 s passed), so the ADDs overlap it
-/// however slow the machine; each read alone, three were sent.
+/// it arrived and the other two ADDs joined it (or 20 s passed), so the
+/// ADDs overlap it however slow the machine; each read alone, three were
+/// sent.
 #[test]
 fn a_nodes_pods_read_their_slices_once() {
     let node = Node::new();
@@ -736,7 +737,9 @@ fn a_nodes_pods_read_their_slices_once() {
             }
             if cmd == "ADD" {
                 let until = Instant::now() + Duration::from_secs(20);
-                while joined() < 2.0 && Instant::now() < until {
+                // The leader's read is in flight (others may join it)
+                // before its client sent it: both, then the release.
+                while (api.held() < 1 || joined() < 2.0) && Instant::now() < until {
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 api.release();

@@ -58,8 +58,10 @@ struct State {
     resets: Vec<(Method, String, u32)>,
     /// Requests answered late, after they took effect (`answer_late`).
     late: Vec<(Method, String, Duration, u32)>,
-    /// Path substrings whose requests wait unanswered until `release`.
+    /// Path substrings whose requests wait unanswered until `release`,
+    /// and how many requests have been held so far.
     holds: Vec<String>,
+    held: u64,
     releases: tokio::sync::watch::Sender<u64>,
     /// Down: every new connection is closed at once, as a stopped server's
     /// would be refused (`set_down`); the state survives for when it is up.
@@ -251,6 +253,7 @@ impl FakeKubeApi {
             resets: Vec::new(),
             late: Vec::new(),
             holds: Vec::new(),
+            held: 0,
             releases: tokio::sync::watch::Sender::new(0),
             cache_lag: custom::Objects::new(),
             lagging: Vec::new(),
@@ -553,6 +556,12 @@ impl FakeKubeApi {
     /// where a fixed delay races them.
     pub fn hold(&self, path_part: &str) {
         self.state.lock().unwrap().holds.push(path_part.into());
+    }
+
+    /// How many requests `hold` has held so far: one arrived, where its
+    /// client may have been slow to send it.
+    pub fn held(&self) -> u64 {
+        self.state.lock().unwrap().held
     }
 
     /// Answers every held request, and holds no more.
@@ -903,6 +912,7 @@ async fn serve(
         st.fired += u64::from(d.is_some());
         let held = st.holds.iter().any(|p| path.contains(p.as_str()));
         st.fired += u64::from(held);
+        st.held += u64::from(held);
         (d, held.then(|| st.releases.subscribe()))
     };
     if let Some(mut released) = held {
