@@ -1,10 +1,11 @@
 //! Prometheus metrics on `metricsPort` (text format): requests by command
 //! and result code with latency, delegate plugin calls, wasm phases, API
-//! requests (and module reads that joined one in flight), requests in flight and waiting, requests past their deadline
-//! (answered, and still running), watch events and cache sizes. Plugin,
-//! wasm and API figures come from the debug events the shared code already emits (`plugin call`,
-//! `wasm call`, `API request`), read by a tracing layer, so the CNI code
-//! path carries no metrics code.
+//! requests (and module reads that joined one in flight), requests in
+//! flight and waiting, requests past their deadline (answered, and still
+//! running), watch events and cache sizes. Plugin, wasm and API figures
+//! come from the debug events the shared code already emits (`plugin
+//! call`, `wasm call`, `API request`, `joined a request in flight`), read
+//! by a tracing layer, so the CNI code path carries no metrics code.
 
 use std::sync::atomic::AtomicI64;
 use std::sync::Mutex;
@@ -69,7 +70,7 @@ pub struct Metrics {
     pub wasm_seconds: Family<PhaseLabels, Histogram, fn() -> Histogram>,
     pub api_requests: Family<ApiLabels, Counter>,
     pub api_seconds: Family<ApiLabels, Histogram, fn() -> Histogram>,
-    pub api_joined: Family<CacheLabels, Counter>,
+    pub api_joined: Counter,
     pub in_flight: Gauge<i64, AtomicI64>,
     pub waiting: Gauge<i64, AtomicI64>,
     pub timed_out: Family<CommandLabels, Counter>,
@@ -89,7 +90,7 @@ impl Default for Metrics {
             wasm_seconds: Family::new_with_constructor(seconds),
             api_requests: Family::default(),
             api_seconds: Family::new_with_constructor(seconds),
-            api_joined: Family::default(),
+            api_joined: Counter::default(),
             in_flight: Gauge::default(),
             waiting: Gauge::default(),
             timed_out: Family::default(),
@@ -131,7 +132,7 @@ impl Default for Metrics {
         );
         r.register(
             "api_requests_joined",
-            "module reads of the watch cache answered by an identical read in flight, not sent, by kind (plural)",
+            "module reads of the watch cache answered by an identical read in flight, not sent",
             m.api_joined.clone(),
         );
         r.register(
@@ -199,7 +200,6 @@ struct Fields {
     command: String,
     module: String,
     call: String,
-    kind: String,
     duration_us: Option<u64>,
     duration_ms: Option<f64>,
     load_us: Option<u64>,
@@ -223,7 +223,6 @@ impl Visit for Fields {
             "plugin" => self.plugin = value.to_string(),
             "module" => self.module = value.to_string(),
             "call" => self.call = value.to_string(),
-            "kind" => self.kind = value.to_string(),
             "command" => self.command = value.to_string(),
             "duration_ms" => self.duration_ms = value.parse().ok(),
             _ => {}
@@ -291,9 +290,7 @@ impl<S: tracing::Subscriber> Layer<S> for MetricsLayer {
                 }
             }
             "joined a request in flight" => {
-                m.api_joined
-                    .get_or_create(&CacheLabels { kind: f.kind })
-                    .inc();
+                m.api_joined.inc();
             }
             _ => {}
         }

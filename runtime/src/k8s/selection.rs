@@ -619,7 +619,5 @@ mod tests {
             MAX_SELECTIONS
         );
         assert!(err(&listed(MAX_SELECTIONS + 1)).contains("257 networks"));
-        let e = err(&format!("{big},b"));
-        assert!(e.len() < 512 && e.contains("AAAA"), "{}", e.len());
     }
 }

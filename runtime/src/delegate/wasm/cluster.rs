@@ -474,7 +474,7 @@ impl ClusterBackend for KubeCluster {
             |r: &Result<String, ClusterError>| !matches!(r, Err(ClusterError::Unavailable(_)));
         shared
             .cached_reads
-            .join(key, &kind.plural, wait, about_the_object, read)
+            .join(key, wait, about_the_object, read)
             .unwrap_or_else(|Late| {
                 Err(ClusterError::Unavailable(format!(
                     "no answer within {} ms (joined an identical read in flight)",

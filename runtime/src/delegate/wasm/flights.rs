@@ -43,12 +43,10 @@ impl<K: Eq + Hash + Clone, V: Clone> Flights<K, V> {
     /// answer `shared` refuses (one that says more about the leader's call
     /// than about the object: its own deadline spent) is not taken: the
     /// waiter asks again, leading a new flight or joining one, within
-    /// what is left of its wait. `what` names the request in the debug
-    /// event a join emits (what the daemon's metrics count).
+    /// what is left of its wait.
     pub fn join(
         &self,
         key: K,
-        what: &str,
         wait: Duration,
         shared: impl Fn(&V) -> bool,
         mut ask: impl FnMut() -> V,
@@ -80,7 +78,8 @@ impl<K: Eq + Hash + Clone, V: Clone> Flights<K, V> {
                 };
                 return Ok(landing.fly(ask));
             }
-            tracing::debug!(kind = what, "joined a request in flight");
+            // What the daemon's metrics count: requests not sent.
+            tracing::debug!("joined a request in flight");
             let mut answer = lock(&flight.answer);
             loop {
                 match &*answer {
@@ -162,14 +161,14 @@ mod tests {
         };
         std::thread::scope(|s| {
             let leader = s.spawn(|| {
-                flights.join("nsp", "nsp", Duration::from_secs(5), all, || {
+                flights.join("nsp", Duration::from_secs(5), all, || {
                     started.wait();
                     ask()
                 })
             });
             started.wait();
             let waiters: Vec<_> = (0..8)
-                .map(|_| s.spawn(|| flights.join("nsp", "nsp", Duration::from_secs(5), all, ask)))
+                .map(|_| s.spawn(|| flights.join("nsp", Duration::from_secs(5), all, ask)))
                 .collect();
             assert_eq!(leader.join().unwrap(), Ok(7));
             for w in waiters {
@@ -181,14 +180,11 @@ mod tests {
             1,
             "one request for nine calls"
         );
-        assert_eq!(
-            flights.join("nsp", "nsp", Duration::from_secs(1), all, ask),
-            Ok(7)
-        );
+        assert_eq!(flights.join("nsp", Duration::from_secs(1), all, ask), Ok(7));
         assert_eq!(asked.load(Ordering::SeqCst), 2, "a later call asks again");
         // Another key is another request.
         assert_eq!(
-            flights.join("other", "other", Duration::from_secs(1), all, || 9),
+            flights.join("other", Duration::from_secs(1), all, || 9),
             Ok(9)
         );
     }
@@ -201,7 +197,7 @@ mod tests {
         let started = Barrier::new(2);
         std::thread::scope(|s| {
             let leader = s.spawn(|| {
-                flights.join("k", "k", Duration::from_secs(5), all, || {
+                flights.join("k", Duration::from_secs(5), all, || {
                     started.wait();
                     std::thread::sleep(Duration::from_millis(300));
                     1
@@ -209,24 +205,21 @@ mod tests {
             });
             started.wait();
             assert_eq!(
-                flights.join("k", "k", Duration::from_millis(20), all, || 2),
+                flights.join("k", Duration::from_millis(20), all, || 2),
                 Err(Late)
             );
             assert_eq!(leader.join().unwrap(), Ok(1));
         });
         std::thread::scope(|s| {
             let leader = s.spawn(|| {
-                flights.join("k", "k", Duration::from_secs(5), all, || -> u32 {
+                flights.join("k", Duration::from_secs(5), all, || -> u32 {
                     started.wait();
                     std::thread::sleep(Duration::from_millis(100));
                     panic!("the leader's request panicked")
                 })
             });
             started.wait();
-            assert_eq!(
-                flights.join("k", "k", Duration::from_secs(5), all, || 3),
-                Ok(3)
-            );
+            assert_eq!(flights.join("k", Duration::from_secs(5), all, || 3), Ok(3));
             assert!(leader.join().is_err());
         });
         assert!(lock(&flights.flying).is_empty());
@@ -241,7 +234,7 @@ mod tests {
         let shared = |v: &Result<u32, &str>| *v != Err("leader's deadline");
         std::thread::scope(|s| {
             let leader = s.spawn(|| {
-                flights.join("k", "k", Duration::from_secs(5), shared, || {
+                flights.join("k", Duration::from_secs(5), shared, || {
                     started.wait();
                     std::thread::sleep(Duration::from_millis(100));
                     Err("leader's deadline")
@@ -249,7 +242,7 @@ mod tests {
             });
             started.wait();
             assert_eq!(
-                flights.join("k", "k", Duration::from_secs(5), shared, || Ok(4)),
+                flights.join("k", Duration::from_secs(5), shared, || Ok(4)),
                 Ok(Ok(4))
             );
             assert_eq!(leader.join().unwrap(), Ok(Err("leader's deadline")));
